@@ -1,1 +1,84 @@
-﻿Console.WriteLine("Hello, World!");
+using System.CommandLine;
+using System.Text.Json;
+using ComputeGrid.Cli;
+using ComputeGrid.Cli.Bench;
+using ComputeGrid.Ledger;
+using ComputeGrid.Ledger.Audit;
+using ComputeGrid.Server;
+using Microsoft.AspNetCore.Builder;
+
+// The `computegrid` command. Conventions: a bad command line or bad input exits with code 2 and one line on
+// stderr; a check that runs and finds a problem (a proof that does not verify) exits with 1.
+
+var urls = new Option<string>("--urls") { Description = "Where to listen, semicolon-separated (as ASP.NET's --urls).", DefaultValueFactory = _ => "http://127.0.0.1:5080" };
+var dataDir = new Option<string>("--data-dir") { Description = "Data folder (ledger log, snapshots).", DefaultValueFactory = _ => CliDefaults.DataDirectory };
+var serve = new Command("serve", "Run the ComputeGrid server: ledger and HTTP API.") { urls, dataDir };
+serve.SetAction(async (pr, ct) =>
+{
+    var options = new ServerOptions { Urls = pr.GetValue(urls)!, DataDirectory = Path.GetFullPath(pr.GetValue(dataDir)!) };
+    var app = ServerHost.Build(options);
+    Console.Out.WriteLine($"computegrid serving on {options.Urls} with data in {options.DataDirectory}");
+    await app.RunAsync();
+    return 0;
+});
+
+var component = new Argument<string>("component") { Description = "What to measure: ledger." };
+component.AcceptOnlyFromAmong("ledger");
+var quick = new Option<bool>("--quick") { Description = "A shorter run (under 30 seconds)." };
+var workDir = new Option<string?>("--work-dir") { Description = "Folder for the benchmark's files (default: a temporary folder)." };
+var bench = new Command("bench", "Run a benchmark; the last line printed is one JSON object.") { component, quick, workDir };
+bench.SetAction(async (pr, ct) => pr.GetValue(component) switch
+{
+    "ledger" => await LedgerBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, ct),
+    var c => CliDefaults.Fail($"unknown benchmark '{c}'"),
+});
+
+var proofFile = new Option<FileInfo?>("--proof") { Description = "A balance proof (JSON) from GET /api/ledger/accounts/{id}/proof." };
+var root = new Option<string?>("--root") { Description = "The published checkpoint root (hex) to check the proof against." };
+var verifyDir = new Option<string?>("--ledger-dir") { Description = "Verify a ledger folder offline: the log's hash chain and a full replay." };
+var verify = new Command("verify", "Check a balance proof against a checkpoint root, or a ledger folder's hash chain.") { proofFile, root, verifyDir };
+verify.SetAction(pr =>
+{
+    var file = pr.GetValue(proofFile);
+    var dir = pr.GetValue(verifyDir);
+    if (file is not null) return VerifyProof(file, pr.GetValue(root));
+    if (dir is not null) return VerifyLedger(dir);
+    return CliDefaults.Fail("verify needs --proof FILE --root HEX, or --ledger-dir DIR");
+});
+
+var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, verify };
+var parsed = rootCommand.Parse(args);
+if (parsed.Errors.Count > 0) return CliDefaults.Fail(parsed.Errors[0].Message);
+try
+{
+    return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false });
+}
+catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException)
+{
+    return CliDefaults.Fail(e.Message);
+}
+
+static int VerifyProof(FileInfo file, string? rootHex)
+{
+    if (string.IsNullOrWhiteSpace(rootHex)) return CliDefaults.Fail("--root HEX is required with --proof");
+    if (rootHex.Trim().Length != 64 || !rootHex.Trim().All(Uri.IsHexDigit)) return CliDefaults.Fail("--root must be 64 hex digits");
+    if (!file.Exists) return CliDefaults.Fail($"no such proof file: {file.FullName}");
+    BalanceProof? proof;
+    try { proof = JsonSerializer.Deserialize<BalanceProof>(File.ReadAllText(file.FullName), BalanceProof.Json); }
+    catch (JsonException e) { return CliDefaults.Fail($"{file.Name} is not a balance proof: {e.Message.Split(". ")[0]}"); }
+    if (proof is null) return CliDefaults.Fail($"{file.Name} is empty");
+    var (ok, message) = proof.Verify(rootHex);
+    if (ok) { Console.Out.WriteLine(message); return 0; }
+    Console.Error.WriteLine("proof does not verify: " + message);
+    return 1;
+}
+
+static int VerifyLedger(string dir)
+{
+    string ledgerDir = File.Exists(Path.Combine(dir, "ledger.log")) ? dir : Path.Combine(dir, "ledger");
+    if (!File.Exists(Path.Combine(ledgerDir, "ledger.log"))) return CliDefaults.Fail($"no ledger log in {dir}");
+    var v = LedgerEngine.VerifyDirectory(ledgerDir);
+    Console.Out.WriteLine($"ok: {v.Records} records, last op {v.LastOp}, chain head {v.Head}, state {Convert.ToHexStringLower(v.StateHash)}"
+        + (v.TrailingBytes > 0 ? $"; {v.TrailingBytes} trailing bytes past the last valid record (a torn tail, truncated at the next start)" : ""));
+    return 0;
+}

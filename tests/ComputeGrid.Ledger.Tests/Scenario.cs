@@ -114,3 +114,9 @@ public static class Scenario
     /// <summary>A whole scenario: 1..40 batches after the opening accounts.</summary>
     public static readonly Gen<GeneratedBatch[]> Batches = Batch.Array[1, 40];
 }
+
+/// <summary>Fixed scenarios drawn from the generator with a given seed (for non-property tests).</summary>
+public static class FixedScenario
+{
+    public static GeneratedBatch[] Of(int batches, uint seed) => Scenario.Batch.Array[batches].Generate(new PCG(seed, seed * 7919UL + 1), null, out _);
+}

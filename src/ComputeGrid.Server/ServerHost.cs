@@ -1,0 +1,112 @@
+using ComputeGrid.Ledger;
+using ComputeGrid.Server.Ledger;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace ComputeGrid.Server;
+
+/// <summary>Settings of <c>computegrid serve</c>.</summary>
+public sealed record ServerOptions
+{
+    /// <summary>Where to listen, as ASP.NET's <c>--urls</c> (semicolon-separated).</summary>
+    public string Urls { get; init; } = "http://127.0.0.1:5080";
+
+    /// <summary>The data folder: ledger log and snapshots.</summary>
+    public required string DataDirectory { get; init; }
+
+    /// <summary>How often a balance checkpoint (Merkle sum root) is taken when the ledger changed.</summary>
+    public TimeSpan CheckpointInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The clock of every component (a simulation passes a fake one).</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+}
+
+/// <summary>
+/// The composition root of the server: opens the ledger (recovering it from its folder) before listening,
+/// maps each component's endpoints, and on SIGTERM or Ctrl-C stops Kestrel first, then flushes the ledger
+/// and writes a snapshot.
+/// </summary>
+public static class ServerHost
+{
+    public static WebApplication Build(ServerOptions options)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        builder.WebHost.UseUrls(options.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = LedgerEndpoints.RequestBytesMax);
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
+        builder.Services.AddProblemDetails();
+        builder.Services.ConfigureHttpJsonOptions(o =>
+        {
+            foreach (var c in ApiJson.Options.Converters) o.SerializerOptions.Converters.Add(c);
+        });
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(options.Time);
+
+        var ledger = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = Path.Combine(options.DataDirectory, "ledger") }, options.Time);
+        builder.Services.AddSingleton(ledger);
+        builder.Services.AddHostedService<LedgerLifetime>();
+
+        var app = builder.Build();
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ComputeGrid.Server");
+        var r = ledger.Recovery;
+        log.LogInformation("Ledger recovered from {Dir}: snapshot {Snap} (op {SnapOp}), {Records} records replayed, last op {LastOp}, {Truncated} torn bytes truncated{Reason} in {Ms} ms",
+            options.DataDirectory, r.SnapshotLoaded ? "loaded" : "none", r.SnapshotOp, r.RecordsReplayed, r.LastOp, r.TruncatedBytes,
+            r.StopReason is null ? "" : $" ({r.StopReason})", (int)r.Elapsed.TotalMilliseconds);
+
+        app.UseExceptionHandler(new ExceptionHandlerOptions
+        {
+            StatusCodeSelector = e => e switch
+            {
+                LedgerFaultedException => StatusCodes.Status503ServiceUnavailable,
+                BadHttpRequestException b => b.StatusCode,
+                OperationCanceledException => StatusCodes.Status499ClientClosedRequest,
+                _ => StatusCodes.Status500InternalServerError,
+            },
+        });
+        app.UseStatusCodePages();
+
+        app.MapGet("/healthz", (LedgerEngine l) => l.Fault is null ? Results.Ok(new { status = "ok" }) : Problems.Unavailable(l.Fault.Message));
+        app.MapLedger();
+        return app;
+    }
+}
+
+/// <summary>Takes periodic checkpoints and, on shutdown, flushes the ledger and writes its snapshot.</summary>
+internal sealed class LedgerLifetime(LedgerEngine ledger, ServerOptions options, ILogger<LedgerLifetime> log) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        ulong last = ulong.MaxValue;
+        using var timer = new PeriodicTimer(options.CheckpointInterval, options.Time);
+        try
+        {
+            do
+            {
+                var op = ledger.Stats.CommittedOp;
+                if (op == last) continue;
+                var cp = await ledger.CheckpointAsync(stoppingToken);
+                last = op;
+                log.LogInformation("Checkpoint at op {Op}: root {Root}", cp.Op, cp.Root);
+            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        var stats = ledger.Stats;
+        await ledger.DisposeAsync();
+        log.LogInformation("Ledger flushed and closed at op {Op} ({Transfers} transfers); snapshot written", stats.CommittedOp, stats.Transfers);
+    }
+}
