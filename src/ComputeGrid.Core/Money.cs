@@ -73,8 +73,9 @@ public readonly record struct Money(long Units, Asset Asset)
         {
             long whole = wholePart.Length == 0 ? 0 : long.Parse(wholePart, CultureInfo.InvariantCulture);
             long frac = fracPart.Length == 0 ? 0 : long.Parse(fracPart.PadRight(asset.Decimals, '0'), CultureInfo.InvariantCulture);
-            long units = checked(whole * asset.UnitsPerMajor + frac);
-            money = new Money(negative ? -units : units, asset);
+            // Negative amounts are built negative so that long.MinValue round-trips.
+            long units = negative ? checked(-(whole * asset.UnitsPerMajor) - frac) : checked(whole * asset.UnitsPerMajor + frac);
+            money = new Money(units, asset);
             return true;
         }
         catch (OverflowException)

@@ -41,6 +41,22 @@ public static class LedgerEndpoints
             return Results.Ok(Summarize(results.Select((r, i) => new EventResult(i, events[i].Id, r.ToString(), (uint)r)).ToArray(), 0u));
         });
 
+        g.MapPost("/accounts/lookup", async (HttpContext http, LedgerEngine ledger) =>
+        {
+            var (ids, problem) = await ReadBatchAsync<UInt128>(http);
+            if (problem is not null) return problem;
+            var found = await ledger.LookupAccountsAsync(ids!, http.RequestAborted);
+            return Results.Ok(found.Select(a => AccountView.From(a)).ToArray());
+        });
+
+        g.MapPost("/transfers/lookup", async (HttpContext http, LedgerEngine ledger) =>
+        {
+            var (ids, problem) = await ReadBatchAsync<UInt128>(http);
+            if (problem is not null) return problem;
+            var found = await ledger.LookupTransfersAsync(ids!, http.RequestAborted);
+            return Results.Ok(found.Select(x => TransferView.From(x.Transfer, x.Status)).ToArray());
+        });
+
         g.MapGet("/accounts/{id}", async (string id, LedgerEngine ledger, CancellationToken ct) =>
         {
             if (!Ids.TryParse(id, out var accountId)) return BadId(id);

@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ComputeGrid.Ledger;
+
+namespace ComputeGrid.Cli.Tests;
+
+/// <summary>The `computegrid` executable as a user runs it: exit codes, stderr lines, benchmark output.</summary>
+public sealed class CliTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "cg-cli-" + Guid.NewGuid().ToString("N"));
+
+    public CliTests() => Directory.CreateDirectory(_dir);
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "computegrid.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        await p.WaitForExitAsync(cts.Token);
+        return (p.ExitCode, await stdout, await stderr);
+    }
+
+    private static void AssertOneLineError((int Code, string Out, string Err) r)
+    {
+        Assert.Equal(2, r.Code);
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("error: ", lines[0]);
+    }
+
+    [Theory]
+    [InlineData("frobnicate")]
+    [InlineData("verify")]
+    [InlineData("verify", "--proof", "/nonexistent/proof.json", "--root", "00000000000000000000000000000000000000000000000000000000000000aa")]
+    [InlineData("verify", "--proof", "/nonexistent/proof.json", "--root", "xyz")]
+    [InlineData("verify", "--ledger-dir", "/nonexistent/ledger")]
+    [InlineData("bench", "nothing")]
+    [InlineData("serve", "--urls")]
+    public async Task Bad_usage_exits_2_with_one_line_on_stderr(params string[] args) => AssertOneLineError(await RunAsync(args));
+
+    [Fact]
+    public async Task Verify_accepts_a_good_proof_and_rejects_a_wrong_root_or_a_tampered_file()
+    {
+        string ledgerDir = Path.Combine(_dir, "ledger");
+        string root, proofPath = Path.Combine(_dir, "proof.json");
+        await using (var engine = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = ledgerDir }))
+        {
+            await engine.CreateAccountsAsync(new[] { new Account { Id = 1, Asset = 1, Code = 1 }, new Account { Id = 2, Asset = 1, Code = 1 }, new Account { Id = 3, Asset = 1, Code = 1 } });
+            await engine.CreateTransfersAsync(new[] { new Transfer { Id = 1, DebitAccountId = 1, CreditAccountId = 2, Amount = 70, Asset = 1, Code = 1 } });
+            var cp = await engine.CheckpointAsync();
+            root = cp.Root;
+            File.WriteAllText(proofPath, JsonSerializer.Serialize(cp.ProofFor(2), ComputeGrid.Ledger.Audit.BalanceProof.Json));
+        }
+        var ok = await RunAsync("verify", "--proof", proofPath, "--root", root);
+        Assert.Equal(0, ok.Code);
+        Assert.Contains("credits_posted=70", ok.Out);
+
+        var wrongRoot = await RunAsync("verify", "--proof", proofPath, "--root", new string('a', 64));
+        Assert.Equal(1, wrongRoot.Code);
+
+        File.WriteAllText(proofPath, File.ReadAllText(proofPath).Replace("\"creditsPosted\": 70", "\"creditsPosted\": 7000"));
+        var tampered = await RunAsync("verify", "--proof", proofPath, "--root", root);
+        Assert.Equal(1, tampered.Code);
+
+        File.WriteAllText(proofPath, "{ not json");
+        AssertOneLineError(await RunAsync("verify", "--proof", proofPath, "--root", root));
+
+        var chain = await RunAsync("verify", "--ledger-dir", ledgerDir);
+        Assert.Equal(0, chain.Code);
+        Assert.StartsWith("ok: 2 records", chain.Out);
+    }
+
+    [Fact]
+    public async Task Serve_refuses_a_data_folder_in_use_with_one_line()
+    {
+        string dataDir = Path.Combine(_dir, "data");
+        await using var engine = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = Path.Combine(dataDir, "ledger") });
+        var r = await RunAsync("serve", "--urls", "http://127.0.0.1:0", "--data-dir", dataDir);
+        AssertOneLineError(r);
+        Assert.Contains("in use", r.Err);
+    }
+
+    [Fact]
+    public async Task Bench_ledger_quick_ends_with_one_json_object()
+    {
+        var r = await RunAsync("bench", "ledger", "--quick", "--work-dir", _dir);
+        Assert.True(r.Code == 0, r.Err);
+        string last = r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
+        using var doc = JsonDocument.Parse(last);
+        Assert.Equal("ledger", doc.RootElement.GetProperty("bench").GetString());
+        var m = doc.RootElement.GetProperty("metrics");
+        foreach (var key in new[] { "inmem_transfers_per_s", "durable_transfers_per_s", "durable_batch_p99_ms", "sqlite_transfers_per_s", "durable_vs_sqlite" })
+            Assert.True(m.GetProperty(key).GetDouble() > 0, key);
+    }
+}

@@ -1,0 +1,78 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Text.Json;
+using ComputeGrid.Server;
+using Microsoft.AspNetCore.Builder;
+
+namespace ComputeGrid.Server.Tests;
+
+/// <summary>Helpers shared by the server tests: free ports, an in-process server, and the child-process server.</summary>
+public static class TestServer
+{
+    public static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    public static string TempDir(string name)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"cg-{name}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    /// <summary>A real Kestrel server on a loopback port, in this process.</summary>
+    public static async Task<(WebApplication App, HttpClient Client)> StartInProcessAsync(string dataDir)
+    {
+        int port = FreePort();
+        var app = ServerHost.Build(new ServerOptions { Urls = $"http://127.0.0.1:{port}", DataDirectory = dataDir });
+        await app.StartAsync();
+        var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        return (app, client);
+    }
+
+    /// <summary>Starts <c>computegrid serve</c> as a child process and waits until it answers /healthz.</summary>
+    public static async Task<Process> StartChildAsync(string dataDir, int port)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "computegrid.dll");
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[] { dll, "serve", "--urls", $"http://127.0.0.1:{port}", "--data-dir", dataDir }) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, _) => { };
+        p.ErrorDataReceived += (_, _) => { };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        using var probe = new HttpClient { Timeout = TimeSpan.FromSeconds(1) };
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (p.HasExited) throw new InvalidOperationException($"computegrid serve exited with {p.ExitCode} during start.");
+            try
+            {
+                var r = await probe.GetAsync($"http://127.0.0.1:{port}/healthz");
+                if (r.IsSuccessStatusCode) return p;
+            }
+            catch (HttpRequestException) { }
+            catch (TaskCanceledException) { }
+            await Task.Delay(50);
+        }
+        p.Kill(entireProcessTree: true);
+        throw new TimeoutException("computegrid serve did not start in 60 s.");
+    }
+
+    public static async Task<JsonElement> PostJsonAsync(this HttpClient client, string path, object body)
+    {
+        var r = await client.PostAsJsonAsync(path, body);
+        r.EnsureSuccessStatusCode();
+        return await r.Content.ReadFromJsonAsync<JsonElement>();
+    }
+}
