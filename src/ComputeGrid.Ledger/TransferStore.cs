@@ -1,22 +1,33 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace ComputeGrid.Ledger;
 
+/// <summary>What the ledger keeps beside each stored transfer: its pending status and history links.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 4)]
+internal struct TransferMeta
+{
+    /// <summary>The previous transfer of the debit account (its history chain), or -1.</summary>
+    public int PrevDebit;
+    /// <summary>The previous transfer of the credit account, or -1.</summary>
+    public int PrevCredit;
+    public PendingStatus Status;
+}
+
 /// <summary>
-/// Append-only storage for transfers in fixed chunks of 65,536, so growth never copies what is stored
-/// and no single array passes the large-object limits. Beside each transfer it keeps its pending status
-/// and the previous transfer of its debit and credit accounts (the per-account history chains).
+/// Append-only storage for transfers in fixed chunks of 65,536 (8 MiB of transfers plus their
+/// <see cref="TransferMeta"/>), in unmanaged huge-page memory: growth never copies what is stored, and
+/// the GC never scans or moves it. Appends are sequential writes, so a chunk's pages fault in 2 MiB at a time.
 /// </summary>
-internal sealed class TransferStore
+internal sealed unsafe class TransferStore : IdSource, IDisposable
 {
     internal const int ChunkShift = 16;
     internal const int ChunkSize = 1 << ChunkShift;
     private const int ChunkMask = ChunkSize - 1;
 
-    private Transfer[][] _transfers = new Transfer[16][];
-    private PendingStatus[][] _status = new PendingStatus[16][];
-    private int[][] _prevDebit = new int[16][];
-    private int[][] _prevCredit = new int[16][];
+    private Transfer*[] _transfers = new Transfer*[16];
+    private TransferMeta*[] _meta = new TransferMeta*[16];
+    private readonly List<NativeBlock> _blocks = new();
     private int _chunks;
 
     public int Count { get; private set; }
@@ -25,15 +36,15 @@ internal sealed class TransferStore
     public ref Transfer At(int index) => ref _transfers[index >> ChunkShift][index & ChunkMask];
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ref PendingStatus StatusAt(int index) => ref _status[index >> ChunkShift][index & ChunkMask];
+    public ref TransferMeta MetaAt(int index) => ref _meta[index >> ChunkShift][index & ChunkMask];
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ref int PrevDebitAt(int index) => ref _prevDebit[index >> ChunkShift][index & ChunkMask];
+    public ref PendingStatus StatusAt(int index) => ref MetaAt(index).Status;
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ref int PrevCreditAt(int index) => ref _prevCredit[index >> ChunkShift][index & ChunkMask];
+    public override UInt128 IdAt(int index) => At(index).Id;
 
     /// <summary>Appends a transfer and returns its index.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int Append(in Transfer t, PendingStatus status, int prevDebit, int prevCredit)
     {
         int index = Count;
@@ -41,11 +52,24 @@ internal sealed class TransferStore
         if (chunk == _chunks) AddChunk();
         int o = index & ChunkMask;
         _transfers[chunk][o] = t;
-        _status[chunk][o] = status;
-        _prevDebit[chunk][o] = prevDebit;
-        _prevCredit[chunk][o] = prevCredit;
+        ref TransferMeta m = ref _meta[chunk][o];
+        m.PrevDebit = prevDebit;
+        m.PrevCredit = prevCredit;
+        m.Status = status;
         Count = index + 1;
         return index;
+    }
+
+    /// <summary>Allocates (and maps) room for <paramref name="capacity"/> transfers now, so appends up to it never fault.</summary>
+    public void Reserve(int capacity)
+    {
+        while ((long)_chunks * ChunkSize < capacity) AddChunk();
+        for (int c = 0; c < _chunks; c++)
+        {
+            nuint n = (nuint)Math.Clamp(capacity - (long)c * ChunkSize, 0, ChunkSize);
+            _blocks[2 * c].Prefault(n * (nuint)sizeof(Transfer));
+            _blocks[2 * c + 1].Prefault(n * (nuint)sizeof(TransferMeta));
+        }
     }
 
     /// <summary>Removes the last transfer (undo of a failed linked chain).</summary>
@@ -53,18 +77,15 @@ internal sealed class TransferStore
     {
         if (Count == 0) throw new InvalidOperationException("TransferStore is empty.");
         Count--;
-        int chunk = Count >> ChunkShift, o = Count & ChunkMask;
-        _transfers[chunk][o] = default;
-        _status[chunk][o] = PendingStatus.None;
-        _prevDebit[chunk][o] = 0;
-        _prevCredit[chunk][o] = 0;
+        At(Count) = default;
+        MetaAt(Count) = default;
     }
 
-    /// <summary>The stored transfers of chunk <paramref name="chunk"/> that are in use, for snapshots.</summary>
-    public ReadOnlySpan<Transfer> ChunkTransfers(int chunk) => _transfers[chunk].AsSpan(0, UsedIn(chunk));
-    public ReadOnlySpan<PendingStatus> ChunkStatus(int chunk) => _status[chunk].AsSpan(0, UsedIn(chunk));
-    public ReadOnlySpan<int> ChunkPrevDebit(int chunk) => _prevDebit[chunk].AsSpan(0, UsedIn(chunk));
-    public ReadOnlySpan<int> ChunkPrevCredit(int chunk) => _prevCredit[chunk].AsSpan(0, UsedIn(chunk));
+    /// <summary>The used transfers of one chunk, for snapshots.</summary>
+    public ReadOnlySpan<Transfer> ChunkTransfers(int chunk) => new(_transfers[chunk], UsedIn(chunk));
+
+    /// <summary>The used metadata of one chunk, for snapshots.</summary>
+    public ReadOnlySpan<TransferMeta> ChunkMeta(int chunk) => new(_meta[chunk], UsedIn(chunk));
 
     /// <summary>Number of chunks holding at least one transfer.</summary>
     public int UsedChunks => (Count + ChunkSize - 1) >> ChunkShift;
@@ -75,15 +96,26 @@ internal sealed class TransferStore
     {
         if (_chunks == _transfers.Length)
         {
-            Array.Resize(ref _transfers, _chunks * 2);
-            Array.Resize(ref _status, _chunks * 2);
-            Array.Resize(ref _prevDebit, _chunks * 2);
-            Array.Resize(ref _prevCredit, _chunks * 2);
+            var transfers = new Transfer*[_chunks * 2];
+            var meta = new TransferMeta*[_chunks * 2];
+            for (int c = 0; c < _chunks; c++) { transfers[c] = _transfers[c]; meta[c] = _meta[c]; }
+            _transfers = transfers;
+            _meta = meta;
         }
-        _transfers[_chunks] = new Transfer[ChunkSize];
-        _status[_chunks] = new PendingStatus[ChunkSize];
-        _prevDebit[_chunks] = new int[ChunkSize];
-        _prevCredit[_chunks] = new int[ChunkSize];
+        var t = new NativeBlock((nuint)ChunkSize * (nuint)sizeof(Transfer));
+        var m = new NativeBlock((nuint)ChunkSize * (nuint)sizeof(TransferMeta));
+        _blocks.Add(t);
+        _blocks.Add(m);
+        _transfers[_chunks] = (Transfer*)t.Pointer;
+        _meta[_chunks] = (TransferMeta*)m.Pointer;
         _chunks++;
+    }
+
+    public void Dispose()
+    {
+        foreach (var b in _blocks) b.Dispose();
+        _blocks.Clear();
+        _chunks = 0;
+        Count = 0;
     }
 }

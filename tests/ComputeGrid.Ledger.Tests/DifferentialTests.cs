@@ -108,3 +108,34 @@ public class DifferentialTests
         }
     }
 }
+
+public class HotPathTests
+{
+    [Fact]
+    public void Applying_batches_in_steady_state_allocates_nothing()
+    {
+        using var sm = new LedgerStateMachine(64, 200_000);
+        var accounts = Enumerable.Range(1, 50).Select(i => new Account { Id = (ulong)i, Asset = 1, Code = 1 }).ToArray();
+        sm.CreateAccounts(accounts, 1_000, new CreateAccountResult[accounts.Length]);
+        var rng = new Random(5);
+        var batches = Enumerable.Range(0, 20).Select(b => Enumerable.Range(0, 8000).Select(i =>
+        {
+            int d = rng.Next(1, 51), c = rng.Next(1, 50);
+            if (c >= d) c++;
+            return new Transfer { Id = (ulong)(b * 8000 + i + 1), DebitAccountId = (ulong)d, CreditAccountId = (ulong)c, Amount = rng.Next(1, 100), Asset = 1, Code = 1 };
+        }).ToArray()).ToArray();
+        var results = new CreateTransferResult[8000];
+        long ts = 2_000;
+        sm.CreateTransfers(batches[0], ts, results); // warm-up (JIT)
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int b = 1; b < batches.Length; b++)
+        {
+            ts += 10_000;
+            sm.CreateTransfers(batches[b], ts, results);
+        }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.All(results, r => Assert.Equal(CreateTransferResult.Ok, r));
+        Assert.Equal(0, allocated);
+        Assert.Equal(160_000, sm.TransferCount);
+    }
+}

@@ -16,7 +16,12 @@ public sealed class EngineTests : IDisposable
 
     private static FakeTimeProvider Clock() => new(new DateTimeOffset(2026, 11, 26, 0, 0, 0, TimeSpan.Zero));
 
-    private static async Task<(byte[] Hash, LedgerStats Stats)> RunAsync(LedgerEngine engine, FakeTimeProvider time, GeneratedBatch[] batches, ReferenceLedger? reference)
+    /// <summary>
+    /// Runs the batches through the engine. With <paramref name="replayDir"/>, after every batch the log on disk
+    /// is replayed from genesis by the offline verifier and must give the engine's exact state, whose
+    /// invariants must hold.
+    /// </summary>
+    private static async Task<(byte[] Hash, LedgerStats Stats)> RunAsync(LedgerEngine engine, FakeTimeProvider time, GeneratedBatch[] batches, string? replayDir = null)
     {
         var opening = Scenario.Opening();
         await engine.CreateAccountsAsync(opening);
@@ -25,6 +30,9 @@ public sealed class EngineTests : IDisposable
             time.Advance(TimeSpan.FromTicks(b.AdvanceNs / 100 + 1));
             if (b.IsAccounts) await engine.CreateAccountsAsync(b.Accounts);
             else await engine.CreateTransfersAsync(b.Transfers);
+            if (replayDir is null) continue;
+            var live = await engine.ReadAsync(sm => { sm.AssertInvariants(); return sm.ComputeStateHash(); });
+            Assert.Equal(live, LedgerEngine.VerifyDirectory(replayDir).StateHash);
         }
         var hash = await engine.ReadAsync(sm => { sm.AssertInvariants(); return sm.ComputeStateHash(); });
         return (hash, engine.Stats);
@@ -42,7 +50,7 @@ public sealed class EngineTests : IDisposable
             var time = Clock();
             byte[] before;
             await using (var engine = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = dir, SnapshotEveryOps = 0 }, time))
-                (before, _) = await RunAsync(engine, time, batches, null);
+                (before, _) = await RunAsync(engine, time, batches, replayDir: dir);
             File.Delete(Path.Combine(dir, "ledger.snapshot")); // force a full replay
             await using (var reopened = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = dir }, time))
             {
@@ -61,7 +69,7 @@ public sealed class EngineTests : IDisposable
         var batches = FixedScenario.Of(30, 42);
         byte[] before;
         await using (var engine = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = _dir, SnapshotEveryOps = 7 }, time))
-            (before, _) = await RunAsync(engine, time, batches, null);
+            (before, _) = await RunAsync(engine, time, batches);
         await using (var reopened = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = _dir }, time))
         {
             Assert.True(reopened.Recovery.SnapshotLoaded);
@@ -80,7 +88,7 @@ public sealed class EngineTests : IDisposable
         var time = Clock();
         var batches = FixedScenario.Of(40, 7);
         await using (var engine = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = _dir, SnapshotEveryOps = 0 }, time))
-            await RunAsync(engine, time, batches, null);
+            await RunAsync(engine, time, batches);
         var hashes = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ => Task.Run(() => LedgerEngine.VerifyDirectory(_dir).StateHash)));
         Assert.Equal(hashes[0], hashes[1]);
     }

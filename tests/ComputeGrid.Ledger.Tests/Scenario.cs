@@ -93,12 +93,20 @@ public static class Scenario
 
     private static readonly Gen<int[]> Event = Gen.Int[0, 1000].Array[10];
 
-    /// <summary>A batch of 0..24 events; a third of batches create accounts.</summary>
+    /// <summary>A batch of 0..24 events; a third of batches create accounts. Some events repeat the one before (a retry).</summary>
     public static readonly Gen<GeneratedBatch> Batch =
         Gen.Select(Gen.Int[0, 2], Event.Array[0, 24], Gen.Long[1, 3_000_000_000L], (kind, events, advance) =>
             kind == 0
-                ? new GeneratedBatch(true, events.Select(DecodeAccount).ToArray(), [], advance)
-                : new GeneratedBatch(false, [], events.Select(DecodeTransfer).ToArray(), advance));
+                ? new GeneratedBatch(true, WithRetries(events, DecodeAccount), [], advance)
+                : new GeneratedBatch(false, [], WithRetries(events, DecodeTransfer), advance));
+
+    private static T[] WithRetries<T>(int[][] events, Func<int[], T> decode)
+    {
+        var decoded = new T[events.Length];
+        for (int i = 0; i < events.Length; i++)
+            decoded[i] = i > 0 && events[i][7] % 7 == 0 ? decoded[i - 1] : decode(events[i]);
+        return decoded;
+    }
 
     /// <summary>The accounts every scenario starts with, so transfers have somewhere to go.</summary>
     public static Account[] Opening() =>
@@ -111,12 +119,22 @@ public static class Scenario
         new() { Id = 7, Asset = 2, Code = 1, Flags = AccountFlags.DebitsMustNotExceedCredits },
     ];
 
-    /// <summary>A whole scenario: 1..40 batches after the opening accounts.</summary>
-    public static readonly Gen<GeneratedBatch[]> Batches = Batch.Array[1, 40];
+    /// <summary>
+    /// A whole scenario: 1..40 batches after the opening accounts; about one in eight is a client resending
+    /// an earlier batch whole (the retry after a lost answer), which must answer Exists and change nothing.
+    /// </summary>
+    public static readonly Gen<GeneratedBatch[]> Batches =
+        Gen.Select(Batch.Array[1, 40], Gen.Int[0, 1000].Array[40], (batches, replay) =>
+        {
+            for (int i = 1; i < batches.Length; i++)
+                if (replay[i] % 8 == 0) batches[i] = batches[replay[i] % i] with { AdvanceNs = batches[i].AdvanceNs };
+            return batches;
+        });
 }
 
 /// <summary>Fixed scenarios drawn from the generator with a given seed (for non-property tests).</summary>
 public static class FixedScenario
 {
-    public static GeneratedBatch[] Of(int batches, uint seed) => Scenario.Batch.Array[batches].Generate(new PCG(seed, seed * 7919UL + 1), null, out _);
+    public static GeneratedBatch[] Of(int batches, uint seed) =>
+        Scenario.Batches.Where(b => b.Length >= batches).Generate(new PCG(seed, seed * 7919UL + 1), null, out _);
 }
