@@ -22,8 +22,15 @@ public sealed record LedgerEngineOptions
     /// <summary>Most commands waiting for the sequencer; submitters wait beyond it (back-pressure).</summary>
     public int QueueCommandsMax { get; init; } = 1024;
 
-    /// <summary>Write a snapshot after this many log records (0: only on shutdown and when asked).</summary>
-    public int SnapshotEveryOps { get; init; } = 20_000;
+    /// <summary>Write a snapshot after this many log records (0: not by count).</summary>
+    public int SnapshotEveryOps { get; init; }
+
+    /// <summary>
+    /// Write a snapshot once the log written since the last one exceeds this many bytes and the size of the
+    /// state itself (0: not by size). So the replay after a crash stays bounded, while the cost of writing
+    /// snapshots stays proportional to the work done. Snapshots are also written on shutdown and when asked.
+    /// </summary>
+    public long SnapshotLogBytesMin { get; init; } = 64L << 20;
 
     /// <summary>How often the sequencer looks for expired holds when idle.</summary>
     public TimeSpan PulseInterval { get; init; } = TimeSpan.FromMilliseconds(250);
@@ -245,6 +252,7 @@ public sealed class LedgerEngine : IAsyncDisposable
         _stopping = true;
         _wakeSequencer.Set();
         await Task.Run(() => _sequencer.Join()).ConfigureAwait(false);
+        while (_queue.TryDequeue(out var late)) late.Fail(new ObjectDisposedException(nameof(LedgerEngine)));
         if (_flusher is not null)
         {
             _wakeFlusher.Set();
@@ -252,6 +260,7 @@ public sealed class LedgerEngine : IAsyncDisposable
         }
         _log?.Dispose();
         _lock?.Dispose();
+        _sm.Dispose();
         _queueSlots.Dispose();
     }
 
@@ -285,6 +294,7 @@ public sealed class LedgerEngine : IAsyncDisposable
                 {
                     _queueSlots.Release();
                     worked = true;
+                    if (_fault is not null) { cmd.Fail(new LedgerFaultedException(_fault)); continue; }
                     Execute(cmd);
                     if (_snapshotDue)
                     {
@@ -382,11 +392,16 @@ public sealed class LedgerEngine : IAsyncDisposable
         _filling.Records.Add((start, span.Length));
         _filling.LastOp = _op;
         _appendedBytes += span.Length;
+        _bytesSinceSnapshot += span.Length;
         if (_options.SnapshotEveryOps > 0 && _opsSinceSnapshot >= (ulong)_options.SnapshotEveryOps) _snapshotDue = true;
+        if (_options.SnapshotLogBytesMin > 0 && _bytesSinceSnapshot >= _options.SnapshotLogBytesMin
+            && _bytesSinceSnapshot >= (long)_sm.TransferCount * (Transfer.Size + 9) + (long)_sm.AccountCount * (Account.Size + 4))
+            _snapshotDue = true;
     }
 
     private bool _snapshotDue;
-    private long _appendedBytes; // log bytes given to groups so far (sequencer-owned): where the next record starts
+    private long _appendedBytes;
+    private long _bytesSinceSnapshot; // log bytes given to groups so far (sequencer-owned): where the next record starts
 
     private void HandOff(bool wait)
     {
@@ -432,6 +447,8 @@ public sealed class LedgerEngine : IAsyncDisposable
             }
             try
             {
+                // Fail-stop: after one failed write nothing more is written; memory is ahead of the disk.
+                if (_fault is not null) throw new LedgerFaultedException(_fault);
                 byte[] head = _chainHead;
                 var buffer = g.Buffer.AsSpan(0, g.Bytes);
                 foreach (var (offset, length) in g.Records)
@@ -475,7 +492,16 @@ public sealed class LedgerEngine : IAsyncDisposable
     {
         foreach (var c in g.Commands)
         {
-            if (c.Kind == CommandKind.Snapshot) PublishSnapshot(c, durableOp);
+            if (c.Kind == CommandKind.Snapshot)
+            {
+                // A snapshot that cannot be written costs only recovery time: the log has everything.
+                try { PublishSnapshot(c, durableOp); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    c.Error = e;
+                    try { if (c.SnapshotTemp is { } t) File.Delete(t.Path); } catch (IOException) { }
+                }
+            }
             else if (c.Kind == CommandKind.Checkpoint) c.HeadAtCompletion = (byte[])_chainHead.Clone();
             c.Succeed();
         }
@@ -506,6 +532,7 @@ public sealed class LedgerEngine : IAsyncDisposable
     {
         if (_options.DataDirectory is null) return null;
         _opsSinceSnapshot = 0;
+        _bytesSinceSnapshot = 0;
         _snapshotDue = false;
         string temp = Path.Combine(_options.DataDirectory, SnapshotFileName + ".tmp");
         using var fs = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 20);

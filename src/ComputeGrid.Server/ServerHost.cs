@@ -75,6 +75,36 @@ public static class ServerHost
         app.UseStatusCodePages();
 
         app.MapGet("/healthz", (LedgerEngine l) => l.Fault is null ? Results.Ok(new { status = "ok" }) : Problems.Unavailable(l.Fault.Message));
+        app.MapGet("/metrics", (LedgerEngine l) =>
+        {
+            // Prometheus text exposition format.
+            var s = l.Stats;
+            string text = $"""
+                # HELP computegrid_ledger_committed_op Last log op given by the sequencer.
+                # TYPE computegrid_ledger_committed_op gauge
+                computegrid_ledger_committed_op {s.CommittedOp}
+                # HELP computegrid_ledger_durable_op Last log op on stable storage.
+                # TYPE computegrid_ledger_durable_op gauge
+                computegrid_ledger_durable_op {s.DurableOp}
+                # HELP computegrid_ledger_fsyncs_total fdatasync calls of the ledger log.
+                # TYPE computegrid_ledger_fsyncs_total counter
+                computegrid_ledger_fsyncs_total {s.Fsyncs}
+                # HELP computegrid_ledger_groups_total Group commits (batches sharing one fdatasync).
+                # TYPE computegrid_ledger_groups_total counter
+                computegrid_ledger_groups_total {s.Groups}
+                # HELP computegrid_ledger_log_bytes Bytes in the ledger log.
+                # TYPE computegrid_ledger_log_bytes gauge
+                computegrid_ledger_log_bytes {s.LogBytes}
+                # HELP computegrid_ledger_accounts Accounts in the ledger.
+                # TYPE computegrid_ledger_accounts gauge
+                computegrid_ledger_accounts {s.Accounts}
+                # HELP computegrid_ledger_transfers Transfers in the ledger.
+                # TYPE computegrid_ledger_transfers gauge
+                computegrid_ledger_transfers {s.Transfers}
+
+                """;
+            return Results.Text(text, "text/plain; version=0.0.4");
+        });
         app.MapLedger();
         return app;
     }

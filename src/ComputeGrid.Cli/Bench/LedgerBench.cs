@@ -208,6 +208,7 @@ public static class LedgerBench
         {
             DataDirectory = dataDir,
             SnapshotEveryOps = 0,
+            SnapshotLogBytesMin = 0, // measure the log: a full snapshot on the sequencer thread is a separate cost
             AccountsCapacity = cfg.Accounts,
             TransfersCapacity = TransfersCapacity(cfg),
         };
