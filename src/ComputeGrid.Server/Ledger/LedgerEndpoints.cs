@@ -23,23 +23,8 @@ public static class LedgerEndpoints
     {
         var g = app.MapGroup("/api/ledger").WithTags("ledger");
 
-        g.MapPost("/accounts", async (HttpContext http, LedgerEngine ledger) =>
-        {
-            var (batch, problem) = await ReadBatchAsync<AccountInput>(http);
-            if (problem is not null) return problem;
-            var events = batch!.Select(a => a.ToAccount()).ToArray();
-            var results = await ledger.CreateAccountsAsync(events, http.RequestAborted);
-            return Results.Ok(Summarize(results.Select((r, i) => new EventResult(i, events[i].Id, r.ToString(), (uint)r)).ToArray(), 0u));
-        });
-
-        g.MapPost("/transfers", async (HttpContext http, LedgerEngine ledger) =>
-        {
-            var (batch, problem) = await ReadBatchAsync<TransferInput>(http);
-            if (problem is not null) return problem;
-            var events = batch!.Select(t => t.ToTransfer()).ToArray();
-            var results = await ledger.CreateTransfersAsync(events, http.RequestAborted);
-            return Results.Ok(Summarize(results.Select((r, i) => new EventResult(i, events[i].Id, r.ToString(), (uint)r)).ToArray(), 0u));
-        });
+        MapBatch<AccountInput, Account, CreateAccountResult>(g, "/accounts", a => a.ToAccount(), a => a.Id, (l, e, ct) => l.CreateAccountsAsync(e, ct));
+        MapBatch<TransferInput, Transfer, CreateTransferResult>(g, "/transfers", t => t.ToTransfer(), t => t.Id, (l, e, ct) => l.CreateTransfersAsync(e, ct));
 
         g.MapPost("/accounts/lookup", async (HttpContext http, LedgerEngine ledger) =>
         {
@@ -120,6 +105,22 @@ public static class LedgerEndpoints
         return g;
     }
 
+    /// <summary>A batch endpoint: strict JSON array in, one result per event out (name and stable code).</summary>
+    private static void MapBatch<TInput, TEvent, TResult>(RouteGroupBuilder g, string path, Func<TInput, TEvent> toEvent, Func<TEvent, UInt128> idOf,
+        Func<LedgerEngine, TEvent[], CancellationToken, Task<TResult[]>> create) where TResult : struct, Enum
+    {
+        g.MapPost(path, async (HttpContext http, LedgerEngine ledger) =>
+        {
+            var (batch, problem) = await ReadBatchAsync<TInput>(http);
+            if (problem is not null) return problem;
+            var events = batch!.Select(toEvent).ToArray();
+            var results = await create(ledger, events, http.RequestAborted);
+            var items = results.Select((r, i) => new EventResult(i, idOf(events[i]), r.ToString(), Convert.ToUInt32(r, System.Globalization.CultureInfo.InvariantCulture))).ToArray();
+            int ok = items.Count(r => r.Code == 0);
+            return Results.Ok(new BatchResponse(ok, items.Length - ok, items));
+        });
+    }
+
     private static object CheckpointView(Checkpoint cp) => new
     {
         cp.Op, cp.Timestamp, cp.ChainHead, cp.Root,
@@ -127,12 +128,6 @@ public static class LedgerEndpoints
     };
 
     private static IResult BadId(string id) => Problems.BadRequest($"'{id}' is not an id: ids are decimal strings of 128-bit unsigned integers (or 0x-hex).");
-
-    private static BatchResponse Summarize(EventResult[] results, uint ok)
-    {
-        int okCount = results.Count(r => r.Code == ok);
-        return new BatchResponse(okCount, results.Length - okCount, results);
-    }
 
     /// <summary>
     /// Reads a JSON array of events with the body-size limit, strict parsing and the batch limit; returns a
