@@ -22,14 +22,15 @@ serve.SetAction(async (pr, ct) =>
     return 0;
 });
 
-var component = new Argument<string>("component") { Description = "What to measure: ledger." };
-component.AcceptOnlyFromAmong("ledger");
+var component = new Argument<string>("component") { Description = "What to measure: ledger, exchange." };
+component.AcceptOnlyFromAmong("ledger", "exchange");
 var quick = new Option<bool>("--quick") { Description = "A shorter run (under 30 seconds)." };
 var workDir = new Option<string?>("--work-dir") { Description = "Folder for the benchmark's files (default: a temporary folder)." };
 var bench = new Command("bench", "Run a benchmark; the last line printed is one JSON object.") { component, quick, workDir };
 bench.SetAction(async (pr, ct) => pr.GetValue(component) switch
 {
     "ledger" => await LedgerBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, ct),
+    "exchange" => await ExchangeBench.RunAsync(pr.GetValue(quick), Console.Out, ct),
     var c => CliDefaults.Fail($"unknown benchmark '{c}'"),
 });
 

@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using ComputeGrid.Exchange.Matching;
+
+namespace ComputeGrid.Cli.Bench;
+
+/// <summary>
+/// <c>computegrid bench exchange</c>: the matching core alone on a seeded, replayable command mix (60 % limit,
+/// 25 % cancel, 10 % market, 5 % IOC over 1,000 price levels), against the SortedDictionary reference book
+/// on the same commands. Throughput and latency are measured in separate passes (timing every command
+/// costs time of its own), allocation over the throughput pass.
+/// </summary>
+public static class ExchangeBench
+{
+    private const int Seed = 0x0B00C;
+    public static readonly PriceBand Band = new(1_000_000, 1_000_000 + 999 * 1_000, 1_000); // $1.000 … $1.999 per GPU-hour
+
+    public static async Task<int> RunAsync(bool quick, TextWriter output, CancellationToken ct)
+    {
+        var total = Stopwatch.StartNew();
+        int commands = quick ? 2_000_000 : 6_000_000;
+        int referenceCommands = quick ? 300_000 : 1_000_000;
+        const int ordersMax = 1 << 18;
+
+        output.WriteLine($"exchange bench: generating {commands:N0} commands (seed {Seed}) ...");
+        var gen = Stopwatch.StartNew();
+        var stream = Generate(Seed, commands, ordersMax);
+        output.WriteLine($"  generated in {gen.Elapsed.TotalSeconds:F1} s: {Describe(stream)}");
+
+        // Warm-up: JIT the hot paths on a separate book.
+        var warm = new OrderBook(Band, ordersMax);
+        for (int i = 0; i < Math.Min(commands, 500_000); i++) warm.Apply(in stream[i]);
+
+        // 1. Throughput and allocation.
+        var book = new OrderBook(Band, ordersMax);
+        long events = 0;
+        long allocated0 = GC.GetAllocatedBytesForCurrentThread();
+        long t0 = Stopwatch.GetTimestamp();
+        for (int i = 0; i < stream.Length; i++) events += book.Apply(in stream[i]).Length;
+        double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - allocated0;
+        double perSecond = stream.Length / seconds;
+        output.WriteLine($"  fast book: {stream.Length:N0} commands in {seconds:F3} s = {perSecond:N0}/s, {events:N0} events, {allocated} bytes allocated, {book.Count:N0} resting at the end");
+
+        // 2. Latency of each command.
+        var latencyBook = new OrderBook(Band, ordersMax);
+        var ticks = new long[stream.Length];
+        for (int i = 0; i < stream.Length; i++)
+        {
+            long s = Stopwatch.GetTimestamp();
+            latencyBook.Apply(in stream[i]);
+            ticks[i] = Stopwatch.GetTimestamp() - s;
+        }
+        Array.Sort(ticks);
+        double usPerTick = 1e6 / Stopwatch.Frequency;
+        double p50 = ticks[ticks.Length / 2] * usPerTick, p99 = ticks[(int)(ticks.Length * 0.99)] * usPerTick, p999 = ticks[(int)(ticks.Length * 0.999)] * usPerTick;
+        output.WriteLine($"  latency per command: p50 {p50:F3} µs, p99 {p99:F3} µs, p99.9 {p999:F3} µs (includes the timer's own cost)");
+
+        // 3. The reference book on a prefix of the same stream, checked to produce the same events.
+        var reference = new ReferenceOrderBook(Band, ordersMax);
+        var check = new OrderBook(Band, ordersMax);
+        long refEvents = 0, fastPrefixEvents = 0;
+        long r0 = Stopwatch.GetTimestamp();
+        for (int i = 0; i < referenceCommands; i++) refEvents += reference.Apply(stream[i]).Count;
+        double refSeconds = Stopwatch.GetElapsedTime(r0).TotalSeconds;
+        for (int i = 0; i < referenceCommands; i++) fastPrefixEvents += check.Apply(in stream[i]).Length;
+        if (refEvents != fastPrefixEvents)
+        {
+            output.WriteLine($"exchange bench FAILED: reference produced {refEvents} events, fast book {fastPrefixEvents}");
+            return 1;
+        }
+        double refPerSecond = referenceCommands / refSeconds;
+        output.WriteLine($"  reference book (SortedDictionary): {referenceCommands:N0} commands in {refSeconds:F3} s = {refPerSecond:N0}/s (same {refEvents:N0} events)");
+        await Task.CompletedTask;
+
+        var metrics = new SortedDictionary<string, object>(StringComparer.Ordinal)
+        {
+            ["orders_per_s"] = Math.Round(perSecond),
+            ["p99_us"] = Math.Round(p99, 3),
+            ["p50_us"] = Math.Round(p50, 3),
+            ["p999_us"] = Math.Round(p999, 3),
+            ["alloc_bytes_per_order"] = Math.Round((double)allocated / stream.Length, 4),
+            ["reference_orders_per_s"] = Math.Round(refPerSecond),
+            ["speedup_vs_reference"] = Math.Round(perSecond / refPerSecond, 1),
+            ["commands"] = stream.Length,
+            ["price_levels"] = Band.Levels,
+            ["quick"] = quick ? 1 : 0,
+            ["seed"] = Seed,
+            ["total_seconds"] = Math.Round(total.Elapsed.TotalSeconds, 1),
+        };
+        output.WriteLine(JsonSerializer.Serialize(new { bench = "exchange", metrics }));
+        return 0;
+    }
+
+    /// <summary>
+    /// The seeded command mix. A book is run alongside the generator so cancels name orders that are still
+    /// resting (as real cancels do); a mid price random-walks so the book keeps trading across its levels.
+    /// </summary>
+    public static OrderCommand[] Generate(int seed, int count, int ordersMax)
+    {
+        var rng = new Random(seed);
+        var book = new OrderBook(Band, ordersMax);
+        var live = new List<long>();
+        var liveIndex = new Dictionary<long, int>();
+        var owners = new Dictionary<long, long>();
+        var stream = new OrderCommand[count];
+        long mid = 500, nextId = 0, now = 1_795_000_000_000_000_000;
+        for (int i = 0; i < count; i++)
+        {
+            now += 1_000;
+            if (rng.Next(100) == 0) mid = Math.Clamp(mid + rng.Next(-3, 4), 100, 900);
+            int roll = rng.Next(100);
+            var c = new OrderCommand { Timestamp = now, Side = rng.Next(2) == 0 ? Side.Buy : Side.Sell };
+            if (roll < 25 && live.Count > 0 || book.Count >= ordersMax - 1)
+            {
+                long id = live[rng.Next(live.Count)];
+                c.Kind = CommandKind.Cancel;
+                c.OrderId = id;
+                c.Owner = owners[id];
+            }
+            else
+            {
+                c.Kind = CommandKind.Place;
+                c.OrderId = ++nextId;
+                c.Owner = 1 + rng.Next(1_000);
+                c.Quantity = 1 + rng.Next(20);
+                if (roll < 35) { c.Type = OrderType.Market; c.TimeInForce = TimeInForce.ImmediateOrCancel; }
+                else
+                {
+                    c.Type = OrderType.Limit;
+                    c.TimeInForce = roll < 40 ? TimeInForce.ImmediateOrCancel : TimeInForce.GoodTillCancel;
+                    // Mostly passive around the mid, sometimes through it.
+                    int offset = (int)Math.Min(400, -Math.Log(1 - rng.NextDouble()) * 25) - (rng.Next(10) == 0 ? 8 : 0);
+                    long level = Math.Clamp(c.Side == Side.Buy ? mid - 1 - offset : mid + 1 + offset, 0, Band.Levels - 1);
+                    c.Price = Band.MinPrice + level * Band.Tick;
+                }
+                owners[c.OrderId] = c.Owner;
+            }
+            stream[i] = c;
+            foreach (var e in book.Apply(in c))
+            {
+                if (e.Kind == EventKind.Rested) { liveIndex[e.OrderId] = live.Count; live.Add(e.OrderId); }
+                else if (e.Kind == EventKind.Cancelled && e.Reason is CancelReason.UserCancel or CancelReason.Expired) Drop(e.OrderId);
+                else if (e.Kind == EventKind.Trade && !book.TryGetOrder(e.MakerOrderId, out _)) Drop(e.MakerOrderId);
+            }
+        }
+        return stream;
+
+        void Drop(long id)
+        {
+            if (!liveIndex.Remove(id, out int at)) return;
+            long last = live[^1];
+            live[at] = last;
+            live.RemoveAt(live.Count - 1);
+            if (last != id) liveIndex[last] = at;
+            owners.Remove(id);
+        }
+    }
+
+    private static string Describe(OrderCommand[] s)
+    {
+        int limit = 0, cancel = 0, market = 0, ioc = 0;
+        foreach (var c in s)
+        {
+            if (c.Kind == CommandKind.Cancel) cancel++;
+            else if (c.Type == OrderType.Market) market++;
+            else if (c.TimeInForce == TimeInForce.ImmediateOrCancel) ioc++;
+            else limit++;
+        }
+        string Pct(int n) => (100.0 * n / s.Length).ToString("F1", CultureInfo.InvariantCulture) + " %";
+        return $"limit {Pct(limit)}, cancel {Pct(cancel)}, market {Pct(market)}, IOC {Pct(ioc)}";
+    }
+}

@@ -1,0 +1,791 @@
+using ComputeGrid.Core;
+using ComputeGrid.Exchange.Instruments;
+using ComputeGrid.Exchange.MarketData;
+using ComputeGrid.Exchange.Matching;
+using ComputeGrid.Ledger;
+
+namespace ComputeGrid.Exchange.Trading;
+
+/// <summary>Settings of the exchange.</summary>
+public sealed record ExchangeOptions
+{
+    /// <summary>Most resting orders per instrument book (the book's pool is allocated when it opens).</summary>
+    public int OrdersPerBookMax { get; init; } = 4096;
+
+    /// <summary>Penalty a failing provider pays the buyer, in basis points of the undelivered notional.</summary>
+    public int PenaltyBasisPoints { get; init; } = 2_000;
+
+    /// <summary>A node with active leases that sends no heartbeat for this long is treated as down.</summary>
+    public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Trades kept per instrument on the tape.</summary>
+    public int TapeTradesMax { get; init; } = 128;
+}
+
+/// <summary>
+/// The compute exchange: instruments, one <see cref="OrderBook"/> per instrument, and the money and
+/// capacity around it. Every money movement is a ledger transfer; the pipeline per command is, in order:
+/// <list type="number">
+/// <item>Pre-trade checks: the instrument trades now; a buy holds its maximum notional in the ledger (a pending
+///   transfer to the exchange escrow); a sell is backed by free registered capacity (or lease time, for resale),
+///   which is reserved for the order.</item>
+/// <item>Matching in the instrument's book.</item>
+/// <item>Settlement: each trade creates a lease on named nodes; the buyer's hold is posted for what it bought
+///   (the escrow passes it to the lease's own escrow account) and re-held for what still rests, in one linked
+///   chain; cancels, expiries and rejects release holds and capacity.</item>
+/// </list>
+/// Commands run one at a time (a single gate), so the books stay single-threaded and deterministic.
+/// Invariants (checked by <see cref="CheckInvariantsAsync"/>): the escrow's pending credits equal the sum
+/// of the holds of open buy orders, and each open buy order's hold equals its limit × remaining quantity.
+/// </summary>
+public sealed class ExchangeService
+{
+    /// <summary>Ledger account codes used by the exchange.</summary>
+    public const ushort EscrowCode = 20, LeaseEscrowCode = 21;
+
+    /// <summary>Ledger transfer codes used by the exchange.</summary>
+    public const ushort HoldCode = 30, LeaseFundingCode = 31, DeliveryPaymentCode = 32, RefundCode = 33, PenaltyCode = 34;
+
+    /// <summary>The exchange's order escrow account: holds of open buy orders are pending credits here.</summary>
+    public static readonly UInt128 EscrowAccount = new(0xEC00_0000_0000_0000, 1);
+
+    private readonly LedgerEngine _ledger;
+    private readonly InstrumentRegistry _instruments;
+    private readonly TimeProvider _time;
+    private readonly ExchangeOptions _options;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly Dictionary<int, OrderBook> _books = new();
+    private readonly Dictionary<long, OrderState> _orders = new();
+    private readonly Dictionary<long, UInt128> _traders = new();
+    private readonly Dictionary<long, Provider> _providers = new();
+    private readonly Dictionary<long, Node> _nodes = new();
+    private readonly Dictionary<long, Lease> _leases = new();
+    private readonly Dictionary<(long Node, long Hour), int> _leasedGpus = new();
+    private readonly Dictionary<(long Provider, GpuClass Gpu, string Region, long Hour), int> _committedGpus = new();
+    private long _nextOrderId, _nextLeaseId, _nextNodeId, _nextTransfer, _tradeSequence;
+
+    /// <summary>Trades, candles and the price index, fed by every fill.</summary>
+    public MarketDataHub MarketData { get; }
+
+    /// <summary>Raised (under the exchange's gate) for every trade, for live feeds.</summary>
+    public event Action<Trade>? TradeExecuted;
+
+    private sealed class OrderState
+    {
+        public required long Id;
+        public required long Owner;
+        public required Instrument Instrument;
+        public required Side Side;
+        public required long Limit;          // for the hold: the limit price, or the band's maximum for market buys
+        public long Remaining;
+        public UInt128 HoldId;               // the open pending transfer of a buy order
+        public long HoldAmount;
+        public long? ResoldLease;            // a sell backed by a lease (resale) instead of provider capacity
+    }
+
+    public ExchangeService(LedgerEngine ledger, InstrumentRegistry instruments, TimeProvider time, ExchangeOptions? options = null)
+    {
+        _ledger = ledger;
+        _instruments = instruments;
+        _time = time;
+        _options = options ?? new ExchangeOptions();
+        // The index counts hourly spot and daily forwards (prices per GPU-hour of near-term delivery); monthly
+        // forwards carry term premia that would blur "what compute costs now".
+        MarketData = new MarketDataHub(id => _instruments.TryGet(id, out var i) && i.Kind != DeliveryKind.MonthlyForward ? GpuClasses.Code(i.Gpu) : null,
+            new MarketDataOptions { MaxInstruments = 4096, TradesPerInstrument = _options.TapeTradesMax });
+    }
+
+    /// <summary>Creates the exchange's ledger accounts (idempotent) and lists the instruments trading now.</summary>
+    public async Task StartAsync(CancellationToken ct = default)
+    {
+        var r = await _ledger.CreateAccountsAsync(new[] { new Account { Id = EscrowAccount, Asset = Asset.Usd.Code, Code = EscrowCode } }, ct);
+        if (r[0] is not (CreateAccountResult.Ok or CreateAccountResult.Exists)) throw new InvalidOperationException($"Cannot create the exchange escrow account: {r[0]}.");
+        await TickAsync(ct);
+    }
+
+    private long Now => Clock.UnixNanoseconds(_time);
+
+    // ================================================================== participants
+
+    /// <summary>Registers a trader: an existing USD ledger account that pays for what it buys.</summary>
+    public async Task<ExchangeError> RegisterTraderAsync(long owner, UInt128 account, CancellationToken ct = default)
+    {
+        var found = await _ledger.LookupAccountsAsync(new[] { account }, ct);
+        if (found.Length == 0 || found[0].Asset != Asset.Usd.Code) return ExchangeError.UnknownTrader;
+        await _gate.WaitAsync(ct);
+        try
+        {
+            if (_traders.TryGetValue(owner, out var existing)) return existing == account ? ExchangeError.None : ExchangeError.AlreadyRegistered;
+            _traders[owner] = account;
+            return ExchangeError.None;
+        }
+        finally { _gate.Release(); }
+    }
+
+    /// <summary>Registers a provider (also a trader, paid into its revenue account) with its collateral account.</summary>
+    public async Task<ExchangeError> RegisterProviderAsync(long id, UInt128 revenueAccount, UInt128 collateralAccount, CancellationToken ct = default)
+    {
+        var found = await _ledger.LookupAccountsAsync(new[] { revenueAccount, collateralAccount }, ct);
+        if (found.Length != 2 || found.Any(a => a.Asset != Asset.Usd.Code)) return ExchangeError.UnknownProvider;
+        await _gate.WaitAsync(ct);
+        try
+        {
+            if (_providers.ContainsKey(id)) return ExchangeError.AlreadyRegistered;
+            _providers[id] = new Provider(id, revenueAccount, collateralAccount);
+            _traders.TryAdd(id, revenueAccount);
+            return ExchangeError.None;
+        }
+        finally { _gate.Release(); }
+    }
+
+    /// <summary>Registers a provider's node; its GPUs back the provider's sell orders.</summary>
+    public async Task<(ExchangeError Error, Node? Node)> RegisterNodeAsync(long provider, string name, GpuClass gpu, string region, int gpus, CancellationToken ct = default)
+    {
+        if (gpus <= 0 || string.IsNullOrWhiteSpace(name) || !GpuClasses.IsDefined(gpu) || !_instruments.Schedule.Regions.Contains(region))
+            return (ExchangeError.InvalidRequest, null);
+        await _gate.WaitAsync(ct);
+        try
+        {
+            if (!_providers.ContainsKey(provider)) return (ExchangeError.UnknownProvider, null);
+            var node = new Node(++_nextNodeId, provider, name, gpu, region, gpus) { LastHeartbeat = Now };
+            _nodes[node.Id] = node;
+            return (ExchangeError.None, node);
+        }
+        finally { _gate.Release(); }
+    }
+
+    /// <summary>A node's heartbeat; nodes that stop sending them are treated as down by <see cref="TickAsync"/>.</summary>
+    public async Task<ExchangeError> HeartbeatAsync(long nodeId, CancellationToken ct = default)
+    {
+        await _gate.WaitAsync(ct);
+        try
+        {
+            if (!_nodes.TryGetValue(nodeId, out var node)) return ExchangeError.UnknownNode;
+            node.LastHeartbeat = Now;
+            return ExchangeError.None;
+        }
+        finally { _gate.Release(); }
+    }
+
+    // ================================================================== orders
+
+    /// <summary>Places an order: pre-trade checks, matching, settlement. See the class summary.</summary>
+    public async Task<OrderResult> PlaceAsync(PlaceOrder p, CancellationToken ct = default)
+    {
+        await _gate.WaitAsync(ct);
+        try { return await PlaceLockedAsync(p, null, ct); }
+        finally { _gate.Release(); }
+    }
+
+    /// <summary>Offers the remaining time of a lease for resale on an instrument whose window it covers.</summary>
+    public async Task<OrderResult> ResellAsync(long owner, long leaseId, int instrument, long price, long quantity, TimeInForce tif = TimeInForce.GoodTillCancel, CancellationToken ct = default)
+    {
+        await _gate.WaitAsync(ct);
+        try
+        {
+            return await PlaceLockedAsync(new PlaceOrder(owner, instrument, Side.Sell, OrderType.Limit, tif, price, quantity), leaseId, ct);
+        }
+        finally { _gate.Release(); }
+    }
+
+    private static OrderResult Refuse(ExchangeError e, string? detail = null) => new(e, RejectReason.None, 0, OrderStatus.Rejected, 0, Array.Empty<Fill>(), detail);
+
+    private async Task<OrderResult> PlaceLockedAsync(PlaceOrder p, long? resaleLease, CancellationToken ct)
+    {
+        long now = Now;
+        if (!_instruments.TryGet(p.Instrument, out var instrument) || !_instruments.IsActive(p.Instrument)) return Refuse(ExchangeError.UnknownInstrument);
+        if (!instrument.IsTradingAt(now)) return Refuse(ExchangeError.InstrumentNotTrading, $"{instrument.Symbol} trades from {instrument.TradingStart} to {instrument.TradingEnd} (Unix ns)");
+        if (!_traders.TryGetValue(p.Owner, out var traderAccount)) return Refuse(ExchangeError.UnknownTrader);
+        long hours = instrument.Hours;
+        if (p.Quantity <= 0 || p.Quantity % hours != 0) return Refuse(ExchangeError.QuantityMustBeWholeGpus, $"quantity must be a positive multiple of {hours} GPU-hours");
+        if (!Enum.IsDefined(p.Side) || !Enum.IsDefined(p.Type) || !Enum.IsDefined(p.TimeInForce)) return Refuse(ExchangeError.InvalidRequest);
+        var band = instrument.Band;
+        if (p.Type == OrderType.Limit && (p.Price <= 0 || !band.Contains(p.Price) || !band.OnTick(p.Price)))
+            return Refuse(ExchangeError.BookRejected, $"price must be on the {band.Tick} tick within [{band.MinPrice}, {band.MaxPrice}]") with
+            { BookReject = p.Price <= 0 ? RejectReason.PriceMustBePositive : !band.Contains(p.Price) ? RejectReason.PriceOutsideBand : RejectReason.PriceNotOnTick };
+
+        if (p.Type == OrderType.Market && (!_books.TryGetValue(instrument.Id, out var existing) || (p.Side == Side.Buy ? existing.BestAsk : existing.BestBid) == 0))
+            return Refuse(ExchangeError.BookRejected, "nothing rests on the other side for a market order") with { BookReject = RejectReason.NoLiquidity };
+
+        var order = new OrderState
+        {
+            Id = ++_nextOrderId, Owner = p.Owner, Instrument = instrument, Side = p.Side, Remaining = p.Quantity,
+            Limit = p.Type == OrderType.Market ? band.MaxPrice : p.Price, ResoldLease = resaleLease,
+        };
+        long gpus = p.Quantity / hours;
+        if (p.Side == Side.Buy)
+        {
+            long hold;
+            try { hold = checked(order.Limit * p.Quantity); }
+            catch (OverflowException) { return Refuse(ExchangeError.NotionalOverflows); }
+            var holdId = NextTransferId();
+            var r = await _ledger.CreateTransfersAsync(new[] { new Transfer
+            {
+                Id = holdId, DebitAccountId = traderAccount, CreditAccountId = EscrowAccount, Amount = hold, Asset = Asset.Usd.Code,
+                Code = HoldCode, Flags = TransferFlags.Pending, UserData64 = (ulong)order.Id,
+            } }, ct);
+            if (r[0] == CreateTransferResult.ExceedsCredits) return Refuse(ExchangeError.InsufficientBalance, $"holding {hold} micro-USD for this order exceeds the available balance");
+            if (r[0] != CreateTransferResult.Ok) return Refuse(ExchangeError.LedgerRejected, r[0].ToString());
+            order.HoldId = holdId;
+            order.HoldAmount = hold;
+        }
+        else if (resaleLease is long leaseId)
+        {
+            var e = ReserveLeaseTime(p.Owner, leaseId, instrument, (int)gpus);
+            if (e != ExchangeError.None) return Refuse(e);
+        }
+        else
+        {
+            if (!_providers.ContainsKey(p.Owner)) return Refuse(ExchangeError.InsufficientCapacity, "only registered providers (or lease holders, through resale) can sell");
+            if (FreeGpus(p.Owner, instrument) < gpus) return Refuse(ExchangeError.InsufficientCapacity, $"the provider has fewer than {gpus} free {instrument.Gpu} GPUs in {instrument.Region} for the whole window");
+            Commit(p.Owner, instrument, (int)gpus);
+        }
+        _orders[order.Id] = order;
+
+        var book = BookFor(instrument);
+        var command = new OrderCommand
+        {
+            Kind = CommandKind.Place, Side = p.Side, Type = p.Type, TimeInForce = p.TimeInForce, PostOnly = p.PostOnly,
+            OrderId = order.Id, Owner = p.Owner, Price = p.Price, Quantity = p.Quantity, ExpiresAt = p.ExpiresAt, Timestamp = now,
+        };
+        return await ApplyAsync(book, command, order.Id, ct);
+    }
+
+    /// <summary>Cancels an open order; its hold or reserved capacity is released.</summary>
+    public async Task<OrderResult> CancelAsync(long owner, long orderId, CancellationToken ct = default)
+    {
+        await _gate.WaitAsync(ct);
+        try
+        {
+            if (!_orders.TryGetValue(orderId, out var o)) return Refuse(ExchangeError.UnknownOrder);
+            if (o.Owner != owner) return Refuse(ExchangeError.NotOwner);
+            var command = new OrderCommand { Kind = CommandKind.Cancel, OrderId = orderId, Owner = owner, Side = o.Side, Timestamp = Now };
+            return await ApplyAsync(BookFor(o.Instrument), command, orderId, ct);
+        }
+        finally { _gate.Release(); }
+    }
+
+    /// <summary>
+    /// Replaces an open order's price and/or remaining quantity (priority is kept only for a smaller quantity at
+    /// the same price). A buy's hold follows the new limit × quantity; a sell's reserved capacity follows the quantity.
+    /// </summary>
+    public async Task<OrderResult> ReplaceAsync(long owner, long orderId, long price, long quantity, CancellationToken ct = default)
+    {
+        await _gate.WaitAsync(ct);
+        try
+        {
+            if (!_orders.TryGetValue(orderId, out var o)) return Refuse(ExchangeError.UnknownOrder);
+            if (o.Owner != owner) return Refuse(ExchangeError.NotOwner);
+            long hours = o.Instrument.Hours;
+            if (quantity <= 0 || quantity % hours != 0) return Refuse(ExchangeError.QuantityMustBeWholeGpus);
+            var band = o.Instrument.Band;
+            if (price <= 0 || !band.Contains(price) || !band.OnTick(price)) return Refuse(ExchangeError.BookRejected) with { BookReject = RejectReason.PriceOutsideBand };
+            // Refuse a post-only replace that would take before any hold or capacity changes.
+            var book = BookFor(o.Instrument);
+            if (book.TryGetOrder(orderId, out var resting) && resting.PostOnly && (price != resting.Price || quantity > resting.Remaining))
+            {
+                long best = o.Side == Side.Buy ? book.BestAsk : book.BestBid;
+                if (best != 0 && (o.Side == Side.Buy ? best <= price : best >= price))
+                    return Refuse(ExchangeError.BookRejected) with { BookReject = RejectReason.PostOnlyWouldTake };
+            }
+            long extraGpus = (quantity - o.Remaining) / hours;
+            if (o.Side == Side.Buy)
+            {
+                // Re-hold for the new terms first, so a replace that the balance cannot cover changes nothing.
+                long hold;
+                try { hold = checked(price * quantity); }
+                catch (OverflowException) { return Refuse(ExchangeError.NotionalOverflows); }
+                if (hold != o.HoldAmount)
+                {
+                    var e = await RehouldAsync(o, hold, ct);
+                    if (e != ExchangeError.None) return Refuse(e);
+                }
+                o.Limit = price;
+            }
+            else if (extraGpus > 0)
+            {
+                if (o.ResoldLease is long lid)
+                {
+                    var e = ReserveLeaseTime(owner, lid, o.Instrument, (int)extraGpus);
+                    if (e != ExchangeError.None) return Refuse(e);
+                }
+                else
+                {
+                    if (FreeGpus(owner, o.Instrument) < extraGpus) return Refuse(ExchangeError.InsufficientCapacity);
+                    Commit(owner, o.Instrument, (int)extraGpus);
+                }
+            }
+            else if (extraGpus < 0) ReleaseSellCapacity(o, (int)-extraGpus);
+            if (o.Side == Side.Sell) o.Remaining = quantity; // capacity now matches the new quantity
+            var command = new OrderCommand { Kind = CommandKind.Replace, OrderId = orderId, Owner = owner, Side = o.Side, Price = price, Quantity = quantity, Timestamp = Now };
+            if (o.Side == Side.Buy) o.Remaining = quantity;
+            return await ApplyAsync(book, command, orderId, ct);
+        }
+        finally { _gate.Release(); }
+    }
+
+    /// <summary>Voids a buy order's hold and holds <paramref name="amount"/> instead, atomically (a linked pair).</summary>
+    private async Task<ExchangeError> RehouldAsync(OrderState o, long amount, CancellationToken ct)
+    {
+        var newHold = NextTransferId();
+        var r = await _ledger.CreateTransfersAsync(new[]
+        {
+            new Transfer { Id = NextTransferId(), PendingId = o.HoldId, Flags = TransferFlags.VoidPendingTransfer | TransferFlags.Linked },
+            new Transfer { Id = newHold, DebitAccountId = _traders[o.Owner], CreditAccountId = EscrowAccount, Amount = amount, Asset = Asset.Usd.Code,
+                Code = HoldCode, Flags = TransferFlags.Pending, UserData64 = (ulong)o.Id },
+        }, ct);
+        if (r[1] == CreateTransferResult.ExceedsCredits) return ExchangeError.InsufficientBalance;
+        if (r[0] != CreateTransferResult.Ok || r[1] != CreateTransferResult.Ok) return ExchangeError.LedgerRejected;
+        o.HoldId = newHold;
+        o.HoldAmount = amount;
+        return ExchangeError.None;
+    }
+
+    // ================================================================== matching and settlement
+
+    private OrderBook BookFor(Instrument instrument)
+    {
+        if (!_books.TryGetValue(instrument.Id, out var book)) _books[instrument.Id] = book = new OrderBook(instrument.Band, _options.OrdersPerBookMax);
+        return book;
+    }
+
+    /// <summary>Applies a command to a book and settles everything its events imply.</summary>
+    private async Task<OrderResult> ApplyAsync(OrderBook book, OrderCommand command, long subject, CancellationToken ct)
+    {
+        var events = book.Apply(in command).ToArray(); // copied: settlement awaits the ledger
+        var fills = new List<Fill>();
+        var newLeases = new List<Lease>();
+        var touchedBuys = new Dictionary<long, long>();   // buy order → notional bought in this command
+        var leaseFunding = new List<(Lease Lease, long FromOrder)>();
+        var closed = new List<OrderState>();
+        RejectReason bookReject = RejectReason.None;
+        long now = command.Timestamp;
+        foreach (var e in events)
+        {
+            switch (e.Kind)
+            {
+                case EventKind.Trade:
+                {
+                    var taker = _orders[e.OrderId];
+                    var maker = _orders[e.MakerOrderId];
+                    var (buy, sell) = taker.Side == Side.Buy ? (taker, maker) : (maker, taker);
+                    var lease = CreateLease(buy, sell, e.Price, e.Quantity);
+                    newLeases.Add(lease);
+                    leaseFunding.Add((lease, buy.Id));
+                    long notional = checked(e.Price * e.Quantity);
+                    touchedBuys[buy.Id] = checked(touchedBuys.GetValueOrDefault(buy.Id) + notional);
+                    taker.Remaining -= e.Quantity;
+                    maker.Remaining -= e.Quantity;
+                    long seq = ++_tradeSequence;
+                    fills.Add(new Fill(e.OrderId, e.MakerOrderId, e.Price, e.Quantity, lease.Id, seq));
+                    var trade = new Trade(taker.Instrument.Id, e.Price, e.Quantity, now, taker.Side, seq);
+                    MarketData.OnTrade(trade);
+                    TradeExecuted?.Invoke(trade);
+                    if (maker.Remaining == 0) closed.Add(maker);
+                    if (taker.Remaining == 0) closed.Add(taker);
+                    break;
+                }
+                case EventKind.Rested:
+                    break;
+                case EventKind.Reduced:
+                {
+                    var o = _orders[e.OrderId];
+                    o.Remaining = e.Quantity;
+                    break;
+                }
+                case EventKind.Cancelled:
+                {
+                    var o = _orders[e.OrderId];
+                    if (e.Reason == CancelReason.Replaced) break; // the same order re-enters at once
+                    if (o.Side == Side.Sell) ReleaseSellCapacity(o, (int)(e.Quantity / o.Instrument.Hours));
+                    o.Remaining = 0;
+                    closed.Add(o);
+                    break;
+                }
+                case EventKind.Rejected:
+                {
+                    bookReject = e.Reject;
+                    if (_orders.TryGetValue(e.OrderId, out var o) && e.OrderId == subject && command.Kind == CommandKind.Place)
+                    {
+                        if (o.Side == Side.Sell) ReleaseSellCapacity(o, (int)(o.Remaining / o.Instrument.Hours));
+                        o.Remaining = 0;
+                        closed.Add(o);
+                    }
+                    break;
+                }
+            }
+        }
+        foreach (var o in closed) if (o.Side == Side.Buy) touchedBuys.TryAdd(o.Id, 0);
+        await SettleAsync(touchedBuys, newLeases, leaseFunding, ct);
+        foreach (var o in closed) if (o.Remaining == 0) _orders.Remove(o.Id);
+
+        _orders.TryGetValue(subject, out var subjectOrder);
+        long remaining = subjectOrder?.Remaining ?? 0;
+        bool rejected = bookReject != RejectReason.None && command.Kind == CommandKind.Place;
+        var status = rejected ? OrderStatus.Rejected
+            : command.Kind == CommandKind.Cancel ? OrderStatus.Cancelled
+            : remaining > 0 ? OrderStatus.Resting
+            : events.Any(x => x.Kind == EventKind.Cancelled && x.OrderId == subject && x.Reason != CancelReason.Replaced)
+                ? (fills.Count > 0 ? OrderStatus.PartiallyFilledCancelled : OrderStatus.Cancelled)
+                : OrderStatus.Filled;
+        if (bookReject != RejectReason.None)
+            return new OrderResult(ExchangeError.BookRejected, bookReject, subject, status, remaining, fills);
+        return new OrderResult(ExchangeError.None, RejectReason.None, subject, status, remaining, fills);
+    }
+
+    /// <summary>
+    /// One linked chain for the whole command: lease escrow accounts are created, then for each buy order it
+    /// touched, its hold is posted for what it bought (or voided), the escrow funds each new lease, and what still
+    /// rests is held again.
+    /// </summary>
+    private async Task SettleAsync(Dictionary<long, long> touchedBuys, List<Lease> newLeases, List<(Lease Lease, long FromOrder)> funding, CancellationToken ct)
+    {
+        if (newLeases.Count > 0)
+        {
+            var accounts = newLeases.Select(l => new Account { Id = l.EscrowAccount, Asset = Asset.Usd.Code, Code = LeaseEscrowCode, UserData64 = (ulong)l.Id }).ToArray();
+            var ar = await _ledger.CreateAccountsAsync(accounts, ct);
+            if (ar.Any(x => x != CreateAccountResult.Ok)) throw new InvalidOperationException("Cannot create lease escrow accounts: " + string.Join(",", ar));
+        }
+        var transfers = new List<Transfer>();
+        var rehold = new List<(OrderState Order, UInt128 HoldId, long Amount)>();
+        foreach (var (orderId, bought) in touchedBuys)
+        {
+            var o = _orders[orderId];
+            if (bought > 0) transfers.Add(new Transfer { Id = NextTransferId(), PendingId = o.HoldId, Amount = bought, Flags = TransferFlags.PostPendingTransfer | TransferFlags.Linked });
+            else transfers.Add(new Transfer { Id = NextTransferId(), PendingId = o.HoldId, Flags = TransferFlags.VoidPendingTransfer | TransferFlags.Linked });
+            if (o.Remaining > 0)
+            {
+                long amount = checked(o.Limit * o.Remaining);
+                var id = NextTransferId();
+                transfers.Add(new Transfer { Id = id, DebitAccountId = _traders[o.Owner], CreditAccountId = EscrowAccount, Amount = amount, Asset = Asset.Usd.Code,
+                    Code = HoldCode, Flags = TransferFlags.Pending | TransferFlags.Linked, UserData64 = (ulong)o.Id });
+                rehold.Add((o, id, amount));
+            }
+            else rehold.Add((o, 0, 0));
+        }
+        foreach (var (lease, _) in funding)
+            transfers.Add(new Transfer { Id = NextTransferId(), DebitAccountId = EscrowAccount, CreditAccountId = lease.EscrowAccount, Amount = lease.Notional,
+                Asset = Asset.Usd.Code, Code = LeaseFundingCode, Flags = TransferFlags.Linked, UserData64 = (ulong)lease.Id });
+        if (transfers.Count == 0) return;
+        // One chain per ledger batch; a command that touches more than a batch holds (thousands of makers) settles
+        // in several chains, each atomic.
+        foreach (var chunk in transfers.Chunk(LedgerLimits.BatchEventsMax))
+        {
+            chunk[^1].Flags &= ~TransferFlags.Linked;
+            var r = await _ledger.CreateTransfersAsync(chunk, ct);
+            // Settlement of a match must not fail: the holds cover it by construction. A failure is a bug.
+            if (r.Any(x => x != CreateTransferResult.Ok)) throw new InvalidOperationException("Settlement chain failed: " + string.Join(",", r));
+        }
+        foreach (var (o, id, amount) in rehold) { o.HoldId = id; o.HoldAmount = amount; }
+    }
+
+    private Lease CreateLease(OrderState buy, OrderState sell, long price, long quantity)
+    {
+        var instrument = buy.Instrument;
+        int gpus = (int)(quantity / instrument.Hours);
+        long leaseId = ++_nextLeaseId;
+        IReadOnlyList<(long, int)> nodes;
+        long provider;
+        long payee;
+        UInt128 payeeAccount;
+        long? parent = null;
+        if (sell.ResoldLease is long parentId)
+        {
+            var p = _leases[parentId];
+            nodes = p.Nodes;
+            provider = p.Provider;
+            payee = sell.Owner;
+            payeeAccount = _traders[sell.Owner];
+            parent = parentId;
+        }
+        else
+        {
+            nodes = AllocateNodes(sell.Owner, instrument, gpus);
+            provider = sell.Owner;
+            payee = sell.Owner;
+            payeeAccount = _providers[sell.Owner].RevenueAccount;
+            Uncommit(sell.Owner, instrument, gpus);
+        }
+        var lease = new Lease
+        {
+            Id = leaseId, Instrument = instrument.Id, Buyer = buy.Owner, Provider = provider, Payee = payee, PayeeAccount = payeeAccount, Parent = parent,
+            Start = instrument.DeliveryStart, End = instrument.DeliveryEnd, Gpus = gpus, Price = price, Notional = checked(price * quantity),
+            EscrowAccount = new UInt128(0xEC01_0000_0000_0000, (ulong)leaseId), Nodes = nodes,
+        };
+        _leases[leaseId] = lease;
+        return lease;
+    }
+
+    // ================================================================== capacity
+
+    private IEnumerable<long> HoursOf(Instrument i)
+    {
+        for (long h = i.DeliveryStart; h < i.DeliveryEnd; h += DeliveryCalendar.NsPerHour) yield return h;
+    }
+
+    /// <summary>GPUs the provider can still commit for every hour of the window (nodes up, minus leased, minus committed).</summary>
+    private long FreeGpus(long provider, Instrument i)
+    {
+        var nodes = _nodes.Values.Where(n => n.Provider == provider && n.Gpu == i.Gpu && n.Region == i.Region && n.DownSince is null).ToList();
+        long min = long.MaxValue;
+        foreach (long h in HoursOf(i))
+        {
+            long free = nodes.Sum(n => (long)n.Gpus - _leasedGpus.GetValueOrDefault((n.Id, h))) - _committedGpus.GetValueOrDefault((provider, i.Gpu, i.Region, h));
+            min = Math.Min(min, free);
+        }
+        return min == long.MaxValue ? 0 : min;
+    }
+
+    private void Commit(long provider, Instrument i, int gpus)
+    {
+        foreach (long h in HoursOf(i)) _committedGpus[(provider, i.Gpu, i.Region, h)] = _committedGpus.GetValueOrDefault((provider, i.Gpu, i.Region, h)) + gpus;
+    }
+
+    private void Uncommit(long provider, Instrument i, int gpus) => Commit(provider, i, -gpus);
+
+    private void ReleaseSellCapacity(OrderState o, int gpus)
+    {
+        if (gpus <= 0) return;
+        if (o.ResoldLease is long lid)
+        {
+            var lease = _leases[lid];
+            foreach (long h in HoursOf(o.Instrument)) lease.ResoldGpus[h] = lease.ResoldGpus.GetValueOrDefault(h) - gpus;
+        }
+        else Uncommit(o.Owner, o.Instrument, gpus);
+    }
+
+    /// <summary>First fit: the provider's nodes (by id) with room in every hour of the window take the lease's GPUs.</summary>
+    private List<(long Node, int Gpus)> AllocateNodes(long provider, Instrument i, int gpus)
+    {
+        var result = new List<(long, int)>();
+        int left = gpus;
+        foreach (var n in _nodes.Values.Where(n => n.Provider == provider && n.Gpu == i.Gpu && n.Region == i.Region && n.DownSince is null).OrderBy(n => n.Id))
+        {
+            int room = HoursOf(i).Min(h => n.Gpus - _leasedGpus.GetValueOrDefault((n.Id, h)));
+            int take = Math.Min(room, left);
+            if (take <= 0) continue;
+            foreach (long h in HoursOf(i)) _leasedGpus[(n.Id, h)] = _leasedGpus.GetValueOrDefault((n.Id, h)) + take;
+            result.Add((n.Id, take));
+            left -= take;
+            if (left == 0) break;
+        }
+        if (left != 0) throw new InvalidOperationException("Committed capacity was not available at allocation: capacity accounting is broken.");
+        return result;
+    }
+
+    /// <summary>Reserves GPUs of a held lease for resale on an instrument inside the lease's remaining window.</summary>
+    private ExchangeError ReserveLeaseTime(long owner, long leaseId, Instrument i, int gpus)
+    {
+        if (!_leases.TryGetValue(leaseId, out var lease)) return ExchangeError.UnknownLease;
+        if (lease.Buyer != owner) return ExchangeError.NotOwner;
+        var parentInstrument = _instruments.TryGet(lease.Instrument, out var pi) ? pi : null;
+        if (lease.Status != LeaseStatus.Active || parentInstrument is null || parentInstrument.Gpu != i.Gpu || parentInstrument.Region != i.Region
+            || i.DeliveryStart < lease.Start || i.DeliveryEnd > lease.End || i.DeliveryStart < Now)
+            return ExchangeError.InsufficientCapacity;
+        if (HoursOf(i).Any(h => lease.Gpus - lease.ResoldGpus.GetValueOrDefault(h) < gpus)) return ExchangeError.InsufficientCapacity;
+        foreach (long h in HoursOf(i)) lease.ResoldGpus[h] = lease.ResoldGpus.GetValueOrDefault(h) + gpus;
+        return ExchangeError.None;
+    }
+
+    private UInt128 NextTransferId() => new(0xEC02_0000_0000_0000, (ulong)++_nextTransfer);
+
+    // ================================================================== clock
+
+    /// <summary>
+    /// Advances the exchange to the clock: lists and expires instruments (orders of an expired instrument are
+    /// cancelled and released), expires good-till-time orders, and treats nodes with active leases that missed
+    /// their heartbeats as down (their leases fail over to refunds and penalties).
+    /// </summary>
+    public async Task<InstrumentChanges> TickAsync(CancellationToken ct = default)
+    {
+        await _gate.WaitAsync(ct);
+        try
+        {
+            long now = Now;
+            var changes = _instruments.Advance(now);
+            foreach (var (id, book) in _books.ToList())
+            {
+                if (!_instruments.IsActive(id) || !_instruments.Get(id).IsTradingAt(now))
+                {
+                    foreach (var o in book.Orders())
+                        await ApplyAsync(book, new OrderCommand { Kind = CommandKind.Cancel, OrderId = o.Id, Owner = o.Owner, Timestamp = now }, o.Id, ct);
+                    _books.Remove(id);
+                }
+                else if (book.Count > 0)
+                    await ApplyAsync(book, new OrderCommand { Kind = CommandKind.Expire, Timestamp = now }, 0, ct);
+            }
+            long timeout = (long)_options.HeartbeatTimeout.TotalMilliseconds * 1_000_000L;
+            foreach (var node in _nodes.Values.Where(n => n.DownSince is null && now - n.LastHeartbeat > timeout).ToList())
+            {
+                if (!_leases.Values.Any(l => l.Status == LeaseStatus.Active && l.Nodes.Any(x => x.Node == node.Id))) continue;
+                await NodeDownLockedAsync(node, node.LastHeartbeat, ct);
+            }
+            return changes;
+        }
+        finally { _gate.Release(); }
+    }
+
+    // ================================================================== leases
+
+    /// <summary>
+    /// A provider reports delivery on a lease for the metered interval [from, to): the escrow pays the payee
+    /// price × GPUs × hours of the interval inside the lease window. The last interval completes the lease.
+    /// </summary>
+    public async Task<(ExchangeError Error, Lease? Lease)> ReportDeliveryAsync(long provider, long leaseId, long fromNs, long toNs, CancellationToken ct = default)
+    {
+        await _gate.WaitAsync(ct);
+        try
+        {
+            if (!_leases.TryGetValue(leaseId, out var lease)) return (ExchangeError.UnknownLease, null);
+            if (lease.Provider != provider) return (ExchangeError.NotOwner, lease);
+            if (lease.Status != LeaseStatus.Active || fromNs >= toNs || fromNs < lease.Start || toNs > lease.End
+                || (fromNs - lease.Start) % DeliveryCalendar.NsPerHour != 0 || (toNs - lease.Start) % DeliveryCalendar.NsPerHour != 0)
+                return (ExchangeError.InvalidDelivery, lease);
+            long gpuHours = lease.Gpus * ((toNs - fromNs) / DeliveryCalendar.NsPerHour);
+            if (lease.DeliveredGpuHours + gpuHours > lease.GpuHours) return (ExchangeError.InvalidDelivery, lease);
+            await PayDeliveryAsync(lease, gpuHours, ct);
+            // A lease resold for part of this interval is delivered there too: its buyer got the GPUs, its reseller is paid.
+            foreach (var child in _leases.Values.Where(c => c.Parent == lease.Id && c.Status == LeaseStatus.Active && c.Start < toNs && c.End > fromNs).ToList())
+            {
+                long childHours = (Math.Min(toNs, child.End) - Math.Max(fromNs, child.Start)) / DeliveryCalendar.NsPerHour;
+                await PayDeliveryAsync(child, child.Gpus * childHours, ct);
+            }
+            return (ExchangeError.None, lease);
+        }
+        finally { _gate.Release(); }
+    }
+
+    private async Task PayDeliveryAsync(Lease lease, long gpuHours, CancellationToken ct)
+    {
+        long amount = checked(lease.Price * gpuHours);
+        // The last payment takes whatever is left, so the escrow always ends at exactly zero.
+        if (lease.DeliveredGpuHours + gpuHours == lease.GpuHours) amount = lease.Notional - lease.Paid - lease.Refunded;
+        var r = await _ledger.CreateTransfersAsync(new[] { new Transfer
+        {
+            Id = NextTransferId(), DebitAccountId = lease.EscrowAccount, CreditAccountId = lease.PayeeAccount, Amount = amount, Asset = Asset.Usd.Code,
+            Code = DeliveryPaymentCode, UserData64 = (ulong)lease.Id,
+        } }, ct);
+        if (r[0] != CreateTransferResult.Ok) throw new InvalidOperationException($"Delivery payment failed: {r[0]}.");
+        lease.DeliveredGpuHours += gpuHours;
+        lease.Paid += amount;
+        if (lease.DeliveredGpuHours == lease.GpuHours) lease.Status = LeaseStatus.Completed;
+    }
+
+    /// <summary>A provider (or the heartbeat monitor) reports a node down: every active lease on it fails.</summary>
+    public async Task<ExchangeError> ReportOutageAsync(long provider, long nodeId, CancellationToken ct = default)
+    {
+        await _gate.WaitAsync(ct);
+        try
+        {
+            if (!_nodes.TryGetValue(nodeId, out var node)) return ExchangeError.UnknownNode;
+            if (node.Provider != provider) return ExchangeError.NotOwner;
+            await NodeDownLockedAsync(node, Now, ct);
+            return ExchangeError.None;
+        }
+        finally { _gate.Release(); }
+    }
+
+    private async Task NodeDownLockedAsync(Node node, long since, CancellationToken ct)
+    {
+        node.DownSince = since;
+        foreach (var lease in _leases.Values.Where(l => l.Status == LeaseStatus.Active && l.Nodes.Any(x => x.Node == node.Id)).OrderBy(l => l.Id).ToList())
+            await FailLeaseAsync(lease, ct);
+    }
+
+    /// <summary>
+    /// Refunds the undelivered part from the lease's escrow to the buyer and pays the buyer a penalty from the
+    /// provider's collateral (as much as the collateral holds; the rest is recorded as a shortfall).
+    /// </summary>
+    private async Task FailLeaseAsync(Lease lease, CancellationToken ct)
+    {
+        long refund = lease.Notional - lease.Paid - lease.Refunded;
+        long penalty = Money.MulDiv(refund, _options.PenaltyBasisPoints, 10_000);
+        var buyerAccount = _traders[lease.Buyer];
+        var provider = _providers[lease.Provider];
+        var collateral = (await _ledger.LookupAccountsAsync(new[] { provider.CollateralAccount }, ct))[0];
+        long available = Math.Max(0, collateral.CreditsPosted - collateral.DebitsPosted - collateral.DebitsPending);
+        long paid = Math.Min(penalty, available);
+        var transfers = new List<Transfer>();
+        if (refund > 0)
+            transfers.Add(new Transfer { Id = NextTransferId(), DebitAccountId = lease.EscrowAccount, CreditAccountId = buyerAccount, Amount = refund,
+                Asset = Asset.Usd.Code, Code = RefundCode, UserData64 = (ulong)lease.Id });
+        if (paid > 0)
+            transfers.Add(new Transfer { Id = NextTransferId(), DebitAccountId = provider.CollateralAccount, CreditAccountId = buyerAccount, Amount = paid,
+                Asset = Asset.Usd.Code, Code = PenaltyCode, UserData64 = (ulong)lease.Id });
+        if (transfers.Count > 0)
+        {
+            var r = await _ledger.CreateTransfersAsync(transfers.ToArray(), ct);
+            if (r.Any(x => x != CreateTransferResult.Ok)) throw new InvalidOperationException("Refund or penalty failed: " + string.Join(",", r));
+        }
+        lease.Refunded += refund;
+        lease.Penalty = paid;
+        lease.PenaltyShortfall = penalty - paid;
+        lease.Status = LeaseStatus.Failed;
+        // Leases resold from this one fail with it: their buyers are refunded too (the reseller pays no penalty).
+        foreach (var child in _leases.Values.Where(c => c.Parent == lease.Id && c.Status == LeaseStatus.Active).ToList())
+        {
+            long childRefund = child.Notional - child.Paid - child.Refunded;
+            if (childRefund > 0)
+            {
+                var r = await _ledger.CreateTransfersAsync(new[] { new Transfer { Id = NextTransferId(), DebitAccountId = child.EscrowAccount,
+                    CreditAccountId = _traders[child.Buyer], Amount = childRefund, Asset = Asset.Usd.Code, Code = RefundCode, UserData64 = (ulong)child.Id } }, ct);
+                if (r[0] != CreateTransferResult.Ok) throw new InvalidOperationException($"Refund failed: {r[0]}.");
+            }
+            child.Refunded += childRefund;
+            child.Status = LeaseStatus.Failed;
+        }
+    }
+
+    // ================================================================== queries
+
+    public async Task<T> ReadAsync<T>(Func<ExchangeView, T> read, CancellationToken ct = default)
+    {
+        await _gate.WaitAsync(ct);
+        try { return read(new ExchangeView(this)); }
+        finally { _gate.Release(); }
+    }
+
+    /// <summary>A read-only view for queries, valid inside <see cref="ReadAsync"/>.</summary>
+    public sealed class ExchangeView
+    {
+        private readonly ExchangeService s;
+        internal ExchangeView(ExchangeService service) => s = service;
+
+        public IReadOnlyList<OpenOrder> OpenOrders(long? owner = null) => s._orders.Values.Where(o => owner is null || o.Owner == owner)
+            .OrderBy(o => o.Id).Select(o => new OpenOrder(o.Id, o.Owner, o.Instrument.Id, o.Side, o.Limit, o.Remaining, o.HoldAmount, o.ResoldLease)).ToList();
+        public IReadOnlyList<Lease> Leases(long? owner = null) => s._leases.Values.Where(l => owner is null || l.Buyer == owner || l.Payee == owner || l.Provider == owner).OrderBy(l => l.Id).ToList();
+        public Lease? Lease(long id) => s._leases.GetValueOrDefault(id);
+        public IReadOnlyList<Node> Nodes => s._nodes.Values.OrderBy(n => n.Id).ToList();
+        public int Depth(int instrument, Side side, Span<DepthLevel> into) => s._books.TryGetValue(instrument, out var b) ? b.Depth(side, into) : 0;
+        public bool HasBook(int instrument) => s._books.ContainsKey(instrument);
+        public OrderBook? Book(int instrument) => s._books.GetValueOrDefault(instrument);
+    }
+
+    /// <summary>
+    /// Checks the money invariants against the ledger: the escrow's pending credits equal the holds of open
+    /// buy orders; each open buy order's hold is its limit × remaining; every open order rests in its book.
+    /// </summary>
+    public async Task CheckInvariantsAsync(CancellationToken ct = default)
+    {
+        await _gate.WaitAsync(ct);
+        try
+        {
+            var escrow = (await _ledger.LookupAccountsAsync(new[] { EscrowAccount }, ct))[0];
+            long holds = 0;
+            foreach (var o in _orders.Values)
+            {
+                if (!_books.TryGetValue(o.Instrument.Id, out var book) || !book.TryGetOrder(o.Id, out var resting) || resting.Remaining != o.Remaining)
+                    throw new InvalidOperationException($"Open order {o.Id} does not rest in its book as tracked.");
+                if (o.Side == Side.Buy)
+                {
+                    if (o.HoldAmount != checked(o.Limit * o.Remaining)) throw new InvalidOperationException($"Order {o.Id}: hold {o.HoldAmount} != limit × remaining.");
+                    holds = checked(holds + o.HoldAmount);
+                }
+            }
+            if (escrow.CreditsPending != holds) throw new InvalidOperationException($"Escrow pending {escrow.CreditsPending} != open buy holds {holds}.");
+            if (escrow.CreditsPosted != escrow.DebitsPosted) throw new InvalidOperationException("The order escrow keeps money it should have passed to leases.");
+            foreach (var book in _books.Values) book.AssertInvariants();
+        }
+        finally { _gate.Release(); }
+    }
+}

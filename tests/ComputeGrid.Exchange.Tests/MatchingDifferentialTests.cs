@@ -1,0 +1,123 @@
+using ComputeGrid.Exchange.Matching;
+using CsCheck;
+
+namespace ComputeGrid.Exchange.Tests;
+
+/// <summary>
+/// The fast book against the reference book on random command streams: every order type, time in force,
+/// post-only, self-trade, cancel, replace and expiry, valid and invalid. After every command: identical
+/// events, identical resting orders and depth, and the fast book's invariants hold.
+/// </summary>
+public class MatchingDifferentialTests
+{
+    public static readonly PriceBand Band = new(100, 1100, 5); // 201 levels
+
+    /// <summary>Decodes one command from small ints (so CsCheck shrinks failures to small streams).</summary>
+    public static OrderCommand Decode(int[] v, ref long nextId, ref long now, List<long> ids)
+    {
+        now += v[0] % 4;
+        var c = new OrderCommand { Timestamp = now, Owner = 1 + v[1] % 4, Side = (Side)(v[2] % 2) };
+        int kind = v[3] % 20;
+        if (kind < 12)
+        {
+            c.Kind = CommandKind.Place;
+            c.OrderId = v[4] % 29 == 0 && ids.Count > 0 ? ids[v[5] % ids.Count] : v[4] % 31 == 0 ? 0 : ++nextId;
+            c.Type = v[6] % 8 == 0 ? OrderType.Market : OrderType.Limit;
+            c.TimeInForce = (TimeInForce)(v[7] % 4);
+            c.PostOnly = v[8] % 9 == 0;
+            // Prices cluster around the middle so books cross often; a few are off-band or off-tick.
+            c.Price = v[9] % 37 == 0 ? 99 : v[9] % 41 == 0 ? 1105 : v[9] % 43 == 0 ? 602 : 600 + (v[9] % 21 - 10) * 5;
+            c.Quantity = v[10] % 47 == 0 ? 0 : v[10] % 53 == 0 ? -3 : 1 + v[10] % 12;
+            c.ExpiresAt = c.TimeInForce == TimeInForce.GoodTillTime ? now + (v[11] % 13) - 1 : 0;
+            if (c.OrderId > 0) ids.Add(c.OrderId);
+        }
+        else if (kind < 16)
+        {
+            c.Kind = CommandKind.Cancel;
+            c.OrderId = ids.Count > 0 && v[4] % 11 != 0 ? ids[v[5] % ids.Count] : 999_999;
+        }
+        else if (kind < 19)
+        {
+            c.Kind = CommandKind.Replace;
+            c.OrderId = ids.Count > 0 ? ids[v[5] % ids.Count] : 1;
+            c.Price = v[9] % 37 == 0 ? 97 : 600 + (v[9] % 21 - 10) * 5;
+            c.Quantity = v[10] % 47 == 0 ? 0 : 1 + v[10] % 12;
+        }
+        else
+        {
+            c.Kind = CommandKind.Expire;
+        }
+        return c;
+    }
+
+    private static readonly Gen<int[][]> Stream = Gen.Int[0, 10_000].Array[12].Array[1, 300];
+
+    [Fact]
+    public void Fast_book_matches_the_reference_on_random_streams()
+    {
+        Stream.Sample(stream =>
+        {
+            // A small book, so a full book (BookFull) is part of what is compared.
+            var fast = new OrderBook(Band, 24);
+            var reference = new ReferenceOrderBook(Band, 24);
+            long nextId = 0, now = 1_000;
+            var ids = new List<long>();
+            var depth = new DepthLevel[300];
+            foreach (var v in stream)
+            {
+                var c = Decode(v, ref nextId, ref now, ids);
+                var expected = reference.Apply(c);
+                var actual = fast.Apply(in c).ToArray();
+                Assert.Equal(expected, actual);
+                fast.AssertInvariants();
+                Assert.Equal(reference.Orders(), fast.Orders());
+                foreach (var side in new[] { Side.Buy, Side.Sell })
+                {
+                    int n = fast.Depth(side, depth);
+                    Assert.Equal(reference.Depth(side), depth.AsSpan(0, n).ToArray());
+                }
+                AssertFilledAtMostOrdered(actual, c);
+            }
+        }, iter: 1500, threads: 1);
+    }
+
+    /// <summary>A command never trades more than it asked for.</summary>
+    private static void AssertFilledAtMostOrdered(MatchEvent[] events, OrderCommand c)
+    {
+        if (c.Kind != CommandKind.Place) return;
+        long traded = events.Where(e => e.Kind == EventKind.Trade && e.OrderId == c.OrderId).Sum(e => e.Quantity);
+        Assert.True(traded <= Math.Max(0, c.Quantity));
+    }
+
+    [Fact]
+    public void Every_outcome_is_reached_by_the_generator()
+    {
+        var rejects = new HashSet<RejectReason>();
+        var cancels = new HashSet<CancelReason>();
+        var kinds = new HashSet<EventKind>();
+        var rng = new Random(3);
+        for (int s = 0; s < 400; s++)
+        {
+            var book = new OrderBook(Band, s % 2 == 0 ? 64 : 8);
+            long nextId = 0, now = 1_000;
+            var ids = new List<long>();
+            for (int i = 0; i < 200; i++)
+            {
+                var v = Enumerable.Range(0, 12).Select(_ => rng.Next(0, 10_001)).ToArray();
+                foreach (var e in book.Apply(Decode(v, ref nextId, ref now, ids)))
+                {
+                    kinds.Add(e.Kind);
+                    rejects.Add(e.Reject);
+                    cancels.Add(e.Reason);
+                }
+            }
+        }
+        Assert.Equal(Enum.GetValues<EventKind>().Length, kinds.Count);
+        var missing = new[] { RejectReason.PostOnlyWouldTake, RejectReason.FillOrKillUnfillable, RejectReason.NoLiquidity, RejectReason.DuplicateOrderId,
+                     RejectReason.UnknownOrder, RejectReason.NotOwner, RejectReason.PriceOutsideBand, RejectReason.PriceNotOnTick, RejectReason.QuantityMustBePositive,
+                     RejectReason.ExpiryMustBeInTheFuture, RejectReason.MarketOrderMustBeImmediate, RejectReason.BookFull, RejectReason.InvalidCommand }.Except(rejects);
+        Assert.Empty(missing);
+        foreach (var r in new[] { CancelReason.UserCancel, CancelReason.Unfilled, CancelReason.SelfTrade, CancelReason.Expired, CancelReason.Replaced })
+            Assert.Contains(r, cancels);
+    }
+}
