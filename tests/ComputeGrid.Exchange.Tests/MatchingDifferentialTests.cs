@@ -89,6 +89,45 @@ public class MatchingDifferentialTests
         Assert.True(traded <= Math.Max(0, c.Quantity));
     }
 
+    private struct CollectingSink : IMatchEventSink
+    {
+        public List<MatchEvent> Events;
+        public void OnEvents(int index, ReadOnlySpan<MatchEvent> events) => Events.AddRange(events.ToArray());
+    }
+
+    [Fact]
+    public void Batched_application_with_prefetch_equals_one_command_at_a_time()
+    {
+        Stream.Sample(stream =>
+        {
+            long nextId = 0, now = 1_000;
+            var ids = new List<long>();
+            var commands = stream.Select(v => Decode(v, ref nextId, ref now, ids)).ToArray();
+            var one = new OrderBook(Band, 24);
+            var expected = commands.SelectMany(c => one.Apply(in c).ToArray()).ToList();
+            var batched = new OrderBook(Band, 24);
+            var sink = new CollectingSink { Events = new List<MatchEvent>() };
+            for (int i = 0; i < commands.Length; i += 7) batched.ApplyBatch(commands.AsSpan(i, Math.Min(7, commands.Length - i)), ref sink);
+            Assert.Equal(expected, sink.Events);
+            Assert.Equal(one.Orders(), batched.Orders());
+        }, iter: 300, threads: 1);
+    }
+
+    [Fact]
+    public void Matching_in_steady_state_allocates_nothing()
+    {
+        var stream = Enumerable.Range(0, 20_000).Select(i => new OrderCommand
+        {
+            Kind = i % 4 == 3 ? CommandKind.Cancel : CommandKind.Place, OrderId = i % 4 == 3 ? i - 2 : i + 1, Owner = 1 + i % 7,
+            Side = (Side)(i % 2), Type = i % 10 == 0 ? OrderType.Market : OrderType.Limit, Price = 500 + (i * 37 % 40) * 5, Quantity = 1 + i % 9, Timestamp = 1000 + i,
+        }).ToArray();
+        var book = new OrderBook(Band, 4096);
+        foreach (var c in stream.AsSpan(0, 2_000)) book.Apply(in c); // warm-up
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 2_000; i < stream.Length; i++) book.Apply(in stream[i]);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     [Fact]
     public void Every_outcome_is_reached_by_the_generator()
     {

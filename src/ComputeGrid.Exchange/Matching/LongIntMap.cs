@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace ComputeGrid.Exchange.Matching;
 
@@ -8,7 +9,7 @@ namespace ComputeGrid.Exchange.Matching;
 /// probing, load factor ≤ 1/2 at capacity, backward-shift deletion, no allocation after construction.
 /// Key 0 marks an empty slot, so order ids must be positive.
 /// </summary>
-internal sealed class LongIntMap
+internal sealed unsafe class LongIntMap
 {
     private struct Entry
     {
@@ -25,13 +26,20 @@ internal sealed class LongIntMap
     public LongIntMap(int capacity)
     {
         int slots = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, capacity * 2));
-        _entries = new Entry[slots];
+        _entries = GC.AllocateArray<Entry>(slots, pinned: true); // pinned: prefetch takes its address
         _mask = slots - 1;
         _shift = 64 - BitOperations.Log2((uint)slots);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int Home(long key) => (int)(((ulong)key * 0x9E3779B97F4A7C15UL) >> _shift);
+
+    /// <summary>Starts loading the slot where <paramref name="key"/> would be (x86; a no-op elsewhere).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Prefetch(long key)
+    {
+        if (Sse.IsSupported) Sse.Prefetch0(Unsafe.AsPointer(ref _entries[Home(key)]));
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryGet(long key, out int value)

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace ComputeGrid.Exchange.Matching;
 
@@ -20,7 +21,7 @@ namespace ComputeGrid.Exchange.Matching;
 /// Invariants (<see cref="AssertInvariants"/>): never crossed at rest; level totals and counts equal their
 /// orders; every resting order is in the id table and, if timed, in the heap.
 /// </summary>
-public sealed class OrderBook
+public sealed unsafe class OrderBook
 {
     private struct Node
     {
@@ -61,7 +62,7 @@ public sealed class OrderBook
         if (band.Tick <= 0 || band.MinPrice <= 0 || band.MaxPrice < band.MinPrice) throw new ArgumentException("Invalid price band.", nameof(band));
         _band = band;
         OrdersMax = ordersMax;
-        _nodes = new Node[ordersMax];
+        _nodes = GC.AllocateArray<Node>(ordersMax, pinned: true); // pinned: prefetch takes node addresses
         for (int i = 0; i < ordersMax; i++) { _nodes[i].Next = i + 1 < ordersMax ? i + 1 : -1; _nodes[i].HeapPos = -1; }
         _free = ordersMax > 0 ? 0 : -1;
         _bids = new Ladder(band.Levels, highestFirst: true);
@@ -86,6 +87,53 @@ public sealed class OrderBook
             default: Reject(in c, RejectReason.InvalidCommand); break;
         }
         return new ReadOnlySpan<MatchEvent>(_events, 0, _eventCount);
+    }
+
+    /// <summary>
+    /// Applies a batch of commands in order, handing each command's events to <paramref name="sink"/>. The
+    /// result is exactly that of calling <see cref="Apply"/> for each; the difference is speed: while command i
+    /// runs, the memory that commands i+3 … i+16 will touch (id slots, their orders, the orders beside them, the
+    /// tail of the level a new order joins) is already on its way into the cache, so the random accesses of
+    /// cancels and inserts stop costing a full memory round trip each.
+    /// </summary>
+    public void ApplyBatch<TSink>(ReadOnlySpan<OrderCommand> commands, ref TSink sink) where TSink : struct, IMatchEventSink
+    {
+        for (int i = 0; i < commands.Length; i++)
+        {
+            if (i + PrefetchSlot < commands.Length) _byId.Prefetch(commands[i + PrefetchSlot].OrderId);
+            if (i + PrefetchNode < commands.Length) PrefetchOrder(in commands[i + PrefetchNode]);
+            if (i + PrefetchNeighbours < commands.Length) PrefetchNeighboursOf(in commands[i + PrefetchNeighbours]);
+            sink.OnEvents(i, Apply(in commands[i]));
+        }
+    }
+
+    private const int PrefetchSlot = 16, PrefetchNode = 8, PrefetchNeighbours = 3;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Prefetch(int node)
+    {
+        if (Sse.IsSupported && node >= 0) Sse.Prefetch0(Unsafe.AsPointer(ref _nodes[node]));
+    }
+
+    private void PrefetchOrder(in OrderCommand c)
+    {
+        if (c.Kind is CommandKind.Cancel or CommandKind.Replace)
+        {
+            if (_byId.TryGet(c.OrderId, out int n)) Prefetch(n);
+        }
+        else if (c.Kind == CommandKind.Place && c.Type == OrderType.Limit && _band.Contains(c.Price) && TryLevel(c.Price, out int level))
+        {
+            Prefetch((c.Side == Side.Buy ? _bids : _asks).Tail[level]);
+        }
+    }
+
+    private void PrefetchNeighboursOf(in OrderCommand c)
+    {
+        if (c.Kind is CommandKind.Cancel or CommandKind.Replace && _byId.TryGet(c.OrderId, out int n))
+        {
+            Prefetch(_nodes[n].Prev);
+            Prefetch(_nodes[n].Next);
+        }
     }
 
     // ------------------------------------------------------------------ commands
@@ -139,6 +187,7 @@ public sealed class OrderBook
             while (n >= 0 && remaining > 0)
             {
                 ref Node maker = ref _nodes[n];
+                Prefetch(maker.Next); // the next maker in time priority, while this one trades
                 if (maker.Owner == c.Owner) { selfTrade = true; return remaining; }
                 long q = Math.Min(remaining, maker.Remaining);
                 ref MatchEvent e = ref NextEvent();
@@ -536,6 +585,13 @@ public sealed class OrderBook
             return (word << 6) + 63 - BitOperations.LeadingZeroCount(_words[word]);
         }
     }
+}
+
+/// <summary>Receives the events of each command of <see cref="OrderBook.ApplyBatch{TSink}"/> (a struct, so calls inline and nothing allocates).</summary>
+public interface IMatchEventSink
+{
+    /// <summary>The events of command <paramref name="index"/> of the batch (valid only during the call).</summary>
+    void OnEvents(int index, ReadOnlySpan<MatchEvent> events);
 }
 
 /// <summary>A resting order as queries show it.</summary>

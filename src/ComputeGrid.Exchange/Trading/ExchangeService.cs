@@ -38,7 +38,7 @@ public sealed record ExchangeOptions
 /// Invariants (checked by <see cref="CheckInvariantsAsync"/>): the escrow's pending credits equal the sum
 /// of the holds of open buy orders, and each open buy order's hold equals its limit × remaining quantity.
 /// </summary>
-public sealed class ExchangeService
+public sealed partial class ExchangeService
 {
     /// <summary>Ledger account codes used by the exchange.</summary>
     public const ushort EscrowCode = 20, LeaseEscrowCode = 21;
