@@ -321,3 +321,28 @@ public class ExchangeServiceTests
         await h.CheckAsync();
     }
 }
+
+public class ExchangeRestartTests
+{
+    [Fact]
+    public async Task A_restart_releases_the_holds_of_orders_that_did_not_survive_it()
+    {
+        await using var h = await ExchangeHarness.StartAsync();
+        var i = h.Hourly(3);
+        var b = await h.Exchange.PlaceAsync(new PlaceOrder(ExchangeHarness.Buyer, i.Id, Side.Buy, OrderType.Limit, TimeInForce.GoodTillCancel, 1_500_000, 4));
+        Assert.Equal(OrderStatus.Resting, b.Status);
+        Assert.Equal(6_000_000, (await h.AccountAsync(ExchangeHarness.BuyerAccount)).DebitsPending);
+        // A new exchange over the same ledger (as after a restart of the server): its books start empty.
+        h.Time.Advance(TimeSpan.FromMilliseconds(5));
+        var again = new ExchangeService(h.Ledger, new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default)), h.Time);
+        await again.StartAsync();
+        Assert.Equal(1, again.ReleasedOrphanHolds);
+        Assert.Equal(0, (await h.AccountAsync(ExchangeHarness.BuyerAccount)).DebitsPending);
+        await again.CheckInvariantsAsync();
+        // And it trades on: new ids do not collide with the previous run's.
+        Assert.Equal(ExchangeError.None, await again.RegisterTraderAsync(ExchangeHarness.Buyer, ExchangeHarness.BuyerAccount));
+        var b2 = await again.PlaceAsync(new PlaceOrder(ExchangeHarness.Buyer, i.Id, Side.Buy, OrderType.Limit, TimeInForce.GoodTillCancel, 1_500_000, 4));
+        Assert.True(b2.Ok, b2.Detail);
+        await again.CheckInvariantsAsync();
+    }
+}

@@ -87,7 +87,18 @@ public static class ExchangeBench
         }
         double refPerSecond = referenceCommands / refSeconds;
         output.WriteLine($"  reference book (SortedDictionary): {referenceCommands:N0} commands in {refSeconds:F3} s = {refPerSecond:N0}/s (same {refEvents:N0} events)");
-        await Task.CompletedTask;
+
+        // 4. The full path: exchange service, ledger holds, leases, settlement (in-memory and durable ledger).
+        var (memPerSecond, memOrders, memFills) = await ExchangeFullPathBench.RunAsync(null, quick ? 20_000 : 100_000, Seed, ct);
+        output.WriteLine($"  full path, in-memory ledger: {memOrders:N0} orders ({memFills:N0} fills) at {memPerSecond:N0} orders/s; invariants hold");
+        string durableDir = Path.Combine(Path.GetTempPath(), "cg-exchange-bench-" + Guid.NewGuid().ToString("N"));
+        double durablePerSecond;
+        try
+        {
+            (durablePerSecond, int durableOrders, int durableFills) = await ExchangeFullPathBench.RunAsync(durableDir, quick ? 300 : 1_000, Seed, ct);
+            output.WriteLine($"  full path, durable ledger (fdatasync per ledger batch): {durableOrders:N0} orders ({durableFills:N0} fills) at {durablePerSecond:N0} orders/s");
+        }
+        finally { if (Directory.Exists(durableDir)) Directory.Delete(durableDir, recursive: true); }
 
         var metrics = new SortedDictionary<string, object>(StringComparer.Ordinal)
         {
@@ -99,6 +110,8 @@ public static class ExchangeBench
             ["alloc_bytes_per_order"] = Math.Round((double)allocated / stream.Length, 4),
             ["reference_orders_per_s"] = Math.Round(refPerSecond),
             ["speedup_vs_reference"] = Math.Round(perSecond / refPerSecond, 1),
+            ["full_path_orders_per_s_inmem_ledger"] = Math.Round(memPerSecond),
+            ["full_path_orders_per_s_durable_ledger"] = Math.Round(durablePerSecond),
             ["commands"] = stream.Length,
             ["price_levels"] = Band.Levels,
             ["quick"] = quick ? 1 : 0,

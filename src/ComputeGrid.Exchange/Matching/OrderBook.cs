@@ -23,6 +23,8 @@ namespace ComputeGrid.Exchange.Matching;
 /// </summary>
 public sealed unsafe class OrderBook
 {
+    // One node per cache line: a cancel touches the order and its two neighbours, never a line it does not need.
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential, Size = 64)]
     private struct Node
     {
         public long Id;
@@ -38,7 +40,7 @@ public sealed unsafe class OrderBook
     }
 
     private readonly PriceBand _band;
-    private readonly Node[] _nodes;
+    private readonly Node* _nodes; // 64-byte aligned unmanaged pool, freed by the finalizer
     private int _free;                 // head of the free list (through Next)
     private int _count;
     private readonly Ladder _bids;
@@ -62,7 +64,9 @@ public sealed unsafe class OrderBook
         if (band.Tick <= 0 || band.MinPrice <= 0 || band.MaxPrice < band.MinPrice) throw new ArgumentException("Invalid price band.", nameof(band));
         _band = band;
         OrdersMax = ordersMax;
-        _nodes = GC.AllocateArray<Node>(ordersMax, pinned: true); // pinned: prefetch takes node addresses
+        _nodes = (Node*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)Math.Max(1, ordersMax) * (nuint)sizeof(Node), 64);
+        System.Runtime.InteropServices.NativeMemory.Clear(_nodes, (nuint)Math.Max(1, ordersMax) * (nuint)sizeof(Node));
+        GC.AddMemoryPressure((long)ordersMax * sizeof(Node));
         for (int i = 0; i < ordersMax; i++) { _nodes[i].Next = i + 1 < ordersMax ? i + 1 : -1; _nodes[i].HeapPos = -1; }
         _free = ordersMax > 0 ? 0 : -1;
         _bids = new Ladder(band.Levels, highestFirst: true);
@@ -71,6 +75,12 @@ public sealed unsafe class OrderBook
         _heap = new int[ordersMax];
         // A taker can trade with every resting order, plus its own rest/cancel and the expiries before it.
         _events = new MatchEvent[2 * ordersMax + 8];
+    }
+
+    ~OrderBook()
+    {
+        System.Runtime.InteropServices.NativeMemory.AlignedFree(_nodes);
+        GC.RemoveMemoryPressure((long)OrdersMax * sizeof(Node));
     }
 
     /// <summary>Applies one command; returns the events it produced (valid until the next call).</summary>
@@ -112,7 +122,7 @@ public sealed unsafe class OrderBook
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Prefetch(int node)
     {
-        if (Sse.IsSupported && node >= 0) Sse.Prefetch0(Unsafe.AsPointer(ref _nodes[node]));
+        if (Sse.IsSupported && node >= 0) Sse.Prefetch0(_nodes + node);
     }
 
     private void PrefetchOrder(in OrderCommand c)
@@ -479,7 +489,7 @@ public sealed unsafe class OrderBook
     // ------------------------------------------------------------------ ladder
 
     /// <summary>One side's levels: FIFO heads/tails, totals, counts, and a two-level bitmap of non-empty levels.</summary>
-    private sealed class Ladder
+    private sealed unsafe class Ladder
     {
         public readonly int[] Head;
         public readonly int[] Tail;
@@ -508,7 +518,7 @@ public sealed unsafe class OrderBook
         public bool IsSet(int level) => (_words[level >> 6] & (1UL << level)) != 0;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Append(int level, int n, Node[] nodes)
+        public void Append(int level, int n, Node* nodes)
         {
             int tail = Tail[level];
             nodes[n].Prev = tail;
@@ -519,7 +529,7 @@ public sealed unsafe class OrderBook
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Unlink(int level, int n, Node[] nodes)
+        public void Unlink(int level, int n, Node* nodes)
         {
             int prev = nodes[n].Prev, next = nodes[n].Next;
             if (prev >= 0) nodes[prev].Next = next; else Head[level] = next;

@@ -63,6 +63,7 @@ public sealed partial class ExchangeService
     private readonly Dictionary<(long Node, long Hour), int> _leasedGpus = new();
     private readonly Dictionary<(long Provider, GpuClass Gpu, string Region, long Hour), int> _committedGpus = new();
     private long _nextOrderId, _nextLeaseId, _nextNodeId, _nextTransfer, _tradeSequence;
+    private readonly ulong _runEpoch;
 
     /// <summary>Trades, candles and the price index, fed by every fill.</summary>
     public MarketDataHub MarketData { get; }
@@ -89,6 +90,7 @@ public sealed partial class ExchangeService
         _instruments = instruments;
         _time = time;
         _options = options ?? new ExchangeOptions();
+        _runEpoch = (ulong)(Clock.UnixNanoseconds(time) / 1_000_000) & 0xFFFF_FFFF_FFFF;
         // The index counts hourly spot and daily forwards (prices per GPU-hour of near-term delivery); monthly
         // forwards carry term premia that would blur "what compute costs now".
         MarketData = new MarketDataHub(id => _instruments.TryGet(id, out var i) && i.Kind != DeliveryKind.MonthlyForward ? GpuClasses.Code(i.Gpu) : null,
@@ -100,7 +102,38 @@ public sealed partial class ExchangeService
     {
         var r = await _ledger.CreateAccountsAsync(new[] { new Account { Id = EscrowAccount, Asset = Asset.Usd.Code, Code = EscrowCode } }, ct);
         if (r[0] is not (CreateAccountResult.Ok or CreateAccountResult.Exists)) throw new InvalidOperationException($"Cannot create the exchange escrow account: {r[0]}.");
+        ReleasedOrphanHolds = await ReleaseOrphanHoldsAsync(ct);
         await TickAsync(ct);
+    }
+
+    /// <summary>How many holds of a previous run <see cref="StartAsync"/> found without an order and voided.</summary>
+    public int ReleasedOrphanHolds { get; private set; }
+
+    /// <summary>
+    /// Open orders live in memory: after a restart none exist, so every hold still pending on the escrow belongs to
+    /// an order of the previous run and is voided, and the buyer's money is free again (holds == open orders).
+    /// </summary>
+    private async Task<int> ReleaseOrphanHoldsAsync(CancellationToken ct)
+    {
+        var pendingIds = new List<UInt128>();
+        long before = long.MaxValue;
+        while (true)
+        {
+            var page = await _ledger.GetAccountTransfersAsync(EscrowAccount, before, LedgerLimits.HistoryLimitMax, ct);
+            if (page is null || page.Length == 0) break;
+            var withStatus = await _ledger.LookupTransfersAsync(page.Where(t => (t.Flags & TransferFlags.Pending) != 0).Select(t => t.Id).ToArray(), ct);
+            pendingIds.AddRange(withStatus.Where(x => x.Status == PendingStatus.Pending).Select(x => x.Transfer.Id));
+            before = page[^1].Timestamp;
+            if (page.Length < LedgerLimits.HistoryLimitMax) break;
+        }
+        foreach (var chunk in pendingIds.Chunk(LedgerLimits.BatchEventsMax))
+        {
+            var voids = chunk.Select(id => new Transfer { Id = NextTransferId(), PendingId = id, Flags = TransferFlags.VoidPendingTransfer }).ToArray();
+            var vr = await _ledger.CreateTransfersAsync(voids, ct);
+            if (vr.Any(x => x is not (CreateTransferResult.Ok or CreateTransferResult.Exists or CreateTransferResult.PendingTransferAlreadyVoided or CreateTransferResult.PendingTransferExpired)))
+                throw new InvalidOperationException("Cannot release holds of the previous run: " + string.Join(",", vr.Distinct()));
+        }
+        return pendingIds.Count;
     }
 
     private long Now => Clock.UnixNanoseconds(_time);
@@ -510,7 +543,7 @@ public sealed partial class ExchangeService
         {
             Id = leaseId, Instrument = instrument.Id, Buyer = buy.Owner, Provider = provider, Payee = payee, PayeeAccount = payeeAccount, Parent = parent,
             Start = instrument.DeliveryStart, End = instrument.DeliveryEnd, Gpus = gpus, Price = price, Notional = checked(price * quantity),
-            EscrowAccount = new UInt128(0xEC01_0000_0000_0000, (ulong)leaseId), Nodes = nodes,
+            EscrowAccount = LeaseEscrowId(leaseId), Nodes = nodes,
         };
         _leases[leaseId] = lease;
         return lease;
@@ -587,7 +620,10 @@ public sealed partial class ExchangeService
         return ExchangeError.None;
     }
 
-    private UInt128 NextTransferId() => new(0xEC02_0000_0000_0000, (ulong)++_nextTransfer);
+    // Ids of this run carry its start time (ms) in the high word, so they never collide with a previous run's.
+    private UInt128 NextTransferId() => new(0xEC02_0000_0000_0000 | _runEpoch, (ulong)++_nextTransfer);
+
+    private UInt128 LeaseEscrowId(long leaseId) => new(0xEC01_0000_0000_0000 | _runEpoch, (ulong)leaseId);
 
     // ================================================================== clock
 
