@@ -252,18 +252,12 @@ public sealed partial class ExchangeService
             if (e.Kind != EventKind.Trade || e.OrderId != order.Id)
                 throw new InvalidOperationException($"Block leg {leg.Symbol} did not fill as quoted: {e}.");
             var maker = _orders[e.MakerOrderId];
-            var lease = CreateLease(order, maker, e.Price, e.Quantity);
+            var (lease, fill) = RecordTrade(order, maker, in e, now);
             leases.Add(lease);
-            cost = checked(cost + checked(e.Price * e.Quantity));
-            order.Remaining -= e.Quantity;
-            maker.Remaining -= e.Quantity;
+            cost = checked(cost + lease.Notional);
             // A sell has no hold to settle, so a filled maker can leave the open-order table at once.
             if (maker.Remaining == 0) _orders.Remove(maker.Id);
-            long seq = ++_tradeSequence;
-            fills.Add(new Fill(order.Id, maker.Id, e.Price, e.Quantity, lease.Id, seq));
-            var trade = new Trade(instrument.Id, e.Price, e.Quantity, now, Side.Buy, seq);
-            MarketData.OnTrade(trade);
-            TradeExecuted?.Invoke(trade);
+            fills.Add(fill);
         }
         if (order.Remaining != 0) throw new InvalidOperationException($"Block leg {leg.Symbol} left {order.Remaining} GPU-hours unfilled.");
         return cost;

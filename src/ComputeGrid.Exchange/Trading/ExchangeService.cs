@@ -401,19 +401,12 @@ public sealed partial class ExchangeService
                 {
                     var taker = _orders[e.OrderId];
                     var maker = _orders[e.MakerOrderId];
-                    var (buy, sell) = taker.Side == Side.Buy ? (taker, maker) : (maker, taker);
-                    var lease = CreateLease(buy, sell, e.Price, e.Quantity);
+                    var (lease, fill) = RecordTrade(taker, maker, in e, now);
+                    var buy = taker.Side == Side.Buy ? taker : maker;
                     newLeases.Add(lease);
                     leaseFunding.Add((lease, buy.Id));
-                    long notional = checked(e.Price * e.Quantity);
-                    touchedBuys[buy.Id] = checked(touchedBuys.GetValueOrDefault(buy.Id) + notional);
-                    taker.Remaining -= e.Quantity;
-                    maker.Remaining -= e.Quantity;
-                    long seq = ++_tradeSequence;
-                    fills.Add(new Fill(e.OrderId, e.MakerOrderId, e.Price, e.Quantity, lease.Id, seq));
-                    var trade = new Trade(taker.Instrument.Id, e.Price, e.Quantity, now, taker.Side, seq);
-                    MarketData.OnTrade(trade);
-                    TradeExecuted?.Invoke(trade);
+                    touchedBuys[buy.Id] = checked(touchedBuys.GetValueOrDefault(buy.Id) + lease.Notional);
+                    fills.Add(fill);
                     if (maker.Remaining == 0) closed.Add(maker);
                     if (taker.Remaining == 0) closed.Add(taker);
                     break;
@@ -464,6 +457,35 @@ public sealed partial class ExchangeService
         if (bookReject != RejectReason.None)
             return new OrderResult(ExchangeError.BookRejected, bookReject, subject, status, remaining, fills);
         return new OrderResult(ExchangeError.None, RejectReason.None, subject, status, remaining, fills);
+    }
+
+    /// <summary>
+    /// The bookkeeping of one trade, shared by orders and block legs: the lease on named nodes, both orders'
+    /// remaining quantities, the trade's sequence number, market data and the live feed.
+    /// </summary>
+    private (Lease Lease, Fill Fill) RecordTrade(OrderState taker, OrderState maker, in MatchEvent e, long now)
+    {
+        var (buy, sell) = taker.Side == Side.Buy ? (taker, maker) : (maker, taker);
+        var lease = CreateLease(buy, sell, e.Price, e.Quantity);
+        taker.Remaining -= e.Quantity;
+        maker.Remaining -= e.Quantity;
+        long seq = ++_tradeSequence;
+        var trade = new Trade(taker.Instrument.Id, e.Price, e.Quantity, now, taker.Side, seq);
+        MarketData.OnTrade(trade);
+        PublishTrade(trade);
+        return (lease, new Fill(taker.Id, maker.Id, e.Price, e.Quantity, lease.Id, seq));
+    }
+
+    /// <summary>Raises <see cref="TradeExecuted"/>; a failing subscriber must not stop the settlement that follows.</summary>
+    private void PublishTrade(Trade trade)
+    {
+        var handlers = TradeExecuted;
+        if (handlers is null) return;
+        foreach (Action<Trade> h in handlers.GetInvocationList())
+        {
+            try { h(trade); }
+            catch (Exception) { /* a feed subscriber's bug; the trade itself stands */ }
+        }
     }
 
     /// <summary>
