@@ -346,3 +346,118 @@ public class ExchangeRestartTests
         await again.CheckInvariantsAsync();
     }
 }
+
+public sealed class ExchangeJournalTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "cg-xj-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    private static async Task<object> StateAsync(ExchangeService x, Instrument[] instruments) => await x.ReadAsync(v =>
+    {
+        var depth = new DepthLevel[16];
+        var books = instruments.Select(i => string.Join(";", new[] { Side.Buy, Side.Sell }.Select(s => string.Join(",", depth.AsSpan(0, v.Depth(i.Id, s, depth)).ToArray())))).ToArray();
+        var leases = v.Leases().Select(l => $"{l.Id}:{l.Buyer}:{l.Payee}:{l.Gpus}:{l.Price}:{l.Status}:{l.Paid}:{l.Refunded}:{l.EscrowAccount}:{string.Join('/', l.Nodes)}").ToArray();
+        return (object)string.Join("|", v.OpenOrders().Select(o => o.ToString())) + "#" + string.Join("|", books) + "#" + string.Join("|", leases);
+    });
+
+    [Fact]
+    public async Task A_restart_replays_the_journal_into_the_same_books_orders_and_leases()
+    {
+        await using var h = await ExchangeHarness.StartAsync();
+        string journal = Path.Combine(_dir, "exchange.journal");
+        var registry = new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default));
+        var x = new ExchangeService(h.Ledger, registry, h.Time, new ExchangeOptions { JournalPath = journal });
+        await x.StartAsync();
+        Assert.Equal(ExchangeError.None, await x.RegisterTraderAsync(ExchangeHarness.Buyer, ExchangeHarness.BuyerAccount));
+        Assert.Equal(ExchangeError.None, await x.RegisterProviderAsync(ExchangeHarness.ProviderId, ExchangeHarness.Revenue, ExchangeHarness.Collateral));
+        var (_, node) = await x.RegisterNodeAsync(ExchangeHarness.ProviderId, "n1", GpuClass.H100, "frankfurt", 16);
+        var i = registry.GetBySymbol(h.Hourly(2).Symbol);
+        var j = registry.GetBySymbol(h.Hourly(3).Symbol);
+        var rng = new Random(9);
+        for (int k = 0; k < 60; k++)
+        {
+            var inst = k % 2 == 0 ? i : j;
+            bool sell = rng.Next(2) == 0;
+            await x.PlaceAsync(new PlaceOrder(sell ? ExchangeHarness.ProviderId : ExchangeHarness.Buyer, inst.Id, sell ? Side.Sell : Side.Buy, OrderType.Limit,
+                TimeInForce.GoodTillCancel, 1_900_000 + rng.Next(-5, 6) * 10_000, 1 + rng.Next(3)));
+            h.Time.Advance(TimeSpan.FromMilliseconds(10));
+        }
+        var open = await x.ReadAsync(v => v.OpenOrders());
+        await x.CancelAsync(open[0].Owner, open[0].OrderId);
+        var leases = await x.ReadAsync(v => v.Leases());
+        Assert.NotEmpty(leases);
+        await x.ReportDeliveryAsync(ExchangeHarness.ProviderId, leases[0].Id, leases[0].Start, leases[0].End);
+        await x.HeartbeatAsync(node!.Id);
+        var before = await StateAsync(x, new[] { i, j });
+        await x.CheckInvariantsAsync();
+        x.Dispose();
+
+        // Restart: a new service over the same ledger and journal.
+        var y = new ExchangeService(h.Ledger, new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default)), h.Time,
+            new ExchangeOptions { JournalPath = journal });
+        await y.StartAsync();
+        Assert.True(y.Replayed > 60);
+        Assert.Equal(0, y.ReleasedOrphanHolds); // every hold belongs to a restored order
+        Assert.Equal(before, await StateAsync(y, new[] { i, j }));
+        await y.CheckInvariantsAsync();
+        // It trades on from there.
+        var more = await y.PlaceAsync(new PlaceOrder(ExchangeHarness.Buyer, i.Id, Side.Buy, OrderType.Limit, TimeInForce.GoodTillCancel, 2_500_000, 1));
+        Assert.True(more.Ok, more.Detail);
+        await y.CheckInvariantsAsync();
+        y.Dispose();
+    }
+
+    [Fact]
+    public async Task A_command_that_started_but_never_finished_is_run_again_at_start()
+    {
+        await using var h = await ExchangeHarness.StartAsync();
+        string journal = Path.Combine(_dir, "exchange.journal");
+        var registry = new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default));
+        var x = new ExchangeService(h.Ledger, registry, h.Time, new ExchangeOptions { JournalPath = journal });
+        await x.StartAsync();
+        await x.RegisterTraderAsync(ExchangeHarness.Buyer, ExchangeHarness.BuyerAccount);
+        var i = registry.GetBySymbol(h.Hourly(2).Symbol);
+        x.Dispose();
+        // As if the process died right after writing a command's start record: append one by hand.
+        long seq = new ExchangeJournal(journal) is var jr ? jr.Recovered.Max(r => r.Seq) + 1 : 0;
+        var args = System.Text.Json.JsonSerializer.SerializeToNode(new PlaceOrder(ExchangeHarness.Buyer, i.Id, Side.Buy, OrderType.Limit, TimeInForce.GoodTillCancel, 1_000_000, 3))!;
+        jr.Append(new JournalRecord(seq, false, "place", Core.Clock.UnixNanoseconds(h.Time), args, null));
+        jr.Dispose();
+
+        var y = new ExchangeService(h.Ledger, new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default)), h.Time,
+            new ExchangeOptions { JournalPath = journal });
+        await y.StartAsync();
+        var open = await y.ReadAsync(v => v.OpenOrders());
+        var o = Assert.Single(open);
+        Assert.Equal(3_000_000, o.HoldAmount);
+        Assert.Equal(3_000_000, (await h.AccountAsync(ExchangeHarness.BuyerAccount)).DebitsPending);
+        await y.CheckInvariantsAsync();
+        y.Dispose();
+        // The journal now records it as done: a second restart replays it without asking the ledger again.
+        var z = new ExchangeService(h.Ledger, new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default)), h.Time,
+            new ExchangeOptions { JournalPath = journal });
+        await z.StartAsync();
+        Assert.Single(await z.ReadAsync(v => v.OpenOrders()));
+        await z.CheckInvariantsAsync();
+        z.Dispose();
+    }
+
+    [Fact]
+    public async Task A_torn_journal_tail_is_dropped()
+    {
+        string journal = Path.Combine(_dir, "exchange.journal");
+        using (var j = new ExchangeJournal(journal))
+        {
+            j.Append(new JournalRecord(1, false, "tick", 5, new System.Text.Json.Nodes.JsonObject(), null));
+            j.Append(new JournalRecord(1, true, "tick", 5, null, new System.Text.Json.Nodes.JsonArray()));
+        }
+        File.AppendAllText(journal, "{\"seq\":2,\"done\":false,\"ki");
+        using var again = new ExchangeJournal(journal);
+        Assert.Equal(2, again.Recovered.Count);
+        Assert.True(again.TruncatedBytes > 0);
+    }
+}

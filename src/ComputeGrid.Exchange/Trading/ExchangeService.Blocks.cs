@@ -1,3 +1,4 @@
+using System.Text.Json;
 using ComputeGrid.Core;
 using ComputeGrid.Exchange.Instruments;
 using ComputeGrid.Exchange.Matching;
@@ -168,9 +169,7 @@ public sealed partial class ExchangeService
     {
         var error = ValidateBlock(b, out var detail);
         if (error != ExchangeError.None) return RefuseBlock(error, BlockRefusal.None, null, detail);
-        await _gate.WaitAsync(ct);
-        try { return await PlaceBlockLockedAsync(b, ct); }
-        finally { _gate.Release(); }
+        return await CommandAsync("block", JsonSerializer.SerializeToNode(b, JournalJson)!.AsObject(), () => PlaceBlockLockedAsync(b, ct), ct);
     }
 
     private static BlockResult RefuseBlock(ExchangeError e, BlockRefusal refusal, BlockQuote? quote, string? detail) =>

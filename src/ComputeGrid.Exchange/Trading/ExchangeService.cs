@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using ComputeGrid.Core;
 using ComputeGrid.Exchange.Instruments;
 using ComputeGrid.Exchange.MarketData;
@@ -20,6 +22,9 @@ public sealed record ExchangeOptions
 
     /// <summary>Trades kept per instrument on the tape.</summary>
     public int TapeTradesMax { get; init; } = 128;
+
+    /// <summary>The exchange journal's file; null keeps the exchange in memory (a restart loses its orders and leases).</summary>
+    public string? JournalPath { get; init; }
 }
 
 /// <summary>
@@ -38,7 +43,7 @@ public sealed record ExchangeOptions
 /// Invariants (checked by <see cref="CheckInvariantsAsync"/>): the escrow's pending credits equal the sum
 /// of the holds of open buy orders, and each open buy order's hold equals its limit × remaining quantity.
 /// </summary>
-public sealed partial class ExchangeService
+public sealed partial class ExchangeService : IDisposable
 {
     /// <summary>Ledger account codes used by the exchange.</summary>
     public const ushort EscrowCode = 20, LeaseEscrowCode = 21;
@@ -63,7 +68,16 @@ public sealed partial class ExchangeService
     private readonly Dictionary<(long Node, long Hour), int> _leasedGpus = new();
     private readonly Dictionary<(long Provider, GpuClass Gpu, string Region, long Hour), int> _committedGpus = new();
     private long _nextOrderId, _nextLeaseId, _nextNodeId, _nextTransfer, _tradeSequence;
-    private readonly ulong _runEpoch;
+    private ulong _runEpoch;
+    private readonly ExchangeJournal? _journal;
+    private long _journalSeq;
+    private long? _commandNow;
+    private JsonArray? _recording;        // ledger answers of the running command, for its "done" record
+    private Queue<JsonNode?>? _replay;     // recorded ledger answers fed back during a replay
+    private bool _recovering;              // re-running a command the journal never saw finish
+
+    /// <summary>Journal serialization: fields of ledger structs, enums as numbers.</summary>
+    internal static readonly JsonSerializerOptions JournalJson = new() { IncludeFields = true };
 
     /// <summary>Trades, candles and the price index, fed by every fill.</summary>
     public MarketDataHub MarketData { get; }
@@ -90,135 +104,281 @@ public sealed partial class ExchangeService
         _instruments = instruments;
         _time = time;
         _options = options ?? new ExchangeOptions();
-        _runEpoch = (ulong)(Clock.UnixNanoseconds(time) / 1_000_000) & 0xFFFF_FFFF_FFFF;
+        if (_options.JournalPath is not null)
+        {
+            _journal = new ExchangeJournal(_options.JournalPath);
+            // The first record fixes the run epoch that all ledger ids carry: replays must rebuild the same ids.
+            if (_journal.Recovered.Count == 0)
+                _journal.Append(new JournalRecord(0, true, "epoch", Clock.UnixNanoseconds(time) / 1_000_000, null, null));
+            _runEpoch = (ulong)(_journal.Recovered.Count == 0 ? Clock.UnixNanoseconds(time) / 1_000_000 : _journal.Recovered[0].Timestamp) & 0xFFFF_FFFF_FFFF;
+        }
+        else _runEpoch = (ulong)(Clock.UnixNanoseconds(time) / 1_000_000) & 0xFFFF_FFFF_FFFF;
         // The index counts hourly spot and daily forwards (prices per GPU-hour of near-term delivery); monthly
         // forwards carry term premia that would blur "what compute costs now".
         MarketData = new MarketDataHub(id => _instruments.TryGet(id, out var i) && i.Kind != DeliveryKind.MonthlyForward ? GpuClasses.Code(i.Gpu) : null,
             new MarketDataOptions { MaxInstruments = 4096, TradesPerInstrument = _options.TapeTradesMax });
     }
 
-    /// <summary>Creates the exchange's ledger accounts (idempotent) and lists the instruments trading now.</summary>
+    /// <summary>
+    /// Creates the exchange's ledger accounts (idempotent), replays the journal (books, orders, leases and nodes
+    /// come back exactly as they were), releases holds that belong to no open order, and lists the instruments
+    /// trading now.
+    /// </summary>
     public async Task StartAsync(CancellationToken ct = default)
     {
         var r = await _ledger.CreateAccountsAsync(new[] { new Account { Id = EscrowAccount, Asset = Asset.Usd.Code, Code = EscrowCode } }, ct);
         if (r[0] is not (CreateAccountResult.Ok or CreateAccountResult.Exists)) throw new InvalidOperationException($"Cannot create the exchange escrow account: {r[0]}.");
-        ReleasedOrphanHolds = await ReleaseOrphanHoldsAsync(ct);
+        await _gate.WaitAsync(ct);
+        try { Replayed = await ReplayJournalAsync(ct); }
+        finally { _gate.Release(); }
+        ReleasedOrphanHolds = await CommandAsync("release-holds", new JsonObject(), () => ReleaseOrphanHoldsAsync(ct), ct);
         await TickAsync(ct);
     }
+
+    /// <summary>Closes the journal.</summary>
+    public void Dispose()
+    {
+        _gate.Wait();
+        try { _journal?.Dispose(); }
+        finally { _gate.Release(); }
+    }
+
+    /// <summary>How many journal commands <see cref="StartAsync"/> replayed.</summary>
+    public int Replayed { get; private set; }
 
     /// <summary>How many holds of a previous run <see cref="StartAsync"/> found without an order and voided.</summary>
     public int ReleasedOrphanHolds { get; private set; }
 
     /// <summary>
-    /// Open orders live in memory: after a restart none exist, so every hold still pending on the escrow belongs to
-    /// an order of the previous run and is voided, and the buyer's money is free again (holds == open orders).
+    /// Voids every hold pending on the escrow that no open order owns: holds of a run without a journal (orders
+    /// lived in memory only), or of a command that failed half-way. Afterwards holds == open orders again.
     /// </summary>
     private async Task<int> ReleaseOrphanHoldsAsync(CancellationToken ct)
     {
+        var owned = _orders.Values.Where(o => o.Side == Side.Buy).Select(o => o.HoldId).ToHashSet();
         var pendingIds = new List<UInt128>();
         long before = long.MaxValue;
         while (true)
         {
-            var page = await _ledger.GetAccountTransfersAsync(EscrowAccount, before, LedgerLimits.HistoryLimitMax, ct);
+            var page = await LedgerHistoryAsync(EscrowAccount, before, LedgerLimits.HistoryLimitMax, ct);
             if (page is null || page.Length == 0) break;
-            var withStatus = await _ledger.LookupTransfersAsync(page.Where(t => (t.Flags & TransferFlags.Pending) != 0).Select(t => t.Id).ToArray(), ct);
-            pendingIds.AddRange(withStatus.Where(x => x.Status == PendingStatus.Pending).Select(x => x.Transfer.Id));
+            var withStatus = await LedgerLookupTransfersAsync(page.Where(t => (t.Flags & TransferFlags.Pending) != 0).Select(t => t.Id).ToArray(), ct);
+            pendingIds.AddRange(withStatus.Where(x => x.Status == PendingStatus.Pending && !owned.Contains(x.Transfer.Id)).Select(x => x.Transfer.Id));
             before = page[^1].Timestamp;
             if (page.Length < LedgerLimits.HistoryLimitMax) break;
         }
         foreach (var chunk in pendingIds.Chunk(LedgerLimits.BatchEventsMax))
         {
             var voids = chunk.Select(id => new Transfer { Id = NextTransferId(), PendingId = id, Flags = TransferFlags.VoidPendingTransfer }).ToArray();
-            var vr = await _ledger.CreateTransfersAsync(voids, ct);
+            var vr = await LedgerTransfersAsync(voids, ct);
             if (vr.Any(x => x is not (CreateTransferResult.Ok or CreateTransferResult.Exists or CreateTransferResult.PendingTransferAlreadyVoided or CreateTransferResult.PendingTransferExpired)))
                 throw new InvalidOperationException("Cannot release holds of the previous run: " + string.Join(",", vr.Distinct()));
         }
         return pendingIds.Count;
     }
 
-    private long Now => Clock.UnixNanoseconds(_time);
+    // Inside a command, every reading of the clock is the command's own timestamp (recorded in the journal, so a
+    // replay sees the same time); outside one, it is the clock.
+    private long Now => _commandNow ?? Clock.UnixNanoseconds(_time);
+
+    // ================================================================== journal
+
+    /// <summary>
+    /// Runs one command under the gate, journaled: a "start" record (kind, arguments, timestamp) before it, a
+    /// "done" record with every ledger answer after it. A command that throws leaves no "done": the next start
+    /// runs it again.
+    /// </summary>
+    private async Task<T> CommandAsync<T>(string kind, JsonObject args, Func<Task<T>> body, CancellationToken ct)
+    {
+        await _gate.WaitAsync(ct);
+        try
+        {
+            long seq = ++_journalSeq;
+            _commandNow = Clock.UnixNanoseconds(_time);
+            _journal?.Append(new JournalRecord(seq, false, kind, _commandNow.Value, args, null));
+            _recording = _journal is null ? null : new JsonArray();
+            var result = await body();
+            _journal?.Append(new JournalRecord(seq, true, kind, _commandNow.Value, null, _recording));
+            return result;
+        }
+        finally
+        {
+            _commandNow = null;
+            _recording = null;
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Replays the journal (under the gate): finished commands with their recorded ledger answers, an unfinished last one live.</summary>
+    private async Task<int> ReplayJournalAsync(CancellationToken ct)
+    {
+        if (_journal is null) return 0;
+        var done = _journal.Recovered.Where(r => r.Done && r.Kind != "epoch").ToDictionary(r => r.Seq);
+        int count = 0;
+        foreach (var start in _journal.Recovered.Where(r => !r.Done))
+        {
+            _journalSeq = start.Seq;
+            _commandNow = start.Timestamp;
+            try
+            {
+                if (done.TryGetValue(start.Seq, out var d))
+                {
+                    _replay = new Queue<JsonNode?>(d.Ledger ?? new JsonArray());
+                    await DispatchAsync(start.Kind, start.Args?.AsObject() ?? new JsonObject(), ct);
+                    if (_replay.Count != 0) throw new InvalidDataException($"Journal command {start.Seq} ({start.Kind}) replayed with {_replay.Count} ledger answers left over.");
+                }
+                else
+                {
+                    // It crashed in the middle: run it again against the ledger; what it already did there answers "exists".
+                    _recovering = true;
+                    _recording = new JsonArray();
+                    await DispatchAsync(start.Kind, start.Args?.AsObject() ?? new JsonObject(), ct);
+                    _journal.Append(new JournalRecord(start.Seq, true, start.Kind, start.Timestamp, null, _recording));
+                }
+            }
+            finally
+            {
+                _replay = null;
+                _recovering = false;
+                _recording = null;
+                _commandNow = null;
+            }
+            count++;
+        }
+        return count;
+    }
+
+    private async Task DispatchAsync(string kind, JsonObject a, CancellationToken ct)
+    {
+        long L(string name) => a[name]!.GetValue<long>();
+        UInt128 U(string name) => UInt128.Parse(a[name]!.GetValue<string>(), System.Globalization.CultureInfo.InvariantCulture);
+        switch (kind)
+        {
+            case "trader": await RegisterTraderCoreAsync(L("owner"), U("account"), ct); break;
+            case "provider": await RegisterProviderCoreAsync(L("id"), U("revenue"), U("collateral"), ct); break;
+            case "node": RegisterNodeCore(L("provider"), a["name"]!.GetValue<string>(), (GpuClass)a["gpu"]!.GetValue<int>(), a["region"]!.GetValue<string>(), a["gpus"]!.GetValue<int>()); break;
+            case "heartbeat": HeartbeatCore(L("node")); break;
+            case "place": await PlaceLockedAsync(a.Deserialize<PlaceOrder>(JournalJson)!, null, ct); break;
+            case "resell": await PlaceLockedAsync(a.Deserialize<PlaceOrder>(JournalJson)!, L("lease"), ct); break;
+            case "cancel": await CancelCoreAsync(L("owner"), L("order"), ct); break;
+            case "replace": await ReplaceCoreAsync(L("owner"), L("order"), L("price"), L("quantity"), ct); break;
+            case "tick": await TickCoreAsync(ct); break;
+            case "delivery": await ReportDeliveryCoreAsync(L("provider"), L("lease"), L("from"), L("to"), ct); break;
+            case "outage": await ReportOutageCoreAsync(L("provider"), L("node"), ct); break;
+            case "block": await PlaceBlockLockedAsync(a.Deserialize<BlockOrder>(JournalJson)!, ct); break;
+            case "release-holds": await ReleaseOrphanHoldsAsync(ct); break;
+            default: throw new InvalidDataException($"Unknown journal command '{kind}'.");
+        }
+    }
+
+    /// <summary>
+    /// Every ledger call of a command goes through here: live, its answer is recorded; in a replay, the recorded
+    /// answer is returned and the ledger is not asked; re-running an unfinished command, "exists" means "done before".
+    /// </summary>
+    private async Task<T> LedgerCallAsync<T>(Func<Task<T>> live, Func<T, T>? whenRecovering = null)
+    {
+        if (_replay is { } q)
+        {
+            if (q.Count == 0) throw new InvalidDataException("The journal has fewer ledger answers than the replayed command asks for.");
+            return q.Dequeue().Deserialize<T>(JournalJson)!;
+        }
+        var result = await live();
+        if (_recovering && whenRecovering is not null) result = whenRecovering(result);
+        _recording?.Add(JsonSerializer.SerializeToNode(result, JournalJson));
+        return result;
+    }
+
+    private Task<CreateTransferResult[]> LedgerTransfersAsync(Transfer[] events, CancellationToken ct) =>
+        LedgerCallAsync(() => _ledger.CreateTransfersAsync(events, ct), r => r.Select(x => x == CreateTransferResult.Exists ? CreateTransferResult.Ok : x).ToArray());
+
+    private Task<CreateAccountResult[]> LedgerAccountsAsync(Account[] events, CancellationToken ct) =>
+        LedgerCallAsync(() => _ledger.CreateAccountsAsync(events, ct), r => r.Select(x => x == CreateAccountResult.Exists ? CreateAccountResult.Ok : x).ToArray());
+
+    private Task<Account[]> LedgerLookupAccountsAsync(UInt128[] ids, CancellationToken ct) => LedgerCallAsync(() => _ledger.LookupAccountsAsync(ids, ct));
+
+    private Task<Transfer[]?> LedgerHistoryAsync(UInt128 account, long before, int limit, CancellationToken ct) =>
+        LedgerCallAsync(() => _ledger.GetAccountTransfersAsync(account, before, limit, ct));
+
+    private async Task<(Transfer Transfer, PendingStatus Status)[]> LedgerLookupTransfersAsync(UInt128[] ids, CancellationToken ct)
+    {
+        // Tuples do not serialize by name: record them as pairs.
+        var pairs = await LedgerCallAsync(async () => (await _ledger.LookupTransfersAsync(ids, ct)).Select(x => new TransferWithStatus(x.Transfer, x.Status)).ToArray());
+        return pairs.Select(p => (p.Transfer, p.Status)).ToArray();
+    }
+
+    private sealed record TransferWithStatus(Transfer Transfer, PendingStatus Status);
 
     // ================================================================== participants
 
     /// <summary>Registers a trader: an existing USD ledger account that pays for what it buys.</summary>
-    public async Task<ExchangeError> RegisterTraderAsync(long owner, UInt128 account, CancellationToken ct = default)
+    public Task<ExchangeError> RegisterTraderAsync(long owner, UInt128 account, CancellationToken ct = default) =>
+        CommandAsync("trader", new JsonObject { ["owner"] = owner, ["account"] = account.ToString() }, () => RegisterTraderCoreAsync(owner, account, ct), ct);
+
+    private async Task<ExchangeError> RegisterTraderCoreAsync(long owner, UInt128 account, CancellationToken ct)
     {
-        var found = await _ledger.LookupAccountsAsync(new[] { account }, ct);
+        var found = await LedgerLookupAccountsAsync(new[] { account }, ct);
         if (found.Length == 0 || found[0].Asset != Asset.Usd.Code) return ExchangeError.UnknownTrader;
-        await _gate.WaitAsync(ct);
-        try
-        {
-            if (_traders.TryGetValue(owner, out var existing)) return existing == account ? ExchangeError.None : ExchangeError.AlreadyRegistered;
-            _traders[owner] = account;
-            return ExchangeError.None;
-        }
-        finally { _gate.Release(); }
+        if (_traders.TryGetValue(owner, out var existing)) return existing == account ? ExchangeError.None : ExchangeError.AlreadyRegistered;
+        _traders[owner] = account;
+        return ExchangeError.None;
     }
 
     /// <summary>Registers a provider (also a trader, paid into its revenue account) with its collateral account.</summary>
-    public async Task<ExchangeError> RegisterProviderAsync(long id, UInt128 revenueAccount, UInt128 collateralAccount, CancellationToken ct = default)
+    public Task<ExchangeError> RegisterProviderAsync(long id, UInt128 revenueAccount, UInt128 collateralAccount, CancellationToken ct = default) =>
+        CommandAsync("provider", new JsonObject { ["id"] = id, ["revenue"] = revenueAccount.ToString(), ["collateral"] = collateralAccount.ToString() },
+            () => RegisterProviderCoreAsync(id, revenueAccount, collateralAccount, ct), ct);
+
+    private async Task<ExchangeError> RegisterProviderCoreAsync(long id, UInt128 revenueAccount, UInt128 collateralAccount, CancellationToken ct)
     {
-        var found = await _ledger.LookupAccountsAsync(new[] { revenueAccount, collateralAccount }, ct);
+        var found = await LedgerLookupAccountsAsync(new[] { revenueAccount, collateralAccount }, ct);
         if (found.Length != 2 || found.Any(a => a.Asset != Asset.Usd.Code)) return ExchangeError.UnknownProvider;
-        await _gate.WaitAsync(ct);
-        try
-        {
-            if (_providers.ContainsKey(id)) return ExchangeError.AlreadyRegistered;
-            _providers[id] = new Provider(id, revenueAccount, collateralAccount);
-            _traders.TryAdd(id, revenueAccount);
-            return ExchangeError.None;
-        }
-        finally { _gate.Release(); }
+        if (_providers.ContainsKey(id)) return ExchangeError.AlreadyRegistered;
+        _providers[id] = new Provider(id, revenueAccount, collateralAccount);
+        _traders.TryAdd(id, revenueAccount);
+        return ExchangeError.None;
     }
 
     /// <summary>Registers a provider's node; its GPUs back the provider's sell orders.</summary>
-    public async Task<(ExchangeError Error, Node? Node)> RegisterNodeAsync(long provider, string name, GpuClass gpu, string region, int gpus, CancellationToken ct = default)
+    public Task<(ExchangeError Error, Node? Node)> RegisterNodeAsync(long provider, string name, GpuClass gpu, string region, int gpus, CancellationToken ct = default)
     {
         if (gpus <= 0 || string.IsNullOrWhiteSpace(name) || !GpuClasses.IsDefined(gpu) || !_instruments.Schedule.Regions.Contains(region))
-            return (ExchangeError.InvalidRequest, null);
-        await _gate.WaitAsync(ct);
-        try
-        {
-            if (!_providers.ContainsKey(provider)) return (ExchangeError.UnknownProvider, null);
-            var node = new Node(++_nextNodeId, provider, name, gpu, region, gpus) { LastHeartbeat = Now };
-            _nodes[node.Id] = node;
-            return (ExchangeError.None, node);
-        }
-        finally { _gate.Release(); }
+            return Task.FromResult<(ExchangeError, Node?)>((ExchangeError.InvalidRequest, null));
+        return CommandAsync("node", new JsonObject { ["provider"] = provider, ["name"] = name, ["gpu"] = (int)gpu, ["region"] = region, ["gpus"] = gpus },
+            () => Task.FromResult(RegisterNodeCore(provider, name, gpu, region, gpus)), ct);
+    }
+
+    private (ExchangeError Error, Node? Node) RegisterNodeCore(long provider, string name, GpuClass gpu, string region, int gpus)
+    {
+        if (!_providers.ContainsKey(provider)) return (ExchangeError.UnknownProvider, null);
+        var node = new Node(++_nextNodeId, provider, name, gpu, region, gpus) { LastHeartbeat = Now };
+        _nodes[node.Id] = node;
+        return (ExchangeError.None, node);
     }
 
     /// <summary>A node's heartbeat; nodes that stop sending them are treated as down by <see cref="TickAsync"/>.</summary>
-    public async Task<ExchangeError> HeartbeatAsync(long nodeId, CancellationToken ct = default)
+    public Task<ExchangeError> HeartbeatAsync(long nodeId, CancellationToken ct = default) =>
+        CommandAsync("heartbeat", new JsonObject { ["node"] = nodeId }, () => Task.FromResult(HeartbeatCore(nodeId)), ct);
+
+    private ExchangeError HeartbeatCore(long nodeId)
     {
-        await _gate.WaitAsync(ct);
-        try
-        {
-            if (!_nodes.TryGetValue(nodeId, out var node)) return ExchangeError.UnknownNode;
-            node.LastHeartbeat = Now;
-            return ExchangeError.None;
-        }
-        finally { _gate.Release(); }
+        if (!_nodes.TryGetValue(nodeId, out var node)) return ExchangeError.UnknownNode;
+        node.LastHeartbeat = Now;
+        return ExchangeError.None;
     }
 
     // ================================================================== orders
 
     /// <summary>Places an order: pre-trade checks, matching, settlement. See the class summary.</summary>
-    public async Task<OrderResult> PlaceAsync(PlaceOrder p, CancellationToken ct = default)
-    {
-        await _gate.WaitAsync(ct);
-        try { return await PlaceLockedAsync(p, null, ct); }
-        finally { _gate.Release(); }
-    }
+    public Task<OrderResult> PlaceAsync(PlaceOrder p, CancellationToken ct = default) =>
+        CommandAsync("place", JsonSerializer.SerializeToNode(p, JournalJson)!.AsObject(), () => PlaceLockedAsync(p, null, ct), ct);
 
     /// <summary>Offers the remaining time of a lease for resale on an instrument whose window it covers.</summary>
-    public async Task<OrderResult> ResellAsync(long owner, long leaseId, int instrument, long price, long quantity, TimeInForce tif = TimeInForce.GoodTillCancel, CancellationToken ct = default)
+    public Task<OrderResult> ResellAsync(long owner, long leaseId, int instrument, long price, long quantity, TimeInForce tif = TimeInForce.GoodTillCancel, CancellationToken ct = default)
     {
-        await _gate.WaitAsync(ct);
-        try
-        {
-            return await PlaceLockedAsync(new PlaceOrder(owner, instrument, Side.Sell, OrderType.Limit, tif, price, quantity), leaseId, ct);
-        }
-        finally { _gate.Release(); }
+        var p = new PlaceOrder(owner, instrument, Side.Sell, OrderType.Limit, tif, price, quantity);
+        var args = JsonSerializer.SerializeToNode(p, JournalJson)!.AsObject();
+        args["lease"] = leaseId;
+        return CommandAsync("resell", args, () => PlaceLockedAsync(p, leaseId, ct), ct);
     }
 
     private static OrderResult Refuse(ExchangeError e, string? detail = null) => new(e, RejectReason.None, 0, OrderStatus.Rejected, 0, Array.Empty<Fill>(), detail);
@@ -252,7 +412,7 @@ public sealed partial class ExchangeService
             try { hold = checked(order.Limit * p.Quantity); }
             catch (OverflowException) { return Refuse(ExchangeError.NotionalOverflows); }
             var holdId = NextTransferId();
-            var r = await _ledger.CreateTransfersAsync(new[] { new Transfer
+            var r = await LedgerTransfersAsync(new[] { new Transfer
             {
                 Id = holdId, DebitAccountId = traderAccount, CreditAccountId = EscrowAccount, Amount = hold, Asset = Asset.Usd.Code,
                 Code = HoldCode, Flags = TransferFlags.Pending, UserData64 = (ulong)order.Id,
@@ -285,27 +445,29 @@ public sealed partial class ExchangeService
     }
 
     /// <summary>Cancels an open order; its hold or reserved capacity is released.</summary>
-    public async Task<OrderResult> CancelAsync(long owner, long orderId, CancellationToken ct = default)
+    public Task<OrderResult> CancelAsync(long owner, long orderId, CancellationToken ct = default) =>
+        CommandAsync("cancel", new JsonObject { ["owner"] = owner, ["order"] = orderId }, () => CancelCoreAsync(owner, orderId, ct), ct);
+
+    private async Task<OrderResult> CancelCoreAsync(long owner, long orderId, CancellationToken ct)
     {
-        await _gate.WaitAsync(ct);
-        try
         {
             if (!_orders.TryGetValue(orderId, out var o)) return Refuse(ExchangeError.UnknownOrder);
             if (o.Owner != owner) return Refuse(ExchangeError.NotOwner);
             var command = new OrderCommand { Kind = CommandKind.Cancel, OrderId = orderId, Owner = owner, Side = o.Side, Timestamp = Now };
             return await ApplyAsync(BookFor(o.Instrument), command, orderId, ct);
         }
-        finally { _gate.Release(); }
     }
 
     /// <summary>
     /// Replaces an open order's price and/or remaining quantity (priority is kept only for a smaller quantity at
     /// the same price). A buy's hold follows the new limit × quantity; a sell's reserved capacity follows the quantity.
     /// </summary>
-    public async Task<OrderResult> ReplaceAsync(long owner, long orderId, long price, long quantity, CancellationToken ct = default)
+    public Task<OrderResult> ReplaceAsync(long owner, long orderId, long price, long quantity, CancellationToken ct = default) =>
+        CommandAsync("replace", new JsonObject { ["owner"] = owner, ["order"] = orderId, ["price"] = price, ["quantity"] = quantity },
+            () => ReplaceCoreAsync(owner, orderId, price, quantity, ct), ct);
+
+    private async Task<OrderResult> ReplaceCoreAsync(long owner, long orderId, long price, long quantity, CancellationToken ct)
     {
-        await _gate.WaitAsync(ct);
-        try
         {
             if (!_orders.TryGetValue(orderId, out var o)) return Refuse(ExchangeError.UnknownOrder);
             if (o.Owner != owner) return Refuse(ExchangeError.NotOwner);
@@ -354,14 +516,13 @@ public sealed partial class ExchangeService
             if (o.Side == Side.Buy) o.Remaining = quantity;
             return await ApplyAsync(book, command, orderId, ct);
         }
-        finally { _gate.Release(); }
     }
 
     /// <summary>Voids a buy order's hold and holds <paramref name="amount"/> instead, atomically (a linked pair).</summary>
     private async Task<ExchangeError> RehouldAsync(OrderState o, long amount, CancellationToken ct)
     {
         var newHold = NextTransferId();
-        var r = await _ledger.CreateTransfersAsync(new[]
+        var r = await LedgerTransfersAsync(new[]
         {
             new Transfer { Id = NextTransferId(), PendingId = o.HoldId, Flags = TransferFlags.VoidPendingTransfer | TransferFlags.Linked },
             new Transfer { Id = newHold, DebitAccountId = _traders[o.Owner], CreditAccountId = EscrowAccount, Amount = amount, Asset = Asset.Usd.Code,
@@ -498,7 +659,7 @@ public sealed partial class ExchangeService
         if (newLeases.Count > 0)
         {
             var accounts = newLeases.Select(l => new Account { Id = l.EscrowAccount, Asset = Asset.Usd.Code, Code = LeaseEscrowCode, UserData64 = (ulong)l.Id }).ToArray();
-            var ar = await _ledger.CreateAccountsAsync(accounts, ct);
+            var ar = await LedgerAccountsAsync(accounts, ct);
             if (ar.Any(x => x != CreateAccountResult.Ok)) throw new InvalidOperationException("Cannot create lease escrow accounts: " + string.Join(",", ar));
         }
         var transfers = new List<Transfer>();
@@ -527,7 +688,7 @@ public sealed partial class ExchangeService
         foreach (var chunk in transfers.Chunk(LedgerLimits.BatchEventsMax))
         {
             chunk[^1].Flags &= ~TransferFlags.Linked;
-            var r = await _ledger.CreateTransfersAsync(chunk, ct);
+            var r = await LedgerTransfersAsync(chunk, ct);
             // Settlement of a match must not fail: the holds cover it by construction. A failure is a bug.
             if (r.Any(x => x != CreateTransferResult.Ok)) throw new InvalidOperationException("Settlement chain failed: " + string.Join(",", r));
         }
@@ -654,10 +815,11 @@ public sealed partial class ExchangeService
     /// cancelled and released), expires good-till-time orders, and treats nodes with active leases that missed
     /// their heartbeats as down (their leases fail over to refunds and penalties).
     /// </summary>
-    public async Task<InstrumentChanges> TickAsync(CancellationToken ct = default)
+    public Task<InstrumentChanges> TickAsync(CancellationToken ct = default) =>
+        CommandAsync("tick", new JsonObject(), () => TickCoreAsync(ct), ct);
+
+    private async Task<InstrumentChanges> TickCoreAsync(CancellationToken ct)
     {
-        await _gate.WaitAsync(ct);
-        try
         {
             long now = Now;
             var changes = _instruments.Advance(now);
@@ -680,7 +842,6 @@ public sealed partial class ExchangeService
             }
             return changes;
         }
-        finally { _gate.Release(); }
     }
 
     // ================================================================== leases
@@ -689,10 +850,12 @@ public sealed partial class ExchangeService
     /// A provider reports delivery on a lease for the metered interval [from, to): the escrow pays the payee
     /// price × GPUs × hours of the interval inside the lease window. The last interval completes the lease.
     /// </summary>
-    public async Task<(ExchangeError Error, Lease? Lease)> ReportDeliveryAsync(long provider, long leaseId, long fromNs, long toNs, CancellationToken ct = default)
+    public Task<(ExchangeError Error, Lease? Lease)> ReportDeliveryAsync(long provider, long leaseId, long fromNs, long toNs, CancellationToken ct = default) =>
+        CommandAsync("delivery", new JsonObject { ["provider"] = provider, ["lease"] = leaseId, ["from"] = fromNs, ["to"] = toNs },
+            () => ReportDeliveryCoreAsync(provider, leaseId, fromNs, toNs, ct), ct);
+
+    private async Task<(ExchangeError Error, Lease? Lease)> ReportDeliveryCoreAsync(long provider, long leaseId, long fromNs, long toNs, CancellationToken ct)
     {
-        await _gate.WaitAsync(ct);
-        try
         {
             if (!_leases.TryGetValue(leaseId, out var lease)) return (ExchangeError.UnknownLease, null);
             if (lease.Provider != provider) return (ExchangeError.NotOwner, lease);
@@ -710,7 +873,6 @@ public sealed partial class ExchangeService
             }
             return (ExchangeError.None, lease);
         }
-        finally { _gate.Release(); }
     }
 
     private async Task PayDeliveryAsync(Lease lease, long gpuHours, CancellationToken ct)
@@ -718,7 +880,7 @@ public sealed partial class ExchangeService
         long amount = checked(lease.Price * gpuHours);
         // The last payment takes whatever is left, so the escrow always ends at exactly zero.
         if (lease.DeliveredGpuHours + gpuHours == lease.GpuHours) amount = lease.Notional - lease.Paid - lease.Refunded;
-        var r = await _ledger.CreateTransfersAsync(new[] { new Transfer
+        var r = await LedgerTransfersAsync(new[] { new Transfer
         {
             Id = NextTransferId(), DebitAccountId = lease.EscrowAccount, CreditAccountId = lease.PayeeAccount, Amount = amount, Asset = Asset.Usd.Code,
             Code = DeliveryPaymentCode, UserData64 = (ulong)lease.Id,
@@ -730,17 +892,15 @@ public sealed partial class ExchangeService
     }
 
     /// <summary>A provider (or the heartbeat monitor) reports a node down: every active lease on it fails.</summary>
-    public async Task<ExchangeError> ReportOutageAsync(long provider, long nodeId, CancellationToken ct = default)
+    public Task<ExchangeError> ReportOutageAsync(long provider, long nodeId, CancellationToken ct = default) =>
+        CommandAsync("outage", new JsonObject { ["provider"] = provider, ["node"] = nodeId }, () => ReportOutageCoreAsync(provider, nodeId, ct), ct);
+
+    private async Task<ExchangeError> ReportOutageCoreAsync(long provider, long nodeId, CancellationToken ct)
     {
-        await _gate.WaitAsync(ct);
-        try
-        {
-            if (!_nodes.TryGetValue(nodeId, out var node)) return ExchangeError.UnknownNode;
-            if (node.Provider != provider) return ExchangeError.NotOwner;
-            await NodeDownLockedAsync(node, Now, ct);
-            return ExchangeError.None;
-        }
-        finally { _gate.Release(); }
+        if (!_nodes.TryGetValue(nodeId, out var node)) return ExchangeError.UnknownNode;
+        if (node.Provider != provider) return ExchangeError.NotOwner;
+        await NodeDownLockedAsync(node, Now, ct);
+        return ExchangeError.None;
     }
 
     private async Task NodeDownLockedAsync(Node node, long since, CancellationToken ct)
@@ -760,7 +920,7 @@ public sealed partial class ExchangeService
         long penalty = Money.MulDiv(refund, _options.PenaltyBasisPoints, 10_000);
         var buyerAccount = _traders[lease.Buyer];
         var provider = _providers[lease.Provider];
-        var collateral = (await _ledger.LookupAccountsAsync(new[] { provider.CollateralAccount }, ct))[0];
+        var collateral = (await LedgerLookupAccountsAsync(new[] { provider.CollateralAccount }, ct))[0];
         long available = Math.Max(0, collateral.CreditsPosted - collateral.DebitsPosted - collateral.DebitsPending);
         long paid = Math.Min(penalty, available);
         var transfers = new List<Transfer>();
@@ -772,7 +932,7 @@ public sealed partial class ExchangeService
                 Asset = Asset.Usd.Code, Code = PenaltyCode, UserData64 = (ulong)lease.Id });
         if (transfers.Count > 0)
         {
-            var r = await _ledger.CreateTransfersAsync(transfers.ToArray(), ct);
+            var r = await LedgerTransfersAsync(transfers.ToArray(), ct);
             if (r.Any(x => x != CreateTransferResult.Ok)) throw new InvalidOperationException("Refund or penalty failed: " + string.Join(",", r));
         }
         lease.Refunded += refund;
@@ -785,7 +945,7 @@ public sealed partial class ExchangeService
             long childRefund = child.Notional - child.Paid - child.Refunded;
             if (childRefund > 0)
             {
-                var r = await _ledger.CreateTransfersAsync(new[] { new Transfer { Id = NextTransferId(), DebitAccountId = child.EscrowAccount,
+                var r = await LedgerTransfersAsync(new[] { new Transfer { Id = NextTransferId(), DebitAccountId = child.EscrowAccount,
                     CreditAccountId = _traders[child.Buyer], Amount = childRefund, Asset = Asset.Usd.Code, Code = RefundCode, UserData64 = (ulong)child.Id } }, ct);
                 if (r[0] != CreateTransferResult.Ok) throw new InvalidOperationException($"Refund failed: {r[0]}.");
             }
@@ -828,7 +988,7 @@ public sealed partial class ExchangeService
         await _gate.WaitAsync(ct);
         try
         {
-            var escrow = (await _ledger.LookupAccountsAsync(new[] { EscrowAccount }, ct))[0];
+            var escrow = (await LedgerLookupAccountsAsync(new[] { EscrowAccount }, ct))[0];
             long holds = 0;
             foreach (var o in _orders.Values)
             {
