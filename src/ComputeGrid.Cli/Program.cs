@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using ComputeGrid.Cli;
 using ComputeGrid.Cli.Bench;
+using ComputeGrid.Cli.Market;
 using ComputeGrid.Ledger;
 using ComputeGrid.Ledger.Audit;
 using ComputeGrid.Server;
@@ -47,7 +48,7 @@ verify.SetAction(pr =>
     return CliDefaults.Fail("verify needs --proof FILE --root HEX, or --ledger-dir DIR");
 });
 
-var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, verify };
+var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, verify, MarketCommand.Create() };
 var parsed = rootCommand.Parse(args);
 if (parsed.Errors.Count > 0) return CliDefaults.Fail(parsed.Errors[0].Message);
 try

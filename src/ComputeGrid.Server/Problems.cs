@@ -20,4 +20,24 @@ public static class Problems
 
     public static ProblemHttpResult UnsupportedMediaType(string detail) =>
         TypedResults.Problem(detail, statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type", type: "https://computegrid.dev/problems/media-type");
+
+    /// <summary>402: the buyer's balance cannot cover what the request would hold.</summary>
+    public static ProblemHttpResult PaymentRequired(string detail, IDictionary<string, object?>? extensions = null) =>
+        TypedResults.Problem(detail, statusCode: StatusCodes.Status402PaymentRequired, title: "Insufficient balance", type: "https://computegrid.dev/problems/insufficient-balance", extensions: extensions);
+
+    /// <summary>403: the caller does not own what it tries to change.</summary>
+    public static ProblemHttpResult Forbidden(string detail, IDictionary<string, object?>? extensions = null) =>
+        TypedResults.Problem(detail, statusCode: StatusCodes.Status403Forbidden, title: "Forbidden", type: "https://computegrid.dev/problems/forbidden", extensions: extensions);
+
+    /// <summary>404 with extension members (e.g. the component's error code).</summary>
+    public static ProblemHttpResult NotFound(string detail, IDictionary<string, object?>? extensions) =>
+        TypedResults.Problem(detail, statusCode: StatusCodes.Status404NotFound, title: "Not found", type: "https://computegrid.dev/problems/not-found", extensions: extensions);
+
+    /// <summary>The request is valid but the current state refuses it (nothing to match, capacity taken, already registered).</summary>
+    public static ProblemHttpResult Conflict(string detail, IDictionary<string, object?>? extensions = null) =>
+        TypedResults.Problem(detail, statusCode: StatusCodes.Status409Conflict, title: "Conflict", type: "https://computegrid.dev/problems/conflict", extensions: extensions);
+
+    /// <summary>The request is well-formed but breaks a rule of the resource (price band, tick, lot size).</summary>
+    public static ProblemHttpResult Unprocessable(string detail, IDictionary<string, object?>? extensions = null) =>
+        TypedResults.Problem(detail, statusCode: StatusCodes.Status422UnprocessableEntity, title: "Unprocessable request", type: "https://computegrid.dev/problems/unprocessable", extensions: extensions);
 }

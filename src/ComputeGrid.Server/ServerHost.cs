@@ -1,4 +1,7 @@
+using ComputeGrid.Exchange.Instruments;
+using ComputeGrid.Exchange.Trading;
 using ComputeGrid.Ledger;
+using ComputeGrid.Server.Exchange;
 using ComputeGrid.Server.Ledger;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics;
@@ -16,7 +19,7 @@ public sealed record ServerOptions
     /// <summary>Where to listen, as ASP.NET's <c>--urls</c> (semicolon-separated).</summary>
     public string Urls { get; init; } = "http://127.0.0.1:5080";
 
-    /// <summary>The data folder: ledger log and snapshots.</summary>
+    /// <summary>The data folder: ledger log and snapshots, exchange journal.</summary>
     public required string DataDirectory { get; init; }
 
     /// <summary>How often a balance checkpoint (Merkle sum root) is taken when the ledger changed.</summary>
@@ -24,6 +27,12 @@ public sealed record ServerOptions
 
     /// <summary>The clock of every component (a simulation passes a fake one).</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>How often the exchange is advanced to the clock (instrument listing and expiry, GTT expiry, heartbeats).</summary>
+    public TimeSpan ExchangeTickInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How often an idle live-feed stream sends a heartbeat comment.</summary>
+    public TimeSpan FeedHeartbeatInterval { get; init; } = TimeSpan.FromSeconds(15);
 }
 
 /// <summary>
@@ -55,8 +64,30 @@ public static class ServerHost
         builder.Services.AddSingleton(ledger);
         builder.Services.AddHostedService<LedgerLifetime>();
 
+        // The exchange trades the regions of the latency data file; a binary shipped without data/ still serves the
+        // same built-in list (a test keeps the two equal) rather than refusing to start.
+        string? regionWarning = null;
+        RegionCatalog regions;
+        try { regions = RegionCatalog.LoadDefault(); }
+        catch (FileNotFoundException e)
+        {
+            regions = RegionCatalog.Fallback;
+            regionWarning = e.Message;
+        }
+        var instruments = new InstrumentRegistry(new InstrumentSchedule(regions, ListingPolicy.Default));
+        // The journal brings the books, orders, leases and nodes back after a restart, beside the ledger it settles in.
+        var exchange = new ExchangeService(ledger, instruments, options.Time,
+            new ExchangeOptions { JournalPath = Path.Combine(options.DataDirectory, "exchange", "exchange.journal") });
+        builder.Services.AddSingleton(instruments);
+        builder.Services.AddSingleton(exchange);
+        builder.Services.AddSingleton(new ExchangeFeed(exchange, instruments, options.Time));
+        // Registered after the ledger's lifetime so it stops first: no exchange tick runs against a closed ledger.
+        builder.Services.AddHostedService<ExchangeLifetime>();
+
         var app = builder.Build();
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ComputeGrid.Server");
+        if (regionWarning is not null)
+            log.LogWarning("Region data file not found, using the built-in list of {Count} regions: {Reason}", regions.Count, regionWarning);
         var r = ledger.Recovery;
         log.LogInformation("Ledger recovered from {Dir}: snapshot {Snap} (op {SnapOp}), {Records} records replayed, last op {LastOp}, {Truncated} torn bytes truncated{Reason} in {Ms} ms",
             options.DataDirectory, r.SnapshotLoaded ? "loaded" : "none", r.SnapshotOp, r.RecordsReplayed, r.LastOp, r.TruncatedBytes,
@@ -106,6 +137,7 @@ public static class ServerHost
             return Results.Text(text, "text/plain; version=0.0.4");
         });
         app.MapLedger();
+        app.MapExchange();
         return app;
     }
 }

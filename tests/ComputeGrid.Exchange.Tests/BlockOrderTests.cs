@@ -198,6 +198,7 @@ public class BlockOrderTests
         // The same block again is short now, and the hours' leases deliver like any other.
         var again = await h.Exchange.PlaceBlockAsync(block with { Owner = ExchangeHarness.Buyer2 });
         Assert.Equal(BlockRefusal.Short, again.Refusal);
+        h.AdvanceTo(r.Leases.Max(l => l.End));
         foreach (var l in r.Leases)
             Assert.Equal(ExchangeError.None, (await h.Exchange.ReportDeliveryAsync(l.Provider, l.Id, l.Start, l.End)).Error);
         Assert.Equal(3 * 2_000_000 + 5 * 2_200_000 + 3 * 2_000_000, await h.BalanceAsync(ExchangeHarness.Revenue));

@@ -74,6 +74,13 @@ public sealed class ExchangeHarness : IAsyncDisposable
         return Instruments.GetBySymbol($"H100.frankfurt.D.{d:yyyy-MM-dd}");
     }
 
+    /// <summary>Moves the clock forward to <paramref name="unixNs"/> (delivery is reported for hours that have passed).</summary>
+    public void AdvanceTo(long unixNs)
+    {
+        var target = DateTimeOffset.UnixEpoch.AddTicks(unixNs / 100);
+        if (target > Time.GetUtcNow()) Time.SetUtcNow(target);
+    }
+
     public async Task<long> BalanceAsync(UInt128 account) => (await Ledger.LookupAccountsAsync(new[] { account }))[0] is var a ? a.CreditsPosted - a.DebitsPosted : 0;
 
     public async Task<Account> AccountAsync(UInt128 account) => (await Ledger.LookupAccountsAsync(new[] { account }))[0];
@@ -119,6 +126,9 @@ public class ExchangeServiceTests
         Assert.Equal(new[] { (h.NodeId, 6) }, lease.Nodes);
         Assert.Equal(Price * 6, await h.BalanceAsync(lease.EscrowAccount)); // the lease's escrow holds the notional
 
+        var early = await h.Exchange.ReportDeliveryAsync(ExchangeHarness.ProviderId, lease.Id, lease.Start, lease.End);
+        Assert.Equal(ExchangeError.InvalidDelivery, early.Error); // the hour has not happened yet
+        h.AdvanceTo(lease.End);
         var (e, _) = await h.Exchange.ReportDeliveryAsync(ExchangeHarness.ProviderId, lease.Id, lease.Start, lease.End);
         Assert.Equal(ExchangeError.None, e);
         Assert.Equal(LeaseStatus.Completed, lease.Status);
@@ -138,6 +148,7 @@ public class ExchangeServiceTests
         long start = await h.BalanceAsync(ExchangeHarness.BuyerAccount);
 
         // 10 of 24 hours delivered, then the node fails.
+        h.AdvanceTo(lease.Start + 10 * 3_600_000_000_000L);
         Assert.Equal(ExchangeError.None, (await h.Exchange.ReportDeliveryAsync(ExchangeHarness.ProviderId, lease.Id, lease.Start, lease.Start + 10 * 3_600_000_000_000L)).Error);
         Assert.Equal(ExchangeError.None, await h.Exchange.ReportOutageAsync(ExchangeHarness.ProviderId, lease.Nodes[0].Node));
         long undelivered = Price * 4 * 14;
@@ -149,8 +160,8 @@ public class ExchangeServiceTests
         Assert.Equal(Price * 4 * 10, await h.BalanceAsync(ExchangeHarness.Revenue));
         Assert.Equal(50_000_000 - penalty, await h.BalanceAsync(ExchangeHarness.Collateral));
         Assert.Equal(0, await h.BalanceAsync(lease.EscrowAccount));
-        // A node that is down backs no new sells.
-        var again = await h.Exchange.PlaceAsync(new PlaceOrder(ExchangeHarness.ProviderId, d.Id, Side.Sell, OrderType.Limit, TimeInForce.GoodTillCancel, Price, 24 * 5));
+        // A node that is down backs no new sells (the next day: this one's trading has closed by now).
+        var again = await h.Exchange.PlaceAsync(new PlaceOrder(ExchangeHarness.ProviderId, h.Daily(2).Id, Side.Sell, OrderType.Limit, TimeInForce.GoodTillCancel, Price, 24 * 5));
         Assert.Equal(ExchangeError.InsufficientCapacity, again.Error);
         await h.CheckAsync();
     }
@@ -215,6 +226,7 @@ public class ExchangeServiceTests
 
         long resellerBefore = await h.BalanceAsync(ExchangeHarness.BuyerAccount);
         // The provider delivers the first two hours of the day: it is paid from the parent lease, the reseller from the child.
+        h.AdvanceTo(parent.Start + 2 * 3_600_000_000_000L);
         Assert.Equal(ExchangeError.None, (await h.Exchange.ReportDeliveryAsync(ExchangeHarness.ProviderId, parent.Id, parent.Start, parent.Start + 2 * 3_600_000_000_000L)).Error);
         Assert.Equal(LeaseStatus.Completed, child.Status);
         Assert.Equal(resellerBefore + 3_000_000 * 2, await h.BalanceAsync(ExchangeHarness.BuyerAccount));
@@ -315,6 +327,7 @@ public class ExchangeServiceTests
         // Deliver every lease: all lease escrows end at zero and the provider holds exactly what buyers paid.
         var leases = await h.Exchange.ReadAsync(v => v.Leases());
         Assert.NotEmpty(leases);
+        h.AdvanceTo(leases.Max(l => l.End));
         foreach (var l in leases.Where(l => l.Status == LeaseStatus.Active))
             Assert.Equal(ExchangeError.None, (await h.Exchange.ReportDeliveryAsync(ExchangeHarness.ProviderId, l.Id, l.Start, l.End)).Error);
         Assert.Equal(leases.Sum(l => l.Notional), await h.BalanceAsync(ExchangeHarness.Revenue));
@@ -390,7 +403,9 @@ public sealed class ExchangeJournalTests : IDisposable
         await x.CancelAsync(open[0].Owner, open[0].OrderId);
         var leases = await x.ReadAsync(v => v.Leases());
         Assert.NotEmpty(leases);
-        await x.ReportDeliveryAsync(ExchangeHarness.ProviderId, leases[0].Id, leases[0].Start, leases[0].End);
+        // (Delivery needs the hours to pass, which would close these instruments; an outage fails the leases of node 2 now.)
+        var (_, node2) = await x.RegisterNodeAsync(ExchangeHarness.ProviderId, "n2", GpuClass.H100, "frankfurt", 2);
+        Assert.Equal(ExchangeError.None, await x.ReportOutageAsync(ExchangeHarness.ProviderId, node2!.Id));
         await x.HeartbeatAsync(node!.Id);
         var before = await StateAsync(x, new[] { i, j });
         await x.CheckInvariantsAsync();

@@ -421,6 +421,9 @@ public sealed unsafe class OrderBook
 
     // ------------------------------------------------------------------ queries
 
+    /// <summary>The earliest expiry (Unix ns) of a good-till-time order resting here, or <see cref="long.MaxValue"/>.</summary>
+    public long NextExpiry => _heapCount > 0 ? _nodes[_heap[0]].ExpiresAt : long.MaxValue;
+
     /// <summary>Best bid price, or 0 when there is none.</summary>
     public long BestBid => _bids.Best >= 0 ? PriceOf(_bids.Best) : 0;
 

@@ -72,6 +72,8 @@ public sealed partial class ExchangeService : IDisposable
     private readonly ExchangeJournal? _journal;
     private long _journalSeq;
     private long? _commandNow;
+    private long _lastCommandNow;
+    private long _lastPrune;
     private JsonArray? _recording;        // ledger answers of the running command, for its "done" record
     private Queue<JsonNode?>? _replay;     // recorded ledger answers fed back during a replay
     private bool _recovering;              // re-running a command the journal never saw finish
@@ -104,15 +106,15 @@ public sealed partial class ExchangeService : IDisposable
         _instruments = instruments;
         _time = time;
         _options = options ?? new ExchangeOptions();
+        long epochMs = Clock.UnixNanoseconds(time) / 1_000_000; // read once: the journal and the ids must agree
         if (_options.JournalPath is not null)
         {
             _journal = new ExchangeJournal(_options.JournalPath);
             // The first record fixes the run epoch that all ledger ids carry: replays must rebuild the same ids.
-            if (_journal.Recovered.Count == 0)
-                _journal.Append(new JournalRecord(0, true, "epoch", Clock.UnixNanoseconds(time) / 1_000_000, null, null));
-            _runEpoch = (ulong)(_journal.Recovered.Count == 0 ? Clock.UnixNanoseconds(time) / 1_000_000 : _journal.Recovered[0].Timestamp) & 0xFFFF_FFFF_FFFF;
+            if (_journal.Recovered.Count == 0) _journal.Append(new JournalRecord(0, true, "epoch", epochMs, null, null));
+            else epochMs = _journal.Recovered[0].Timestamp;
         }
-        else _runEpoch = (ulong)(Clock.UnixNanoseconds(time) / 1_000_000) & 0xFFFF_FFFF_FFFF;
+        _runEpoch = (ulong)epochMs & 0xFFFF_FFFF_FFFF;
         // The index counts hourly spot and daily forwards (prices per GPU-hour of near-term delivery); monthly
         // forwards carry term premia that would blur "what compute costs now".
         MarketData = new MarketDataHub(id => _instruments.TryGet(id, out var i) && i.Kind != DeliveryKind.MonthlyForward ? GpuClasses.Code(i.Gpu) : null,
@@ -194,7 +196,10 @@ public sealed partial class ExchangeService : IDisposable
         try
         {
             long seq = ++_journalSeq;
-            _commandNow = Clock.UnixNanoseconds(_time);
+            // Command time never goes backwards, even if the system clock is stepped back: candles, the index and
+            // expiries all rely on it.
+            _commandNow = Math.Max(Clock.UnixNanoseconds(_time), _lastCommandNow);
+            _lastCommandNow = _commandNow.Value;
             _journal?.Append(new JournalRecord(seq, false, kind, _commandNow.Value, args, null));
             _recording = _journal is null ? null : new JsonArray();
             var result = await body();
@@ -219,6 +224,7 @@ public sealed partial class ExchangeService : IDisposable
         {
             _journalSeq = start.Seq;
             _commandNow = start.Timestamp;
+            _lastCommandNow = Math.Max(_lastCommandNow, start.Timestamp);
             try
             {
                 if (done.TryGetValue(start.Seq, out var d))
@@ -632,10 +638,19 @@ public sealed partial class ExchangeService : IDisposable
         maker.Remaining -= e.Quantity;
         long seq = ++_tradeSequence;
         var trade = new Trade(taker.Instrument.Id, e.Price, e.Quantity, now, taker.Side, seq);
-        MarketData.OnTrade(trade);
+        try { MarketData.OnTrade(trade); }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or OverflowException)
+        {
+            // Market data is a view of the trades; it must never stop the settlement that follows. A refused
+            // trade is counted so the gap is visible.
+            MarketDataErrors++;
+        }
         PublishTrade(trade);
         return (lease, new Fill(taker.Id, maker.Id, e.Price, e.Quantity, lease.Id, seq));
     }
+
+    /// <summary>Trades the market data refused (a full tape, a sum overflow): they settled, but are missing from the feeds.</summary>
+    public long MarketDataErrors { get; private set; }
 
     /// <summary>Raises <see cref="TradeExecuted"/>; a failing subscriber must not stop the settlement that follows.</summary>
     private void PublishTrade(Trade trade)
@@ -815,14 +830,49 @@ public sealed partial class ExchangeService : IDisposable
     /// cancelled and released), expires good-till-time orders, and treats nodes with active leases that missed
     /// their heartbeats as down (their leases fail over to refunds and penalties).
     /// </summary>
-    public Task<InstrumentChanges> TickAsync(CancellationToken ct = default) =>
-        CommandAsync("tick", new JsonObject(), () => TickCoreAsync(ct), ct);
+    public async Task<InstrumentChanges> TickAsync(CancellationToken ct = default)
+    {
+        // Only a tick that will change something is run and journaled: the server ticks every second, and a
+        // journal of empty ticks would grow by two lines a second forever.
+        await _gate.WaitAsync(ct);
+        long now;
+        bool due;
+        try
+        {
+            now = Math.Max(Clock.UnixNanoseconds(_time), _lastCommandNow);
+            due = TickDue(now);
+        }
+        finally { _gate.Release(); }
+        if (!due) return new InstrumentChanges(now, Array.Empty<Instrument>(), Array.Empty<Instrument>(), 0);
+        return await CommandAsync("tick", new JsonObject(), () => TickCoreAsync(ct), ct);
+    }
+
+    private const long PruneEveryNs = 3_600_000_000_000L, KeepDeliveredNs = 40L * 24 * 3_600_000_000_000L;
+
+    /// <summary>Would a tick at <paramref name="now"/> list or expire an instrument, expire an order, fail a node or prune?</summary>
+    private bool TickDue(long now)
+    {
+        if (_instruments.Now is not long last) return true;
+        if (now - _lastPrune >= PruneEveryNs) return true;
+        if (_instruments.Active.Any(i => !i.IsTradingAt(now))) return true;
+        if (_instruments.Schedule.OpeningIn(last, now).Count > 0) return true;
+        if (_books.Values.Any(b => b.NextExpiry <= now)) return true;
+        long timeout = (long)_options.HeartbeatTimeout.TotalMilliseconds * 1_000_000L;
+        return _nodes.Values.Any(n => n.DownSince is null && now - n.LastHeartbeat > timeout
+                                      && _leases.Values.Any(l => l.Status == LeaseStatus.Active && l.Nodes.Any(x => x.Node == n.Id)));
+    }
 
     private async Task<InstrumentChanges> TickCoreAsync(CancellationToken ct)
     {
         {
             long now = Now;
             var changes = _instruments.Advance(now);
+            if (now - _lastPrune >= PruneEveryNs)
+            {
+                // Instruments whose delivery ended long ago (no lease can still refer to them) leave the registry.
+                _instruments.Prune(now - KeepDeliveredNs);
+                _lastPrune = now;
+            }
             foreach (var (id, book) in _books.ToList())
             {
                 if (!_instruments.IsActive(id) || !_instruments.Get(id).IsTradingAt(now))
@@ -859,7 +909,8 @@ public sealed partial class ExchangeService : IDisposable
         {
             if (!_leases.TryGetValue(leaseId, out var lease)) return (ExchangeError.UnknownLease, null);
             if (lease.Provider != provider) return (ExchangeError.NotOwner, lease);
-            if (lease.Status != LeaseStatus.Active || fromNs >= toNs || fromNs < lease.Start || toNs > lease.End
+            // Delivery is reported for hours that have passed, on the hour grid of the lease's window.
+            if (lease.Status != LeaseStatus.Active || fromNs >= toNs || fromNs < lease.Start || toNs > lease.End || toNs > Now
                 || (fromNs - lease.Start) % DeliveryCalendar.NsPerHour != 0 || (toNs - lease.Start) % DeliveryCalendar.NsPerHour != 0)
                 return (ExchangeError.InvalidDelivery, lease);
             long gpuHours = lease.Gpus * ((toNs - fromNs) / DeliveryCalendar.NsPerHour);

@@ -1,0 +1,131 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace ComputeGrid.Cli.Market;
+
+/// <summary>Plain-text tables of the exchange API's answers (the <c>--json</c> flag prints the answers as they are).</summary>
+internal static class MarketFormat
+{
+    /// <summary>Micro-USD as dollars with 2 to 6 decimals (<c>2150000</c> → <c>2.15</c>, <c>2150001</c> → <c>2.150001</c>): exact, never rounded.</summary>
+    public static string Usd(long micro)
+    {
+        string sign = micro < 0 ? "-" : "";
+        ulong abs = micro < 0 ? (ulong)(-(micro + 1)) + 1 : (ulong)micro; // long.MinValue has no positive twin
+        string frac = (abs % 1_000_000).ToString("000000", CultureInfo.InvariantCulture).TrimEnd('0');
+        if (frac.Length < 2) frac = frac.PadRight(2, '0');
+        return $"{sign}{abs / 1_000_000}.{frac}";
+    }
+
+    /// <summary>Unix ns as a UTC time to the minute, or to the second when it has seconds.</summary>
+    public static string Time(long ns)
+    {
+        var t = DateTimeOffset.UnixEpoch.AddTicks(ns / 100);
+        return t.ToString(t.Second == 0 && t.Millisecond == 0 ? "yyyy-MM-dd HH:mm'Z'" : "yyyy-MM-dd HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+    }
+
+    public static string Str(JsonElement e, string name) => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : "";
+
+    public static long Long(JsonElement e, string name) => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : 0;
+
+    public static long? LongOrNull(JsonElement e, string name) => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : null;
+
+    public static string Num(long n) => n.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Writes a table: a header row and aligned columns; columns named in <paramref name="right"/> are right-aligned.</summary>
+    public static void Table(TextWriter output, string[] headers, IEnumerable<string[]> rows, params string[] right)
+    {
+        var all = rows.ToList();
+        if (all.Count == 0)
+        {
+            output.WriteLine("(none)");
+            return;
+        }
+        var widths = headers.Select((h, i) => Math.Max(h.Length, all.Max(r => r[i].Length))).ToArray();
+        var alignRight = headers.Select(h => right.Contains(h)).ToArray();
+        void Line(string[] cells) => output.WriteLine(string.Join("  ",
+            cells.Select((c, i) => alignRight[i] ? c.PadLeft(widths[i]) : c.PadRight(widths[i]))).TrimEnd());
+        Line(headers);
+        foreach (var r in all) Line(r);
+    }
+
+    public static void Instruments(TextWriter o, JsonElement page)
+    {
+        var rows = page.GetProperty("instruments").EnumerateArray().Select(i => new[]
+        {
+            Num(Long(i, "id")), Str(i, "symbol"), Str(i, "gpu"), Str(i, "region"), Str(i, "kind"),
+            Time(Long(i, "deliveryStart")), Num(Long(i, "hours")), Time(Long(i, "tradingEnd")), Usd(Long(i, "tick")),
+        });
+        Table(o, ["ID", "SYMBOL", "GPU", "REGION", "KIND", "DELIVERY", "HOURS", "TRADES UNTIL", "TICK"], rows, "ID", "HOURS", "TICK");
+        if (LongOrNull(page, "next") is long next) o.WriteLine($"more: --after {next}");
+    }
+
+    public static void Book(TextWriter o, JsonElement book)
+    {
+        o.WriteLine(Str(book, "symbol"));
+        // A ladder: asks from the worst down to the best, then bids from the best down, so the spread sits in the middle.
+        var asks = book.GetProperty("asks").EnumerateArray().Reverse().Select(l => Level("ask", l));
+        var bids = book.GetProperty("bids").EnumerateArray().Select(l => Level("bid", l));
+        Table(o, ["SIDE", "PRICE", "QUANTITY", "ORDERS"], asks.Concat(bids), "PRICE", "QUANTITY", "ORDERS");
+
+        static string[] Level(string side, JsonElement l) => [side, Usd(Long(l, "price")), Num(Long(l, "quantity")), Num(Long(l, "orders"))];
+    }
+
+    public static void Trades(TextWriter o, JsonElement trades)
+    {
+        var rows = trades.GetProperty("trades").EnumerateArray().Select(t => new[]
+        {
+            Time(Long(t, "timestamp")), Str(t, "takerSide").ToLowerInvariant(), Usd(Long(t, "price")), Num(Long(t, "quantity")), Num(Long(t, "sequence")),
+        });
+        Table(o, ["TIME", "TAKER", "PRICE", "QUANTITY", "SEQ"], rows, "PRICE", "QUANTITY", "SEQ");
+    }
+
+    public static void Candles(TextWriter o, JsonElement candles)
+    {
+        var rows = candles.GetProperty("candles").EnumerateArray().Select(c => new[]
+        {
+            Time(Long(c, "openTime")), Usd(Long(c, "open")), Usd(Long(c, "high")), Usd(Long(c, "low")), Usd(Long(c, "close")),
+            Num(Long(c, "volume")), Num(Long(c, "trades")),
+        });
+        Table(o, ["OPEN TIME", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "TRADES"], rows, "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "TRADES");
+    }
+
+    public static void Index(TextWriter o, IEnumerable<JsonElement> classes)
+    {
+        var rows = classes.Select(c => new[]
+        {
+            Str(c, "gpu"), LongOrNull(c, "vwap") is long v ? Usd(v) : "-", Num(Long(c, "volume")), Num(Long(c, "trades")),
+        });
+        Table(o, ["GPU", "VWAP/GPU-H", "VOLUME", "TRADES"], rows, "VWAP/GPU-H", "VOLUME", "TRADES");
+    }
+
+    public static void OrderResult(TextWriter o, JsonElement r)
+    {
+        string symbol = Str(r, "symbol");
+        o.WriteLine($"order {Long(r, "orderId")}{(symbol.Length > 0 ? " on " + symbol : "")}: {Str(r, "status")}, remaining {Long(r, "remaining")}");
+        var fills = r.GetProperty("fills").EnumerateArray().Select(f => new[]
+        {
+            Num(Long(f, "counterOrderId")), Usd(Long(f, "price")), Num(Long(f, "quantity")), Num(Long(f, "leaseId")), Num(Long(f, "sequence")),
+        }).ToList();
+        if (fills.Count > 0) Table(o, ["AGAINST", "PRICE", "QUANTITY", "LEASE", "SEQ"], fills, "AGAINST", "PRICE", "QUANTITY", "LEASE", "SEQ");
+    }
+
+    public static void Orders(TextWriter o, JsonElement page)
+    {
+        var rows = page.GetProperty("orders").EnumerateArray().Select(x => new[]
+        {
+            Num(Long(x, "orderId")), Str(x, "symbol"), Str(x, "side").ToLowerInvariant(), Usd(Long(x, "price")), Num(Long(x, "remaining")), Usd(Long(x, "holdAmount")),
+        });
+        Table(o, ["ORDER", "SYMBOL", "SIDE", "PRICE", "REMAINING", "HOLD"], rows, "ORDER", "PRICE", "REMAINING", "HOLD");
+    }
+
+    public static void Leases(TextWriter o, JsonElement page)
+    {
+        var rows = page.GetProperty("leases").EnumerateArray().Select(l => new[]
+        {
+            Num(Long(l, "id")), Str(l, "symbol"), Num(Long(l, "gpus")), Usd(Long(l, "price")), Usd(Long(l, "notional")), Str(l, "status"),
+            $"{Long(l, "deliveredGpuHours")}/{Long(l, "gpuHours")}", Usd(Long(l, "paid")), Usd(Long(l, "refunded")),
+        });
+        Table(o, ["LEASE", "SYMBOL", "GPUS", "PRICE", "NOTIONAL", "STATUS", "DELIVERED", "PAID", "REFUNDED"], rows,
+            "LEASE", "GPUS", "PRICE", "NOTIONAL", "DELIVERED", "PAID", "REFUNDED");
+    }
+}

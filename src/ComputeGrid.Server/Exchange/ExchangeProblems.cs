@@ -1,0 +1,100 @@
+using ComputeGrid.Exchange.Matching;
+using ComputeGrid.Exchange.Trading;
+using Microsoft.AspNetCore.Http;
+
+namespace ComputeGrid.Server.Exchange;
+
+/// <summary>What a refused request was about, so the problem's detail can name it.</summary>
+internal readonly record struct ProblemContext(
+    long? Owner = null, string? Instrument = null, long? Order = null, long? Lease = null, long? Node = null, long? Provider = null);
+
+/// <summary>
+/// Turns the exchange's refusals into problem+json. The split: 400 the request itself is malformed (the endpoints
+/// catch that before the exchange); 402 the buyer's balance cannot hold the order; 403 not the owner; 404 something
+/// named does not exist; 409 valid, but the current state refuses it (nothing to match, capacity taken, the
+/// instrument stopped trading, already registered); 422 valid JSON that breaks an instrument's rules (band, tick,
+/// lot size, delivery outside the lease). Every problem carries <c>error</c> (the <see cref="ExchangeError"/> name)
+/// and, for book refusals, <c>reject</c> (the <see cref="RejectReason"/> name), for clients that branch on them.
+/// </summary>
+internal static class ExchangeProblems
+{
+    public static IResult From(OrderResult r, ProblemContext c) => From(r.Error, r.BookReject, r.Detail, c);
+
+    public static IResult From(ExchangeError error, ProblemContext c) => From(error, RejectReason.None, null, c);
+
+    public static IResult From(ExchangeError error, RejectReason reject, string? detail, ProblemContext c)
+    {
+        var ext = new Dictionary<string, object?> { ["error"] = error.ToString() };
+        if (reject != RejectReason.None) ext["reject"] = reject.ToString();
+        // The exchange's own detail is specific (it knows the band, the hold); ours fills in where it has none.
+        string text = detail is not { Length: > 0 } d ? Describe(error, reject, c)
+            : error == ExchangeError.LedgerRejected ? $"The ledger refused the order's hold: {d}."
+            : Sentence(d);
+        return error switch
+        {
+            ExchangeError.InsufficientBalance => Problems.PaymentRequired(text, ext),
+            ExchangeError.NotOwner => Problems.Forbidden(text, ext),
+            ExchangeError.UnknownInstrument or ExchangeError.UnknownTrader or ExchangeError.UnknownOrder or ExchangeError.UnknownProvider
+                or ExchangeError.UnknownNode or ExchangeError.UnknownLease => Problems.NotFound(text, ext),
+            ExchangeError.InstrumentNotTrading or ExchangeError.InsufficientCapacity or ExchangeError.AlreadyRegistered
+                or ExchangeError.LedgerRejected => Problems.Conflict(text, ext),
+            ExchangeError.BookRejected when reject is RejectReason.NoLiquidity or RejectReason.PostOnlyWouldTake
+                or RejectReason.FillOrKillUnfillable or RejectReason.BookFull => Problems.Conflict(text, ext),
+            _ => Problems.Unprocessable(text, ext),
+        };
+    }
+
+    private static string Describe(ExchangeError e, RejectReason reject, ProblemContext c) => e switch
+    {
+        ExchangeError.UnknownInstrument => $"No instrument {c.Instrument} is trading (unknown symbol, expired, or not listed yet).",
+        ExchangeError.InstrumentNotTrading => $"Instrument {c.Instrument} is not trading now.",
+        ExchangeError.UnknownTrader => c.Owner is long o
+            ? $"Trader {o} is not registered (POST /api/exchange/traders)."
+            : "The ledger account does not exist or is not a USD account.",
+        ExchangeError.QuantityMustBeWholeGpus => "The quantity must be a positive whole number of GPUs times the instrument's hours.",
+        ExchangeError.InsufficientBalance => "The buyer's available balance cannot hold this order's maximum notional.",
+        ExchangeError.InsufficientCapacity => c.Lease is long l
+            ? $"Lease {l} has no free GPU time for that instrument (window, GPU class, region, or already offered)."
+            : "The seller has no free registered capacity for the instrument's whole window.",
+        ExchangeError.NotionalOverflows => "Price × quantity does not fit in 64-bit micro-USD.",
+        ExchangeError.BookRejected => DescribeReject(reject),
+        ExchangeError.UnknownOrder => $"No open order {c.Order}.",
+        ExchangeError.NotOwner => c.Order is long order ? $"Order {order} is not owned by {c.Owner}."
+            : c.Lease is long lease ? $"Lease {lease} is not held (or delivered) by {c.Owner?.ToString() ?? c.Provider?.ToString()}."
+            : c.Node is long node ? $"Node {node} does not belong to provider {c.Provider}."
+            : "Not the owner.",
+        ExchangeError.UnknownProvider => c.Provider is long p
+            ? $"Provider {p} is not registered, or its revenue/collateral accounts are not USD ledger accounts."
+            : "Unknown provider.",
+        ExchangeError.UnknownNode => $"No node {c.Node}.",
+        ExchangeError.UnknownLease => $"No lease {c.Lease}.",
+        ExchangeError.InvalidDelivery => $"The delivery does not fit lease {c.Lease}: it must be whole hours inside its window, not more than leased, on an active lease.",
+        ExchangeError.AlreadyRegistered => "Already registered with different accounts.",
+        ExchangeError.LedgerRejected => "The ledger refused the order's hold.",
+        ExchangeError.InvalidRequest => "The request is invalid (GPU class, region, count or name).",
+        _ => e.ToString(),
+    };
+
+    private static string DescribeReject(RejectReason r) => r switch
+    {
+        RejectReason.QuantityMustBePositive => "The quantity must be positive.",
+        RejectReason.PriceMustBePositive => "The price must be positive.",
+        RejectReason.PriceOutsideBand => "The price is outside the instrument's band (see minPrice/maxPrice of the instrument).",
+        RejectReason.PriceNotOnTick => "The price is not on the instrument's tick (see tick of the instrument).",
+        RejectReason.PostOnlyWouldTake => "A post-only order would take liquidity.",
+        RejectReason.FillOrKillUnfillable => "The fill-or-kill order cannot be filled whole now.",
+        RejectReason.NoLiquidity => "Nothing rests on the other side for a market order.",
+        RejectReason.ExpiryMustBeInTheFuture => "expiresAt must be in the future.",
+        RejectReason.BookFull => "The instrument's book holds its maximum number of orders.",
+        RejectReason.MarketOrderMustBeImmediate => "A market order cannot be good-till-time.",
+        _ => $"The book refused the order ({r}).",
+    };
+
+    private static string Sentence(string s)
+    {
+        s = s.Trim();
+        if (s.Length == 0) return s;
+        s = char.ToUpperInvariant(s[0]) + s[1..];
+        return s.EndsWith('.') ? s : s + ".";
+    }
+}
