@@ -1,3 +1,4 @@
+using ComputeGrid.Core;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;

@@ -1,3 +1,4 @@
+using ComputeGrid.Core;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
@@ -17,16 +18,22 @@ internal sealed unsafe class LongIntMap
         public int Value;
     }
 
-    private readonly Entry[] _entries;
+    private readonly Entry* _entries;
+    private readonly NativeBlock _block; // huge pages: probes land anywhere in the table
     private readonly int _mask;
     private readonly int _shift;
+
+    private readonly int _slots;
 
     public int Count { get; private set; }
 
     public LongIntMap(int capacity)
     {
         int slots = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, capacity * 2));
-        _entries = GC.AllocateArray<Entry>(slots, pinned: true); // pinned: prefetch takes its address
+        _block = new NativeBlock((nuint)slots * (nuint)sizeof(Entry));
+        _block.Prefault(_block.Bytes);
+        _entries = (Entry*)_block.Pointer;
+        _slots = slots;
         _mask = slots - 1;
         _shift = 64 - BitOperations.Log2((uint)slots);
     }
@@ -38,7 +45,7 @@ internal sealed unsafe class LongIntMap
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Prefetch(long key)
     {
-        if (Sse.IsSupported) Sse.Prefetch0(Unsafe.AsPointer(ref _entries[Home(key)]));
+        if (Sse.IsSupported) Sse.Prefetch0(_entries + Home(key));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -57,7 +64,7 @@ internal sealed unsafe class LongIntMap
     public void Add(long key, int value)
     {
         if (key <= 0) throw new ArgumentOutOfRangeException(nameof(key), "Keys must be positive.");
-        if (Count * 2 >= _entries.Length) throw new InvalidOperationException("LongIntMap is full.");
+        if (Count * 2 >= _slots) throw new InvalidOperationException("LongIntMap is full.");
         int i = Home(key);
         while (_entries[i].Key != 0) i = (i + 1) & _mask;
         _entries[i].Key = key;

@@ -1,14 +1,14 @@
 using System.Runtime.InteropServices;
 
-namespace ComputeGrid.Ledger;
+namespace ComputeGrid.Core;
 
 /// <summary>
 /// A block of zeroed unmanaged memory for the ledger's large tables. On Linux it is an anonymous mapping
 /// aligned to 2 MiB and advised for transparent huge pages: the id tables are probed at random, and with
 /// 4 KiB pages nearly every probe would also miss the TLB. Pages are faulted in lazily by the kernel, already
-/// zeroed. The GC never scans it. Freed by <see cref="Dispose"/> or, as a safety net, by the finalizer.
+/// zeroed. The GC never scans it. Used by the ledger's id tables and transfer store and by the order books. Freed by <see cref="Dispose"/> or, as a safety net, by the finalizer.
 /// </summary>
-internal sealed unsafe partial class NativeBlock : IDisposable
+public sealed unsafe partial class NativeBlock : IDisposable
 {
     private const nuint HugePage = 2 << 20;
     private void* _mapping;
