@@ -38,16 +38,29 @@ public static class ExchangeBench
 
         // 1. Throughput and allocation: commands arrive in batches (as from the sequencer's ring), so the book
         //    prefetches what the next commands will touch.
-        var book = new OrderBook(Band, ordersMax);
-        var sink = new CountingSink();
-        long allocated0 = GC.GetAllocatedBytesForCurrentThread();
-        long t0 = Stopwatch.GetTimestamp();
-        for (int i = 0; i < stream.Length; i += BatchSize) book.ApplyBatch(stream.AsSpan(i, Math.Min(BatchSize, stream.Length - i)), ref sink);
-        double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - allocated0;
-        long events = sink.Events;
-        double perSecond = stream.Length / seconds;
-        output.WriteLine($"  fast book: {stream.Length:N0} commands in {seconds:F3} s = {perSecond:N0}/s, {events:N0} events, {allocated} bytes allocated, {book.Count:N0} resting at the end");
+        //    The whole stream is replayed on a fresh book several times: this VM's speed swings by a third from one
+        //    moment to the next, so the median of the passes is reported (with the slowest and fastest beside it).
+        const int passes = 5;
+        var rates = new double[passes];
+        long allocated = 0, events = 0;
+        int resting = 0;
+        for (int pass = 0; pass < passes; pass++)
+        {
+            var book = new OrderBook(Band, ordersMax);
+            var sink = new CountingSink();
+            long allocated0 = GC.GetAllocatedBytesForCurrentThread();
+            long t0 = Stopwatch.GetTimestamp();
+            for (int i = 0; i < stream.Length; i += BatchSize) book.ApplyBatch(stream.AsSpan(i, Math.Min(BatchSize, stream.Length - i)), ref sink);
+            double passSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            allocated = Math.Max(allocated, GC.GetAllocatedBytesForCurrentThread() - allocated0);
+            rates[pass] = stream.Length / passSeconds;
+            if (pass > 0 && sink.Events != events) { output.WriteLine("exchange bench FAILED: passes disagree"); return 1; }
+            events = sink.Events;
+            resting = book.Count;
+        }
+        Array.Sort(rates);
+        double perSecond = rates[passes / 2];
+        output.WriteLine($"  fast book: {stream.Length:N0} commands × {passes} passes: median {perSecond:N0}/s (slowest {rates[0]:N0}, fastest {rates[^1]:N0}), {events:N0} events, {allocated} bytes allocated, {resting:N0} resting at the end");
 
         // The same book one command at a time (no look-ahead), for comparison.
         var single = new OrderBook(Band, ordersMax);
@@ -103,6 +116,8 @@ public static class ExchangeBench
         var metrics = new SortedDictionary<string, object>(StringComparer.Ordinal)
         {
             ["orders_per_s"] = Math.Round(perSecond),
+            ["orders_per_s_slowest_pass"] = Math.Round(rates[0]),
+            ["orders_per_s_fastest_pass"] = Math.Round(rates[^1]),
             ["orders_per_s_unbatched"] = Math.Round(singlePerSecond),
             ["p99_us"] = Math.Round(p99, 3),
             ["p50_us"] = Math.Round(p50, 3),

@@ -84,7 +84,6 @@ public sealed unsafe class OrderBook
     private readonly NativeBlock _nodeBlock; // owns _nodes; freed by its own finalizer with the book
 
     /// <summary>Applies one command; returns the events it produced (valid until the next call).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // fully optimized from the first call: no tier-up during a burst
     public ReadOnlySpan<MatchEvent> Apply(in OrderCommand c)
     {
         _eventCount = 0;
@@ -107,7 +106,6 @@ public sealed unsafe class OrderBook
     /// tail of the level a new order joins) is already on its way into the cache, so the random accesses of
     /// cancels and inserts stop costing a full memory round trip each.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // fully optimized from the first call: no tier-up during a burst
     public void ApplyBatch<TSink>(ReadOnlySpan<OrderCommand> commands, ref TSink sink) where TSink : struct, IMatchEventSink
     {
         for (int i = 0; i < commands.Length; i++)
@@ -150,7 +148,6 @@ public sealed unsafe class OrderBook
 
     // ------------------------------------------------------------------ commands
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // fully optimized from the first call: no tier-up during a burst
     private void Place(in OrderCommand c, long id, long quantity, long price, bool postOnly)
     {
         if (id <= 0) { Reject(in c, RejectReason.InvalidCommand); return; }
@@ -188,7 +185,6 @@ public sealed unsafe class OrderBook
         Rest(in c, id, price, priceLevel, remaining, postOnly);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // fully optimized from the first call: no tier-up during a burst
     private long Match(in OrderCommand c, long takerId, long remaining, int limitLevel, Ladder opposite, ref bool selfTrade)
     {
         bool buy = c.Side == Side.Buy;
@@ -238,7 +234,6 @@ public sealed unsafe class OrderBook
         return sum;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // fully optimized from the first call: no tier-up during a burst
     private void Rest(in OrderCommand c, long id, long price, int level, long remaining, bool postOnly)
     {
         int n = _free;
@@ -260,7 +255,6 @@ public sealed unsafe class OrderBook
         Emit(EventKind.Rested, c.Side, id, c.Owner, price, remaining, c.Timestamp, CancelReason.None);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // fully optimized from the first call: no tier-up during a burst
     private void Cancel(in OrderCommand c)
     {
         if (!_byId.TryGet(c.OrderId, out int n)) { Reject(in c, RejectReason.UnknownOrder); return; }
@@ -321,7 +315,6 @@ public sealed unsafe class OrderBook
     }
 
     /// <summary>Unlinks a node from its level, the id table and the heap, and frees it. Totals are the caller's.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // fully optimized from the first call: no tier-up during a burst
     private void Remove(int n, Ladder ladder)
     {
         ref Node node = ref _nodes[n];
