@@ -118,7 +118,34 @@ internal static class MarketCommand
         leases.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
             (await c.GetAsync($"/api/exchange/leases?owner={pr.GetValue(owner)}", ct), MarketFormat.Leases)));
 
-        foreach (var sub in new[] { instruments, book, trades, candles, index, order, cancel, replace, orders, leases }) market.Subcommands.Add(sub);
+        // ------------------------------------------------------------ block orders
+        // Separate, required options: the market-data --gpu/--region are optional filters, a block needs both.
+        var blockGpu = new Option<string>("--gpu") { Description = "GPU class: H100, H200, B200, A100, RTX4090.", Required = true };
+        var blockRegion = new Option<string>("--region") { Description = "Region code, e.g. frankfurt.", Required = true };
+        var start = new Option<string>("--start") { Description = "First hour (a whole UTC hour: ISO 8601 with offset, or Unix ns).", Required = true };
+        var end = new Option<string>("--end") { Description = "End of the window, exclusive (a whole UTC hour).", Required = true };
+        var gpus = new Option<int>("--gpus") { Description = "GPUs wanted in every hour.", Required = true };
+        var maxAverage = new Option<string>("--max-average-price")
+        {
+            Description = "Limit on the average price over the block, USD per GPU-hour, e.g. 2.40 (exact to the micro-dollar).", Required = true,
+        };
+        Dictionary<string, object?> BlockBody(ParseResult pr) => new()
+        {
+            ["owner"] = pr.GetValue(owner), ["gpu"] = pr.GetValue(blockGpu), ["region"] = pr.GetValue(blockRegion),
+            ["start"] = long.Parse(TimeArg(pr.GetValue(start), "--start")!, CultureInfo.InvariantCulture),
+            ["end"] = long.Parse(TimeArg(pr.GetValue(end), "--end")!, CultureInfo.InvariantCulture),
+            ["gpus"] = pr.GetValue(gpus), ["maxAveragePrice"] = PriceArg(pr.GetValue(maxAverage), required: true, "--max-average-price"),
+        };
+        var blockQuote = new Command("block-quote", "Quote a block: GPUs for every hour of a window, all-or-none across the hourly books.")
+            { owner, blockGpu, blockRegion, start, end, gpus, maxAverage };
+        blockQuote.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
+            (await c.SendJsonAsync(HttpMethod.Post, "/api/exchange/blocks/quote", BlockBody(pr), ct), MarketFormat.BlockQuote)));
+        var block = new Command("block", "Buy a block: GPUs for every hour of a window, all-or-none, within an average price.")
+            { owner, blockGpu, blockRegion, start, end, gpus, maxAverage };
+        block.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
+            (await c.SendJsonAsync(HttpMethod.Post, "/api/exchange/blocks", BlockBody(pr), ct), MarketFormat.BlockResult)));
+
+        foreach (var sub in new[] { instruments, book, trades, candles, index, order, cancel, replace, orders, leases, blockQuote, block }) market.Subcommands.Add(sub);
         return market;
     }
 
@@ -154,7 +181,7 @@ internal static class MarketCommand
     }
 
     /// <summary>Dollars (e.g. <c>2.15</c>) to exact micro-USD; more than 6 decimals, zero or negative is an error.</summary>
-    private static long? PriceArg(string? text, bool required)
+    private static long? PriceArg(string? text, bool required, string name = "--price")
     {
         if (text is null)
         {
@@ -162,7 +189,7 @@ internal static class MarketCommand
             return null;
         }
         if (!Money.TryParseMajor(text, Asset.Usd, out var m) || m.Units <= 0)
-            throw new MarketException($"--price must be a positive amount in USD with at most 6 decimals, e.g. 2.15; got '{text}'");
+            throw new MarketException($"{name} must be a positive amount in USD with at most 6 decimals, e.g. 2.15; got '{text}'");
         return m.Units;
     }
 

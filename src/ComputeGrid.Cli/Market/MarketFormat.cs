@@ -128,4 +128,36 @@ internal static class MarketFormat
         Table(o, ["LEASE", "SYMBOL", "GPUS", "PRICE", "NOTIONAL", "STATUS", "DELIVERED", "PAID", "REFUNDED"], rows,
             "LEASE", "GPUS", "PRICE", "NOTIONAL", "DELIVERED", "PAID", "REFUNDED");
     }
+
+    public static void BlockQuote(TextWriter o, JsonElement q)
+    {
+        bool fillable = q.GetProperty("fillable").GetBoolean(), within = q.GetProperty("withinLimit").GetBoolean();
+        string verdict = within ? "fillable within the limit" : fillable ? "fillable, but above the limit" : "short";
+        o.WriteLine($"block {Long(q, "gpus")} x {Str(q, "gpu")} {Str(q, "region")} {Time(Long(q, "start"))} to {Time(Long(q, "end"))}: {verdict}");
+        // When short, the total and average cover only the hours' available GPUs (the API says so too).
+        o.WriteLine($"total {Usd(Long(q, "totalCost"))}, average {Usd(Long(q, "averagePrice"))}/GPU-h, limit {Usd(Long(q, "maxAveragePrice"))}/GPU-h");
+        var legs = q.GetProperty("legs").EnumerateArray().Select(l => new[]
+        {
+            Time(Long(l, "hour")), Str(l, "symbol"), Num(Long(l, "gpus")), Usd(Long(l, "cost")), Usd(Long(l, "worstPrice")), Num(Long(l, "makers")),
+        });
+        Table(o, ["HOUR", "SYMBOL", "GPUS", "COST", "WORST", "MAKERS"], legs, "GPUS", "COST", "WORST", "MAKERS");
+        var shorts = q.GetProperty("short").EnumerateArray().Select(w => new[]
+        {
+            Time(Long(w, "start")), Time(Long(w, "end")), Num(Long(w, "available")), Str(w, "reason"),
+        }).ToList();
+        if (shorts.Count == 0) return;
+        o.WriteLine("short:");
+        Table(o, ["FROM", "TO", "AVAILABLE", "REASON"], shorts, "AVAILABLE");
+    }
+
+    public static void BlockResult(TextWriter o, JsonElement r)
+    {
+        o.WriteLine($"block {Long(r, "blockId")}: filled, total {Usd(Long(r, "totalCost"))}, average {Usd(Long(r, "averagePrice"))}/GPU-h");
+        var fills = r.GetProperty("fills").EnumerateArray().Select(f => new[]
+        {
+            Num(Long(f, "orderId")), Num(Long(f, "counterOrderId")), Usd(Long(f, "price")), Num(Long(f, "quantity")), Num(Long(f, "leaseId")), Num(Long(f, "sequence")),
+        });
+        Table(o, ["LEG", "AGAINST", "PRICE", "QUANTITY", "LEASE", "SEQ"], fills, "LEG", "AGAINST", "PRICE", "QUANTITY", "LEASE", "SEQ");
+        Leases(o, r);
+    }
 }

@@ -117,6 +117,30 @@ public sealed record DeliveryInput
     public required long To { get; init; }
 }
 
+/// <summary>
+/// A block order (or its quote): <c>gpus</c> GPUs of one class in one region for every hour of [start, end), bought
+/// all-or-none across the hourly spot books, at an average price no higher than <c>maxAveragePrice</c>.
+/// </summary>
+public sealed record BlockInput
+{
+    /// <summary>The buying trader (its own asks are never traded with, so they do not count in the quote).</summary>
+    public required long Owner { get; init; }
+    /// <summary>GPU class code, e.g. <c>H100</c>.</summary>
+    public required string Gpu { get; init; }
+    /// <summary>Region code, e.g. <c>frankfurt</c>.</summary>
+    public required string Region { get; init; }
+    /// <summary>Start of the window, a whole UTC hour: Unix ns or ISO 8601 with offset.</summary>
+    [JsonConverter(typeof(UnixTimeConverter))]
+    public required long Start { get; init; }
+    /// <summary>End of the window (exclusive), a whole UTC hour: Unix ns or ISO 8601 with offset.</summary>
+    [JsonConverter(typeof(UnixTimeConverter))]
+    public required long End { get; init; }
+    /// <summary>GPUs wanted in every hour of the window.</summary>
+    public required int Gpus { get; init; }
+    /// <summary>Limit on the average price over the whole block, micro-USD per GPU-hour.</summary>
+    public required long MaxAveragePrice { get; init; }
+}
+
 /// <summary>An instrument named by symbol or by id: JSON <c>"H100.frankfurt.H.2026-11-26T14"</c> or <c>42</c>.</summary>
 [JsonConverter(typeof(InstrumentRefConverter))]
 public readonly record struct InstrumentRef(string Text)
@@ -302,3 +326,40 @@ public sealed record TraderView(long Owner, UInt128 Account);
 
 /// <summary>A registered provider.</summary>
 public sealed record ProviderView(long Id, UInt128 RevenueAccount, UInt128 CollateralAccount);
+
+/// <summary>One hour of a block quote: what that hour's book offers the block now (cost in micro-USD, prices per GPU-hour).</summary>
+public sealed record BlockLegView(long Hour, int Instrument, string Symbol, int Gpus, long Cost, long WorstPrice, int Makers)
+{
+    /// <summary>The view of the exchange's leg (an immutable record, so no gate is needed).</summary>
+    public static BlockLegView From(BlockLeg l) => new(l.Hour, l.Instrument, l.Symbol, l.Gpus, l.Cost, l.WorstPrice, l.Makers);
+}
+
+/// <summary>A run of hours [start, end) where a block is short: <c>available</c> GPUs in each hour, and why.</summary>
+public sealed record ShortWindowView(long Start, long End, int Available, ShortReason Reason)
+{
+    /// <summary>The view of the exchange's window.</summary>
+    public static ShortWindowView From(ShortWindow w) => new(w.Start, w.End, w.Available, w.Reason);
+}
+
+/// <summary>
+/// What filling a block would cost now. <c>fillable</c>: every hour offers all the GPUs; <c>withinLimit</c>: it is
+/// fillable and the average is within <c>maxAveragePrice</c>, i.e. placing it now would fill. When not fillable,
+/// <c>totalCost</c> and <c>averagePrice</c> describe only what is available. The block's terms are echoed so a
+/// quote read on its own (or inside a refusal's problem) says what it quoted.
+/// </summary>
+public sealed record BlockQuoteView(
+    long Owner, string Gpu, string Region, long Start, long End, int Gpus, long MaxAveragePrice,
+    bool Fillable, bool WithinLimit, long TotalCost, long AveragePrice, IReadOnlyList<BlockLegView> Legs, IReadOnlyList<ShortWindowView> Short)
+{
+    /// <summary>The view of a quote of <paramref name="b"/> (quotes are immutable records, so no gate is needed).</summary>
+    public static BlockQuoteView From(BlockOrder b, BlockQuote q) => new(
+        b.Owner, GpuClasses.Code(b.Gpu), b.Region, b.StartHour, b.EndHour, b.Gpus, b.MaxAveragePrice,
+        q.Fillable, q.Fillable && q.AveragePrice <= b.MaxAveragePrice, q.TotalCost, q.AveragePrice,
+        q.Legs.Select(BlockLegView.From).ToArray(), q.Short.Select(ShortWindowView.From).ToArray());
+}
+
+/// <summary>
+/// A filled block: <c>blockId</c> (the id of its ledger hold's order), every fill of every hour with its lease, the
+/// leases, what the buyer paid (<c>totalCost</c>, micro-USD) and the average per GPU-hour (rounded up).
+/// </summary>
+public sealed record BlockResultView(long BlockId, IReadOnlyList<Fill> Fills, IReadOnlyList<LeaseView> Leases, long TotalCost, long AveragePrice);

@@ -15,7 +15,7 @@ using Microsoft.Extensions.Hosting;
 namespace ComputeGrid.Server.Exchange;
 
 /// <summary>
-/// The exchange's HTTP API under <c>/api/exchange</c>: instruments, participants, orders, leases, market data and a
+/// The exchange's HTTP API under <c>/api/exchange</c>: instruments, participants, orders, block orders, leases, market data and a
 /// live Server-Sent Events feed. Prices are integers in micro-USD per GPU-hour, quantities GPU-hours, times Unix ns.
 /// Every error is problem+json (see <see cref="ExchangeProblems"/> for the status split); a request refused for its
 /// shape (400) never reaches the exchange, and one the exchange refuses changes nothing.
@@ -197,6 +197,33 @@ public static class ExchangeEndpoints
             return Results.Ok(new { orders = page.Take(n), next = page.Count > n ? page[n - 1].OrderId : (long?)null });
         });
 
+        // ------------------------------------------------------------ block orders
+
+        // A quote is a read (it changes nothing), so it takes the request's token like the other queries.
+        g.MapPost("/blocks/quote", async (HttpContext http, ExchangeService ex, InstrumentRegistry reg) =>
+        {
+            var (input, problem) = await ReadBodyAsync<BlockInput>(http);
+            if (problem is not null) return problem;
+            if (!TryBlock(input!, reg, out var block, out var bad)) return bad;
+            // QuoteBlockAsync throws on a malformed block; its rules (whole hours, length, notional) answer 422 here.
+            var e = ex.ValidateBlock(block, out var detail);
+            if (e != ExchangeError.None) return ExchangeProblems.From(e, RejectReason.None, detail, new ProblemContext(Owner: input!.Owner));
+            var quote = await ex.QuoteBlockAsync(block, http.RequestAborted);
+            return Results.Ok(BlockQuoteView.From(block, quote));
+        });
+
+        g.MapPost("/blocks", async (HttpContext http, ExchangeService ex, InstrumentRegistry reg) =>
+        {
+            var (input, problem) = await ReadBodyAsync<BlockInput>(http);
+            if (problem is not null) return problem;
+            if (!TryBlock(input!, reg, out var block, out var bad)) return bad;
+            var r = await ex.PlaceBlockAsync(block, CancellationToken.None);
+            if (!r.Ok) return ExchangeProblems.From(r, block, new ProblemContext(Owner: input!.Owner));
+            // The leases are the exchange's live objects (delivery and resale change them): copy them under its gate.
+            var leases = await ex.ReadAsync(_ => r.Leases.Select(l => LeaseView.From(l, SymbolOrNull(reg, l.Instrument))).ToArray(), CancellationToken.None);
+            return Results.Ok(new BlockResultView(r.BlockId, r.Fills, leases, r.TotalCost, r.AveragePrice));
+        });
+
         // ------------------------------------------------------------ leases
 
         g.MapGet("/leases", async (string? owner, string? limit, string? after, ExchangeService ex, InstrumentRegistry reg, CancellationToken ct) =>
@@ -330,6 +357,24 @@ public static class ExchangeEndpoints
     // ================================================================ helpers
 
     private static OrderResultView View(OrderResult r, string? symbol) => new(r.OrderId, symbol, r.Status, r.Remaining, r.Fills);
+
+    /// <summary>
+    /// The block of a request, or a 400 for what is wrong with its shape (GPU class, region, counts, order of the
+    /// times). The exchange's own rules (whole hours, length, notional) are left to <c>ValidateBlock</c> (422).
+    /// </summary>
+    private static bool TryBlock(BlockInput input, InstrumentRegistry reg, [NotNullWhen(true)] out BlockOrder? block, [NotNullWhen(false)] out IResult? problem)
+    {
+        block = null;
+        problem = null;
+        string region = input.Region.Trim().ToLowerInvariant(); // region codes are lower-case, as for nodes
+        if (!TryGpu(input.Gpu, out var gpu)) problem = UnknownGpu(input.Gpu);
+        else if (!reg.Schedule.Regions.Contains(region)) problem = UnknownRegion(input.Region, reg);
+        else if (input.Gpus <= 0) problem = Problems.BadRequest("gpus must be a positive number of GPUs (wanted in every hour).");
+        else if (input.MaxAveragePrice <= 0) problem = Problems.BadRequest("maxAveragePrice must be a positive integer (micro-USD per GPU-hour).");
+        else if (input.End <= input.Start) problem = Problems.BadRequest("end must be after start.");
+        else block = new BlockOrder(input.Owner, gpu, region, input.Start, input.End, input.Gpus, input.MaxAveragePrice);
+        return block is not null;
+    }
 
     private static Dictionary<string, object?> Ext(ExchangeError e) => new() { ["error"] = e.ToString() };
 

@@ -1,3 +1,4 @@
+using System.Globalization;
 using ComputeGrid.Exchange.Matching;
 using ComputeGrid.Exchange.Trading;
 using Microsoft.AspNetCore.Http;
@@ -14,7 +15,8 @@ internal readonly record struct ProblemContext(
 /// named does not exist; 409 valid, but the current state refuses it (nothing to match, capacity taken, the
 /// instrument stopped trading, already registered); 422 valid JSON that breaks an instrument's rules (band, tick,
 /// lot size, delivery outside the lease). Every problem carries <c>error</c> (the <see cref="ExchangeError"/> name)
-/// and, for book refusals, <c>reject</c> (the <see cref="RejectReason"/> name), for clients that branch on them.
+/// and, for book refusals, <c>reject</c> (the <see cref="RejectReason"/> name), for clients that branch on them; a
+/// refused block order carries <c>refusal</c> (the <see cref="BlockRefusal"/> name) and the <c>quote</c> instead.
 /// </summary>
 internal static class ExchangeProblems
 {
@@ -26,10 +28,45 @@ internal static class ExchangeProblems
     {
         var ext = new Dictionary<string, object?> { ["error"] = error.ToString() };
         if (reject != RejectReason.None) ext["reject"] = reject.ToString();
-        // The exchange's own detail is specific (it knows the band, the hold); ours fills in where it has none.
-        string text = detail is not { Length: > 0 } d ? Describe(error, reject, c)
+        return Status(error, reject, Text(error, reject, detail, c), ext);
+    }
+
+    /// <summary>
+    /// A refused block order. A refusal by the books (short, above the limit, too many makers) is the current
+    /// state's answer, so 409 whatever <see cref="ExchangeError"/> carries it (the order split would send a
+    /// <see cref="ExchangeError.BookRejected"/> without a <see cref="RejectReason"/> to 422). The problem carries
+    /// <c>refusal</c> and, when the exchange quoted the block, <c>quote</c>: what the decision was made on, so a
+    /// client sees which hours are short without quoting again (the books may have moved since).
+    /// </summary>
+    public static IResult From(BlockResult r, BlockOrder b, ProblemContext c)
+    {
+        var ext = new Dictionary<string, object?> { ["error"] = r.Error.ToString() };
+        if (r.Refusal != BlockRefusal.None) ext["refusal"] = r.Refusal.ToString();
+        if (r.Quote is { } q) ext["quote"] = BlockQuoteView.From(b, q);
+        string text = Text(r.Error, RejectReason.None, r.Detail, c);
+        // The detail is the one line a CLI user sees: name the short hours there, not only in the quote.
+        if (r.Refusal == BlockRefusal.Short && r.Quote is { Short.Count: > 0 } sq) text += " " + ShortWindows(sq.Short, b.Gpus);
+        return r.Refusal != BlockRefusal.None ? Problems.Conflict(text, ext) : Status(r.Error, RejectReason.None, text, ext);
+    }
+
+    /// <summary>The short windows as one sentence, the first few only: a month-long block can have hundreds.</summary>
+    private static string ShortWindows(IReadOnlyList<ShortWindow> windows, int gpus)
+    {
+        const int shown = 3;
+        static string Iso(long ns) => DateTimeOffset.UnixEpoch.AddTicks(ns / 100).ToString("yyyy-MM-dd'T'HH:mm'Z'", CultureInfo.InvariantCulture);
+        var parts = windows.Take(shown).Select(w => $"{Iso(w.Start)} to {Iso(w.End)} has {w.Available} of {gpus} GPUs ({w.Reason})");
+        string more = windows.Count > shown ? $"; and {windows.Count - shown} more windows" : "";
+        return $"Short: {string.Join("; ", parts)}{more}.";
+    }
+
+    // The exchange's own detail is specific (it knows the band, the hold); ours fills in where it has none.
+    private static string Text(ExchangeError error, RejectReason reject, string? detail, ProblemContext c) =>
+        detail is not { Length: > 0 } d ? Describe(error, reject, c)
             : error == ExchangeError.LedgerRejected ? $"The ledger refused the order's hold: {d}."
             : Sentence(d);
+
+    private static IResult Status(ExchangeError error, RejectReason reject, string text, Dictionary<string, object?> ext)
+    {
         return error switch
         {
             ExchangeError.InsufficientBalance => Problems.PaymentRequired(text, ext),
