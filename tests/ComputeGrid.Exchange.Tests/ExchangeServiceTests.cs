@@ -476,3 +476,24 @@ public sealed class ExchangeJournalTests : IDisposable
         Assert.True(again.TruncatedBytes > 0);
     }
 }
+
+public class ExchangePreTradeRefusalTests
+{
+    [Fact]
+    public async Task Post_only_and_fill_or_kill_orders_the_book_would_refuse_leave_no_trace_in_the_ledger()
+    {
+        await using var h = await ExchangeHarness.StartAsync();
+        var i = h.Hourly();
+        Assert.True((await h.Exchange.PlaceAsync(new PlaceOrder(ExchangeHarness.ProviderId, i.Id, Side.Sell, OrderType.Limit, TimeInForce.GoodTillCancel, 2_000_000, 2))).Ok);
+        var history = await h.Ledger.GetAccountTransfersAsync(ExchangeHarness.BuyerAccount, long.MaxValue, 100);
+        var post = await h.Exchange.PlaceAsync(new PlaceOrder(ExchangeHarness.Buyer, i.Id, Side.Buy, OrderType.Limit, TimeInForce.GoodTillCancel, 2_100_000, 1, PostOnly: true));
+        Assert.Equal(RejectReason.PostOnlyWouldTake, post.BookReject);
+        var fok = await h.Exchange.PlaceAsync(new PlaceOrder(ExchangeHarness.Buyer, i.Id, Side.Buy, OrderType.Limit, TimeInForce.FillOrKill, 2_000_000, 3));
+        Assert.Equal(RejectReason.FillOrKillUnfillable, fok.BookReject);
+        Assert.Equal(history!.Length, (await h.Ledger.GetAccountTransfersAsync(ExchangeHarness.BuyerAccount, long.MaxValue, 100))!.Length);
+        // The same FOK for what the book holds fills whole.
+        var ok = await h.Exchange.PlaceAsync(new PlaceOrder(ExchangeHarness.Buyer, i.Id, Side.Buy, OrderType.Limit, TimeInForce.FillOrKill, 2_000_000, 2));
+        Assert.Equal(OrderStatus.Filled, ok.Status);
+        await h.CheckAsync();
+    }
+}

@@ -215,6 +215,19 @@ public sealed unsafe class OrderBook
         return remaining;
     }
 
+    /// <summary>
+    /// How much of <paramref name="wanted"/> a taker of <paramref name="owner"/> could fill right now at
+    /// <paramref name="limitPrice"/> or better (0: any price), stopping at its own first resting order as
+    /// self-trade prevention would. Read-only: lets a caller refuse a fill-or-kill before it holds money for it.
+    /// </summary>
+    public long AvailableToTaker(Side side, long owner, long limitPrice, long wanted)
+    {
+        int limitLevel;
+        if (limitPrice == 0) limitLevel = side == Side.Buy ? int.MaxValue : int.MinValue;
+        else if (!_band.Contains(limitPrice) || !TryLevel(limitPrice, out limitLevel)) return 0;
+        return FillableQuantity(side, owner, limitLevel, wanted);
+    }
+
     /// <summary>How much a taker could fill now up to its limit, stopping at its own first resting order.</summary>
     private long FillableQuantity(Side side, long owner, int limitLevel, long wanted)
     {

@@ -406,6 +406,20 @@ public sealed partial class ExchangeService : IDisposable
         if (p.Type == OrderType.Market && (!_books.TryGetValue(instrument.Id, out var existing) || (p.Side == Side.Buy ? existing.BestAsk : existing.BestBid) == 0))
             return Refuse(ExchangeError.BookRejected, "nothing rests on the other side for a market order") with { BookReject = RejectReason.NoLiquidity };
 
+        // Orders the book would refuse without trading are refused here, before any money is held for them.
+        if (_books.TryGetValue(instrument.Id, out var current))
+        {
+            long best = p.Side == Side.Buy ? current.BestAsk : current.BestBid;
+            if (p.PostOnly && (p.Type == OrderType.Market || (best != 0 && (p.Side == Side.Buy ? best <= p.Price : best >= p.Price))))
+                return Refuse(ExchangeError.BookRejected, "a post-only order must not take liquidity") with { BookReject = RejectReason.PostOnlyWouldTake };
+            if (p.TimeInForce == TimeInForce.FillOrKill && current.AvailableToTaker(p.Side, p.Owner, p.Type == OrderType.Market ? 0 : p.Price, p.Quantity) < p.Quantity)
+                return Refuse(ExchangeError.BookRejected, "the book cannot fill this fill-or-kill order whole now") with { BookReject = RejectReason.FillOrKillUnfillable };
+        }
+        else if (p.TimeInForce == TimeInForce.FillOrKill)
+            return Refuse(ExchangeError.BookRejected, "the book cannot fill this fill-or-kill order whole now") with { BookReject = RejectReason.FillOrKillUnfillable };
+        else if (p.PostOnly && p.Type == OrderType.Market)
+            return Refuse(ExchangeError.BookRejected, "a post-only order must not take liquidity") with { BookReject = RejectReason.PostOnlyWouldTake };
+
         var order = new OrderState
         {
             Id = ++_nextOrderId, Owner = p.Owner, Instrument = instrument, Side = p.Side, Remaining = p.Quantity,
