@@ -462,6 +462,40 @@ public sealed class ExchangeJournalTests : IDisposable
     }
 
     [Fact]
+    public async Task A_node_timeout_is_journaled_and_heartbeats_are_not()
+    {
+        await using var h = await ExchangeHarness.StartAsync();
+        string journal = Path.Combine(_dir, "exchange.journal");
+        var registry = new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default));
+        var x = new ExchangeService(h.Ledger, registry, h.Time, new ExchangeOptions { JournalPath = journal });
+        await x.StartAsync();
+        await x.RegisterTraderAsync(ExchangeHarness.Buyer, ExchangeHarness.BuyerAccount);
+        await x.RegisterProviderAsync(ExchangeHarness.ProviderId, ExchangeHarness.Revenue, ExchangeHarness.Collateral);
+        var (_, node) = await x.RegisterNodeAsync(ExchangeHarness.ProviderId, "n1", GpuClass.H100, "frankfurt", 4);
+        var i = registry.GetBySymbol(h.Hourly(2).Symbol);
+        await x.PlaceAsync(new PlaceOrder(ExchangeHarness.ProviderId, i.Id, Side.Sell, OrderType.Limit, TimeInForce.GoodTillCancel, 2_000_000, 2));
+        var buy = await x.PlaceAsync(new PlaceOrder(ExchangeHarness.Buyer, i.Id, Side.Buy, OrderType.Limit, TimeInForce.GoodTillCancel, 2_000_000, 2));
+        long lines = File.ReadAllLines(journal).Length;
+        for (int k = 0; k < 5; k++) { h.Time.Advance(TimeSpan.FromSeconds(5)); await x.HeartbeatAsync(node!.Id); }
+        Assert.Equal(lines, File.ReadAllLines(journal).Length); // heartbeats leave no trace in the journal
+        h.Time.Advance(TimeSpan.FromSeconds(31));
+        await x.TickAsync();
+        var failed = await x.ReadAsync(v => v.Lease(buy.Fills[0].LeaseId)!);
+        Assert.Equal(LeaseStatus.Failed, failed.Status);
+        x.Dispose();
+
+        var y = new ExchangeService(h.Ledger, new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default)), h.Time,
+            new ExchangeOptions { JournalPath = journal });
+        await y.StartAsync();
+        var replayed = await y.ReadAsync(v => v.Lease(buy.Fills[0].LeaseId)!);
+        Assert.Equal(LeaseStatus.Failed, replayed.Status);
+        Assert.Equal(failed.Refunded, replayed.Refunded);
+        Assert.Equal(failed.Penalty, replayed.Penalty);
+        await y.CheckInvariantsAsync();
+        y.Dispose();
+    }
+
+    [Fact]
     public async Task A_torn_journal_tail_is_dropped()
     {
         string journal = Path.Combine(_dir, "exchange.journal");

@@ -131,7 +131,13 @@ public sealed partial class ExchangeService : IDisposable
         var r = await _ledger.CreateAccountsAsync(new[] { new Account { Id = EscrowAccount, Asset = Asset.Usd.Code, Code = EscrowCode } }, ct);
         if (r[0] is not (CreateAccountResult.Ok or CreateAccountResult.Exists)) throw new InvalidOperationException($"Cannot create the exchange escrow account: {r[0]}.");
         await _gate.WaitAsync(ct);
-        try { Replayed = await ReplayJournalAsync(ct); }
+        try
+        {
+            Replayed = await ReplayJournalAsync(ct);
+            // Heartbeats are not journaled: after a restart every node gets a full timeout to check in again.
+            long now = Clock.UnixNanoseconds(_time);
+            foreach (var n in _nodes.Values) n.LastHeartbeat = Math.Max(n.LastHeartbeat, now);
+        }
         finally { _gate.Release(); }
         ReleasedOrphanHolds = await CommandAsync("release-holds", new JsonObject(), () => ReleaseOrphanHoldsAsync(ct), ct);
         await TickAsync(ct);
@@ -263,7 +269,7 @@ public sealed partial class ExchangeService : IDisposable
             case "trader": await RegisterTraderCoreAsync(L("owner"), U("account"), ct); break;
             case "provider": await RegisterProviderCoreAsync(L("id"), U("revenue"), U("collateral"), ct); break;
             case "node": RegisterNodeCore(L("provider"), a["name"]!.GetValue<string>(), (GpuClass)a["gpu"]!.GetValue<int>(), a["region"]!.GetValue<string>(), a["gpus"]!.GetValue<int>()); break;
-            case "heartbeat": HeartbeatCore(L("node")); break;
+            case "node-timeout": await NodeDownLockedAsync(_nodes[L("node")], L("since"), ct); break;
             case "place": await PlaceLockedAsync(a.Deserialize<PlaceOrder>(JournalJson)!, null, ct); break;
             case "resell": await PlaceLockedAsync(a.Deserialize<PlaceOrder>(JournalJson)!, L("lease"), ct); break;
             case "cancel": await CancelCoreAsync(L("owner"), L("order"), ct); break;
@@ -362,14 +368,20 @@ public sealed partial class ExchangeService : IDisposable
     }
 
     /// <summary>A node's heartbeat; nodes that stop sending them are treated as down by <see cref="TickAsync"/>.</summary>
-    public Task<ExchangeError> HeartbeatAsync(long nodeId, CancellationToken ct = default) =>
-        CommandAsync("heartbeat", new JsonObject { ["node"] = nodeId }, () => Task.FromResult(HeartbeatCore(nodeId)), ct);
-
-    private ExchangeError HeartbeatCore(long nodeId)
+    /// <remarks>
+    /// Heartbeats are not journaled (they arrive every few seconds from every node): a heartbeat only feeds the
+    /// decision that a node is down, and that decision is journaled as its own command ("node-timeout").
+    /// </remarks>
+    public async Task<ExchangeError> HeartbeatAsync(long nodeId, CancellationToken ct = default)
     {
-        if (!_nodes.TryGetValue(nodeId, out var node)) return ExchangeError.UnknownNode;
-        node.LastHeartbeat = Now;
-        return ExchangeError.None;
+        await _gate.WaitAsync(ct);
+        try
+        {
+            if (!_nodes.TryGetValue(nodeId, out var node)) return ExchangeError.UnknownNode;
+            node.LastHeartbeat = Math.Max(node.LastHeartbeat, Clock.UnixNanoseconds(_time));
+            return ExchangeError.None;
+        }
+        finally { _gate.Release(); }
     }
 
     // ================================================================== orders
@@ -857,8 +869,30 @@ public sealed partial class ExchangeService : IDisposable
             due = TickDue(now);
         }
         finally { _gate.Release(); }
-        if (!due) return new InstrumentChanges(now, Array.Empty<Instrument>(), Array.Empty<Instrument>(), 0);
-        return await CommandAsync("tick", new JsonObject(), () => TickCoreAsync(ct), ct);
+        var changes = due ? await CommandAsync("tick", new JsonObject(), () => TickCoreAsync(ct), ct)
+            : new InstrumentChanges(now, Array.Empty<Instrument>(), Array.Empty<Instrument>(), 0);
+
+        // Nodes with active leases that stopped sending heartbeats are down; each decision is its own command.
+        List<(long Node, long Since)> timedOut;
+        await _gate.WaitAsync(ct);
+        try { timedOut = TimedOutNodes(Math.Max(Clock.UnixNanoseconds(_time), _lastCommandNow)); }
+        finally { _gate.Release(); }
+        foreach (var (node, since) in timedOut)
+            await CommandAsync("node-timeout", new JsonObject { ["node"] = node, ["since"] = since }, async () =>
+            {
+                var n = _nodes[node];
+                if (n.DownSince is null) await NodeDownLockedAsync(n, since, ct);
+                return true;
+            }, ct);
+        return changes;
+    }
+
+    private List<(long Node, long Since)> TimedOutNodes(long now)
+    {
+        long timeout = (long)_options.HeartbeatTimeout.TotalMilliseconds * 1_000_000L;
+        return _nodes.Values.Where(n => n.DownSince is null && now - n.LastHeartbeat > timeout
+                                        && _leases.Values.Any(l => l.Status == LeaseStatus.Active && l.Nodes.Any(x => x.Node == n.Id)))
+            .OrderBy(n => n.Id).Select(n => (n.Id, n.LastHeartbeat)).ToList();
     }
 
     private const long PruneEveryNs = 3_600_000_000_000L, KeepDeliveredNs = 40L * 24 * 3_600_000_000_000L;
@@ -870,10 +904,7 @@ public sealed partial class ExchangeService : IDisposable
         if (now - _lastPrune >= PruneEveryNs) return true;
         if (_instruments.Active.Any(i => !i.IsTradingAt(now))) return true;
         if (_instruments.Schedule.OpeningIn(last, now).Count > 0) return true;
-        if (_books.Values.Any(b => b.NextExpiry <= now)) return true;
-        long timeout = (long)_options.HeartbeatTimeout.TotalMilliseconds * 1_000_000L;
-        return _nodes.Values.Any(n => n.DownSince is null && now - n.LastHeartbeat > timeout
-                                      && _leases.Values.Any(l => l.Status == LeaseStatus.Active && l.Nodes.Any(x => x.Node == n.Id)));
+        return _books.Values.Any(b => b.NextExpiry <= now);
     }
 
     private async Task<InstrumentChanges> TickCoreAsync(CancellationToken ct)
@@ -897,12 +928,6 @@ public sealed partial class ExchangeService : IDisposable
                 }
                 else if (book.Count > 0)
                     await ApplyAsync(book, new OrderCommand { Kind = CommandKind.Expire, Timestamp = now }, 0, ct);
-            }
-            long timeout = (long)_options.HeartbeatTimeout.TotalMilliseconds * 1_000_000L;
-            foreach (var node in _nodes.Values.Where(n => n.DownSince is null && now - n.LastHeartbeat > timeout).ToList())
-            {
-                if (!_leases.Values.Any(l => l.Status == LeaseStatus.Active && l.Nodes.Any(x => x.Node == node.Id))) continue;
-                await NodeDownLockedAsync(node, node.LastHeartbeat, ct);
             }
             return changes;
         }
