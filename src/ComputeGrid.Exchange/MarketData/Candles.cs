@@ -98,6 +98,9 @@ public sealed class Candles
     /// <summary>How many candles of <paramref name="interval"/> are kept per instrument.</summary>
     public int Capacity(CandleInterval interval) => _capacity[Index(interval)];
 
+    /// <summary>Drops an instrument's candle history (its delivery is long over). Returns false when there is none.</summary>
+    public bool Forget(int instrument) => _byInstrument.Remove(instrument);
+
     /// <summary>Adds a trade to the instrument's current candle of every interval, opening new ones as needed.</summary>
     /// <exception cref="ArgumentException">The trade is older than a current candle, or its price/quantity/timestamp are invalid.</exception>
     /// <exception cref="OverflowException">A candle's volume or notional would overflow a long.</exception>

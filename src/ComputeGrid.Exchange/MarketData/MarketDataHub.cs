@@ -91,6 +91,13 @@ public sealed class MarketDataHub
         Index.Apply(in trade);
     }
 
+    /// <summary>Forgets an instrument's tape ring and candles (the price index keeps no per-instrument state).</summary>
+    public void Forget(int instrument)
+    {
+        Tape.Forget(instrument);
+        Candles.Forget(instrument);
+    }
+
     /// <summary>
     /// Feeds trades in order, each as <see cref="OnTrade"/> does. A rejected trade throws; the trades before it
     /// stay applied (they were valid on their own), the ones after it are not applied.

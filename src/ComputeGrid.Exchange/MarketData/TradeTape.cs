@@ -27,6 +27,8 @@ public sealed class TradeTape
     private readonly int[] _count;  // per slot: how many trades the ring holds (≤ capacity)
     // Presized so that adding up to MaxInstruments ids never resizes it (no allocation on a new instrument).
     private readonly Dictionary<int, int> _slots;
+    private readonly Stack<int> _freeSlots;
+    private int _slotsUsed;
 
     // The exchange-wide ring, in strictly increasing sequence order (so Since can binary search it).
     private readonly Trade[] _feed;
@@ -50,6 +52,7 @@ public sealed class TradeTape
         _next = new int[maxInstruments];
         _count = new int[maxInstruments];
         _slots = new Dictionary<int, int>(maxInstruments);
+        _freeSlots = new Stack<int>(maxInstruments);
         _feed = new Trade[feedCapacity];
     }
 
@@ -93,7 +96,8 @@ public sealed class TradeTape
     {
         if (!_slots.TryGetValue(trade.Instrument, out int slot))
         {
-            slot = _slots.Count;
+            // A slot given up by a forgotten instrument is reused before a fresh one.
+            slot = _freeSlots.Count > 0 ? _freeSlots.Pop() : _slotsUsed++;
             _slots.Add(trade.Instrument, slot);
         }
         int cap = TradesPerInstrument;
@@ -106,6 +110,19 @@ public sealed class TradeTape
         _feed[_feedNext] = trade;
         _feedNext = _feedNext + 1 == _feed.Length ? 0 : _feedNext + 1;
         LastSequence = trade.Sequence;
+    }
+
+    /// <summary>
+    /// Drops an instrument's ring (its delivery is long over) so its slot serves a new instrument; the exchange-wide
+    /// feed keeps its trades until they age out. Returns false when the tape holds nothing for it.
+    /// </summary>
+    public bool Forget(int instrument)
+    {
+        if (!_slots.Remove(instrument, out int slot)) return false;
+        _next[slot] = 0;
+        _count[slot] = 0;
+        _freeSlots.Push(slot);
+        return true;
     }
 
     /// <summary>How many trades the tape holds for an instrument (0 for one never seen).</summary>

@@ -21,7 +21,7 @@ public sealed record ExchangeOptions
     public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Trades kept per instrument on the tape.</summary>
-    public int TapeTradesMax { get; init; } = 128;
+    public int TapeTradesMax { get; init; } = 64;
 
     /// <summary>The exchange journal's file; null keeps the exchange in memory (a restart loses its orders and leases).</summary>
     public string? JournalPath { get; init; }
@@ -74,6 +74,7 @@ public sealed partial class ExchangeService : IDisposable
     private long? _commandNow;
     private long _lastCommandNow;
     private long _lastPrune;
+    private readonly HashSet<int> _tradedInstruments = new(); // instruments with market data to forget one day
     private JsonArray? _recording;        // ledger answers of the running command, for its "done" record
     private Queue<JsonNode?>? _replay;     // recorded ledger answers fed back during a replay
     private bool _recovering;              // re-running a command the journal never saw finish
@@ -118,7 +119,7 @@ public sealed partial class ExchangeService : IDisposable
         // The index counts hourly spot and daily forwards (prices per GPU-hour of near-term delivery); monthly
         // forwards carry term premia that would blur "what compute costs now".
         MarketData = new MarketDataHub(id => _instruments.TryGet(id, out var i) && i.Kind != DeliveryKind.MonthlyForward ? GpuClasses.Code(i.Gpu) : null,
-            new MarketDataOptions { MaxInstruments = 4096, TradesPerInstrument = _options.TapeTradesMax });
+            new MarketDataOptions { MaxInstruments = 8192, TradesPerInstrument = _options.TapeTradesMax });
     }
 
     /// <summary>
@@ -664,6 +665,7 @@ public sealed partial class ExchangeService : IDisposable
         maker.Remaining -= e.Quantity;
         long seq = ++_tradeSequence;
         var trade = new Trade(taker.Instrument.Id, e.Price, e.Quantity, now, taker.Side, seq);
+        _tradedInstruments.Add(trade.Instrument);
         try { MarketData.OnTrade(trade); }
         catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or OverflowException)
         {
@@ -895,7 +897,7 @@ public sealed partial class ExchangeService : IDisposable
             .OrderBy(n => n.Id).Select(n => (n.Id, n.LastHeartbeat)).ToList();
     }
 
-    private const long PruneEveryNs = 3_600_000_000_000L, KeepDeliveredNs = 40L * 24 * 3_600_000_000_000L;
+    private const long PruneEveryNs = 3_600_000_000_000L, KeepDeliveredNs = 40L * 24 * 3_600_000_000_000L, KeepMarketDataNs = 24 * 3_600_000_000_000L;
 
     /// <summary>Would a tick at <paramref name="now"/> list or expire an instrument, expire an order, fail a node or prune?</summary>
     private bool TickDue(long now)
@@ -917,6 +919,12 @@ public sealed partial class ExchangeService : IDisposable
                 // Instruments whose delivery ended long ago (no lease can still refer to them) leave the registry.
                 _instruments.Prune(now - KeepDeliveredNs);
                 _lastPrune = now;
+                // Market data of an instrument is kept for a day after its delivery ends; then its slots serve new ones.
+                foreach (int id in _tradedInstruments.Where(id => !_instruments.TryGet(id, out var i) || i.DeliveryEnd + KeepMarketDataNs <= now).ToList())
+                {
+                    MarketData.Forget(id);
+                    _tradedInstruments.Remove(id);
+                }
             }
             foreach (var (id, book) in _books.ToList())
             {
