@@ -13,18 +13,7 @@ public sealed class CliTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "computegrid.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        await p.WaitForExitAsync(cts.Token);
-        return (p.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => CliRunner.RunAsync(args);
 
     private static void AssertOneLineError((int Code, string Out, string Err) r)
     {

@@ -64,18 +64,7 @@ public sealed class MarketServerFixture : IAsyncLifetime
 /// <summary><c>computegrid market …</c> as a user runs it, against a real server.</summary>
 public sealed class MarketCliTests(MarketServerFixture f) : IClassFixture<MarketServerFixture>
 {
-    private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "computegrid.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        await p.WaitForExitAsync(cts.Token);
-        return (p.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => CliRunner.RunAsync(args);
 
     private Task<(int Code, string Out, string Err)> MarketAsync(params string[] args) => RunAsync(["market", .. args, "--server", f.Url]);
 
