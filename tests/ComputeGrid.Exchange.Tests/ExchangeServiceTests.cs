@@ -369,6 +369,15 @@ public sealed class ExchangeJournalTests : IDisposable
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 
+    /// <summary>A journaled exchange over the harness's ledger and clock, started (so its journal is replayed).</summary>
+    private static async Task<(ExchangeService Exchange, InstrumentRegistry Registry)> OpenAsync(ExchangeHarness h, string journal)
+    {
+        var registry = new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default));
+        var x = new ExchangeService(h.Ledger, registry, h.Time, new ExchangeOptions { JournalPath = journal });
+        await x.StartAsync();
+        return (x, registry);
+    }
+
     private static async Task<object> StateAsync(ExchangeService x, Instrument[] instruments) => await x.ReadAsync(v =>
     {
         var depth = new DepthLevel[16];
@@ -382,9 +391,7 @@ public sealed class ExchangeJournalTests : IDisposable
     {
         await using var h = await ExchangeHarness.StartAsync();
         string journal = Path.Combine(_dir, "exchange.journal");
-        var registry = new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default));
-        var x = new ExchangeService(h.Ledger, registry, h.Time, new ExchangeOptions { JournalPath = journal });
-        await x.StartAsync();
+        var (x, registry) = await OpenAsync(h, journal);
         Assert.Equal(ExchangeError.None, await x.RegisterTraderAsync(ExchangeHarness.Buyer, ExchangeHarness.BuyerAccount));
         Assert.Equal(ExchangeError.None, await x.RegisterProviderAsync(ExchangeHarness.ProviderId, ExchangeHarness.Revenue, ExchangeHarness.Collateral));
         var (_, node) = await x.RegisterNodeAsync(ExchangeHarness.ProviderId, "n1", GpuClass.H100, "frankfurt", 16);
@@ -412,9 +419,7 @@ public sealed class ExchangeJournalTests : IDisposable
         x.Dispose();
 
         // Restart: a new service over the same ledger and journal.
-        var y = new ExchangeService(h.Ledger, new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default)), h.Time,
-            new ExchangeOptions { JournalPath = journal });
-        await y.StartAsync();
+        var (y, _) = await OpenAsync(h, journal);
         Assert.True(y.Replayed > 60);
         Assert.Equal(0, y.ReleasedOrphanHolds); // every hold belongs to a restored order
         Assert.Equal(before, await StateAsync(y, new[] { i, j }));
@@ -431,9 +436,7 @@ public sealed class ExchangeJournalTests : IDisposable
     {
         await using var h = await ExchangeHarness.StartAsync();
         string journal = Path.Combine(_dir, "exchange.journal");
-        var registry = new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default));
-        var x = new ExchangeService(h.Ledger, registry, h.Time, new ExchangeOptions { JournalPath = journal });
-        await x.StartAsync();
+        var (x, registry) = await OpenAsync(h, journal);
         await x.RegisterTraderAsync(ExchangeHarness.Buyer, ExchangeHarness.BuyerAccount);
         var i = registry.GetBySymbol(h.Hourly(2).Symbol);
         x.Dispose();
@@ -443,9 +446,7 @@ public sealed class ExchangeJournalTests : IDisposable
         jr.Append(new JournalRecord(seq, false, "place", Core.Clock.UnixNanoseconds(h.Time), args, null));
         jr.Dispose();
 
-        var y = new ExchangeService(h.Ledger, new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default)), h.Time,
-            new ExchangeOptions { JournalPath = journal });
-        await y.StartAsync();
+        var (y, _) = await OpenAsync(h, journal);
         var open = await y.ReadAsync(v => v.OpenOrders());
         var o = Assert.Single(open);
         Assert.Equal(3_000_000, o.HoldAmount);
@@ -453,9 +454,7 @@ public sealed class ExchangeJournalTests : IDisposable
         await y.CheckInvariantsAsync();
         y.Dispose();
         // The journal now records it as done: a second restart replays it without asking the ledger again.
-        var z = new ExchangeService(h.Ledger, new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default)), h.Time,
-            new ExchangeOptions { JournalPath = journal });
-        await z.StartAsync();
+        var (z, _) = await OpenAsync(h, journal);
         Assert.Single(await z.ReadAsync(v => v.OpenOrders()));
         await z.CheckInvariantsAsync();
         z.Dispose();
@@ -466,9 +465,7 @@ public sealed class ExchangeJournalTests : IDisposable
     {
         await using var h = await ExchangeHarness.StartAsync();
         string journal = Path.Combine(_dir, "exchange.journal");
-        var registry = new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default));
-        var x = new ExchangeService(h.Ledger, registry, h.Time, new ExchangeOptions { JournalPath = journal });
-        await x.StartAsync();
+        var (x, registry) = await OpenAsync(h, journal);
         await x.RegisterTraderAsync(ExchangeHarness.Buyer, ExchangeHarness.BuyerAccount);
         await x.RegisterProviderAsync(ExchangeHarness.ProviderId, ExchangeHarness.Revenue, ExchangeHarness.Collateral);
         var (_, node) = await x.RegisterNodeAsync(ExchangeHarness.ProviderId, "n1", GpuClass.H100, "frankfurt", 4);
@@ -484,9 +481,7 @@ public sealed class ExchangeJournalTests : IDisposable
         Assert.Equal(LeaseStatus.Failed, failed.Status);
         x.Dispose();
 
-        var y = new ExchangeService(h.Ledger, new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default)), h.Time,
-            new ExchangeOptions { JournalPath = journal });
-        await y.StartAsync();
+        var (y, _) = await OpenAsync(h, journal);
         var replayed = await y.ReadAsync(v => v.Lease(buy.Fills[0].LeaseId)!);
         Assert.Equal(LeaseStatus.Failed, replayed.Status);
         Assert.Equal(failed.Refunded, replayed.Refunded);

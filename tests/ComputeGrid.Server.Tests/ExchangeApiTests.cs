@@ -23,30 +23,7 @@ public sealed class ExchangeApiFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         (App, Http) = await TestServer.StartInProcessAsync(Dir);
-        var accounts = await Http.PostJsonAsync("/api/ledger/accounts", new object[]
-        {
-            new { id = "1", asset = 1, code = 1 },
-            new { id = BuyerAccount, asset = 1, code = 2, flags = "DebitsMustNotExceedCredits" },
-            new { id = PoorAccount, asset = 1, code = 2, flags = "DebitsMustNotExceedCredits" },
-            new { id = Revenue, asset = 1, code = 3, flags = "DebitsMustNotExceedCredits" },
-            new { id = Collateral, asset = 1, code = 4, flags = "DebitsMustNotExceedCredits" },
-        });
-        Assert.Equal(5, accounts.GetProperty("ok").GetInt32());
-        var funded = await Http.PostJsonAsync("/api/ledger/transfers", new object[]
-        {
-            new { id = "1001", debitAccountId = "1", creditAccountId = BuyerAccount, amount = BuyerFunds, asset = 1, code = 1 },
-            new { id = "1002", debitAccountId = "1", creditAccountId = PoorAccount, amount = PoorFunds, asset = 1, code = 1 },
-            new { id = "1003", debitAccountId = "1", creditAccountId = Collateral, amount = 100_000_000, asset = 1, code = 1 },
-        });
-        Assert.Equal(3, funded.GetProperty("ok").GetInt32());
-        await Http.PostJsonAsync("/api/exchange/traders", new { owner = Buyer, account = BuyerAccount });
-        await Http.PostJsonAsync("/api/exchange/traders", new { owner = PoorBuyer, account = PoorAccount });
-        await Http.PostJsonAsync("/api/exchange/providers", new { id = Provider, revenueAccount = Revenue, collateralAccount = Collateral });
-        foreach (var (gpu, region) in new[] { ("B200", "frankfurt"), ("H100", "tokyo"), ("A100", "dallas"), ("H200", "london"), ("H100", "madrid") })
-        {
-            var r = await Http.PostAsJsonAsync("/api/exchange/nodes", new { provider = Provider, name = $"{region}-{gpu}-01", gpu, region, gpus = 8 });
-            Assert.Equal(HttpStatusCode.Created, r.StatusCode);
-        }
+        await TestServer.SeedExchangeAsync(Http, ("B200", "frankfurt"), ("H100", "tokyo"), ("A100", "dallas"), ("H200", "london"), ("H100", "madrid"));
     }
 
     public async Task DisposeAsync()

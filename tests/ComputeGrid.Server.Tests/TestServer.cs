@@ -69,6 +69,39 @@ public static class TestServer
         throw new TimeoutException("computegrid serve did not start in 60 s.");
     }
 
+    /// <summary>
+    /// Seeds an exchange through the API: ledger accounts 1 (funding), 11 (buyer, $1,000), 12 (poor buyer, $1),
+    /// 21 (provider revenue) and 22 (collateral, $100); traders 1 and 2; provider 100 with 8-GPU nodes for each
+    /// (gpu, region) given. The exchange fixtures share it so their participants are the same.
+    /// </summary>
+    public static async Task SeedExchangeAsync(HttpClient http, params (string Gpu, string Region)[] nodes)
+    {
+        var accounts = await http.PostJsonAsync("/api/ledger/accounts", new object[]
+        {
+            new { id = "1", asset = 1, code = 1 },
+            new { id = "11", asset = 1, code = 2, flags = "DebitsMustNotExceedCredits" },
+            new { id = "12", asset = 1, code = 2, flags = "DebitsMustNotExceedCredits" },
+            new { id = "21", asset = 1, code = 3, flags = "DebitsMustNotExceedCredits" },
+            new { id = "22", asset = 1, code = 4, flags = "DebitsMustNotExceedCredits" },
+        });
+        Assert.Equal(5, accounts.GetProperty("ok").GetInt32());
+        var funded = await http.PostJsonAsync("/api/ledger/transfers", new object[]
+        {
+            new { id = "1001", debitAccountId = "1", creditAccountId = "11", amount = 1_000_000_000L, asset = 1, code = 1 },
+            new { id = "1002", debitAccountId = "1", creditAccountId = "12", amount = 1_000_000L, asset = 1, code = 1 },
+            new { id = "1003", debitAccountId = "1", creditAccountId = "22", amount = 100_000_000L, asset = 1, code = 1 },
+        });
+        Assert.Equal(3, funded.GetProperty("ok").GetInt32());
+        await http.PostJsonAsync("/api/exchange/traders", new { owner = 1, account = "11" });
+        await http.PostJsonAsync("/api/exchange/traders", new { owner = 2, account = "12" });
+        await http.PostJsonAsync("/api/exchange/providers", new { id = 100, revenueAccount = "21", collateralAccount = "22" });
+        foreach (var (gpu, region) in nodes)
+        {
+            var r = await http.PostAsJsonAsync("/api/exchange/nodes", new { provider = 100, name = $"{region}-{gpu}-01", gpu, region, gpus = 8 });
+            Assert.Equal(HttpStatusCode.Created, r.StatusCode);
+        }
+    }
+
     public static async Task<JsonElement> PostJsonAsync(this HttpClient client, string path, object body)
     {
         var r = await client.PostAsJsonAsync(path, body);
