@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using ComputeGrid.Cli;
 using ComputeGrid.Cli.Bench;
+using ComputeGrid.Cli.Energy;
 using ComputeGrid.Cli.Market;
 using ComputeGrid.Ledger;
 using ComputeGrid.Ledger.Audit;
@@ -13,25 +14,61 @@ using Microsoft.AspNetCore.Builder;
 
 var urls = new Option<string>("--urls") { Description = "Where to listen, semicolon-separated (as ASP.NET's --urls).", DefaultValueFactory = _ => "http://127.0.0.1:5080" };
 var dataDir = new Option<string>("--data-dir") { Description = "Data folder (ledger log, snapshots).", DefaultValueFactory = _ => CliDefaults.DataDirectory };
-var serve = new Command("serve", "Run the ComputeGrid server: ledger and HTTP API.") { urls, dataDir };
+var sites = new Option<string[]>("--site") { Description = "A hybrid site to run live: an example's name (ercot-west-reference, caiso-sp15, jepx-tokyo) or a site file. Repeatable; default: ercot-west-reference.", AllowMultipleArgumentsPerToken = false };
+var noSites = new Option<bool>("--no-sites") { Description = "Run no live hybrid site." };
+var siteSpeed = new Option<double>("--site-speed") { Description = "Replay speed of the live sites' price series (60 = one 15-minute interval every 15 s).", DefaultValueFactory = _ => 60 };
+var siteStart = new Option<string?>("--site-start") { Description = "Where the live sites' replay starts (UTC date, e.g. 2021-08-24); default: the series start." };
+var serve = new Command("serve", "Run the ComputeGrid server: ledger, exchange, live hybrid sites and the HTTP API.") { urls, dataDir, sites, noSites, siteSpeed, siteStart };
 serve.SetAction(async (pr, ct) =>
 {
-    var options = new ServerOptions { Urls = pr.GetValue(urls)!, DataDirectory = Path.GetFullPath(pr.GetValue(dataDir)!) };
-    var app = ServerHost.Build(options);
+    if (!(pr.GetValue(siteSpeed) is > 0 and <= 1_000_000)) return CliDefaults.Fail("--site-speed must be in (0, 1000000]");
+    DateTime? start = null;
+    if (pr.GetValue(siteStart) is { } startText && !BacktestCommand.TryParseUtc(startText, out start)) return CliDefaults.Fail($"--site-start '{startText}' is not a UTC date or time");
+    var liveSites = new List<ComputeGrid.Server.Energy.LiveSiteOptions>();
+    if (!pr.GetValue(noSites))
+    {
+        string[] names = pr.GetValue(sites) is { Length: > 0 } given ? given : [ComputeGrid.Energy.Sites.SiteExamples.Reference];
+        foreach (string name in names)
+        {
+            try
+            {
+                bool isFile = File.Exists(name);
+                var config = isFile ? ComputeGrid.Energy.Sites.SiteConfigLoader.Load(name) : ComputeGrid.Energy.Sites.SiteExamples.Load(name);
+                liveSites.Add(new ComputeGrid.Server.Energy.LiveSiteOptions
+                {
+                    Config = config,
+                    BaseDirectory = isFile ? Path.GetDirectoryName(Path.GetFullPath(name)) : null,
+                    Speed = pr.GetValue(siteSpeed),
+                    StartUtc = start,
+                });
+            }
+            catch (KeyNotFoundException e) { return CliDefaults.Fail($"--site {name}: not a file, and {e.Message}"); }
+            catch (ComputeGrid.Energy.Sites.SiteConfigException e) { return CliDefaults.Fail($"--site {name}: {e.Message}"); }
+        }
+    }
+    var options = new ServerOptions { Urls = pr.GetValue(urls)!, DataDirectory = Path.GetFullPath(pr.GetValue(dataDir)!), Sites = liveSites };
+    WebApplication app;
+    try { app = ServerHost.Build(options); }
+    catch (ComputeGrid.Energy.Sites.SiteConfigException e) { return CliDefaults.Fail($"site: {e.Message}"); }
     Console.Out.WriteLine($"computegrid serving on {options.Urls} with data in {options.DataDirectory}");
+    foreach (var site in liveSites) Console.Out.WriteLine($"  live site {site.Config.Name} at {site.Speed}×: GET /api/energy/sites/{site.Config.Name}");
     await app.RunAsync();
     return 0;
 });
 
-var component = new Argument<string>("component") { Description = "What to measure: ledger, exchange." };
-component.AcceptOnlyFromAmong("ledger", "exchange");
+var component = new Argument<string>("component") { Description = "What to measure: ledger, exchange, energy." };
+component.AcceptOnlyFromAmong("ledger", "exchange", "energy");
 var quick = new Option<bool>("--quick") { Description = "A shorter run (under 30 seconds)." };
 var workDir = new Option<string?>("--work-dir") { Description = "Folder for the benchmark's files (default: a temporary folder)." };
-var bench = new Command("bench", "Run a benchmark; the last line printed is one JSON object.") { component, quick, workDir };
+var benchPrices = new Option<string?>("--prices") { Description = "energy: a 15-minute hub price file of the shared ERCOT format, instead of the reference site's." };
+var benchPriceColumn = new Option<string?>("--price-column") { Description = "energy: the price column to use (e.g. 'West LMP')." };
+var benchLoad = new Option<string?>("--load") { Description = "energy: an hourly native-load file of the shared ERCOT format." };
+var bench = new Command("bench", "Run a benchmark; the last line printed is one JSON object.") { component, quick, workDir, benchPrices, benchPriceColumn, benchLoad };
 bench.SetAction(async (pr, ct) => pr.GetValue(component) switch
 {
     "ledger" => await LedgerBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, ct),
     "exchange" => await ExchangeBench.RunAsync(pr.GetValue(quick), Console.Out, ct),
+    "energy" => EnergyBench.Run(pr.GetValue(quick), pr.GetValue(benchPrices), pr.GetValue(benchPriceColumn), pr.GetValue(benchLoad), Console.Out),
     var c => CliDefaults.Fail($"unknown benchmark '{c}'"),
 });
 
@@ -48,7 +85,7 @@ verify.SetAction(pr =>
     return CliDefaults.Fail("verify needs --proof FILE --root HEX, or --ledger-dir DIR");
 });
 
-var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, verify, MarketCommand.Create() };
+var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, verify, MarketCommand.Create(), BacktestCommand.Create() };
 var parsed = rootCommand.Parse(args);
 if (parsed.Errors.Count > 0) return CliDefaults.Fail(parsed.Errors[0].Message);
 try

@@ -1,6 +1,7 @@
 using ComputeGrid.Exchange.Instruments;
 using ComputeGrid.Exchange.Trading;
 using ComputeGrid.Ledger;
+using ComputeGrid.Server.Energy;
 using ComputeGrid.Server.Exchange;
 using ComputeGrid.Server.Ledger;
 using Microsoft.AspNetCore.Builder;
@@ -33,6 +34,9 @@ public sealed record ServerOptions
 
     /// <summary>How often an idle live-feed stream sends a heartbeat comment.</summary>
     public TimeSpan FeedHeartbeatInterval { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Hybrid sites to run live (each replays its price series and drives a simulated miner fleet over TCP).</summary>
+    public IReadOnlyList<LiveSiteOptions> Sites { get; init; } = [];
 }
 
 /// <summary>
@@ -83,6 +87,12 @@ public static class ServerHost
         builder.Services.AddSingleton(new ExchangeFeed(exchange, instruments, options.Time));
         // Registered after the ledger's lifetime so it stops first: no exchange tick runs against a closed ledger.
         builder.Services.AddHostedService<ExchangeLifetime>();
+
+        // Live hybrid sites: built (and their data checked) before the server listens, so a bad site fails the start.
+        var liveSites = new List<LiveSite>();
+        foreach (LiveSiteOptions site in options.Sites) liveSites.Add(LiveSite.Start(site, TimeProvider.System));
+        builder.Services.AddSingleton(new LiveSites(liveSites));
+        builder.Services.AddHostedService<EnergyLifetime>();
 
         var app = builder.Build();
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ComputeGrid.Server");
@@ -138,6 +148,7 @@ public static class ServerHost
         });
         app.MapLedger();
         app.MapExchange();
+        app.MapEnergy();
         return app;
     }
 }

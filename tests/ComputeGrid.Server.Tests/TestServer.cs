@@ -26,17 +26,17 @@ public static class TestServer
     }
 
     /// <summary>A real Kestrel server on a loopback port, in this process.</summary>
-    public static async Task<(WebApplication App, HttpClient Client)> StartInProcessAsync(string dataDir)
+    public static async Task<(WebApplication App, HttpClient Client)> StartInProcessAsync(string dataDir, IReadOnlyList<ComputeGrid.Server.Energy.LiveSiteOptions>? sites = null)
     {
         int port = FreePort();
-        var app = ServerHost.Build(new ServerOptions { Urls = $"http://127.0.0.1:{port}", DataDirectory = dataDir });
+        var app = ServerHost.Build(new ServerOptions { Urls = $"http://127.0.0.1:{port}", DataDirectory = dataDir, Sites = sites ?? [] });
         await app.StartAsync();
         var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
         return (app, client);
     }
 
     /// <summary>Starts <c>computegrid serve</c> as a child process and waits until it answers /healthz.</summary>
-    public static async Task<Process> StartChildAsync(string dataDir, int port)
+    public static async Task<Process> StartChildAsync(string dataDir, int port, params string[] extraArgs)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "computegrid.dll");
         var psi = new ProcessStartInfo("dotnet")
@@ -45,7 +45,9 @@ public static class TestServer
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var a in new[] { dll, "serve", "--urls", $"http://127.0.0.1:{port}", "--data-dir", dataDir }) psi.ArgumentList.Add(a);
+        // The ledger and exchange tests run without the live hybrid site unless they ask for it.
+        string[] args = [dll, "serve", "--urls", $"http://127.0.0.1:{port}", "--data-dir", dataDir, .. (extraArgs.Length > 0 ? extraArgs : ["--no-sites"])];
+        foreach (var a in args) psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         p.OutputDataReceived += (_, _) => { };
         p.ErrorDataReceived += (_, _) => { };

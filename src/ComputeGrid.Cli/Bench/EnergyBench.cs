@@ -1,0 +1,80 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ComputeGrid.Energy.Backtesting;
+using ComputeGrid.Energy.Dispatch;
+using ComputeGrid.Energy.Sites;
+
+namespace ComputeGrid.Cli.Bench;
+
+/// <summary>
+/// <c>computegrid bench energy</c>: the reference site (<c>examples/sites/ercot-west-reference.json</c>) over its full
+/// year of real data: the perfect-foresight LP, the real-time controller and the baselines, all valued by the same
+/// accounting. <c>--quick</c> still scores the full year, but skips the day-ahead planner and times the controller
+/// over fewer repetitions.
+/// </summary>
+internal static class EnergyBench
+{
+    public static int Run(bool quick, string? pricesFile, string? priceColumn, string? loadFile, TextWriter output)
+    {
+        var total = Stopwatch.StartNew();
+        SiteConfig config = SiteExamples.Load(SiteExamples.Reference);
+        if (pricesFile is not null || loadFile is not null)
+        {
+            if (pricesFile is not null && !File.Exists(pricesFile)) return CliDefaults.Fail($"no such prices file: {pricesFile}");
+            if (loadFile is not null && !File.Exists(loadFile)) return CliDefaults.Fail($"no such load file: {loadFile}");
+            config = config with
+            {
+                Prices = pricesFile is null ? config.Prices : config.Prices with { File = Path.GetFullPath(pricesFile), Column = priceColumn ?? config.Prices.Column },
+                SystemLoad = loadFile is null ? config.SystemLoad : config.SystemLoad! with { File = Path.GetFullPath(loadFile) },
+            };
+        }
+        else if (priceColumn is not null) config = config with { Prices = config.Prices with { Column = priceColumn } };
+
+        BuiltSite site;
+        try { site = SiteProblemBuilder.Build(config); }
+        catch (SiteConfigException e) { return CliDefaults.Fail(e.Message); }
+        SiteProblem p = site.Problem;
+        output.WriteLine($"energy bench: site {config.Name}, {p.Count:N0} intervals from {p.StartUtc:yyyy-MM-dd HH:mm} UTC ({config.Prices.File} '{config.Prices.Column}')");
+        foreach (var s in site.Series) output.WriteLine($"  {s.Name}: {s.Repairs}");
+
+        SiteBacktestResult result = SiteBacktest.Run(site, new BacktestOptions { DayAhead = !quick }, stage => output.WriteLine($"  running {stage} ..."));
+        SiteValue optimum = result.OptimumValue!;
+        output.WriteLine($"  LP ({result.Optimum!.Solver}, {result.Optimum.Variables:N0} variables, {result.Optimum.Constraints:N0} constraints): build {result.Optimum.BuildTime.TotalSeconds:F2} s, solve {result.Optimum.SolveTime.TotalSeconds:F2} s, value {optimum.ValueUsd:N0} USD");
+        foreach (PolicyRun run in result.Runs)
+            output.WriteLine($"  {run.Policy,-10} value {run.Value.ValueUsd,15:N0} USD = {result.CapturedVsOptimum(run.Policy):P3} of the optimum; peak charge {run.Value.PeakChargeMicroUsd / 1e6:N0}, restarts {run.Value.Restarts:N0}, violations {run.Value.InterconnectViolations}");
+
+        // Decision rate: the controller over the whole year, repeated; the best repetition (least disturbed by the machine).
+        int repetitions = quick ? 5 : 20;
+        double best = 0;
+        var controller = new RealTimeController(config.Controller);
+        for (int i = 0; i < repetitions; i++) best = Math.Max(best, Backtest.Run(p, controller).DecisionsPerSecond);
+        output.WriteLine($"  controller: {best:N0} decisions/s (best of {repetitions} full-year runs)");
+
+        double captured = result.CapturedVsOptimum();
+        long controllerValue = result.Controller.Value.ValueMicroUsd;
+        bool beatsBaselines = result.Runs.Where(r => r.Policy is "myopic" or "always-on" or "threshold").All(r => controllerValue > r.Value.ValueMicroUsd);
+        bool noViolations = result.Runs.All(r => r.Value.InterconnectViolations == 0 && r.Value.RampViolations == 0) && optimum.InterconnectViolations == 0;
+        bool bounded = result.Runs.All(r => r.Value.ValueMicroUsd <= optimum.ValueMicroUsd + 1_000_000);
+        output.WriteLine($"  checks: captured ≥ 0.97: {captured >= 0.97}; beats myopic, always-on, threshold: {beatsBaselines}; no limit violated: {noViolations}; no policy above the optimum: {bounded}");
+
+        var metrics = new SortedDictionary<string, object?>(StringComparer.Ordinal)
+        {
+            ["value_optimum_usd"] = Math.Round(optimum.ValueUsd, 2),
+            ["value_controller_usd"] = Math.Round(result.Controller.Value.ValueUsd, 2),
+            ["value_myopic_usd"] = Math.Round(result.Run("myopic").Value.ValueUsd, 2),
+            ["value_always_on_usd"] = Math.Round(result.Run("always-on").Value.ValueUsd, 2),
+            ["value_threshold_usd"] = Math.Round(result.Run("threshold").Value.ValueUsd, 2),
+            ["value_day_ahead_usd"] = quick ? null : Math.Round(result.Run("day-ahead").Value.ValueUsd, 2),
+            ["captured_vs_optimum"] = Math.Round(captured, 6),
+            ["lp_seconds_year"] = Math.Round(result.OptimumTime.TotalSeconds, 3),
+            ["lp_solver"] = result.Optimum.Solver,
+            ["controller_decisions_per_s"] = Math.Round(best),
+            ["intervals"] = p.Count,
+            ["checks_passed"] = captured >= 0.97 && beatsBaselines && noViolations && bounded ? 1 : 0,
+            ["quick"] = quick ? 1 : 0,
+            ["total_seconds"] = Math.Round(total.Elapsed.TotalSeconds, 1),
+        };
+        output.WriteLine(JsonSerializer.Serialize(new { bench = "energy", metrics }));
+        return 0;
+    }
+}

@@ -1,0 +1,192 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using ComputeGrid.Energy.Backtesting;
+using ComputeGrid.Energy.Dispatch;
+using ComputeGrid.Energy.Reports;
+using ComputeGrid.Energy.Sites;
+
+namespace ComputeGrid.Cli.Energy;
+
+/// <summary><c>computegrid backtest SITE.json…</c>: runs sites over real data and writes the summary, CSV and plots.</summary>
+internal static class BacktestCommand
+{
+    public static Command Create()
+    {
+        var sites = new Argument<string[]>("sites") { Description = "Site files (JSON), e.g. examples/sites/ercot-west-reference.json.", Arity = ArgumentArity.OneOrMore };
+        var from = new Option<string?>("--from") { Description = "Start of the period (UTC date or time, e.g. 2021-08-01); default: the site's period." };
+        var to = new Option<string?>("--to") { Description = "End of the period (UTC, exclusive)." };
+        var outDir = new Option<string>("--out") { Description = "Folder for the CSV, plots and summary.json.", DefaultValueFactory = _ => "backtest-out" };
+        var noPlots = new Option<bool>("--no-plots") { Description = "Skip the PNG plots." };
+        var noOptimum = new Option<bool>("--no-optimum") { Description = "Skip the perfect-foresight LP." };
+        var command = new Command("backtest", "Run hybrid sites over real power prices: controller, baselines and the perfect-foresight optimum.")
+        {
+            sites, from, to, outDir, noPlots, noOptimum,
+        };
+        command.SetAction(pr => Run(pr.GetValue(sites)!, pr.GetValue(from), pr.GetValue(to), pr.GetValue(outDir)!, !pr.GetValue(noPlots), !pr.GetValue(noOptimum)));
+        return command;
+    }
+
+    private static int Run(string[] siteFiles, string? fromText, string? toText, string outDir, bool plots, bool optimum)
+    {
+        DateTime? from = null, to = null;
+        if (fromText is not null && !TryParseUtc(fromText, out from)) return CliDefaults.Fail($"--from '{fromText}' is not a UTC date or time (e.g. 2021-08-01 or 2021-08-01T06:00:00Z)");
+        if (toText is not null && !TryParseUtc(toText, out to)) return CliDefaults.Fail($"--to '{toText}' is not a UTC date or time");
+        if (from is not null && to is not null && to <= from) return CliDefaults.Fail("--to must be after --from (the period is empty)");
+
+        var configs = new List<(string File, SiteConfig Config)>();
+        foreach (string file in siteFiles)
+        {
+            if (!File.Exists(file)) return CliDefaults.Fail($"no such site file: {file}");
+            try
+            {
+                SiteConfig c = SiteConfigLoader.Load(file);
+                if (from is not null || to is not null)
+                {
+                    PeriodConfig period = c.Period ?? new PeriodConfig { FromUtc = DateTime.MinValue, ToUtc = DateTime.MaxValue };
+                    c = c with { Period = new PeriodConfig { FromUtc = from ?? period.FromUtc, ToUtc = to ?? period.ToUtc } };
+                }
+                configs.Add((file, c));
+            }
+            catch (SiteConfigException e) { return CliDefaults.Fail($"{Path.GetFileName(file)}: {e.Message}"); }
+        }
+
+        // Every site is built (its data read and checked) before anything runs: a bad site stops the command with one
+        // line, before any progress or output.
+        var built = new List<BuiltSite>();
+        foreach ((string file, SiteConfig config) in configs)
+        {
+            try { built.Add(SiteProblemBuilder.Build(config, Path.GetDirectoryName(Path.GetFullPath(file)))); }
+            catch (SiteConfigException e) { return CliDefaults.Fail($"{Path.GetFileName(file)}: {e.Message}"); }
+        }
+
+        int stepsPerSite = 3 + (optimum ? 1 : 0) + 1 + (plots ? 1 : 0);
+        var bar = new ProgressBar(stepsPerSite * configs.Count);
+        var results = new List<SiteBacktestResult>();
+        foreach (BuiltSite site in built)
+        {
+            SiteConfig config = site.Config;
+            SiteBacktestResult result = SiteBacktest.Run(site, new BacktestOptions { Optimum = optimum }, s => bar.Step($"{config.Name}: {s}"));
+            results.Add(result);
+
+            string dir = Path.Combine(outDir, config.Name);
+            Directory.CreateDirectory(dir);
+            bar.Step($"{config.Name}: writing CSV");
+            IntervalCsvWriter.Write(Path.Combine(dir, "intervals.csv"), site, result.Controller);
+            WriteSummaryJson(Path.Combine(dir, "summary.json"), result);
+            if (plots)
+            {
+                bar.Step($"{config.Name}: plotting");
+                PlotWriter.WeekPlot(Path.Combine(dir, "week-price-vs-power.png"), site, result.Controller, InterestingWeek(site));
+                PlotWriter.MonthlyProfitPlot(Path.Combine(dir, "monthly-profit.png"), site, result.Controller);
+                var values = result.Runs.Select(r => (r.Policy, r.Value.ValueUsd)).ToList();
+                if (result.OptimumValue is { } ov) values.Insert(0, ("optimum (LP)", ov.ValueUsd));
+                PlotWriter.ComparisonPlot(Path.Combine(dir, "policies.png"), values);
+            }
+        }
+        bar.Done();
+
+        foreach (SiteBacktestResult r in results) PrintSite(Console.Out, r, Path.Combine(outDir, r.Site.Config.Name));
+        if (results.Count > 1) PrintTotals(Console.Out, results);
+        return 0;
+    }
+
+    /// <summary>The week plotted: the one that starts on the day before the first peak-charge hour, else the week with the widest price range.</summary>
+    internal static DateTime InterestingWeek(BuiltSite site)
+    {
+        SiteProblem p = site.Problem;
+        if (site.PeakHoursUtc.Count > 0)
+        {
+            DateTime start = site.PeakHoursUtc[site.PeakHoursUtc.Count > 2 ? 2 : 0].Date.AddDays(-3);
+            return start < p.StartUtc ? p.StartUtc : start;
+        }
+        int week = 7 * 96, best = 0;
+        double bestRange = double.MinValue;
+        for (int s = 0; s + week <= p.Count; s += 96)
+        {
+            double lo = double.MaxValue, hi = double.MinValue;
+            for (int t = s; t < s + week; t++) { lo = Math.Min(lo, p.PriceUsdPerMwh[t]); hi = Math.Max(hi, p.PriceUsdPerMwh[t]); }
+            if (hi - lo > bestRange) { bestRange = hi - lo; best = s; }
+        }
+        return p.IntervalStartUtc(best);
+    }
+
+    private static void PrintSite(TextWriter o, SiteBacktestResult r, string dir)
+    {
+        SiteProblem p = r.Site.Problem;
+        o.WriteLine();
+        o.WriteLine($"Site {r.Site.Config.Name}: {p.IntervalStartUtc(0):yyyy-MM-dd HH:mm} to {p.IntervalStartUtc(p.Count - 1).AddMinutes(p.IntervalMinutes):yyyy-MM-dd HH:mm} UTC, {p.Count:N0} intervals of {p.IntervalMinutes} min");
+        foreach (var s in r.Site.Series) o.WriteLine($"  {s.Name}: {s.Repairs}");
+        if (r.Site.PeakHoursUtc.Count > 0) o.WriteLine($"  peak-charge hours (UTC): {string.Join(", ", r.Site.PeakHoursUtc.Select(h => h.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)))}");
+        o.WriteLine();
+        o.WriteLine($"  {"policy",-14} {"value USD",15} {"AI rev",14} {"mining rev",14} {"energy",13} {"peak chg",11} {"wear",10} {"curt MWh",10} {"curt h",8} {"restarts",10} {"vs opt",8}");
+        if (r.OptimumValue is { } opt) Row(o, "optimum (LP)", opt, 1.0);
+        foreach (PolicyRun run in r.Runs) Row(o, run.Policy, run.Value, r.CapturedVsOptimum(run.Policy));
+        o.WriteLine();
+        PolicyRun c = r.Controller;
+        o.Write($"  controller captures {Pct(r.CapturedVsOptimum())} of the perfect-foresight value");
+        foreach (PolicyRun b in r.Runs.Skip(1))
+            o.Write($"; {(c.Value.ValueMicroUsd - b.Value.ValueMicroUsd) / 1e6:+#,0;-#,0} USD vs {b.Policy}");
+        o.WriteLine(".");
+        if (r.Optimum is { } lp) o.WriteLine($"  LP: {lp.Solver}, {lp.Variables:N0} variables, {lp.Constraints:N0} constraints, {r.OptimumTime.TotalSeconds:0.00} s");
+        o.WriteLine($"  files: {dir}/intervals.csv, summary.json{(File.Exists(Path.Combine(dir, "policies.png")) ? ", week-price-vs-power.png, monthly-profit.png, policies.png" : "")}");
+    }
+
+    private static void PrintTotals(TextWriter o, List<SiteBacktestResult> results)
+    {
+        o.WriteLine();
+        o.WriteLine($"All {results.Count} sites:");
+        o.WriteLine($"  {"policy",-14} {"value USD",15} {"vs opt",8}");
+        long opt = results.All(r => r.OptimumValue is not null) ? results.Sum(r => r.OptimumValue!.ValueMicroUsd) : 0;
+        if (opt != 0) o.WriteLine($"  {"optimum (LP)",-14} {opt / 1e6,15:N0} {Pct(1),8}");
+        foreach (string policy in results[0].Runs.Select(x => x.Policy))
+        {
+            long v = results.Sum(r => r.Run(policy).Value.ValueMicroUsd);
+            o.WriteLine($"  {policy,-14} {v / 1e6,15:N0} {(opt != 0 ? Pct((double)v / opt) : "-"),8}");
+        }
+    }
+
+    private static void Row(TextWriter o, string name, SiteValue v, double vsOpt) =>
+        o.WriteLine($"  {name,-14} {v.ValueMicroUsd / 1e6,15:N0} {v.AiRevenueMicroUsd / 1e6,14:N0} {v.MiningRevenueMicroUsd / 1e6,14:N0} {v.EnergyCostMicroUsd / 1e6,13:N0} {v.PeakChargeMicroUsd / 1e6,11:N0} {v.RestartWearMicroUsd / 1e6,10:N0} {v.CurtailedMwh,10:N0} {v.CurtailedHours,8:N0} {v.Restarts,10:N0} {(double.IsNaN(vsOpt) ? "-" : Pct(vsOpt)),8}");
+
+    private static string Pct(double f) => (f * 100).ToString("0.00", CultureInfo.InvariantCulture) + " %";
+
+    private static void WriteSummaryJson(string path, SiteBacktestResult r)
+    {
+        var policies = new Dictionary<string, object?>();
+        if (r.OptimumValue is { } o) policies["optimum"] = Summary(o, 1.0);
+        foreach (PolicyRun run in r.Runs) policies[run.Policy] = Summary(run.Value, r.CapturedVsOptimum(run.Policy));
+        var doc = new Dictionary<string, object?>
+        {
+            ["site"] = r.Site.Config.Name,
+            ["from_utc"] = r.Site.Problem.StartUtc,
+            ["intervals"] = r.Site.Problem.Count,
+            ["lp_seconds"] = r.Optimum is null ? null : Math.Round(r.OptimumTime.TotalSeconds, 3),
+            ["policies"] = policies,
+        };
+        File.WriteAllText(path, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }) + "\n");
+    }
+
+    private static Dictionary<string, object?> Summary(SiteValue v, double vsOpt) => new()
+    {
+        ["value_micro_usd"] = v.ValueMicroUsd,
+        ["ai_revenue_micro_usd"] = v.AiRevenueMicroUsd,
+        ["mining_revenue_micro_usd"] = v.MiningRevenueMicroUsd,
+        ["energy_cost_micro_usd"] = v.EnergyCostMicroUsd,
+        ["peak_charge_micro_usd"] = v.PeakChargeMicroUsd,
+        ["restart_wear_micro_usd"] = v.RestartWearMicroUsd,
+        ["curtailed_mwh"] = Math.Round(v.CurtailedMwh, 3),
+        ["curtailed_hours"] = v.CurtailedHours,
+        ["restarts"] = Math.Round(v.Restarts, 3),
+        ["interconnect_violations"] = v.InterconnectViolations,
+        ["captured_vs_optimum"] = double.IsNaN(vsOpt) ? null : Math.Round(vsOpt, 6),
+    };
+
+    internal static bool TryParseUtc(string text, out DateTime? value)
+    {
+        value = null;
+        if (!DateTime.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out DateTime parsed)) return false;
+        value = DateTime.SpecifyKind(parsed, DateTimeKind.Utc);
+        return true;
+    }
+}

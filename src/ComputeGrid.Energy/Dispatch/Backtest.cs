@@ -1,0 +1,52 @@
+using System.Diagnostics;
+
+namespace ComputeGrid.Energy.Dispatch;
+
+/// <summary>One policy's run over a site's horizon.</summary>
+public sealed class PolicyRun
+{
+    public required string Policy { get; init; }
+    public required SiteValue Value { get; init; }
+
+    /// <summary>Miners running per group and interval (<c>[group][t]</c>), after the limits.</summary>
+    public required int[][] Running { get; init; }
+
+    /// <summary>Wall time of the decisions alone (policy + limits), for the decision-rate figure.</summary>
+    public required TimeSpan DecisionTime { get; init; }
+
+    /// <summary>Decisions per second (intervals decided / decision time).</summary>
+    public double DecisionsPerSecond => Running.Length == 0 || DecisionTime <= TimeSpan.Zero ? 0 : Running[0].Length / DecisionTime.TotalSeconds;
+}
+
+/// <summary>Runs a policy over a site problem interval by interval, applying the hard limits and the accounting.</summary>
+public static class Backtest
+{
+    /// <summary>Runs <paramref name="policy"/> over the whole horizon of <paramref name="problem"/>.</summary>
+    public static PolicyRun Run(SiteProblem problem, IDispatchPolicy policy)
+    {
+        int groups = problem.Groups.Length, n = problem.Count;
+        var schedule = new int[groups][];
+        for (int g = 0; g < groups; g++) schedule[g] = new int[n];
+        int[] previous = (int[])problem.InitialRunning.Clone();
+        int[] next = new int[groups];
+        policy.Reset(problem);
+        long start = Stopwatch.GetTimestamp();
+        for (int t = 0; t < n; t++)
+        {
+            policy.Decide(new RealTimeView(problem, t, previous), next);
+            DispatchLimits.Enforce(problem, t, previous, next);
+            for (int g = 0; g < groups; g++) schedule[g][t] = next[g];
+            (previous, next) = (next, previous);
+        }
+        TimeSpan decisionTime = Stopwatch.GetElapsedTime(start);
+
+        var acc = new SiteAccumulator(problem);
+        Span<int> r = stackalloc int[groups];
+        for (int t = 0; t < n; t++)
+        {
+            for (int g = 0; g < groups; g++) r[g] = schedule[g][t];
+            acc.Add(t, r);
+        }
+        return new PolicyRun { Policy = policy.Name, Value = acc.Result(), Running = schedule, DecisionTime = decisionTime };
+    }
+}

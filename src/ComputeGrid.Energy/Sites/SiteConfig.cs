@@ -1,0 +1,337 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace ComputeGrid.Energy.Sites;
+
+/// <summary>
+/// A hybrid site, as written in a site file (JSON; see <c>examples/sites/README.md</c> for every field). Loaded with
+/// <see cref="SiteConfigLoader"/>, which rejects unknown fields and names the field of every error.
+/// </summary>
+public sealed record SiteConfig
+{
+    /// <summary>A short name (letters, digits, '-', '_').</summary>
+    public required string Name { get; init; }
+    public string? Description { get; init; }
+
+    /// <summary>The real-time price series the site pays.</summary>
+    public required PriceSource Prices { get; init; }
+
+    /// <summary>The grid's system load (needed by a peak charge).</summary>
+    public LoadSource? SystemLoad { get; init; }
+
+    /// <summary>The market's local time zone: <c>US-Central</c>, <c>US-Pacific</c>, <c>Asia-Tokyo</c> or <c>UTC</c>.</summary>
+    public required string TimeZone { get; init; }
+
+    /// <summary>Bitcoin data for hashprice.</summary>
+    public required BitcoinSource Bitcoin { get; init; }
+
+    /// <summary>The period to run (default: the whole price series).</summary>
+    public PeriodConfig? Period { get; init; }
+
+    /// <summary>Interconnect limit (kW): the facility load may never exceed it.</summary>
+    public required double InterconnectKw { get; init; }
+
+    /// <summary>Power usage effectiveness (≥ 1): facility load = PUE × IT load.</summary>
+    public required double Pue { get; init; }
+
+    /// <summary>AI GPU nodes (firm load).</summary>
+    public GpuFleetConfig[] Gpus { get; init; } = [];
+
+    /// <summary>The miner fleet (interruptible load).</summary>
+    public MinerFleetConfig[] Miners { get; init; } = [];
+
+    /// <summary>Ramp limits of the miner fleet.</summary>
+    public RampConfig? Ramp { get; init; }
+
+    /// <summary>What a miner restart costs.</summary>
+    public RestartConfig? Restart { get; init; }
+
+    /// <summary>A transmission peak charge, e.g. ERCOT 4CP.</summary>
+    public PeakChargeConfig? PeakCharge { get; init; }
+
+    /// <summary>A demand-response program: grid emergencies during which the miners must stop.</summary>
+    public DemandResponseConfig? DemandResponse { get; init; }
+
+    /// <summary>Settings of the real-time controller and the baselines.</summary>
+    public ControllerConfig? Controller { get; init; }
+}
+
+public sealed record PriceSource
+{
+    /// <summary>A file name in the repository's <c>data/</c> folder, or a path.</summary>
+    public required string File { get; init; }
+
+    /// <summary><c>eia-15min</c> (ERCOT/CAISO hub files) or <c>jepx-30min</c>.</summary>
+    public required string Format { get; init; }
+
+    /// <summary>The column, e.g. <c>West LMP</c>, <c>SP-15 LMP</c>, <c>area_price_tokyo</c>.</summary>
+    public required string Column { get; init; }
+
+    /// <summary>For prices in yen: the yen per US dollar used to convert.</summary>
+    public double? JpyPerUsd { get; init; }
+}
+
+public sealed record LoadSource
+{
+    public required string File { get; init; }
+    public string Column { get; init; } = "ERCOT";
+}
+
+public sealed record BitcoinSource
+{
+    public required string File { get; init; }
+
+    /// <summary>Mining pool fee, percent of mining revenue.</summary>
+    public double PoolFeePercent { get; init; }
+}
+
+public sealed record PeriodConfig
+{
+    public required DateTime FromUtc { get; init; }
+    public required DateTime ToUtc { get; init; }
+}
+
+public sealed record GpuFleetConfig
+{
+    /// <summary>GPU class, e.g. <c>H100</c>.</summary>
+    public required string Class { get; init; }
+    public required int Count { get; init; }
+    public required double WattsPerGpu { get; init; }
+
+    /// <summary>AI revenue per leased GPU-hour (USD, at most 6 decimals).</summary>
+    public required decimal RevenuePerGpuHourUsd { get; init; }
+
+    /// <summary>How many of the GPUs are leased over time.</summary>
+    public required GpuDemandConfig Demand { get; init; }
+}
+
+public sealed record GpuDemandConfig
+{
+    /// <summary><c>constant</c> (a fixed leased percent) or <c>seeded-leases</c> (leases that step up and down).</summary>
+    public required string Kind { get; init; }
+
+    /// <summary>For <c>constant</c>: percent of GPUs leased.</summary>
+    public double? LeasedPercent { get; init; }
+
+    /// <summary>For <c>seeded-leases</c>: the seed of the lease schedule.</summary>
+    public int Seed { get; init; } = 1;
+    public double MinLeasedPercent { get; init; } = 40;
+    public double MaxLeasedPercent { get; init; } = 100;
+    public double MinLeaseDays { get; init; } = 3;
+    public double MaxLeaseDays { get; init; } = 21;
+}
+
+public sealed record MinerFleetConfig
+{
+    /// <summary>The model's id or name in the miner tables (e.g. <c>Antminer S21</c>).</summary>
+    public required string Model { get; init; }
+    public required int Count { get; init; }
+}
+
+public sealed record RampConfig
+{
+    /// <summary>Largest increase of the miner fleet's IT power per interval (kW); absent = unlimited.</summary>
+    public double? UpKwPerInterval { get; init; }
+
+    /// <summary>Largest decrease per interval (kW); absent = unlimited (curtailment is immediate).</summary>
+    public double? DownKwPerInterval { get; init; }
+}
+
+public sealed record RestartConfig
+{
+    /// <summary>Minutes a restarted miner draws power without hashing.</summary>
+    public double DowntimeMinutes { get; init; } = 10;
+
+    /// <summary>Wear cost per restart (USD).</summary>
+    public decimal WearCostUsd { get; init; }
+}
+
+public sealed record PeakChargeConfig
+{
+    /// <summary><c>ercot-4cp</c>: the site's load in the hour of the system's monthly peak, in each listed month.</summary>
+    public required string Kind { get; init; }
+    public required int[] Months { get; init; }
+
+    /// <summary>Charge per kW of average peak-hour load, per year (USD).</summary>
+    public required decimal UsdPerKwYear { get; init; }
+}
+
+public sealed record DemandResponseConfig
+{
+    /// <summary>Declared grid emergencies (UTC): miners stop for their whole duration.</summary>
+    public EmergencyWindow[] Emergencies { get; init; } = [];
+}
+
+public sealed record EmergencyWindow
+{
+    public required DateTime FromUtc { get; init; }
+    public required DateTime ToUtc { get; init; }
+    public string? Reason { get; init; }
+}
+
+/// <summary>Tuning of the real-time controller and the fixed-threshold baseline (defaults documented in the README).</summary>
+public sealed record ControllerConfig
+{
+    /// <summary>Fixed-threshold baseline: miners run while the last price is below this (USD/MWh).</summary>
+    public double FixedThresholdUsdPerMwh { get; init; } = 100;
+
+    /// <summary>Peak-charge guard: curtail when the forecast hour's system load reaches this fraction of the reference peak.</summary>
+    public double PeakGuardFraction { get; init; } = 0.99;
+
+    /// <summary>The reference peak is the larger of the month-to-date maximum and this fraction of the last 30 days' maximum.</summary>
+    public double PeakGuardPriorFraction { get; init; } = 0.98;
+
+    /// <summary>First local hour (interval start, 0–23) in which the peak guard may act.</summary>
+    public int PeakGuardFirstHour { get; init; } = 15;
+
+    /// <summary>Last local hour (interval start, 0–23) in which the peak guard may act.</summary>
+    public int PeakGuardLastHour { get; init; } = 17;
+
+    /// <summary>A stopped miner restarts only if its expected margin over this many hours pays for the restart.</summary>
+    public double RestartPaybackHours { get; init; } = 12;
+}
+
+/// <summary>A site file that cannot be used: <see cref="Field"/> names the offending field (JSON path).</summary>
+public sealed class SiteConfigException(string field, string message)
+    : Exception($"{field}: {message}")
+{
+    public string Field { get; } = field;
+}
+
+/// <summary>Reads and validates site files.</summary>
+public static class SiteConfigLoader
+{
+    private static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
+    {
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        RespectNullableAnnotations = true,
+        RespectRequiredConstructorParameters = true,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        NumberHandling = JsonNumberHandling.Strict,
+    };
+
+    /// <summary>Reads a site file (JSON) and validates it.</summary>
+    /// <exception cref="SiteConfigException">The file is not valid JSON, has an unknown field, or a field's value is invalid.</exception>
+    public static SiteConfig Load(string path)
+    {
+        string text;
+        try { text = File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SiteConfigException("(file)", $"cannot read '{path}': {e.Message}");
+        }
+        return Parse(text);
+    }
+
+    /// <summary>Parses and validates site JSON.</summary>
+    public static SiteConfig Parse(string json)
+    {
+        SiteConfig? config;
+        try
+        {
+            config = JsonSerializer.Deserialize<SiteConfig>(json, Options);
+        }
+        catch (JsonException e)
+        {
+            string field = string.IsNullOrEmpty(e.Path) || e.Path == "$" ? "(site)" : e.Path.TrimStart('$', '.');
+            string message = e.Message;
+            int cut = message.IndexOf(" Path:", StringComparison.Ordinal);
+            if (cut > 0) message = message[..cut];
+            throw new SiteConfigException(field, message);
+        }
+        if (config is null) throw new SiteConfigException("(site)", "the file holds null, not a site.");
+        Validate(config);
+        return config;
+    }
+
+    /// <summary>Checks every field's value; throws for the first bad one.</summary>
+    public static void Validate(SiteConfig c)
+    {
+        if (string.IsNullOrWhiteSpace(c.Name) || !c.Name.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_'))
+            Fail("name", "must be non-empty and use only letters, digits, '-' and '_'.");
+        if (c.Prices.Format is not ("eia-15min" or "jepx-30min")) Fail("prices.format", $"'{c.Prices.Format}' is not a known format (eia-15min, jepx-30min).");
+        if (string.IsNullOrWhiteSpace(c.Prices.File)) Fail("prices.file", "is required.");
+        if (string.IsNullOrWhiteSpace(c.Prices.Column)) Fail("prices.column", "is required.");
+        if (c.Prices.Format == "jepx-30min" && c.Prices.JpyPerUsd is not (> 0 and < 10_000))
+            Fail("prices.jpyPerUsd", "is required for yen prices and must be positive.");
+        if (Series.MarketTimeZone.Find(c.TimeZone) is null)
+            Fail("timeZone", $"'{c.TimeZone}' is not one of {string.Join(", ", Series.MarketTimeZone.All.Select(z => z.Id))}.");
+        if (c.Bitcoin.PoolFeePercent is < 0 or >= 100 || double.IsNaN(c.Bitcoin.PoolFeePercent)) Fail("bitcoin.poolFeePercent", "must be in [0, 100).");
+        if (c.Period is { } period)
+        {
+            if (period.FromUtc.Kind == DateTimeKind.Local || period.ToUtc.Kind == DateTimeKind.Local)
+                Fail("period", "times must be UTC (end them with 'Z').");
+            if (period.ToUtc <= period.FromUtc) Fail("period.toUtc", "must be after period.fromUtc (the period is empty).");
+        }
+        if (!(c.InterconnectKw > 0) || double.IsInfinity(c.InterconnectKw)) Fail("interconnectKw", "must be a positive number of kW.");
+        if (!(c.Pue >= 1.0 && c.Pue <= 3.0)) Fail("pue", "must be between 1.0 and 3.0.");
+        if (c.Gpus.Length == 0 && c.Miners.Length == 0) Fail("miners", "a site needs GPUs or miners.");
+        for (int i = 0; i < c.Gpus.Length; i++)
+        {
+            GpuFleetConfig g = c.Gpus[i];
+            string f = $"gpus[{i}]";
+            if (string.IsNullOrWhiteSpace(g.Class)) Fail($"{f}.class", "is required.");
+            if (g.Count <= 0) Fail($"{f}.count", "must be positive.");
+            if (!(g.WattsPerGpu > 0 && g.WattsPerGpu <= 5_000)) Fail($"{f}.wattsPerGpu", "must be in (0, 5000] W.");
+            if (g.RevenuePerGpuHourUsd < 0 || g.RevenuePerGpuHourUsd > 1_000 || decimal.Round(g.RevenuePerGpuHourUsd, 6) != g.RevenuePerGpuHourUsd)
+                Fail($"{f}.revenuePerGpuHourUsd", "must be between 0 and 1000 USD with at most 6 decimals.");
+            switch (g.Demand.Kind)
+            {
+                case "constant":
+                    if (g.Demand.LeasedPercent is not (>= 0 and <= 100)) Fail($"{f}.demand.leasedPercent", "must be in [0, 100] for a constant demand.");
+                    break;
+                case "seeded-leases":
+                    if (!(g.Demand.MinLeasedPercent >= 0 && g.Demand.MinLeasedPercent <= g.Demand.MaxLeasedPercent && g.Demand.MaxLeasedPercent <= 100))
+                        Fail($"{f}.demand.minLeasedPercent", "must satisfy 0 ≤ minLeasedPercent ≤ maxLeasedPercent ≤ 100.");
+                    if (!(g.Demand.MinLeaseDays > 0 && g.Demand.MinLeaseDays <= g.Demand.MaxLeaseDays && g.Demand.MaxLeaseDays <= 366))
+                        Fail($"{f}.demand.minLeaseDays", "must satisfy 0 < minLeaseDays ≤ maxLeaseDays ≤ 366.");
+                    break;
+                default:
+                    Fail($"{f}.demand.kind", $"'{g.Demand.Kind}' is not a known demand (constant, seeded-leases).");
+                    break;
+            }
+        }
+        for (int i = 0; i < c.Miners.Length; i++)
+        {
+            if (string.IsNullOrWhiteSpace(c.Miners[i].Model)) Fail($"miners[{i}].model", "is required.");
+            if (c.Miners[i].Count <= 0) Fail($"miners[{i}].count", "must be positive.");
+        }
+        double aiFullKw = c.Pue * c.Gpus.Sum(g => g.Count * g.WattsPerGpu / 1000.0);
+        if (aiFullKw > c.InterconnectKw)
+            Fail("gpus", $"the firm AI load alone ({aiFullKw:0.#} kW with PUE {c.Pue}) exceeds interconnectKw ({c.InterconnectKw:0.#} kW); it could not be served.");
+        if (c.Ramp is { } ramp)
+        {
+            if (ramp.UpKwPerInterval is { } up && !(up > 0)) Fail("ramp.upKwPerInterval", "must be positive (or absent for unlimited).");
+            if (ramp.DownKwPerInterval is { } down && !(down > 0)) Fail("ramp.downKwPerInterval", "must be positive (or absent for unlimited).");
+        }
+        if (c.Restart is { } restart)
+        {
+            if (!(restart.DowntimeMinutes >= 0 && restart.DowntimeMinutes <= 120)) Fail("restart.downtimeMinutes", "must be in [0, 120].");
+            if (restart.WearCostUsd < 0 || restart.WearCostUsd > 10_000) Fail("restart.wearCostUsd", "must be in [0, 10000] USD.");
+        }
+        if (c.PeakCharge is { } pc)
+        {
+            if (pc.Kind != "ercot-4cp") Fail("peakCharge.kind", $"'{pc.Kind}' is not a known peak charge (ercot-4cp).");
+            if (pc.Months.Length == 0 || pc.Months.Any(m => m is < 1 or > 12) || pc.Months.Distinct().Count() != pc.Months.Length)
+                Fail("peakCharge.months", "must list distinct months 1–12.");
+            if (pc.UsdPerKwYear < 0 || pc.UsdPerKwYear > 10_000) Fail("peakCharge.usdPerKwYear", "must be in [0, 10000].");
+            if (c.SystemLoad is null) Fail("systemLoad", "is required by a peak charge (the peaks come from the system load).");
+        }
+        if (c.DemandResponse is { } dr)
+        {
+            for (int i = 0; i < dr.Emergencies.Length; i++)
+                if (dr.Emergencies[i].ToUtc <= dr.Emergencies[i].FromUtc) Fail($"demandResponse.emergencies[{i}].toUtc", "must be after fromUtc.");
+        }
+        if (c.Controller is { } k)
+        {
+            if (!(k.PeakGuardFraction > 0 && k.PeakGuardFraction <= 1.5)) Fail("controller.peakGuardFraction", "must be in (0, 1.5].");
+            if (!(k.PeakGuardPriorFraction >= 0 && k.PeakGuardPriorFraction <= 1.5)) Fail("controller.peakGuardPriorFraction", "must be in [0, 1.5].");
+            if (k.PeakGuardFirstHour is < 0 or > 23 || k.PeakGuardLastHour is < 0 or > 23 || k.PeakGuardLastHour < k.PeakGuardFirstHour)
+                Fail("controller.peakGuardFirstHour", "hours must be 0–23 with first ≤ last.");
+            if (!(k.RestartPaybackHours >= 0 && k.RestartPaybackHours <= 48)) Fail("controller.restartPaybackHours", "must be in [0, 48].");
+        }
+    }
+
+    private static void Fail(string field, string message) => throw new SiteConfigException(field, message);
+}

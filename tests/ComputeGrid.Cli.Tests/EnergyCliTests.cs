@@ -1,0 +1,139 @@
+using System.Diagnostics;
+using System.Net.Http;
+using System.Text.Json;
+
+namespace ComputeGrid.Cli.Tests;
+
+/// <summary><c>computegrid backtest</c>, <c>bench energy</c> and the live site of <c>serve</c>, run as a user runs them.</summary>
+public sealed class EnergyCliTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "cg-energy-cli-" + Guid.NewGuid().ToString("N"));
+
+    public EnergyCliTests() => Directory.CreateDirectory(_dir);
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static string RepoFile(string relative)
+    {
+        for (DirectoryInfo? d = new(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "ComputeGrid.slnx"))) return Path.Combine(d.FullName, relative);
+        throw new DirectoryNotFoundException("repository root not found");
+    }
+
+    private static void AssertOneLineError((int Code, string Out, string Err) r, string contains)
+    {
+        Assert.True(r.Code == 2, $"exit {r.Code}: {r.Err}");
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("error: ", lines[0]);
+        Assert.Contains(contains, lines[0]);
+    }
+
+    [Fact]
+    public async Task Backtest_of_a_week_prints_the_summary_and_writes_csv_and_plots()
+    {
+        string outDir = Path.Combine(_dir, "out");
+        var r = await CliRunner.RunAsync("backtest", RepoFile("examples/sites/ercot-west-reference.json"), "--from", "2021-08-23T05:00:00Z", "--to", "2021-08-30T05:00:00Z", "--out", outDir);
+        Assert.True(r.Code == 0, r.Err);
+        foreach (string policy in new[] { "optimum (LP)", "controller", "day-ahead", "myopic", "always-on", "threshold" })
+            Assert.Contains(policy, r.Out);
+        Assert.Contains("controller captures", r.Out);
+        Assert.Contains("100% done", r.Err); // the progress bar (plain lines when stderr is not a terminal)
+        string site = Path.Combine(outDir, "ercot-west-reference");
+        Assert.Equal(1 + 672, File.ReadLines(Path.Combine(site, "intervals.csv")).Count());
+        foreach (string png in new[] { "week-price-vs-power.png", "monthly-profit.png", "policies.png" })
+        {
+            byte[] bytes = File.ReadAllBytes(Path.Combine(site, png));
+            Assert.True(bytes.Length > 10_000 && bytes[1] == (byte)'P' && bytes[2] == (byte)'N' && bytes[3] == (byte)'G', png);
+        }
+        using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(site, "summary.json")));
+        Assert.True(summary.RootElement.GetProperty("policies").GetProperty("controller").GetProperty("captured_vs_optimum").GetDouble() is > 0.9 and <= 1.0);
+    }
+
+    [Fact]
+    public async Task Backtest_bad_input_exits_2_with_one_line()
+    {
+        AssertOneLineError(await CliRunner.RunAsync("backtest", Path.Combine(_dir, "missing.json")), "no such site file");
+        string bad = Path.Combine(_dir, "bad.json");
+        File.WriteAllText(bad, File.ReadAllText(RepoFile("examples/sites/ercot-west-reference.json")).Replace("\"pue\": 1.10", "\"pue\": 7"));
+        AssertOneLineError(await CliRunner.RunAsync("backtest", bad), "pue");
+        string tooSmall = Path.Combine(_dir, "small.json");
+        File.WriteAllText(tooSmall, File.ReadAllText(RepoFile("examples/sites/ercot-west-reference.json")).Replace("\"interconnectKw\": 50000", "\"interconnectKw\": 12000"));
+        AssertOneLineError(await CliRunner.RunAsync("backtest", tooSmall), "exceeds interconnectKw");
+        AssertOneLineError(await CliRunner.RunAsync("backtest", RepoFile("examples/sites/ercot-west-reference.json"), "--from", "2021-08-30", "--to", "2021-08-01"), "--to");
+        AssertOneLineError(await CliRunner.RunAsync("backtest", RepoFile("examples/sites/ercot-west-reference.json"), "--from", "2030-01-01", "--to", "2030-02-01"), "prices");
+        AssertOneLineError(await CliRunner.RunAsync("backtest", RepoFile("examples/sites/ercot-west-reference.json"), "--from", "yesterday"), "--from");
+    }
+
+    [Fact]
+    public async Task Bench_energy_quick_scores_the_reference_year_and_ends_with_one_json_object()
+    {
+        var r = await CliRunner.RunAsync("bench", "energy", "--quick");
+        Assert.True(r.Code == 0, r.Err);
+        string last = r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
+        using var doc = JsonDocument.Parse(last);
+        Assert.Equal("energy", doc.RootElement.GetProperty("bench").GetString());
+        var m = doc.RootElement.GetProperty("metrics");
+        foreach (var key in new[] { "value_optimum_usd", "value_controller_usd", "value_myopic_usd", "value_always_on_usd", "value_threshold_usd", "captured_vs_optimum", "lp_seconds_year", "controller_decisions_per_s" })
+            Assert.True(m.GetProperty(key).GetDouble() > 0, key);
+        Assert.Equal(35_040, m.GetProperty("intervals").GetInt32());
+        // The score's conditions that do not depend on the machine's speed.
+        Assert.True(m.GetProperty("captured_vs_optimum").GetDouble() >= 0.97);
+        Assert.True(m.GetProperty("value_controller_usd").GetDouble() > m.GetProperty("value_myopic_usd").GetDouble());
+        Assert.True(m.GetProperty("value_controller_usd").GetDouble() <= m.GetProperty("value_optimum_usd").GetDouble());
+    }
+
+    [Fact]
+    public async Task Bench_energy_runs_on_other_files_of_the_same_format()
+    {
+        // The same reference site on ERCOT's Houston hub instead of West (same file format, other column).
+        var r = await CliRunner.RunAsync("bench", "energy", "--quick", "--prices", RepoFile("data/ercot_rt_lmp_hubs_15min_2021.csv"), "--price-column", "Houston LMP", "--load", RepoFile("data/ercot_native_load_hourly_2021.csv"));
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("'Houston LMP'", r.Out);
+        AssertOneLineError(await CliRunner.RunAsync("bench", "energy", "--prices", Path.Combine(_dir, "none.csv")), "no such prices file");
+        AssertOneLineError(await CliRunner.RunAsync("bench", "energy", "--price-column", "Moon LMP"), "Moon LMP");
+    }
+
+    [Fact]
+    public async Task Serve_runs_the_reference_site_live_by_default()
+    {
+        int port;
+        using (var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0)) { l.Start(); port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port; }
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string a in new[] { Path.Combine(AppContext.BaseDirectory, "computegrid.dll"), "serve", "--urls", $"http://127.0.0.1:{port}", "--data-dir", Path.Combine(_dir, "data"), "--site-speed", "900" })
+            psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(5) };
+            var sw = Stopwatch.StartNew();
+            JsonElement site = default;
+            while (sw.Elapsed < TimeSpan.FromSeconds(90))
+            {
+                if (p.HasExited) Assert.Fail("serve exited: " + await stderr);
+                try
+                {
+                    site = JsonDocument.Parse(await http.GetStringAsync("/api/energy/sites")).RootElement[0];
+                    if (site.GetProperty("interval").GetInt32() > 2) break;
+                }
+                catch (HttpRequestException) { }
+                await Task.Delay(250);
+            }
+            Assert.Equal("ercot-west-reference", site.GetProperty("name").GetString());
+            Assert.True(site.GetProperty("interval").GetInt32() > 2, site.ToString());
+        }
+        finally
+        {
+            if (!p.HasExited)
+            {
+                Process.Start("kill", ["-TERM", p.Id.ToString()])!.WaitForExit();
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+                await p.WaitForExitAsync(cts.Token);
+            }
+        }
+        Assert.Equal(0, p.ExitCode);
+        Assert.Contains("live site ercot-west-reference", await stdout);
+    }
+}

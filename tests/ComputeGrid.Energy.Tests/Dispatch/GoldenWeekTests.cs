@@ -1,0 +1,86 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ComputeGrid.Energy.Backtesting;
+using ComputeGrid.Energy.Dispatch;
+using ComputeGrid.Energy.Sites;
+
+namespace ComputeGrid.Energy.Tests.Dispatch;
+
+/// <summary>
+/// The golden scenario: the reference site over a fixed real week (23–30 August 2021, ERCOT West, with the August 4CP
+/// peak of 24 August) and its summary figures checked in under <c>Golden/</c>. Policies are deterministic, so their
+/// figures must match to the micro-dollar; the LP's value must match within a solver tolerance. To re-bless after an
+/// intended change, run with <c>CG_UPDATE_GOLDEN=1</c> and review the diff.
+/// </summary>
+public class GoldenWeekTests
+{
+    private static readonly DateTime From = new(2021, 8, 23, 5, 0, 0, DateTimeKind.Utc);
+    private const string FileName = "ercot-west-reference-2021-08-23.json";
+
+    [Fact]
+    public void The_reference_week_matches_its_checked_in_summary()
+    {
+        BuiltSite site = ReferenceSite.Week(From);
+        SiteBacktestResult result = SiteBacktest.Run(site);
+        JsonObject actual = Summarize(result);
+
+        string source = Path.Combine(RepoRoot(), "tests", "ComputeGrid.Energy.Tests", "Golden", FileName);
+        if (Environment.GetEnvironmentVariable("CG_UPDATE_GOLDEN") == "1")
+            File.WriteAllText(source, actual.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        JsonObject expected = JsonNode.Parse(File.ReadAllText(source))!.AsObject();
+
+        Assert.Equal(expected["intervals"]!.GetValue<int>(), actual["intervals"]!.GetValue<int>());
+        Assert.Equal(expected["peak_hours_utc"]!.ToJsonString(), actual["peak_hours_utc"]!.ToJsonString());
+        foreach (string policy in new[] { "controller", "day-ahead", "myopic", "always-on", "threshold" })
+        {
+            JsonObject e = expected["policies"]![policy]!.AsObject(), a = actual["policies"]![policy]!.AsObject();
+            foreach (string field in new[] { "value_micro_usd", "ai_revenue_micro_usd", "mining_revenue_micro_usd", "energy_cost_micro_usd", "peak_charge_micro_usd", "restart_wear_micro_usd" })
+                Assert.True(e[field]!.GetValue<long>() == a[field]!.GetValue<long>(), $"{policy}.{field}: expected {e[field]}, got {a[field]}");
+        }
+        double expectedOptimum = expected["optimum_value_usd"]!.GetValue<double>(), actualOptimum = actual["optimum_value_usd"]!.GetValue<double>();
+        Assert.True(Math.Abs(expectedOptimum - actualOptimum) <= 1e-6 * Math.Abs(expectedOptimum) + 1, $"optimum: expected {expectedOptimum}, got {actualOptimum}");
+
+        // The figures that make the scenario worth having: the week holds the August system peak; the controller
+        // catches it (pays only the AI share of the 4CP) and captures ≥ 97 % of the perfect-foresight value.
+        Assert.Single(site.PeakHoursUtc);
+        Assert.True(result.CapturedVsOptimum() >= 0.97);
+        Assert.True(result.Controller.Value.PeakChargeMicroUsd < result.Run("myopic").Value.PeakChargeMicroUsd);
+    }
+
+    private static JsonObject Summarize(SiteBacktestResult r)
+    {
+        var policies = new JsonObject();
+        foreach (PolicyRun run in r.Runs)
+        {
+            SiteValue v = run.Value;
+            policies[run.Policy] = new JsonObject
+            {
+                ["value_micro_usd"] = v.ValueMicroUsd,
+                ["ai_revenue_micro_usd"] = v.AiRevenueMicroUsd,
+                ["mining_revenue_micro_usd"] = v.MiningRevenueMicroUsd,
+                ["energy_cost_micro_usd"] = v.EnergyCostMicroUsd,
+                ["peak_charge_micro_usd"] = v.PeakChargeMicroUsd,
+                ["restart_wear_micro_usd"] = v.RestartWearMicroUsd,
+                ["restarts"] = v.Restarts,
+                ["curtailed_hours"] = v.CurtailedHours,
+                ["captured_vs_optimum"] = Math.Round(r.CapturedVsOptimum(run.Policy), 6),
+            };
+        }
+        return new JsonObject
+        {
+            ["site"] = r.Site.Config.Name,
+            ["from_utc"] = From.ToString("O"),
+            ["intervals"] = r.Site.Problem.Count,
+            ["peak_hours_utc"] = new JsonArray(r.Site.PeakHoursUtc.Select(h => (JsonNode)h.ToString("O")).ToArray()),
+            ["optimum_value_usd"] = Math.Round(r.OptimumValue!.ValueUsd, 6),
+            ["policies"] = policies,
+        };
+    }
+
+    internal static string RepoRoot()
+    {
+        for (DirectoryInfo? d = new(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "ComputeGrid.slnx"))) return d.FullName;
+        throw new DirectoryNotFoundException("ComputeGrid.slnx not found above the test's folder.");
+    }
+}

@@ -1,0 +1,54 @@
+using ComputeGrid.Energy.Dispatch;
+using ComputeGrid.Energy.Sites;
+
+namespace ComputeGrid.Energy.Tests.Reports;
+
+/// <summary>The real reference site (<c>examples/sites/ercot-west-reference.json</c>) over short periods, built and run once per period.</summary>
+internal static class ReportSites
+{
+    private static readonly Dictionary<(DateTime, DateTime), (BuiltSite Site, PolicyRun Run)> Cache = [];
+
+    /// <summary>Winter Storm Uri: a declared grid emergency (miners off) and extreme prices.</summary>
+    public static (BuiltSite Site, PolicyRun Run) UriWeek => Get(Utc(2021, 2, 13), Utc(2021, 2, 20));
+
+    /// <summary>End of June into July: two local months and a 4CP peak hour in each.</summary>
+    public static (BuiltSite Site, PolicyRun Run) SummerWeek => Get(Utc(2021, 6, 27), Utc(2021, 7, 4));
+
+    public static DateTime Utc(int year, int month, int day) => new(year, month, day, 0, 0, 0, DateTimeKind.Utc);
+
+    public static string RepoRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "ComputeGrid.slnx"))) return d.FullName;
+        throw new DirectoryNotFoundException("ComputeGrid.slnx not found above " + AppContext.BaseDirectory);
+    }
+
+    public static (BuiltSite Site, PolicyRun Run) Get(DateTime fromUtc, DateTime toUtc)
+    {
+        lock (Cache)
+        {
+            if (Cache.TryGetValue((fromUtc, toUtc), out var cached)) return cached;
+            string file = Path.Combine(RepoRoot(), "examples", "sites", "ercot-west-reference.json");
+            SiteConfig config = SiteConfigLoader.Load(file) with { Period = new PeriodConfig { FromUtc = fromUtc, ToUtc = toUtc } };
+            BuiltSite site = SiteProblemBuilder.Build(config, Path.GetDirectoryName(file));
+            PolicyRun run = Backtest.Run(site.Problem, new RealTimeController());
+            return Cache[(fromUtc, toUtc)] = (site, run);
+        }
+    }
+}
+
+/// <summary>A temporary folder for a test's files, deleted at dispose.</summary>
+internal sealed class TempFolder : IDisposable
+{
+    public TempFolder() => System.IO.Directory.CreateDirectory(Path);
+
+    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "cg-reports-" + Guid.NewGuid().ToString("N"));
+
+    public string File(string name) => System.IO.Path.Combine(Path, name);
+
+    public void Dispose()
+    {
+        try { System.IO.Directory.Delete(Path, recursive: true); }
+        catch (IOException) { }
+    }
+}
