@@ -106,42 +106,26 @@ public sealed class IntervalLedger
         var ledger = new IntervalLedger(problem, running);
         SiteProblem p = problem;
         double hours = p.IntervalHours;
-        double startFraction = Math.Min(p.RestartMinutes, p.IntervalMinutes) / p.IntervalMinutes;
+        double startFraction = IntervalEconomics.StartFraction(p.RestartMinutes, p.IntervalMinutes);
         var previous = new double[groups];
+        var r = new double[groups];
         for (int g = 0; g < groups; g++) previous[g] = p.InitialRunning[g];
         for (int t = 0; t < n; t++)
         {
-            // The same operations, in the same order, as SiteAccumulator.Add: the rounded amounts are then identical.
-            double minerKw = 0, hashingTh = 0, starts = 0;
-            for (int g = 0; g < groups; g++)
-            {
-                MinerGroup grp = p.Groups[g];
-                double r = running[g][t];
-                double s = Math.Max(0, r - previous[g]);
-                minerKw += r * grp.WattsEach / 1000.0;
-                hashingTh += grp.TerahashEach * (r - s * startFraction);
-                starts += s;
-                previous[g] = r;
-            }
-            double facilityKw = p.Pue * (p.AiItKw[t] + minerKw);
-            ledger.MinerItKw[t] = minerKw;
-            ledger.FacilityKw[t] = facilityKw;
-            ledger.Starts[t] = starts;
-            ledger.AiRevenueMicroUsd[t] = Micro(p.AiRevenueUsd[t]);
-            ledger.MiningRevenueMicroUsd[t] = Micro(p.HashpriceUsdPerThDay[t] * hashingTh * hours / 24.0 * (1 - p.PoolFeeFraction));
-            ledger.EnergyCostMicroUsd[t] = Micro(p.PriceUsdPerMwh[t] * facilityKw / 1000.0 * hours);
-            ledger.PeakChargeMicroUsd[t] = p.PeakChargeUsdPerKw[t] != 0 ? Micro(p.PeakChargeUsdPerKw[t] * facilityKw) : 0;
-            ledger.RestartWearMicroUsd[t] = Micro(starts * p.RestartWearUsd);
+            // The accounting's own formula and rounding (IntervalEconomics): the amounts are then identical.
+            for (int g = 0; g < groups; g++) r[g] = running[g][t];
+            IntervalFlow flow = IntervalEconomics.Flow(p.Groups, p.Pue, p.AiItKw[t], startFraction, r, previous);
+            IntervalAmounts amounts = IntervalEconomics.Amounts(flow, p.AiRevenueUsd[t], p.HashpriceUsdPerThDay[t], p.PoolFeeFraction,
+                p.PriceUsdPerMwh[t], p.PeakChargeUsdPerKw[t], p.RestartWearUsd, hours);
+            ledger.MinerItKw[t] = flow.MinerKw;
+            ledger.FacilityKw[t] = flow.FacilityKw;
+            ledger.Starts[t] = flow.Starts;
+            ledger.AiRevenueMicroUsd[t] = IntervalEconomics.Micro(amounts.AiUsd);
+            ledger.MiningRevenueMicroUsd[t] = IntervalEconomics.Micro(amounts.MiningUsd);
+            ledger.EnergyCostMicroUsd[t] = IntervalEconomics.Micro(amounts.EnergyUsd);
+            ledger.PeakChargeMicroUsd[t] = IntervalEconomics.Micro(amounts.PeakUsd);
+            ledger.RestartWearMicroUsd[t] = IntervalEconomics.Micro(amounts.WearUsd);
         }
         return ledger;
-    }
-
-    // SiteAccumulator's rounding: to the micro-dollar, half to even.
-    private static long Micro(double usd)
-    {
-        double m = Math.Round(usd * 1e6, MidpointRounding.ToEven);
-        if (double.IsNaN(m) || m > long.MaxValue / 4 || m < long.MinValue / 4)
-            throw new OverflowException($"Amount {usd} USD is not a finite micro-USD amount.");
-        return (long)m;
     }
 }

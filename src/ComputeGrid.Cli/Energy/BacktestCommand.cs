@@ -151,36 +151,8 @@ internal static class BacktestCommand
 
     private static string Pct(double f) => (f * 100).ToString("0.00", CultureInfo.InvariantCulture) + " %";
 
-    private static void WriteSummaryJson(string path, SiteBacktestResult r)
-    {
-        var policies = new Dictionary<string, object?>();
-        if (r.OptimumValue is { } o) policies["optimum"] = Summary(o, 1.0);
-        foreach (PolicyRun run in r.Runs) policies[run.Policy] = Summary(run.Value, r.CapturedVsOptimum(run.Policy));
-        var doc = new Dictionary<string, object?>
-        {
-            ["site"] = r.Site.Config.Name,
-            ["from_utc"] = r.Site.Problem.StartUtc,
-            ["intervals"] = r.Site.Problem.Count,
-            ["lp_seconds"] = r.Optimum is null ? null : Math.Round(r.OptimumTime.TotalSeconds, 3),
-            ["policies"] = policies,
-        };
-        File.WriteAllText(path, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }) + "\n");
-    }
-
-    private static Dictionary<string, object?> Summary(SiteValue v, double vsOpt) => new()
-    {
-        ["value_micro_usd"] = v.ValueMicroUsd,
-        ["ai_revenue_micro_usd"] = v.AiRevenueMicroUsd,
-        ["mining_revenue_micro_usd"] = v.MiningRevenueMicroUsd,
-        ["energy_cost_micro_usd"] = v.EnergyCostMicroUsd,
-        ["peak_charge_micro_usd"] = v.PeakChargeMicroUsd,
-        ["restart_wear_micro_usd"] = v.RestartWearMicroUsd,
-        ["curtailed_mwh"] = Math.Round(v.CurtailedMwh, 3),
-        ["curtailed_hours"] = v.CurtailedHours,
-        ["restarts"] = Math.Round(v.Restarts, 3),
-        ["interconnect_violations"] = v.InterconnectViolations,
-        ["captured_vs_optimum"] = double.IsNaN(vsOpt) ? null : Math.Round(vsOpt, 6),
-    };
+    private static void WriteSummaryJson(string path, SiteBacktestResult r) =>
+        File.WriteAllText(path, BacktestSummary.ToJson(r).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
 
     internal static bool TryParseUtc(string text, out DateTime? value)
     {

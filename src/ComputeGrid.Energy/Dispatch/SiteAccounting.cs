@@ -84,23 +84,13 @@ public sealed class SiteAccumulator
         _next++;
         SiteProblem p = _p;
         double hours = p.IntervalHours;
-        double startFraction = Math.Min(p.RestartMinutes, p.IntervalMinutes) / p.IntervalMinutes;
-        double minerKw = 0, prevMinerKw = 0, hashingTh = 0, starts = 0;
-        for (int g = 0; g < p.Groups.Length; g++)
-        {
-            MinerGroup grp = p.Groups[g];
-            double r = running[g];
-            double s = Math.Max(0, r - _previous[g]);
-            minerKw += r * grp.WattsEach / 1000.0;
-            prevMinerKw += _previous[g] * grp.WattsEach / 1000.0;
-            hashingTh += grp.TerahashEach * (r - s * startFraction);
-            starts += s;
-            _previous[g] = r;
-        }
+        IntervalFlow flow = IntervalEconomics.Flow(p.Groups, p.Pue, p.AiItKw[t], IntervalEconomics.StartFraction(p.RestartMinutes, p.IntervalMinutes), running, _previous);
+        IntervalAmounts amounts = IntervalEconomics.Amounts(flow, p.AiRevenueUsd[t], p.HashpriceUsdPerThDay[t], p.PoolFeeFraction,
+            p.PriceUsdPerMwh[t], p.PeakChargeUsdPerKw[t], p.RestartWearUsd, hours);
+        double minerKw = flow.MinerKw, facilityKw = flow.FacilityKw;
 
-        double facilityKw = p.Pue * (p.AiItKw[t] + minerKw);
         if (facilityKw > p.InterconnectKw * (1 + 1e-9) + 1e-6) _violations++;
-        double ramp = minerKw - prevMinerKw;
+        double ramp = minerKw - flow.PreviousMinerKw;
         if (ramp > p.RampUpKwPerInterval + 1e-6) _rampViolations++;
         // A drop beyond the ramp-down limit is excused by an emergency, or when the interconnect forced it (the site then
         // sits at the limit). The test is exact, as the optimizer's model is: a whole-miner schedule that stops one
@@ -109,16 +99,16 @@ public sealed class SiteAccumulator
         if (-ramp > p.RampDownKwPerInterval + 1e-6 && !forced) _rampViolations++;
         _maxKw = Math.Max(_maxKw, facilityKw);
 
-        _ai = checked(_ai + Micro(p.AiRevenueUsd[t]));
-        _mining = checked(_mining + Micro(p.HashpriceUsdPerThDay[t] * hashingTh * hours / 24.0 * (1 - p.PoolFeeFraction)));
-        _energy = checked(_energy + Micro(p.PriceUsdPerMwh[t] * facilityKw / 1000.0 * hours));
+        _ai = checked(_ai + IntervalEconomics.Micro(amounts.AiUsd));
+        _mining = checked(_mining + IntervalEconomics.Micro(amounts.MiningUsd));
+        _energy = checked(_energy + IntervalEconomics.Micro(amounts.EnergyUsd));
         if (p.PeakChargeUsdPerKw[t] != 0)
         {
-            _peak = checked(_peak + Micro(p.PeakChargeUsdPerKw[t] * facilityKw));
+            _peak = checked(_peak + IntervalEconomics.Micro(amounts.PeakUsd));
             _peakKwSum += facilityKw;
             _peakIntervals++;
         }
-        _wear = checked(_wear + Micro(starts * p.RestartWearUsd));
+        _wear = checked(_wear + IntervalEconomics.Micro(amounts.WearUsd));
         _energyMwh += facilityKw / 1000.0 * hours;
         // Curtailed by choice: what the fleet could have drawn beside the firm AI load, minus what it drew.
         double curtailedKw = Math.Min(_fleetKw, p.MinerHeadroomKw(t)) - minerKw;
@@ -128,7 +118,7 @@ public sealed class SiteAccumulator
             _curtailedMwh += p.Pue * curtailedKw / 1000.0 * hours;
             _curtailedHours += hours;
         }
-        _restarts += starts;
+        _restarts += flow.Starts;
     }
 
     /// <summary>Adds an integer schedule's interval.</summary>
@@ -169,8 +159,68 @@ public sealed class SiteAccumulator
         }
         return acc.Result();
     }
+}
 
-    private static long Micro(double usd)
+/// <summary>Physical quantities of one interval of a schedule.</summary>
+/// <param name="MinerKw">Miners' IT power (kW).</param>
+/// <param name="PreviousMinerKw">Miners' IT power in the interval before (kW).</param>
+/// <param name="FacilityKw">PUE × (AI IT + miner IT) (kW).</param>
+/// <param name="HashingTh">TH/s hashing on average over the interval (started miners hash only after their restart).</param>
+/// <param name="Starts">Miners started (turned on) in the interval.</param>
+public readonly record struct IntervalFlow(double MinerKw, double PreviousMinerKw, double FacilityKw, double HashingTh, double Starts);
+
+/// <summary>The money of one interval, in USD before rounding to micro-USD.</summary>
+public readonly record struct IntervalAmounts(double AiUsd, double MiningUsd, double EnergyUsd, double PeakUsd, double WearUsd)
+{
+    /// <summary>AI + mining − energy − peak − wear (USD, unrounded).</summary>
+    public double ValueUsd => AiUsd + MiningUsd - EnergyUsd - PeakUsd - WearUsd;
+}
+
+/// <summary>
+/// The site's economics for one interval — the single formula behind <see cref="SiteAccumulator"/>, the backtest CSV
+/// and the optimizer's check of its own schedule (each then rounds, sums or compares as it needs).
+/// </summary>
+public static class IntervalEconomics
+{
+    /// <summary>The share of its first interval a started miner spends restarting (not hashing).</summary>
+    public static double StartFraction(double restartMinutes, int intervalMinutes) => Math.Min(restartMinutes, intervalMinutes) / intervalMinutes;
+
+    /// <summary>
+    /// The interval's power and hashing for <paramref name="running"/> miners per group; <paramref name="previous"/>
+    /// holds the previous interval's counts on entry and this interval's on return.
+    /// </summary>
+    public static IntervalFlow Flow(MinerGroup[] groups, double pue, double aiItKw, double startFraction, ReadOnlySpan<double> running, Span<double> previous)
+    {
+        double minerKw = 0, prevMinerKw = 0, hashingTh = 0, starts = 0;
+        for (int g = 0; g < groups.Length; g++)
+        {
+            MinerGroup grp = groups[g];
+            double r = running[g];
+            double s = Math.Max(0, r - previous[g]);
+            minerKw += r * grp.WattsEach / 1000.0;
+            prevMinerKw += previous[g] * grp.WattsEach / 1000.0;
+            hashingTh += grp.TerahashEach * (r - s * startFraction);
+            starts += s;
+            previous[g] = r;
+        }
+        return new IntervalFlow(minerKw, prevMinerKw, pue * (aiItKw + minerKw), hashingTh, starts);
+    }
+
+    /// <summary>
+    /// The interval's money: mining revenue = hashprice × hashing TH/s × hours / 24 × (1 − pool fee); energy cost =
+    /// price × facility MW × hours; peak charge = weight × facility kW; wear = starts × wear cost.
+    /// </summary>
+    public static IntervalAmounts Amounts(in IntervalFlow flow, double aiRevenueUsd, double hashprice, double poolFeeFraction,
+        double priceUsdPerMwh, double peakWeightUsdPerKw, double wearUsdPerStart, double hours) => new(
+        aiRevenueUsd,
+        hashprice * flow.HashingTh * hours / 24.0 * (1 - poolFeeFraction),
+        priceUsdPerMwh * flow.FacilityKw / 1000.0 * hours,
+        peakWeightUsdPerKw != 0 ? peakWeightUsdPerKw * flow.FacilityKw : 0,
+        flow.Starts * wearUsdPerStart);
+
+    /// <summary>An amount rounded to the micro-dollar (half to even), the one rounding of the accounting.</summary>
+    /// <exception cref="OverflowException">The amount is not finite or does not fit.</exception>
+    public static long Micro(double usd)
     {
         double m = Math.Round(usd * 1e6, MidpointRounding.ToEven);
         if (double.IsNaN(m) || m > long.MaxValue / 4 || m < long.MinValue / 4)

@@ -136,4 +136,33 @@ public sealed class SiteProblem
 
     /// <summary>The miners' IT power (kW) that fits beside the firm AI load of interval <paramref name="t"/> within the interconnect.</summary>
     public double MinerHeadroomKw(int t) => Math.Max(0, InterconnectKw / Pue - AiItKw[t]);
+
+    /// <summary>A copy with some series or the initial state replaced (the others shared).</summary>
+    public SiteProblem With(double[]? prices = null, double[]? hashprice = null, double[]? systemLoadMw = null, int[]? initialRunning = null) =>
+        Copy(0, Count, initialRunning ?? InitialRunning, prices, hashprice, systemLoadMw);
+
+    /// <summary>The intervals <c>[first, first + count)</c> as a problem of their own, starting from <paramref name="initialRunning"/> (default: this problem's initial state).</summary>
+    public SiteProblem Slice(int first, int count, int[]? initialRunning = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(first);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(first + count, Count);
+        return Copy(first, count, initialRunning ?? InitialRunning, null, null, null);
+    }
+
+    private SiteProblem Copy(int first, int count, int[] initialRunning, double[]? prices, double[]? hashprice, double[]? systemLoad)
+    {
+        T[] Cut<T>(T[] a) => first == 0 && count == a.Length ? a : a[first..(first + count)];
+        return new SiteProblem
+        {
+            Name = Name, StartUtc = IntervalStartUtc(first), IntervalMinutes = IntervalMinutes,
+            PriceUsdPerMwh = prices ?? Cut(PriceUsdPerMwh), HashpriceUsdPerThDay = hashprice ?? Cut(HashpriceUsdPerThDay),
+            KnownHashpriceUsdPerThDay = Cut(KnownHashpriceUsdPerThDay), AiItKw = Cut(AiItKw), AiRevenueUsd = Cut(AiRevenueUsd),
+            SystemLoadMw = systemLoad ?? Cut(SystemLoadMw), Emergency = Cut(Emergency), PeakChargeUsdPerKw = Cut(PeakChargeUsdPerKw),
+            PeakChargeMonths = PeakChargeMonths, PeakChargeUsdPerKwYear = PeakChargeUsdPerKwYear, LocalUtcOffsetHours = Cut(LocalUtcOffsetHours),
+            InterconnectKw = InterconnectKw, Pue = Pue, Groups = Groups, RampUpKwPerInterval = RampUpKwPerInterval,
+            RampDownKwPerInterval = RampDownKwPerInterval, RestartMinutes = RestartMinutes, RestartWearUsd = RestartWearUsd,
+            PoolFeeFraction = PoolFeeFraction, InitialRunning = initialRunning,
+        };
+    }
 }

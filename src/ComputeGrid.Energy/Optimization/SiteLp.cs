@@ -345,29 +345,17 @@ internal static class SiteLp
     {
         int G = w.Groups.Length;
         double hours = w.IntervalMinutes / 60.0;
-        double startFraction = Math.Min(w.RestartMinutes, w.IntervalMinutes) / w.IntervalMinutes;
+        double startFraction = IntervalEconomics.StartFraction(w.RestartMinutes, w.IntervalMinutes);
         Span<double> previous = stackalloc double[G];
+        Span<double> r = stackalloc double[G];
         for (int g = 0; g < G; g++) previous[g] = w.Initial[g];
         double total = 0;
         for (int t = 0; t < w.Count; t++)
         {
-            double minerKw = 0, hashingTh = 0, starts = 0;
-            for (int g = 0; g < G; g++)
-            {
-                MinerGroup grp = w.Groups[g];
-                double r = running[g][t];
-                double s = Math.Max(0, r - previous[g]);
-                minerKw += r * grp.WattsEach / 1000.0;
-                hashingTh += grp.TerahashEach * (r - s * startFraction);
-                starts += s;
-                previous[g] = r;
-            }
-            double facilityKw = w.Pue * (w.AiKw[t] + minerKw);
-            total += (w.AiRevenue is null ? 0 : w.AiRevenue[t])
-                + w.Hashprice[t] * hashingTh * hours / 24.0 * (1 - w.PoolFeeFraction)
-                - w.Price[t] * facilityKw / 1000.0 * hours
-                - w.PeakWeight[t] * facilityKw
-                - starts * w.RestartWearUsd;
+            for (int g = 0; g < G; g++) r[g] = running[g][t];
+            IntervalFlow flow = IntervalEconomics.Flow(w.Groups, w.Pue, w.AiKw[t], startFraction, r, previous);
+            total += IntervalEconomics.Amounts(flow, w.AiRevenue is null ? 0 : w.AiRevenue[t], w.Hashprice[t], w.PoolFeeFraction,
+                w.Price[t], w.PeakWeight[t], w.RestartWearUsd, hours).ValueUsd;
         }
         return total;
     }

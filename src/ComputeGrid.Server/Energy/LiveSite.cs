@@ -264,22 +264,7 @@ public sealed class LiveSite : IAsyncDisposable
     }
 
     // The accounting of a replay that starts at interval `first` from an idle fleet.
-    private static SiteProblem WithStart(SiteProblem p, int first)
-    {
-        if (first == 0 && p.InitialRunning.All(r => r == 0)) return p;
-        int n = p.Count - first;
-        return new SiteProblem
-        {
-            Name = p.Name, StartUtc = p.IntervalStartUtc(first), IntervalMinutes = p.IntervalMinutes,
-            PriceUsdPerMwh = p.PriceUsdPerMwh[first..], HashpriceUsdPerThDay = p.HashpriceUsdPerThDay[first..],
-            KnownHashpriceUsdPerThDay = p.KnownHashpriceUsdPerThDay[first..], AiItKw = p.AiItKw[first..], AiRevenueUsd = p.AiRevenueUsd[first..],
-            SystemLoadMw = p.SystemLoadMw[first..], Emergency = p.Emergency[first..], PeakChargeUsdPerKw = p.PeakChargeUsdPerKw[first..],
-            PeakChargeMonths = p.PeakChargeMonths, PeakChargeUsdPerKwYear = p.PeakChargeUsdPerKwYear, LocalUtcOffsetHours = p.LocalUtcOffsetHours[first..],
-            InterconnectKw = p.InterconnectKw, Pue = p.Pue, Groups = p.Groups, RampUpKwPerInterval = p.RampUpKwPerInterval,
-            RampDownKwPerInterval = p.RampDownKwPerInterval, RestartMinutes = p.RestartMinutes, RestartWearUsd = p.RestartWearUsd,
-            PoolFeeFraction = p.PoolFeeFraction, InitialRunning = new int[p.Groups.Length],
-        };
-    }
+    private static SiteProblem WithStart(SiteProblem p, int first) => p.Slice(first, p.Count - first, new int[p.Groups.Length]);
 
     public async ValueTask DisposeAsync()
     {

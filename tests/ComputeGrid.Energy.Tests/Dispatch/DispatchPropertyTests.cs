@@ -81,16 +81,7 @@ public class DispatchPropertyTests
         double[] prices = (double[])p.PriceUsdPerMwh.Clone();
         double[] load = (double[])p.SystemLoadMw.Clone();
         for (int t = k; t < p.Count; t++) { prices[t] = 9_000; load[t] = 99_999; }
-        var altered = new SiteProblem
-        {
-            Name = p.Name, StartUtc = p.StartUtc, IntervalMinutes = p.IntervalMinutes, PriceUsdPerMwh = prices,
-            HashpriceUsdPerThDay = p.HashpriceUsdPerThDay, KnownHashpriceUsdPerThDay = p.KnownHashpriceUsdPerThDay, AiItKw = p.AiItKw,
-            AiRevenueUsd = p.AiRevenueUsd, SystemLoadMw = load, Emergency = p.Emergency, PeakChargeUsdPerKw = p.PeakChargeUsdPerKw,
-            PeakChargeMonths = p.PeakChargeMonths, PeakChargeUsdPerKwYear = p.PeakChargeUsdPerKwYear, LocalUtcOffsetHours = p.LocalUtcOffsetHours,
-            InterconnectKw = p.InterconnectKw, Pue = p.Pue, Groups = p.Groups, RampUpKwPerInterval = p.RampUpKwPerInterval,
-            RampDownKwPerInterval = p.RampDownKwPerInterval, RestartMinutes = p.RestartMinutes, RestartWearUsd = p.RestartWearUsd,
-            PoolFeeFraction = p.PoolFeeFraction, InitialRunning = p.InitialRunning,
-        };
+        SiteProblem altered = p.With(prices: prices, systemLoadMw: load);
         PolicyRun other = Backtest.Run(altered, new RealTimeController());
         for (int g = 0; g < p.Groups.Length; g++)
             Assert.Equal(baseline.Running[g].AsSpan(0, k + 1).ToArray(), other.Running[g].AsSpan(0, k + 1).ToArray());

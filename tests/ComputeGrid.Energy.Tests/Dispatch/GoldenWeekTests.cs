@@ -22,9 +22,9 @@ public class GoldenWeekTests
     {
         BuiltSite site = ReferenceSite.Week(From);
         SiteBacktestResult result = SiteBacktest.Run(site);
-        JsonObject actual = Summarize(result);
+        JsonObject actual = BacktestSummary.ToJson(result);
 
-        string source = Path.Combine(RepoRoot(), "tests", "ComputeGrid.Energy.Tests", "Golden", FileName);
+        string source = Path.Combine(ReferenceSite.RepoRoot(), "tests", "ComputeGrid.Energy.Tests", "Golden", FileName);
         if (Environment.GetEnvironmentVariable("CG_UPDATE_GOLDEN") == "1")
             File.WriteAllText(source, actual.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         JsonObject expected = JsonNode.Parse(File.ReadAllText(source))!.AsObject();
@@ -37,50 +37,15 @@ public class GoldenWeekTests
             foreach (string field in new[] { "value_micro_usd", "ai_revenue_micro_usd", "mining_revenue_micro_usd", "energy_cost_micro_usd", "peak_charge_micro_usd", "restart_wear_micro_usd" })
                 Assert.True(e[field]!.GetValue<long>() == a[field]!.GetValue<long>(), $"{policy}.{field}: expected {e[field]}, got {a[field]}");
         }
-        double expectedOptimum = expected["optimum_value_usd"]!.GetValue<double>(), actualOptimum = actual["optimum_value_usd"]!.GetValue<double>();
-        Assert.True(Math.Abs(expectedOptimum - actualOptimum) <= 1e-6 * Math.Abs(expectedOptimum) + 1, $"optimum: expected {expectedOptimum}, got {actualOptimum}");
+        // The LP's value may differ by the solver's tolerance, not more.
+        long expectedOptimum = expected["policies"]!["optimum"]!["value_micro_usd"]!.GetValue<long>();
+        long actualOptimum = actual["policies"]!["optimum"]!["value_micro_usd"]!.GetValue<long>();
+        Assert.True(Math.Abs(expectedOptimum - actualOptimum) <= 1e-6 * Math.Abs(expectedOptimum) + 1_000_000, $"optimum: expected {expectedOptimum}, got {actualOptimum}");
 
         // The figures that make the scenario worth having: the week holds the August system peak; the controller
         // catches it (pays only the AI share of the 4CP) and captures ≥ 97 % of the perfect-foresight value.
         Assert.Single(site.PeakHoursUtc);
         Assert.True(result.CapturedVsOptimum() >= 0.97);
         Assert.True(result.Controller.Value.PeakChargeMicroUsd < result.Run("myopic").Value.PeakChargeMicroUsd);
-    }
-
-    private static JsonObject Summarize(SiteBacktestResult r)
-    {
-        var policies = new JsonObject();
-        foreach (PolicyRun run in r.Runs)
-        {
-            SiteValue v = run.Value;
-            policies[run.Policy] = new JsonObject
-            {
-                ["value_micro_usd"] = v.ValueMicroUsd,
-                ["ai_revenue_micro_usd"] = v.AiRevenueMicroUsd,
-                ["mining_revenue_micro_usd"] = v.MiningRevenueMicroUsd,
-                ["energy_cost_micro_usd"] = v.EnergyCostMicroUsd,
-                ["peak_charge_micro_usd"] = v.PeakChargeMicroUsd,
-                ["restart_wear_micro_usd"] = v.RestartWearMicroUsd,
-                ["restarts"] = v.Restarts,
-                ["curtailed_hours"] = v.CurtailedHours,
-                ["captured_vs_optimum"] = Math.Round(r.CapturedVsOptimum(run.Policy), 6),
-            };
-        }
-        return new JsonObject
-        {
-            ["site"] = r.Site.Config.Name,
-            ["from_utc"] = From.ToString("O"),
-            ["intervals"] = r.Site.Problem.Count,
-            ["peak_hours_utc"] = new JsonArray(r.Site.PeakHoursUtc.Select(h => (JsonNode)h.ToString("O")).ToArray()),
-            ["optimum_value_usd"] = Math.Round(r.OptimumValue!.ValueUsd, 6),
-            ["policies"] = policies,
-        };
-    }
-
-    internal static string RepoRoot()
-    {
-        for (DirectoryInfo? d = new(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "ComputeGrid.slnx"))) return d.FullName;
-        throw new DirectoryNotFoundException("ComputeGrid.slnx not found above the test's folder.");
     }
 }

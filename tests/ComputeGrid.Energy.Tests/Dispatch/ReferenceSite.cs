@@ -26,4 +26,12 @@ internal static class ReferenceSite
             return site;
         }
     }
+
+    /// <summary>The repository's root (the folder holding ComputeGrid.slnx) above the test's folder.</summary>
+    public static string RepoRoot()
+    {
+        for (DirectoryInfo? d = new(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "ComputeGrid.slnx"))) return d.FullName;
+        throw new DirectoryNotFoundException("ComputeGrid.slnx not found above " + AppContext.BaseDirectory);
+    }
 }

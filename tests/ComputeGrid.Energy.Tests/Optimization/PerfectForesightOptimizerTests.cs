@@ -352,30 +352,6 @@ public sealed class PerfectForesightOptimizerTests(ITestOutputHelper output)
         }
     }
 
-    private static SiteProblem With(SiteProblem p, double[]? hashprice = null, int[]? initial = null, double[]? price = null) => new()
-    {
-        Name = p.Name,
-        StartUtc = p.StartUtc,
-        IntervalMinutes = p.IntervalMinutes,
-        PriceUsdPerMwh = price ?? p.PriceUsdPerMwh,
-        HashpriceUsdPerThDay = hashprice ?? p.HashpriceUsdPerThDay,
-        KnownHashpriceUsdPerThDay = p.KnownHashpriceUsdPerThDay,
-        AiItKw = p.AiItKw,
-        AiRevenueUsd = p.AiRevenueUsd,
-        SystemLoadMw = p.SystemLoadMw,
-        Emergency = p.Emergency,
-        PeakChargeUsdPerKw = p.PeakChargeUsdPerKw,
-        PeakChargeMonths = p.PeakChargeMonths,
-        PeakChargeUsdPerKwYear = p.PeakChargeUsdPerKwYear,
-        LocalUtcOffsetHours = p.LocalUtcOffsetHours,
-        InterconnectKw = p.InterconnectKw,
-        Pue = p.Pue,
-        Groups = p.Groups,
-        RampUpKwPerInterval = p.RampUpKwPerInterval,
-        RampDownKwPerInterval = p.RampDownKwPerInterval,
-        RestartMinutes = p.RestartMinutes,
-        RestartWearUsd = p.RestartWearUsd,
-        PoolFeeFraction = p.PoolFeeFraction,
-        InitialRunning = initial ?? p.InitialRunning,
-    };
+    private static SiteProblem With(SiteProblem p, double[]? hashprice = null, int[]? initial = null, double[]? price = null) =>
+        p.With(prices: price, hashprice: hashprice, initialRunning: initial);
 }

@@ -16,12 +16,7 @@ internal static class ReportSites
 
     public static DateTime Utc(int year, int month, int day) => new(year, month, day, 0, 0, 0, DateTimeKind.Utc);
 
-    public static string RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "ComputeGrid.slnx"))) return d.FullName;
-        throw new DirectoryNotFoundException("ComputeGrid.slnx not found above " + AppContext.BaseDirectory);
-    }
+    public static string RepoRoot() => Dispatch.ReferenceSite.RepoRoot();
 
     public static (BuiltSite Site, PolicyRun Run) Get(DateTime fromUtc, DateTime toUtc)
     {

@@ -1,0 +1,43 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using ComputeGrid.Energy.Dispatch;
+
+namespace ComputeGrid.Energy.Backtesting;
+
+/// <summary>A backtest's figures as JSON: what <c>computegrid backtest</c> writes to <c>summary.json</c>, and what the golden test checks in.</summary>
+public static class BacktestSummary
+{
+    /// <summary>The summary of <paramref name="r"/>: the site, its period and peak hours, and each policy's (and the optimum's) money in micro-USD.</summary>
+    public static JsonObject ToJson(SiteBacktestResult r)
+    {
+        var policies = new JsonObject();
+        if (r.OptimumValue is { } o) policies["optimum"] = Policy(o, 1.0);
+        foreach (PolicyRun run in r.Runs) policies[run.Policy] = Policy(run.Value, r.CapturedVsOptimum(run.Policy));
+        return new JsonObject
+        {
+            ["site"] = r.Site.Config.Name,
+            ["from_utc"] = r.Site.Problem.StartUtc.ToString("O", CultureInfo.InvariantCulture),
+            ["intervals"] = r.Site.Problem.Count,
+            ["peak_hours_utc"] = new JsonArray(r.Site.PeakHoursUtc.Select(h => (JsonNode)h.ToString("O", CultureInfo.InvariantCulture)).ToArray()),
+            ["lp_seconds"] = r.Optimum is null ? null : Math.Round(r.OptimumTime.TotalSeconds, 3),
+            ["lp_solver"] = r.Optimum?.Solver,
+            ["policies"] = policies,
+        };
+    }
+
+    private static JsonObject Policy(SiteValue v, double vsOptimum) => new()
+    {
+        ["value_micro_usd"] = v.ValueMicroUsd,
+        ["ai_revenue_micro_usd"] = v.AiRevenueMicroUsd,
+        ["mining_revenue_micro_usd"] = v.MiningRevenueMicroUsd,
+        ["energy_cost_micro_usd"] = v.EnergyCostMicroUsd,
+        ["peak_charge_micro_usd"] = v.PeakChargeMicroUsd,
+        ["restart_wear_micro_usd"] = v.RestartWearMicroUsd,
+        ["curtailed_mwh"] = Math.Round(v.CurtailedMwh, 3),
+        ["curtailed_hours"] = v.CurtailedHours,
+        ["restarts"] = Math.Round(v.Restarts, 3),
+        ["interconnect_violations"] = v.InterconnectViolations,
+        ["ramp_violations"] = v.RampViolations,
+        ["captured_vs_optimum"] = double.IsNaN(vsOptimum) ? null : Math.Round(vsOptimum, 6),
+    };
+}
