@@ -3,11 +3,13 @@ using System.Text.Json;
 using ComputeGrid.Cli;
 using ComputeGrid.Cli.Bench;
 using ComputeGrid.Cli.Energy;
+using ComputeGrid.Cli.Inference;
 using ComputeGrid.Cli.Market;
 using ComputeGrid.Ledger;
 using ComputeGrid.Ledger.Audit;
 using ComputeGrid.Server;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Hosting;
 
 // The `computegrid` command. Conventions: a bad command line or bad input exits with code 2 and one line on
 // stderr; a check that runs and finds a problem (a proof that does not verify) exits with 1.
@@ -18,7 +20,9 @@ var sites = new Option<string[]>("--site") { Description = "A hybrid site to run
 var noSites = new Option<bool>("--no-sites") { Description = "Run no live hybrid site." };
 var siteSpeed = new Option<double>("--site-speed") { Description = "Replay speed of the live sites' price series (60 = one 15-minute interval every 15 s).", DefaultValueFactory = _ => 60 };
 var siteStart = new Option<string?>("--site-start") { Description = "Where the live sites' replay starts (UTC date, e.g. 2021-08-24); default: the series start." };
-var serve = new Command("serve", "Run the ComputeGrid server: ledger, exchange, live hybrid sites and the HTTP API.") { urls, dataDir, sites, noSites, siteSpeed, siteStart };
+var nodeUrls = new Option<string>("--node-urls") { Description = "Where inference nodes connect (HTTP/2 cleartext), semicolon-separated; empty for none.", DefaultValueFactory = _ => "http://127.0.0.1:5081" };
+var demo = new Option<bool>("--demo") { Description = "Run a demo inference fleet (nodes in Dallas, Washington DC, Frankfurt and Tokyo running the real model) and a funded demo customer whose API key is printed and written to demo-api-key.txt in the data folder." };
+var serve = new Command("serve", "Run the ComputeGrid server: ledger, exchange, live hybrid sites, paid inference and the HTTP API.") { urls, dataDir, sites, noSites, siteSpeed, siteStart, demo, nodeUrls };
 serve.SetAction(async (pr, ct) =>
 {
     if (!(pr.GetValue(siteSpeed) is > 0 and <= 1_000_000)) return CliDefaults.Fail("--site-speed must be in (0, 1000000]");
@@ -46,18 +50,31 @@ serve.SetAction(async (pr, ct) =>
             catch (ComputeGrid.Energy.Sites.SiteConfigException e) { return CliDefaults.Fail($"--site {name}: {e.Message}"); }
         }
     }
-    var options = new ServerOptions { Urls = pr.GetValue(urls)!, DataDirectory = Path.GetFullPath(pr.GetValue(dataDir)!), Sites = liveSites };
+    bool demoFleet = pr.GetValue(demo);
+    string nodeUrl = (pr.GetValue(nodeUrls) ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? "";
+    if (demoFleet && nodeUrl.Length == 0) return CliDefaults.Fail("--demo needs a node endpoint (--node-urls)");
+    var inference = new ComputeGrid.Server.Inference.InferenceServerOptions { DemoCustomerFundingMicroUsd = demoFleet ? 100_000_000 : 0 };
+    var options = new ServerOptions { Urls = pr.GetValue(urls)!, NodeUrls = pr.GetValue(nodeUrls) ?? "", DataDirectory = Path.GetFullPath(pr.GetValue(dataDir)!), Sites = liveSites, Inference = inference };
     WebApplication app;
     try { app = ServerHost.Build(options); }
     catch (ComputeGrid.Energy.Sites.SiteConfigException e) { return CliDefaults.Fail($"site: {e.Message}"); }
     Console.Out.WriteLine($"computegrid serving on {options.Urls} with data in {options.DataDirectory}");
     foreach (var site in liveSites) Console.Out.WriteLine($"  live site {site.Config.Name} at {site.Speed}×: GET /api/energy/sites/{site.Config.Name}");
-    await app.RunAsync();
+    if (!demoFleet)
+    {
+        await app.RunAsync();
+        return 0;
+    }
+    await app.StartAsync();
+    Console.Out.WriteLine($"  demo fleet: {DemoFleet.Nodes.Length} node processes connecting to {nodeUrl} (GET /api/inference/nodes)");
+    await using (DemoFleet.Start(nodeUrl.Replace("0.0.0.0", "127.0.0.1"), options.DataDirectory, Console.Out))
+        await app.WaitForShutdownAsync();
+    await app.DisposeAsync();
     return 0;
 });
 
-var component = new Argument<string>("component") { Description = "What to measure: ledger, exchange, energy." };
-component.AcceptOnlyFromAmong("ledger", "exchange", "energy");
+var component = new Argument<string>("component") { Description = "What to measure: ledger, exchange, energy, inference." };
+component.AcceptOnlyFromAmong("ledger", "exchange", "energy", "inference");
 var quick = new Option<bool>("--quick") { Description = "A shorter run (under 30 seconds)." };
 var workDir = new Option<string?>("--work-dir") { Description = "Folder for the benchmark's files (default: a temporary folder)." };
 var benchPrices = new Option<string?>("--prices") { Description = "energy: a 15-minute hub price file of the shared ERCOT format, instead of the reference site's." };
@@ -68,6 +85,7 @@ bench.SetAction(async (pr, ct) => pr.GetValue(component) switch
 {
     "ledger" => await LedgerBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, ct),
     "exchange" => await ExchangeBench.RunAsync(pr.GetValue(quick), Console.Out, ct),
+    "inference" => await InferenceBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, ct),
     "energy" => EnergyBench.Run(pr.GetValue(quick), pr.GetValue(benchPrices), pr.GetValue(benchPriceColumn), pr.GetValue(benchLoad), Console.Out),
     var c => CliDefaults.Fail($"unknown benchmark '{c}'"),
 });
@@ -85,7 +103,7 @@ verify.SetAction(pr =>
     return CliDefaults.Fail("verify needs --proof FILE --root HEX, or --ledger-dir DIR");
 });
 
-var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, verify, MarketCommand.Create(), BacktestCommand.Create() };
+var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, verify, MarketCommand.Create(), BacktestCommand.Create(), NodeCommand.Create() };
 var parsed = rootCommand.Parse(args);
 if (parsed.Errors.Count > 0) return CliDefaults.Fail(parsed.Errors[0].Message);
 try

@@ -40,4 +40,12 @@ public static class Problems
     /// <summary>The request is well-formed but breaks a rule of the resource (price band, tick, lot size).</summary>
     public static ProblemHttpResult Unprocessable(string detail, IDictionary<string, object?>? extensions = null) =>
         TypedResults.Problem(detail, statusCode: StatusCodes.Status422UnprocessableEntity, title: "Unprocessable request", type: "https://computegrid.dev/problems/unprocessable", extensions: extensions);
+
+    /// <summary>401: no API key, or one that names no customer.</summary>
+    public static ProblemHttpResult Unauthorized(string detail) =>
+        TypedResults.Problem(detail, statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized", type: "https://computegrid.dev/problems/unauthorized");
+
+    /// <summary>Any status with a title (the inference gateway's outcomes).</summary>
+    public static ProblemHttpResult Status(int status, string title, string detail) =>
+        TypedResults.Problem(detail, statusCode: status, title: title, type: $"https://computegrid.dev/problems/{title.ToLowerInvariant().Replace(' ', '-')}");
 }

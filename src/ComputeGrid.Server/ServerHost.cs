@@ -1,7 +1,10 @@
 using ComputeGrid.Exchange.Instruments;
 using ComputeGrid.Exchange.Trading;
 using ComputeGrid.Ledger;
+using ComputeGrid.Inference.Model;
+using ComputeGrid.Inference.Routing;
 using ComputeGrid.Server.Energy;
+using ComputeGrid.Server.Inference;
 using ComputeGrid.Server.Exchange;
 using ComputeGrid.Server.Ledger;
 using Microsoft.AspNetCore.Builder;
@@ -37,6 +40,15 @@ public sealed record ServerOptions
 
     /// <summary>Hybrid sites to run live (each replays its price series and drives a simulated miner fleet over TCP).</summary>
     public IReadOnlyList<LiveSiteOptions> Sites { get; init; } = [];
+
+    /// <summary>The least severe log messages written to the console (benchmarks run quiet).</summary>
+    public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>Where nodes connect (HTTP/2 cleartext), semicolon-separated; empty for none.</summary>
+    public string NodeUrls { get; init; } = "";
+
+    /// <summary>Paid inference: local nodes, the demo customer, the gateway's settings.</summary>
+    public InferenceServerOptions Inference { get; init; } = new();
 }
 
 /// <summary>
@@ -49,11 +61,17 @@ public static class ServerHost
     public static WebApplication Build(ServerOptions options)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
-        builder.WebHost.UseUrls(options.Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = LedgerEndpoints.RequestBytesMax);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = LedgerEndpoints.RequestBytesMax;
+            // The API on --urls (HTTP/1.1); the nodes' persistent connections on --node-urls (HTTP/2 cleartext with prior
+            // knowledge: Kestrel speaks h2c only on an HTTP/2-only endpoint).
+            foreach (string url in Split(options.Urls)) Listen(k, url, Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1);
+            foreach (string url in Split(options.NodeUrls)) Listen(k, url, Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2);
+        });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
-        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
         builder.Services.AddProblemDetails();
@@ -93,6 +111,30 @@ public static class ServerHost
         foreach (LiveSiteOptions site in options.Sites) liveSites.Add(LiveSite.Start(site, TimeProvider.System));
         builder.Services.AddSingleton(new LiveSites(liveSites));
         builder.Services.AddHostedService<EnergyLifetime>();
+
+        // Paid inference: keys, payments through the ledger, the node registry and router, in-process nodes.
+        var latency = LatencyMatrix.LoadDefault();
+        var models = new ModelRegistry();
+        var miniLm = LazyEmbeddingModel.MiniLm();
+        models.Register(miniLm);
+        var registry = new NodeRegistry(latency, options.Time);
+        var payments = new InferencePayments(ledger);
+        string inferenceDir = Path.Combine(options.DataDirectory, "inference");
+        var keys = new ApiKeys(inferenceDir);
+        var localNodes = new LocalNodes(options.Inference.LocalNodes.Select(n =>
+        {
+            if (!latency.TryGetRegion(n.Region, out int region)) throw new ArgumentException($"Local node {n.Id}: unknown region '{n.Region}'.");
+            // MaxWait 0: continuous batching — a batch takes whatever is queued when the model frees up, so a lone request
+            // never waits for company and a busy node still runs full batches.
+            var batcher = new EmbeddingBatcher(miniLm, new EmbeddingBatcherOptions { MaxWait = TimeSpan.Zero }, options.Time);
+            return (n, new LocalNodeChannel(batcher, region, latency, options.Time));
+        }).ToArray());
+        var gateway = new InferenceGateway(models, registry, new Router(registry), payments, new Settler(payments), options.Inference.Gateway);
+        builder.Services.AddSingleton(new InferenceHost(gateway, keys, payments, new IdempotencyCache(options.Time), latency, OperatorToken(inferenceDir), options.Time));
+        builder.Services.AddSingleton(localNodes);
+        builder.Services.AddSingleton(new RemoteNodes());
+        builder.Services.AddSingleton(options.Inference);
+        builder.Services.AddHostedService<InferenceLifetime>();
 
         var app = builder.Build();
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ComputeGrid.Server");
@@ -149,7 +191,32 @@ public static class ServerHost
         app.MapLedger();
         app.MapExchange();
         app.MapEnergy();
+        app.MapInference();
+        app.MapInferenceNodes();
         return app;
+    }
+
+    private static string[] Split(string urls) => urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    private static void Listen(Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions k, string url, Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols protocols)
+    {
+        if (!Uri.TryCreate(url.Replace("://*", "://0.0.0.0").Replace("://+", "://0.0.0.0"), UriKind.Absolute, out Uri? uri) || uri.Scheme != "http")
+            throw new ArgumentException($"'{url}' is not an http:// address with a port (https is not served here).");
+        Action<Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions> configure = o => o.Protocols = protocols;
+        if (uri.Host == "localhost") k.ListenLocalhost(uri.Port, configure);
+        else if (System.Net.IPAddress.TryParse(uri.Host, out System.Net.IPAddress? ip)) k.Listen(ip, uri.Port, configure);
+        else throw new ArgumentException($"'{url}': listen on an IP address or localhost.");
+    }
+
+    // The operators' bearer token: made once per data folder, kept in inference/operator-token.txt (owner-only).
+    private static string OperatorToken(string directory)
+    {
+        string path = Path.Combine(directory, "operator-token.txt");
+        if (File.Exists(path)) return File.ReadAllText(path).Trim();
+        string token = "op-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
+        File.WriteAllText(path, token + "\n");
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        return token;
     }
 }
 

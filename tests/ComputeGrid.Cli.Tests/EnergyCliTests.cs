@@ -100,7 +100,7 @@ public sealed class EnergyCliTests : IDisposable
         int port;
         using (var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0)) { l.Start(); port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port; }
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in new[] { Path.Combine(AppContext.BaseDirectory, "computegrid.dll"), "serve", "--urls", $"http://127.0.0.1:{port}", "--data-dir", Path.Combine(_dir, "data"), "--site-speed", "900" })
+        foreach (string a in new[] { Path.Combine(AppContext.BaseDirectory, "computegrid.dll"), "serve", "--urls", $"http://127.0.0.1:{port}", "--node-urls", "", "--data-dir", Path.Combine(_dir, "data"), "--site-speed", "900" })
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();

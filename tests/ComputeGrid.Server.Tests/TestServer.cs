@@ -26,10 +26,11 @@ public static class TestServer
     }
 
     /// <summary>A real Kestrel server on a loopback port, in this process.</summary>
-    public static async Task<(WebApplication App, HttpClient Client)> StartInProcessAsync(string dataDir, IReadOnlyList<ComputeGrid.Server.Energy.LiveSiteOptions>? sites = null)
+    public static async Task<(WebApplication App, HttpClient Client)> StartInProcessAsync(string dataDir, IReadOnlyList<ComputeGrid.Server.Energy.LiveSiteOptions>? sites = null,
+        ComputeGrid.Server.Inference.InferenceServerOptions? inference = null)
     {
         int port = FreePort();
-        var app = ServerHost.Build(new ServerOptions { Urls = $"http://127.0.0.1:{port}", DataDirectory = dataDir, Sites = sites ?? [] });
+        var app = ServerHost.Build(new ServerOptions { Urls = $"http://127.0.0.1:{port}", DataDirectory = dataDir, Sites = sites ?? [], Inference = inference ?? new() });
         await app.StartAsync();
         var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
         return (app, client);
@@ -46,7 +47,7 @@ public static class TestServer
             UseShellExecute = false,
         };
         // The ledger and exchange tests run without the live hybrid site unless they ask for it.
-        string[] args = [dll, "serve", "--urls", $"http://127.0.0.1:{port}", "--data-dir", dataDir, .. (extraArgs.Length > 0 ? extraArgs : ["--no-sites"])];
+        string[] args = [dll, "serve", "--urls", $"http://127.0.0.1:{port}", "--node-urls", "", "--data-dir", dataDir, .. (extraArgs.Length > 0 ? extraArgs : ["--no-sites"])];
         foreach (var a in args) psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         p.OutputDataReceived += (_, _) => { };

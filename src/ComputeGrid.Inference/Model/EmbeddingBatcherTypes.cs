@@ -1,0 +1,124 @@
+namespace ComputeGrid.Inference.Model;
+
+/// <summary>Settings of an <see cref="EmbeddingBatcher"/>.</summary>
+public sealed record EmbeddingBatcherOptions
+{
+    /// <summary>The most inputs (sentences) one model call embeds. Default 32.</summary>
+    public int MaxBatchSize { get; init; } = 32;
+
+    /// <summary>
+    /// How long a batch waits, after its first input is taken, for more inputs before it runs part-full.
+    /// Zero runs with whatever is queued at once. Default 2 ms.
+    /// </summary>
+    public TimeSpan MaxWait { get; init; } = TimeSpan.FromMilliseconds(2);
+
+    /// <summary>
+    /// The most inputs that may wait in the queue; a request that would go above it is rejected with
+    /// <see cref="EmbeddingQueueFullException"/>. Default 4096.
+    /// </summary>
+    public int MaxQueuedInputs { get; init; } = 4096;
+
+    internal void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxBatchSize, 1, nameof(MaxBatchSize));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxWait, TimeSpan.Zero, nameof(MaxWait));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxQueuedInputs, 1, nameof(MaxQueuedInputs));
+    }
+}
+
+/// <summary>
+/// The vectors of one <see cref="EmbeddingBatcher.EmbedAsync"/> request, in input order, with what it is metered on.
+/// </summary>
+public sealed class EmbeddingResult
+{
+    private readonly float[] _data;
+
+    internal EmbeddingResult(float[] data, int count, int dimensions, int tokenCount, TimeSpan modelTime)
+    {
+        _data = data;
+        Count = count;
+        Dimensions = dimensions;
+        TokenCount = tokenCount;
+        ModelTime = modelTime;
+    }
+
+    /// <summary>The number of vectors (one per input).</summary>
+    public int Count { get; }
+
+    /// <summary>The length of each vector.</summary>
+    public int Dimensions { get; }
+
+    /// <summary>The request's tokens: the sum of its inputs' real tokens (special tokens included, padding not).</summary>
+    public int TokenCount { get; }
+
+    /// <summary>
+    /// The model time charged to the request: each batch's model-call time shared among the requests in it in
+    /// proportion to their real tokens in that batch.
+    /// </summary>
+    public TimeSpan ModelTime { get; }
+
+    /// <summary>All vectors, row after row (<see cref="Count"/> × <see cref="Dimensions"/> floats).</summary>
+    public ReadOnlyMemory<float> Vectors => _data;
+
+    /// <summary>The unit-length vector of input <paramref name="index"/>.</summary>
+    /// <param name="index">The input's position in the request.</param>
+    public ReadOnlyMemory<float> GetVector(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Count);
+        return _data.AsMemory(index * Dimensions, Dimensions);
+    }
+}
+
+/// <summary>A snapshot of an <see cref="EmbeddingBatcher"/>'s counters since it started.</summary>
+/// <param name="BatchesRun">Model calls made.</param>
+/// <param name="SentencesEmbedded">Inputs embedded (over all batches).</param>
+/// <param name="TokensEmbedded">Real tokens embedded (padding excluded).</param>
+/// <param name="RequestsCompleted">Requests answered with vectors.</param>
+/// <param name="RequestsRejected">Requests refused because the queue was full.</param>
+/// <param name="RequestsCanceled">Requests canceled by their callers before they completed.</param>
+/// <param name="RequestsFailed">Requests failed by a model error.</param>
+/// <param name="ModelTime">Total time spent in model calls.</param>
+/// <param name="QueuedInputs">Inputs waiting in the queue now.</param>
+public readonly record struct EmbeddingBatcherStats(
+    long BatchesRun,
+    long SentencesEmbedded,
+    long TokensEmbedded,
+    long RequestsCompleted,
+    long RequestsRejected,
+    long RequestsCanceled,
+    long RequestsFailed,
+    TimeSpan ModelTime,
+    int QueuedInputs)
+{
+    /// <summary>The mean number of inputs per model call (0 before the first).</summary>
+    public double AverageBatchSize => BatchesRun == 0 ? 0 : (double)SentencesEmbedded / BatchesRun;
+}
+
+/// <summary>
+/// Thrown (in the returned task) by <see cref="EmbeddingBatcher.EmbedAsync"/> when the request's inputs do not fit
+/// in the bounded queue: the host is overloaded and the client should retry later (HTTP 429/503).
+/// </summary>
+public sealed class EmbeddingQueueFullException : InvalidOperationException
+{
+    /// <summary>Creates the exception with a default message.</summary>
+    public EmbeddingQueueFullException()
+        : base("The embedding queue is full; retry later.")
+    {
+    }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What was refused and why.</param>
+    public EmbeddingQueueFullException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with a message and an inner exception.</summary>
+    /// <param name="message">What was refused and why.</param>
+    /// <param name="innerException">The cause.</param>
+    public EmbeddingQueueFullException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}
