@@ -31,6 +31,11 @@ public sealed class CliTests : IDisposable
     [InlineData("verify", "--ledger-dir", "/nonexistent/ledger")]
     [InlineData("bench", "nothing")]
     [InlineData("serve", "--urls")]
+    [InlineData("node", "--server", "http://127.0.0.1:5081", "--region", "atlantis", "--price", "20", "--capacity", "4")]
+    [InlineData("node", "--server", "http://127.0.0.1:5081", "--region", "dallas", "--price", "-1", "--capacity", "4")]
+    [InlineData("node", "--server", "http://127.0.0.1:5081", "--region", "dallas", "--price", "20", "--capacity", "0")]
+    [InlineData("node", "--server", "not a url", "--region", "dallas", "--price", "20", "--capacity", "4")]
+    [InlineData("bench", "inference", "--work-dir")]
     public async Task Bad_usage_exits_2_with_one_line_on_stderr(params string[] args) => AssertOneLineError(await RunAsync(args));
 
     [Fact]
@@ -86,5 +91,19 @@ public sealed class CliTests : IDisposable
         var m = doc.RootElement.GetProperty("metrics");
         foreach (var key in new[] { "inmem_transfers_per_s", "durable_transfers_per_s", "durable_batch_p99_ms", "sqlite_transfers_per_s", "durable_vs_sqlite" })
             Assert.True(m.GetProperty(key).GetDouble() > 0, key);
+    }
+
+    [Fact]
+    public async Task Bench_inference_quick_ends_with_one_json_object()
+    {
+        var r = await RunAsync("bench", "inference", "--quick");
+        Assert.True(r.Code == 0, r.Err);
+        string last = r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
+        using var doc = JsonDocument.Parse(last);
+        Assert.Equal("inference", doc.RootElement.GetProperty("bench").GetString());
+        var m = doc.RootElement.GetProperty("metrics");
+        foreach (var key in new[] { "model_sentences_per_s", "e2e_sentences_per_s", "e2e_vs_model", "overhead_p50_ms", "overhead_p99_ms", "router_decisions_per_s" })
+            Assert.True(m.GetProperty(key).GetDouble() > 0, key);
+        Assert.Equal(0, m.GetProperty("e2e_failures").GetInt32());
     }
 }

@@ -89,6 +89,9 @@ public sealed class MiniLmEmbeddingModel : IEmbeddingModel, IDisposable
             IntraOpNumThreads = intraOpThreads,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
         };
+        // ORT's worker threads spin between runs by default: on a server that also parses HTTP and writes the ledger on
+        // the same cores, the spinning steals the CPU the rest of the request needs. Idle threads sleep instead.
+        options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         _session = new InferenceSession(modelBytes, options);
         try
         {

@@ -242,6 +242,7 @@ public static class InferenceEndpoints
             new("X-CG-Model-Ms", run.ModelMs.ToString("0.000", CultureInfo.InvariantCulture)),
             new("X-CG-Simulated-Network-Ms", run.NetworkMs.ToString("0.000", CultureInfo.InvariantCulture)),
             new("X-CG-Attempts", r.Attempts.ToString(CultureInfo.InvariantCulture)),
+            new("X-CG-Hold-Ms", r.HoldMs.ToString("0.000", CultureInfo.InvariantCulture)),
         };
         if (r.FailedOver.Count > 0) headers.Add(new("X-CG-Failed-Over", string.Join(" | ", r.FailedOver).ReplaceLineEndings(" ")));
         return new StoredResponse(200, body.ToArray(), "application/json", headers);

@@ -5,7 +5,11 @@ using ComputeGrid.Inference.Routing;
 namespace ComputeGrid.Server.Inference;
 
 /// <summary>The work a node runs for one request.</summary>
-public sealed record NodeWork(string RequestId, string Model, IReadOnlyList<string> Inputs, int RequestRegion, string RequestRegionName);
+public sealed record NodeWork(string RequestId, string Model, IReadOnlyList<string> Inputs, int RequestRegion, string RequestRegionName)
+{
+    /// <summary>The inputs as the gateway tokenized them to meter the request (an in-process node reuses them).</summary>
+    public IReadOnlyList<TokenizedInput>? Tokenized { get; init; }
+}
 
 /// <summary>What a node answers: the vectors (row-major), its own token count, and where its time went.</summary>
 public sealed record NodeRunResult(float[] Vectors, int Dimensions, int Tokens, double QueueMs, double ModelMs, double NetworkMs);
@@ -28,11 +32,16 @@ public sealed class LocalNodeChannel(EmbeddingBatcher batcher, int region, Laten
         if (Broken) throw new IOException("The node is down.");
         // The one simulated part: the network distance between the request's region and this node's, from the data.
         double networkMs = latency.Rtt(work.RequestRegion, region);
-        if (networkMs > 0) await Task.Delay(TimeSpan.FromMilliseconds(networkMs), time, cancellationToken);
+        if (networkMs > 0)
+        {
+            // Report the delay as it really passed (a timer rounds up), so it is not counted as the path's overhead.
+            long waitStart = Stopwatch.GetTimestamp();
+            await Task.Delay(TimeSpan.FromMilliseconds(networkMs), time, cancellationToken);
+            networkMs = Stopwatch.GetElapsedTime(waitStart).TotalMilliseconds;
+        }
         long start = Stopwatch.GetTimestamp();
         IEmbeddingModel model = batcher.Model;
-        var inputs = new TokenizedInput[work.Inputs.Count];
-        for (int i = 0; i < inputs.Length; i++) inputs[i] = model.Tokenize(work.Inputs[i]);
+        IReadOnlyList<TokenizedInput> inputs = work.Tokenized ?? work.Inputs.Select(model.Tokenize).ToArray();
         EmbeddingResult result = await batcher.EmbedAsync(inputs, cancellationToken);
         double totalMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         double modelMs = result.ModelTime.TotalMilliseconds;
@@ -55,6 +64,9 @@ public sealed record GatewayResult
     public string? NodeRegion { get; init; }
     public int Attempts { get; init; }
     public bool Charged { get; init; }
+
+    /// <summary>How long the ledger took to make the hold durable (it runs while the node computes).</summary>
+    public double HoldMs { get; init; }
 
     /// <summary>The nodes that failed before the one that answered, with why (the failover trail).</summary>
     public IReadOnlyList<string> FailedOver { get; init; } = [];
@@ -121,9 +133,11 @@ public sealed class InferenceGateway(
     {
         // Meter: the model's own tokenizer; an over-long input is refused before any money moves.
         int tokens = 0;
+        var tokenized = new TokenizedInput[inputs.Count];
         for (int i = 0; i < inputs.Count; i++)
         {
-            int count = model.Tokenize(inputs[i]).TokenCount;
+            tokenized[i] = model.Tokenize(inputs[i]);
+            int count = tokenized[i].TokenCount;
             if (count > model.MaxTokens)
                 return new GatewayResult { Status = 400, ProblemTitle = "Input too long", Problem = $"input[{i}] is {count} tokens; the limit of {model.Id} is {model.MaxTokens} tokens per input." };
             tokens = checked(tokens + count);
@@ -149,10 +163,12 @@ public sealed class InferenceGateway(
         // while the node computes; the answer waits for both, and goes out only if the money is held.
         long maxCost = candidates.Max(c => Cost(tokens, c.PriceMicroUsdPer1kTokens));
         UInt128 holdId = InferencePayments.HoldId(customer.Id, requestKey);
+        long holdStart = System.Diagnostics.Stopwatch.GetTimestamp();
         Task<HoldOutcome> holdTask = maxCost == 0 ? Task.FromResult(HoldOutcome.Held) : payments.HoldAsync(customer.Id, holdId, maxCost, options.HoldTimeoutSeconds, ct);
+        Task<double> holdTime = holdTask.ContinueWith(_ => System.Diagnostics.Stopwatch.GetElapsedTime(holdStart).TotalMilliseconds, TaskScheduler.Default);
         using var abandon = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var failedOver = new List<string>();
-        Task<(NodeSnapshot? Node, NodeRunResult? Run, int Attempts)> runTask = RunOnNodesAsync(candidates, model, inputs, tokens, requestRegion, requestKey, failedOver, abandon.Token);
+        Task<(NodeSnapshot? Node, NodeRunResult? Run, int Attempts)> runTask = RunOnNodesAsync(candidates, model, inputs, tokenized, tokens, requestRegion, requestKey, failedOver, abandon.Token);
         HoldOutcome hold = await holdTask;
         if (hold is HoldOutcome.InsufficientBalance or HoldOutcome.NoAccount)
         {
@@ -181,12 +197,13 @@ public sealed class InferenceGateway(
         {
             Status = 200, Run = run, Model = model.Id, Tokens = tokens, CostMicroUsd = cost, TransferId = holdId,
             Node = node.NodeId, NodeRegion = node.Region, Attempts = attempts, Charged = hold == HoldOutcome.Held, FailedOver = failedOver,
+            HoldMs = await holdTime,
         };
     }
 
     // Tries the ranked nodes in order until one answers; a failing node leaves the rotation until its next heartbeat.
     private async Task<(NodeSnapshot?, NodeRunResult?, int)> RunOnNodesAsync(List<NodeSnapshot> candidates, IEmbeddingModel model, IReadOnlyList<string> inputs,
-        int tokens, int requestRegion, string requestKey, List<string> failedOver, CancellationToken ct)
+        TokenizedInput[] tokenized, int tokens, int requestRegion, string requestKey, List<string> failedOver, CancellationToken ct)
     {
         int attempts = 0;
         var tried = new HashSet<string>(StringComparer.Ordinal);
@@ -213,7 +230,7 @@ public sealed class InferenceGateway(
                 (INodeChannel channel, ulong _) = Channel(node.NodeId);
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 timeout.CancelAfter(options.NodeTimeout);
-                NodeRunResult run = await channel.RunAsync(new NodeWork(requestKey, model.Id, inputs, requestRegion, registry.Matrix.Regions[requestRegion]), timeout.Token);
+                NodeRunResult run = await channel.RunAsync(new NodeWork(requestKey, model.Id, inputs, requestRegion, registry.Matrix.Regions[requestRegion]) { Tokenized = tokenized }, timeout.Token);
                 if (run.Tokens != tokens || run.Vectors.Length != inputs.Count * model.Dimensions)
                     throw new InvalidDataException($"Node {node.NodeId} answered {run.Tokens} tokens and {run.Vectors.Length} values for {tokens} tokens and {inputs.Count} inputs.");
                 return (node, run, attempts);
