@@ -124,9 +124,8 @@ public static class ServerHost
         var localNodes = new LocalNodes(options.Inference.LocalNodes.Select(n =>
         {
             if (!latency.TryGetRegion(n.Region, out int region)) throw new ArgumentException($"Local node {n.Id}: unknown region '{n.Region}'.");
-            // MaxWait 0: continuous batching — a batch takes whatever is queued when the model frees up, so a lone request
-            // never waits for company and a busy node still runs full batches.
-            var batcher = new EmbeddingBatcher(miniLm, new EmbeddingBatcherOptions { MaxWait = TimeSpan.Zero }, options.Time);
+            // A lone request runs at once; under concurrent load a batch waits up to 2 ms to fill.
+            var batcher = new EmbeddingBatcher(miniLm, new EmbeddingBatcherOptions { MaxWait = TimeSpan.FromMilliseconds(2), WaitOnlyUnderLoad = true }, options.Time);
             return (n, new LocalNodeChannel(batcher, region, latency, options.Time));
         }).ToArray());
         var gateway = new InferenceGateway(models, registry, new Router(registry), payments, new Settler(payments), options.Inference.Gateway);

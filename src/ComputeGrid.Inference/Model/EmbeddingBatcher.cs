@@ -187,9 +187,10 @@ public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
                 continue;
             }
 
-            // The first input is in: wait up to MaxWait for the batch to fill.
+            // The first input is in: wait up to MaxWait for the batch to fill (under load only, when so configured).
             long first = _time.GetTimestamp();
-            while (n < max)
+            bool wait = !_options.WaitOnlyUnderLoad || _lastBatchSize > 1 || n > 1;
+            while (wait && n < max)
             {
                 TimeSpan remaining = _options.MaxWait - _time.GetElapsedTime(first);
                 if (remaining <= TimeSpan.Zero || !await WaitForInputAsync(remaining).ConfigureAwait(false))
@@ -266,8 +267,11 @@ public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
         return result;
     }
 
+    private int _lastBatchSize;
+
     private void RunBatch(int n)
     {
+        _lastBatchSize = n;
         var inputs = _slotInputs.AsSpan(0, n);
         int batchTokens = 0;
         foreach (var input in inputs)

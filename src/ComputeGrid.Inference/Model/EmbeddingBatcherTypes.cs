@@ -13,6 +13,12 @@ public sealed record EmbeddingBatcherOptions
     public TimeSpan MaxWait { get; init; } = TimeSpan.FromMilliseconds(2);
 
     /// <summary>
+    /// Wait for a batch to fill only while requests arrive concurrently (the previous batch held more than one input):
+    /// a lone request then runs at once, and a busy node still fills its batches. Default false.
+    /// </summary>
+    public bool WaitOnlyUnderLoad { get; init; }
+
+    /// <summary>
     /// The most inputs that may wait in the queue; a request that would go above it is rejected with
     /// <see cref="EmbeddingQueueFullException"/>. Default 4096.
     /// </summary>
