@@ -42,9 +42,11 @@ public sealed record LiveSiteState
     public required double Speed { get; init; }
     public required int Interval { get; init; }
     public required int Intervals { get; init; }
-    public required double LastPriceUsdPerMwh { get; init; }
+    /// <summary>The last known price (null before the first interval has passed).</summary>
+    public required double? LastPriceUsdPerMwh { get; init; }
     public required double KnownHashpriceUsdPerThDay { get; init; }
-    public required double SystemLoadMw { get; init; }
+    /// <summary>The system load of the last hour that ended (null when the site has no load series, or none is known yet).</summary>
+    public required double? SystemLoadMw { get; init; }
     public required bool Emergency { get; init; }
     public required bool PeakGuardActive { get; init; }
     public required int LeasedGpus { get; init; }
@@ -243,9 +245,9 @@ public sealed class LiveSite : IAsyncDisposable
             Speed = Speed,
             Interval = t,
             Intervals = p.Count,
-            LastPriceUsdPerMwh = t > 0 ? p.PriceUsdPerMwh[t - 1] : double.NaN,
+            LastPriceUsdPerMwh = t > 0 ? p.PriceUsdPerMwh[t - 1] : null,
             KnownHashpriceUsdPerThDay = p.KnownHashpriceUsdPerThDay[t],
-            SystemLoadMw = t >= 4 ? p.SystemLoadMw[t - 4] : double.NaN,
+            SystemLoadMw = t >= 4 && !double.IsNaN(p.SystemLoadMw[t - 4]) ? p.SystemLoadMw[t - 4] : null,
             Emergency = p.Emergency[t],
             PeakGuardActive = _controller.PeakGuardActive,
             LeasedGpus = _site.LeasedGpus[t],
