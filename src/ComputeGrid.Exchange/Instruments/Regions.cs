@@ -152,26 +152,7 @@ public sealed class RegionCatalog
     /// replaced by one hyphen, hyphens trimmed at the ends ("Washington DC" → <c>washington-dc</c>,
     /// "Sao Paulo" → <c>sao-paulo</c>). Empty if the name has no ASCII letter or digit.
     /// </summary>
-    public static string CodeFor(string name)
-    {
-        ArgumentNullException.ThrowIfNull(name);
-        var sb = new StringBuilder(name.Length);
-        bool pendingHyphen = false;
-        foreach (char c in name)
-        {
-            if (char.IsAsciiLetterOrDigit(c))
-            {
-                if (pendingHyphen && sb.Length > 0) sb.Append('-');
-                pendingHyphen = false;
-                sb.Append(char.ToLowerInvariant(c));
-            }
-            else
-            {
-                pendingHyphen = true;
-            }
-        }
-        return sb.ToString();
-    }
+    public static string CodeFor(string name) => ComputeGrid.Core.RegionCodes.CodeFor(name);
 
     /// <summary>
     /// True if <paramref name="code"/> is a well-formed region code: 1 to <see cref="MaxCodeLength"/> characters of

@@ -309,26 +309,7 @@ public sealed class LatencyMatrix
     /// ("Washington DC" → <c>washington-dc</c>). Empty if the name has no ASCII letter or digit.
     /// </summary>
     /// <param name="name">A region name.</param>
-    public static string CodeFor(string name)
-    {
-        ArgumentNullException.ThrowIfNull(name);
-        var sb = new StringBuilder(name.Length);
-        bool pendingHyphen = false;
-        foreach (char c in name)
-        {
-            if (char.IsAsciiLetterOrDigit(c))
-            {
-                if (pendingHyphen && sb.Length > 0) sb.Append('-');
-                pendingHyphen = false;
-                sb.Append(char.ToLowerInvariant(c));
-            }
-            else
-            {
-                pendingHyphen = true;
-            }
-        }
-        return sb.ToString();
-    }
+    public static string CodeFor(string name) => ComputeGrid.Core.RegionCodes.CodeFor(name);
 
     private static void ThrowIndex() => throw new IndexOutOfRangeException("Region index out of range.");
 
