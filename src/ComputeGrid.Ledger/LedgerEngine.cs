@@ -44,6 +44,15 @@ public sealed record LedgerEngineOptions
 public sealed record RecoveryReport(bool SnapshotLoaded, ulong SnapshotOp, int RecordsReplayed, ulong LastOp, long TruncatedBytes, string? StopReason, TimeSpan Elapsed);
 
 /// <summary>Counters for metrics and benchmarks.</summary>
+/// <summary>When a write is answered: once durable (the default), or once applied in order (see <see cref="LedgerEngine.CreateTransfersAsync(ReadOnlyMemory{Transfer}, LedgerAck, CancellationToken)"/>).</summary>
+public enum LedgerAck
+{
+    /// <summary>After the batch is on stable storage.</summary>
+    Durable,
+    /// <summary>After the sequencer has applied the batch, before it is on stable storage.</summary>
+    Applied,
+}
+
 public readonly record struct LedgerStats(ulong CommittedOp, ulong DurableOp, long Groups, long Fsyncs, long LogBytes, int Accounts, int Transfers);
 
 /// <summary>
@@ -143,10 +152,20 @@ public sealed class LedgerEngine : IAsyncDisposable
     }
 
     /// <summary>Creates a batch of transfers; answers once the batch is durable. One result per event.</summary>
-    public Task<CreateTransferResult[]> CreateTransfersAsync(ReadOnlyMemory<Transfer> events, CancellationToken ct = default)
+    public Task<CreateTransferResult[]> CreateTransfersAsync(ReadOnlyMemory<Transfer> events, CancellationToken ct = default) =>
+        CreateTransfersAsync(events, LedgerAck.Durable, ct);
+
+    /// <summary>
+    /// Creates a batch of transfers and answers when <paramref name="ack"/> says: <see cref="LedgerAck.Durable"/> once
+    /// the batch is on stable storage (the default everywhere), or <see cref="LedgerAck.Applied"/> as soon as the
+    /// sequencer has applied it — every later operation sees it, but a crash before the next group commit loses it (and
+    /// everything after it, in order). Use <c>Applied</c> only where losing an acknowledged transfer costs the other
+    /// party nothing (an inference hold whose capture follows: lost, the request is simply not charged).
+    /// </summary>
+    public Task<CreateTransferResult[]> CreateTransfersAsync(ReadOnlyMemory<Transfer> events, LedgerAck ack, CancellationToken ct = default)
     {
         CheckBatch(events.Length);
-        var c = new Command<CreateTransferResult[]>(CommandKind.CreateTransfers) { Transfers = events };
+        var c = new Command<CreateTransferResult[]>(CommandKind.CreateTransfers) { Transfers = events, AnswerWhenApplied = ack == LedgerAck.Applied };
         return EnqueueAsync(c, ct);
     }
 
@@ -352,6 +371,7 @@ public sealed class LedgerEngine : IAsyncDisposable
                 _sm.CreateTransfers(events, ts, results);
                 c.Answer = results;
                 AppendRecord(LedgerOperation.CreateTransfers, ts, events.Length, MemoryMarshal.AsBytes(events));
+                if (c.AnswerWhenApplied) c.Succeed(); // continuations run elsewhere (RunContinuationsAsynchronously)
                 break;
             }
             case CommandKind.Read:
@@ -686,6 +706,7 @@ public sealed class LedgerEngine : IAsyncDisposable
         public Exception? Error;
         public SnapshotTemp? SnapshotTemp;
         public byte[]? HeadAtCompletion;
+        public bool AnswerWhenApplied;
         public abstract void Succeed();
         public abstract void Fail(Exception e);
     }

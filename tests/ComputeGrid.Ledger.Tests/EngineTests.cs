@@ -185,4 +185,38 @@ public sealed class EngineTests : IDisposable
         Assert.False((p with { Path = p.Path.Select((s, i) => i == 0 ? s with { Credits = "0" } : s).ToArray() }).Verify(cp.Root).Ok);
         Assert.Null(cp.ProofFor(999));
     }
+
+    [Fact]
+    public async Task A_write_answered_when_applied_is_seen_at_once_and_is_in_the_log_after_a_clean_stop()
+    {
+        var time = Clock();
+        var accounts = new[]
+        {
+            new Account { Id = 1, Asset = 1, Code = 1 },
+            new Account { Id = 2, Asset = 1, Code = 1, Flags = AccountFlags.DebitsMustNotExceedCredits },
+        };
+        await using (var engine = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = _dir }, time))
+        {
+            await engine.CreateAccountsAsync(accounts);
+            var results = await engine.CreateTransfersAsync(new[]
+            {
+                new Transfer { Id = 10, DebitAccountId = 1, CreditAccountId = 2, Amount = 50, Asset = 1, Code = 1 },
+                new Transfer { Id = 11, DebitAccountId = 2, CreditAccountId = 1, Amount = 80, Asset = 1, Code = 1 }, // overdraws: refused
+            }, LedgerAck.Applied);
+            Assert.Equal([CreateTransferResult.Ok, CreateTransferResult.ExceedsCredits], results);
+            // The next operation sees it, in order, whether or not it is on disk yet.
+            Account a = (await engine.LookupAccountsAsync([2]))[0];
+            Assert.Equal(50, a.CreditsPosted);
+            // A pending hold answered when applied still guards the balance for the writes after it.
+            var hold = await engine.CreateTransfersAsync(new[] { new Transfer { Id = 12, DebitAccountId = 2, CreditAccountId = 1, Amount = 40, Asset = 1, Code = 1, Flags = TransferFlags.Pending } }, LedgerAck.Applied);
+            Assert.Equal(CreateTransferResult.Ok, hold[0]);
+            var second = await engine.CreateTransfersAsync(new[] { new Transfer { Id = 13, DebitAccountId = 2, CreditAccountId = 1, Amount = 20, Asset = 1, Code = 1, Flags = TransferFlags.Pending } });
+            Assert.Equal(CreateTransferResult.ExceedsCredits, second[0]);
+        }
+        await using (var reopened = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = _dir }, time))
+        {
+            Account a = (await reopened.LookupAccountsAsync([2]))[0];
+            Assert.Equal((50L, 40L), (a.CreditsPosted, a.DebitsPending));
+        }
+    }
 }

@@ -83,6 +83,8 @@ public static class InferenceEndpoints
 
     private static async Task<IResult> EmbeddingsAsync(HttpContext http, InferenceHost host)
     {
+        long entered = System.Diagnostics.Stopwatch.GetTimestamp();
+        http.Items["cg-entered"] = entered;
         if (Authenticate(http, host) is not { } customer)
             return Problems.Unauthorized(http.Request.Headers.Authorization.Count == 0 ? "Send 'Authorization: Bearer <API key>'." : "The API key is not valid.");
         if (http.Request.ContentType is { } ct && !ct.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
@@ -275,6 +277,8 @@ public static class InferenceEndpoints
         public async Task ExecuteAsync(HttpContext http)
         {
             http.Response.StatusCode = response.Status;
+            if (http.Items.TryGetValue("cg-entered", out object? e) && e is long entered)
+                http.Response.Headers["X-CG-Server-Ms"] = System.Diagnostics.Stopwatch.GetElapsedTime(entered).TotalMilliseconds.ToString("0.000", CultureInfo.InvariantCulture);
             http.Response.ContentType = response.ContentType;
             foreach (var (k, v) in response.Headers) http.Response.Headers[k] = v;
             if (replayed) http.Response.Headers["Idempotent-Replayed"] = "true";

@@ -109,6 +109,10 @@ public sealed class InferencePayments(LedgerEngine ledger)
     /// <summary>Holds <paramref name="maxCostMicroUsd"/> from the customer for the request named by <paramref name="holdId"/>.</summary>
     public async Task<HoldOutcome> HoldAsync(ulong customer, UInt128 holdId, long maxCostMicroUsd, uint timeoutSeconds, CancellationToken ct = default)
     {
+        // Answered once applied, before its group commit: the hold reserves the money for every later write at once,
+        // and the answer does not wait for fdatasync. A crash before the commit loses the hold and the request is not
+        // charged — the platform's loss, never the customer's; the capture that follows is durable and comes after it
+        // in the log.
         var r = await ledger.CreateTransfersAsync(new[]
         {
             new Transfer
@@ -116,7 +120,7 @@ public sealed class InferencePayments(LedgerEngine ledger)
                 Id = holdId, DebitAccountId = CustomerAccount(customer), CreditAccountId = EscrowAccount, Amount = maxCostMicroUsd,
                 Asset = Asset.Usd.Code, Code = HoldCode, Flags = TransferFlags.Pending, Timeout = timeoutSeconds,
             },
-        }, ct);
+        }, LedgerAck.Applied, ct);
         return r[0] switch
         {
             CreateTransferResult.Ok => HoldOutcome.Held,
