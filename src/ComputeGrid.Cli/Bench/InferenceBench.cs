@@ -67,7 +67,7 @@ internal static class InferenceBench
             await Parallel.ForEachAsync(Enumerable.Range(0, 32), new ParallelOptions { MaxDegreeOfParallelism = 32, CancellationToken = ct }, async (client, c) =>
             {
                 int i = client;
-                while (warm.Elapsed < each) await EmbedAsync(http, key, Sentences[i++ % Sentences.Length], c);
+                while (warm.Elapsed < each * 3) await EmbedAsync(http, key, Sentences[i++ % Sentences.Length], c);
             });
 
             // Throughput: 32 clients, one sentence per request.
