@@ -264,26 +264,28 @@ public static class PlotWriter
 
     /// <summary>Writes each policy's value as a horizontal bar (first policy on top), gains green, losses red, values labelled.</summary>
     /// <param name="path">The PNG file to write (overwritten; its folder is created).</param>
-    /// <param name="values">Each policy's name and value (USD).</param>
+    /// <param name="values">Each policy's name and value (micro-USD, as the accounting keeps it).</param>
     /// <param name="width">Image width (pixels).</param>
     /// <param name="height">Image height (pixels).</param>
     /// <exception cref="ArgumentException"><paramref name="values"/> is empty.</exception>
-    public static void ComparisonPlot(string path, IReadOnlyList<(string Policy, double ValueUsd)> values, int width = DefaultWidth, int height = DefaultHeight)
+    public static void ComparisonPlot(string path, IReadOnlyList<(string Policy, long ValueMicroUsd)> values, int width = DefaultWidth, int height = DefaultHeight)
     {
         using Plot plot = CreateComparisonPlot(values);
         Save(plot, path, width, height);
     }
 
     /// <summary>Builds the figure of <see cref="ComparisonPlot"/>.</summary>
-    /// <param name="values">Each policy's name and value (USD).</param>
+    /// <param name="values">Each policy's name and value (micro-USD, as the accounting keeps it).</param>
     /// <param name="title">The title (default: "Value by policy").</param>
     /// <exception cref="ArgumentException"><paramref name="values"/> is empty.</exception>
-    public static Plot CreateComparisonPlot(IReadOnlyList<(string Policy, double ValueUsd)> values, string? title = null)
+    public static Plot CreateComparisonPlot(IReadOnlyList<(string Policy, long ValueMicroUsd)> values, string? title = null)
     {
         ArgumentNullException.ThrowIfNull(values);
         if (values.Count == 0) throw new ArgumentException("There is no policy to compare.", nameof(values));
+        // Dollars as doubles only for drawing: bar lengths and labels.
+        double[] usd = values.Select(v => v.ValueMicroUsd / 1e6).ToArray();
         double largest = 1;
-        foreach ((_, double v) in values) if (double.IsFinite(v)) largest = Math.Max(largest, Math.Abs(v));
+        foreach (double v in usd) largest = Math.Max(largest, Math.Abs(v));
         (double scale, string unit) = Scale(largest);
 
         var plot = new Plot();
@@ -293,7 +295,7 @@ public static class PlotWriter
         for (int i = 0; i < values.Count; i++)
         {
             double position = values.Count - 1 - i;
-            double v = double.IsFinite(values[i].ValueUsd) ? values[i].ValueUsd / scale : 0;
+            double v = usd[i] / scale;
             positions[i] = position;
             labels[i] = values[i].Policy;
             bars.Add(new Bar
@@ -303,7 +305,7 @@ public static class PlotWriter
                 Size = 0.6,
                 FillColor = v >= 0 ? GainColor : LossColor,
                 LineWidth = 0,
-                Label = FormatUsd(values[i].ValueUsd),
+                Label = FormatUsd(usd[i]),
             });
         }
         var barPlot = plot.Add.Bars(bars);

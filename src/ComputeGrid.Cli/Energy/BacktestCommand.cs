@@ -79,8 +79,8 @@ internal static class BacktestCommand
                 bar.Step($"{config.Name}: plotting");
                 PlotWriter.WeekPlot(Path.Combine(dir, "week-price-vs-power.png"), site, result.Controller, InterestingWeek(site));
                 PlotWriter.MonthlyProfitPlot(Path.Combine(dir, "monthly-profit.png"), site, result.Controller);
-                var values = result.Runs.Select(r => (r.Policy, r.Value.ValueUsd)).ToList();
-                if (result.OptimumValue is { } ov) values.Insert(0, ("optimum (LP)", ov.ValueUsd));
+                var values = result.Runs.Select(r => (r.Policy, r.Value.ValueMicroUsd)).ToList();
+                if (result.OptimumValue is { } ov) values.Insert(0, ("optimum (LP)", ov.ValueMicroUsd));
                 PlotWriter.ComparisonPlot(Path.Combine(dir, "policies.png"), values);
             }
         }

@@ -10,10 +10,10 @@ public sealed class PlotWriterTests
 {
     private static readonly byte[] PngSignature = [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
 
-    private static readonly (string Policy, double ValueUsd)[] Values =
+    private static readonly (string Policy, long ValueMicroUsd)[] Values =
     [
-        ("perfect-foresight", 4_812_345.5), ("controller", 4_650_000), ("day-ahead", 4_400_000),
-        ("threshold", 3_900_000), ("myopic", 3_100_000), ("always-on", -250_000),
+        ("perfect-foresight", 4_812_345_500_000), ("controller", 4_650_000_000_000), ("day-ahead", 4_400_000_000_000),
+        ("threshold", 3_900_000_000_000), ("myopic", 3_100_000_000_000), ("always-on", -250_000_000_000),
     ];
 
     [Fact]
