@@ -34,13 +34,28 @@ internal static class InferenceBench
     {
         var total = Stopwatch.StartNew();
         TimeSpan each = TimeSpan.FromSeconds(quick ? 2 : 5);
+        int rounds = quick ? 2 : 4;
         output.WriteLine($"inference bench ({(quick ? "quick" : "full")}): {Environment.ProcessorCount} cores");
 
-        // 1. The model alone, in process, at several batch sizes: the best is the reference.
-        using var model = new MiniLmEmbeddingModel();
-        ModelBenchmarkResult sweep = ModelBenchmark.RunSweep(model, Sentences, [1, 8, 32], each);
-        foreach (BatchThroughput b in sweep.Results) output.WriteLine($"  model alone, batch {b.BatchSize,2}: {b.SentencesPerSecond:N1} sentences/s");
-        double modelRate = sweep.Best.SentencesPerSecond;
+        // 1. The model alone, in process, at several batch sizes, both as one call over every core and as the server
+        // runs it (ModelParallelism: single-threaded calls side by side): the best of all is the reference.
+        ModelParallelism served = ModelParallelism.Default;
+        var configurations = new List<ModelParallelism> { new(1, Environment.ProcessorCount) };
+        if (!configurations.Contains(served)) configurations.Add(served);
+        BatchThroughput best = default;
+        ModelParallelism bestConfiguration = default;
+        foreach (ModelParallelism configuration in configurations)
+        {
+            using var model = new MiniLmEmbeddingModel(configuration.IntraOpThreads);
+            ModelBenchmarkResult sweep = ModelBenchmark.RunSweep(model, Sentences, [1, 8, 32], each, configuration.Workers);
+            foreach (BatchThroughput b in sweep.Results)
+            {
+                output.WriteLine($"  model alone, {configuration}, batch {b.BatchSize,2}: {b.SentencesPerSecond:N1} sentences/s");
+                if (b.SentencesPerSecond > best.SentencesPerSecond) (best, bestConfiguration) = (b, configuration);
+            }
+        }
+        output.WriteLine($"  best: {bestConfiguration}, batch {best.BatchSize}; the server runs the model as {served}");
+        using var reference = new MiniLmEmbeddingModel(bestConfiguration.IntraOpThreads);
 
         // 2. The whole path on loopback: a server with a durable ledger and one node running the same model.
         string dir = workDir ?? Path.Combine(Path.GetTempPath(), "cg-bench-inference-" + Guid.NewGuid().ToString("N"));
@@ -51,7 +66,7 @@ internal static class InferenceBench
             Urls = $"http://127.0.0.1:{port}",
             DataDirectory = dir,
             MinimumLogLevel = Microsoft.Extensions.Logging.LogLevel.Warning,
-            Inference = new InferenceServerOptions { LocalNodes = [new LocalNodeSpec("bench-1", "dallas", 20, 64)] },
+            Inference = new InferenceServerOptions { LocalNodes = [new LocalNodeSpec("bench-1", "dallas", 20, 64)], ModelParallelism = served },
         });
         await app.StartAsync(ct);
         try
@@ -60,44 +75,85 @@ internal static class InferenceBench
             for (int i = 0; i < 200 && host.Gateway.Registry.Count < 1; i++) await Task.Delay(25, ct);
             using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 }) { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
             string key = await CustomerAsync(http, dir, ct);
+            EmbeddingBatcher batcher = app.Services.GetRequiredService<LocalNodes>().All[0].Channel.Batcher;
 
-            // Warm up under the same load as the measurement (model load, connections, and the JIT's tiering — a short
-            // warm-up leaves the JIT compiling through the measured window).
-            var warm = Stopwatch.StartNew();
-            await Parallel.ForEachAsync(Enumerable.Range(0, 32), new ParallelOptions { MaxDegreeOfParallelism = 32, CancellationToken = ct }, async (client, c) =>
+            // Warm up under the load to be measured until the JIT has settled: on few cores its tiering (tier 0 →
+            // instrumented → tier 1, also of the framework's precompiled code) competes with the model for many
+            // seconds, and a fixed short warm-up leaves it compiling through the window.
+            TimeSpan loaded = await WarmUpAsync(() => LoadAsync(http, key, TimeSpan.FromSeconds(1), ct), quick ? 30 : 90);
+            output.WriteLine($"  warm-up, 32 clients: {loaded.TotalSeconds:F1} s until the JIT compiled for under 1 % of a second");
+
+            // Throughput: 32 clients, one sentence per request, in rounds that alternate with the model alone (best
+            // configuration and batch), so a change in the machine's speed during the run hits both alike.
+            long sentences = 0, failures = 0, referenceSentences = 0;
+            TimeSpan e2eTime = TimeSpan.Zero, referenceTime = TimeSpan.Zero;
+            TimeSpan jitAtStart = System.Runtime.JitInfo.GetCompilationTime();
+            EmbeddingBatcherStats batchesBefore = batcher.Stats;
+            var ratios = new List<double>();
+            for (int round = 0; round < rounds; round++)
             {
-                int i = client;
-                while (warm.Elapsed < each * 3) await EmbedAsync(http, key, Sentences[i++ % Sentences.Length], c);
-            });
+                BatchThroughput alone = ModelBenchmark.RunSweep(reference, Sentences, [best.BatchSize], each, bestConfiguration.Workers).Best;
+                var (ok, failed, elapsed) = await LoadAsync(http, key, each, ct);
+                sentences += ok;
+                failures += failed;
+                e2eTime += elapsed;
+                referenceSentences += alone.Sentences;
+                referenceTime += alone.Elapsed;
+                ratios.Add(ok / elapsed.TotalSeconds / alone.SentencesPerSecond);
+                output.WriteLine($"  round {round + 1}: model alone {alone.SentencesPerSecond:N1} sentences/s, end to end {ok / elapsed.TotalSeconds:N1} = {ratios[^1]:P1}");
+            }
+            double modelRate = referenceSentences / referenceTime.TotalSeconds;
+            double e2eRate = sentences / e2eTime.TotalSeconds;
+            TimeSpan jitInWindow = System.Runtime.JitInfo.GetCompilationTime() - jitAtStart;
+            EmbeddingBatcherStats batchesAfter = batcher.Stats;
+            long batchesRun = batchesAfter.BatchesRun - batchesBefore.BatchesRun;
+            double modelBusy = (batchesAfter.ModelTime - batchesBefore.ModelTime) / (e2eTime * served.Workers);
+            output.WriteLine($"  end to end, 32 clients: {e2eRate:N1} sentences/s ({sentences:N0} requests, {failures} failed) = {e2eRate / modelRate:P1} of the model alone ({modelRate:N1}); the JIT compiled for {jitInWindow.TotalMilliseconds:F0} ms in the rounds");
+            output.WriteLine($"    {batchesRun:N0} batches of {(batchesAfter.SentencesEmbedded - batchesBefore.SentencesEmbedded) / (double)Math.Max(1, batchesRun):F1} sentences on average; the model workers were busy {modelBusy:P0} of the end-to-end time");
 
-            // Throughput: 32 clients, one sentence per request.
-            long sentences = 0, failures = 0;
-            var sw = Stopwatch.StartNew();
-            await Parallel.ForEachAsync(Enumerable.Range(0, 32), new ParallelOptions { MaxDegreeOfParallelism = 32, CancellationToken = ct }, async (client, c) =>
+            // Overhead at moderate load: one client at a time, after its own settled warm-up.
+            TimeSpan single = await WarmUpAsync(async () => { for (int i = 0; i < 100; i++) await EmbedWithHoldAsync(http, key, Sentences[i % Sentences.Length], ct); }, quick ? 10 : 30);
+            output.WriteLine($"  warm-up, 1 client: {single.TotalSeconds:F1} s");
+
+            // The floor under the overhead: a bare GET /healthz on the same loopback connection and client.
+            var floor = new List<double>();
+            for (int i = 0; i < 300; i++)
             {
-                int i = client;
-                while (sw.Elapsed < each * 2)
-                {
-                    var (ok, _, _) = await EmbedAsync(http, key, Sentences[i++ % Sentences.Length], c);
-                    if (ok) Interlocked.Increment(ref sentences); else Interlocked.Increment(ref failures);
-                }
-            });
-            double e2eRate = sentences / sw.Elapsed.TotalSeconds;
-            output.WriteLine($"  end to end, 32 clients: {e2eRate:N1} sentences/s ({sentences:N0} requests, {failures} failed) = {e2eRate / modelRate:P1} of the model alone");
-
-            // Overhead at moderate load: one client at a time.
+                long start = Stopwatch.GetTimestamp();
+                using HttpResponseMessage r = await http.GetAsync("/healthz", ct);
+                await r.Content.ReadAsByteArrayAsync(ct);
+                if (i >= 100) floor.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            }
+            floor.Sort();
+            output.WriteLine($"  loopback floor (GET /healthz, 1 client): p50 {floor[floor.Count / 2]:F3} ms, p99 {floor[(int)Math.Ceiling(floor.Count * 0.99) - 1]:F3} ms");
             var overheads = new List<double>();
             var holds = new List<double>();
             var models = new List<double>();
             var servers = new List<double>();
-            int n = quick ? 150 : 400;
+            var queues = new List<double>();
+            int n = quick ? 200 : 500;
+            HiccupMeter.Summary idleMachine;
+            using (var idle = new HiccupMeter())
+            {
+                await Task.Delay(TimeSpan.FromSeconds(2), ct);
+                idleMachine = idle.Stop();
+            }
+            int gc0 = GC.CollectionCount(0), gc1 = GC.CollectionCount(1), gc2 = GC.CollectionCount(2);
+            TimeSpan paused = GC.GetTotalPauseDuration();
+            using var hiccups = new HiccupMeter();
             for (int i = 0; i < n; i++)
             {
                 long start = Stopwatch.GetTimestamp();
                 var (ok, modelMs, networkMs, holdMs) = await EmbedWithHoldAsync(http, key, Sentences[i % Sentences.Length], ct);
                 double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-                if (ok) { overheads.Add(ms - modelMs - networkMs); holds.Add(holdMs); models.Add(modelMs); servers.Add(LastServerMs - modelMs - networkMs); }
+                if (ok) { overheads.Add(ms - modelMs - networkMs); holds.Add(holdMs); models.Add(modelMs); servers.Add(LastServerMs - modelMs - networkMs); queues.Add(LastQueueMs); }
             }
+            HiccupMeter.Summary machine = hiccups.Stop();
+            output.WriteLine($"    the machine itself (a thread sleeping 1 ms, over and over): {machine.Samples:N0} sleeps, {machine.Over1Ms} overslept by over 1 ms, the worst by {machine.WorstMs:F1} ms; with the process idle: {idleMachine.Samples:N0} sleeps, {idleMachine.Over1Ms} over 1 ms, the worst by {idleMachine.WorstMs:F1} ms");
+            output.WriteLine($"    GCs in the overhead window: gen0 {GC.CollectionCount(0) - gc0}, gen1 {GC.CollectionCount(1) - gc1}, gen2 {GC.CollectionCount(2) - gc2}, paused {(GC.GetTotalPauseDuration() - paused).TotalMilliseconds:F1} ms");
+            // The slowest requests, taken apart: where a tail comes from (the server, the node's queue, or outside both).
+            foreach (int i in Enumerable.Range(0, overheads.Count).OrderByDescending(i => overheads[i]).Take(3))
+                output.WriteLine($"    slow #{i}: overhead {overheads[i]:F3} ms = server {servers[i]:F3} (node queue {queues[i]:F3}) + outside {overheads[i] - servers[i]:F3}; model {models[i]:F3}, hold {holds[i]:F3}");
             overheads.Sort();
             double p50 = overheads[overheads.Count / 2], p99 = overheads[(int)Math.Ceiling(overheads.Count * 0.99) - 1];
             output.WriteLine($"  overhead (latency − node model time − simulated network), 1 client: p50 {p50:F3} ms, p99 {p99:F3} ms over {overheads.Count} requests");
@@ -114,7 +170,9 @@ internal static class InferenceBench
             var metrics = new SortedDictionary<string, object>(StringComparer.Ordinal)
             {
                 ["model_sentences_per_s"] = Math.Round(modelRate, 1),
-                ["model_best_batch"] = sweep.Best.BatchSize,
+                ["model_best_batch"] = best.BatchSize,
+                ["model_best_workers"] = bestConfiguration.Workers,
+                ["model_best_threads_per_call"] = bestConfiguration.IntraOpThreads,
                 ["e2e_sentences_per_s"] = Math.Round(e2eRate, 1),
                 ["e2e_vs_model"] = Math.Round(e2eRate / modelRate, 3),
                 ["overhead_p50_ms"] = Math.Round(p50, 3),
@@ -133,6 +191,36 @@ internal static class InferenceBench
             await app.DisposeAsync();
             if (workDir is null) Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>Runs <paramref name="slice"/> until one takes under 1 % of its wall time in the JIT, or <paramref name="maxSeconds"/> pass.</summary>
+    private static async Task<TimeSpan> WarmUpAsync(Func<Task> slice, int maxSeconds)
+    {
+        var warm = Stopwatch.StartNew();
+        while (true)
+        {
+            TimeSpan jitBefore = System.Runtime.JitInfo.GetCompilationTime();
+            var sliceTime = Stopwatch.StartNew();
+            await slice();
+            if ((System.Runtime.JitInfo.GetCompilationTime() - jitBefore) < sliceTime.Elapsed / 100 || warm.Elapsed.TotalSeconds > maxSeconds) return warm.Elapsed;
+        }
+    }
+
+    /// <summary>32 clients, each sending one sentence per request back to back for <paramref name="duration"/>.</summary>
+    private static async Task<(long Ok, long Failed, TimeSpan Elapsed)> LoadAsync(HttpClient http, string key, TimeSpan duration, CancellationToken ct)
+    {
+        long ok = 0, failed = 0;
+        var sw = Stopwatch.StartNew();
+        await Parallel.ForEachAsync(Enumerable.Range(0, 32), new ParallelOptions { MaxDegreeOfParallelism = 32, CancellationToken = ct }, async (client, c) =>
+        {
+            int i = client;
+            while (sw.Elapsed < duration)
+            {
+                if ((await EmbedAsync(http, key, Sentences[i++ % Sentences.Length], c)).Ok) Interlocked.Increment(ref ok);
+                else Interlocked.Increment(ref failed);
+            }
+        });
+        return (ok, failed, sw.Elapsed);
     }
 
     private static async Task<string> CustomerAsync(HttpClient http, string dir, CancellationToken ct)
@@ -167,10 +255,53 @@ internal static class InferenceBench
         double networkMs = double.Parse(r.Headers.GetValues("X-CG-Simulated-Network-Ms").Single(), CultureInfo.InvariantCulture);
         double holdMs = double.Parse(r.Headers.GetValues("X-CG-Hold-Ms").Single(), CultureInfo.InvariantCulture);
         LastServerMs = double.Parse(r.Headers.GetValues("X-CG-Server-Ms").Single(), CultureInfo.InvariantCulture);
+        LastQueueMs = double.Parse(r.Headers.GetValues("X-CG-Queue-Ms").Single(), CultureInfo.InvariantCulture);
         return (true, modelMs, networkMs, holdMs);
     }
 
     [ThreadStatic] private static double LastServerMs;
+    [ThreadStatic] private static double LastQueueMs;
+
+    /// <summary>
+    /// A jHiccup-style meter: a thread that sleeps 1 ms over and over and records how late it wakes. Stalls it sees
+    /// come from the machine (a busy or descheduled virtual CPU, a GC pause), not from the request path.
+    /// </summary>
+    private sealed class HiccupMeter : IDisposable
+    {
+        private readonly Thread _thread;
+        private readonly List<double> _late = new();
+        private volatile bool _stop;
+
+        public HiccupMeter()
+        {
+            _thread = new Thread(() =>
+            {
+                while (!_stop)
+                {
+                    long start = Stopwatch.GetTimestamp();
+                    Thread.Sleep(1);
+                    double late = Stopwatch.GetElapsedTime(start).TotalMilliseconds - 1;
+                    lock (_late) _late.Add(late);
+                }
+            }) { IsBackground = true, Name = "hiccup-meter" };
+            _thread.Start();
+        }
+
+        public readonly record struct Summary(int Samples, int Over1Ms, double WorstMs);
+
+        public Summary Stop()
+        {
+            _stop = true;
+            _thread.Join();
+            lock (_late) return new Summary(_late.Count, _late.Count(l => l > 1), _late.Count == 0 ? 0 : _late.Max());
+        }
+
+        public void Dispose()
+        {
+            _stop = true;
+            _thread.Join();
+        }
+    }
 
     private static int FreePort()
     {

@@ -22,19 +22,20 @@ internal static class NodeCommand
         var id = new Option<string?>("--id") { Description = "The node's id (letters, digits, '-', '_'); default: the region and a hash of the node's public key." };
         var keyFile = new Option<string?>("--key-file") { Description = "The node's Ed25519 private key (raw 32 bytes), created (mode 0600) if missing; default: a new key for this run." };
         var simulate = new Option<bool>("--simulate-distance") { Description = "Delay each request by the RTT between its region and the node's (from the latency data), reported as network time." };
-        var threads = new Option<int?>("--threads") { Description = "ONNX Runtime intra-op threads (default: one per processor)." };
+        var threads = new Option<int?>("--threads") { Description = "ONNX Runtime intra-op threads per model call (default: 1 per worker, more on machines with over 8 cores)." };
+        var workers = new Option<int?>("--workers") { Description = "Batches run at once, each on its own thread (default: one per processor up to 8 when --threads is not given, else 1)." };
         var command = new Command("node", "Run an inference node: register with a server, take embedding work over HTTP/2 and send signed telemetry.")
         {
-            server, region, price, capacity, id, keyFile, simulate, threads,
+            server, region, price, capacity, id, keyFile, simulate, threads, workers,
         };
         command.SetAction((pr, ct) => RunAsync(
             pr.GetValue(server)!, pr.GetValue(region)!, pr.GetValue(price), pr.GetValue(capacity), pr.GetValue(id), pr.GetValue(keyFile),
-            pr.GetValue(simulate), pr.GetValue(threads), ct));
+            pr.GetValue(simulate), pr.GetValue(threads), pr.GetValue(workers), ct));
         return command;
     }
 
     private static async Task<int> RunAsync(string serverText, string regionText, long price, int capacity, string? id, string? keyFile,
-        bool simulate, int? threads, CancellationToken ct)
+        bool simulate, int? threads, int? workers, CancellationToken ct)
     {
         if (!Uri.TryCreate(serverText, UriKind.Absolute, out Uri? server) || (server.Scheme != Uri.UriSchemeHttp && server.Scheme != Uri.UriSchemeHttps)
             || string.IsNullOrEmpty(server.Host))
@@ -42,6 +43,7 @@ internal static class NodeCommand
         if (price < 0) return CliDefaults.Fail("--price must not be negative");
         if (capacity < 1) return CliDefaults.Fail("--capacity must be at least 1");
         if (threads is < 1) return CliDefaults.Fail("--threads must be at least 1");
+        if (workers is < 1) return CliDefaults.Fail("--workers must be at least 1");
         if (id is not null && !NodeAgentOptions.IsValidNodeId(id)) return CliDefaults.Fail($"--id '{id}' must be 1-64 letters, digits, '-' or '_'");
         LatencyMatrix latency;
         try { latency = LatencyMatrix.LoadDefault(); }
@@ -59,6 +61,7 @@ internal static class NodeCommand
             KeyFile = keyFile,
             SimulateDistance = simulate,
             IntraOpThreads = threads,
+            Workers = workers,
         };
 
         // Program invokes commands with ProcessTerminationTimeout = null, so the signals are handled here: the first

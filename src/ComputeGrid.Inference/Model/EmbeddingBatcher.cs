@@ -1,33 +1,48 @@
-using System.Threading.Channels;
+using System.Runtime.CompilerServices;
 
 namespace ComputeGrid.Inference.Model;
 
 /// <summary>
 /// Dynamic micro-batching in front of one <see cref="IEmbeddingModel"/>: concurrent requests are queued, and a
-/// single background loop takes up to <see cref="EmbeddingBatcherOptions.MaxBatchSize"/> inputs (from one or many
-/// requests; a large request is split over several batches), waiting at most
-/// <see cref="EmbeddingBatcherOptions.MaxWait"/> after the first for the batch to fill, runs one model call and
-/// hands each request its own vectors once all of its inputs are done.
+/// single background loop forms batches of up to <see cref="EmbeddingBatcherOptions.MaxBatchSize"/> inputs (from one
+/// or many requests; a large request is split over several batches), waiting at most
+/// <see cref="EmbeddingBatcherOptions.MaxWait"/> after the first for the batch to fill. Each batch is one model call
+/// on one of <see cref="EmbeddingBatcherOptions.Workers"/> dedicated threads, which take their batches from the queue
+/// themselves; a request gets its own vectors once all of its inputs are done.
 /// </summary>
 /// <remarks>
+/// <para>
+/// With several workers, a batch forms while others run, so the model is not idle while answers go out and new
+/// requests come in; while every worker is busy the queue simply grows, and the next free worker takes a full batch.
+/// A request wakes an idle worker directly (one thread hand-off, not two), and a batch that holds a single request
+/// completes it on the worker's thread: a lone request, the common case at light load, then crosses no other
+/// thread on its way back. Batches of several requests complete them on the thread pool, so the worker moves on.
+/// On a CPU, several single-threaded model calls side by side also beat one call spread over every core (no
+/// barrier between the threads of one call, which stalls whenever another thread of the server takes a core).
+/// </para>
+/// <para>
 /// The queue is bounded by <see cref="EmbeddingBatcherOptions.MaxQueuedInputs"/>. Waiting and metering use the
-/// given <see cref="TimeProvider"/>. Disposing stops intake, lets the loop finish what is queued, and waits for it.
+/// given <see cref="TimeProvider"/>. Disposing stops intake, lets the workers finish what is queued, and waits for it.
+/// </para>
 /// </remarks>
 public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
 {
     private readonly IEmbeddingModel _model;
     private readonly EmbeddingBatcherOptions _options;
     private readonly TimeProvider _time;
-    private readonly Channel<Request> _channel;
-    private readonly Task _loop;
+    private readonly Worker[] _workers;
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    // Loop-only state.
-    private readonly Request[] _slotRequests;
-    private readonly int[] _slotIndexes;
-    private readonly TokenizedInput[] _slotInputs;
-    private readonly float[] _batchOutput;
+    // Under _gate: the queue, the request being split, the idle workers, the one filling a batch, intake closed.
+    private readonly Lock _gate = new();
+    private readonly Queue<Request> _queue = new();
+    private readonly Stack<Worker> _idle = new();
     private Request? _current;
-    private Task<bool>? _pendingWait;
+    private Worker? _filler;
+    private bool _closed;
+    private int _busyWorkers;
+    private int _exitedWorkers;
+    private int _lastBatchSize;
 
     // Counters (Interlocked).
     private int _queuedInputs;
@@ -41,9 +56,9 @@ public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
     private long _modelTicks;
     private int _disposed;
 
-    /// <summary>Starts a batcher (and its background loop) for <paramref name="model"/>.</summary>
+    /// <summary>Starts a batcher (and its worker threads) for <paramref name="model"/>.</summary>
     /// <param name="model">The model every batch runs on.</param>
-    /// <param name="options">Batch size, wait and queue bound; defaults when null.</param>
+    /// <param name="options">Batch size, wait, queue bound and workers; defaults when null.</param>
     /// <param name="timeProvider">The clock for the batch wait and the model-time metering; the system clock when null.</param>
     public EmbeddingBatcher(IEmbeddingModel model, EmbeddingBatcherOptions? options = null, TimeProvider? timeProvider = null)
     {
@@ -52,12 +67,15 @@ public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
         _options.Validate();
         _model = model;
         _time = timeProvider ?? TimeProvider.System;
-        _channel = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = false });
-        _slotRequests = new Request[_options.MaxBatchSize];
-        _slotIndexes = new int[_options.MaxBatchSize];
-        _slotInputs = new TokenizedInput[_options.MaxBatchSize];
-        _batchOutput = new float[_options.MaxBatchSize * model.Dimensions];
-        _loop = Task.Run(RunLoopAsync);
+        _workers = new Worker[_options.Workers];
+        for (int i = 0; i < _workers.Length; i++)
+        {
+            _workers[i] = new Worker(this, i);
+        }
+        foreach (var worker in _workers)
+        {
+            worker.Start();
+        }
     }
 
     /// <summary>The model the batches run on.</summary>
@@ -147,64 +165,142 @@ public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
         var request = new Request(this, snapshot, _model.Dimensions, cancellationToken);
         if (cancellationToken.CanBeCanceled)
         {
-            request.Registration = cancellationToken.Register(
-                static state => ((Request)state!).Cancel(), request);
+            // Registered before the request is queued, so a worker that completes it always finds the registration.
+            request.Registration = cancellationToken.Register(static state => ((Request)state!).Cancel(), request);
         }
-        if (!_channel.Writer.TryWrite(request))
+        Worker? wake;
+        lock (_gate)
         {
-            Interlocked.Add(ref _queuedInputs, -count);
-            request.Registration.Dispose();
-            throw new ObjectDisposedException(nameof(EmbeddingBatcher));
+            if (_closed)
+            {
+                Interlocked.Add(ref _queuedInputs, -count);
+                request.Registration.Dispose();
+                throw new ObjectDisposedException(nameof(EmbeddingBatcher));
+            }
+            _queue.Enqueue(request);
+            // A worker filling its batch takes it first; otherwise the most recently idle worker (warmest cache).
+            wake = _filler ?? PopIdle();
         }
+        wake?.Signal();
         return request.Task;
     }
 
-    /// <summary>Stops intake, lets the loop embed what is already queued, and waits for it to finish.</summary>
+    /// <summary>Stops intake, lets the workers embed what is already queued, and waits for them to finish.</summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            _channel.Writer.TryComplete();
+            Worker[] idle;
+            lock (_gate)
+            {
+                _closed = true;
+                idle = [.. _idle];
+                _idle.Clear();
+                foreach (var worker in idle)
+                {
+                    worker.IsIdle = false;
+                }
+            }
+            foreach (var worker in idle)
+            {
+                worker.Signal();
+            }
         }
-        await _loop.ConfigureAwait(false);
+        await _drained.Task.ConfigureAwait(false);
     }
 
-    /// <summary>Stops intake, lets the loop embed what is already queued, and blocks until it has finished.</summary>
+    /// <summary>Stops intake, lets the workers embed what is already queued, and blocks until they have finished.</summary>
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
-    private async Task RunLoopAsync()
+    private Worker? PopIdle()
     {
-        int max = _options.MaxBatchSize;
-        while (true)
+        while (_idle.TryPop(out Worker? worker))
         {
-            int n = Fill(0);
-            if (n == 0)
+            if (worker.IsIdle)
             {
-                if (!await WaitForInputAsync(Timeout.InfiniteTimeSpan).ConfigureAwait(false))
-                {
-                    return; // completed and drained
-                }
-                continue;
+                worker.IsIdle = false;
+                return worker;
             }
-
-            // The first input is in: wait up to MaxWait for the batch to fill (under load only, when so configured).
-            long first = _time.GetTimestamp();
-            bool wait = !_options.WaitOnlyUnderLoad || _lastBatchSize > 1 || n > 1;
-            while (wait && n < max)
-            {
-                TimeSpan remaining = _options.MaxWait - _time.GetElapsedTime(first);
-                if (remaining <= TimeSpan.Zero || !await WaitForInputAsync(remaining).ConfigureAwait(false))
-                {
-                    break;
-                }
-                n = Fill(n);
-            }
-            RunBatch(n);
         }
+        return null;
     }
 
-    /// <summary>Moves queued inputs into the batch slots from <paramref name="n"/> on, without waiting.</summary>
-    private int Fill(int n)
+    /// <summary>
+    /// A worker's next batch: waits while the queue is empty, then takes up to MaxBatchSize inputs, waiting up to
+    /// MaxWait for company when so configured. Returns 0 once intake is closed and the queue is drained.
+    /// </summary>
+    private int NextBatch(Worker worker)
+    {
+        int max = _options.MaxBatchSize;
+        int n;
+        while (true)
+        {
+            lock (_gate)
+            {
+                n = Fill(worker, 0);
+                if (n == 0 && _closed)
+                {
+                    return 0;
+                }
+                if (n == 0)
+                {
+                    if (!worker.IsIdle)
+                    {
+                        worker.IsIdle = true;
+                        _idle.Push(worker);
+                    }
+                }
+                else
+                {
+                    worker.IsIdle = false;
+                    break;
+                }
+            }
+            worker.Wait();
+        }
+
+        // The first input is in: wait up to MaxWait for the batch to fill (under load only, when so configured) —
+        // and only while no other worker is running: then the inputs that arrive meanwhile make the next batch, and
+        // a free worker waiting for company would only leave its core idle.
+        bool wait;
+        lock (_gate)
+        {
+            wait = _options.MaxWait > TimeSpan.Zero && n < max && _filler is null && _busyWorkers == 0
+                && (!_options.WaitOnlyUnderLoad || _lastBatchSize > 1 || n > 1);
+            if (wait)
+            {
+                _filler = worker;
+            }
+        }
+        if (wait)
+        {
+            long first = _time.GetTimestamp();
+            using ITimer timer = _time.CreateTimer(static state => ((Worker)state!).Signal(), worker, _options.MaxWait, Timeout.InfiniteTimeSpan);
+            while (true)
+            {
+                worker.Wait();
+                lock (_gate)
+                {
+                    n = Fill(worker, n);
+                    if (n >= max || _closed || _time.GetElapsedTime(first) >= _options.MaxWait)
+                    {
+                        _filler = null;
+                        break;
+                    }
+                }
+            }
+            worker.DrainSignals();
+        }
+        lock (_gate)
+        {
+            _busyWorkers++;
+            _lastBatchSize = n;
+        }
+        return n;
+    }
+
+    /// <summary>Moves queued inputs into <paramref name="worker"/>'s batch slots from <paramref name="n"/> on (under the gate).</summary>
+    private int Fill(Worker worker, int n)
     {
         int max = _options.MaxBatchSize;
         int taken = 0;
@@ -214,22 +310,22 @@ public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
             if (current is null || current.Next == current.Inputs.Length)
             {
                 _current = null;
-                if (!_channel.Reader.TryRead(out current))
+                if (!_queue.TryDequeue(out current))
                 {
                     break;
                 }
                 _current = current;
             }
-            if (current.Task.IsCompleted)
+            if (current.IsSettled)
             {
                 // Canceled (or failed) while queued: drop what it still has waiting.
                 taken += current.Inputs.Length - current.Next;
                 current.Next = current.Inputs.Length;
                 continue;
             }
-            _slotRequests[n] = current;
-            _slotIndexes[n] = current.Next;
-            _slotInputs[n] = current.Inputs[current.Next];
+            worker.Requests[n] = current;
+            worker.Indexes[n] = current.Next;
+            worker.Inputs[n] = current.Inputs[current.Next];
             current.Next++;
             taken++;
             n++;
@@ -245,55 +341,29 @@ public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
         return n;
     }
 
-    /// <summary>
-    /// Waits until the channel has something to read (true), or it is completed and empty, or
-    /// <paramref name="timeout"/> passes (false). One wait on the channel is kept across calls.
-    /// </summary>
-    private async ValueTask<bool> WaitForInputAsync(TimeSpan timeout)
+    /// <summary>Runs one formed batch on the calling worker thread and delivers its vectors.</summary>
+    private void RunBatch(Worker worker, int n)
     {
-        var wait = _pendingWait ??= _channel.Reader.WaitToReadAsync().AsTask();
-        if (!wait.IsCompleted && timeout != Timeout.InfiniteTimeSpan)
-        {
-            using var cts = new CancellationTokenSource();
-            var delay = Task.Delay(timeout, _time, cts.Token);
-            if (await Task.WhenAny(wait, delay).ConfigureAwait(false) != wait)
-            {
-                return false;
-            }
-            cts.Cancel();
-        }
-        bool result = await wait.ConfigureAwait(false);
-        _pendingWait = null;
-        return result;
-    }
-
-    private int _lastBatchSize;
-
-    private void RunBatch(int n)
-    {
-        _lastBatchSize = n;
-        var inputs = _slotInputs.AsSpan(0, n);
+        var inputs = worker.Inputs.AsSpan(0, n);
         int batchTokens = 0;
-        foreach (var input in inputs)
+        bool lone = true;
+        for (int i = 0; i < n; i++)
         {
-            batchTokens += input.TokenCount;
+            batchTokens += inputs[i].TokenCount;
+            lone &= ReferenceEquals(worker.Requests[i], worker.Requests[0]);
         }
 
         long start = _time.GetTimestamp();
         try
         {
-            _model.Embed(inputs, _batchOutput);
+            _model.Embed(inputs, worker.Output);
         }
         catch (Exception ex)
         {
             for (int i = 0; i < n; i++)
             {
-                if (_slotRequests[i].Fail(ex))
-                {
-                    Interlocked.Increment(ref _failed);
-                }
+                worker.Requests[i].Fail(ex);
             }
-            ClearSlots(n);
             return;
         }
         TimeSpan elapsed = _time.GetElapsedTime(start);
@@ -306,37 +376,115 @@ public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
         int dims = _model.Dimensions;
         for (int i = 0; i < n; i++)
         {
-            var request = _slotRequests[i];
-            int tokens = _slotInputs[i].TokenCount;
+            var request = worker.Requests[i];
+            int tokens = worker.Inputs[i].TokenCount;
             double share = batchTokens == 0 ? 0 : (double)elapsed.Ticks * tokens / batchTokens;
-            if (request.Deliver(_slotIndexes[i], _batchOutput.AsSpan(i * dims, dims), tokens, share))
+            request.Deliver(worker.Indexes[i], worker.Output.AsSpan(i * dims, dims), tokens, share, inline: lone);
+        }
+    }
+
+    /// <summary>
+    /// One model worker: a dedicated thread (model calls block for milliseconds; they must not hold thread-pool
+    /// threads the server needs) with its own batch slots and output buffer, and its own wake-up signal.
+    /// </summary>
+    private sealed class Worker
+    {
+        private readonly EmbeddingBatcher _owner;
+        private readonly SemaphoreSlim _signal = new(0);
+        private readonly Thread _thread;
+
+        public Worker(EmbeddingBatcher owner, int index)
+        {
+            _owner = owner;
+            int max = owner._options.MaxBatchSize;
+            Requests = new Request[max];
+            Indexes = new int[max];
+            Inputs = new TokenizedInput[max];
+            Output = new float[max * owner._model.Dimensions];
+            _thread = new Thread(Run) { IsBackground = true, Name = $"embed-{owner._model.Id}-{index}" };
+        }
+
+        public Request[] Requests { get; }
+        public int[] Indexes { get; }
+        public TokenizedInput[] Inputs { get; }
+        public float[] Output { get; }
+
+        /// <summary>On the idle stack, waiting for work (under the gate).</summary>
+        public bool IsIdle { get; set; }
+
+        public void Start() => _thread.Start();
+
+        public void Signal() => _signal.Release();
+
+        public void Wait() => _signal.Wait();
+
+        /// <summary>Forgets wake-ups left over from a fill wait (the timer and arrivals may both have signalled).</summary>
+        public void DrainSignals()
+        {
+            while (_signal.Wait(0))
             {
-                Interlocked.Increment(ref _completed);
             }
         }
-        ClearSlots(n);
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a thread's loop: no tier-0 start, no on-stack replacement later
+        private void Run()
+        {
+            if (_owner._options.WorkerNice != 0)
+            {
+                ComputeGrid.Core.ThreadNice.TrySetCurrentThread(_owner._options.WorkerNice);
+            }
+            while (true)
+            {
+                int n = _owner.NextBatch(this);
+                if (n == 0)
+                {
+                    break;
+                }
+                try
+                {
+                    _owner.RunBatch(this, n);
+                }
+                finally
+                {
+                    Array.Clear(Requests, 0, n);
+                    Array.Clear(Inputs, 0, n);
+                    lock (_owner._gate)
+                    {
+                        _owner._busyWorkers--;
+                    }
+                }
+            }
+            bool last;
+            lock (_owner._gate)
+            {
+                last = ++_owner._exitedWorkers == _owner._workers.Length;
+            }
+            if (last)
+            {
+                _owner._drained.TrySetResult();
+            }
+        }
     }
 
-    private void ClearSlots(int n)
-    {
-        Array.Clear(_slotRequests, 0, n);
-        Array.Clear(_slotInputs, 0, n);
-    }
-
-    /// <summary>One caller's request: its inputs, its result buffer and how far the loop has got.</summary>
+    /// <summary>
+    /// One caller's request: its inputs, its result buffer and how far the workers have got. Whoever settles it first
+    /// (the last vector, a failure, a cancellation) wins <see cref="_state"/>; the task is completed after that, on
+    /// the worker's thread for a lone request's vectors, else on the thread pool.
+    /// </summary>
     private sealed class Request : TaskCompletionSource<EmbeddingResult>
     {
+        private const int Pending = 0, Settled = 1;
         private readonly EmbeddingBatcher _owner;
         private readonly float[] _data;
         private readonly int _dimensions;
+        private readonly CancellationToken _cancellationToken;
+        private int _state;
         private int _done;
         private int _tokens;
         private double _modelTicks;
 
-        private readonly CancellationToken _cancellationToken;
-
         public Request(EmbeddingBatcher owner, TokenizedInput[] inputs, int dimensions, CancellationToken cancellationToken)
-            : base(TaskCreationOptions.RunContinuationsAsynchronously)
+            : base(TaskCreationOptions.None)
         {
             _owner = owner;
             _cancellationToken = cancellationToken;
@@ -347,46 +495,66 @@ public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
 
         public TokenizedInput[] Inputs { get; }
 
-        /// <summary>The next input the loop takes (loop only).</summary>
+        /// <summary>The next input a worker takes (under the gate).</summary>
         public int Next { get; set; }
 
         public CancellationTokenRegistration Registration { get; set; }
 
-        /// <summary>Stores one vector; completes the request with its last. True when this completed it.</summary>
-        public bool Deliver(int index, ReadOnlySpan<float> vector, int tokens, double modelTicks)
+        /// <summary>Canceled, failed or complete: its remaining inputs are skipped.</summary>
+        public bool IsSettled => Volatile.Read(ref _state) != Pending;
+
+        /// <summary>
+        /// Stores one vector; completes the request with its last (counted before the caller can see it). Workers may
+        /// deliver parts of one request at the same time, hence the lock.
+        /// </summary>
+        public void Deliver(int index, ReadOnlySpan<float> vector, int tokens, double modelTicks, bool inline)
         {
-            if (Task.IsCompleted)
+            lock (_data)
             {
-                return false;
-            }
-            vector.CopyTo(_data.AsSpan(index * _dimensions, _dimensions));
-            _tokens += tokens;
-            _modelTicks += modelTicks;
-            if (++_done < Inputs.Length)
-            {
-                return false;
+                if (IsSettled)
+                {
+                    return;
+                }
+                vector.CopyTo(_data.AsSpan(index * _dimensions, _dimensions));
+                _tokens += tokens;
+                _modelTicks += modelTicks;
+                if (++_done < Inputs.Length || Interlocked.CompareExchange(ref _state, Settled, Pending) != Pending)
+                {
+                    return;
+                }
             }
             Registration.Dispose();
-            return TrySetResult(new EmbeddingResult(
-                _data, Inputs.Length, _dimensions, _tokens, TimeSpan.FromTicks((long)Math.Round(_modelTicks))));
+            Interlocked.Increment(ref _owner._completed);
+            var result = new EmbeddingResult(_data, Inputs.Length, _dimensions, _tokens, TimeSpan.FromTicks((long)Math.Round(_modelTicks)));
+            if (inline)
+            {
+                TrySetResult(result); // the caller's continuation runs here, on the worker, with no hand-off
+            }
+            else
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(static s => s.Request.TrySetResult(s.Result), (Request: this, Result: result), preferLocal: false);
+            }
         }
 
-        public bool Fail(Exception ex)
+        public void Fail(Exception ex)
         {
-            if (!TrySetException(ex))
+            if (Interlocked.CompareExchange(ref _state, Settled, Pending) != Pending)
             {
-                return false;
+                return;
             }
             Registration.Dispose();
-            return true;
+            Interlocked.Increment(ref _owner._failed);
+            ThreadPool.UnsafeQueueUserWorkItem(static s => s.Request.TrySetException(s.Error), (Request: this, Error: ex), preferLocal: false);
         }
 
         public void Cancel()
         {
-            if (TrySetCanceled(_cancellationToken))
+            if (Interlocked.CompareExchange(ref _state, Settled, Pending) != Pending)
             {
-                Interlocked.Increment(ref _owner._canceled);
+                return;
             }
+            Interlocked.Increment(ref _owner._canceled);
+            ThreadPool.UnsafeQueueUserWorkItem(static r => r.TrySetCanceled(r._cancellationToken), this, preferLocal: false);
         }
     }
 }

@@ -24,8 +24,24 @@ public sealed record EmbeddingBatcherOptions
     /// </summary>
     public int MaxQueuedInputs { get; init; } = 4096;
 
+    /// <summary>
+    /// How many batches may run at once, each on its own dedicated thread. Default 1. Pair it with the model's own
+    /// threads per call: see <see cref="ModelParallelism"/>.
+    /// </summary>
+    public int Workers { get; init; } = 1;
+
+    /// <summary>
+    /// The nice value of the worker threads on Linux (0 normal, up to 19 lowest; see
+    /// <see cref="ComputeGrid.Core.ThreadNice"/>). A server that runs its model on the cores that also serve its
+    /// requests sets it above 0, so the request path is never queued behind a model call. Default 0.
+    /// </summary>
+    public int WorkerNice { get; init; }
+
     internal void Validate()
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(WorkerNice, 0, nameof(WorkerNice));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(WorkerNice, 19, nameof(WorkerNice));
+        ArgumentOutOfRangeException.ThrowIfLessThan(Workers, 1, nameof(Workers));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxBatchSize, 1, nameof(MaxBatchSize));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxWait, TimeSpan.Zero, nameof(MaxWait));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxQueuedInputs, 1, nameof(MaxQueuedInputs));

@@ -100,7 +100,7 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
     /// <param name="log">Where state changes are written, one line each (e.g. <see cref="Console.Error"/>); none when null.</param>
     /// <param name="model">
     /// The model to serve, shared and not disposed by the agent; null: a <see cref="MiniLmEmbeddingModel"/> with
-    /// <see cref="NodeAgentOptions.IntraOpThreads"/> threads, owned by the agent.
+    /// <see cref="NodeAgentOptions.IntraOpThreads"/> threads per call, owned by the agent.
     /// </param>
     /// <param name="latency">The region data (regions and RTTs); null: <see cref="LatencyMatrix.LoadDefault"/>.</param>
     /// <exception cref="ArgumentException">A setting is out of range, or the region is unknown.</exception>
@@ -125,10 +125,13 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
         if (created) Log($"created key file {options.KeyFile} (Ed25519, owner-only)");
         if (warning is not null) Log(warning);
 
+        var parallelism = new ModelParallelism(
+            options.Workers ?? (options.IntraOpThreads is null ? ModelParallelism.Default.Workers : 1),
+            options.IntraOpThreads ?? ModelParallelism.Default.IntraOpThreads);
         if (model is null)
         {
-            int threads = options.IntraOpThreads ?? Environment.ProcessorCount;
-            Log($"loading {MiniLmEmbeddingModel.ModelId} ({threads} intra-op thread{(threads == 1 ? "" : "s")})");
+            int threads = parallelism.IntraOpThreads;
+            Log($"loading {MiniLmEmbeddingModel.ModelId} ({parallelism})");
             var owned = new MiniLmEmbeddingModel(threads);
             _model = owned;
             _ownedModel = owned;
@@ -139,7 +142,7 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
         }
         try
         {
-            _batcher = new EmbeddingBatcher(_model);
+            _batcher = new EmbeddingBatcher(_model, new EmbeddingBatcherOptions { Workers = parallelism.Workers });
             _slots = new SemaphoreSlim(options.Capacity, options.Capacity);
             _nvidiaSmi = NodePowerMeter.FindNvidiaSmi();
             _http = CreateHttpClient(options.Server);

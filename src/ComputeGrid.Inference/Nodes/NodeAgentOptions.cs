@@ -1,3 +1,5 @@
+using ComputeGrid.Inference.Model;
+
 namespace ComputeGrid.Inference.Nodes;
 
 /// <summary>Settings of a <see cref="NodeAgent"/>: where the server is, who the node is and what it offers.</summary>
@@ -38,8 +40,14 @@ public sealed class NodeAgentOptions
     /// </summary>
     public bool SimulateDistance { get; init; }
 
-    /// <summary>ONNX Runtime intra-op threads for the model; null: one per processor.</summary>
+    /// <summary>ONNX Runtime intra-op threads per model call; null: <see cref="ModelParallelism.Default"/>'s.</summary>
     public int? IntraOpThreads { get; init; }
+
+    /// <summary>
+    /// Batches the node runs at once, each on its own thread; null: <see cref="ModelParallelism.Default"/>'s when
+    /// <see cref="IntraOpThreads"/> is null too, else 1.
+    /// </summary>
+    public int? Workers { get; init; }
 
     /// <summary>How often the node sends its signed telemetry. Default 1 s.</summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
@@ -80,6 +88,7 @@ public sealed class NodeAgentOptions
         ArgumentOutOfRangeException.ThrowIfNegative(PriceMicroUsdPer1kTokens, nameof(PriceMicroUsdPer1kTokens));
         ArgumentOutOfRangeException.ThrowIfLessThan(Capacity, 1, nameof(Capacity));
         if (IntraOpThreads is { } threads) ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1, nameof(IntraOpThreads));
+        if (Workers is { } workers) ArgumentOutOfRangeException.ThrowIfLessThan(workers, 1, nameof(Workers));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HeartbeatInterval, TimeSpan.Zero, nameof(HeartbeatInterval));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ReconnectMinDelay, TimeSpan.Zero, nameof(ReconnectMinDelay));
         ArgumentOutOfRangeException.ThrowIfLessThan(ReconnectMaxDelay, ReconnectMinDelay, nameof(ReconnectMaxDelay));

@@ -27,6 +27,9 @@ public sealed class LocalNodeChannel(EmbeddingBatcher batcher, int region, Laten
     /// <summary>Set to make the node fail every request (tests of failover).</summary>
     public bool Broken { get; set; }
 
+    /// <summary>The node's batcher (its counters show how full the batches ran).</summary>
+    public EmbeddingBatcher Batcher => batcher;
+
     public async Task<NodeRunResult> RunAsync(NodeWork work, CancellationToken cancellationToken)
     {
         if (Broken) throw new IOException("The node is down.");

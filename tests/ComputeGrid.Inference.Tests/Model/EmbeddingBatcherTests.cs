@@ -163,6 +163,61 @@ public sealed class EmbeddingBatcherTests
         Assert.Throws<ArgumentException>(() => { _ = batcher.EmbedAsync([model.Tokenize(string.Join(' ', Enumerable.Repeat("1", 15)))]); }); // 17 > 16
         Assert.Throws<ArgumentException>(() => { _ = batcher.EmbedAsync([new TokenizedInput("another", [101L, 102L])]); });
         Assert.Throws<ArgumentOutOfRangeException>(() => new EmbeddingBatcher(model, new EmbeddingBatcherOptions { MaxBatchSize = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new EmbeddingBatcher(model, new EmbeddingBatcherOptions { Workers = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new EmbeddingBatcher(model, new EmbeddingBatcherOptions { WorkerNice = 20 }));
+    }
+
+    [Fact]
+    public async Task Two_workers_run_two_batches_at_once_and_a_split_request_keeps_its_order()
+    {
+        var model = new FakeEmbeddingModel();
+        model.Hold();
+        await using var batcher = new EmbeddingBatcher(model, new EmbeddingBatcherOptions { MaxBatchSize = 4, MaxWait = TimeSpan.Zero, Workers = 2 });
+
+        var first = batcher.EmbedAsync([model.Tokenize("1")]);
+        Assert.True(await model.Entered.WaitAsync(Patience));
+        var second = batcher.EmbedAsync([model.Tokenize("2")]);
+        Assert.True(await model.Entered.WaitAsync(Patience)); // the second worker took it while the first is held
+
+        // Ten inputs behind them: split into batches of at most 4 over both workers.
+        var inputs = Enumerable.Range(100, 10).Select(i => model.Tokenize($"{i} 5")).ToArray();
+        var large = batcher.EmbedAsync(inputs);
+        model.Release();
+        var result = await large.WaitAsync(Patience);
+        await Task.WhenAll(first, second).WaitAsync(Patience);
+
+        Assert.Equal(10, result.Count);
+        for (int i = 0; i < 10; i++)
+        {
+            Assert.Equal(100 + i, result.GetVector(i).Span[0]);
+        }
+        Assert.Equal(10 * 4, result.TokenCount);
+        Assert.All(model.Batches, size => Assert.InRange(size, 1, 4));
+        Assert.Equal(12, model.Batches.Sum());
+        Assert.Equal(3, batcher.Stats.RequestsCompleted);
+        Assert.Equal(0, batcher.Stats.QueuedInputs);
+    }
+
+    [Fact]
+    public async Task A_lone_request_completes_on_the_worker_and_a_shared_batch_on_the_thread_pool()
+    {
+        var model = new FakeEmbeddingModel();
+        model.Hold();
+        await using var batcher = new EmbeddingBatcher(model, new EmbeddingBatcherOptions { MaxBatchSize = 8, MaxWait = TimeSpan.Zero });
+
+        var lone = batcher.EmbedAsync([model.Tokenize("1"), model.Tokenize("2")]);
+        Assert.True(await model.Entered.WaitAsync(Patience));
+        var a = batcher.EmbedAsync([model.Tokenize("3")]);
+        var b = batcher.EmbedAsync([model.Tokenize("4")]);
+        Task<string?> WhereCompleted(Task task) => task.ContinueWith(_ => Thread.CurrentThread.Name, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        var loneThread = WhereCompleted(lone);
+        var sharedThread = WhereCompleted(a);
+        model.Release();
+        await Task.WhenAll(lone, a, b).WaitAsync(Patience);
+
+        Assert.Equal([2, 2], model.Batches.ToArray());
+        Assert.StartsWith("embed-fake-model-", await loneThread.WaitAsync(Patience), StringComparison.Ordinal);
+        Assert.False((await sharedThread.WaitAsync(Patience) ?? "").StartsWith("embed-", StringComparison.Ordinal));
     }
 
     [Fact]

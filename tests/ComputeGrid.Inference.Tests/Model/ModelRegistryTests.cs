@@ -45,5 +45,21 @@ public sealed class ModelBenchmarkTests(MiniLmFixture fixture)
         Assert.Equal([1, 4], sweep.Results.Select(r => r.BatchSize));
         Assert.All(sweep.Results, r => Assert.True(r.SentencesPerSecond > 0 && r.Sentences >= r.BatchSize));
         Assert.Equal(sweep.Results.Max(r => r.SentencesPerSecond), sweep.Best.SentencesPerSecond);
+
+        var side = ModelBenchmark.RunSweep(fixture.Model, sentences, [2], TimeSpan.FromMilliseconds(100), workers: 2);
+        Assert.Equal(2, side.Best.Workers);
+        Assert.True(side.Best.Sentences >= 4 && side.Best.Sentences % 2 == 0); // each worker ran at least one batch of 2
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(2, 2, 1)]
+    [InlineData(8, 8, 1)]
+    [InlineData(16, 8, 2)]
+    [InlineData(12, 8, 1)]
+    public void Model_parallelism_gives_one_single_threaded_worker_per_core_up_to_eight(int cores, int workers, int threads)
+    {
+        Assert.Equal(new ModelParallelism(workers, threads), ModelParallelism.ForProcessors(cores));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ModelParallelism.ForProcessors(0));
     }
 }
