@@ -137,9 +137,6 @@ public static class ServerHost
             if (!latency.TryGetRegion(n.Region, out int region)) throw new ArgumentException($"Local node {n.Id}: unknown region '{n.Region}'.");
             var batcher = new EmbeddingBatcher(miniLm, new EmbeddingBatcherOptions
             {
-                // No wait for company: while one worker runs, arrivals queue up and make the next free worker's batch
-                // (on a CPU, batches of 8 run as fast per sentence as batches of 32).
-                MaxWait = TimeSpan.Zero,
                 Workers = options.Inference.ModelParallelism.Workers,
                 WorkerNice = options.Inference.ModelWorkerNice,
             }, options.Time);

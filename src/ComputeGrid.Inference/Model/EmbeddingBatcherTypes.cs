@@ -7,10 +7,12 @@ public sealed record EmbeddingBatcherOptions
     public int MaxBatchSize { get; init; } = 32;
 
     /// <summary>
-    /// How long a batch waits, after its first input is taken, for more inputs before it runs part-full.
-    /// Zero runs with whatever is queued at once. Default 2 ms.
+    /// How long a batch waits, after its first input is taken, for more inputs before it runs part-full (only while
+    /// no other worker is running). Default zero: a free worker runs what is queued at once, and the requests that
+    /// arrive while it runs make the next batch; on a CPU, batches of 8 run about as fast per sentence as batches of
+    /// 32. A model whose throughput grows steeply with the batch (a GPU) may want a few milliseconds.
     /// </summary>
-    public TimeSpan MaxWait { get; init; } = TimeSpan.FromMilliseconds(2);
+    public TimeSpan MaxWait { get; init; }
 
     /// <summary>
     /// Wait for a batch to fill only while requests arrive concurrently (the previous batch held more than one input):
