@@ -127,7 +127,7 @@ internal static class InferenceBench
                 if (i >= 100) floor.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
             }
             floor.Sort();
-            output.WriteLine($"  loopback floor (GET /healthz, 1 client): p50 {floor[floor.Count / 2]:F3} ms, p99 {floor[(int)Math.Ceiling(floor.Count * 0.99) - 1]:F3} ms");
+            output.WriteLine($"  loopback floor (GET /healthz, 1 client): p50 {floor[floor.Count / 2]:F3} ms, p99 {BenchStats.Percentile(floor, 0.99):F3} ms");
 
             // Overhead at moderate load: one client at a time, after its own settled warm-up (stricter: a tier-1
             // compile of a few milliseconds on the core the model leaves free is exactly the size of the tail being
@@ -159,13 +159,13 @@ internal static class InferenceBench
             foreach (int i in Enumerable.Range(0, overheads.Count).OrderByDescending(i => overheads[i]).Take(3))
                 output.WriteLine($"    slow #{i}: overhead {overheads[i]:F3} ms = server {servers[i]:F3} (node queue {queues[i]:F3}) + outside {overheads[i] - servers[i]:F3}; model {models[i]:F3}, hold {holds[i]:F3}");
             overheads.Sort();
-            double p50 = overheads[overheads.Count / 2], p99 = overheads[(int)Math.Ceiling(overheads.Count * 0.99) - 1];
+            double p50 = overheads[overheads.Count / 2], p99 = BenchStats.Percentile(overheads, 0.99);
             output.WriteLine($"  overhead (latency − node model time − simulated network), 1 client: p50 {p50:F3} ms, p99 {p99:F3} ms over {overheads.Count} requests");
             holds.Sort();
             models.Sort();
             servers.Sort();
-            output.WriteLine($"    inside the server (its time − model − network): p50 {servers[servers.Count / 2]:F3} ms, p99 {servers[(int)Math.Ceiling(servers.Count * 0.99) - 1]:F3} ms; the rest is HTTP on loopback and the client");
-            output.WriteLine($"    the ledger hold (answered once applied, overlapped with the model): p50 {holds[holds.Count / 2]:F3} ms, p99 {holds[(int)Math.Ceiling(holds.Count * 0.99) - 1]:F3} ms; model p50 {models[models.Count / 2]:F3} ms");
+            output.WriteLine($"    inside the server (its time − model − network): p50 {servers[servers.Count / 2]:F3} ms, p99 {BenchStats.Percentile(servers, 0.99):F3} ms; the rest is HTTP on loopback and the client");
+            output.WriteLine($"    the ledger hold (answered once applied, overlapped with the model): p50 {holds[holds.Count / 2]:F3} ms, p99 {BenchStats.Percentile(holds, 0.99):F3} ms; model p50 {models[models.Count / 2]:F3} ms");
 
             // The router over 1,000 nodes.
             RouterBenchmarkResult router = RouterBenchmark.Run(1_000, TimeSpan.FromSeconds(quick ? 1 : 3), 7);
@@ -182,7 +182,7 @@ internal static class InferenceBench
                 ["overhead_p50_ms"] = Math.Round(p50, 3),
                 ["overhead_p99_ms"] = Math.Round(p99, 3),
                 ["overhead_in_server_p50_ms"] = Math.Round(servers[servers.Count / 2], 3),
-                ["overhead_in_server_p99_ms"] = Math.Round(servers[(int)Math.Ceiling(servers.Count * 0.99) - 1], 3),
+                ["overhead_in_server_p99_ms"] = Math.Round(BenchStats.Percentile(servers, 0.99), 3),
                 ["overhead_window_jit_ms"] = Math.Round(jitInProbe.TotalMilliseconds, 1),
                 ["overhead_window_machine_stalls_over_1ms"] = machine.Over1Ms,
                 ["router_decisions_per_s"] = Math.Round(router.DecisionsPerSecond),
@@ -252,7 +252,7 @@ internal static class InferenceBench
             int i = client;
             while (sw.Elapsed < duration)
             {
-                if ((await EmbedAsync(http, key, Sentences[i++ % Sentences.Length], c)).Ok) Interlocked.Increment(ref ok);
+                if ((await EmbedWithHoldAsync(http, key, Sentences[i++ % Sentences.Length], c)).Ok) Interlocked.Increment(ref ok);
                 else Interlocked.Increment(ref failed);
             }
         });
@@ -269,12 +269,6 @@ internal static class InferenceBench
         fund.Headers.Authorization = new("Bearer", token);
         (await http.SendAsync(fund, ct)).EnsureSuccessStatusCode();
         return created.GetProperty("api_key").GetString()!;
-    }
-
-    private static async Task<(bool Ok, double ModelMs, double NetworkMs)> EmbedAsync(HttpClient http, string key, string sentence, CancellationToken ct)
-    {
-        var (ok, model, network, _) = await EmbedWithHoldAsync(http, key, sentence, ct);
-        return (ok, model, network);
     }
 
     private static async Task<(bool Ok, double ModelMs, double NetworkMs, double HoldMs)> EmbedWithHoldAsync(HttpClient http, string key, string sentence, CancellationToken ct)
@@ -332,11 +326,7 @@ internal static class InferenceBench
             lock (_late) return new Summary(_late.Count, _late.Count(l => l > 1), _late.Count == 0 ? 0 : _late.Max());
         }
 
-        public void Dispose()
-        {
-            _stop = true;
-            _thread.Join();
-        }
+        public void Dispose() => Stop();
     }
 
     private static int FreePort()

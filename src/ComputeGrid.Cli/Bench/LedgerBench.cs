@@ -247,8 +247,8 @@ public static class LedgerBench
 
             Array.Sort(latencies);
             double tickMs = 1000.0 / Stopwatch.Frequency;
-            double p50 = Percentile(latencies, 0.50) * tickMs;
-            double p99 = Percentile(latencies, 0.99) * tickMs;
+            double p50 = BenchStats.Percentile(latencies, 0.50) * tickMs;
+            double p99 = BenchStats.Percentile(latencies, 0.99) * tickMs;
             double max = latencies[^1] * tickMs;
             long fsyncs = after.Fsyncs - before.Fsyncs;
             long groups = after.Groups - before.Groups;
@@ -363,14 +363,6 @@ public static class LedgerBench
         for (int i = 0; i < results.Length; i++)
             if (results[i] != CreateTransferResult.Ok)
                 throw new BenchFailure($"{phase}: batch {batch}, transfer {i}: {results[i]}");
-    }
-
-    /// <summary>Nearest-rank percentile of sorted values.</summary>
-    private static long Percentile(long[] sorted, double p)
-    {
-        if (sorted.Length == 0) return 0;
-        int rank = (int)Math.Ceiling(p * sorted.Length);
-        return sorted[Math.Clamp(rank - 1, 0, sorted.Length - 1)];
     }
 
     private static void Collect()
