@@ -61,23 +61,26 @@ serve.SetAction(async (pr, ct) =>
         }
     }
     bool demoFleet = pr.GetValue(demo);
-    string nodeUrl = (pr.GetValue(nodeUrls) ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? "";
-    if (demoFleet && nodeUrl.Length == 0) return CliDefaults.Fail("--demo needs a node endpoint (--node-urls)");
+    if (demoFleet && (pr.GetValue(nodeUrls) ?? "").Trim(';', ' ').Length == 0) return CliDefaults.Fail("--demo needs a node endpoint (--node-urls)");
     var inference = new ComputeGrid.Server.Inference.InferenceServerOptions { DemoCustomerFundingMicroUsd = demoFleet ? 100_000_000 : 0 };
     var options = new ServerOptions { Urls = pr.GetValue(urls)!, NodeUrls = pr.GetValue(nodeUrls) ?? "", DataDirectory = Path.GetFullPath(pr.GetValue(dataDir)!), Sites = liveSites, Inference = inference };
     WebApplication app;
     try { app = ServerHost.Build(options); }
     catch (ComputeGrid.Energy.Sites.SiteConfigException e) { return CliDefaults.Fail($"site: {e.Message}"); }
-    Console.Out.WriteLine($"computegrid serving on {options.Urls} with data in {options.DataDirectory}");
+    // Start first, then print the addresses Kestrel bound: with port 0 in --urls or --node-urls the kernel picks the port.
+    await app.StartAsync();
+    var bound = ServerHost.Endpoints(app);
+    Console.Out.WriteLine($"computegrid serving on {string.Join(';', bound.ApiUrls)} with data in {options.DataDirectory}");
+    if (bound.NodeUrls.Count > 0) Console.Out.WriteLine($"  node endpoint on {string.Join(';', bound.NodeUrls)}");
     foreach (var site in liveSites) Console.Out.WriteLine($"  live site {site.Config.Name} at {site.Speed}×: GET /api/energy/sites/{site.Config.Name}");
     if (!demoFleet)
     {
-        await app.RunAsync();
+        await app.WaitForShutdownAsync();
+        await app.DisposeAsync();
         return 0;
     }
-    await app.StartAsync();
-    Console.Out.WriteLine($"  demo fleet: {DemoFleet.Nodes.Length} node processes connecting to {nodeUrl} (GET /api/inference/nodes)");
-    await using (DemoFleet.Start(nodeUrl.Replace("0.0.0.0", "127.0.0.1"), options.DataDirectory, Console.Out))
+    Console.Out.WriteLine($"  demo fleet: {DemoFleet.Nodes.Length} node processes connecting to {bound.NodeUrl} (GET /api/inference/nodes)");
+    await using (DemoFleet.Start(bound.NodeUrl, options.DataDirectory, Console.Out))
         await app.WaitForShutdownAsync();
     await app.DisposeAsync();
     return 0;

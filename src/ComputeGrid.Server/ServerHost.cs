@@ -67,14 +67,17 @@ public static class ServerHost
     public static WebApplication Build(ServerOptions options)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        var endpoints = new ServerEndpoints();
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = LedgerEndpoints.RequestBytesMax;
             // The API on --urls (HTTP/1.1); the nodes' persistent connections on --node-urls (HTTP/2 cleartext with prior
             // knowledge: Kestrel speaks h2c only on an HTTP/2-only endpoint).
-            foreach (string url in Split(options.Urls)) Listen(k, url, Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1);
-            foreach (string url in Split(options.NodeUrls)) Listen(k, url, Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2);
+            endpoints.Clear();
+            foreach (string url in Split(options.Urls)) endpoints.Api.Add(Listen(k, url, Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1));
+            foreach (string url in Split(options.NodeUrls)) endpoints.Node.Add(Listen(k, url, Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2));
         });
+        builder.Services.AddSingleton(endpoints);
         // Request code runs on the socket's I/O thread instead of being handed to the thread pool, and a response is
         // sent by the thread that wrote it: each hand-off wakes a sleeping thread, which on this project's 2-core VM
         // costs 50-250 µs after an idle stretch (such as a model call). Safe here because no endpoint blocks: the
@@ -211,14 +214,26 @@ public static class ServerHost
 
     private static string[] Split(string urls) => urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
-    private static void Listen(Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions k, string url, Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols protocols)
+    /// <summary>
+    /// The addresses the started server listens on, by role. Port 0 in <c>--urls</c> or <c>--node-urls</c> asks the
+    /// kernel for a free port; these give the port it chose.
+    /// </summary>
+    public static ServerEndpoints Endpoints(WebApplication app) => app.Services.GetRequiredService<ServerEndpoints>();
+
+    private static Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions Listen(Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions k, string url, Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols protocols)
     {
         if (!Uri.TryCreate(url.Replace("://*", "://0.0.0.0").Replace("://+", "://0.0.0.0"), UriKind.Absolute, out Uri? uri) || uri.Scheme != "http")
             throw new ArgumentException($"'{url}' is not an http:// address with a port (https is not served here).");
-        Action<Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions> configure = o => o.Protocols = protocols;
-        if (uri.Host == "localhost") k.ListenLocalhost(uri.Port, configure);
+        Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions? bound = null;
+        Action<Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions> configure = o => { o.Protocols = protocols; bound = o; };
+        if (uri.Host == "localhost")
+        {
+            if (uri.Port == 0) throw new ArgumentException($"'{url}': port 0 (any free port) needs an IP address, such as 127.0.0.1, not localhost.");
+            k.ListenLocalhost(uri.Port, configure);
+        }
         else if (System.Net.IPAddress.TryParse(uri.Host, out System.Net.IPAddress? ip)) k.Listen(ip, uri.Port, configure);
         else throw new ArgumentException($"'{url}': listen on an IP address or localhost.");
+        return bound!;
     }
 
     // The operators' bearer token: made once per data folder, kept in inference/operator-token.txt (owner-only).

@@ -81,6 +81,15 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Serve_refuses_port_0_on_localhost_with_one_line()
+    {
+        // Port 0 asks the kernel for a free port; "localhost" would bind two sockets (IPv4 and IPv6) to two different ports.
+        var r = await RunAsync("serve", "--urls", "http://localhost:0", "--no-sites", "--node-urls", "", "--data-dir", Path.Combine(_dir, "data"));
+        AssertOneLineError(r);
+        Assert.Contains("port 0", r.Err);
+    }
+
+    [Fact]
     public async Task Bench_ledger_quick_ends_with_one_json_object()
     {
         var r = await RunAsync("bench", "ledger", "--quick", "--work-dir", _dir);

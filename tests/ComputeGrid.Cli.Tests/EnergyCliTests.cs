@@ -97,17 +97,24 @@ public sealed class EnergyCliTests : IDisposable
     [Fact]
     public async Task Serve_runs_the_reference_site_live_by_default()
     {
-        int port;
-        using (var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0)) { l.Start(); port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port; }
+        // Port 0: the kernel picks the port as the server binds it, and serve prints the address it got.
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in new[] { Path.Combine(AppContext.BaseDirectory, "computegrid.dll"), "serve", "--urls", $"http://127.0.0.1:{port}", "--node-urls", "", "--data-dir", Path.Combine(_dir, "data"), "--site-speed", "900" })
+        foreach (string a in new[] { Path.Combine(AppContext.BaseDirectory, "computegrid.dll"), "serve", "--urls", "http://127.0.0.1:0", "--node-urls", "", "--data-dir", Path.Combine(_dir, "data"), "--site-speed", "900" })
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
+        var stdout = new System.Text.StringBuilder();
+        string? url = null;
+        while (url is null && await p.StandardOutput.ReadLineAsync() is { } line)
+        {
+            stdout.AppendLine(line);
+            if (line.StartsWith("computegrid serving on http://127.0.0.1:", StringComparison.Ordinal)) url = line.Split(' ')[3];
+        }
+        if (url is null) Assert.Fail("serve printed no address: " + stdout + await stderr);
+        var rest = p.StandardOutput.ReadToEndAsync();
         try
         {
-            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(5) };
+            using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(5) };
             var sw = Stopwatch.StartNew();
             JsonElement site = default;
             while (sw.Elapsed < TimeSpan.FromSeconds(90))
@@ -134,6 +141,6 @@ public sealed class EnergyCliTests : IDisposable
             }
         }
         Assert.Equal(0, p.ExitCode);
-        Assert.Contains("live site ercot-west-reference", await stdout);
+        Assert.Contains("live site ercot-west-reference", stdout + await rest);
     }
 }

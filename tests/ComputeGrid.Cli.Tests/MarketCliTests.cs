@@ -21,10 +21,9 @@ public sealed class MarketServerFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        int port = FreePort();
-        Url = $"http://127.0.0.1:{port}";
-        _app = ServerHost.Build(new ServerOptions { Urls = Url, DataDirectory = _dir });
+        _app = ServerHost.Build(new ServerOptions { Urls = "http://127.0.0.1:0", DataDirectory = _dir });
         await _app.StartAsync();
+        Url = ServerHost.Endpoints(_app).ApiUrl;
         Http = new HttpClient { BaseAddress = new Uri(Url) };
         await PostAsync("/api/ledger/accounts", new object[]
         {
@@ -45,6 +44,7 @@ public sealed class MarketServerFixture : IAsyncLifetime
         Assert.True(r.IsSuccessStatusCode, await r.Content.ReadAsStringAsync());
     }
 
+    /// <summary>A port nobody listens on (for the connection-refused test).</summary>
     public static int FreePort()
     {
         using var l = new TcpListener(IPAddress.Loopback, 0);

@@ -31,10 +31,10 @@ public sealed class CrashTests(ITestOutputHelper output) : IDisposable
         const int accounts = 16, clients = 4, kills = 6;
         var sent = new ConcurrentDictionary<UInt128, Sent>();
         var acked = new ConcurrentDictionary<UInt128, string>();
-        int port = TestServer.FreePort();
-
-        var server = await TestServer.StartChildAsync(_dir, port);
-        var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(10) };
+        // The first start picks a free port; every restart binds the same one, so the clients' address stays valid.
+        var (server, url) = await TestServer.StartChildAsync(_dir);
+        int port = new Uri(url).Port;
+        var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
         var created = await http.PostJsonAsync("/api/ledger/accounts",
             Enumerable.Range(1, accounts).Select(i => new { id = i.ToString(), asset = 1, code = 1 }).ToArray());
         Assert.Equal(accounts, created.GetProperty("ok").GetInt32());
@@ -59,7 +59,7 @@ public sealed class CrashTests(ITestOutputHelper output) : IDisposable
             var v = LedgerEngine.VerifyDirectory(Path.Combine(_dir, "ledger"));
             output.WriteLine($"  log: {v.Records} records, last op {v.LastOp}, {v.TrailingBytes} torn bytes");
 
-            server = await TestServer.StartChildAsync(_dir, port);
+            (server, _) = await TestServer.StartChildAsync(_dir, port);
             await CheckAsync(http, sent, acked, accounts);
         }
 

@@ -20,16 +20,16 @@ public sealed class InferenceNodeTests
     public async Task A_node_killed_mid_request_fails_over_and_the_request_is_charged_once()
     {
         string dir = TestServer.TempDir("inference-nodes");
-        int port = TestServer.FreePort(), nodePort = TestServer.FreePort();
-        var app = ServerHost.Build(new ServerOptions { Urls = $"http://127.0.0.1:{port}", NodeUrls = $"http://127.0.0.1:{nodePort}", DataDirectory = dir });
+        var app = ServerHost.Build(new ServerOptions { Urls = "http://127.0.0.1:0", NodeUrls = "http://127.0.0.1:0", DataDirectory = dir });
         await app.StartAsync();
+        string apiUrl = ServerHost.Endpoints(app).ApiUrl, nodeUrl = ServerHost.Endpoints(app).NodeUrl;
         var nodes = new List<Process>();
         try
         {
-            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            using var http = new HttpClient { BaseAddress = new Uri(apiUrl) };
             // Two nodes: Dallas (near the customer, chosen first) and Frankfurt (the fallback).
-            nodes.Add(StartNode(nodePort, "dal-1", "dallas", dir));
-            nodes.Add(StartNode(nodePort, "fra-1", "frankfurt", dir));
+            nodes.Add(StartNode(nodeUrl, "dal-1", "dallas", dir));
+            nodes.Add(StartNode(nodeUrl, "fra-1", "frankfurt", dir));
             var sw = Stopwatch.StartNew();
             while (sw.Elapsed < TimeSpan.FromSeconds(60))
             {
@@ -98,10 +98,10 @@ public sealed class InferenceNodeTests
         }
     }
 
-    private static Process StartNode(int nodePort, string id, string region, string dir)
+    private static Process StartNode(string nodeUrl, string id, string region, string dir)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in new[] { Path.Combine(AppContext.BaseDirectory, "computegrid.dll"), "node", "--server", $"http://127.0.0.1:{nodePort}", "--id", id, "--region", region,
+        foreach (string a in new[] { Path.Combine(AppContext.BaseDirectory, "computegrid.dll"), "node", "--server", nodeUrl, "--id", id, "--region", region,
                      "--price", "20", "--capacity", "4", "--threads", "1", "--key-file", Path.Combine(dir, id + ".key") })
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;

@@ -11,13 +11,6 @@ namespace ComputeGrid.Server.Tests;
 /// <summary>Helpers shared by the server tests: free ports, an in-process server, and the child-process server.</summary>
 public static class TestServer
 {
-    public static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
-
     public static string TempDir(string name)
     {
         string dir = Path.Combine(Path.GetTempPath(), $"cg-{name}-{Guid.NewGuid():N}");
@@ -29,15 +22,18 @@ public static class TestServer
     public static async Task<(WebApplication App, HttpClient Client)> StartInProcessAsync(string dataDir, IReadOnlyList<ComputeGrid.Server.Energy.LiveSiteOptions>? sites = null,
         ComputeGrid.Server.Inference.InferenceServerOptions? inference = null)
     {
-        int port = FreePort();
-        var app = ServerHost.Build(new ServerOptions { Urls = $"http://127.0.0.1:{port}", DataDirectory = dataDir, Sites = sites ?? [], Inference = inference ?? new() });
+        // Port 0: the kernel picks a free port as Kestrel binds, and the server reports it.
+        var app = ServerHost.Build(new ServerOptions { Urls = "http://127.0.0.1:0", DataDirectory = dataDir, Sites = sites ?? [], Inference = inference ?? new() });
         await app.StartAsync();
-        var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        var client = new HttpClient { BaseAddress = new Uri(ServerHost.Endpoints(app).ApiUrl) };
         return (app, client);
     }
 
-    /// <summary>Starts <c>computegrid serve</c> as a child process and waits until it answers /healthz.</summary>
-    public static async Task<Process> StartChildAsync(string dataDir, int port, params string[] extraArgs)
+    /// <summary>
+    /// Starts <c>computegrid serve</c> as a child process and waits until it answers /healthz. Port 0 (the default) lets
+    /// the kernel pick the port; the child prints the address it bound, which is returned.
+    /// </summary>
+    public static async Task<(Process Process, string Url)> StartChildAsync(string dataDir, int port = 0, params string[] extraArgs)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "computegrid.dll");
         var psi = new ProcessStartInfo("dotnet")
@@ -50,7 +46,12 @@ public static class TestServer
         string[] args = [dll, "serve", "--urls", $"http://127.0.0.1:{port}", "--node-urls", "", "--data-dir", dataDir, .. (extraArgs.Length > 0 ? extraArgs : ["--no-sites"])];
         foreach (var a in args) psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
-        p.OutputDataReceived += (_, _) => { };
+        var serving = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        p.OutputDataReceived += (_, e) =>
+        {
+            const string Prefix = "computegrid serving on ";
+            if (e.Data is { } line && line.StartsWith(Prefix, StringComparison.Ordinal)) serving.TrySetResult(line[Prefix.Length..].Split(' ')[0].Split(';')[0]);
+        };
         p.ErrorDataReceived += (_, _) => { };
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
@@ -59,13 +60,16 @@ public static class TestServer
         while (DateTime.UtcNow < deadline)
         {
             if (p.HasExited) throw new InvalidOperationException($"computegrid serve exited with {p.ExitCode} during start.");
-            try
+            if (serving.Task.IsCompleted)
             {
-                var r = await probe.GetAsync($"http://127.0.0.1:{port}/healthz");
-                if (r.IsSuccessStatusCode) return p;
+                try
+                {
+                    var r = await probe.GetAsync($"{serving.Task.Result}/healthz");
+                    if (r.IsSuccessStatusCode) return (p, serving.Task.Result);
+                }
+                catch (HttpRequestException) { }
+                catch (TaskCanceledException) { }
             }
-            catch (HttpRequestException) { }
-            catch (TaskCanceledException) { }
             await Task.Delay(50);
         }
         p.Kill(entireProcessTree: true);

@@ -60,10 +60,9 @@ internal static class InferenceBench
         // 2. The whole path on loopback: a server with a durable ledger and one node running the same model.
         string dir = workDir ?? Path.Combine(Path.GetTempPath(), "cg-bench-inference-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dir);
-        int port = FreePort();
         var app = ServerHost.Build(new ServerOptions
         {
-            Urls = $"http://127.0.0.1:{port}",
+            Urls = "http://127.0.0.1:0",
             DataDirectory = dir,
             MinimumLogLevel = Microsoft.Extensions.Logging.LogLevel.Warning,
             Inference = new InferenceServerOptions { LocalNodes = [new LocalNodeSpec("bench-1", "dallas", 20, 64)], ModelParallelism = served },
@@ -73,7 +72,7 @@ internal static class InferenceBench
         {
             InferenceHost host = app.Services.GetRequiredService<InferenceHost>();
             for (int i = 0; i < 200 && host.Gateway.Registry.Count < 1; i++) await Task.Delay(25, ct);
-            using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 }) { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 }) { BaseAddress = new Uri(ServerHost.Endpoints(app).ApiUrl) };
             string key = await CustomerAsync(http, dir, ct);
             EmbeddingBatcher batcher = app.Services.GetRequiredService<LocalNodes>().All[0].Channel.Batcher;
 
@@ -327,12 +326,5 @@ internal static class InferenceBench
         }
 
         public void Dispose() => Stop();
-    }
-
-    private static int FreePort()
-    {
-        using var l = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 }
