@@ -103,6 +103,14 @@ bench.SetAction(async (pr, ct) => pr.GetValue(component) switch
     var c => CliDefaults.Fail($"unknown benchmark '{c}'"),
 });
 
+// The inference bench's one-client probe, run by the bench as a separate process (not for users).
+var probeUrl = new Argument<string>("url");
+var probeCount = new Argument<int>("count");
+var probeWarm = new Argument<int>("warm-seconds");
+var benchProbe = new Command("bench-probe", "Internal: the inference bench's one-client probe.") { probeUrl, probeCount, probeWarm };
+benchProbe.Hidden = true;
+benchProbe.SetAction(async (pr, ct) => await InferenceBench.ProbeChildAsync(pr.GetValue(probeUrl)!, pr.GetValue(probeCount), pr.GetValue(probeWarm), Console.Out, ct));
+
 var proofFile = new Option<FileInfo?>("--proof") { Description = "A balance proof (JSON) from GET /api/ledger/accounts/{id}/proof." };
 var root = new Option<string?>("--root") { Description = "The published checkpoint root (hex) to check the proof against." };
 var verifyDir = new Option<string?>("--ledger-dir") { Description = "Verify a ledger folder offline: the log's hash chain and a full replay." };
@@ -116,7 +124,7 @@ verify.SetAction(pr =>
     return CliDefaults.Fail("verify needs --proof FILE --root HEX, or --ledger-dir DIR");
 });
 
-var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, verify, MarketCommand.Create(), BacktestCommand.Create(), NodeCommand.Create() };
+var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, benchProbe, verify, MarketCommand.Create(), BacktestCommand.Create(), NodeCommand.Create() };
 var parsed = rootCommand.Parse(args);
 if (parsed.Errors.Count > 0) return CliDefaults.Fail(parsed.Errors[0].Message);
 try

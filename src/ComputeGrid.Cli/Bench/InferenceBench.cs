@@ -166,6 +166,22 @@ internal static class InferenceBench
             output.WriteLine($"    inside the server (its time − model − network): p50 {servers[servers.Count / 2]:F3} ms, p99 {BenchStats.Percentile(servers, 0.99):F3} ms; the rest is HTTP on loopback and the client");
             output.WriteLine($"    the ledger hold (answered once applied, overlapped with the model): p50 {holds[holds.Count / 2]:F3} ms, p99 {BenchStats.Percentile(holds, 0.99):F3} ms; model p50 {models[models.Count / 2]:F3} ms");
 
+            // The same probe from a separate process, as a customer's program is: its own GC, JIT and threads.
+            HiccupMeter.Summary childMachine;
+            var child = default((List<double> Overheads, List<double> Servers, List<double> Queues, List<double> Models, List<double> Holds, double WarmSeconds, double JitMs, int Gc0));
+            using (var childHiccups = new HiccupMeter())
+            {
+                child = await ProbeInChildAsync(ServerHost.Endpoints(app).ApiUrl, key, n, quick ? 15 : 40, ct);
+                childMachine = childHiccups.Stop();
+            }
+            foreach (int i in Enumerable.Range(0, child.Overheads.Count).OrderByDescending(i => child.Overheads[i]).Take(3))
+                output.WriteLine($"    slow #{i}: overhead {child.Overheads[i]:F3} ms = server {child.Servers[i]:F3} (node queue {child.Queues[i]:F3}) + outside {child.Overheads[i] - child.Servers[i]:F3}; model {child.Models[i]:F3}, hold {child.Holds[i]:F3}");
+            child.Overheads.Sort();
+            child.Servers.Sort();
+            double childP50 = child.Overheads[child.Overheads.Count / 2], childP99 = BenchStats.Percentile(child.Overheads, 0.99);
+            output.WriteLine($"  overhead, 1 client in its own process (warmed {child.WarmSeconds:F1} s; it compiled {child.JitMs:F1} ms and collected gen0 {child.Gc0}× in the window): p50 {childP50:F3} ms, p99 {childP99:F3} ms over {child.Overheads.Count} requests; in the server p50 {child.Servers[child.Servers.Count / 2]:F3}, p99 {BenchStats.Percentile(child.Servers, 0.99):F3} ms");
+            output.WriteLine($"    the machine meanwhile: {childMachine.Samples:N0} sleeps, {childMachine.Over1Ms} overslept by over 1 ms, the worst by {childMachine.WorstMs:F1} ms");
+
             // The router over 1,000 nodes.
             RouterBenchmarkResult router = RouterBenchmark.Run(1_000, TimeSpan.FromSeconds(quick ? 1 : 3), 7);
             output.WriteLine($"  router: {router.DecisionsPerSecond:N0} decisions/s over {router.Nodes:N0} nodes in {router.Regions} regions, {router.AllocatedBytes} bytes allocated");
@@ -182,6 +198,8 @@ internal static class InferenceBench
                 ["overhead_p99_ms"] = Math.Round(p99, 3),
                 ["overhead_in_server_p50_ms"] = Math.Round(servers[servers.Count / 2], 3),
                 ["overhead_in_server_p99_ms"] = Math.Round(BenchStats.Percentile(servers, 0.99), 3),
+                ["overhead_separate_client_p50_ms"] = Math.Round(childP50, 3),
+                ["overhead_separate_client_p99_ms"] = Math.Round(childP99, 3),
                 ["overhead_window_jit_ms"] = Math.Round(jitInProbe.TotalMilliseconds, 1),
                 ["overhead_window_machine_stalls_over_1ms"] = machine.Over1Ms,
                 ["router_decisions_per_s"] = Math.Round(router.DecisionsPerSecond),
@@ -238,6 +256,63 @@ internal static class InferenceBench
             result.Models.Add(modelMs);
             result.Holds.Add(holdMs);
         }
+        return result;
+    }
+
+    /// <summary>
+    /// The one-client probe as its own process (<c>computegrid bench-probe URL COUNT WARM_SECONDS</c>, hidden; the API key
+    /// in <c>CG_PROBE_KEY</c>): a customer's program is not the server's, so its GC, JIT, thread pool and socket threads
+    /// should not be either. It warms up as the in-process probe does, then prints one line per request:
+    /// <c>r overhead server queue model hold</c> (ms), and last <c>end warm_s jit_ms gc0</c>.
+    /// </summary>
+    public static async Task<int> ProbeChildAsync(string url, int count, int warmSeconds, TextWriter output, CancellationToken ct)
+    {
+        string key = Environment.GetEnvironmentVariable("CG_PROBE_KEY") ?? "";
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1 }) { BaseAddress = new Uri(url) };
+        TimeSpan warm = await WarmUpAsync(() => ProbeAsync(http, key, 200, ct), warmSeconds, jitShare: 0.002);
+        TimeSpan jitBefore = System.Runtime.JitInfo.GetCompilationTime();
+        int gc0 = GC.CollectionCount(0);
+        var (overheads, servers, queues, models, holds) = await ProbeAsync(http, key, count, ct);
+        double jitMs = (System.Runtime.JitInfo.GetCompilationTime() - jitBefore).TotalMilliseconds;
+        gc0 = GC.CollectionCount(0) - gc0;
+        var text = new StringBuilder();
+        for (int i = 0; i < overheads.Count; i++)
+            text.Append(CultureInfo.InvariantCulture, $"r {overheads[i]:R} {servers[i]:R} {queues[i]:R} {models[i]:R} {holds[i]:R}\n");
+        text.Append(CultureInfo.InvariantCulture, $"end {warm.TotalSeconds:R} {jitMs:R} {gc0}\n");
+        await output.WriteAsync(text.ToString());
+        return 0;
+    }
+
+    /// <summary>Runs <see cref="ProbeChildAsync"/> in a child process and reads its lines back.</summary>
+    private static async Task<(List<double> Overheads, List<double> Servers, List<double> Queues, List<double> Models, List<double> Holds, double WarmSeconds, double JitMs, int Gc0)> ProbeInChildAsync(
+        string url, string key, int count, int warmSeconds, CancellationToken ct)
+    {
+        var psi = ComputeGrid.Cli.Inference.DemoFleet.SelfStartInfo();
+        foreach (string a in new[] { "bench-probe", url, count.ToString(CultureInfo.InvariantCulture), warmSeconds.ToString(CultureInfo.InvariantCulture) }) psi.ArgumentList.Add(a);
+        psi.Environment["CG_PROBE_KEY"] = key;
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
+        using var p = Process.Start(psi)!;
+        var stderr = p.StandardError.ReadToEndAsync(ct);
+        string stdout = await p.StandardOutput.ReadToEndAsync(ct);
+        await p.WaitForExitAsync(ct);
+        if (p.ExitCode != 0) throw new InvalidOperationException($"the probe process failed ({p.ExitCode}): {(await stderr).Trim()}");
+        var result = (Overheads: new List<double>(count), Servers: new List<double>(count), Queues: new List<double>(count), Models: new List<double>(count), Holds: new List<double>(count), WarmSeconds: 0.0, JitMs: 0.0, Gc0: 0);
+        foreach (string line in stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string[] f = line.Split(' ');
+            double F(int i) => double.Parse(f[i], CultureInfo.InvariantCulture);
+            if (f[0] == "r")
+            {
+                result.Overheads.Add(F(1));
+                result.Servers.Add(F(2));
+                result.Queues.Add(F(3));
+                result.Models.Add(F(4));
+                result.Holds.Add(F(5));
+            }
+            else if (f[0] == "end") (result.WarmSeconds, result.JitMs, result.Gc0) = (F(1), F(2), int.Parse(f[3], CultureInfo.InvariantCulture));
+        }
+        if (result.Overheads.Count == 0) throw new InvalidOperationException("the probe process returned no requests");
         return result;
     }
 

@@ -50,7 +50,7 @@ internal sealed class DemoFleet : IAsyncDisposable
     public IReadOnlyList<Process> Children => _children;
 
     // This program again: `dotnet computegrid.dll …` when run through the dotnet host, else the apphost itself.
-    private static ProcessStartInfo SelfStartInfo()
+    internal static ProcessStartInfo SelfStartInfo()
     {
         string? processPath = Environment.ProcessPath;
         string dll = Path.Combine(AppContext.BaseDirectory, "computegrid.dll");

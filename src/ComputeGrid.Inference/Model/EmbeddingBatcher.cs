@@ -274,15 +274,18 @@ public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
         }
         if (wait)
         {
-            long first = _time.GetTimestamp();
-            using ITimer timer = _time.CreateTimer(static state => ((Worker)state!).Signal(), worker, _options.MaxWait, Timeout.InfiniteTimeSpan);
+            // The timer ends the wait, not a clock reading: timers run on a coarse tick and may fire before a
+            // high-resolution timestamp says MaxWait has passed, and a wait that re-checked the timestamp after the
+            // timer's one signal would then sleep for ever (it did, in CI).
+            worker.FillDeadlinePassed = false;
+            using ITimer timer = _time.CreateTimer(static state => ((Worker)state!).EndFillWait(), worker, _options.MaxWait, Timeout.InfiniteTimeSpan);
             while (true)
             {
                 worker.Wait();
                 lock (_gate)
                 {
                     n = Fill(worker, n);
-                    if (n >= max || _closed || _time.GetElapsedTime(first) >= _options.MaxWait)
+                    if (n >= max || _closed || worker.FillDeadlinePassed)
                     {
                         _filler = null;
                         break;
@@ -415,6 +418,21 @@ public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
         public void Start() => _thread.Start();
 
         public void Signal() => _signal.Release();
+
+        /// <summary>Set by the fill-wait timer when <see cref="EmbeddingBatcherOptions.MaxWait"/> has passed.</summary>
+        public bool FillDeadlinePassed
+        {
+            get => Volatile.Read(ref _fillDeadlinePassed);
+            set => Volatile.Write(ref _fillDeadlinePassed, value);
+        }
+
+        private bool _fillDeadlinePassed;
+
+        public void EndFillWait()
+        {
+            FillDeadlinePassed = true;
+            Signal();
+        }
 
         public void Wait() => _signal.Wait();
 

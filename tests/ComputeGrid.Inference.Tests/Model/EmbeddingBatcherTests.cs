@@ -41,6 +41,37 @@ public sealed class EmbeddingBatcherTests
     }
 
     [Fact]
+    public async Task The_fill_wait_ends_when_its_timer_fires_whatever_the_clock_reads()
+    {
+        // Timers run on a coarse tick and may fire before a high-resolution timestamp says MaxWait has passed; the fill
+        // wait once re-checked the timestamp after the timer's only signal and slept for ever (CI hung on it). Here the
+        // timestamp never moves at all, so only the timer can end the wait.
+        var model = new FakeEmbeddingModel();
+        model.Hold();
+        var batcher = new EmbeddingBatcher(model, new EmbeddingBatcherOptions { MaxBatchSize = 8, MaxWait = TimeSpan.FromMilliseconds(2) }, new StoppedClock());
+        try
+        {
+            var first = batcher.EmbedAsync([model.Tokenize("1")]);
+            Assert.True(await model.Entered.WaitAsync(Patience));
+            var rest = Enumerable.Range(2, 3).Select(i => batcher.EmbedAsync([model.Tokenize($"{i}")])).ToList();
+            model.Release(); // the three queued requests form one batch that waits for company (under load), then runs
+            await Task.WhenAll(rest.Append(first)).WaitAsync(Patience);
+            Assert.Equal([1, 3], model.Batches.ToArray());
+        }
+        finally
+        {
+            model.Release();
+            await batcher.DisposeAsync().AsTask().WaitAsync(Patience); // a hung worker fails the test instead of hanging it
+        }
+    }
+
+    /// <summary>The system's timers with a timestamp that never moves.</summary>
+    private sealed class StoppedClock : TimeProvider
+    {
+        public override long GetTimestamp() => 0;
+    }
+
+    [Fact]
     public async Task A_large_request_is_split_over_batches_in_order()
     {
         var model = new FakeEmbeddingModel();
