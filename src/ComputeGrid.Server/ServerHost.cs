@@ -142,6 +142,7 @@ public static class ServerHost
             {
                 Workers = options.Inference.ModelParallelism.Workers,
                 WorkerNice = options.Inference.ModelWorkerNice,
+                WorkerSlice = options.Inference.ModelWorkerSlice,
             }, options.Time);
             return (n, new LocalNodeChannel(batcher, region, latency, options.Time));
         }).ToArray());

@@ -451,6 +451,10 @@ public sealed class EmbeddingBatcher : IAsyncDisposable, IDisposable
             {
                 ComputeGrid.Core.ThreadNice.TrySetCurrentThread(_owner._options.WorkerNice);
             }
+            if (_owner._options.WorkerSlice is { } slice)
+            {
+                ComputeGrid.Core.ThreadSlice.TrySetCurrentThread(slice);
+            }
             while (true)
             {
                 int n = _owner.NextBatch(this);

@@ -39,8 +39,20 @@ public sealed record EmbeddingBatcherOptions
     /// </summary>
     public int WorkerNice { get; init; }
 
+    /// <summary>
+    /// The time slice the worker threads ask Linux's scheduler for (see <see cref="ComputeGrid.Core.ThreadSlice"/>), or
+    /// null for the kernel's default. A long slice (the server's choice) keeps the workers' share of the CPU but lets any
+    /// other thread woken onto a worker's core preempt the model call at once. Default null.
+    /// </summary>
+    public TimeSpan? WorkerSlice { get; init; }
+
     internal void Validate()
     {
+        if (WorkerSlice is { } slice)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(slice, ComputeGrid.Core.ThreadSlice.Min, nameof(WorkerSlice));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(slice, ComputeGrid.Core.ThreadSlice.Max, nameof(WorkerSlice));
+        }
         ArgumentOutOfRangeException.ThrowIfLessThan(WorkerNice, 0, nameof(WorkerNice));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(WorkerNice, 19, nameof(WorkerNice));
         ArgumentOutOfRangeException.ThrowIfLessThan(Workers, 1, nameof(Workers));

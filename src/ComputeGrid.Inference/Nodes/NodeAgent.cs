@@ -142,7 +142,9 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
         }
         try
         {
-            _batcher = new EmbeddingBatcher(_model, new EmbeddingBatcherOptions { Workers = parallelism.Workers });
+            // The longest scheduler slice for the model threads, as in the server: the node's own connection threads,
+            // woken onto a core the model computes on, run at once instead of waiting out the model's slice.
+            _batcher = new EmbeddingBatcher(_model, new EmbeddingBatcherOptions { Workers = parallelism.Workers, WorkerSlice = ComputeGrid.Core.ThreadSlice.Max });
             _slots = new SemaphoreSlim(options.Capacity, options.Capacity);
             _nvidiaSmi = NodePowerMeter.FindNvidiaSmi();
             _http = CreateHttpClient(options.Server);

@@ -196,6 +196,22 @@ public sealed class EmbeddingBatcherTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new EmbeddingBatcher(model, new EmbeddingBatcherOptions { MaxBatchSize = 0 }));
         Assert.Throws<ArgumentOutOfRangeException>(() => new EmbeddingBatcher(model, new EmbeddingBatcherOptions { Workers = 0 }));
         Assert.Throws<ArgumentOutOfRangeException>(() => new EmbeddingBatcher(model, new EmbeddingBatcherOptions { WorkerNice = 20 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new EmbeddingBatcher(model, new EmbeddingBatcherOptions { WorkerSlice = TimeSpan.FromMilliseconds(0.01) }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new EmbeddingBatcher(model, new EmbeddingBatcherOptions { WorkerSlice = TimeSpan.FromSeconds(1) }));
+    }
+
+    [Fact]
+    public async Task The_workers_run_at_the_nice_value_and_slice_asked_for()
+    {
+        if (!OperatingSystem.IsLinux()) return; // both are Linux scheduler settings
+        var model = new FakeEmbeddingModel();
+        await using (var batcher = new EmbeddingBatcher(model, new EmbeddingBatcherOptions { Workers = 2, WorkerNice = 3, WorkerSlice = TimeSpan.FromMilliseconds(80) }))
+        {
+            await Task.WhenAll(Enumerable.Range(1, 8).Select(i => batcher.EmbedAsync([model.Tokenize($"{i}")]))).WaitAsync(Patience);
+        }
+        Assert.NotEmpty(model.Threads);
+        Assert.All(model.Threads, t => Assert.Equal((3, TimeSpan.FromMilliseconds(80)), (t.Nice, t.Slice)));
+        Assert.NotEqual(TimeSpan.FromMilliseconds(80), ComputeGrid.Core.ThreadSlice.CurrentThread()); // the caller's thread is untouched
     }
 
     [Fact]

@@ -28,6 +28,9 @@ internal sealed class FakeEmbeddingModel : IEmbeddingModel
 
     public Exception? FailNext { get; set; }
 
+    /// <summary>The scheduling of the thread of every call: its nice value and its scheduler slice (Linux).</summary>
+    public ConcurrentQueue<(int? Nice, TimeSpan? Slice)> Threads { get; } = new();
+
     public void Hold() => _gate.Reset();
 
     public void Release() => _gate.Set();
@@ -47,6 +50,7 @@ internal sealed class FakeEmbeddingModel : IEmbeddingModel
 
     public void Embed(ReadOnlySpan<TokenizedInput> batch, Span<float> output)
     {
+        Threads.Enqueue((ComputeGrid.Core.ThreadNice.CurrentThread(), ComputeGrid.Core.ThreadSlice.CurrentThread()));
         Entered.Release();
         _gate.Wait(TimeSpan.FromSeconds(30));
         if (FailNext is { } failure)
