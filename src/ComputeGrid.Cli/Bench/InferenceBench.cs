@@ -137,7 +137,7 @@ internal static class InferenceBench
             TimeSpan single = await WarmUpAsync(() => ProbeAsync(http, key, 200, ct), quick ? 15 : 40, jitShare: 0.002);
             output.WriteLine($"  warm-up, 1 client: {single.TotalSeconds:F1} s, until the JIT compiled for under 0.2 % of the last 200 requests");
 
-            int n = quick ? 200 : 500;
+            int n = quick ? 200 : 1_000; // the full run's p99 rests on its 10 slowest requests, not 5
             HiccupMeter.Summary idleMachine;
             using (var idle = new HiccupMeter())
             {
@@ -155,8 +155,7 @@ internal static class InferenceBench
             output.WriteLine($"    the JIT compiled for {jitInProbe.TotalMilliseconds:F1} ms during the overhead window");
             output.WriteLine($"    GCs in the overhead window: gen0 {GC.CollectionCount(0) - gc0}, gen1 {GC.CollectionCount(1) - gc1}, gen2 {GC.CollectionCount(2) - gc2}, paused {(GC.GetTotalPauseDuration() - paused).TotalMilliseconds:F1} ms");
             // The slowest requests, taken apart: where a tail comes from (the server, the node's queue, or outside both).
-            foreach (int i in Enumerable.Range(0, overheads.Count).OrderByDescending(i => overheads[i]).Take(3))
-                output.WriteLine($"    slow #{i}: overhead {overheads[i]:F3} ms = server {servers[i]:F3} (node queue {queues[i]:F3}) + outside {overheads[i] - servers[i]:F3}; model {models[i]:F3}, hold {holds[i]:F3}");
+            DescribeTail(output, overheads, servers, queues, models, holds);
             overheads.Sort();
             double p50 = overheads[overheads.Count / 2], p99 = BenchStats.Percentile(overheads, 0.99);
             output.WriteLine($"  overhead (latency − node model time − simulated network), 1 client: p50 {p50:F3} ms, p99 {p99:F3} ms over {overheads.Count} requests");
@@ -174,8 +173,7 @@ internal static class InferenceBench
                 child = await ProbeInChildAsync(ServerHost.Endpoints(app).ApiUrl, key, n, quick ? 15 : 40, ct);
                 childMachine = childHiccups.Stop();
             }
-            foreach (int i in Enumerable.Range(0, child.Overheads.Count).OrderByDescending(i => child.Overheads[i]).Take(3))
-                output.WriteLine($"    slow #{i}: overhead {child.Overheads[i]:F3} ms = server {child.Servers[i]:F3} (node queue {child.Queues[i]:F3}) + outside {child.Overheads[i] - child.Servers[i]:F3}; model {child.Models[i]:F3}, hold {child.Holds[i]:F3}");
+            DescribeTail(output, child.Overheads, child.Servers, child.Queues, child.Models, child.Holds);
             child.Overheads.Sort();
             child.Servers.Sort();
             double childP50 = child.Overheads[child.Overheads.Count / 2], childP99 = BenchStats.Percentile(child.Overheads, 0.99);
@@ -217,6 +215,25 @@ internal static class InferenceBench
             if (workDir is null) Directory.Delete(dir, recursive: true);
             foreach (var reference in references) reference.Model.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The tail taken apart (before the lists are sorted): the three slowest requests, and of all requests over 1 ms of
+    /// overhead, how many owe most of it to the server, to the node's queue, or to outside both (HTTP and the client).
+    /// </summary>
+    private static void DescribeTail(TextWriter output, List<double> overheads, List<double> servers, List<double> queues, List<double> models, List<double> holds)
+    {
+        foreach (int i in Enumerable.Range(0, overheads.Count).OrderByDescending(i => overheads[i]).Take(3))
+            output.WriteLine($"    slow #{i}: overhead {overheads[i]:F3} ms = server {servers[i]:F3} (node queue {queues[i]:F3}) + outside {overheads[i] - servers[i]:F3}; model {models[i]:F3}, hold {holds[i]:F3}");
+        int over = 0, server = 0, queue = 0;
+        for (int i = 0; i < overheads.Count; i++)
+        {
+            if (overheads[i] <= 1) continue;
+            over++;
+            if (queues[i] > overheads[i] / 2) queue++;
+            else if (servers[i] > overheads[i] / 2) server++;
+        }
+        output.WriteLine($"    {over} of {overheads.Count} requests over 1 ms: most of it in the node's queue in {queue}, elsewhere in the server in {server}, outside the server in {over - queue - server}");
     }
 
     /// <summary>
