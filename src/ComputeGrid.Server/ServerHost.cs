@@ -48,6 +48,14 @@ public sealed record ServerOptions
     public string NodeUrls { get; init; } = "";
 
     /// <summary>
+    /// Give the runtime's JIT and background-GC threads the longest scheduler slice, so request threads woken onto
+    /// their core preempt them (see <see cref="ComputeGrid.Core.RuntimeBackgroundThreads"/>). Default on (Linux). In
+    /// alternating quick benches on this project's 2-core VM, requests with over 1 ms of overhead fell from 44 to 12
+    /// (of 800, both probes of two runs each), and the overhead p99 from 0.89–1.23 ms to 0.74–1.10 ms.
+    /// </summary>
+    public bool LongSliceRuntimeThreads { get; init; } = true;
+
+    /// <summary>
     /// Run request code on Kestrel's socket threads rather than handing it to the thread pool (Kestrel's
     /// <c>UnsafePreferInlineScheduling</c>). Default true: it removes two thread hand-offs from every request.
     /// </summary>
@@ -99,6 +107,7 @@ public static class ServerHost
         var ledger = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = Path.Combine(options.DataDirectory, "ledger") }, options.Time);
         builder.Services.AddSingleton(ledger);
         builder.Services.AddHostedService<LedgerLifetime>();
+        if (options.LongSliceRuntimeThreads) builder.Services.AddHostedService<RuntimeThreadSlices>();
 
         // The exchange trades the regions of the latency data file; a binary shipped without data/ still serves the
         // same built-in list (a test keeps the two equal) rather than refusing to start.
@@ -278,4 +287,11 @@ internal sealed class LedgerLifetime(LedgerEngine ledger, ServerOptions options,
         await ledger.DisposeAsync();
         log.LogInformation("Ledger flushed and closed at op {Op} ({Transfers} transfers); snapshot written", stats.CommittedOp, stats.Transfers);
     }
+}
+
+/// <summary>Every second, gives the runtime's JIT and background-GC threads the longest scheduler slice (see <see cref="ComputeGrid.Core.RuntimeBackgroundThreads"/>).</summary>
+internal sealed class RuntimeThreadSlices(ServerOptions options) : BackgroundService
+{
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        ComputeGrid.Core.RuntimeBackgroundThreads.RunAsync(TimeSpan.FromSeconds(1), options.Time, stoppingToken);
 }

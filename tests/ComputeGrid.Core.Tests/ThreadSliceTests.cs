@@ -35,3 +35,33 @@ public sealed class ThreadSliceTests
         Assert.Throws<ArgumentOutOfRangeException>(() => ThreadSlice.TrySetCurrentThread(TimeSpan.FromMilliseconds(101)));
     }
 }
+
+public sealed class RuntimeBackgroundThreadsTests
+{
+    [Fact]
+    public void The_runtimes_compile_thread_gets_the_longest_slice_and_other_threads_keep_theirs()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        // A thread named as the runtime names its tiered-compilation worker (Linux keeps the first 15 characters).
+        using var ready = new ManualResetEventSlim();
+        using var go = new ManualResetEventSlim();
+        TimeSpan? compileThread = null, bystander = null;
+        Thread Park(string name, Action<TimeSpan?> seen) => new(() => { ready.Set(); go.Wait(); seen(ThreadSlice.CurrentThread()); }) { Name = name };
+        var named = Park(".NET Tiered Compilation Worker", s => compileThread = s);
+        named.Start();
+        ready.Wait();
+        ready.Reset();
+        var other = Park("cg-bystander", s => bystander = s);
+        other.Start();
+        ready.Wait();
+
+        Assert.True(RuntimeBackgroundThreads.Apply() >= 1);
+        go.Set();
+        named.Join();
+        other.Join();
+
+        Assert.Equal(ThreadSlice.Max, compileThread);
+        Assert.NotNull(bystander);
+        Assert.NotEqual(ThreadSlice.Max, bystander);
+    }
+}

@@ -85,6 +85,8 @@ internal static class NodeCommand
         await using (agent)
         {
             Task run = agent.RunAsync(stop.Token);
+            // As the server does: the runtime's JIT and background GC yield at once to the node's connection threads.
+            _ = ComputeGrid.Core.RuntimeBackgroundThreads.RunAsync(TimeSpan.FromSeconds(1), TimeProvider.System, stop.Token);
             _ = agent.Registered.ContinueWith(t =>
             {
                 if (t.IsCompletedSuccessfully)
