@@ -91,12 +91,13 @@ public static partial class ThreadSlice
         _ => 0,
     };
 
-    // glibc has no wrappers for these two; syscall(2) passes integer arguments in registers, as a plain call does.
+    // glibc has no wrappers for these two; syscall(2) takes its arguments as longs in registers, as a plain call does,
+    // so every argument is passed full width.
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
-    private static partial long Call(long number, int pid, ref SchedAttr attr, uint flags);
+    private static partial long Call(long number, long pid, ref SchedAttr attr, long flags);
 
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
-    private static partial long Call(long number, int pid, ref SchedAttr attr, uint size, uint flags);
+    private static partial long Call(long number, long pid, ref SchedAttr attr, long size, long flags);
 }
 
 /// <summary>
