@@ -152,6 +152,8 @@ internal static class InferenceBench
             TimeSpan jitInProbe = System.Runtime.JitInfo.GetCompilationTime() - jitBeforeProbe;
             HiccupMeter.Summary machine = hiccups.Stop();
             output.WriteLine($"    the machine itself (a thread sleeping 1 ms, over and over): {machine.Samples:N0} sleeps, {machine.Over1Ms} overslept by over 1 ms, the worst by {machine.WorstMs:F1} ms; with the process idle: {idleMachine.Samples:N0} sleeps, {idleMachine.Over1Ms} over 1 ms, the worst by {idleMachine.WorstMs:F1} ms");
+            if (machine.StealMs is { } stolen)
+                output.WriteLine($"    the hypervisor took {stolen:F0} ms of CPU from this virtual machine during the window (steal, all CPUs; {idleMachine.StealMs:F0} ms in the idle 2 s)");
             output.WriteLine($"    the JIT compiled for {jitInProbe.TotalMilliseconds:F1} ms during the overhead window");
             output.WriteLine($"    GCs in the overhead window: gen0 {GC.CollectionCount(0) - gc0}, gen1 {GC.CollectionCount(1) - gc1}, gen2 {GC.CollectionCount(2) - gc2}, paused {(GC.GetTotalPauseDuration() - paused).TotalMilliseconds:F1} ms");
             // The slowest requests, taken apart: where a tail comes from (the server, the node's queue, or outside both).
@@ -178,7 +180,7 @@ internal static class InferenceBench
             child.Servers.Sort();
             double childP50 = child.Overheads[child.Overheads.Count / 2], childP99 = BenchStats.Percentile(child.Overheads, 0.99);
             output.WriteLine($"  overhead, 1 client in its own process (warmed {child.WarmSeconds:F1} s; it compiled {child.JitMs:F1} ms and collected gen0 {child.Gc0}× in the window): p50 {childP50:F3} ms, p99 {childP99:F3} ms over {child.Overheads.Count} requests; in the server p50 {child.Servers[child.Servers.Count / 2]:F3}, p99 {BenchStats.Percentile(child.Servers, 0.99):F3} ms");
-            output.WriteLine($"    the machine meanwhile: {childMachine.Samples:N0} sleeps, {childMachine.Over1Ms} overslept by over 1 ms, the worst by {childMachine.WorstMs:F1} ms");
+            output.WriteLine($"    the machine meanwhile (with the probe process's start and warm-up): {childMachine.Samples:N0} sleeps, {childMachine.Over1Ms} overslept by over 1 ms, the worst by {childMachine.WorstMs:F1} ms; steal {childMachine.StealMs:F0} ms");
 
             // The router over 1,000 nodes.
             RouterBenchmarkResult router = RouterBenchmark.Run(1_000, TimeSpan.FromSeconds(quick ? 1 : 3), 7);
@@ -200,6 +202,7 @@ internal static class InferenceBench
                 ["overhead_separate_client_p99_ms"] = Math.Round(childP99, 3),
                 ["overhead_window_jit_ms"] = Math.Round(jitInProbe.TotalMilliseconds, 1),
                 ["overhead_window_machine_stalls_over_1ms"] = machine.Over1Ms,
+                ["overhead_window_steal_ms"] = machine.StealMs is { } steal ? Math.Round(steal) : -1,
                 ["router_decisions_per_s"] = Math.Round(router.DecisionsPerSecond),
                 ["e2e_failures"] = failures,
                 ["quick"] = quick ? 1 : 0,
@@ -385,12 +388,15 @@ internal static class InferenceBench
 
     /// <summary>
     /// A jHiccup-style meter: a thread that sleeps 1 ms over and over and records how late it wakes. Stalls it sees
-    /// come from the machine (a busy or descheduled virtual CPU, a GC pause), not from the request path.
+    /// come from the machine (a busy or descheduled virtual CPU, a GC pause), not from the request path. Beside it, the
+    /// time the hypervisor took from this virtual machine's CPUs meanwhile (Linux's "steal" in /proc/stat): time in
+    /// which a thread the guest believes is running is not.
     /// </summary>
     private sealed class HiccupMeter : IDisposable
     {
         private readonly Thread _thread;
         private readonly List<double> _late = new();
+        private readonly long? _stealAtStart = StealTicks();
         private volatile bool _stop;
 
         public HiccupMeter()
@@ -408,13 +414,28 @@ internal static class InferenceBench
             _thread.Start();
         }
 
-        public readonly record struct Summary(int Samples, int Over1Ms, double WorstMs);
+        /// <summary>Sleeps, how many overslept by over 1 ms, the worst, and the CPU time stolen by the hypervisor (ms, all CPUs; null where unknown).</summary>
+        public readonly record struct Summary(int Samples, int Over1Ms, double WorstMs, double? StealMs);
 
         public Summary Stop()
         {
             _stop = true;
             _thread.Join();
-            lock (_late) return new Summary(_late.Count, _late.Count(l => l > 1), _late.Count == 0 ? 0 : _late.Max());
+            double? steal = _stealAtStart is { } start && StealTicks() is { } end ? (end - start) * 10.0 : null; // USER_HZ is 100 on Linux
+            lock (_late) return new Summary(_late.Count, _late.Count(l => l > 1), _late.Count == 0 ? 0 : _late.Max(), steal);
+        }
+
+        // The 8th value of /proc/stat's "cpu" line: ticks (1/USER_HZ s) stolen from all CPUs since boot.
+        private static long? StealTicks()
+        {
+            try
+            {
+                using var reader = new StreamReader("/proc/stat");
+                string[] f = (reader.ReadLine() ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                return f.Length > 8 && f[0] == "cpu" && long.TryParse(f[8], CultureInfo.InvariantCulture, out long ticks) ? ticks : null;
+            }
+            catch (IOException) { return null; }
+            catch (UnauthorizedAccessException) { return null; }
         }
 
         public void Dispose() => Stop();
