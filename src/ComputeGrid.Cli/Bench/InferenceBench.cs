@@ -148,7 +148,7 @@ internal static class InferenceBench
             TimeSpan paused = GC.GetTotalPauseDuration();
             using var hiccups = new HiccupMeter();
             TimeSpan jitBeforeProbe = System.Runtime.JitInfo.GetCompilationTime();
-            var (overheads, servers, queues, models, holds) = await ProbeAsync(http, key, n, ct);
+            List<Sample> samples = await ProbeAsync(http, key, n, ct);
             TimeSpan jitInProbe = System.Runtime.JitInfo.GetCompilationTime() - jitBeforeProbe;
             HiccupMeter.Summary machine = hiccups.Stop();
             output.WriteLine($"    the machine itself (a thread sleeping 1 ms, over and over): {machine.Samples:N0} sleeps, {machine.Over1Ms} overslept by over 1 ms, the worst by {machine.WorstMs:F1} ms; with the process idle: {idleMachine.Samples:N0} sleeps, {idleMachine.Over1Ms} over 1 ms, the worst by {idleMachine.WorstMs:F1} ms");
@@ -157,29 +157,26 @@ internal static class InferenceBench
             output.WriteLine($"    the JIT compiled for {jitInProbe.TotalMilliseconds:F1} ms during the overhead window");
             output.WriteLine($"    GCs in the overhead window: gen0 {GC.CollectionCount(0) - gc0}, gen1 {GC.CollectionCount(1) - gc1}, gen2 {GC.CollectionCount(2) - gc2}, paused {(GC.GetTotalPauseDuration() - paused).TotalMilliseconds:F1} ms");
             // The slowest requests, taken apart: where a tail comes from (the server, the node's queue, or outside both).
-            DescribeTail(output, overheads, servers, queues, models, holds);
-            overheads.Sort();
-            double p50 = overheads[overheads.Count / 2], p99 = BenchStats.Percentile(overheads, 0.99);
-            output.WriteLine($"  overhead (latency − node model time − simulated network), 1 client: p50 {p50:F3} ms, p99 {p99:F3} ms over {overheads.Count} requests");
-            holds.Sort();
-            models.Sort();
-            servers.Sort();
-            output.WriteLine($"    inside the server (its time − model − network): p50 {servers[servers.Count / 2]:F3} ms, p99 {BenchStats.Percentile(servers, 0.99):F3} ms; the rest is HTTP on loopback and the client");
-            output.WriteLine($"    the ledger hold (answered once applied, overlapped with the model): p50 {holds[holds.Count / 2]:F3} ms, p99 {BenchStats.Percentile(holds, 0.99):F3} ms; model p50 {models[models.Count / 2]:F3} ms");
+            DescribeTail(output, samples);
+            var (p50, p99) = Quantiles(samples, s => s.Overhead);
+            var (serverP50, serverP99) = Quantiles(samples, s => s.Server);
+            var (holdP50, holdP99) = Quantiles(samples, s => s.Hold);
+            output.WriteLine($"  overhead (latency − node model time − simulated network), 1 client: p50 {p50:F3} ms, p99 {p99:F3} ms over {samples.Count} requests");
+            output.WriteLine($"    inside the server (its time − model − network): p50 {serverP50:F3} ms, p99 {serverP99:F3} ms; the rest is HTTP on loopback and the client");
+            output.WriteLine($"    the ledger hold (answered once applied, overlapped with the model): p50 {holdP50:F3} ms, p99 {holdP99:F3} ms; model p50 {Quantiles(samples, s => s.Model).P50:F3} ms");
 
             // The same probe from a separate process, as a customer's program is: its own GC, JIT and threads.
             HiccupMeter.Summary childMachine;
-            var child = default((List<double> Overheads, List<double> Servers, List<double> Queues, List<double> Models, List<double> Holds, double WarmSeconds, double JitMs, int Gc0));
+            ChildProbe child;
             using (var childHiccups = new HiccupMeter())
             {
                 child = await ProbeInChildAsync(ServerHost.Endpoints(app).ApiUrl, key, n, quick ? 15 : 40, ct);
                 childMachine = childHiccups.Stop();
             }
-            DescribeTail(output, child.Overheads, child.Servers, child.Queues, child.Models, child.Holds);
-            child.Overheads.Sort();
-            child.Servers.Sort();
-            double childP50 = child.Overheads[child.Overheads.Count / 2], childP99 = BenchStats.Percentile(child.Overheads, 0.99);
-            output.WriteLine($"  overhead, 1 client in its own process (warmed {child.WarmSeconds:F1} s; it compiled {child.JitMs:F1} ms and collected gen0 {child.Gc0}× in the window): p50 {childP50:F3} ms, p99 {childP99:F3} ms over {child.Overheads.Count} requests; in the server p50 {child.Servers[child.Servers.Count / 2]:F3}, p99 {BenchStats.Percentile(child.Servers, 0.99):F3} ms");
+            DescribeTail(output, child.Samples);
+            var (childP50, childP99) = Quantiles(child.Samples, s => s.Overhead);
+            var (childServerP50, childServerP99) = Quantiles(child.Samples, s => s.Server);
+            output.WriteLine($"  overhead, 1 client in its own process (warmed {child.WarmSeconds:F1} s; it compiled {child.JitMs:F1} ms and collected gen0 {child.Gc0}× in the window): p50 {childP50:F3} ms, p99 {childP99:F3} ms over {child.Samples.Count} requests; in the server p50 {childServerP50:F3}, p99 {childServerP99:F3} ms");
             output.WriteLine($"    the machine meanwhile (with the probe process's start and warm-up): {childMachine.Samples:N0} sleeps, {childMachine.Over1Ms} overslept by over 1 ms, the worst by {childMachine.WorstMs:F1} ms; steal {childMachine.StealMs:F0} ms");
 
             // The router over 1,000 nodes.
@@ -196,8 +193,8 @@ internal static class InferenceBench
                 ["e2e_vs_model"] = Math.Round(e2eRate / modelRate, 3),
                 ["overhead_p50_ms"] = Math.Round(p50, 3),
                 ["overhead_p99_ms"] = Math.Round(p99, 3),
-                ["overhead_in_server_p50_ms"] = Math.Round(servers[servers.Count / 2], 3),
-                ["overhead_in_server_p99_ms"] = Math.Round(BenchStats.Percentile(servers, 0.99), 3),
+                ["overhead_in_server_p50_ms"] = Math.Round(serverP50, 3),
+                ["overhead_in_server_p99_ms"] = Math.Round(serverP99, 3),
                 ["overhead_separate_client_p50_ms"] = Math.Round(childP50, 3),
                 ["overhead_separate_client_p99_ms"] = Math.Round(childP99, 3),
                 ["overhead_window_jit_ms"] = Math.Round(jitInProbe.TotalMilliseconds, 1),
@@ -224,19 +221,21 @@ internal static class InferenceBench
     /// The tail taken apart (before the lists are sorted): the three slowest requests, and of all requests over 1 ms of
     /// overhead, how many owe most of it to the server, to the node's queue, or to outside both (HTTP and the client).
     /// </summary>
-    private static void DescribeTail(TextWriter output, List<double> overheads, List<double> servers, List<double> queues, List<double> models, List<double> holds)
+    private static void DescribeTail(TextWriter output, List<Sample> samples)
     {
-        foreach (int i in Enumerable.Range(0, overheads.Count).OrderByDescending(i => overheads[i]).Take(3))
-            output.WriteLine($"    slow #{i}: overhead {overheads[i]:F3} ms = server {servers[i]:F3} (node queue {queues[i]:F3}) + outside {overheads[i] - servers[i]:F3}; model {models[i]:F3}, hold {holds[i]:F3}");
-        int over = 0, server = 0, queue = 0;
-        for (int i = 0; i < overheads.Count; i++)
-        {
-            if (overheads[i] <= 1) continue;
-            over++;
-            if (queues[i] > overheads[i] / 2) queue++;
-            else if (servers[i] > overheads[i] / 2) server++;
-        }
-        output.WriteLine($"    {over} of {overheads.Count} requests over 1 ms: most of it in the node's queue in {queue}, elsewhere in the server in {server}, outside the server in {over - queue - server}");
+        foreach (var (s, i) in samples.Select((s, i) => (s, i)).OrderByDescending(x => x.s.Overhead).Take(3))
+            output.WriteLine($"    slow #{i}: overhead {s.Overhead:F3} ms = server {s.Server:F3} (node queue {s.Queue:F3}) + outside {s.Overhead - s.Server:F3}; model {s.Model:F3}, hold {s.Hold:F3}");
+        var slow = samples.Where(s => s.Overhead > 1).ToList();
+        int queue = slow.Count(s => s.Queue > s.Overhead / 2);
+        int server = slow.Count(s => s.Queue <= s.Overhead / 2 && s.Server > s.Overhead / 2);
+        output.WriteLine($"    {slow.Count} of {samples.Count} requests over 1 ms: most of it in the node's queue in {queue}, elsewhere in the server in {server}, outside the server in {slow.Count - queue - server}");
+    }
+
+    /// <summary>The median and the nearest-rank 99th percentile of one measure of the samples.</summary>
+    private static (double P50, double P99) Quantiles(List<Sample> samples, Func<Sample, double> measure)
+    {
+        var sorted = samples.Select(measure).Order().ToList();
+        return (sorted[sorted.Count / 2], BenchStats.Percentile(sorted, 0.99));
     }
 
     /// <summary>
@@ -260,24 +259,25 @@ internal static class InferenceBench
     /// simulated network), the server's share of it, the node's queue, the model and the hold. The warm-up runs this
     /// same method, so the JIT has tiered the measured code before the window.
     /// </summary>
-    private static async Task<(List<double> Overheads, List<double> Servers, List<double> Queues, List<double> Models, List<double> Holds)> ProbeAsync(
-        HttpClient http, string key, int count, CancellationToken ct)
+    private static async Task<List<Sample>> ProbeAsync(HttpClient http, string key, int count, CancellationToken ct)
     {
-        var result = (Overheads: new List<double>(count), Servers: new List<double>(count), Queues: new List<double>(count), Models: new List<double>(count), Holds: new List<double>(count));
+        var samples = new List<Sample>(count);
         for (int i = 0; i < count; i++)
         {
             long start = Stopwatch.GetTimestamp();
-            var (ok, modelMs, networkMs, holdMs) = await EmbedWithHoldAsync(http, key, Sentences[i % Sentences.Length], ct);
+            Receipt? r = await EmbedAsync(http, key, Sentences[i % Sentences.Length], ct);
             double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            if (!ok) continue;
-            result.Overheads.Add(ms - modelMs - networkMs);
-            result.Servers.Add(LastServerMs - modelMs - networkMs);
-            result.Queues.Add(LastQueueMs);
-            result.Models.Add(modelMs);
-            result.Holds.Add(holdMs);
+            if (r is null) continue;
+            samples.Add(new Sample(ms - r.ModelMs - r.NetworkMs, r.ServerMs - r.ModelMs - r.NetworkMs, r.QueueMs, r.ModelMs, r.HoldMs));
         }
-        return result;
+        return samples;
     }
+
+    /// <summary>One probe request, in ms: its overhead (latency − model − simulated network), the server's share of it, the node's queue, the model and the ledger hold.</summary>
+    private readonly record struct Sample(double Overhead, double Server, double Queue, double Model, double Hold);
+
+    /// <summary>The probe run in its own process: its samples, its warm-up, and its JIT and gen0 collections in the window.</summary>
+    private sealed record ChildProbe(List<Sample> Samples, double WarmSeconds, double JitMs, int Gc0);
 
     /// <summary>
     /// The one-client probe as its own process (<c>computegrid bench-probe URL COUNT WARM_SECONDS</c>, hidden; the API key
@@ -292,19 +292,19 @@ internal static class InferenceBench
         TimeSpan warm = await WarmUpAsync(() => ProbeAsync(http, key, 200, ct), warmSeconds, jitShare: 0.002);
         TimeSpan jitBefore = System.Runtime.JitInfo.GetCompilationTime();
         int gc0 = GC.CollectionCount(0);
-        var (overheads, servers, queues, models, holds) = await ProbeAsync(http, key, count, ct);
+        List<Sample> samples = await ProbeAsync(http, key, count, ct);
         double jitMs = (System.Runtime.JitInfo.GetCompilationTime() - jitBefore).TotalMilliseconds;
         gc0 = GC.CollectionCount(0) - gc0;
         var text = new StringBuilder();
-        for (int i = 0; i < overheads.Count; i++)
-            text.Append(CultureInfo.InvariantCulture, $"r {overheads[i]:R} {servers[i]:R} {queues[i]:R} {models[i]:R} {holds[i]:R}\n");
+        foreach (Sample x in samples)
+            text.Append(CultureInfo.InvariantCulture, $"r {x.Overhead:R} {x.Server:R} {x.Queue:R} {x.Model:R} {x.Hold:R}\n");
         text.Append(CultureInfo.InvariantCulture, $"end {warm.TotalSeconds:R} {jitMs:R} {gc0}\n");
         await output.WriteAsync(text.ToString());
         return 0;
     }
 
     /// <summary>Runs <see cref="ProbeChildAsync"/> in a child process and reads its lines back.</summary>
-    private static async Task<(List<double> Overheads, List<double> Servers, List<double> Queues, List<double> Models, List<double> Holds, double WarmSeconds, double JitMs, int Gc0)> ProbeInChildAsync(
+    private static async Task<ChildProbe> ProbeInChildAsync(
         string url, string key, int count, int warmSeconds, CancellationToken ct)
     {
         var psi = ComputeGrid.Cli.Inference.DemoFleet.SelfStartInfo();
@@ -317,22 +317,16 @@ internal static class InferenceBench
         string stdout = await p.StandardOutput.ReadToEndAsync(ct);
         await p.WaitForExitAsync(ct);
         if (p.ExitCode != 0) throw new InvalidOperationException($"the probe process failed ({p.ExitCode}): {(await stderr).Trim()}");
-        var result = (Overheads: new List<double>(count), Servers: new List<double>(count), Queues: new List<double>(count), Models: new List<double>(count), Holds: new List<double>(count), WarmSeconds: 0.0, JitMs: 0.0, Gc0: 0);
+        var samples = new List<Sample>(count);
+        ChildProbe? result = null;
         foreach (string line in stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {
             string[] f = line.Split(' ');
             double F(int i) => double.Parse(f[i], CultureInfo.InvariantCulture);
-            if (f[0] == "r")
-            {
-                result.Overheads.Add(F(1));
-                result.Servers.Add(F(2));
-                result.Queues.Add(F(3));
-                result.Models.Add(F(4));
-                result.Holds.Add(F(5));
-            }
-            else if (f[0] == "end") (result.WarmSeconds, result.JitMs, result.Gc0) = (F(1), F(2), int.Parse(f[3], CultureInfo.InvariantCulture));
+            if (f[0] == "r") samples.Add(new Sample(F(1), F(2), F(3), F(4), F(5)));
+            else if (f[0] == "end") result = new ChildProbe(samples, F(1), F(2), int.Parse(f[3], CultureInfo.InvariantCulture));
         }
-        if (result.Overheads.Count == 0) throw new InvalidOperationException("the probe process returned no requests");
+        if (result is null || samples.Count == 0) throw new InvalidOperationException("the probe process returned no requests");
         return result;
     }
 
@@ -346,7 +340,7 @@ internal static class InferenceBench
             int i = client;
             while (sw.Elapsed < duration)
             {
-                if ((await EmbedWithHoldAsync(http, key, Sentences[i++ % Sentences.Length], c)).Ok) Interlocked.Increment(ref ok);
+                if (await EmbedAsync(http, key, Sentences[i++ % Sentences.Length], c) is not null) Interlocked.Increment(ref ok);
                 else Interlocked.Increment(ref failed);
             }
         });
@@ -365,7 +359,8 @@ internal static class InferenceBench
         return created.GetProperty("api_key").GetString()!;
     }
 
-    private static async Task<(bool Ok, double ModelMs, double NetworkMs, double HoldMs)> EmbedWithHoldAsync(HttpClient http, string key, string sentence, CancellationToken ct)
+    /// <summary>One embeddings request; its receipt headers, or null when it did not succeed.</summary>
+    private static async Task<Receipt?> EmbedAsync(HttpClient http, string key, string sentence, CancellationToken ct)
     {
         using var req = new HttpRequestMessage(HttpMethod.Post, "/v1/embeddings")
         {
@@ -374,17 +369,13 @@ internal static class InferenceBench
         req.Headers.Authorization = new("Bearer", key);
         using HttpResponseMessage r = await http.SendAsync(req, ct);
         await r.Content.ReadAsByteArrayAsync(ct);
-        if (r.StatusCode != HttpStatusCode.OK) return (false, 0, 0, 0);
-        double modelMs = double.Parse(r.Headers.GetValues("X-CG-Model-Ms").Single(), CultureInfo.InvariantCulture);
-        double networkMs = double.Parse(r.Headers.GetValues("X-CG-Simulated-Network-Ms").Single(), CultureInfo.InvariantCulture);
-        double holdMs = double.Parse(r.Headers.GetValues("X-CG-Hold-Ms").Single(), CultureInfo.InvariantCulture);
-        LastServerMs = double.Parse(r.Headers.GetValues("X-CG-Server-Ms").Single(), CultureInfo.InvariantCulture);
-        LastQueueMs = double.Parse(r.Headers.GetValues("X-CG-Queue-Ms").Single(), CultureInfo.InvariantCulture);
-        return (true, modelMs, networkMs, holdMs);
+        if (r.StatusCode != HttpStatusCode.OK) return null;
+        double Ms(string header) => double.Parse(r.Headers.GetValues(header).Single(), CultureInfo.InvariantCulture);
+        return new Receipt(Ms("X-CG-Model-Ms"), Ms("X-CG-Simulated-Network-Ms"), Ms("X-CG-Hold-Ms"), Ms("X-CG-Server-Ms"), Ms("X-CG-Queue-Ms"));
     }
 
-    [ThreadStatic] private static double LastServerMs;
-    [ThreadStatic] private static double LastQueueMs;
+    /// <summary>The timings a response's receipt headers carry, in ms.</summary>
+    private sealed record Receipt(double ModelMs, double NetworkMs, double HoldMs, double ServerMs, double QueueMs);
 
     /// <summary>
     /// A jHiccup-style meter: a thread that sleeps 1 ms over and over and records how late it wakes. Stalls it sees
