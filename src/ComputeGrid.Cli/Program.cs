@@ -109,7 +109,15 @@ var probeCount = new Argument<int>("count");
 var probeWarm = new Argument<int>("warm-seconds");
 var benchProbe = new Command("bench-probe", "Internal: the inference bench's one-client probe.") { probeUrl, probeCount, probeWarm };
 benchProbe.Hidden = true;
-benchProbe.SetAction(async (pr, ct) => await InferenceBench.ProbeChildAsync(pr.GetValue(probeUrl)!, pr.GetValue(probeCount), pr.GetValue(probeWarm), Console.Out, ct));
+benchProbe.SetAction(async (pr, ct) =>
+{
+    string url = pr.GetValue(probeUrl)!;
+    if (!Uri.TryCreate(url, UriKind.Absolute, out Uri? server) || server.Scheme != Uri.UriSchemeHttp) return CliDefaults.Fail($"'{url}' is not an http:// address");
+    if (pr.GetValue(probeCount) < 1) return CliDefaults.Fail("count must be at least 1");
+    if (pr.GetValue(probeWarm) < 0) return CliDefaults.Fail("warm-seconds must not be negative");
+    try { return await InferenceBench.ProbeChildAsync(server, pr.GetValue(probeCount), pr.GetValue(probeWarm), Console.Out, ct); }
+    catch (HttpRequestException e) { return CliDefaults.Fail($"{url}: {e.Message}"); }
+});
 
 var proofFile = new Option<FileInfo?>("--proof") { Description = "A balance proof (JSON) from GET /api/ledger/accounts/{id}/proof." };
 var root = new Option<string?>("--root") { Description = "The published checkpoint root (hex) to check the proof against." };

@@ -36,6 +36,9 @@ public sealed class CliTests : IDisposable
     [InlineData("node", "--server", "http://127.0.0.1:5081", "--region", "dallas", "--price", "20", "--capacity", "0")]
     [InlineData("node", "--server", "not a url", "--region", "dallas", "--price", "20", "--capacity", "4")]
     [InlineData("bench", "inference", "--work-dir")]
+    [InlineData("bench-probe", "not-a-url", "5", "1")]
+    [InlineData("bench-probe", "http://127.0.0.1:1", "0", "1")]
+    [InlineData("bench-probe", "http://127.0.0.1:1", "5", "0")]
     public async Task Bad_usage_exits_2_with_one_line_on_stderr(params string[] args) => AssertOneLineError(await RunAsync(args));
 
     [Fact]

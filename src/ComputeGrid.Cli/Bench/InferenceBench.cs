@@ -285,14 +285,15 @@ internal static class InferenceBench
     /// should not be either. It warms up as the in-process probe does, then prints one line per request:
     /// <c>r overhead server queue model hold</c> (ms), and last <c>end warm_s jit_ms gc0</c>.
     /// </summary>
-    public static async Task<int> ProbeChildAsync(string url, int count, int warmSeconds, TextWriter output, CancellationToken ct)
+    public static async Task<int> ProbeChildAsync(Uri server, int count, int warmSeconds, TextWriter output, CancellationToken ct)
     {
         string key = Environment.GetEnvironmentVariable("CG_PROBE_KEY") ?? "";
-        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1 }) { BaseAddress = new Uri(url) };
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1 }) { BaseAddress = server };
         TimeSpan warm = await WarmUpAsync(() => ProbeAsync(http, key, 200, ct), warmSeconds, jitShare: 0.002);
         TimeSpan jitBefore = System.Runtime.JitInfo.GetCompilationTime();
         int gc0 = GC.CollectionCount(0);
         List<Sample> samples = await ProbeAsync(http, key, count, ct);
+        if (samples.Count == 0) return CliDefaults.Fail($"no request to {server} succeeded; CG_PROBE_KEY must hold a funded API key");
         double jitMs = (System.Runtime.JitInfo.GetCompilationTime() - jitBefore).TotalMilliseconds;
         gc0 = GC.CollectionCount(0) - gc0;
         var text = new StringBuilder();
