@@ -115,7 +115,7 @@ public sealed class CliTests : IDisposable
         Assert.Equal("inference", doc.RootElement.GetProperty("bench").GetString());
         var m = doc.RootElement.GetProperty("metrics");
         foreach (var key in new[] { "model_sentences_per_s", "e2e_sentences_per_s", "e2e_vs_model", "overhead_p50_ms", "overhead_p99_ms", "router_decisions_per_s",
-            "overhead_separate_client_p50_ms", "overhead_separate_client_p99_ms" })
+            "overhead_separate_client_p50_ms", "overhead_separate_client_p99_ms", "overhead_floor_p50_ms", "overhead_floor_p99_ms" })
             Assert.True(m.GetProperty(key).GetDouble() > 0, key);
         Assert.Equal(0, m.GetProperty("e2e_failures").GetInt32());
         if (OperatingSystem.IsLinux()) Assert.True(m.GetProperty("overhead_window_steal_ms").GetDouble() >= 0); // read from /proc/stat

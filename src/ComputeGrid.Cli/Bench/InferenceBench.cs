@@ -17,7 +17,9 @@ namespace ComputeGrid.Cli.Bench;
 /// <c>computegrid bench inference</c>: the model alone (best batching), the whole paid path on loopback (HTTP, API
 /// key, routing, durable ledger hold and settlement, a node running the real model) with 32 concurrent clients, the
 /// overhead of that path at moderate load (end-to-end latency minus the node's model time and the simulated
-/// network), and the router over 1,000 nodes.
+/// network), and the router over 1,000 nodes. The overhead is measured in blocks that alternate with the machine's
+/// floor (<see cref="OverheadFloor"/>: the same client against a bare Kestrel whose one thread computes as long as the
+/// model), so what the paid path adds can be read apart from what the machine costs any such request.
 /// </summary>
 internal static class InferenceBench
 {
@@ -138,6 +140,15 @@ internal static class InferenceBench
             output.WriteLine($"  warm-up, 1 client: {single.TotalSeconds:F1} s, until the JIT compiled for under 0.2 % of the last 200 requests");
 
             int n = quick ? 200 : 1_000; // the full run's p99 rests on its 10 slowest requests, not 5
+
+            // The machine's floor, measured in the same window (blocks of 20 requests, alternating): the same client and
+            // request against a bare Kestrel whose one thread computes as long as the model call does (see OverheadFloor).
+            List<Sample> pilot = await ProbeAsync(http, key, 50, ct);
+            TimeSpan compute = TimeSpan.FromMilliseconds(Quantiles(pilot, s => s.Model).P50);
+            await using OverheadFloor floorService = await OverheadFloor.StartAsync(compute, pilot[^1].ResponseBytes, ct);
+            using var floorHttp = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 });
+            TimeSpan floorWarm = await WarmUpAsync(() => OverheadFloor.ProbeAsync(floorHttp, floorService.Url, 200, ct), quick ? 10 : 20, jitShare: 0.002);
+            output.WriteLine($"  warm-up of the floor service (computing {compute.TotalMilliseconds:F2} ms per request, the model's median): {floorWarm.TotalSeconds:F1} s");
             HiccupMeter.Summary idleMachine;
             using (var idle = new HiccupMeter())
             {
@@ -148,7 +159,13 @@ internal static class InferenceBench
             TimeSpan paused = GC.GetTotalPauseDuration();
             using var hiccups = new HiccupMeter();
             TimeSpan jitBeforeProbe = System.Runtime.JitInfo.GetCompilationTime();
-            List<Sample> samples = await ProbeAsync(http, key, n, ct);
+            var samples = new List<Sample>(n);
+            var floorOverheads = new List<double>(n);
+            for (int block = 0; block < n; block += 20)
+            {
+                samples.AddRange(await ProbeAsync(http, key, Math.Min(20, n - block), ct));
+                floorOverheads.AddRange(await OverheadFloor.ProbeAsync(floorHttp, floorService.Url, Math.Min(20, n - block), ct));
+            }
             TimeSpan jitInProbe = System.Runtime.JitInfo.GetCompilationTime() - jitBeforeProbe;
             HiccupMeter.Summary machine = hiccups.Stop();
             output.WriteLine($"    the machine itself (a thread sleeping 1 ms, over and over): {machine.Samples:N0} sleeps, {machine.Over1Ms} overslept by over 1 ms, the worst by {machine.WorstMs:F1} ms; with the process idle: {idleMachine.Samples:N0} sleeps, {idleMachine.Over1Ms} over 1 ms, the worst by {idleMachine.WorstMs:F1} ms");
@@ -162,6 +179,9 @@ internal static class InferenceBench
             var (serverP50, serverP99) = Quantiles(samples, s => s.Server);
             var (holdP50, holdP99) = Quantiles(samples, s => s.Hold);
             output.WriteLine($"  overhead (latency − node model time − simulated network), 1 client: p50 {p50:F3} ms, p99 {p99:F3} ms over {samples.Count} requests");
+            floorOverheads.Sort();
+            double floorP50 = floorOverheads[floorOverheads.Count / 2], floorP99 = BenchStats.Percentile(floorOverheads, 0.99);
+            output.WriteLine($"    the machine's floor in the same window (bare Kestrel, same client, one thread computing as long as the model; no key, JSON, router, ledger or model): p50 {floorP50:F3} ms, p99 {floorP99:F3} ms, {floorOverheads.Count(o => o > 1)} of {floorOverheads.Count} over 1 ms; the paid path adds p50 {p50 - floorP50:F3} ms, p99 {p99 - floorP99:F3} ms");
             output.WriteLine($"    inside the server (its time − model − network): p50 {serverP50:F3} ms, p99 {serverP99:F3} ms; the rest is HTTP on loopback and the client");
             output.WriteLine($"    the ledger hold (answered once applied, overlapped with the model): p50 {holdP50:F3} ms, p99 {holdP99:F3} ms; model p50 {Quantiles(samples, s => s.Model).P50:F3} ms");
 
@@ -193,6 +213,8 @@ internal static class InferenceBench
                 ["e2e_vs_model"] = Math.Round(e2eRate / modelRate, 3),
                 ["overhead_p50_ms"] = Math.Round(p50, 3),
                 ["overhead_p99_ms"] = Math.Round(p99, 3),
+                ["overhead_floor_p50_ms"] = Math.Round(floorP50, 3),
+                ["overhead_floor_p99_ms"] = Math.Round(floorP99, 3),
                 ["overhead_in_server_p50_ms"] = Math.Round(serverP50, 3),
                 ["overhead_in_server_p99_ms"] = Math.Round(serverP99, 3),
                 ["overhead_separate_client_p50_ms"] = Math.Round(childP50, 3),
@@ -268,13 +290,13 @@ internal static class InferenceBench
             Receipt? r = await EmbedAsync(http, key, Sentences[i % Sentences.Length], ct);
             double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             if (r is null) continue;
-            samples.Add(new Sample(ms - r.ModelMs - r.NetworkMs, r.ServerMs - r.ModelMs - r.NetworkMs, r.QueueMs, r.ModelMs, r.HoldMs));
+            samples.Add(new Sample(ms - r.ModelMs - r.NetworkMs, r.ServerMs - r.ModelMs - r.NetworkMs, r.QueueMs, r.ModelMs, r.HoldMs, r.Bytes));
         }
         return samples;
     }
 
     /// <summary>One probe request, in ms: its overhead (latency − model − simulated network), the server's share of it, the node's queue, the model and the ledger hold.</summary>
-    private readonly record struct Sample(double Overhead, double Server, double Queue, double Model, double Hold);
+    private readonly record struct Sample(double Overhead, double Server, double Queue, double Model, double Hold, int ResponseBytes = 0);
 
     /// <summary>The probe run in its own process: its samples, its warm-up, and its JIT and gen0 collections in the window.</summary>
     private sealed record ChildProbe(List<Sample> Samples, double WarmSeconds, double JitMs, int Gc0);
@@ -369,14 +391,14 @@ internal static class InferenceBench
         };
         req.Headers.Authorization = new("Bearer", key);
         using HttpResponseMessage r = await http.SendAsync(req, ct);
-        await r.Content.ReadAsByteArrayAsync(ct);
+        byte[] body = await r.Content.ReadAsByteArrayAsync(ct);
         if (r.StatusCode != HttpStatusCode.OK) return null;
         double Ms(string header) => double.Parse(r.Headers.GetValues(header).Single(), CultureInfo.InvariantCulture);
-        return new Receipt(Ms("X-CG-Model-Ms"), Ms("X-CG-Simulated-Network-Ms"), Ms("X-CG-Hold-Ms"), Ms("X-CG-Server-Ms"), Ms("X-CG-Queue-Ms"));
+        return new Receipt(Ms("X-CG-Model-Ms"), Ms("X-CG-Simulated-Network-Ms"), Ms("X-CG-Hold-Ms"), Ms("X-CG-Server-Ms"), Ms("X-CG-Queue-Ms"), body.Length);
     }
 
     /// <summary>The timings a response's receipt headers carry, in ms.</summary>
-    private sealed record Receipt(double ModelMs, double NetworkMs, double HoldMs, double ServerMs, double QueueMs);
+    private sealed record Receipt(double ModelMs, double NetworkMs, double HoldMs, double ServerMs, double QueueMs, int Bytes);
 
     /// <summary>
     /// A jHiccup-style meter: a thread that sleeps 1 ms over and over and records how late it wakes. Stalls it sees
