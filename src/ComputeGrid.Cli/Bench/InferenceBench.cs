@@ -127,8 +127,8 @@ internal static class InferenceBench
                 await r.Content.ReadAsByteArrayAsync(ct);
                 if (i >= 100) floor.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
             }
-            floor.Sort();
-            output.WriteLine($"  loopback floor (GET /healthz, 1 client): p50 {floor[floor.Count / 2]:F3} ms, p99 {BenchStats.Percentile(floor, 0.99):F3} ms");
+            var (healthP50, healthP99) = Quantiles(floor);
+            output.WriteLine($"  loopback floor (GET /healthz, 1 client): p50 {healthP50:F3} ms, p99 {healthP99:F3} ms");
 
             // Overhead at moderate load: one client at a time, after its own settled warm-up (stricter: a tier-1
             // compile of a few milliseconds on the core the model leaves free is exactly the size of the tail being
@@ -143,9 +143,9 @@ internal static class InferenceBench
 
             // The machine's floor, measured in the same window (blocks of 20 requests, alternating): the same client and
             // request against a bare Kestrel whose one thread computes as long as the model call does (see OverheadFloor).
-            List<Sample> pilot = await ProbeAsync(http, key, 50, ct);
-            TimeSpan compute = TimeSpan.FromMilliseconds(Quantiles(pilot, s => s.Model).P50);
-            await using OverheadFloor floorService = await OverheadFloor.StartAsync(compute, pilot[^1].ResponseBytes, ct);
+            TimeSpan compute = TimeSpan.FromMilliseconds(Quantiles(await ProbeAsync(http, key, 50, ct), s => s.Model).P50);
+            int responseBytes = (await EmbedAsync(http, key, ProbeSentence(0), ct))?.Bytes ?? throw new InvalidOperationException("the paid path refused the probe request");
+            await using OverheadFloor floorService = await OverheadFloor.StartAsync(compute, responseBytes, ct);
             using var floorHttp = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 });
             TimeSpan floorWarm = await WarmUpAsync(() => ProbeAlternatingAsync(http, key, floorHttp, floorService.Url, 200, ct), quick ? 15 : 30, jitShare: 0.002);
             output.WriteLine($"  warm-up of the floor service (computing {compute.TotalMilliseconds:F2} ms per request, the model's median), alternating with the paid path: {floorWarm.TotalSeconds:F1} s");
@@ -173,8 +173,7 @@ internal static class InferenceBench
             var (serverP50, serverP99) = Quantiles(samples, s => s.Server);
             var (holdP50, holdP99) = Quantiles(samples, s => s.Hold);
             output.WriteLine($"  overhead (latency − node model time − simulated network), 1 client: p50 {p50:F3} ms, p99 {p99:F3} ms over {samples.Count} requests");
-            floorOverheads.Sort();
-            double floorP50 = floorOverheads[floorOverheads.Count / 2], floorP99 = BenchStats.Percentile(floorOverheads, 0.99);
+            var (floorP50, floorP99) = Quantiles(floorOverheads);
             output.WriteLine($"    the machine's floor in the same window (bare Kestrel, same client, one thread computing as long as the model; no key, JSON, router, ledger or model): p50 {floorP50:F3} ms, p99 {floorP99:F3} ms, {floorOverheads.Count(o => o > 1)} of {floorOverheads.Count} over 1 ms; the paid path adds p50 {p50 - floorP50:F3} ms, p99 {p99 - floorP99:F3} ms");
             output.WriteLine($"    inside the server (its time − model − network): p50 {serverP50:F3} ms, p99 {serverP99:F3} ms; the rest is HTTP on loopback and the client");
             output.WriteLine($"    the ledger hold (answered once applied, overlapped with the model): p50 {holdP50:F3} ms, p99 {holdP99:F3} ms; model p50 {Quantiles(samples, s => s.Model).P50:F3} ms");
@@ -248,9 +247,12 @@ internal static class InferenceBench
     }
 
     /// <summary>The median and the nearest-rank 99th percentile of one measure of the samples.</summary>
-    private static (double P50, double P99) Quantiles(List<Sample> samples, Func<Sample, double> measure)
+    private static (double P50, double P99) Quantiles(List<Sample> samples, Func<Sample, double> measure) => Quantiles(samples.Select(measure));
+
+    /// <summary>The median and the nearest-rank 99th percentile of <paramref name="values"/>.</summary>
+    private static (double P50, double P99) Quantiles(IEnumerable<double> values)
     {
-        var sorted = samples.Select(measure).Order().ToList();
+        var sorted = values.Order().ToList();
         return (sorted[sorted.Count / 2], BenchStats.Percentile(sorted, 0.99));
     }
 
@@ -281,10 +283,10 @@ internal static class InferenceBench
         for (int i = 0; i < count; i++)
         {
             long start = Stopwatch.GetTimestamp();
-            Receipt? r = await EmbedAsync(http, key, Sentences[i % Sentences.Length], ct);
+            Receipt? r = await EmbedAsync(http, key, ProbeSentence(i), ct);
             double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             if (r is null) continue;
-            samples.Add(new Sample(ms - r.ModelMs - r.NetworkMs, r.ServerMs - r.ModelMs - r.NetworkMs, r.QueueMs, r.ModelMs, r.HoldMs, r.Bytes));
+            samples.Add(new Sample(ms - r.ModelMs - r.NetworkMs, r.ServerMs - r.ModelMs - r.NetworkMs, r.QueueMs, r.ModelMs, r.HoldMs));
         }
         return samples;
     }
@@ -302,13 +304,13 @@ internal static class InferenceBench
         for (int block = 0; block < count; block += 20)
         {
             paid.AddRange(await ProbeAsync(http, key, Math.Min(20, count - block), ct));
-            floor.AddRange(await OverheadFloor.ProbeAsync(floorHttp, floorUrl, Math.Min(20, count - block), ct));
+            floor.AddRange(await OverheadFloor.ProbeAsync(floorHttp, floorUrl, key, Math.Min(20, count - block), ct));
         }
         return (paid, floor);
     }
 
     /// <summary>One probe request, in ms: its overhead (latency − model − simulated network), the server's share of it, the node's queue, the model and the ledger hold.</summary>
-    private readonly record struct Sample(double Overhead, double Server, double Queue, double Model, double Hold, int ResponseBytes = 0);
+    private readonly record struct Sample(double Overhead, double Server, double Queue, double Model, double Hold);
 
     /// <summary>The probe run in its own process: its samples, its warm-up, and its JIT and gen0 collections in the window.</summary>
     private sealed record ChildProbe(List<Sample> Samples, double WarmSeconds, double JitMs, int Gc0);
@@ -375,7 +377,7 @@ internal static class InferenceBench
             int i = client;
             while (sw.Elapsed < duration)
             {
-                if (await EmbedAsync(http, key, Sentences[i++ % Sentences.Length], c) is not null) Interlocked.Increment(ref ok);
+                if (await EmbedAsync(http, key, ProbeSentence(i++), c) is not null) Interlocked.Increment(ref ok);
                 else Interlocked.Increment(ref failed);
             }
         });
@@ -394,14 +396,24 @@ internal static class InferenceBench
         return created.GetProperty("api_key").GetString()!;
     }
 
-    /// <summary>One embeddings request; its receipt headers, or null when it did not succeed.</summary>
-    private static async Task<Receipt?> EmbedAsync(HttpClient http, string key, string sentence, CancellationToken ct)
+    /// <summary>The probe's <paramref name="i"/>-th sentence.</summary>
+    internal static string ProbeSentence(int i) => Sentences[i % Sentences.Length];
+
+    /// <summary>The probe's request (the floor service gets the very same bytes): one sentence, base64 vectors.</summary>
+    internal static HttpRequestMessage EmbeddingRequest(Uri target, string key, string sentence)
     {
-        using var req = new HttpRequestMessage(HttpMethod.Post, "/v1/embeddings")
+        var req = new HttpRequestMessage(HttpMethod.Post, target)
         {
             Content = new StringContent($$"""{"model":"all-MiniLM-L6-v2","input":{{JsonSerializer.Serialize(sentence)}},"encoding_format":"base64"}""", Encoding.UTF8, "application/json"),
         };
         req.Headers.Authorization = new("Bearer", key);
+        return req;
+    }
+
+    /// <summary>One embeddings request; its receipt headers, or null when it did not succeed.</summary>
+    private static async Task<Receipt?> EmbedAsync(HttpClient http, string key, string sentence, CancellationToken ct)
+    {
+        using HttpRequestMessage req = EmbeddingRequest(new Uri("/v1/embeddings", UriKind.Relative), key, sentence);
         using HttpResponseMessage r = await http.SendAsync(req, ct);
         byte[] body = await r.Content.ReadAsByteArrayAsync(ct);
         if (r.StatusCode != HttpStatusCode.OK) return null;

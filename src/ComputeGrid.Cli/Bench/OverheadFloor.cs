@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -56,21 +55,17 @@ internal sealed class OverheadFloor : IAsyncDisposable
     }
 
     /// <summary>
-    /// One client, <paramref name="count"/> requests back to back, each shaped as the paid path's probe request; per
-    /// request its latency less the worker's compute time, in ms.
+    /// One client, <paramref name="count"/> requests back to back, each the paid path's probe request (with its API key,
+    /// which this service ignores); per request its latency less the worker's compute time, in ms.
     /// </summary>
-    public static async Task<List<double>> ProbeAsync(HttpClient http, Uri url, int count, CancellationToken ct)
+    public static async Task<List<double>> ProbeAsync(HttpClient http, Uri url, string key, int count, CancellationToken ct)
     {
         var overheads = new List<double>(count);
         var target = new Uri(url, "/v1/embeddings");
         for (int i = 0; i < count; i++)
         {
             long start = Stopwatch.GetTimestamp();
-            using var req = new HttpRequestMessage(HttpMethod.Post, target)
-            {
-                Content = new StringContent("""{"model":"all-MiniLM-L6-v2","input":"A man is playing a guitar.","encoding_format":"base64"}""", Encoding.UTF8, "application/json"),
-            };
-            req.Headers.Authorization = new("Bearer", "floor");
+            using HttpRequestMessage req = InferenceBench.EmbeddingRequest(target, key, InferenceBench.ProbeSentence(i));
             using HttpResponseMessage r = await http.SendAsync(req, ct);
             await r.Content.ReadAsByteArrayAsync(ct);
             r.EnsureSuccessStatusCode();
