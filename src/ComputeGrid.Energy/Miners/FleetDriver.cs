@@ -435,6 +435,12 @@ public sealed class FleetDriver
                 {
                     error = $"no answer within {_options.CommandTimeout.TotalMilliseconds:0} ms";
                 }
+                catch (MinerProtocolException e) when (e.Kind == MinerErrorKind.Timeout)
+                {
+                    // The client's own timeout is the same length on the same clock (see the constructor): whichever of
+                    // the two fires first, the miner is down for the same reason, in the same words.
+                    error = $"no answer within {_options.CommandTimeout.TotalMilliseconds:0} ms: {e.Message}";
+                }
                 catch (MinerProtocolException e)
                 {
                     error = e.Message;
