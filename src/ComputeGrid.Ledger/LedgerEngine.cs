@@ -196,17 +196,33 @@ public sealed class LedgerEngine : IAsyncDisposable
         return EnqueueAsync(c, ct);
     }
 
-    /// <summary>An account's transfers, newest first, older than <paramref name="beforeTimestamp"/>; null if the account does not exist.</summary>
+    /// <summary>
+    /// One page of an account's transfers, newest first, with timestamp strictly below <paramref name="beforeTimestamp"/>;
+    /// null if the account does not exist. The first page takes <see cref="long.MaxValue"/>; each next page takes the
+    /// timestamp of the last transfer of the page before it. It costs the sequencer O(log N + limit), however long the
+    /// history (see <see cref="LedgerStateMachine.GetAccountTransfers(UInt128, long, Span{Transfer}, out int)"/>).
+    /// </summary>
+    /// <exception cref="HistoryCursorException">
+    /// (The task faults with it.) <paramref name="beforeTimestamp"/> is at or below the account's newest transfer and is
+    /// not the timestamp of one of its transfers: only the cursors pages hand out are served.
+    /// </exception>
     public Task<Transfer[]?> GetAccountTransfersAsync(UInt128 accountId, long beforeTimestamp, int limit, CancellationToken ct = default)
     {
         if (limit <= 0 || limit > LedgerLimits.HistoryLimitMax) throw new ArgumentOutOfRangeException(nameof(limit), $"limit must be 1..{LedgerLimits.HistoryLimitMax}");
         var c = new Command<Transfer[]?>(CommandKind.Read);
         c.Read = sm =>
         {
-            if (!sm.TryGetAccount(accountId, out _)) { c.Answer = null; return; }
             var into = new Transfer[limit];
-            int n = sm.GetAccountTransfers(accountId, beforeTimestamp, into);
-            c.Answer = into.AsSpan(0, n).ToArray();
+            switch (sm.GetAccountTransfers(accountId, beforeTimestamp, into, out int n))
+            {
+                case HistoryResult.AccountNotFound:
+                    c.Answer = null;
+                    return;
+                case HistoryResult.CursorNotAnAccountTransfer:
+                    // A read that throws answers its own command with the exception; the sequencer goes on.
+                    throw new HistoryCursorException(accountId, beforeTimestamp);
+            }
+            c.Answer = n == limit ? into : into.AsSpan(0, n).ToArray();
         };
         return EnqueueAsync(c, ct);
     }
@@ -779,3 +795,18 @@ public sealed class LedgerEngine : IAsyncDisposable
 
 /// <summary>The ledger stopped after an I/O failure; no later command is accepted (fail-stop).</summary>
 public sealed class LedgerFaultedException(Exception inner) : Exception("The ledger stopped after a storage failure: " + inner.Message, inner);
+
+/// <summary>
+/// A history cursor that names no transfer of the account (see <see cref="LedgerEngine.GetAccountTransfersAsync"/>):
+/// the caller sent a value no page handed out. It is the caller's error (an HTTP 400), not the ledger's.
+/// </summary>
+public sealed class HistoryCursorException(UInt128 accountId, long beforeTimestamp) : ArgumentException(
+    $"The cursor {beforeTimestamp} is not the timestamp of a transfer of account {accountId}: leave it out for the newest page, " +
+    "or pass the timestamp of the last transfer of the page before.")
+{
+    /// <summary>The account whose history was asked for.</summary>
+    public UInt128 AccountId { get; } = accountId;
+
+    /// <summary>The refused cursor.</summary>
+    public long BeforeTimestamp { get; } = beforeTimestamp;
+}

@@ -537,22 +537,77 @@ public sealed class LedgerStateMachine : IDisposable
     public PendingStatus StatusAt(int index) => _transfers.StatusAt(index);
 
     /// <summary>
-    /// The account's transfers, newest first, with timestamp strictly below <paramref name="beforeTimestamp"/>
-    /// (use <see cref="long.MaxValue"/> for the newest), at most as many as <paramref name="into"/> holds. Returns how many were written.
+    /// One page of the account's transfers, newest first, with timestamp strictly below <paramref name="beforeTimestamp"/>,
+    /// at most as many as <paramref name="into"/> holds; <paramref name="count"/> says how many were written.
+    /// O(log N + page) whatever the length of the account's history (N: all transfers of the ledger).
     /// </summary>
-    public int GetAccountTransfers(UInt128 accountId, long beforeTimestamp, Span<Transfer> into)
+    /// <remarks>
+    /// <para>The cursor <paramref name="beforeTimestamp"/> must be one of:</para>
+    /// <list type="bullet">
+    /// <item>above the account's newest transfer (<see cref="long.MaxValue"/> for the first page): the page starts at
+    ///   the newest transfer, O(1) to find;</item>
+    /// <item>the timestamp of a transfer of this account, which is what a page hands out as the next cursor (its last
+    ///   transfer's timestamp): a binary search on the global transfer order finds that transfer in O(log N), and the
+    ///   page continues from its link for this account (<c>PrevDebit</c> or <c>PrevCredit</c>).</item>
+    /// </list>
+    /// <para>
+    /// Any other value is refused with <see cref="HistoryResult.CursorNotAnAccountTransfer"/> and nothing is written.
+    /// Why refused rather than served: the newest transfer of this account below an arbitrary timestamp cannot be found
+    /// from the links without walking them (O(history) on the sequencer thread, which every ledger command waits
+    /// behind), and an index that could find it (per-account arrays of positions) costs memory and amortised growth on
+    /// every transfer, against the no-allocation-per-event rule. Every cursor the API hands out is exact, so paging
+    /// loses nothing; "history since time T" is not offered. An account with no transfers answers an empty page for
+    /// any cursor.
+    /// </para>
+    /// </remarks>
+    public HistoryResult GetAccountTransfers(UInt128 accountId, long beforeTimestamp, Span<Transfer> into, out int count) =>
+        GetAccountTransfers(accountId, beforeTimestamp, into, out count, out _);
+
+    /// <summary>
+    /// As <see cref="GetAccountTransfers(UInt128, long, Span{Transfer}, out int)"/>, and says how many stored transfers
+    /// the query read (<paramref name="visited"/>: the account's newest, the binary search's probes, the cursor's
+    /// transfer and the page): at most page + ⌈log2 N⌉ + 2, which the tests hold it to.
+    /// </summary>
+    public HistoryResult GetAccountTransfers(UInt128 accountId, long beforeTimestamp, Span<Transfer> into, out int count, out int visited)
     {
-        if (!_accountIndex.TryGet(accountId, out int ai)) return 0;
-        int n = 0;
+        count = 0;
+        visited = 0;
+        if (!_accountIndex.TryGet(accountId, out int ai)) return HistoryResult.AccountNotFound;
         int t = _accountHead[ai];
-        while (t >= 0 && n < into.Length)
+        if (t < 0) return HistoryResult.Ok;
+        visited++;
+        if (_transfers.At(t).Timestamp >= beforeTimestamp)
+        {
+            // The cursor is at or below the newest transfer, so it must name one. Positions follow timestamps, and the
+            // cursor's transfer is no newer than the account's newest, so only [0, t] is searched.
+            int lo = 0, hi = t;
+            while (lo < hi)
+            {
+                int mid = lo + ((hi - lo) >> 1);
+                visited++;
+                if (_transfers.At(mid).Timestamp < beforeTimestamp) lo = mid + 1;
+                else hi = mid;
+            }
+            ref readonly Transfer cursor = ref _transfers.At(lo);
+            visited++;
+            if (cursor.Timestamp != beforeTimestamp || (cursor.DebitAccountId != accountId && cursor.CreditAccountId != accountId))
+                return HistoryResult.CursorNotAnAccountTransfer;
+            t = PreviousOfAccount(lo, in cursor, accountId);
+        }
+        while (t >= 0 && count < into.Length)
         {
             ref readonly Transfer tr = ref _transfers.At(t);
-            if (tr.Timestamp < beforeTimestamp) into[n++] = tr;
-            t = tr.DebitAccountId == accountId ? _transfers.MetaAt(t).PrevDebit : _transfers.MetaAt(t).PrevCredit;
+            visited++;
+            into[count++] = tr;
+            t = PreviousOfAccount(t, in tr, accountId);
         }
-        return n;
+        return HistoryResult.Ok;
     }
+
+    /// <summary>The account's transfer before the one at <paramref name="index"/> (which touches it), or -1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int PreviousOfAccount(int index, in Transfer t, UInt128 accountId) =>
+        t.DebitAccountId == accountId ? _transfers.MetaAt(index).PrevDebit : _transfers.MetaAt(index).PrevCredit;
 
     // ------------------------------------------------------------------ invariants
 

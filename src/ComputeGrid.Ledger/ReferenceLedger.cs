@@ -40,6 +40,24 @@ public sealed class ReferenceLedger
     public IEnumerable<(Transfer Transfer, PendingStatus Status)> Transfers =>
         _s.TransferOrder.Select(id => (_s.Transfers[id], _s.Status[id]));
 
+    /// <summary>
+    /// One page of the account's history, newest first, below <paramref name="beforeTimestamp"/>, at most
+    /// <paramref name="limit"/> transfers; the plain way: every transfer of the account, sorted. The same cursor rule as
+    /// the fast ledger: above the newest transfer, or the timestamp of one of the account's transfers.
+    /// </summary>
+    public (HistoryResult Result, Transfer[] Page) GetAccountTransfers(UInt128 accountId, long beforeTimestamp, int limit)
+    {
+        if (!_s.Accounts.ContainsKey(accountId)) return (HistoryResult.AccountNotFound, []);
+        var history = _s.Transfers.Values
+            .Where(t => t.DebitAccountId == accountId || t.CreditAccountId == accountId)
+            .OrderByDescending(t => t.Timestamp)
+            .ToList();
+        bool aboveNewest = history.Count == 0 || beforeTimestamp > history[0].Timestamp;
+        bool namesOne = history.Any(t => t.Timestamp == beforeTimestamp);
+        if (!aboveNewest && !namesOne) return (HistoryResult.CursorNotAnAccountTransfer, []);
+        return (HistoryResult.Ok, history.Where(t => t.Timestamp < beforeTimestamp).Take(limit).ToArray());
+    }
+
     /// <summary>Creates accounts; event i gets timestamp <paramref name="timestamp"/> + i.</summary>
     public CreateAccountResult[] CreateAccounts(IReadOnlyList<Account> events, long timestamp)
     {

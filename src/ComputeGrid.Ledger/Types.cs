@@ -40,6 +40,21 @@ public enum PendingStatus : byte
     Expired = 4,
 }
 
+/// <summary>What an account-history query (<see cref="LedgerStateMachine.GetAccountTransfers(UInt128, long, System.Span{Transfer}, out int)"/>) found.</summary>
+public enum HistoryResult : byte
+{
+    /// <summary>The page was written (it may be empty: no transfers below the cursor).</summary>
+    Ok = 0,
+    /// <summary>No account has this id.</summary>
+    AccountNotFound = 1,
+    /// <summary>
+    /// The cursor is neither above the account's newest transfer nor the timestamp of one of its transfers. A page's
+    /// cursor is the timestamp of the last transfer of the page before it; any other value is refused rather than
+    /// searched for (see the method's remarks).
+    /// </summary>
+    CursorNotAnAccountTransfer = 2,
+}
+
 /// <summary>
 /// A ledger account (96 bytes, fixed layout so it can be copied into logs and snapshots as raw bytes).
 /// Balances are <c>long</c> minor units of the account's asset and never negative.

@@ -171,4 +171,39 @@ public sealed class LedgerApiTests(LedgerApiFixture f) : IClassFixture<LedgerApi
         Assert.True(ok, message);
         Assert.Equal(150, proof.DebitsPosted);
     }
+
+    [Fact]
+    public async Task History_pages_follow_next_to_the_end_and_a_before_that_names_no_transfer_of_the_account_is_a_400()
+    {
+        // Accounts of their own, so the other tests' transfers do not show in this history.
+        var accounts = await Http.PostJsonAsync("/api/ledger/accounts", new object[] { new { id = "10", asset = 1, code = 1 }, new { id = "11", asset = 1, code = 1 } });
+        Assert.Equal(2, accounts.GetProperty("ok").GetInt32());
+        var transfers = Enumerable.Range(410, 5).Select(i => new { id = i.ToString(System.Globalization.CultureInfo.InvariantCulture), debitAccountId = "10", creditAccountId = "11", amount = 1, asset = 1, code = 1 }).ToArray();
+        Assert.Equal(5, (await Http.PostJsonAsync("/api/ledger/transfers", transfers)).GetProperty("ok").GetInt32());
+
+        var pages = new List<string[]>();
+        string url = "/api/ledger/accounts/10/transfers?limit=2";
+        long? next = null;
+        while (true)
+        {
+            var page = await Http.GetFromJsonAsync<JsonElement>(url);
+            pages.Add(page.GetProperty("transfers").EnumerateArray().Select(x => x.GetProperty("id").GetString()!).ToArray());
+            var n = page.GetProperty("next");
+            if (n.ValueKind == JsonValueKind.Null) break;
+            next = n.GetInt64();
+            url = $"/api/ledger/accounts/10/transfers?limit=2&before={next}";
+        }
+        Assert.Equal(new[] { new[] { "414", "413" }, ["412", "411"], ["410"] }, pages);
+
+        Assert.NotNull(next);
+
+        // A before that names another account's transfer, or no transfer at all, is refused, not searched for.
+        long foreign = (await Http.GetFromJsonAsync<JsonElement>("/api/ledger/transfers/100")).GetProperty("timestamp").GetInt64();
+        foreach (long before in new[] { foreign, 1 })
+        {
+            var bad = await Http.GetAsync($"/api/ledger/accounts/10/transfers?limit=2&before={before}");
+            Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+            Assert.Equal("application/problem+json", bad.Content.Headers.ContentType?.MediaType);
+        }
+    }
 }

@@ -61,7 +61,10 @@ public static class LedgerEndpoints
             if (!Ids.TryParse(id, out var accountId)) return BadId(id);
             int n = limit ?? 100;
             if (n < 1 || n > LedgerLimits.HistoryLimitMax) return Problems.BadRequest($"limit must be between 1 and {LedgerLimits.HistoryLimitMax}.");
-            var history = await ledger.GetAccountTransfersAsync(accountId, before ?? long.MaxValue, n, ct);
+            Transfer[]? history;
+            // `before` must be a `next` this endpoint handed out (a transfer of this account): the ledger refuses others.
+            try { history = await ledger.GetAccountTransfersAsync(accountId, before ?? long.MaxValue, n, ct); }
+            catch (HistoryCursorException e) { return Problems.BadRequest(e.Message, "Bad cursor"); }
             if (history is null) return Problems.NotFound($"No account {id}.");
             // History holds the stored transfers; their pending status is looked up in one more ordered read.
             var withStatus = await ledger.LookupTransfersAsync(history.Select(t => t.Id).ToArray(), ct);
