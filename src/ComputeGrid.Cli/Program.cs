@@ -132,9 +132,18 @@ verify.SetAction(pr =>
     return CliDefaults.Fail("verify needs --proof FILE --root HEX, or --ledger-dir DIR");
 });
 
-var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, benchProbe, verify, MarketCommand.Create(), BacktestCommand.Create(), NodeCommand.Create() };
+// Recursive: every command takes it (`computegrid serve --data-root DIR`, `computegrid backtest … --data-root DIR`).
+var dataRoot = new Option<string?>("--data-root")
+{
+    Description = $"Folder holding the real data files: prices, latencies, miner tables (default: ${ComputeGrid.Core.DataFiles.RootVariable}, else the data/ folder beside the binary or above it in the repository). Not the server's --data-dir.",
+    Recursive = true,
+};
+var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, benchProbe, verify, MarketCommand.Create(), BacktestCommand.Create(), NodeCommand.Create(), dataRoot };
 var parsed = rootCommand.Parse(args);
 if (parsed.Errors.Count > 0) return CliDefaults.Fail(parsed.Errors[0].Message);
+// The data root is settled before any command runs, so a mistyped folder is one line and exit 2 up front rather than
+// a missing-file error halfway through (or, worse, a silent fall back to some other copy of the data).
+if (UseDataRoot(parsed.GetValue(dataRoot)) is { } rootError) return CliDefaults.Fail(rootError);
 try
 {
     return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false });
@@ -142,6 +151,30 @@ try
 catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException)
 {
     return CliDefaults.Fail(e.Message);
+}
+
+// Makes --data-root (else $COMPUTEGRID_DATA_ROOT) the data files' root; returns an error message, or null when fine.
+static string? UseDataRoot(string? option)
+{
+    string source = "--data-root";
+    string? dir = option;
+    if (option is null)
+    {
+        source = ComputeGrid.Core.DataFiles.RootVariable;
+        dir = Environment.GetEnvironmentVariable(source);
+        if (string.IsNullOrEmpty(dir)) return null; // neither given: the walk up to a data/ folder
+    }
+    if (string.IsNullOrWhiteSpace(dir)) return $"{source} needs a folder";
+    try { ComputeGrid.Core.DataFiles.UseRoot(dir); }
+    catch (DirectoryNotFoundException)
+    {
+        string full = Path.GetFullPath(dir);
+        return $"{source} '{dir}': no such folder" + (full == dir ? "" : $" ({full})");
+    }
+    // Child processes (the demo fleet's nodes, the inference bench's probe) read the same root: they inherit it
+    // through the environment, as a full path since they may start in another folder.
+    Environment.SetEnvironmentVariable(ComputeGrid.Core.DataFiles.RootVariable, ComputeGrid.Core.DataFiles.Root);
+    return null;
 }
 
 static int VerifyProof(FileInfo file, string? rootHex)

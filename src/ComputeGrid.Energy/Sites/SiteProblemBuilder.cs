@@ -215,13 +215,19 @@ public static class SiteProblemBuilder
         return count;
     }
 
-    /// <summary>Resolves a data file: a bare name is looked up in the repository's <c>data/</c>; a path is taken relative to the site file.</summary>
+    /// <summary>
+    /// Resolves a data file: a bare name is looked up with <see cref="DataFiles.Find(string)"/> (the data root when one
+    /// is set, else the repository's or the published binary's <c>data/</c>); a path is taken relative to the site file.
+    /// </summary>
     public static string Resolve(string file, string? baseDirectory, string field)
     {
         if (Path.GetFileName(file) == file && (baseDirectory is null || !File.Exists(Path.Combine(baseDirectory, file))))
         {
+            // The message names where it looked: with --data-root that is the one folder searched, not the repository.
             try { return DataFiles.Find(file); }
-            catch (FileNotFoundException) { throw new SiteConfigException(field, $"'{file}' is not in the repository's data/ folder."); }
+            catch (FileNotFoundException) when (DataFiles.Root is { } root) { throw new SiteConfigException(field, $"'{file}' is not in the data root '{root}'."); }
+            catch (FileNotFoundException) { throw new SiteConfigException(field, $"'{file}' is not in the data/ folder (the repository's, or the one beside a published binary)."); }
+            catch (DirectoryNotFoundException e) { throw new SiteConfigException(field, e.Message); }
         }
         string path = Path.IsPathRooted(file) ? file : Path.GetFullPath(Path.Combine(baseDirectory ?? Directory.GetCurrentDirectory(), file));
         if (!File.Exists(path)) throw new SiteConfigException(field, $"'{path}' does not exist.");
