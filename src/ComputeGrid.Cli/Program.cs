@@ -5,10 +5,12 @@ using ComputeGrid.Cli.Bench;
 using ComputeGrid.Cli.Energy;
 using ComputeGrid.Cli.Inference;
 using ComputeGrid.Cli.Market;
+using ComputeGrid.Cli.Trust;
 using ComputeGrid.Ledger;
 using ComputeGrid.Ledger.Audit;
 using ComputeGrid.Server;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
 // The `computegrid` command. Conventions: a bad command line or bad input exits with code 2 and one line on
@@ -32,7 +34,12 @@ var siteSpeed = new Option<double>("--site-speed") { Description = "Replay speed
 var siteStart = new Option<string?>("--site-start") { Description = "Where the live sites' replay starts (UTC date, e.g. 2021-08-24); default: the series start." };
 var nodeUrls = new Option<string>("--node-urls") { Description = "Where inference nodes connect (HTTP/2 cleartext), semicolon-separated; empty for none.", DefaultValueFactory = _ => "http://127.0.0.1:5081" };
 var demo = new Option<bool>("--demo") { Description = "Run a demo inference fleet (nodes in Dallas, Washington DC, Frankfurt and Tokyo running the real model) and a funded demo customer whose API key is printed and written to demo-api-key.txt in the data folder." };
-var serve = new Command("serve", "Run the ComputeGrid server: ledger, exchange, live hybrid sites, paid inference and the HTTP API.") { urls, dataDir, sites, noSites, siteSpeed, siteStart, demo, nodeUrls };
+var tlsCert = new Option<string?>("--tls-cert") { Description = "A PEM certificate for the https:// addresses of --urls and --node-urls." };
+var tlsKey = new Option<string?>("--tls-key") { Description = "The PEM private key of --tls-cert (when the certificate file does not hold it)." };
+var allowedHosts = new Option<string[]>("--allowed-hosts") { Description = "Host names the API answers to besides the ones it is bound to (comma-separated or repeated; * for any).", AllowMultipleArgumentsPerToken = false };
+var corsOrigins = new Option<string[]>("--cors-origins") { Description = "Browser origins allowed to call the API (CORS), comma-separated or repeated; none by default.", AllowMultipleArgumentsPerToken = false };
+var serve = new Command("serve", "Run the ComputeGrid server: ledger, exchange, live hybrid sites, paid inference and the HTTP API.")
+    { urls, dataDir, sites, noSites, siteSpeed, siteStart, demo, nodeUrls, tlsCert, tlsKey, allowedHosts, corsOrigins };
 serve.SetAction(async (pr, ct) =>
 {
     if (!(pr.GetValue(siteSpeed) is > 0 and <= 1_000_000)) return CliDefaults.Fail("--site-speed must be in (0, 1000000]");
@@ -63,12 +70,23 @@ serve.SetAction(async (pr, ct) =>
     bool demoFleet = pr.GetValue(demo);
     if (demoFleet && (pr.GetValue(nodeUrls) ?? "").Trim(';', ' ').Length == 0) return CliDefaults.Fail("--demo needs a node endpoint (--node-urls)");
     var inference = new ComputeGrid.Server.Inference.InferenceServerOptions { DemoCustomerFundingMicroUsd = demoFleet ? 100_000_000 : 0 };
-    var options = new ServerOptions { Urls = pr.GetValue(urls)!, NodeUrls = pr.GetValue(nodeUrls) ?? "", DataDirectory = Path.GetFullPath(pr.GetValue(dataDir)!), Sites = liveSites, Inference = inference };
+    static string[] List(string[]? values) => (values ?? []).SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToArray();
+    var options = new ServerOptions
+    {
+        Urls = pr.GetValue(urls)!, NodeUrls = pr.GetValue(nodeUrls) ?? "", DataDirectory = Path.GetFullPath(pr.GetValue(dataDir)!), Sites = liveSites, Inference = inference,
+        TlsCertificatePath = pr.GetValue(tlsCert), TlsKeyPath = pr.GetValue(tlsKey), AllowedHosts = List(pr.GetValue(allowedHosts)), CorsOrigins = List(pr.GetValue(corsOrigins)),
+    };
     WebApplication app;
     try { app = ServerHost.Build(options); }
     catch (ComputeGrid.Energy.Sites.SiteConfigException e) { return CliDefaults.Fail($"site: {e.Message}"); }
+    catch (ServerStartException e) { return CliDefaults.Fail(e.Message); }
     // Start first, then print the addresses Kestrel bound: with port 0 in --urls or --node-urls the kernel picks the port.
-    await app.StartAsync();
+    try { await app.StartAsync(); }
+    catch (IOException e) when (e.InnerException is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse } || e.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+    {
+        await app.DisposeAsync();
+        return CliDefaults.Fail($"{e.Message.TrimEnd('.')}: another program listens there; choose another port with --urls or --node-urls");
+    }
     var bound = ServerHost.Endpoints(app);
     Console.Out.WriteLine($"computegrid serving on {string.Join(';', bound.ApiUrls)} with data in {options.DataDirectory}");
     if (bound.NodeUrls.Count > 0) Console.Out.WriteLine($"  node endpoint on {string.Join(';', bound.NodeUrls)}");
@@ -79,6 +97,8 @@ serve.SetAction(async (pr, ct) =>
         await app.DisposeAsync();
         return 0;
     }
+    await DemoFleet.AdmitAsync(app.Services.GetRequiredService<ComputeGrid.Server.Trust.TrustStore>(), app.Services.GetRequiredService<ComputeGrid.Server.Trust.PrincipalLedger>(),
+        app.Services.GetRequiredService<ComputeGrid.Exchange.Trading.ExchangeService>(), options.DataDirectory, ct);
     Console.Out.WriteLine($"  demo fleet: {DemoFleet.Nodes.Length} node processes connecting to {bound.NodeUrl} (GET /api/inference/nodes)");
     await using (DemoFleet.Start(bound.NodeUrl, options.DataDirectory, Console.Out))
         await app.WaitForShutdownAsync();
@@ -138,7 +158,7 @@ var dataRoot = new Option<string?>("--data-root")
     Description = $"Folder holding the real data files: prices, latencies, miner tables (default: ${ComputeGrid.Core.DataFiles.RootVariable}, else the data/ folder beside the binary or above it in the repository). Not the server's --data-dir.",
     Recursive = true,
 };
-var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, benchProbe, verify, MarketCommand.Create(), BacktestCommand.Create(), NodeCommand.Create(), dataRoot };
+var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, benchProbe, verify, MarketCommand.Create(), BacktestCommand.Create(), NodeCommand.Create(), NodeKeyCommand.Create(), OperatorCommand.Create(), dataRoot };
 var parsed = rootCommand.Parse(args);
 if (parsed.Errors.Count > 0) return CliDefaults.Fail(parsed.Errors[0].Message);
 // The data root is settled before any command runs, so a mistyped folder is one line and exit 2 up front rather than

@@ -5,43 +5,47 @@ using ComputeGrid.Core;
 
 namespace ComputeGrid.Server;
 
-/// <summary>JSON settings of the HTTP API: camelCase, strict (unknown members are errors), ids as strings.</summary>
+/// <summary>
+/// The JSON conventions of every API of the server, one set for all (OpenAI's <c>/v1</c> included): member names and
+/// enum values in snake_case, unknown members refused, numbers strict, 128-bit ids as decimal strings, times as
+/// RFC 3339 strings (<see cref="ApiTime"/>), amounts as integers of the asset's minor units.
+/// </summary>
 public static class ApiJson
 {
-    public static readonly JsonSerializerOptions Options = Create();
+    /// <summary>The options (also the framework's, for bound bodies and typed results).</summary>
+    public static readonly JsonSerializerOptions Options = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
 
-    private static JsonSerializerOptions Create()
+    /// <summary>Applies the conventions to <paramref name="o"/> (the framework's own options object).</summary>
+    public static JsonSerializerOptions Configure(JsonSerializerOptions o)
     {
-        var o = new JsonSerializerOptions(JsonSerializerDefaults.Web)
-        {
-            UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
-            NumberHandling = JsonNumberHandling.Strict,
-            MaxDepth = 16,
-            DefaultIgnoreCondition = JsonIgnoreCondition.Never,
-        };
+        o.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+        o.DictionaryKeyPolicy = JsonNamingPolicy.SnakeCaseLower;
+        o.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
+        o.NumberHandling = JsonNumberHandling.Strict;
+        o.MaxDepth = 16;
+        o.DefaultIgnoreCondition = JsonIgnoreCondition.Never;
+        o.RespectNullableAnnotations = true;
         o.Converters.Add(new UInt128Converter());
-        o.Converters.Add(new JsonStringEnumConverter());
+        o.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower, allowIntegerValues: false));
         return o;
     }
 }
 
 /// <summary>
-/// 128-bit ids travel as decimal strings ("12345") because JSON numbers lose precision past 2^53; a number
-/// within that range and a 0x-hex string are accepted on input.
+/// 128-bit ids travel as decimal strings ("12345") because JSON numbers lose precision past 2^53; a 0x-hex string is
+/// accepted on input too.
 /// </summary>
 public sealed class UInt128Converter : JsonConverter<UInt128>
 {
+    /// <inheritdoc />
     public override UInt128 Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
-        if (reader.TokenType == JsonTokenType.String)
-        {
-            if (Ids.TryParse(reader.GetString(), out var id)) return id;
-            throw new JsonException("An id must be a decimal string of a 128-bit unsigned integer (or 0x-hex).");
-        }
-        if (reader.TokenType == JsonTokenType.Number && reader.TryGetUInt64(out ulong n) && n <= (1UL << 53)) return n;
-        throw new JsonException("An id must be a string (ids are 128-bit; numbers above 2^53 lose precision in JSON).");
+        if (reader.TokenType == JsonTokenType.String && Ids.TryParse(reader.GetString(), out var id)) return id;
+        throw new JsonException("An id is a decimal string of a 128-bit unsigned integer (or 0x-hex), like \"12345\".");
     }
 
+    /// <inheritdoc />
     public override void Write(Utf8JsonWriter writer, UInt128 value, JsonSerializerOptions options) =>
         writer.WriteStringValue(value.ToString(CultureInfo.InvariantCulture));
 }
+

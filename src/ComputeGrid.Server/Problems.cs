@@ -6,8 +6,8 @@ namespace ComputeGrid.Server;
 /// <summary>RFC 7807 problem+json answers with a stable type URI per kind of error.</summary>
 public static class Problems
 {
-    public static ProblemHttpResult BadRequest(string detail, string title = "Bad request") =>
-        TypedResults.Problem(detail, statusCode: StatusCodes.Status400BadRequest, title: title, type: "https://computegrid.dev/problems/bad-request");
+    public static ProblemHttpResult BadRequest(string detail, string title = "Bad request", IDictionary<string, object?>? extensions = null) =>
+        TypedResults.Problem(detail, statusCode: StatusCodes.Status400BadRequest, title: title, type: "https://computegrid.dev/problems/bad-request", extensions: extensions);
 
     public static ProblemHttpResult NotFound(string detail) =>
         TypedResults.Problem(detail, statusCode: StatusCodes.Status404NotFound, title: "Not found", type: "https://computegrid.dev/problems/not-found");

@@ -1,16 +1,24 @@
+using System.Security.Cryptography.X509Certificates;
+using System.Threading.RateLimiting;
 using ComputeGrid.Exchange.Instruments;
 using ComputeGrid.Exchange.Trading;
-using ComputeGrid.Ledger;
 using ComputeGrid.Inference.Model;
 using ComputeGrid.Inference.Routing;
+using ComputeGrid.Ledger;
 using ComputeGrid.Server.Energy;
-using ComputeGrid.Server.Inference;
 using ComputeGrid.Server.Exchange;
+using ComputeGrid.Server.Inference;
 using ComputeGrid.Server.Ledger;
+using ComputeGrid.Server.Trust;
+using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -20,10 +28,10 @@ namespace ComputeGrid.Server;
 /// <summary>Settings of <c>computegrid serve</c>.</summary>
 public sealed record ServerOptions
 {
-    /// <summary>Where to listen, as ASP.NET's <c>--urls</c> (semicolon-separated).</summary>
+    /// <summary>Where to listen, as ASP.NET's <c>--urls</c> (semicolon-separated; <c>https://</c> needs a certificate).</summary>
     public string Urls { get; init; } = "http://127.0.0.1:5080";
 
-    /// <summary>The data folder: ledger log and snapshots, exchange journal.</summary>
+    /// <summary>The data folder: trust store, ledger log and snapshots, exchange journal.</summary>
     public required string DataDirectory { get; init; }
 
     /// <summary>How often a balance checkpoint (Merkle sum root) is taken when the ledger changed.</summary>
@@ -44,8 +52,23 @@ public sealed record ServerOptions
     /// <summary>The least severe log messages written to the console (benchmarks run quiet).</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
 
-    /// <summary>Where nodes connect (HTTP/2 cleartext), semicolon-separated; empty for none.</summary>
+    /// <summary>Where nodes connect (HTTP/2: cleartext with prior knowledge, or TLS), semicolon-separated; empty for none.</summary>
     public string NodeUrls { get; init; } = "";
+
+    /// <summary>A PEM certificate (chain) for <c>https://</c> addresses, or null.</summary>
+    public string? TlsCertificatePath { get; init; }
+
+    /// <summary>The PEM private key of <see cref="TlsCertificatePath"/>, or null when the certificate file holds it.</summary>
+    public string? TlsKeyPath { get; init; }
+
+    /// <summary>Host names the public port answers to besides the names it is bound to (<c>*</c>: any).</summary>
+    public IReadOnlyList<string> AllowedHosts { get; init; } = [];
+
+    /// <summary>Origins allowed to call the API from a browser (CORS); none unless configured.</summary>
+    public IReadOnlyList<string> CorsOrigins { get; init; } = [];
+
+    /// <summary>Every limit of the server (request sizes, quotas, rate limits).</summary>
+    public ServerLimits Limits { get; init; } = new();
 
     /// <summary>
     /// Give the runtime's JIT and background-GC threads the longest scheduler slice, so request threads woken onto
@@ -66,26 +89,41 @@ public sealed record ServerOptions
 }
 
 /// <summary>
-/// The composition root of the server: opens the ledger (recovering it from its folder) before listening,
-/// maps each component's endpoints, and on SIGTERM or Ctrl-C stops Kestrel first, then flushes the ledger
-/// and writes a snapshot.
+/// The composition root of the server: opens the trust store and the ledger (recovering it from its folder) before
+/// listening, draws the trust boundary (the request gate, authentication, authorization, rate limits), maps each
+/// component's endpoints, and on SIGTERM or Ctrl-C stops Kestrel first, then flushes the ledger and writes a
+/// snapshot. The pipeline, in order: errors → routing → <see cref="RequestGate"/> (Host, port, media type, size) →
+/// CORS when configured → authentication → authorization (every endpoint's policy) → rate limits → the endpoint.
 /// </summary>
 public static class ServerHost
 {
+    /// <summary>Builds the server; throws <see cref="ServerStartException"/> (one line for the user) when it cannot start.</summary>
     public static WebApplication Build(ServerOptions options)
     {
+        ServerLimits limits = options.Limits.Validate();
+        Directory.CreateDirectory(options.DataDirectory);
+        DataLayout.Check(options.DataDirectory);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        X509Certificate2? certificate = LoadCertificate(options);
         var endpoints = new ServerEndpoints();
+        var hosts = new HostAllowList();
+        hosts.Add(options.AllowedHosts);
         builder.WebHost.ConfigureKestrel(k =>
         {
-            k.Limits.MaxRequestBodySize = LedgerEndpoints.RequestBytesMax;
-            // The API on --urls (HTTP/1.1); the nodes' persistent connections on --node-urls (HTTP/2 cleartext with prior
-            // knowledge: Kestrel speaks h2c only on an HTTP/2-only endpoint).
+            k.Limits.MaxRequestBodySize = limits.BatchBodyBytesMax;
+            k.AddServerHeader = false;
+            // The API on --urls (HTTP/1.1, or HTTP/1.1 and 2 over TLS); the nodes' persistent connections on --node-urls
+            // (HTTP/2: Kestrel speaks cleartext h2c only on an HTTP/2-only endpoint). Every connection to the node port
+            // is marked, so the request gate serves the node protocol there and nothing else.
             endpoints.Clear();
-            foreach (string url in Split(options.Urls)) endpoints.Api.Add(Listen(k, url, Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1));
-            foreach (string url in Split(options.NodeUrls)) endpoints.Node.Add(Listen(k, url, Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2));
+            foreach (string url in Split(options.Urls))
+                endpoints.Api.Add(Listen(k, url, certificate, node: false, hosts));
+            foreach (string url in Split(options.NodeUrls))
+                endpoints.Node.Add(Listen(k, url, certificate, node: true, hosts: null));
         });
         builder.Services.AddSingleton(endpoints);
+        builder.Services.AddSingleton(hosts);
+        builder.Services.AddSingleton(limits);
         // Request code runs on the socket's I/O thread instead of being handed to the thread pool, and a response is
         // sent by the thread that wrote it: each hand-off wakes a sleeping thread, which on this project's 2-core VM
         // costs 50-250 µs after an idle stretch (such as a model call). Safe here because no endpoint blocks: the
@@ -95,17 +133,52 @@ public static class ServerHost
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
         builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Authentication", LogLevel.Error);
+        builder.Logging.AddFilter("Microsoft.AspNetCore.DataProtection", LogLevel.Error);
+        // A failed start (a port in use) is reported by the caller in one line; the host would log it again with a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
-        builder.Services.AddProblemDetails();
-        builder.Services.ConfigureHttpJsonOptions(o =>
-        {
-            foreach (var c in ApiJson.Options.Converters) o.SerializerOptions.Converters.Add(c);
-        });
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(options.Time);
 
+        // ---- the contract: one JSON convention, problem+json (OpenAI's shape under /v1), validation, OpenAPI
+        builder.Services.AddSingleton<Microsoft.AspNetCore.Http.IProblemDetailsWriter, OpenAiProblemWriter>();
+        builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ApiContract.CustomizeProblem);
+        builder.Services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));
+        builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        builder.Services.AddValidation();
+        builder.Services.AddOpenApi(ApiContract.ConfigureOpenApi);
+
+        // ---- the trust boundary
+        TrustStore store;
+        try
+        {
+            store = TrustStore.Open(options.DataDirectory, options.Time, limits);
+            OperatorKeyFile.Bootstrap(store, options.DataDirectory);
+        }
+        catch (Exception e) when (e is InvalidDataException or OperatorKeyFileException or IOException or UnauthorizedAccessException)
+        {
+            throw new ServerStartException(e.Message, e);
+        }
+        builder.Services.AddSingleton(store);
+        builder.Services.AddSingleton<NodeSessions>();
+        builder.Services.AddHostedService<TrustLifetime>();
+        // Authentication brings ASP.NET's data protection, which nothing here uses (no cookies): keep its keys in memory
+        // rather than in a folder of the user's home.
+        builder.Services.AddDataProtection().UseEphemeralDataProtectionProvider();
+        builder.Services.AddAuthentication()
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(TrustSchemes.ApiKey, null)
+            .AddScheme<AuthenticationSchemeOptions, NodeSessionAuthenticationHandler>(TrustSchemes.NodeSession, null);
+        Policies.Add(builder.Services.AddAuthorizationBuilder());
+        builder.Services.AddRateLimiter(o => RateLimits.Configure(o, limits));
+        if (options.CorsOrigins.Count > 0)
+            builder.Services.AddCors(o => o.AddDefaultPolicy(p => p.WithOrigins([.. options.CorsOrigins]).WithMethods("GET", "POST", "PUT", "DELETE")
+                .WithHeaders("Authorization", "Content-Type", "Idempotency-Key", "X-Region")));
+
+        // ---- the components
         var ledger = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = Path.Combine(options.DataDirectory, "ledger") }, options.Time);
         builder.Services.AddSingleton(ledger);
+        builder.Services.AddSingleton(new PrincipalLedger(ledger));
         builder.Services.AddHostedService<LedgerLifetime>();
         if (options.LongSliceRuntimeThreads) builder.Services.AddHostedService<RuntimeThreadSlices>();
 
@@ -126,6 +199,7 @@ public static class ServerHost
         builder.Services.AddSingleton(instruments);
         builder.Services.AddSingleton(exchange);
         builder.Services.AddSingleton(new ExchangeFeed(exchange, instruments, options.Time));
+        builder.Services.AddSingleton<FeedSubscribers>();
         // Registered after the ledger's lifetime so it stops first: no exchange tick runs against a closed ledger.
         builder.Services.AddHostedService<ExchangeLifetime>();
 
@@ -135,18 +209,16 @@ public static class ServerHost
         builder.Services.AddSingleton(new LiveSites(liveSites));
         builder.Services.AddHostedService<EnergyLifetime>();
 
-        // Paid inference: keys, payments through the ledger, the node registry and router, in-process nodes.
+        // Paid inference: payments through the ledger, the node registry and router, in-process nodes.
         var latency = LatencyMatrix.LoadDefault();
         var models = new ModelRegistry();
         var miniLm = LazyEmbeddingModel.MiniLm(options.Inference.ModelParallelism.IntraOpThreads);
         models.Register(miniLm);
         var registry = new NodeRegistry(latency, options.Time);
         var payments = new InferencePayments(ledger);
-        string inferenceDir = Path.Combine(options.DataDirectory, "inference");
-        var keys = new ApiKeys(inferenceDir);
         var localNodes = new LocalNodes(options.Inference.LocalNodes.Select(n =>
         {
-            if (!latency.TryGetRegion(n.Region, out int region)) throw new ArgumentException($"Local node {n.Id}: unknown region '{n.Region}'.");
+            if (!latency.TryGetRegion(n.Region, out int region)) throw new ServerStartException($"Local node {n.Id}: unknown region '{n.Region}'.");
             var batcher = new EmbeddingBatcher(miniLm, new EmbeddingBatcherOptions
             {
                 Workers = options.Inference.ModelParallelism.Workers,
@@ -156,9 +228,9 @@ public static class ServerHost
             return (n, new LocalNodeChannel(batcher, region, latency, options.Time));
         }).ToArray());
         var gateway = new InferenceGateway(models, registry, new Router(registry), payments, new Settler(payments), options.Inference.Gateway);
-        builder.Services.AddSingleton(new InferenceHost(gateway, keys, payments, new IdempotencyCache(options.Time), latency, OperatorToken(inferenceDir), options.Time));
+        builder.Services.AddSingleton(new InferenceHost(gateway, payments, new IdempotencyCache(options.Time, limits), latency, options.Time));
         builder.Services.AddSingleton(localNodes);
-        builder.Services.AddSingleton(new RemoteNodes());
+        builder.Services.AddSingleton<RemoteNodes>();
         builder.Services.AddSingleton(options.Inference);
         builder.Services.AddHostedService<InferenceLifetime>();
 
@@ -173,54 +245,57 @@ public static class ServerHost
 
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
-            StatusCodeSelector = e => e switch
-            {
-                LedgerFaultedException => StatusCodes.Status503ServiceUnavailable,
-                BadHttpRequestException b => b.StatusCode,
-                OperationCanceledException => StatusCodes.Status499ClientClosedRequest,
-                _ => StatusCodes.Status500InternalServerError,
-            },
+            StatusCodeSelector = ApiContract.StatusOf,
+            // A client's bad request or a reached quota is an answer, not a server fault: it is not logged as an error.
+            SuppressDiagnosticsCallback = c => ApiContract.StatusOf(c.Exception) < 500,
         });
         app.UseStatusCodePages();
+        app.UseRouting();
+        app.UseMiddleware<RequestGate>();
+        if (options.CorsOrigins.Count > 0) app.UseCors();
+        app.UseAuthentication();
+        app.UseAuthorization();
+        app.UseRateLimiter();
 
-        app.MapGet("/healthz", (LedgerEngine l) => l.Fault is null ? Results.Ok(new { status = "ok" }) : Problems.Unavailable(l.Fault.Message));
-        app.MapGet("/metrics", (LedgerEngine l) =>
-        {
-            // Prometheus text exposition format.
-            var s = l.Stats;
-            string text = $"""
-                # HELP computegrid_ledger_committed_op Last log op given by the sequencer.
-                # TYPE computegrid_ledger_committed_op gauge
-                computegrid_ledger_committed_op {s.CommittedOp}
-                # HELP computegrid_ledger_durable_op Last log op on stable storage.
-                # TYPE computegrid_ledger_durable_op gauge
-                computegrid_ledger_durable_op {s.DurableOp}
-                # HELP computegrid_ledger_fsyncs_total fdatasync calls of the ledger log.
-                # TYPE computegrid_ledger_fsyncs_total counter
-                computegrid_ledger_fsyncs_total {s.Fsyncs}
-                # HELP computegrid_ledger_groups_total Group commits (batches sharing one fdatasync).
-                # TYPE computegrid_ledger_groups_total counter
-                computegrid_ledger_groups_total {s.Groups}
-                # HELP computegrid_ledger_log_bytes Bytes in the ledger log.
-                # TYPE computegrid_ledger_log_bytes gauge
-                computegrid_ledger_log_bytes {s.LogBytes}
-                # HELP computegrid_ledger_accounts Accounts in the ledger.
-                # TYPE computegrid_ledger_accounts gauge
-                computegrid_ledger_accounts {s.Accounts}
-                # HELP computegrid_ledger_transfers Transfers in the ledger.
-                # TYPE computegrid_ledger_transfers gauge
-                computegrid_ledger_transfers {s.Transfers}
-
-                """;
-            return Results.Text(text, "text/plain; version=0.0.4");
-        });
+        app.MapGet("/healthz", Results<Ok<HealthView>, ProblemHttpResult> (LedgerEngine l) =>
+                l.Fault is null ? TypedResults.Ok(new HealthView("ok")) : Problems.Unavailable(l.Fault.Message))
+            .AllowAnonymous().WithTags("health").WithSummary("Whether the server is up and its ledger healthy.");
+        app.MapGet("/metrics", (LedgerEngine l) => TypedResults.Text(Metrics(l.Stats), "text/plain; version=0.0.4"))
+            .RequireAuthorization(Policies.OperatorRead).WithTags("health").WithSummary("Prometheus metrics of the ledger.");
+        app.MapOpenApi().AllowAnonymous();
+        app.MapTrust();
         app.MapLedger();
         app.MapExchange();
         app.MapEnergy();
         app.MapInference();
-        app.MapInferenceNodes();
+        app.MapNodeProtocol();
         return app;
     }
+
+    private static string Metrics(LedgerStats s) => $"""
+        # HELP computegrid_ledger_committed_op Last log op given by the sequencer.
+        # TYPE computegrid_ledger_committed_op gauge
+        computegrid_ledger_committed_op {s.CommittedOp}
+        # HELP computegrid_ledger_durable_op Last log op on stable storage.
+        # TYPE computegrid_ledger_durable_op gauge
+        computegrid_ledger_durable_op {s.DurableOp}
+        # HELP computegrid_ledger_fsyncs_total fdatasync calls of the ledger log.
+        # TYPE computegrid_ledger_fsyncs_total counter
+        computegrid_ledger_fsyncs_total {s.Fsyncs}
+        # HELP computegrid_ledger_groups_total Group commits (batches sharing one fdatasync).
+        # TYPE computegrid_ledger_groups_total counter
+        computegrid_ledger_groups_total {s.Groups}
+        # HELP computegrid_ledger_log_bytes Bytes in the ledger log.
+        # TYPE computegrid_ledger_log_bytes gauge
+        computegrid_ledger_log_bytes {s.LogBytes}
+        # HELP computegrid_ledger_accounts Accounts in the ledger.
+        # TYPE computegrid_ledger_accounts gauge
+        computegrid_ledger_accounts {s.Accounts}
+        # HELP computegrid_ledger_transfers Transfers in the ledger.
+        # TYPE computegrid_ledger_transfers gauge
+        computegrid_ledger_transfers {s.Transfers}
+
+        """;
 
     private static string[] Split(string urls) => urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
@@ -230,37 +305,99 @@ public static class ServerHost
     /// </summary>
     public static ServerEndpoints Endpoints(WebApplication app) => app.Services.GetRequiredService<ServerEndpoints>();
 
-    private static Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions Listen(Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions k, string url, Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols protocols)
+    private static X509Certificate2? LoadCertificate(ServerOptions options)
     {
-        if (!Uri.TryCreate(url.Replace("://*", "://0.0.0.0").Replace("://+", "://0.0.0.0"), UriKind.Absolute, out Uri? uri) || uri.Scheme != "http")
-            throw new ArgumentException($"'{url}' is not an http:// address with a port (https is not served here).");
-        Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions? bound = null;
-        Action<Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions> configure = o => { o.Protocols = protocols; bound = o; };
-        if (uri.Host == "localhost")
+        bool wantsTls = Split(options.Urls).Concat(Split(options.NodeUrls)).Any(u => u.StartsWith("https://", StringComparison.OrdinalIgnoreCase));
+        if (options.TlsCertificatePath is null)
         {
-            if (uri.Port == 0) throw new ArgumentException($"'{url}': port 0 (any free port) needs an IP address, such as 127.0.0.1, not localhost.");
-            k.ListenLocalhost(uri.Port, configure);
+            if (options.TlsKeyPath is not null) throw new ServerStartException("--tls-key needs --tls-cert.");
+            if (wantsTls) throw new ServerStartException("An https:// address needs a certificate: --tls-cert FILE (PEM) and --tls-key FILE.");
+            return null;
         }
-        else if (System.Net.IPAddress.TryParse(uri.Host, out System.Net.IPAddress? ip)) k.Listen(ip, uri.Port, configure);
-        else throw new ArgumentException($"'{url}': listen on an IP address or localhost.");
-        return bound!;
+        if (!wantsTls) throw new ServerStartException("--tls-cert is given but no address is https:// (e.g. --urls https://127.0.0.1:5443).");
+        try
+        {
+            var pem = X509Certificate2.CreateFromPemFile(options.TlsCertificatePath, options.TlsKeyPath);
+            // Kestrel needs the key in a form the platform's TLS can use: round-trip through PKCS#12.
+            return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
+        }
+        catch (Exception e) when (e is IOException or System.Security.Cryptography.CryptographicException or ArgumentException or UnauthorizedAccessException)
+        {
+            throw new ServerStartException($"Cannot load the TLS certificate {options.TlsCertificatePath}: {e.Message}", e);
+        }
     }
 
-    // The operators' bearer token: made once per data folder, kept in inference/operator-token.txt (owner-only).
-    private static string OperatorToken(string directory)
+    private static ListenOptions Listen(KestrelServerOptions k, string url, X509Certificate2? certificate, bool node, HostAllowList? hosts)
     {
-        string path = Path.Combine(directory, "operator-token.txt");
-        if (File.Exists(path)) return File.ReadAllText(path).Trim();
-        string token = "op-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
-        File.WriteAllText(path, token + "\n");
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        return token;
+        if (!Uri.TryCreate(url.Replace("://*", "://0.0.0.0").Replace("://+", "://0.0.0.0"), UriKind.Absolute, out Uri? uri) || uri.Scheme is not ("http" or "https"))
+            throw new ServerStartException($"'{url}' is not an http:// or https:// address with a port.");
+        bool tls = uri.Scheme == "https";
+        ListenOptions? bound = null;
+        Action<ListenOptions> configure = o =>
+        {
+            o.Protocols = node ? HttpProtocols.Http2 : tls ? HttpProtocols.Http1AndHttp2 : HttpProtocols.Http1;
+            if (tls) o.UseHttps(certificate!);
+            if (node) o.Use(ConnectionRoles.MarkNode);
+            bound = o;
+        };
+        if (uri.Host == "localhost")
+        {
+            if (uri.Port == 0) throw new ServerStartException($"'{url}': port 0 (any free port) needs an IP address, such as 127.0.0.1, not localhost.");
+            k.ListenLocalhost(uri.Port, configure);
+            hosts?.AddBinding(System.Net.IPAddress.Loopback);
+        }
+        else if (System.Net.IPAddress.TryParse(uri.Host, out System.Net.IPAddress? ip))
+        {
+            k.Listen(ip, uri.Port, configure);
+            hosts?.AddBinding(ip);
+        }
+        else throw new ServerStartException($"'{url}': listen on an IP address or localhost (names go in --allowed-hosts).");
+        return bound!;
+    }
+}
+
+/// <summary>The server cannot start (bad settings, a corrupt or foreign data folder): one line for the user.</summary>
+public sealed class ServerStartException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>The health answer.</summary>
+/// <param name="Status"><c>ok</c>.</param>
+public sealed record HealthView(string Status);
+
+/// <summary>
+/// The data folder's layout version (<c>DATA/layout</c>). A folder written before principals and the chart of accounts
+/// numbers its accounts differently; it is refused rather than mixed with the new numbering.
+/// </summary>
+public static class DataLayout
+{
+    /// <summary>The layout this version writes.</summary>
+    public const string Current = "computegrid-data 2";
+
+    /// <summary>Writes the layout of a new folder; refuses a folder of another layout.</summary>
+    public static void Check(string dataDirectory)
+    {
+        string path = Path.Combine(dataDirectory, "layout");
+        if (File.Exists(path))
+        {
+            string found = File.ReadAllText(path).Trim();
+            if (found != Current) throw new ServerStartException($"{dataDirectory} has data layout '{found}'; this version reads '{Current}'.");
+            return;
+        }
+        if (new[] { "ledger", "exchange", "inference" }.Any(d => Directory.Exists(Path.Combine(dataDirectory, d)) && Directory.EnumerateFileSystemEntries(Path.Combine(dataDirectory, d)).Any()))
+            throw new ServerStartException($"{dataDirectory} was written by an earlier version of ComputeGrid (before principals and the chart of accounts); start with a new --data-dir, or move it aside.");
+        ComputeGrid.Core.DurableFile.ReplacePrivate(path, Current + "\n");
     }
 }
 
 /// <summary>Takes periodic checkpoints and, on shutdown, flushes the ledger and writes its snapshot.</summary>
-internal sealed class LedgerLifetime(LedgerEngine ledger, ServerOptions options, ILogger<LedgerLifetime> log) : BackgroundService
+internal sealed class LedgerLifetime(LedgerEngine ledger, PrincipalLedger accounts, ServerOptions options, ILogger<LedgerLifetime> log) : BackgroundService
 {
+    public override async Task StartAsync(CancellationToken cancellationToken)
+    {
+        // The system accounts of the chart exist before any request can move money.
+        await accounts.EnsureSystemAccountsAsync(cancellationToken);
+        await base.StartAsync(cancellationToken);
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         ulong last = ulong.MaxValue;
@@ -286,6 +423,35 @@ internal sealed class LedgerLifetime(LedgerEngine ledger, ServerOptions options,
         var stats = ledger.Stats;
         await ledger.DisposeAsync();
         log.LogInformation("Ledger flushed and closed at op {Op} ({Transfers} transfers); snapshot written", stats.CommittedOp, stats.Transfers);
+    }
+}
+
+/// <summary>Every second, picks up changes another process made to the trust store; every 10 s, records keys' last use.</summary>
+internal sealed class TrustLifetime(TrustStore store, ServerOptions options, ILogger<TrustLifetime> log) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), options.Time);
+        int ticks = 0;
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    if (store.Refresh()) log.LogInformation("Trust store changed by another process; reloaded");
+                    if (++ticks % 10 == 0) store.FlushLastUse();
+                }
+                catch (Microsoft.Data.Sqlite.SqliteException e) { log.LogError(e, "Trust store upkeep failed"); }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        store.Dispose();
     }
 }
 

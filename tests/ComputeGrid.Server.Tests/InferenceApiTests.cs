@@ -77,7 +77,7 @@ public sealed class InferenceServerFixture : IAsyncLifetime
     public async Task AssertLedgerInvariantsAsync()
     {
         await Host.Gateway.Settler.IdleAsync();
-        var ids = new List<UInt128> { InferencePayments.EscrowAccount, InferencePayments.PlatformFeeAccount, InferencePayments.TreasuryAccount };
+        var ids = new List<UInt128> { InferencePayments.EscrowAccount, InferencePayments.PlatformFeeAccount, ChartOfAccounts.SystemAccount(AccountCode.Treasury, ComputeGrid.Core.Asset.Usd) };
         for (ulong c = 1; c <= 200; c++) ids.Add(InferencePayments.CustomerAccount(c));
         for (ulong n = 1; n <= 4; n++) ids.Add(InferencePayments.NodeRevenueAccount(n));
         Account[] accounts = await Ledger.LookupAccountsAsync(ids);

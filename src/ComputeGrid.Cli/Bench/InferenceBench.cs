@@ -68,6 +68,9 @@ internal static class InferenceBench
             DataDirectory = dir,
             MinimumLogLevel = Microsoft.Extensions.Logging.LogLevel.Warning,
             Inference = new InferenceServerOptions { LocalNodes = [new LocalNodeSpec("bench-1", "dallas", 20, 64)], ModelParallelism = served },
+            // The bench drives one customer at the fleet's full throughput; its rate limit is raised out of the way (the
+            // limiter still runs on every request), so what is measured is the paid path, not the default per-customer limit.
+            Limits = new ComputeGrid.Server.Trust.ServerLimits { Customer = new ComputeGrid.Server.Trust.RateLimit(1_000_000, 1_000_000) },
         });
         await app.StartAsync(ct);
         try
@@ -386,11 +389,15 @@ internal static class InferenceBench
 
     private static async Task<string> CustomerAsync(HttpClient http, string dir, CancellationToken ct)
     {
-        string token = (await File.ReadAllTextAsync(Path.Combine(dir, "inference", "operator-token.txt"), ct)).Trim();
-        using var create = new HttpRequestMessage(HttpMethod.Post, "/api/inference/customers") { Content = JsonContent.Create(new { name = "bench", region = "dallas" }) };
+        // As an operator would: the first operator's key from the data folder creates and funds the bench's customer.
+        string token = (await File.ReadAllTextAsync(Path.Combine(dir, ComputeGrid.Server.Trust.OperatorKeyFile.FileName), ct)).Trim();
+        using var create = new HttpRequestMessage(HttpMethod.Post, "/api/customers") { Content = JsonContent.Create(new { name = "bench-" + Guid.NewGuid().ToString("N")[..8], region = "dallas" }) };
         create.Headers.Authorization = new("Bearer", token);
-        var created = JsonDocument.Parse(await (await http.SendAsync(create, ct)).Content.ReadAsStringAsync(ct)).RootElement;
-        using var fund = new HttpRequestMessage(HttpMethod.Post, $"/api/inference/customers/{created.GetProperty("id").GetUInt64()}/fund") { Content = JsonContent.Create(new { amount_micro_usd = 1_000_000_000_000L }) };
+        using var createdResponse = await http.SendAsync(create, ct);
+        createdResponse.EnsureSuccessStatusCode();
+        var created = JsonDocument.Parse(await createdResponse.Content.ReadAsStringAsync(ct)).RootElement;
+        ulong id = created.GetProperty("principal").GetProperty("id").GetUInt64();
+        using var fund = new HttpRequestMessage(HttpMethod.Post, $"/api/customers/{id}/fund") { Content = JsonContent.Create(new { amount = 1_000_000_000_000L, funding_id = "bench" }) };
         fund.Headers.Authorization = new("Bearer", token);
         (await http.SendAsync(fund, ct)).EnsureSuccessStatusCode();
         return created.GetProperty("api_key").GetString()!;

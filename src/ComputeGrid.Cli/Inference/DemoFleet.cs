@@ -18,6 +18,37 @@ internal sealed class DemoFleet : IAsyncDisposable
 
     private readonly List<Process> _children = [];
 
+    /// <summary>The provider the demo's nodes belong to.</summary>
+    public const string Provider = "demo-provider";
+
+    /// <summary>The most a demo node may charge, micro-USD per 1,000 tokens.</summary>
+    public const long PriceCeiling = 100;
+
+    /// <summary>
+    /// Admits the demo's nodes, as an operator would: a provider, and for each node its key (made in <c>DATA/nodes/</c>
+    /// if missing) with a price ceiling. Nothing is done twice on a later start.
+    /// </summary>
+    public static async Task AdmitAsync(ComputeGrid.Server.Trust.TrustStore store, ComputeGrid.Server.Trust.PrincipalLedger accounts,
+        ComputeGrid.Exchange.Trading.ExchangeService exchange, string dataDirectory, CancellationToken ct)
+    {
+        ulong by = store.List(ComputeGrid.Server.Trust.PrincipalKind.Operator, 0, 1)[0].Id;
+        var provider = store.Find(ComputeGrid.Server.Trust.PrincipalKind.Provider, Provider)
+            ?? store.CreatePrincipal(ComputeGrid.Server.Trust.PrincipalKind.Provider, Provider, by);
+        await accounts.CreateAccountsAsync(provider, ct);
+        await exchange.RegisterProviderAsync((long)provider.Id, ComputeGrid.Ledger.ChartOfAccounts.PrincipalAccount(ComputeGrid.Ledger.AccountCode.ProviderRevenue, provider.Id),
+            ComputeGrid.Ledger.ChartOfAccounts.PrincipalAccount(ComputeGrid.Ledger.AccountCode.ProviderCollateral, provider.Id), CancellationToken.None);
+        string keys = Path.Combine(dataDirectory, "nodes");
+        Directory.CreateDirectory(keys);
+        foreach (var (id, _, _, _) in Nodes)
+        {
+            var (_, publicKey, _, _) = ComputeGrid.Inference.Nodes.NodeAgent.LoadOrCreateKey(Path.Combine(keys, id + ".key"));
+            var admission = store.FindNode(id) ?? store.AdmitNode(provider.Id, id, publicKey, PriceCeiling, by);
+            if (!admission.PublicKey.AsSpan().SequenceEqual(publicKey))
+                throw new InvalidOperationException($"demo node {id} was admitted with another key than {Path.Combine(keys, id + ".key")} holds; start with a new --data-dir");
+            await accounts.CreateAccountsAsync(store.Find(admission.Principal)!, ct);
+        }
+    }
+
     /// <summary>Starts the nodes against <paramref name="serverNodeUrl"/>; their keys live in <c>DATA/nodes/</c>.</summary>
     public static DemoFleet Start(string serverNodeUrl, string dataDirectory, TextWriter log)
     {

@@ -16,18 +16,19 @@ internal sealed class MarketClient : IDisposable
     /// <summary>How long one request may take before the command gives up.</summary>
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
-    private static readonly JsonSerializerOptions BodyJson = new(JsonSerializerDefaults.Web);
+    private static readonly JsonSerializerOptions BodyJson = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     private readonly HttpClient _http;
     private readonly string _server;
 
-    public MarketClient(string server)
+    public MarketClient(string server, string? key = null)
     {
         if (!Uri.TryCreate(server, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
             throw new MarketException($"--server must be an http:// or https:// URL; got '{server}'");
         _server = uri.GetLeftPart(UriPartial.Authority);
         _http = new HttpClient { BaseAddress = new Uri(_server), Timeout = Timeout };
         _http.DefaultRequestHeaders.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+        if (key is { Length: > 0 }) _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key.Trim());
     }
 
     public Task<string> GetAsync(string path, CancellationToken ct) => SendAsync(new HttpRequestMessage(HttpMethod.Get, path), ct);
@@ -49,7 +50,9 @@ internal sealed class MarketClient : IDisposable
                 using var response = await _http.SendAsync(request, ct);
                 string text = await response.Content.ReadAsStringAsync(ct);
                 if (response.IsSuccessStatusCode) return text;
-                throw new MarketException(ProblemLine(text, (int)response.StatusCode, response.ReasonPhrase));
+                string line = ProblemLine(text, (int)response.StatusCode, response.ReasonPhrase);
+                if (response.StatusCode == System.Net.HttpStatusCode.Unauthorized) line += $" (give your API key with --key or ${MarketCommand.KeyVariable})";
+                throw new MarketException(line);
             }
             catch (HttpRequestException e)
             {

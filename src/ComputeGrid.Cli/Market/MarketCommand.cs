@@ -16,11 +16,19 @@ internal static class MarketCommand
     /// <summary>Where <c>computegrid serve</c> listens by default.</summary>
     public const string DefaultServer = "http://127.0.0.1:5080";
 
+    /// <summary>The environment variable that holds the caller's API key.</summary>
+    public const string KeyVariable = "COMPUTEGRID_API_KEY";
+
     public static Command Create()
     {
         var server = new Option<string>("--server") { Description = "The ComputeGrid server's URL.", DefaultValueFactory = _ => DefaultServer, Recursive = true };
         var json = new Option<bool>("--json") { Description = "Print the server's JSON instead of a table.", Recursive = true };
-        var market = new Command("market", "Trade GPU capacity and read market data on a running server.") { server, json };
+        var key = new Option<string?>("--key")
+        {
+            Description = $"Your API key (default: ${KeyVariable}); trading needs one, market data does not.", Recursive = true,
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable(KeyVariable) is { Length: > 0 } k ? k : null,
+        };
+        var market = new Command("market", "Trade GPU capacity and read market data on a running server.") { server, json, key };
 
         // ------------------------------------------------------------ market data
         var gpu = new Option<string?>("--gpu") { Description = "GPU class: H100, H200, B200, A100, RTX4090." };
@@ -29,7 +37,7 @@ internal static class MarketCommand
         var limit = new Option<int?>("--limit") { Description = "Most rows to show." };
         var after = new Option<int?>("--after") { Description = "Show instruments after this id (the next page)." };
         var instruments = new Command("instruments", "List the instruments trading now.") { gpu, region, kind, limit, after };
-        instruments.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
+        instruments.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
         {
             var q = Query(("gpu", pr.GetValue(gpu)), ("region", pr.GetValue(region)), ("kind", pr.GetValue(kind)),
                 ("limit", Int(pr.GetValue(limit))), ("after", Int(pr.GetValue(after))));
@@ -39,11 +47,11 @@ internal static class MarketCommand
         var symbolArg = new Argument<string>("symbol") { Description = "An instrument symbol (e.g. H100.frankfurt.H.2026-11-26T14) or id." };
         var depth = new Option<int?>("--depth") { Description = "Price levels per side (default 10)." };
         var book = new Command("book", "Show an instrument's order book (L2 depth).") { symbolArg, depth };
-        book.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
+        book.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
             (await c.GetAsync($"/api/exchange/book/{Path(pr.GetValue(symbolArg)!)}" + Query(("depth", Int(pr.GetValue(depth)))), ct), MarketFormat.Book)));
 
         var trades = new Command("trades", "Show an instrument's recent trades, newest first.") { symbolArg, limit };
-        trades.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
+        trades.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
             (await c.GetAsync($"/api/exchange/trades/{Path(pr.GetValue(symbolArg)!)}" + Query(("limit", Int(pr.GetValue(limit)))), ct), MarketFormat.Trades)));
 
         var interval = new Option<string>("--interval") { Description = "Candle length: 1m, 1h or 1d.", DefaultValueFactory = _ => "1h" };
@@ -51,7 +59,7 @@ internal static class MarketCommand
         var from = new Option<string?>("--from") { Description = "First candle's open time (ISO 8601 with offset, or Unix ns)." };
         var to = new Option<string?>("--to") { Description = "Candles opening before this time (ISO 8601 with offset, or Unix ns)." };
         var candles = new Command("candles", "Show an instrument's OHLCV candles.") { symbolArg, interval, from, to, limit };
-        candles.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
+        candles.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
         {
             var q = Query(("interval", pr.GetValue(interval)), ("from", TimeArg(pr.GetValue(from), "--from")), ("to", TimeArg(pr.GetValue(to), "--to")),
                 ("limit", Int(pr.GetValue(limit))));
@@ -60,7 +68,7 @@ internal static class MarketCommand
 
         var gpuArg = new Argument<string?>("gpu") { Description = "One GPU class (default: all).", Arity = ArgumentArity.ZeroOrOne };
         var index = new Command("index", "Show the compute price index (24 h VWAP per GPU-hour) per GPU class.") { gpuArg };
-        index.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
+        index.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
         {
             if (pr.GetValue(gpuArg) is { } g)
                 return (await c.GetAsync($"/api/exchange/index/{Path(g)}", ct), (o, e) => MarketFormat.Index(o, [e]));
@@ -68,7 +76,6 @@ internal static class MarketCommand
         }));
 
         // ------------------------------------------------------------ orders and leases
-        var owner = new Option<long>("--owner") { Description = "The trader's id.", Required = true };
         var symbol = new Option<string>("--symbol") { Description = "The instrument's symbol or id.", Required = true };
         var side = new Option<string>("--side") { Description = "buy or sell.", Required = true };
         side.AcceptOnlyFromAmong("buy", "sell");
@@ -80,43 +87,43 @@ internal static class MarketCommand
         var quantity = new Option<long>("--quantity") { Description = "GPU-hours (GPUs × the instrument's hours).", Required = true };
         var postOnly = new Option<bool>("--post-only") { Description = "Refuse the order rather than take liquidity." };
         var expiresAt = new Option<string?>("--expires-at") { Description = "For gtt: expiry (ISO 8601 with offset, or Unix ns)." };
-        var order = new Command("order", "Place an order.") { owner, symbol, side, type, tif, price, quantity, postOnly, expiresAt };
-        order.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
+        var order = new Command("order", "Place an order.") { symbol, side, type, tif, price, quantity, postOnly, expiresAt };
+        order.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
         {
             bool isMarket = pr.GetValue(type) == "market";
             long? micro = PriceArg(pr.GetValue(price), required: !isMarket);
             if (isMarket && micro is not null) throw new MarketException("a market order takes no --price");
-            long? expires = TimeArg(pr.GetValue(expiresAt), "--expires-at") is { } e ? long.Parse(e, CultureInfo.InvariantCulture) : null;
+            string? expires = TimeArg(pr.GetValue(expiresAt), "--expires-at");
             var body = new Dictionary<string, object?>
             {
-                ["owner"] = pr.GetValue(owner), ["instrument"] = pr.GetValue(symbol), ["side"] = pr.GetValue(side), ["type"] = pr.GetValue(type),
-                ["timeInForce"] = pr.GetValue(tif), ["quantity"] = pr.GetValue(quantity), ["postOnly"] = pr.GetValue(postOnly),
+                ["instrument"] = pr.GetValue(symbol), ["side"] = pr.GetValue(side), ["type"] = pr.GetValue(type),
+                ["time_in_force"] = pr.GetValue(tif), ["quantity"] = pr.GetValue(quantity), ["post_only"] = pr.GetValue(postOnly),
             };
             if (micro is not null) body["price"] = micro;
-            if (expires is not null) body["expiresAt"] = expires;
+            if (expires is not null) body["expires_at"] = expires;
             return (await c.SendJsonAsync(HttpMethod.Post, "/api/exchange/orders", body, ct), MarketFormat.OrderResult);
         }));
 
         var idArg = new Argument<long>("id") { Description = "The order's id." };
-        var cancel = new Command("cancel", "Cancel an open order.") { idArg, owner };
-        cancel.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
-            (await c.DeleteAsync($"/api/exchange/orders/{pr.GetValue(idArg)}?owner={pr.GetValue(owner)}", ct), MarketFormat.OrderResult)));
+        var cancel = new Command("cancel", "Cancel an open order.") { idArg };
+        cancel.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
+            (await c.DeleteAsync($"/api/exchange/orders/{pr.GetValue(idArg)}", ct), MarketFormat.OrderResult)));
 
         var newPrice = new Option<string?>("--price") { Description = "New limit price in USD per GPU-hour.", Required = true };
-        var replace = new Command("replace", "Change an open order's price and quantity.") { idArg, owner, newPrice, quantity };
-        replace.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
+        var replace = new Command("replace", "Change an open order's price and quantity.") { idArg, newPrice, quantity };
+        replace.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
         {
-            var body = new { owner = pr.GetValue(owner), price = PriceArg(pr.GetValue(newPrice), required: true), quantity = pr.GetValue(quantity) };
+            var body = new Dictionary<string, object?> { ["price"] = PriceArg(pr.GetValue(newPrice), required: true), ["quantity"] = pr.GetValue(quantity) };
             return (await c.SendJsonAsync(HttpMethod.Put, $"/api/exchange/orders/{pr.GetValue(idArg)}", body, ct), MarketFormat.OrderResult);
         }));
 
-        var orders = new Command("orders", "List a trader's open orders.") { owner };
-        orders.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
-            (await c.GetAsync($"/api/exchange/orders?owner={pr.GetValue(owner)}", ct), MarketFormat.Orders)));
+        var orders = new Command("orders", "List your open orders.");
+        orders.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
+            (await c.GetAsync("/api/exchange/orders", ct), MarketFormat.Orders)));
 
-        var leases = new Command("leases", "List the leases a trader holds, sold or delivers.") { owner };
-        leases.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
-            (await c.GetAsync($"/api/exchange/leases?owner={pr.GetValue(owner)}", ct), MarketFormat.Leases)));
+        var leases = new Command("leases", "List the leases you hold, sold or deliver.");
+        leases.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
+            (await c.GetAsync("/api/exchange/leases", ct), MarketFormat.Leases)));
 
         // ------------------------------------------------------------ block orders
         // Separate, required options: the market-data --gpu/--region are optional filters, a block needs both.
@@ -131,18 +138,17 @@ internal static class MarketCommand
         };
         Dictionary<string, object?> BlockBody(ParseResult pr) => new()
         {
-            ["owner"] = pr.GetValue(owner), ["gpu"] = pr.GetValue(blockGpu), ["region"] = pr.GetValue(blockRegion),
-            ["start"] = long.Parse(TimeArg(pr.GetValue(start), "--start")!, CultureInfo.InvariantCulture),
-            ["end"] = long.Parse(TimeArg(pr.GetValue(end), "--end")!, CultureInfo.InvariantCulture),
-            ["gpus"] = pr.GetValue(gpus), ["maxAveragePrice"] = PriceArg(pr.GetValue(maxAverage), required: true, "--max-average-price"),
+            ["gpu"] = pr.GetValue(blockGpu), ["region"] = pr.GetValue(blockRegion),
+            ["start"] = TimeArg(pr.GetValue(start), "--start"), ["end"] = TimeArg(pr.GetValue(end), "--end"),
+            ["gpus"] = pr.GetValue(gpus), ["max_average_price"] = PriceArg(pr.GetValue(maxAverage), required: true, "--max-average-price"),
         };
         var blockQuote = new Command("block-quote", "Quote a block: GPUs for every hour of a window, all-or-none across the hourly books.")
-            { owner, blockGpu, blockRegion, start, end, gpus, maxAverage };
-        blockQuote.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
+            { blockGpu, blockRegion, start, end, gpus, maxAverage };
+        blockQuote.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
             (await c.SendJsonAsync(HttpMethod.Post, "/api/exchange/blocks/quote", BlockBody(pr), ct), MarketFormat.BlockQuote)));
         var block = new Command("block", "Buy a block: GPUs for every hour of a window, all-or-none, within an average price.")
-            { owner, blockGpu, blockRegion, start, end, gpus, maxAverage };
-        block.SetAction((pr, ct) => RunAsync(pr, server, json, async c =>
+            { blockGpu, blockRegion, start, end, gpus, maxAverage };
+        block.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
             (await c.SendJsonAsync(HttpMethod.Post, "/api/exchange/blocks", BlockBody(pr), ct), MarketFormat.BlockResult)));
 
         foreach (var sub in new[] { instruments, book, trades, candles, index, order, cancel, replace, orders, leases, blockQuote, block }) market.Subcommands.Add(sub);
@@ -150,12 +156,12 @@ internal static class MarketCommand
     }
 
     /// <summary>Runs one request; prints its JSON or its table; any failure is one line on stderr and exit code 2.</summary>
-    private static async Task<int> RunAsync(ParseResult pr, Option<string> server, Option<bool> json,
+    private static async Task<int> RunAsync(ParseResult pr, Option<string> server, Option<bool> json, Option<string?> key,
         Func<MarketClient, Task<(string Body, Action<TextWriter, JsonElement> Table)>> request)
     {
         try
         {
-            using var client = new MarketClient(pr.GetValue(server)!);
+            using var client = new MarketClient(pr.GetValue(server)!, pr.GetValue(key));
             var (body, table) = await request(client);
             if (pr.GetValue(json))
             {
@@ -193,13 +199,13 @@ internal static class MarketCommand
         return m.Units;
     }
 
-    /// <summary>A time option as Unix ns text (the API's form), from ISO 8601 with an offset or Unix ns.</summary>
+    /// <summary>A time option as RFC 3339 text (the API's form), from ISO 8601 with an offset or Unix ns.</summary>
     private static string? TimeArg(string? text, string name)
     {
         if (text is null) return null;
         if (!UnixTime.TryParse(text, out long ns))
             throw new MarketException($"{name} must be an ISO 8601 time with an offset (e.g. 2026-11-26T14:00:00Z) or Unix ns; got '{text}'");
-        return ns.ToString(CultureInfo.InvariantCulture);
+        return new ApiTime(ns).ToString();
     }
 
     private static string? Int(int? value) => value?.ToString(CultureInfo.InvariantCulture);

@@ -16,10 +16,11 @@ internal static class MarketFormat
         return $"{sign}{abs / 1_000_000}.{frac}";
     }
 
-    /// <summary>Unix ns as a UTC time to the minute, or to the second when it has seconds.</summary>
-    public static string Time(long ns)
+    /// <summary>An RFC 3339 time member as UTC to the minute, or to the second when it has seconds; empty when absent.</summary>
+    public static string Time(JsonElement e, string name)
     {
-        var t = DateTimeOffset.UnixEpoch.AddTicks(ns / 100);
+        if (!ComputeGrid.Core.ApiTime.TryParse(Str(e, name), null, out var time)) return "";
+        var t = DateTimeOffset.UnixEpoch.AddTicks(time.UnixNanoseconds / 100);
         return t.ToString(t.Second == 0 && t.Millisecond == 0 ? "yyyy-MM-dd HH:mm'Z'" : "yyyy-MM-dd HH:mm:ss'Z'", CultureInfo.InvariantCulture);
     }
 
@@ -53,7 +54,7 @@ internal static class MarketFormat
         var rows = page.GetProperty("instruments").EnumerateArray().Select(i => new[]
         {
             Num(Long(i, "id")), Str(i, "symbol"), Str(i, "gpu"), Str(i, "region"), Str(i, "kind"),
-            Time(Long(i, "deliveryStart")), Num(Long(i, "hours")), Time(Long(i, "tradingEnd")), Usd(Long(i, "tick")),
+            Time(i, "delivery_start"), Num(Long(i, "hours")), Time(i, "trading_end"), Usd(Long(i, "tick")),
         });
         Table(o, ["ID", "SYMBOL", "GPU", "REGION", "KIND", "DELIVERY", "HOURS", "TRADES UNTIL", "TICK"], rows, "ID", "HOURS", "TICK");
         if (LongOrNull(page, "next") is long next) o.WriteLine($"more: --after {next}");
@@ -74,7 +75,7 @@ internal static class MarketFormat
     {
         var rows = trades.GetProperty("trades").EnumerateArray().Select(t => new[]
         {
-            Time(Long(t, "timestamp")), Str(t, "takerSide").ToLowerInvariant(), Usd(Long(t, "price")), Num(Long(t, "quantity")), Num(Long(t, "sequence")),
+            Time(t, "timestamp"), Str(t, "taker_side").ToLowerInvariant(), Usd(Long(t, "price")), Num(Long(t, "quantity")), Num(Long(t, "sequence")),
         });
         Table(o, ["TIME", "TAKER", "PRICE", "QUANTITY", "SEQ"], rows, "PRICE", "QUANTITY", "SEQ");
     }
@@ -83,7 +84,7 @@ internal static class MarketFormat
     {
         var rows = candles.GetProperty("candles").EnumerateArray().Select(c => new[]
         {
-            Time(Long(c, "openTime")), Usd(Long(c, "open")), Usd(Long(c, "high")), Usd(Long(c, "low")), Usd(Long(c, "close")),
+            Time(c, "open_time"), Usd(Long(c, "open")), Usd(Long(c, "high")), Usd(Long(c, "low")), Usd(Long(c, "close")),
             Num(Long(c, "volume")), Num(Long(c, "trades")),
         });
         Table(o, ["OPEN TIME", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "TRADES"], rows, "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "TRADES");
@@ -101,10 +102,10 @@ internal static class MarketFormat
     public static void OrderResult(TextWriter o, JsonElement r)
     {
         string symbol = Str(r, "symbol");
-        o.WriteLine($"order {Long(r, "orderId")}{(symbol.Length > 0 ? " on " + symbol : "")}: {Str(r, "status")}, remaining {Long(r, "remaining")}");
+        o.WriteLine($"order {Long(r, "order_id")}{(symbol.Length > 0 ? " on " + symbol : "")}: {Str(r, "status")}, remaining {Long(r, "remaining")}");
         var fills = r.GetProperty("fills").EnumerateArray().Select(f => new[]
         {
-            Num(Long(f, "counterOrderId")), Usd(Long(f, "price")), Num(Long(f, "quantity")), Num(Long(f, "leaseId")), Num(Long(f, "sequence")),
+            Num(Long(f, "counter_order_id")), Usd(Long(f, "price")), Num(Long(f, "quantity")), Num(Long(f, "lease_id")), Num(Long(f, "sequence")),
         }).ToList();
         if (fills.Count > 0) Table(o, ["AGAINST", "PRICE", "QUANTITY", "LEASE", "SEQ"], fills, "AGAINST", "PRICE", "QUANTITY", "LEASE", "SEQ");
     }
@@ -113,7 +114,7 @@ internal static class MarketFormat
     {
         var rows = page.GetProperty("orders").EnumerateArray().Select(x => new[]
         {
-            Num(Long(x, "orderId")), Str(x, "symbol"), Str(x, "side").ToLowerInvariant(), Usd(Long(x, "price")), Num(Long(x, "remaining")), Usd(Long(x, "holdAmount")),
+            Num(Long(x, "order_id")), Str(x, "symbol"), Str(x, "side").ToLowerInvariant(), Usd(Long(x, "price")), Num(Long(x, "remaining")), Usd(Long(x, "hold_amount")),
         });
         Table(o, ["ORDER", "SYMBOL", "SIDE", "PRICE", "REMAINING", "HOLD"], rows, "ORDER", "PRICE", "REMAINING", "HOLD");
     }
@@ -123,7 +124,7 @@ internal static class MarketFormat
         var rows = page.GetProperty("leases").EnumerateArray().Select(l => new[]
         {
             Num(Long(l, "id")), Str(l, "symbol"), Num(Long(l, "gpus")), Usd(Long(l, "price")), Usd(Long(l, "notional")), Str(l, "status"),
-            $"{Long(l, "deliveredGpuHours")}/{Long(l, "gpuHours")}", Usd(Long(l, "paid")), Usd(Long(l, "refunded")),
+            $"{Long(l, "delivered_gpu_hours")}/{Long(l, "gpu_hours")}", Usd(Long(l, "paid")), Usd(Long(l, "refunded")),
         });
         Table(o, ["LEASE", "SYMBOL", "GPUS", "PRICE", "NOTIONAL", "STATUS", "DELIVERED", "PAID", "REFUNDED"], rows,
             "LEASE", "GPUS", "PRICE", "NOTIONAL", "DELIVERED", "PAID", "REFUNDED");
@@ -131,19 +132,19 @@ internal static class MarketFormat
 
     public static void BlockQuote(TextWriter o, JsonElement q)
     {
-        bool fillable = q.GetProperty("fillable").GetBoolean(), within = q.GetProperty("withinLimit").GetBoolean();
+        bool fillable = q.GetProperty("fillable").GetBoolean(), within = q.GetProperty("within_limit").GetBoolean();
         string verdict = within ? "fillable within the limit" : fillable ? "fillable, but above the limit" : "short";
-        o.WriteLine($"block {Long(q, "gpus")} x {Str(q, "gpu")} {Str(q, "region")} {Time(Long(q, "start"))} to {Time(Long(q, "end"))}: {verdict}");
+        o.WriteLine($"block {Long(q, "gpus")} x {Str(q, "gpu")} {Str(q, "region")} {Time(q, "start")} to {Time(q, "end")}: {verdict}");
         // When short, the total and average cover only the hours' available GPUs (the API says so too).
-        o.WriteLine($"total {Usd(Long(q, "totalCost"))}, average {Usd(Long(q, "averagePrice"))}/GPU-h, limit {Usd(Long(q, "maxAveragePrice"))}/GPU-h");
+        o.WriteLine($"total {Usd(Long(q, "total_cost"))}, average {Usd(Long(q, "average_price"))}/GPU-h, limit {Usd(Long(q, "max_average_price"))}/GPU-h");
         var legs = q.GetProperty("legs").EnumerateArray().Select(l => new[]
         {
-            Time(Long(l, "hour")), Str(l, "symbol"), Num(Long(l, "gpus")), Usd(Long(l, "cost")), Usd(Long(l, "worstPrice")), Num(Long(l, "makers")),
+            Time(l, "hour"), Str(l, "symbol"), Num(Long(l, "gpus")), Usd(Long(l, "cost")), Usd(Long(l, "worst_price")), Num(Long(l, "makers")),
         });
         Table(o, ["HOUR", "SYMBOL", "GPUS", "COST", "WORST", "MAKERS"], legs, "GPUS", "COST", "WORST", "MAKERS");
         var shorts = q.GetProperty("short").EnumerateArray().Select(w => new[]
         {
-            Time(Long(w, "start")), Time(Long(w, "end")), Num(Long(w, "available")), Str(w, "reason"),
+            Time(w, "start"), Time(w, "end"), Num(Long(w, "available")), Str(w, "reason"),
         }).ToList();
         if (shorts.Count == 0) return;
         o.WriteLine("short:");
@@ -152,10 +153,10 @@ internal static class MarketFormat
 
     public static void BlockResult(TextWriter o, JsonElement r)
     {
-        o.WriteLine($"block {Long(r, "blockId")}: filled, total {Usd(Long(r, "totalCost"))}, average {Usd(Long(r, "averagePrice"))}/GPU-h");
+        o.WriteLine($"block {Long(r, "block_id")}: filled, total {Usd(Long(r, "total_cost"))}, average {Usd(Long(r, "average_price"))}/GPU-h");
         var fills = r.GetProperty("fills").EnumerateArray().Select(f => new[]
         {
-            Num(Long(f, "orderId")), Num(Long(f, "counterOrderId")), Usd(Long(f, "price")), Num(Long(f, "quantity")), Num(Long(f, "leaseId")), Num(Long(f, "sequence")),
+            Num(Long(f, "order_id")), Num(Long(f, "counter_order_id")), Usd(Long(f, "price")), Num(Long(f, "quantity")), Num(Long(f, "lease_id")), Num(Long(f, "sequence")),
         });
         Table(o, ["LEG", "AGAINST", "PRICE", "QUANTITY", "LEASE", "SEQ"], fills, "LEG", "AGAINST", "PRICE", "QUANTITY", "LEASE", "SEQ");
         Leases(o, r);

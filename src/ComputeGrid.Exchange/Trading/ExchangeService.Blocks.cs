@@ -255,7 +255,7 @@ public sealed partial class ExchangeService
             leases.Add(lease);
             cost = checked(cost + lease.Notional);
             // A sell has no hold to settle, so a filled maker can leave the open-order table at once.
-            if (maker.Remaining == 0) _orders.Remove(maker.Id);
+            if (maker.Remaining == 0) RemoveOrder(maker.Id);
             fills.Add(fill);
         }
         if (order.Remaining != 0) throw new InvalidOperationException($"Block leg {leg.Symbol} left {order.Remaining} GPU-hours unfilled.");
@@ -268,7 +268,7 @@ public sealed partial class ExchangeService
     /// </summary>
     private async Task SettleBlockAsync(UInt128 holdId, long traded, List<Lease> leases, CancellationToken ct)
     {
-        var accounts = leases.Select(l => new Account { Id = l.EscrowAccount, Asset = Asset.Usd.Code, Code = LeaseEscrowCode, UserData64 = (ulong)l.Id }).ToArray();
+        var accounts = leases.Select(l => LeaseEscrowAccount(l)).ToArray();
         var ar = await _ledger.CreateAccountsAsync(accounts, ct);
         if (ar.Any(x => x != CreateAccountResult.Ok)) throw new InvalidOperationException("Cannot create lease escrow accounts: " + string.Join(",", ar));
         var transfers = new Transfer[leases.Count + 1];

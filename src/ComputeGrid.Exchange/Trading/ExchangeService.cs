@@ -45,14 +45,12 @@ public sealed record ExchangeOptions
 /// </summary>
 public sealed partial class ExchangeService : IDisposable
 {
-    /// <summary>Ledger account codes used by the exchange.</summary>
-    public const ushort EscrowCode = 20, LeaseEscrowCode = 21;
-
-    /// <summary>Ledger transfer codes used by the exchange.</summary>
-    public const ushort HoldCode = 30, LeaseFundingCode = 31, DeliveryPaymentCode = 32, RefundCode = 33, PenaltyCode = 34;
+    // Ledger codes used by the exchange, from the one chart of accounts.
+    private const ushort HoldCode = (ushort)TransferCode.ExchangeHold, LeaseFundingCode = (ushort)TransferCode.LeaseFunding,
+        DeliveryPaymentCode = (ushort)TransferCode.DeliveryPayment, RefundCode = (ushort)TransferCode.Refund, PenaltyCode = (ushort)TransferCode.Penalty;
 
     /// <summary>The exchange's order escrow account: holds of open buy orders are pending credits here.</summary>
-    public static readonly UInt128 EscrowAccount = new(0xEC00_0000_0000_0000, 1);
+    public static readonly UInt128 EscrowAccount = ChartOfAccounts.SystemAccount(AccountCode.ExchangeEscrow, Asset.Usd);
 
     private readonly LedgerEngine _ledger;
     private readonly InstrumentRegistry _instruments;
@@ -65,6 +63,12 @@ public sealed partial class ExchangeService : IDisposable
     private readonly Dictionary<long, Provider> _providers = new();
     private readonly Dictionary<long, Node> _nodes = new();
     private readonly Dictionary<long, Lease> _leases = new();
+    // Indexes for listings a page at a time, so no listing sorts or scans under the gate: open order ids (in order, and
+    // per owner), and lease ids per participant (leases are never removed and their ids only grow, so lists suffice).
+    private readonly SortedSet<long> _openOrderIds = new();
+    private readonly Dictionary<long, SortedSet<long>> _openOrdersByOwner = new();
+    private readonly List<long> _leaseIds = new();
+    private readonly Dictionary<long, List<long>> _leasesByParticipant = new();
     private readonly Dictionary<(long Node, long Hour), int> _leasedGpus = new();
     private readonly Dictionary<(long Provider, GpuClass Gpu, string Region, long Hour), int> _committedGpus = new();
     private long _nextOrderId, _nextLeaseId, _nextNodeId, _nextTransfer, _tradeSequence;
@@ -129,7 +133,7 @@ public sealed partial class ExchangeService : IDisposable
     /// </summary>
     public async Task StartAsync(CancellationToken ct = default)
     {
-        var r = await _ledger.CreateAccountsAsync(new[] { new Account { Id = EscrowAccount, Asset = Asset.Usd.Code, Code = EscrowCode } }, ct);
+        var r = await _ledger.CreateAccountsAsync(new[] { ChartOfAccounts.NewAccount(AccountCode.ExchangeEscrow, EscrowAccount, Asset.Usd) }, ct);
         if (r[0] is not (CreateAccountResult.Ok or CreateAccountResult.Exists)) throw new InvalidOperationException($"Cannot create the exchange escrow account: {r[0]}.");
         await _gate.WaitAsync(ct);
         try
@@ -466,7 +470,7 @@ public sealed partial class ExchangeService : IDisposable
             if (FreeGpus(p.Owner, instrument) < gpus) return Refuse(ExchangeError.InsufficientCapacity, $"the provider has fewer than {gpus} free {instrument.Gpu} GPUs in {instrument.Region} for the whole window");
             Commit(p.Owner, instrument, (int)gpus);
         }
-        _orders[order.Id] = order;
+        AddOrder(order);
 
         var book = BookFor(instrument);
         var command = new OrderCommand
@@ -637,7 +641,7 @@ public sealed partial class ExchangeService : IDisposable
         }
         foreach (var o in closed) if (o.Side == Side.Buy) touchedBuys.TryAdd(o.Id, 0);
         await SettleAsync(touchedBuys, newLeases, leaseFunding, ct);
-        foreach (var o in closed) if (o.Remaining == 0) _orders.Remove(o.Id);
+        foreach (var o in closed) if (o.Remaining == 0) RemoveOrder(o.Id);
 
         _orders.TryGetValue(subject, out var subjectOrder);
         long remaining = subjectOrder?.Remaining ?? 0;
@@ -701,7 +705,7 @@ public sealed partial class ExchangeService : IDisposable
     {
         if (newLeases.Count > 0)
         {
-            var accounts = newLeases.Select(l => new Account { Id = l.EscrowAccount, Asset = Asset.Usd.Code, Code = LeaseEscrowCode, UserData64 = (ulong)l.Id }).ToArray();
+            var accounts = newLeases.Select(l => LeaseEscrowAccount(l)).ToArray();
             var ar = await LedgerAccountsAsync(accounts, ct);
             if (ar.Any(x => x != CreateAccountResult.Ok)) throw new InvalidOperationException("Cannot create lease escrow accounts: " + string.Join(",", ar));
         }
@@ -771,7 +775,7 @@ public sealed partial class ExchangeService : IDisposable
             Start = instrument.DeliveryStart, End = instrument.DeliveryEnd, Gpus = gpus, Price = price, Notional = checked(price * quantity),
             EscrowAccount = LeaseEscrowId(leaseId), Nodes = nodes,
         };
-        _leases[leaseId] = lease;
+        AddLease(lease);
         return lease;
     }
 
@@ -847,9 +851,17 @@ public sealed partial class ExchangeService : IDisposable
     }
 
     // Ids of this run carry its start time (ms) in the high word, so they never collide with a previous run's.
-    private UInt128 NextTransferId() => new(0xEC02_0000_0000_0000 | _runEpoch, (ulong)++_nextTransfer);
+    private UInt128 NextTransferId() => ChartOfAccounts.TransferId(TransferSpace.Exchange, _runEpoch, (ulong)++_nextTransfer);
 
-    private UInt128 LeaseEscrowId(long leaseId) => new(0xEC01_0000_0000_0000 | _runEpoch, (ulong)leaseId);
+    private UInt128 LeaseEscrowId(long leaseId) => ChartOfAccounts.ObjectAccount(AccountCode.LeaseEscrow, _runEpoch, (ulong)leaseId);
+
+    // A lease's escrow account, as the chart declares it, with the lease's id in user_data_64.
+    private static Account LeaseEscrowAccount(Lease lease)
+    {
+        Account a = ChartOfAccounts.NewAccount(AccountCode.LeaseEscrow, lease.EscrowAccount, Asset.Usd);
+        a.UserData64 = (ulong)lease.Id;
+        return a;
+    }
 
     // ================================================================== clock
 
@@ -1052,6 +1064,42 @@ public sealed partial class ExchangeService : IDisposable
         }
     }
 
+    // ================================================================== indexes
+
+    private void AddOrder(OrderState order)
+    {
+        _orders[order.Id] = order;
+        _openOrderIds.Add(order.Id);
+        if (!_openOrdersByOwner.TryGetValue(order.Owner, out var mine)) _openOrdersByOwner[order.Owner] = mine = new SortedSet<long>();
+        mine.Add(order.Id);
+    }
+
+    private void RemoveOrder(long id)
+    {
+        if (!_orders.Remove(id, out var order)) return;
+        _openOrderIds.Remove(id);
+        if (_openOrdersByOwner.TryGetValue(order.Owner, out var mine) && mine.Remove(id) && mine.Count == 0) _openOrdersByOwner.Remove(order.Owner);
+    }
+
+    private void AddLease(Lease lease)
+    {
+        _leases[lease.Id] = lease;
+        _leaseIds.Add(lease.Id);
+        foreach (long who in new[] { lease.Buyer, lease.Payee, lease.Provider }.Distinct())
+        {
+            if (!_leasesByParticipant.TryGetValue(who, out var list)) _leasesByParticipant[who] = list = new List<long>();
+            list.Add(lease.Id);
+        }
+    }
+
+    // The ids after `after` of an ascending list, at most `limit`: a binary search and a page.
+    private static IEnumerable<long> PageOf(List<long> ascending, long after, int limit)
+    {
+        int i = ascending.BinarySearch(after);
+        i = i < 0 ? ~i : i + 1;
+        for (int n = 0; i < ascending.Count && n < limit; i++, n++) yield return ascending[i];
+    }
+
     // ================================================================== queries
 
     public async Task<T> ReadAsync<T>(Func<ExchangeView, T> read, CancellationToken ct = default)
@@ -1067,11 +1115,39 @@ public sealed partial class ExchangeService : IDisposable
         private readonly ExchangeService s;
         internal ExchangeView(ExchangeService service) => s = service;
 
-        public IReadOnlyList<OpenOrder> OpenOrders(long? owner = null) => s._orders.Values.Where(o => owner is null || o.Owner == owner)
-            .OrderBy(o => o.Id).Select(o => new OpenOrder(o.Id, o.Owner, o.Instrument.Id, o.Side, o.Limit, o.Remaining, o.HoldAmount, o.ResoldLease)).ToList();
-        public IReadOnlyList<Lease> Leases(long? owner = null) => s._leases.Values.Where(l => owner is null || l.Buyer == owner || l.Payee == owner || l.Provider == owner).OrderBy(l => l.Id).ToList();
+        /// <summary>Every open order (or an owner's), by id. O(n): for tests and audits; listings use the paged overload.</summary>
+        public IReadOnlyList<OpenOrder> OpenOrders(long? owner = null) => OpenOrders(owner, 0, int.MaxValue);
+
+        /// <summary>Open orders (or an owner's) with ids above <paramref name="after"/>, by id, at most <paramref name="limit"/>: O(log n + page).</summary>
+        public IReadOnlyList<OpenOrder> OpenOrders(long? owner, long after, int limit)
+        {
+            SortedSet<long>? ids = owner is long o ? s._openOrdersByOwner.GetValueOrDefault(o) : s._openOrderIds;
+            if (ids is null || ids.Count == 0 || after == long.MaxValue) return [];
+            return ids.GetViewBetween(after + 1, long.MaxValue).Take(limit).Select(id => View(s._orders[id])).ToList();
+        }
+
+        /// <summary>How many orders an owner has open.</summary>
+        public int OpenOrderCount(long owner) => s._openOrdersByOwner.GetValueOrDefault(owner)?.Count ?? 0;
+
+        /// <summary>An open order by id, or null.</summary>
+        public OpenOrder? Order(long id) => s._orders.TryGetValue(id, out var o) ? View(o) : null;
+
+        /// <summary>Every lease (or a participant's), by id. O(n): for tests and audits; listings use the paged overload.</summary>
+        public IReadOnlyList<Lease> Leases(long? owner = null) => Leases(owner, 0, int.MaxValue);
+
+        /// <summary>Leases (or those a participant buys, is paid for or delivers) with ids above <paramref name="after"/>, by id: O(log n + page).</summary>
+        public IReadOnlyList<Lease> Leases(long? owner, long after, int limit)
+        {
+            List<long>? ids = owner is long o ? s._leasesByParticipant.GetValueOrDefault(o) : s._leaseIds;
+            return ids is null ? [] : PageOf(ids, after, limit).Select(id => s._leases[id]).ToList();
+        }
+
+        private static OpenOrder View(OrderState o) => new(o.Id, o.Owner, o.Instrument.Id, o.Side, o.Limit, o.Remaining, o.HoldAmount, o.ResoldLease);
         public Lease? Lease(long id) => s._leases.GetValueOrDefault(id);
         public IReadOnlyList<Node> Nodes => s._nodes.Values.OrderBy(n => n.Id).ToList();
+
+        /// <summary>A node by id, or null.</summary>
+        public Node? Node(long id) => s._nodes.GetValueOrDefault(id);
         public int Depth(int instrument, Side side, Span<DepthLevel> into) => s._books.TryGetValue(instrument, out var b) ? b.Depth(side, into) : 0;
         public bool HasBook(int instrument) => s._books.ContainsKey(instrument);
         public OrderBook? Book(int instrument) => s._books.GetValueOrDefault(instrument);

@@ -292,44 +292,17 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
 
     private async Task RegisterAsync(CancellationToken ct)
     {
-        var body = new NodeRegisterRequest(NodeId, Region, [_model.Id], _options.PriceMicroUsdPer1kTokens, _options.Capacity,
-            Convert.ToBase64String(_publicKey));
         int failures = 0;
         string? lastProblem = null;
         while (true)
         {
-            string problem;
+            string? problem;
             try
             {
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 timeout.CancelAfter(RequestTimeout);
-                using var request = NewRequest(HttpMethod.Post, "api/inference/nodes/register", null, JsonBody(body));
-                using var response = await _http.SendAsync(request, timeout.Token).ConfigureAwait(false);
-                int code = (int)response.StatusCode;
-                if (response.IsSuccessStatusCode)
-                {
-                    string json = await response.Content.ReadAsStringAsync(timeout.Token).ConfigureAwait(false);
-                    if (TryParseRegistration(json, out string? token, out string? account))
-                    {
-                        int generation = (_session?.Generation ?? 0) + 1;
-                        _session = new Session(token, generation);
-                        RevenueAccount = account ?? RevenueAccount;
-                        Log($"registered at {_options.Server} in {Region} ({_model.Id}, price {_options.PriceMicroUsdPer1kTokens} micro-USD per 1k tokens, capacity {_options.Capacity}, {Protocol(response.Version)})");
-                        return;
-                    }
-                    problem = "the server's answer holds no token";
-                }
-                else
-                {
-                    string detail = await DetailAsync(response, timeout.Token).ConfigureAwait(false);
-                    if (code is >= 400 and < 500 and not 408 and not 429)
-                    {
-                        throw new NodeRegistrationException(
-                            $"the server at {_options.Server} refused node {NodeId}'s registration ({code} {StatusName(response.StatusCode)}): {detail}")
-                        { StatusCode = code };
-                    }
-                    problem = $"{code} {StatusName(response.StatusCode)}: {detail}";
-                }
+                problem = await TryRegisterAsync(timeout.Token).ConfigureAwait(false);
+                if (problem is null) return;
             }
             catch (OperationCanceledException) when (!ct.IsCancellationRequested)
             {
@@ -343,6 +316,10 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
             {
                 problem = e.Message;
             }
+            catch (JsonException e)
+            {
+                problem = "the server's answer is not JSON: " + e.Message;
+            }
             failures++;
             if (problem != lastProblem)
             {
@@ -351,6 +328,46 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
             }
             await Task.Delay(Backoff(failures), ct).ConfigureAwait(false);
         }
+    }
+
+    // One registration: challenge and response. The server hands out a fresh nonce, the node signs it (bound to what it
+    // offers) with the key an operator admitted it with, and gets a session token no one else can obtain. Null when
+    // registered; else why not (worth retrying). A final refusal throws NodeRegistrationException.
+    private async Task<string?> TryRegisterAsync(CancellationToken ct)
+    {
+        using var ask = NewRequest(HttpMethod.Post, "node/v1/challenge", null, JsonBody(new NodeChallengeRequest(NodeId)));
+        using var challenged = await _http.SendAsync(ask, ct).ConfigureAwait(false);
+        if (!challenged.IsSuccessStatusCode) return await RefusedAsync(challenged, "challenge", ct).ConfigureAwait(false);
+        NodeChallenge? challenge = JsonSerializer.Deserialize<NodeChallenge>(await challenged.Content.ReadAsStringAsync(ct).ConfigureAwait(false));
+        if (challenge is null || string.IsNullOrEmpty(challenge.Nonce)) return "the server's challenge holds no nonce";
+        string[] models = [_model.Id];
+        byte[] signature = NodeSigning.SignBytes(NodeSigning.SessionMessage(NodeId, challenge.Nonce, Region, models, _options.PriceMicroUsdPer1kTokens, _options.Capacity), _privateKey);
+        var body = new NodeRegisterRequest(NodeId, challenge.Nonce, Region, models, _options.PriceMicroUsdPer1kTokens, _options.Capacity, Convert.ToBase64String(signature));
+        using var request = NewRequest(HttpMethod.Post, "node/v1/sessions", null, JsonBody(body));
+        using var response = await _http.SendAsync(request, ct).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode) return await RefusedAsync(response, "registration", ct).ConfigureAwait(false);
+        NodeSessionGrant? grant = JsonSerializer.Deserialize<NodeSessionGrant>(await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false));
+        if (grant is not { Token.Length: > 0 }) return "the server's answer holds no token";
+        int generation = (_session?.Generation ?? 0) + 1;
+        _session = new Session(grant.Token, generation);
+        RevenueAccount = grant.RevenueAccount;
+        Log($"registered at {_options.Server} in {Region} ({_model.Id}, price {_options.PriceMicroUsdPer1kTokens} micro-USD per 1k tokens, capacity {_options.Capacity}, {Protocol(response.Version)})");
+        return null;
+    }
+
+    // A 4xx (other than a timeout or a rate limit) is final: the node is not admitted, its key is not the admitted one,
+    // or it offers what it may not (a price above its ceiling). Anything else is worth retrying.
+    private async Task<string> RefusedAsync(HttpResponseMessage response, string step, CancellationToken ct)
+    {
+        int code = (int)response.StatusCode;
+        string detail = await DetailAsync(response, ct).ConfigureAwait(false);
+        if (code is >= 400 and < 500 and not 408 and not 429)
+        {
+            throw new NodeRegistrationException(
+                $"the server at {_options.Server} refused node {NodeId}'s {step} ({code} {StatusName(response.StatusCode)}): {detail}")
+            { StatusCode = code };
+        }
+        return $"{code} {StatusName(response.StatusCode)}: {detail}";
     }
 
     /// <summary>Registers again (same id and key) unless another loop already did since <paramref name="seen"/>.</summary>
@@ -366,37 +383,6 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
         finally
         {
             _registerGate.Release();
-        }
-    }
-
-    private static bool TryParseRegistration(string json, out string token, out string? account)
-    {
-        token = "";
-        account = null;
-        try
-        {
-            using var doc = JsonDocument.Parse(json);
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("token", out var t) || t.ValueKind != JsonValueKind.String
-                || string.IsNullOrEmpty(t.GetString()))
-            {
-                return false;
-            }
-            token = t.GetString()!;
-            if (root.TryGetProperty("revenue_account", out var a))
-            {
-                account = a.ValueKind switch
-                {
-                    JsonValueKind.String => a.GetString(),
-                    JsonValueKind.Number => a.GetRawText(),
-                    _ => null,
-                };
-            }
-            return true;
-        }
-        catch (JsonException)
-        {
-            return false;
         }
     }
 
@@ -416,7 +402,7 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
             {
                 using var watch = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 watch.CancelAfter(RequestTimeout);
-                using var request = NewRequest(HttpMethod.Get, $"api/inference/nodes/{NodeId}/work", session.Token, null);
+                using var request = NewRequest(HttpMethod.Get, "node/v1/work", session.Token, null);
                 request.Headers.Accept.ParseAdd("application/x-ndjson");
                 using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, watch.Token).ConfigureAwait(false);
                 int code = (int)response.StatusCode;
@@ -637,7 +623,7 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
             {
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 timeout.CancelAfter(RequestTimeout);
-                using var request = NewRequest(HttpMethod.Post, $"api/inference/nodes/{NodeId}/results/{Uri.EscapeDataString(workId)}",
+                using var request = NewRequest(HttpMethod.Post, $"node/v1/results/{Uri.EscapeDataString(workId)}",
                     session.Token, JsonBody(result));
                 using var response = await _http.SendAsync(request, timeout.Token).ConfigureAwait(false);
                 if (response.IsSuccessStatusCode) return;
@@ -704,7 +690,7 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
                 {
                     using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
                     timeout.CancelAfter(RequestTimeout);
-                    using var request = NewRequest(HttpMethod.Post, $"api/inference/nodes/{NodeId}/heartbeat", session.Token, JsonBody(signed));
+                    using var request = NewRequest(HttpMethod.Post, "node/v1/heartbeat", session.Token, JsonBody(signed));
                     using var response = await _http.SendAsync(request, timeout.Token).ConfigureAwait(false);
                     int code = (int)response.StatusCode;
                     if (response.IsSuccessStatusCode)
@@ -762,7 +748,7 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
         {
             NodeId = NodeId,
             Sequence = _sequenceBase + Interlocked.Increment(ref _sequence),
-            AtUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+            At = DateTimeOffset.UtcNow,
             UptimeSeconds = Math.Round(Stopwatch.GetElapsedTime(_startTimestamp).TotalSeconds, 3),
             Utilization = Math.Round(utilization, 4),
             Requests = Interlocked.Read(ref _requests),
@@ -911,7 +897,11 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
         }
     }
 
-    private static (byte[] Private, byte[] Public, bool Created, string? Warning) LoadOrCreateKey(string? keyFile)
+    /// <summary>
+    /// A node's key pair from <paramref name="keyFile"/> (raw 32-byte Ed25519 seed), created there (0600, fsync-ed) when the
+    /// file does not exist; a new key for this run when the path is null or empty. <c>Warning</c> names a key file others can read.
+    /// </summary>
+    public static (byte[] Private, byte[] Public, bool Created, string? Warning) LoadOrCreateKey(string? keyFile)
     {
         byte[] privateKey;
         bool created = false;

@@ -91,13 +91,19 @@ public sealed record BalanceProof(
     long CreditsPosted,
     IReadOnlyList<ProofStep> Path,
     ulong Op,
-    long Timestamp,
+    [property: JsonConverter(typeof(UnixNanosecondsAsRfc3339Converter))] long Timestamp,
     string ChainHead,
     IReadOnlyList<AssetRoot> Assets,
     string Root)
 {
-    /// <summary>JSON options for proof files (camelCase, indented).</summary>
-    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true, UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow };
+    /// <summary>
+    /// JSON options for proof files: the API's conventions (snake_case members, the checkpoint's time as an RFC 3339
+    /// string with every nanosecond, so the root recomputes exactly), indented.
+    /// </summary>
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true, UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+    };
 
     /// <summary>
     /// Checks the proof against <paramref name="expectedRootHex"/>: the leaf climbs its path to the asset's root

@@ -1,35 +1,32 @@
+using ComputeGrid.Server.Trust;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 
 namespace ComputeGrid.Server.Energy;
 
+/// <summary>One miner of a live site as the fleet driver last saw it.</summary>
+public sealed record MinerView(int Index, string Endpoint, int Group, string Dialect, string State, string Intent, double HashrateThs, double? PowerW, double? TemperatureC, string? DownReason);
+
 /// <summary>
-/// <c>/api/energy/…</c>: each live site's current power split, prices, miner states and running economics.
+/// <c>/api/energy/…</c>: each live site's current power split, prices, miner states and running economics, for
+/// operators and providers (read scope).
 /// </summary>
 public static class EnergyEndpoints
 {
+    /// <summary>Maps the energy endpoints.</summary>
     public static IEndpointRouteBuilder MapEnergy(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/api/energy/sites", (LiveSites sites) => Results.Ok(sites.All.Select(s => s.State).ToArray()));
-        app.MapGet("/api/energy/sites/{name}", (string name, LiveSites sites) =>
-            sites.Find(name) is { } site ? (IResult)Results.Ok(site.State) : Problems.NotFound($"No live site '{name}' (there are: {string.Join(", ", sites.All.Select(s => s.Name))})."));
-        app.MapGet("/api/energy/sites/{name}/miners", (string name, LiveSites sites) =>
+        var g = app.MapGroup("/api/energy").WithTags("energy").RequireAuthorization(Policies.OperatorOrProviderRead);
+        g.MapGet("/sites", (LiveSites sites) => TypedResults.Ok(sites.All.Select(s => s.State).ToArray())).WithSummary("Every live site's state.");
+        g.MapGet("/sites/{name}", Results<Ok<LiveSiteState>, ProblemHttpResult> (string name, LiveSites sites) =>
+            sites.Find(name) is { } site ? TypedResults.Ok(site.State) : Problems.NotFound($"No live site '{name}' (there are: {string.Join(", ", sites.All.Select(s => s.Name))}).")).WithSummary("One live site's state.");
+        g.MapGet("/sites/{name}/miners", Results<Ok<MinerView[]>, ProblemHttpResult> (string name, LiveSites sites) =>
             sites.Find(name) is { } site
-                ? (IResult)Results.Ok(site.Driver.GetStatuses().Select(m => new
-                {
-                    index = m.Index,
-                    endpoint = m.Endpoint.ToString(),
-                    group = m.Endpoint.Group,
-                    dialect = m.Endpoint.Dialect.ToString(),
-                    state = m.State.ToString(),
-                    intent = m.Intent.ToString(),
-                    hashrate_ths = Math.Round(m.HashrateThs, 1),
-                    power_w = m.PowerWatts,
-                    temperature_c = m.TemperatureC,
-                    down_reason = m.DownReason,
-                }).ToArray())
-                : Problems.NotFound($"No live site '{name}'."));
+                ? TypedResults.Ok(site.Driver.GetStatuses().Select(m => new MinerView(m.Index, m.Endpoint.ToString(), m.Endpoint.Group, m.Endpoint.Dialect.ToString(),
+                    m.State.ToString(), m.Intent.ToString(), Math.Round(m.HashrateThs, 1), m.PowerWatts, m.TemperatureC, m.DownReason)).ToArray())
+                : Problems.NotFound($"No live site '{name}'.")).WithSummary("A live site's miners.");
         return app;
     }
 }

@@ -145,7 +145,7 @@ public sealed class ExchangeFeed : IDisposable
             if (done == tick)
             {
                 if (!await tick) return;
-                text.Append(": heartbeat ").Append(Clock.UnixNanoseconds(_time)).Append("\n\n");
+                text.Append(": heartbeat ").Append(new ApiTime(Clock.UnixNanoseconds(_time)).ToString()).Append("\n\n");
                 await FlushAsync(response, text, ct);
                 tick = timer.WaitForNextTickAsync(ct).AsTask();
                 continue;
@@ -192,7 +192,7 @@ public sealed class ExchangeFeed : IDisposable
         var asks = new DepthLevel[depth];
         int nb = v.Depth(instrument, Side.Buy, bids);
         int na = v.Depth(instrument, Side.Sell, asks);
-        return new BookView(instrument, symbol, now, bids[..nb], asks[..na]);
+        return new BookView(instrument, symbol, new ComputeGrid.Core.ApiTime(now), bids[..nb], asks[..na]);
     }
 
     private static async Task FlushAsync(HttpResponse response, StringBuilder text, CancellationToken ct)

@@ -2,6 +2,7 @@ using System.Globalization;
 using ComputeGrid.Exchange.Matching;
 using ComputeGrid.Exchange.Trading;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace ComputeGrid.Server.Exchange;
 
@@ -20,14 +21,14 @@ internal readonly record struct ProblemContext(
 /// </summary>
 internal static class ExchangeProblems
 {
-    public static IResult From(OrderResult r, ProblemContext c) => From(r.Error, r.BookReject, r.Detail, c);
+    public static ProblemHttpResult From(OrderResult r, ProblemContext c) => From(r.Error, r.BookReject, r.Detail, c);
 
-    public static IResult From(ExchangeError error, ProblemContext c) => From(error, RejectReason.None, null, c);
+    public static ProblemHttpResult From(ExchangeError error, ProblemContext c) => From(error, RejectReason.None, null, c);
 
-    public static IResult From(ExchangeError error, RejectReason reject, string? detail, ProblemContext c)
+    public static ProblemHttpResult From(ExchangeError error, RejectReason reject, string? detail, ProblemContext c)
     {
-        var ext = new Dictionary<string, object?> { ["error"] = error.ToString() };
-        if (reject != RejectReason.None) ext["reject"] = reject.ToString();
+        var ext = new Dictionary<string, object?> { ["error"] = Snake(error.ToString()) };
+        if (reject != RejectReason.None) ext["reject"] = Snake(reject.ToString());
         return Status(error, reject, Text(error, reject, detail, c), ext);
     }
 
@@ -38,16 +39,19 @@ internal static class ExchangeProblems
     /// <c>refusal</c> and, when the exchange quoted the block, <c>quote</c>: what the decision was made on, so a
     /// client sees which hours are short without quoting again (the books may have moved since).
     /// </summary>
-    public static IResult From(BlockResult r, BlockOrder b, ProblemContext c)
+    public static ProblemHttpResult From(BlockResult r, BlockOrder b, ProblemContext c)
     {
-        var ext = new Dictionary<string, object?> { ["error"] = r.Error.ToString() };
-        if (r.Refusal != BlockRefusal.None) ext["refusal"] = r.Refusal.ToString();
+        var ext = new Dictionary<string, object?> { ["error"] = Snake(r.Error.ToString()) };
+        if (r.Refusal != BlockRefusal.None) ext["refusal"] = Snake(r.Refusal.ToString());
         if (r.Quote is { } q) ext["quote"] = BlockQuoteView.From(b, q);
         string text = Text(r.Error, RejectReason.None, r.Detail, c);
         // The detail is the one line a CLI user sees: name the short hours there, not only in the quote.
         if (r.Refusal == BlockRefusal.Short && r.Quote is { Short.Count: > 0 } sq) text += " " + ShortWindows(sq.Short, b.Gpus);
         return r.Refusal != BlockRefusal.None ? Problems.Conflict(text, ext) : Status(r.Error, RejectReason.None, text, ext);
     }
+
+    /// <summary>An enum member's name as the API writes enum values (snake_case).</summary>
+    public static string Snake(string name) => System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName(name);
 
     /// <summary>The short windows as one sentence, the first few only: a month-long block can have hundreds.</summary>
     private static string ShortWindows(IReadOnlyList<ShortWindow> windows, int gpus)
@@ -65,7 +69,7 @@ internal static class ExchangeProblems
             : error == ExchangeError.LedgerRejected ? $"The ledger refused the order's hold: {d}."
             : Sentence(d);
 
-    private static IResult Status(ExchangeError error, RejectReason reject, string text, Dictionary<string, object?> ext)
+    private static ProblemHttpResult Status(ExchangeError error, RejectReason reject, string text, Dictionary<string, object?> ext)
     {
         return error switch
         {
@@ -86,7 +90,7 @@ internal static class ExchangeProblems
         ExchangeError.UnknownInstrument => $"No instrument {c.Instrument} is trading (unknown symbol, expired, or not listed yet).",
         ExchangeError.InstrumentNotTrading => $"Instrument {c.Instrument} is not trading now.",
         ExchangeError.UnknownTrader => c.Owner is long o
-            ? $"Trader {o} is not registered (POST /api/exchange/traders)."
+            ? $"Principal {o} is not a trader on the exchange (customers and providers are)."
             : "The ledger account does not exist or is not a USD account.",
         ExchangeError.QuantityMustBeWholeGpus => "The quantity must be a positive whole number of GPUs times the instrument's hours.",
         ExchangeError.InsufficientBalance => "The buyer's available balance cannot hold this order's maximum notional.",
@@ -116,12 +120,12 @@ internal static class ExchangeProblems
     {
         RejectReason.QuantityMustBePositive => "The quantity must be positive.",
         RejectReason.PriceMustBePositive => "The price must be positive.",
-        RejectReason.PriceOutsideBand => "The price is outside the instrument's band (see minPrice/maxPrice of the instrument).",
+        RejectReason.PriceOutsideBand => "The price is outside the instrument's band (see min_price/max_price of the instrument).",
         RejectReason.PriceNotOnTick => "The price is not on the instrument's tick (see tick of the instrument).",
         RejectReason.PostOnlyWouldTake => "A post-only order would take liquidity.",
         RejectReason.FillOrKillUnfillable => "The fill-or-kill order cannot be filled whole now.",
         RejectReason.NoLiquidity => "Nothing rests on the other side for a market order.",
-        RejectReason.ExpiryMustBeInTheFuture => "expiresAt must be in the future.",
+        RejectReason.ExpiryMustBeInTheFuture => "expires_at must be in the future.",
         RejectReason.BookFull => "The instrument's book holds its maximum number of orders.",
         RejectReason.MarketOrderMustBeImmediate => "A market order cannot be good-till-time.",
         _ => $"The book refused the order ({r}).",

@@ -1,98 +1,170 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
-using System.Text;
+using System.Security.Claims;
 using System.Text.Json;
+using System.Text.Json.Serialization;
+using ComputeGrid.Core;
 using ComputeGrid.Inference.Model;
+using ComputeGrid.Inference.Nodes;
 using ComputeGrid.Inference.Routing;
+using ComputeGrid.Server.Trust;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Http.Metadata;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ComputeGrid.Server.Inference;
 
 /// <summary>The inference services of a server (one instance).</summary>
-public sealed class InferenceHost(InferenceGateway gateway, ApiKeys keys, InferencePayments payments, IdempotencyCache idempotency, LatencyMatrix latency, string operatorToken, TimeProvider time)
+public sealed class InferenceHost(InferenceGateway gateway, InferencePayments payments, IdempotencyCache idempotency, LatencyMatrix latency, TimeProvider time)
 {
     public InferenceGateway Gateway => gateway;
-    public ApiKeys Keys => keys;
     public InferencePayments Payments => payments;
     public IdempotencyCache Idempotency => idempotency;
     public LatencyMatrix Latency => latency;
-    public string OperatorToken => operatorToken;
     public TimeProvider Time => time;
 }
 
+/// <summary><c>input</c> of an embeddings request: one string or an array of strings (token arrays are not accepted).</summary>
+[JsonConverter(typeof(EmbeddingInputConverter))]
+public sealed record EmbeddingInput(string[] Texts);
+
+/// <summary>Reads <see cref="EmbeddingInput"/> from a string or an array of strings.</summary>
+public sealed class EmbeddingInputConverter : JsonConverter<EmbeddingInput>
+{
+    /// <inheritdoc />
+    public override EmbeddingInput Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType == JsonTokenType.String) return new EmbeddingInput([reader.GetString()!]);
+        if (reader.TokenType != JsonTokenType.StartArray) throw new JsonException("'input' must be a string or an array of strings.");
+        var texts = new List<string>();
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            if (reader.TokenType != JsonTokenType.String) throw new JsonException($"input[{texts.Count}] is not a string (token arrays are not accepted).");
+            texts.Add(reader.GetString()!);
+        }
+        return new EmbeddingInput([.. texts]);
+    }
+
+    /// <inheritdoc />
+    public override void Write(Utf8JsonWriter writer, EmbeddingInput value, JsonSerializerOptions options)
+    {
+        writer.WriteStartArray();
+        foreach (string t in value.Texts) writer.WriteStringValue(t);
+        writer.WriteEndArray();
+    }
+}
+
+/// <summary>Routing preferences of a request (OpenRouter's <c>provider</c> object).</summary>
+public sealed record RoutingInput
+{
+    /// <summary><c>latency</c>, <c>price</c> or <c>balanced</c>.</summary>
+    public string? Sort { get; init; }
+    /// <summary>The most to pay, USD per million tokens.</summary>
+    public decimal? MaxPrice { get; init; }
+    /// <summary>The longest round trip to accept, milliseconds.</summary>
+    public int? MaxLatencyMs { get; init; }
+    /// <summary>Only these regions.</summary>
+    public string[]? Only { get; init; }
+    /// <summary>Not these regions.</summary>
+    public string[]? Ignore { get; init; }
+    /// <summary>Whether to fail over to nodes outside the preferences.</summary>
+    public bool? AllowFallbacks { get; init; }
+}
+
+/// <summary>An OpenAI embeddings request (<c>POST /v1/embeddings</c>), with ComputeGrid's routing preferences.</summary>
+public sealed record EmbeddingsInput
+{
+    /// <summary>The model (<c>GET /v1/models</c> lists them).</summary>
+    public required string Model { get; init; }
+    /// <summary>The text, or texts, to embed.</summary>
+    public required EmbeddingInput Input { get; init; }
+    /// <summary><c>float</c> (default) or <c>base64</c>.</summary>
+    public string? EncodingFormat { get; init; }
+    /// <summary>The vectors' length; only the model's own is accepted.</summary>
+    public int? Dimensions { get; init; }
+    /// <summary>OpenAI's end-user id (accepted, not used).</summary>
+    public string? User { get; init; }
+    /// <summary>Routing preferences.</summary>
+    public RoutingInput? Provider { get; init; }
+}
+
+/// <summary>One embedding of an OpenAI answer.</summary>
+public sealed record EmbeddingData(string Object, int Index, float[] Embedding);
+
+/// <summary>Token usage of an OpenAI answer.</summary>
+public sealed record EmbeddingUsage(int PromptTokens, int TotalTokens);
+
+/// <summary>An OpenAI embeddings answer (with <c>encoding_format: base64</c> each embedding is a base64 string of little-endian float32).</summary>
+public sealed record EmbeddingsResponse(string Object, IReadOnlyList<EmbeddingData> Data, string Model, EmbeddingUsage Usage);
+
+/// <summary>A model of <c>GET /v1/models</c>.</summary>
+public sealed record ModelView(string Id, string Object, long Created, string OwnedBy);
+
+/// <summary>OpenAI's model list.</summary>
+public sealed record ModelList(string Object, IReadOnlyList<ModelView> Data);
+
+/// <summary>A customer's balance: <c>available</c> and <c>held</c> (in flight) in minor units of <c>asset</c>.</summary>
+public sealed record InferenceAccountView(ulong Id, string Name, string? Region, UInt128 Account, string Asset, long Available, long Held);
+
+/// <summary>A node in the routing table (public).</summary>
+public sealed record InferenceNodeView(string Id, string Region, IReadOnlyList<string> Models, long PriceMicroUsdPer1kTokens, int Capacity, int Inflight, int Queue,
+    double EwmaModelMs, bool Healthy, bool Failed, ApiTime LastHeartbeat, UInt128? RevenueAccount);
+
+/// <summary>The routing table.</summary>
+public sealed record InferenceNodeList(IReadOnlyList<InferenceNodeView> Nodes);
+
+/// <summary>A node's latest verified telemetry and its signed form (anyone holding the public key can check it).</summary>
+public sealed record TelemetryView(string NodeId, string PublicKey, NodeTelemetry Telemetry, SignedTelemetry Signed);
+
 /// <summary>
-/// The OpenAI-compatible API (<c>POST /v1/embeddings</c>, <c>GET /v1/models</c>) and the operators' endpoints
-/// (<c>/api/inference/…</c>: customers and their keys, funding, nodes).
+/// The OpenAI-compatible API (<c>POST /v1/embeddings</c>, <c>GET /v1/models</c>), a customer's balance, and the public
+/// routing table and node telemetry. The paid path authenticates (the customer's key), holds, runs, captures; errors
+/// under <c>/v1</c> have OpenAI's shape.
 /// </summary>
 public static class InferenceEndpoints
 {
-    /// <summary>The largest request body accepted by /v1/embeddings.</summary>
-    public const int RequestBytesMax = 4 << 20;
+    /// <summary>Marks the moment a paid request entered the server (the first middleware), for <c>X-CG-Server-Ms</c>.</summary>
+    internal const string EnteredItem = "cg-entered";
 
     public static IEndpointRouteBuilder MapInference(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/v1/models", (InferenceHost host) => Results.Json(new
-        {
-            @object = "list",
-            data = host.Gateway.Models.Models.Select(m => new { id = m.Id, @object = "model", created = 0, owned_by = "computegrid" }).ToArray(),
-        }));
-        app.MapPost("/v1/embeddings", EmbeddingsAsync);
+        long batchBytes = app.ServiceProvider.GetRequiredService<ServerLimits>().BatchBodyBytesMax;
+        var v1 = app.MapGroup("/v1").WithTags("openai");
+        v1.MapGet("/models", (InferenceHost host) => TypedResults.Ok(new ModelList("list",
+                host.Gateway.Models.Models.Select(m => new ModelView(m.Id, "model", 0, "computegrid")).ToArray())))
+            .AllowAnonymous().WithSummary("The models served (OpenAI's list).");
+        v1.MapPost("/embeddings", EmbeddingsAsync).RequireAuthorization(Policies.Inference).WithMetadata(new BodyLimitAttribute(batchBytes))
+            .WithSummary("OpenAI-compatible embeddings, paid from the caller's balance: hold, run on the best node, capture. Receipt in X-CG-* headers.");
 
-        app.MapPost("/api/inference/customers", async (HttpContext http, InferenceHost host) =>
-        {
-            if (!IsOperator(http, host)) return Problems.Unauthorized("Operator endpoints need 'Authorization: Bearer <operator token>' (see inference/operator-token.txt in the data folder).");
-            using JsonDocument? doc = await ReadJsonAsync(http);
-            if (doc is null || doc.RootElement.ValueKind != JsonValueKind.Object) return Problems.BadRequest("The body must be a JSON object: {\"name\": \"…\", \"region\": \"…\"}.");
-            string name = doc.RootElement.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : "customer";
-            string region = doc.RootElement.TryGetProperty("region", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString()! : "";
-            if (!host.Latency.TryGetRegion(region, out _)) return Problems.BadRequest($"'region' must be one of: {string.Join(", ", host.Latency.Regions)}.");
-            (Customer customer, string key) = host.Keys.Create(name, region, host.Time.GetUtcNow());
-            await host.Payments.CreateCustomerAccountAsync(customer.Id, http.RequestAborted);
-            return Results.Json(new { id = customer.Id, name = customer.Name, region = customer.HomeRegion, api_key = key, account = InferencePayments.CustomerAccount(customer.Id).ToString() }, statusCode: 201);
-        });
-        app.MapPost("/api/inference/customers/{id}/fund", async (string id, HttpContext http, InferenceHost host) =>
-        {
-            if (!IsOperator(http, host)) return Problems.Unauthorized("Operator endpoints need 'Authorization: Bearer <operator token>'.");
-            if (!ulong.TryParse(id, NumberStyles.None, CultureInfo.InvariantCulture, out ulong number) || host.Keys.Find(number) is null) return Problems.NotFound($"No customer '{id}'.");
-            using JsonDocument? doc = await ReadJsonAsync(http);
-            if (doc is null || !doc.RootElement.TryGetProperty("amount_micro_usd", out var a) || !a.TryGetInt64(out long amount) || amount <= 0)
-                return Problems.BadRequest("The body must be {\"amount_micro_usd\": N} with N a positive integer (micro-USD), optionally \"funding_id\".");
-            string fundingKey = doc.RootElement.TryGetProperty("funding_id", out var f) && f.ValueKind == JsonValueKind.String ? f.GetString()! : Guid.NewGuid().ToString("N");
-            var result = await host.Payments.FundAsync(number, amount, InferencePayments.HoldId(number, "fund:" + fundingKey), http.RequestAborted);
-            if (result is not (ComputeGrid.Ledger.CreateTransferResult.Ok or ComputeGrid.Ledger.CreateTransferResult.Exists)) return Problems.Conflict($"The ledger refused the funding: {result}.");
-            var balance = await host.Payments.BalanceAsync(number, http.RequestAborted);
-            return Results.Json(new { id = number, funded_micro_usd = amount, available_micro_usd = balance?.Available, replayed = result == ComputeGrid.Ledger.CreateTransferResult.Exists });
-        });
-        app.MapGet("/api/inference/account", async (HttpContext http, InferenceHost host) =>
-        {
-            if (Authenticate(http, host) is not { } customer) return Problems.Unauthorized("Send 'Authorization: Bearer <API key>'.");
-            var balance = await host.Payments.BalanceAsync(customer.Id, http.RequestAborted);
-            return Results.Json(new { id = customer.Id, name = customer.Name, region = customer.HomeRegion, account = InferencePayments.CustomerAccount(customer.Id).ToString(), available_micro_usd = balance?.Available ?? 0, held_micro_usd = balance?.Held ?? 0 });
-        });
-        app.MapGet("/api/inference/nodes", (InferenceHost host) => Results.Json(host.Gateway.Registry.Snapshot().Select(n => new
-        {
-            id = n.NodeId, region = n.Region, models = n.Models, price_micro_usd_per_1k_tokens = n.PriceMicroUsdPer1kTokens, capacity = n.Capacity,
-            inflight = n.Inflight, queue = n.QueueLength, ewma_model_ms = Math.Round(n.EwmaModelMs, 3), healthy = n.Healthy, failed = n.Failed,
-            last_heartbeat = n.LastHeartbeat, revenue_account = host.Gateway.NodeNumber(n.NodeId) is { } num ? InferencePayments.NodeRevenueAccount(num).ToString() : null,
-        }).ToArray()));
+        var api = app.MapGroup("/api/inference").WithTags("inference");
+        api.MapGet("/account", AccountAsync).RequireAuthorization(Policies.Inference).WithSummary("The calling customer's balance.");
+        api.MapGet("/nodes", (InferenceHost host) => TypedResults.Ok(new InferenceNodeList(host.Gateway.Registry.Snapshot().Select(n => new InferenceNodeView(
+                n.NodeId, n.Region, n.Models, n.PriceMicroUsdPer1kTokens, n.Capacity, n.Inflight, n.QueueLength, Math.Round(n.EwmaModelMs, 3), n.Healthy, n.Failed,
+                ApiTime.Of(n.LastHeartbeat), host.Gateway.NodeNumber(n.NodeId) is { } num ? InferencePayments.NodeRevenueAccount(num) : null)).ToArray())))
+            .AllowAnonymous().WithSummary("The routing table: every node's region, price, capacity and health.");
+        api.MapGet("/nodes/{id}/telemetry", Results<Ok<TelemetryView>, ProblemHttpResult> (string id, RemoteNodes nodes) =>
+                nodes.Find(id) is { LastTelemetry: { } t } node
+                    ? TypedResults.Ok(new TelemetryView(id, Convert.ToBase64String(node.PublicKey), t.Telemetry, t.Signed))
+                    : Problems.NotFound($"No telemetry from node '{id}'."))
+            .AllowAnonymous().WithSummary("A node's latest signed telemetry, checkable with its public key.");
         return app;
     }
 
-    private static async Task<IResult> EmbeddingsAsync(HttpContext http, InferenceHost host)
+    private static async Task<Ok<InferenceAccountView>> AccountAsync(ClaimsPrincipal user, InferenceHost host, CancellationToken ct)
     {
-        long entered = System.Diagnostics.Stopwatch.GetTimestamp();
-        http.Items["cg-entered"] = entered;
-        if (Authenticate(http, host) is not { } customer)
-            return Problems.Unauthorized(http.Request.Headers.Authorization.Count == 0 ? "Send 'Authorization: Bearer <API key>'." : "The API key is not valid.");
-        if (http.Request.ContentType is { } ct && !ct.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            return Problems.UnsupportedMediaType("Send the request as application/json.");
-        if (http.Request.ContentLength > RequestBytesMax) return Problems.TooLarge($"The request body is over {RequestBytesMax} bytes.");
-        using JsonDocument? doc = await ReadJsonAsync(http);
-        if (doc is null) return Problems.BadRequest("The body is not valid JSON.");
-        (EmbeddingsRequest? parsed, IResult? problem) = ParseRequest(doc.RootElement, host, customer, http);
+        Principal me = user.RequireCaller().Principal;
+        var balance = await host.Payments.BalanceAsync(me.Id, ct);
+        return TypedResults.Ok(new InferenceAccountView(me.Id, me.Name, me.Region, InferencePayments.CustomerAccount(me.Id), ComputeGrid.Core.Asset.Usd.Symbol,
+            balance?.Available ?? 0, balance?.Held ?? 0));
+    }
+
+    private static async Task<Results<StoredResult, ProblemHttpResult>> EmbeddingsAsync(EmbeddingsInput body, HttpContext http, ClaimsPrincipal user, InferenceHost host)
+    {
+        Principal customer = user.RequireCaller().Principal;
+        (EmbeddingsRequest? parsed, ProblemHttpResult? problem) = ParseRequest(body, host, customer, http);
         if (problem is not null) return problem;
         EmbeddingsRequest request = parsed!;
 
@@ -100,108 +172,76 @@ public static class InferenceEndpoints
         if (idempotencyKey is { Length: 0 or > 255 }) return Problems.BadRequest("Idempotency-Key must be 1 to 255 characters.");
         if (idempotencyKey is null)
         {
-            StoredResponse fresh = await RunAsync(host, customer, request, "req:" + Guid.NewGuid().ToString("N"), http.RequestAborted);
+            StoredResponse fresh = await RunAsync(host, customer.Id, request, "req:" + Guid.NewGuid().ToString("N"), http.RequestAborted);
             return new StoredResult(fresh, replayed: false);
         }
         // The key names the request: a retry gets the first answer and is charged once.
         (StoredResponse response, bool replayed) = await host.Idempotency.RunOnceAsync(customer.Id, idempotencyKey,
-            () => RunAsync(host, customer, request, "idem:" + idempotencyKey, CancellationToken.None));
+            () => RunAsync(host, customer.Id, request, "idem:" + idempotencyKey, CancellationToken.None));
         return new StoredResult(response, replayed);
     }
 
     private sealed record EmbeddingsRequest(IEmbeddingModel Model, string[] Inputs, bool Base64, int Region, RoutingPreferences Preferences);
 
-    private static (EmbeddingsRequest? Request, IResult? Problem) ParseRequest(JsonElement root, InferenceHost host, Customer customer, HttpContext http)
+    private static (EmbeddingsRequest? Request, ProblemHttpResult? Problem) ParseRequest(EmbeddingsInput body, InferenceHost host, Principal customer, HttpContext http)
     {
-        static (EmbeddingsRequest?, IResult?) Bad(string detail) => (null, Problems.BadRequest(detail));
-        if (root.ValueKind != JsonValueKind.Object) return Bad("The body must be a JSON object with 'input' and 'model'.");
-        if (!root.TryGetProperty("model", out var m) || m.ValueKind != JsonValueKind.String) return Bad("'model' is required (a string; GET /v1/models lists them).");
-        if (!host.Gateway.Models.TryGet(m.GetString(), out IEmbeddingModel? model))
-            return (null, Problems.NotFound($"No model '{m.GetString()}'; the models are: {string.Join(", ", host.Gateway.Models.Models.Select(x => x.Id))}."));
-        if (!root.TryGetProperty("input", out var input)) return Bad("'input' is required: a string or an array of strings.");
-        string[] inputs;
-        if (input.ValueKind == JsonValueKind.String) inputs = [input.GetString()!];
-        else if (input.ValueKind == JsonValueKind.Array)
-        {
-            if (input.GetArrayLength() == 0) return Bad("'input' is an empty array.");
-            if (input.GetArrayLength() > host.Gateway.Options.MaxInputs) return Bad($"'input' has {input.GetArrayLength()} items; the limit is {host.Gateway.Options.MaxInputs}.");
-            inputs = new string[input.GetArrayLength()];
-            int i = 0;
-            foreach (JsonElement e in input.EnumerateArray())
-            {
-                if (e.ValueKind != JsonValueKind.String) return Bad($"input[{i}] is not a string (token arrays are not accepted).");
-                inputs[i++] = e.GetString()!;
-            }
-        }
-        else return Bad("'input' must be a string or an array of strings.");
+        static (EmbeddingsRequest?, ProblemHttpResult?) Bad(string detail, string? code = null) =>
+            (null, Problems.BadRequest(detail, extensions: code is null ? null : new Dictionary<string, object?> { [ApiErrors.CodeExtension] = code }));
+        if (!host.Gateway.Models.TryGet(body.Model, out IEmbeddingModel? model))
+            return (null, Problems.NotFound($"No model '{body.Model}'; the models are: {string.Join(", ", host.Gateway.Models.Models.Select(x => x.Id))}.",
+                new Dictionary<string, object?> { [ApiErrors.CodeExtension] = "model_not_found" }));
+        string[] inputs = body.Input.Texts;
+        if (inputs.Length == 0) return Bad("'input' is an empty array.");
+        if (inputs.Length > host.Gateway.Options.MaxInputs) return Bad($"'input' has {inputs.Length} items; the limit is {host.Gateway.Options.MaxInputs}.");
         for (int i = 0; i < inputs.Length; i++)
             if (string.IsNullOrWhiteSpace(inputs[i])) return Bad(inputs.Length == 1 ? "'input' is empty." : $"input[{i}] is empty.");
+        if (body.EncodingFormat is not (null or "float" or "base64")) return Bad("'encoding_format' must be \"float\" or \"base64\".");
+        if (body.Dimensions is { } d && d != model.Dimensions) return Bad($"'dimensions' must be {model.Dimensions} for {model.Id} (it cannot be shortened).");
 
-        bool base64 = false;
-        if (root.TryGetProperty("encoding_format", out var fmt))
-        {
-            if (fmt.ValueKind != JsonValueKind.String || fmt.GetString() is not ("float" or "base64")) return Bad("'encoding_format' must be \"float\" or \"base64\".");
-            base64 = fmt.GetString() == "base64";
-        }
-        if (root.TryGetProperty("dimensions", out var dims) && (!dims.TryGetInt32(out int d) || d != model.Dimensions))
-            return Bad($"'dimensions' must be {model.Dimensions} for {model.Id} (it cannot be shortened).");
-
-        string regionName = http.Request.Headers["X-Region"].FirstOrDefault() ?? customer.HomeRegion;
+        string regionName = http.Request.Headers["X-Region"].FirstOrDefault() ?? customer.Region ?? host.Latency.Regions[0];
         if (!host.Latency.TryGetRegion(regionName, out int region)) return Bad($"Region '{regionName}' (X-Region header) is not one of: {string.Join(", ", host.Latency.Regions)}.");
 
         var prefs = new RoutingPreferences();
-        if (root.TryGetProperty("provider", out var p))
+        if (body.Provider is { } p)
         {
-            if (p.ValueKind != JsonValueKind.Object) return Bad("'provider' must be an object of routing preferences.");
-            foreach (JsonProperty prop in p.EnumerateObject())
+            if (p.Sort is not null)
             {
-                switch (prop.Name)
-                {
-                    case "sort":
-                        RouteSort? sort = prop.Value.ValueKind == JsonValueKind.String ? prop.Value.GetString() switch { "latency" => RouteSort.Latency, "price" => RouteSort.Price, "balanced" => RouteSort.Balanced, _ => null } : null;
-                        if (sort is null) return Bad("'provider.sort' must be \"latency\", \"price\" or \"balanced\".");
-                        prefs = prefs with { Sort = sort.Value };
-                        break;
-                    case "max_price":
-                        // USD per million tokens (OpenRouter's unit) → micro-USD per 1,000 tokens.
-                        if (!prop.Value.TryGetDecimal(out decimal usdPerMillion) || usdPerMillion < 0 || usdPerMillion > 1_000_000)
-                            return Bad("'provider.max_price' must be a number of USD per million tokens, 0 or more.");
-                        prefs = prefs with { MaxPriceMicroUsdPer1kTokens = (long)decimal.Floor(usdPerMillion * 1000m) };
-                        break;
-                    case "max_latency_ms":
-                        if (!prop.Value.TryGetInt32(out int ms) || ms < 0) return Bad("'provider.max_latency_ms' must be a non-negative integer.");
-                        prefs = prefs with { MaxLatencyMs = ms };
-                        break;
-                    case "only" or "ignore":
-                        if (prop.Value.ValueKind != JsonValueKind.Array || prop.Value.EnumerateArray().Any(x => x.ValueKind != JsonValueKind.String))
-                            return Bad($"'provider.{prop.Name}' must be an array of region names.");
-                        if (!host.Latency.TryCreateRegionSet(prop.Value.EnumerateArray().Select(x => x.GetString()!), out RegionSet set, out string? unknown))
-                            return Bad($"'provider.{prop.Name}' names an unknown region '{unknown}'.");
-                        prefs = prop.Name == "only" ? prefs with { Only = set } : prefs with { Ignore = set };
-                        break;
-                    case "allow_fallbacks":
-                        if (prop.Value.ValueKind is not (JsonValueKind.True or JsonValueKind.False)) return Bad("'provider.allow_fallbacks' must be true or false.");
-                        prefs = prefs with { AllowFallbacks = prop.Value.GetBoolean() };
-                        break;
-                    default:
-                        return Bad($"'provider.{prop.Name}' is not a routing preference (sort, max_price, max_latency_ms, only, ignore, allow_fallbacks).");
-                }
+                RouteSort? sort = p.Sort switch { "latency" => RouteSort.Latency, "price" => RouteSort.Price, "balanced" => RouteSort.Balanced, _ => null };
+                if (sort is null) return Bad("'provider.sort' must be \"latency\", \"price\" or \"balanced\".");
+                prefs = prefs with { Sort = sort.Value };
             }
+            if (p.MaxPrice is { } usdPerMillion)
+            {
+                // USD per million tokens (OpenRouter's unit) → micro-USD per 1,000 tokens.
+                if (usdPerMillion < 0 || usdPerMillion > 1_000_000) return Bad("'provider.max_price' must be a number of USD per million tokens, 0 or more.");
+                prefs = prefs with { MaxPriceMicroUsdPer1kTokens = (long)decimal.Floor(usdPerMillion * 1000m) };
+            }
+            if (p.MaxLatencyMs is { } ms)
+            {
+                if (ms < 0) return Bad("'provider.max_latency_ms' must be a non-negative integer.");
+                prefs = prefs with { MaxLatencyMs = ms };
+            }
+            foreach (var (name, regions) in new[] { ("only", p.Only), ("ignore", p.Ignore) })
+            {
+                if (regions is null) continue;
+                if (!host.Latency.TryCreateRegionSet(regions, out RegionSet set, out string? unknown)) return Bad($"'provider.{name}' names an unknown region '{unknown}'.");
+                prefs = name == "only" ? prefs with { Only = set } : prefs with { Ignore = set };
+            }
+            if (p.AllowFallbacks is { } fallbacks) prefs = prefs with { AllowFallbacks = fallbacks };
         }
-        return (new EmbeddingsRequest(model, inputs, base64, region, prefs), null);
+        return (new EmbeddingsRequest(model, inputs, body.EncodingFormat == "base64", region, prefs), null);
     }
 
-    private static async Task<StoredResponse> RunAsync(InferenceHost host, Customer customer, EmbeddingsRequest request, string requestKey, CancellationToken ct)
+    private static async Task<StoredResponse> RunAsync(InferenceHost host, ulong customer, EmbeddingsRequest request, string requestKey, CancellationToken ct)
     {
         GatewayResult r = await host.Gateway.EmbedAsync(customer, request.Model, request.Inputs, request.Region, request.Preferences, requestKey, ct);
         if (r.Status != 200)
         {
-            byte[] problem = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object?>
-            {
-                ["type"] = $"https://computegrid.dev/problems/{r.ProblemTitle!.ToLowerInvariant().Replace(' ', '-')}",
-                ["title"] = r.ProblemTitle, ["status"] = r.Status, ["detail"] = r.Problem,
-            });
-            return new StoredResponse(r.Status, problem, "application/problem+json", []);
+            // Stored as OpenAI's error shape, so a replayed answer (Idempotency-Key) is the same bytes as the first.
+            string type = r.Status switch { 402 => "insufficient_quota", >= 500 => "server_error", _ => "invalid_request_error" };
+            string? code = r.Status switch { 402 => "insufficient_balance", 503 => "no_node_available", _ => null };
+            byte[] error = JsonSerializer.SerializeToUtf8Bytes(new OpenAiErrorBody(new OpenAiError(r.Problem ?? r.ProblemTitle ?? "Error.", type, code, null)), ApiJson.Options);
+            return new StoredResponse(r.Status, error, "application/json", []);
         }
         NodeRunResult run = r.Run!;
         var body = new MemoryStream(run.Vectors.Length * 10 + 256);
@@ -250,34 +290,18 @@ public static class InferenceEndpoints
         return new StoredResponse(200, body.ToArray(), "application/json", headers);
     }
 
-    private static Customer? Authenticate(HttpContext http, InferenceHost host)
+    /// <summary>An answer written as it was first produced (the JSON is written by hand on the paid path, once).</summary>
+    public sealed class StoredResult(StoredResponse response, bool replayed) : IResult, IEndpointMetadataProvider
     {
-        string? header = http.Request.Headers.Authorization.FirstOrDefault();
-        if (header is null || !header.StartsWith("Bearer ", StringComparison.Ordinal)) return null;
-        return host.Keys.Find(header["Bearer ".Length..].Trim());
-    }
+        /// <summary>Documents the answer's shape for the OpenAPI document.</summary>
+        public static void PopulateMetadata(System.Reflection.MethodInfo method, EndpointBuilder builder) =>
+            builder.Metadata.Add(new ProducesResponseTypeMetadata(StatusCodes.Status200OK, typeof(EmbeddingsResponse), ["application/json"]));
 
-    private static bool IsOperator(HttpContext http, InferenceHost host)
-    {
-        string? header = http.Request.Headers.Authorization.FirstOrDefault();
-        if (header is null || !header.StartsWith("Bearer ", StringComparison.Ordinal)) return false;
-        byte[] given = Encoding.UTF8.GetBytes(header["Bearer ".Length..].Trim());
-        byte[] expected = Encoding.UTF8.GetBytes(host.OperatorToken);
-        return CryptographicOperations.FixedTimeEquals(given, expected);
-    }
-
-    private static async Task<JsonDocument?> ReadJsonAsync(HttpContext http)
-    {
-        try { return await JsonDocument.ParseAsync(http.Request.Body, new JsonDocumentOptions { MaxDepth = 16 }, http.RequestAborted); }
-        catch (JsonException) { return null; }
-    }
-
-    private sealed class StoredResult(StoredResponse response, bool replayed) : IResult
-    {
+        /// <inheritdoc />
         public async Task ExecuteAsync(HttpContext http)
         {
             http.Response.StatusCode = response.Status;
-            if (http.Items.TryGetValue("cg-entered", out object? e) && e is long entered)
+            if (http.Items.TryGetValue(EnteredItem, out object? e) && e is long entered)
                 http.Response.Headers["X-CG-Server-Ms"] = System.Diagnostics.Stopwatch.GetElapsedTime(entered).TotalMilliseconds.ToString("0.000", CultureInfo.InvariantCulture);
             http.Response.ContentType = response.ContentType;
             foreach (var (k, v) in response.Headers) http.Response.Headers[k] = v;

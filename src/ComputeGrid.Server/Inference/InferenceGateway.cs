@@ -107,31 +107,29 @@ public sealed class InferenceGateway(
 
     private readonly Dictionary<string, (INodeChannel Channel, ulong Number)> _channels = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
-    private long _nodeNumbers;
 
     public ModelRegistry Models => models;
     public NodeRegistry Registry => registry;
     public InferenceOptions Options => options;
 
-    /// <summary>Registers a node with its channel and gives it a revenue account.</summary>
-    public async Task<ulong> AddNodeAsync(NodeRegistration registration, INodeChannel channel, CancellationToken ct = default)
+    /// <summary>
+    /// Registers an admitted node with its channel. Its revenue account is the chart's account of the node's principal
+    /// (created when the node was admitted), so it is the same after any restart, whatever the order nodes come in.
+    /// </summary>
+    public void AddNode(NodeRegistration registration, ulong nodePrincipal, INodeChannel channel)
     {
-        // A node that registers again (a restart) keeps its revenue account.
-        ulong number = NodeNumber(registration.NodeId) ?? (ulong)Interlocked.Increment(ref _nodeNumbers);
-        await payments.CreateNodeAccountAsync(number, ct);
-        lock (_lock) _channels[registration.NodeId] = (channel, number);
+        lock (_lock) _channels[registration.NodeId] = (channel, nodePrincipal);
         registry.Register(registration);
-        return number;
     }
 
-    /// <summary>The ledger number of a node's revenue account, or null.</summary>
+    /// <summary>The principal id of a node (its revenue account's number), or null.</summary>
     public ulong? NodeNumber(string nodeId)
     {
         lock (_lock) return _channels.TryGetValue(nodeId, out var c) ? c.Number : null;
     }
 
     /// <summary>Runs a paid request for <paramref name="customer"/>; inputs are already validated for shape.</summary>
-    public async Task<GatewayResult> EmbedAsync(Customer customer, IEmbeddingModel model, IReadOnlyList<string> inputs, int requestRegion,
+    public async Task<GatewayResult> EmbedAsync(ulong customer, IEmbeddingModel model, IReadOnlyList<string> inputs, int requestRegion,
         RoutingPreferences preferences, string requestKey, CancellationToken ct)
     {
         // Meter: the model's own tokenizer; an over-long input is refused before any money moves.
@@ -165,9 +163,9 @@ public sealed class InferenceGateway(
         // Hold the most this request can cost on any node it may fail over to. The hold (a durable ledger write) runs
         // while the node computes; the answer waits for both, and goes out only if the money is held.
         long maxCost = candidates.Max(c => Cost(tokens, c.PriceMicroUsdPer1kTokens));
-        UInt128 holdId = InferencePayments.HoldId(customer.Id, requestKey);
+        UInt128 holdId = InferencePayments.HoldId(customer, requestKey);
         long holdStart = System.Diagnostics.Stopwatch.GetTimestamp();
-        Task<HoldOutcome> holdTask = maxCost == 0 ? Task.FromResult(HoldOutcome.Held) : payments.HoldAsync(customer.Id, holdId, maxCost, options.HoldTimeoutSeconds, ct);
+        Task<HoldOutcome> holdTask = maxCost == 0 ? Task.FromResult(HoldOutcome.Held) : payments.HoldAsync(customer, holdId, maxCost, options.HoldTimeoutSeconds, ct);
         Task<double> holdTime = holdTask.ContinueWith(_ => System.Diagnostics.Stopwatch.GetElapsedTime(holdStart).TotalMilliseconds, TaskScheduler.Default);
         using var abandon = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var failedOver = new List<string>();

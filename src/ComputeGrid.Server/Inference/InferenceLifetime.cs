@@ -1,4 +1,7 @@
 using System.Security.Cryptography;
+using ComputeGrid.Exchange.Trading;
+using ComputeGrid.Ledger;
+using ComputeGrid.Server.Trust;
 using ComputeGrid.Inference.Model;
 using ComputeGrid.Inference.Routing;
 using Microsoft.Extensions.Hosting;
@@ -68,21 +71,39 @@ public sealed class LazyEmbeddingModel(string id, int dimensions, int maxTokens,
     public static LazyEmbeddingModel MiniLm(int intraOpThreads) => new(MiniLmEmbeddingModel.ModelId, MiniLmEmbeddingModel.EmbeddingDimensions, MiniLmEmbeddingModel.MaxSequenceLength, () => new MiniLmEmbeddingModel(intraOpThreads));
 }
 
-/// <summary>Creates the inference system accounts, registers and heartbeats the local nodes, and sets up the demo customer.</summary>
-internal sealed class InferenceLifetime(InferenceHost host, InferenceServerOptions options, ServerOptions server, LocalNodes nodes, ILogger<InferenceLifetime> log) : BackgroundService
+/// <summary>
+/// Registers and heartbeats the local nodes (admitted, like any node, for the server's own "local" provider, so their
+/// revenue accounts are their principals' and survive restarts), and sets up the demo customer.
+/// </summary>
+internal sealed class InferenceLifetime(InferenceHost host, InferenceServerOptions options, ServerOptions server, LocalNodes nodes, TrustStore store,
+    PrincipalLedger accounts, ExchangeService exchange, ILogger<InferenceLifetime> log) : BackgroundService
 {
+    /// <summary>The provider the server's in-process nodes are admitted for.</summary>
+    public const string LocalProvider = "local";
+
+    /// <summary>The demo customer's name.</summary>
+    public const string DemoCustomer = "demo";
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await host.Payments.EnsureSystemAccountsAsync(stoppingToken);
-        foreach (var (spec, channel) in nodes.All)
-        {
-            await host.Gateway.AddNodeAsync(new NodeRegistration(spec.Id, spec.Region, [host.Gateway.Models.Models[0].Id], spec.PriceMicroUsdPer1kTokens, spec.Capacity,
-                RandomNumberGenerator.GetBytes(32)), channel, stoppingToken);
-            host.Gateway.Registry.Heartbeat(spec.Id, new NodeHeartbeat(0, 0, 10));
-        }
+        ulong firstOperator = store.List(PrincipalKind.Operator, 0, 1)[0].Id;
         if (nodes.All.Count > 0)
+        {
+            Principal provider = store.Find(PrincipalKind.Provider, LocalProvider) ?? store.CreatePrincipal(PrincipalKind.Provider, LocalProvider, firstOperator);
+            await accounts.CreateAccountsAsync(provider, stoppingToken);
+            foreach (var (spec, channel) in nodes.All)
+            {
+                // An in-process node proves nothing by signature (it is the server itself), so its key is a random one.
+                NodeAdmission admission = store.FindNode(spec.Id)
+                    ?? store.AdmitNode(provider.Id, spec.Id, RandomNumberGenerator.GetBytes(32), Math.Max(spec.PriceMicroUsdPer1kTokens, 0), firstOperator);
+                await accounts.CreateAccountsAsync(store.Find(admission.Principal)!, stoppingToken);
+                host.Gateway.AddNode(new NodeRegistration(spec.Id, spec.Region, [host.Gateway.Models.Models[0].Id], spec.PriceMicroUsdPer1kTokens, spec.Capacity,
+                    admission.PublicKey), admission.Principal, channel);
+                host.Gateway.Registry.Heartbeat(spec.Id, new NodeHeartbeat(0, 0, 10));
+            }
             log.LogInformation("Inference: {Count} local nodes in {Regions}", nodes.All.Count, string.Join(", ", nodes.All.Select(n => n.Spec.Region).Distinct()));
-        if (options.DemoCustomerFundingMicroUsd > 0) await CreateDemoCustomerAsync(stoppingToken);
+        }
+        if (options.DemoCustomerFundingMicroUsd > 0) await CreateDemoCustomerAsync(firstOperator, stoppingToken);
 
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), server.Time);
         try
@@ -101,15 +122,23 @@ internal sealed class InferenceLifetime(InferenceHost host, InferenceServerOptio
         await host.Gateway.Settler.DisposeAsync();
     }
 
-    private async Task CreateDemoCustomerAsync(CancellationToken ct)
+    // The demo customer, funded once (its funding id is fixed), with a fresh key at every start written to
+    // DATA/demo-api-key.txt, private from its creation.
+    private async Task CreateDemoCustomerAsync(ulong by, CancellationToken ct)
     {
         string path = Path.Combine(server.DataDirectory, "demo-api-key.txt");
         string region = nodes.All.Count > 0 ? nodes.All[0].Spec.Region : host.Latency.Regions[0];
-        (Customer customer, string key) = host.Keys.Create("demo", region, host.Time.GetUtcNow());
-        await host.Payments.CreateCustomerAccountAsync(customer.Id, ct);
-        await host.Payments.FundAsync(customer.Id, options.DemoCustomerFundingMicroUsd, InferencePayments.HoldId(customer.Id, "fund:demo"), ct);
-        await File.WriteAllTextAsync(path, key + "\n", ct);
-        Console.Out.WriteLine($"demo customer {customer.Id} ({region}) funded with {options.DemoCustomerFundingMicroUsd / 1_000_000.0:0.00} USDC; API key: {key} (also in {path})");
+        Principal customer = store.Find(PrincipalKind.Customer, DemoCustomer) ?? store.CreatePrincipal(PrincipalKind.Customer, DemoCustomer, by, region);
+        await accounts.CreateAccountsAsync(customer, ct);
+        await exchange.RegisterTraderAsync((long)customer.Id, InferencePayments.CustomerAccount(customer.Id), CancellationToken.None);
+        var (outcome, transfer) = await accounts.FundAsync(customer, AccountCode.CustomerBalance, options.DemoCustomerFundingMicroUsd, "demo", by, ct);
+        if (outcome == FundOutcome.Funded)
+            store.Record(by, "fund", $"customer {customer.Id} {AccountCode.CustomerBalance} (demo)", options.DemoCustomerFundingMicroUsd, ComputeGrid.Core.Asset.Usd.Code, transfer);
+        // The previous start's demo key stops working: the file always holds the one live demo key.
+        foreach (var old in store.KeysOf(customer.Id).Where(k => k.Name == DemoCustomer && k.Revoked is null)) store.RevokeKey(old.KeyId);
+        var (_, key) = store.IssueKey(customer.Id, DemoCustomer, Principal.AllowedScopes(PrincipalKind.Customer), by);
+        ComputeGrid.Core.DurableFile.ReplacePrivate(path, key + "\n");
+        Console.Out.WriteLine($"demo customer {customer.Id} ({customer.Region}) funded with {options.DemoCustomerFundingMicroUsd / 1_000_000.0:0.00} USDC; API key: {key} (also in {path})");
     }
 }
 

@@ -33,58 +33,17 @@ public enum HoldOutcome
 /// </summary>
 public sealed class InferencePayments(LedgerEngine ledger)
 {
-    private const ulong Space = 0x1F00_0000_0000_0000;
     /// <summary>Escrow between hold and settlement.</summary>
-    public static readonly UInt128 EscrowAccount = new(Space, 1);
+    public static readonly UInt128 EscrowAccount = ChartOfAccounts.SystemAccount(AccountCode.InferenceEscrow, Asset.Usd);
     /// <summary>The platform's fee revenue.</summary>
-    public static readonly UInt128 PlatformFeeAccount = new(Space, 2);
-    /// <summary>Where operator funding comes from (the stablecoin's issuance side).</summary>
-    public static readonly UInt128 TreasuryAccount = new(Space, 3);
-    private const ushort HoldCode = 501, SettleCode = 502, FeeCode = 503, FundCode = 504, RevenueCode = 505;
+    public static readonly UInt128 PlatformFeeAccount = ChartOfAccounts.SystemAccount(AccountCode.PlatformFees, Asset.Usd);
+    private const ushort HoldCode = (ushort)TransferCode.InferenceHold, FeeCode = (ushort)TransferCode.InferenceFee, RevenueCode = (ushort)TransferCode.InferenceRevenue;
 
-    /// <summary>Creates the system accounts if they do not exist.</summary>
-    public async Task EnsureSystemAccountsAsync(CancellationToken ct = default)
-    {
-        var accounts = new[]
-        {
-            new Account { Id = EscrowAccount, Asset = Asset.Usd.Code, Code = 10 },
-            new Account { Id = PlatformFeeAccount, Asset = Asset.Usd.Code, Code = 11 },
-            new Account { Id = TreasuryAccount, Asset = Asset.Usd.Code, Code = 12 },
-        };
-        CreateAccountResult[] r = await ledger.CreateAccountsAsync(accounts, ct);
-        if (r.Any(x => x is not (CreateAccountResult.Ok or CreateAccountResult.Exists)))
-            throw new InvalidOperationException("Cannot create the inference system accounts: " + string.Join(", ", r));
-    }
+    /// <summary>The ledger account of a customer (its balance; never below zero).</summary>
+    public static UInt128 CustomerAccount(ulong customer) => ChartOfAccounts.PrincipalAccount(AccountCode.CustomerBalance, customer);
 
-    /// <summary>The ledger account of a customer number (a fresh, overdraft-proof USDC account).</summary>
-    public static UInt128 CustomerAccount(ulong customer) => new(Space | 0x0010_0000_0000_0000, customer);
-
-    /// <summary>The revenue account of a node number.</summary>
-    public static UInt128 NodeRevenueAccount(ulong node) => new(Space | 0x0011_0000_0000_0000, node);
-
-    /// <summary>Creates a customer's account (its balance can never go below zero).</summary>
-    public async Task CreateCustomerAccountAsync(ulong customer, CancellationToken ct = default)
-    {
-        var r = await ledger.CreateAccountsAsync(new[] { new Account { Id = CustomerAccount(customer), Asset = Asset.Usd.Code, Code = 20, Flags = AccountFlags.DebitsMustNotExceedCredits } }, ct);
-        if (r[0] is not (CreateAccountResult.Ok or CreateAccountResult.Exists)) throw new InvalidOperationException($"Cannot create the customer account: {r[0]}");
-    }
-
-    /// <summary>Creates a node's revenue account.</summary>
-    public async Task CreateNodeAccountAsync(ulong node, CancellationToken ct = default)
-    {
-        var r = await ledger.CreateAccountsAsync(new[] { new Account { Id = NodeRevenueAccount(node), Asset = Asset.Usd.Code, Code = 21 } }, ct);
-        if (r[0] is not (CreateAccountResult.Ok or CreateAccountResult.Exists)) throw new InvalidOperationException($"Cannot create the node account: {r[0]}");
-    }
-
-    /// <summary>Funds a customer from the treasury (an operator's action); <paramref name="fundingId"/> makes it idempotent.</summary>
-    public async Task<CreateTransferResult> FundAsync(ulong customer, long amountMicroUsd, UInt128 fundingId, CancellationToken ct = default)
-    {
-        var r = await ledger.CreateTransfersAsync(new[]
-        {
-            new Transfer { Id = fundingId, DebitAccountId = TreasuryAccount, CreditAccountId = CustomerAccount(customer), Amount = amountMicroUsd, Asset = Asset.Usd.Code, Code = FundCode },
-        }, ct);
-        return r[0];
-    }
+    /// <summary>The revenue account of a node (by the node's principal id).</summary>
+    public static UInt128 NodeRevenueAccount(ulong node) => ChartOfAccounts.PrincipalAccount(AccountCode.NodeRevenue, node);
 
     /// <summary>The account's balance: posted credits − posted debits − pending debits (micro-USD), or null when absent.</summary>
     public async Task<(long Available, long Held)?> BalanceAsync(ulong customer, CancellationToken ct = default)
@@ -100,10 +59,9 @@ public sealed class InferencePayments(LedgerEngine ledger)
         Span<byte> hash = stackalloc byte[32];
         byte[] key = System.Text.Encoding.UTF8.GetBytes($"{customer}\n{requestKey}");
         SHA256.HashData(key, hash);
-        // 0x1F2… prefix; the low 2 bits of the id are left for the settlement's transfers (hold + 1, + 2, + 3).
-        ulong hi = (Space | 0x0020_0000_0000_0000) | (BinaryPrimitives.ReadUInt64LittleEndian(hash) & 0x000F_FFFF_FFFF_FFFF);
-        ulong lo = BinaryPrimitives.ReadUInt64LittleEndian(hash[8..]) & ~3UL;
-        return new UInt128(hi, lo);
+        // The low 2 bits of the id are left for the settlement's transfers (hold + 1, + 2, + 3).
+        return ChartOfAccounts.TransferId(TransferSpace.Inference, BinaryPrimitives.ReadUInt64LittleEndian(hash) & ChartOfAccounts.QualifierMax,
+            BinaryPrimitives.ReadUInt64LittleEndian(hash[8..]) & ~3UL);
     }
 
     /// <summary>Holds <paramref name="maxCostMicroUsd"/> from the customer for the request named by <paramref name="holdId"/>.</summary>

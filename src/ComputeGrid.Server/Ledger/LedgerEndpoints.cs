@@ -1,173 +1,169 @@
-using System.Text.Json;
+using System.Security.Claims;
 using ComputeGrid.Core;
 using ComputeGrid.Ledger;
 using ComputeGrid.Ledger.Audit;
+using ComputeGrid.Server.Trust;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ComputeGrid.Server.Ledger;
 
 /// <summary>
-/// The ledger's HTTP API under <c>/api/ledger</c>. Batches in, one result per event out (HTTP 200 even
-/// when events fail: each carries its result code). Malformed requests get a problem+json 4xx and never
-/// reach the ledger, so nothing is half-applied.
+/// The ledger's HTTP API under <c>/api/ledger</c>. The raw batch API is the operators' and works in the client space
+/// only (the chart of accounts' reserved ids and codes are refused, so no client can touch a system, customer or node
+/// account through it). Everyone else reads what they own: their accounts, their history, their balance proofs.
+/// Public: the latest checkpoint root and the audit chain's head.
 /// </summary>
 public static class LedgerEndpoints
 {
-    /// <summary>Largest request body the batch endpoints read: a full batch of verbose JSON transfers.</summary>
-    public const long RequestBytesMax = 4L << 20;
-
+    /// <summary>Maps the ledger's endpoints under <c>/api/ledger</c>.</summary>
     public static RouteGroupBuilder MapLedger(this IEndpointRouteBuilder app)
     {
+        long batchBytes = app.ServiceProvider.GetRequiredService<ServerLimits>().BatchBodyBytesMax;
         var g = app.MapGroup("/api/ledger").WithTags("ledger");
 
-        MapBatch<AccountInput, Account, CreateAccountResult>(g, "/accounts", a => a.ToAccount(), a => a.Id, (l, e, ct) => l.CreateAccountsAsync(e, ct));
-        MapBatch<TransferInput, Transfer, CreateTransferResult>(g, "/transfers", t => t.ToTransfer(), t => t.Id, (l, e, ct) => l.CreateTransfersAsync(e, ct));
+        g.MapPost("/accounts", CreateAccountsAsync).RequireAuthorization(Policies.Operator).WithMetadata(new BodyLimitAttribute(batchBytes))
+            .WithSummary("Creates accounts in the client space (operators): one result per event.");
+        g.MapPost("/transfers", CreateTransfersAsync).RequireAuthorization(Policies.Operator).WithMetadata(new BodyLimitAttribute(batchBytes))
+            .WithSummary("Creates transfers between client-space accounts (operators): one result per event.");
+        g.MapPost("/accounts/lookup", async ([FromBody] UInt128[] ids, LedgerEngine ledger, CancellationToken ct) =>
+                BatchSize(ids.Length) ?? (IResult)TypedResults.Ok((await ledger.LookupAccountsAsync(ids, ct)).Select(a => AccountView.From(a)).ToArray()))
+            .RequireAuthorization(Policies.OperatorRead).WithMetadata(new BodyLimitAttribute(batchBytes)).Produces<AccountView[]>()
+            .WithSummary("Looks accounts up by id (operators).");
+        g.MapPost("/transfers/lookup", async ([FromBody] UInt128[] ids, LedgerEngine ledger, CancellationToken ct) =>
+                BatchSize(ids.Length) ?? (IResult)TypedResults.Ok((await ledger.LookupTransfersAsync(ids, ct)).Select(x => TransferView.From(x.Transfer, x.Status)).ToArray()))
+            .RequireAuthorization(Policies.OperatorRead).WithMetadata(new BodyLimitAttribute(batchBytes)).Produces<TransferView[]>()
+            .WithSummary("Looks transfers up by id (operators).");
 
-        g.MapPost("/accounts/lookup", async (HttpContext http, LedgerEngine ledger) =>
-        {
-            var (ids, problem) = await ReadBatchAsync<UInt128>(http);
-            if (problem is not null) return problem;
-            var found = await ledger.LookupAccountsAsync(ids!, http.RequestAborted);
-            return Results.Ok(found.Select(a => AccountView.From(a)).ToArray());
-        });
+        g.MapGet("/accounts/{id}", AccountAsync).RequireAuthorization(Policies.Reader).WithSummary("An account the caller owns (operators: any).");
+        g.MapGet("/transfers/{id}", TransferAsync).RequireAuthorization(Policies.Reader).WithSummary("A transfer to or from an account the caller owns (operators: any).");
+        g.MapGet("/accounts/{id}/transfers", HistoryAsync).RequireAuthorization(Policies.Reader)
+            .WithSummary("An account's transfers, newest first, a page at a time (O(page), whatever the history's length).");
+        g.MapGet("/accounts/{id}/proof", ProofAsync).RequireAuthorization(Policies.Reader)
+            .WithSummary("A balance proof of an account against the latest checkpoint, checkable offline with `computegrid verify`.");
 
-        g.MapPost("/transfers/lookup", async (HttpContext http, LedgerEngine ledger) =>
-        {
-            var (ids, problem) = await ReadBatchAsync<UInt128>(http);
-            if (problem is not null) return problem;
-            var found = await ledger.LookupTransfersAsync(ids!, http.RequestAborted);
-            return Results.Ok(found.Select(x => TransferView.From(x.Transfer, x.Status)).ToArray());
-        });
-
-        g.MapGet("/accounts/{id}", async (string id, LedgerEngine ledger, CancellationToken ct) =>
-        {
-            if (!Ids.TryParse(id, out var accountId)) return BadId(id);
-            var found = await ledger.LookupAccountsAsync(new[] { accountId }, ct);
-            return found.Length == 0 ? Problems.NotFound($"No account {id}.") : Results.Ok(AccountView.From(found[0]));
-        });
-
-        g.MapGet("/transfers/{id}", async (string id, LedgerEngine ledger, CancellationToken ct) =>
-        {
-            if (!Ids.TryParse(id, out var transferId)) return BadId(id);
-            var found = await ledger.LookupTransfersAsync(new[] { transferId }, ct);
-            return found.Length == 0 ? Problems.NotFound($"No transfer {id}.") : Results.Ok(TransferView.From(found[0].Transfer, found[0].Status));
-        });
-
-        g.MapGet("/accounts/{id}/transfers", async (string id, int? limit, long? before, LedgerEngine ledger, CancellationToken ct) =>
-        {
-            if (!Ids.TryParse(id, out var accountId)) return BadId(id);
-            int n = limit ?? 100;
-            if (n < 1 || n > LedgerLimits.HistoryLimitMax) return Problems.BadRequest($"limit must be between 1 and {LedgerLimits.HistoryLimitMax}.");
-            Transfer[]? history;
-            // `before` must be a `next` this endpoint handed out (a transfer of this account): the ledger refuses others.
-            try { history = await ledger.GetAccountTransfersAsync(accountId, before ?? long.MaxValue, n, ct); }
-            catch (HistoryCursorException e) { return Problems.BadRequest(e.Message, "Bad cursor"); }
-            if (history is null) return Problems.NotFound($"No account {id}.");
-            // History holds the stored transfers; their pending status is looked up in one more ordered read.
-            var withStatus = await ledger.LookupTransfersAsync(history.Select(t => t.Id).ToArray(), ct);
-            return Results.Ok(new
-            {
-                accountId = Ids.Format(accountId),
-                transfers = withStatus.Select(x => TransferView.From(x.Transfer, x.Status)).ToArray(),
-                next = history.Length == n ? history[^1].Timestamp : (long?)null,
-            });
-        });
-
-        g.MapPost("/checkpoints", async (LedgerEngine ledger, CancellationToken ct) => Results.Ok(CheckpointView(await ledger.CheckpointAsync(ct))));
-
-        g.MapGet("/checkpoints/latest", async (LedgerEngine ledger, CancellationToken ct) =>
-        {
-            var cp = ledger.LatestCheckpoint ?? await ledger.CheckpointAsync(ct);
-            return Results.Ok(CheckpointView(cp));
-        });
-
-        g.MapGet("/accounts/{id}/proof", async (string id, LedgerEngine ledger, CancellationToken ct) =>
-        {
-            if (!Ids.TryParse(id, out var accountId)) return BadId(id);
-            var cp = ledger.LatestCheckpoint ?? await ledger.CheckpointAsync(ct);
-            var proof = cp.ProofFor(accountId);
-            if (proof is null)
-            {
-                // The account may be newer than the checkpoint: take a fresh one before answering "not found".
-                cp = await ledger.CheckpointAsync(ct);
-                proof = cp.ProofFor(accountId);
-            }
-            return proof is null ? Problems.NotFound($"No account {id}.") : Results.Json(proof, BalanceProof.Json);
-        });
-
+        g.MapPost("/checkpoints", async (LedgerEngine ledger, CancellationToken ct) => TypedResults.Ok(CheckpointView.From(await ledger.CheckpointAsync(ct))))
+            .RequireAuthorization(Policies.Operator).WithSummary("Takes a checkpoint now (operators; the server takes one periodically).");
+        g.MapGet("/checkpoints/latest", Results<Ok<CheckpointView>, ProblemHttpResult> (LedgerEngine ledger) =>
+                ledger.LatestCheckpoint is { } cp ? TypedResults.Ok(CheckpointView.From(cp)) : Problems.NotFound("No checkpoint yet: the server takes the first one as it starts."))
+            .AllowAnonymous().WithSummary("The latest checkpoint's root: what balance proofs are checked against.");
         g.MapGet("/chain", (LedgerEngine ledger) =>
-        {
-            var (op, head) = ledger.ChainHead;
-            var stats = ledger.Stats;
-            return Results.Ok(new { op, head, stats.Accounts, stats.Transfers, stats.Fsyncs, stats.Groups, logBytes = stats.LogBytes });
-        });
-
+            {
+                var (op, head) = ledger.ChainHead;
+                return TypedResults.Ok(new ChainHeadView(op, head));
+            })
+            .AllowAnonymous().WithSummary("The head of the ledger's audit hash chain.");
         return g;
     }
 
-    /// <summary>A batch endpoint: strict JSON array in, one result per event out (name and stable code).</summary>
-    private static void MapBatch<TInput, TEvent, TResult>(RouteGroupBuilder g, string path, Func<TInput, TEvent> toEvent, Func<TEvent, UInt128> idOf,
-        Func<LedgerEngine, TEvent[], CancellationToken, Task<TResult[]>> create) where TResult : struct, Enum
+    private static async Task<Results<Ok<BatchResponse>, ProblemHttpResult>> CreateAccountsAsync([FromBody] AccountInput[] batch, ClaimsPrincipal user,
+        LedgerEngine ledger, TrustStore store, ServerLimits limits, CancellationToken ct)
     {
-        g.MapPost(path, async (HttpContext http, LedgerEngine ledger) =>
-        {
-            var (batch, problem) = await ReadBatchAsync<TInput>(http);
-            if (problem is not null) return problem;
-            var events = batch!.Select(toEvent).ToArray();
-            var results = await create(ledger, events, http.RequestAborted);
-            var items = results.Select((r, i) => new EventResult(i, idOf(events[i]), r.ToString(), Convert.ToUInt32(r, System.Globalization.CultureInfo.InvariantCulture))).ToArray();
-            int ok = items.Count(r => r.Code == 0);
-            return Results.Ok(new BatchResponse(ok, items.Length - ok, items));
-        });
+        if (BatchSize(batch.Length) is { } bad) return bad;
+        for (int i = 0; i < batch.Length; i++)
+            if (ChartOfAccounts.IsReserved(batch[i].Id))
+                return Problems.Unprocessable($"accounts[{i}]: id {batch[i].Id} is in the reserved (system) space; client accounts have ids below 2^127.", Code("reserved_id"));
+        ulong by = user.RequireCaller().Principal.Id;
+        int made = store.RawAccountsCreatedBy(by);
+        if (made + batch.Length > limits.RawAccountsPerOperatorMax)
+            throw new QuotaExceededException($"Operator {by} has created {made} raw ledger accounts; the most is {limits.RawAccountsPerOperatorMax}.", TimeSpan.FromHours(1));
+        var events = batch.Select(a => a.ToAccount()).ToArray();
+        // Not cancellable once sent: the ledger applies the batch whether or not the client waits for the answer.
+        CreateAccountResult[] results = await ledger.CreateAccountsAsync(events, CancellationToken.None);
+        BatchResponse response = Response(results, i => events[i].Id);
+        if (response.Ok > 0) store.Record(by, "ledger-accounts", $"{response.Ok} raw accounts", response.Ok);
+        return TypedResults.Ok(response);
     }
 
-    private static object CheckpointView(Checkpoint cp) => new
+    private static async Task<Results<Ok<BatchResponse>, ProblemHttpResult>> CreateTransfersAsync([FromBody] TransferInput[] batch, LedgerEngine ledger, CancellationToken ct)
     {
-        cp.Op, cp.Timestamp, cp.ChainHead, cp.Root,
-        assets = cp.Assets.Select(a => new { a.Asset, symbol = Asset.TryFromCode(a.Asset, out var s) ? s.Symbol : null, a.Hash, a.Debits, a.Credits, a.Accounts }),
-    };
-
-    private static IResult BadId(string id) => Problems.BadRequest($"'{id}' is not an id: ids are decimal strings of 128-bit unsigned integers (or 0x-hex).");
-
-    /// <summary>
-    /// Reads a JSON array of events with the body-size limit, strict parsing and the batch limit; returns a
-    /// problem (400, 413, 415) instead when the request is malformed.
-    /// </summary>
-    private static async Task<(T[]? Batch, IResult? Problem)> ReadBatchAsync<T>(HttpContext http)
-    {
-        if (http.Request.ContentType is { } ct && !ct.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            return (null, Problems.UnsupportedMediaType("Send the batch as application/json."));
-        if (http.Request.ContentLength > RequestBytesMax)
-            return (null, Problems.TooLarge($"The body is {http.Request.ContentLength} bytes; the limit is {RequestBytesMax}."));
-        var sizeFeature = http.Features.Get<IHttpMaxRequestBodySizeFeature>();
-        if (sizeFeature is { IsReadOnly: false }) sizeFeature.MaxRequestBodySize = RequestBytesMax;
-        T[]? batch;
-        try
+        if (BatchSize(batch.Length) is { } bad) return bad;
+        for (int i = 0; i < batch.Length; i++)
         {
-            batch = await JsonSerializer.DeserializeAsync<T[]>(http.Request.Body, ApiJson.Options, http.RequestAborted);
+            TransferInput t = batch[i];
+            string? reserved = ChartOfAccounts.IsReserved(t.Id) ? "id"
+                : ChartOfAccounts.IsReserved(t.DebitAccountId) ? "debit_account_id"
+                : ChartOfAccounts.IsReserved(t.CreditAccountId) ? "credit_account_id"
+                : ChartOfAccounts.IsReserved(t.PendingId) ? "pending_id" : null;
+            if (reserved is not null)
+                return Problems.Unprocessable($"transfers[{i}]: {reserved} is in the reserved (system) space; the raw API moves money between client accounts only.", Code("reserved_id"));
+            if (t.Asset.Length > 0 && !Asset.TryFromSymbol(t.Asset, out _))
+                return Problems.BadRequest($"transfers[{i}]: asset must be one of {string.Join(", ", Asset.All.Select(a => a.Symbol))}.");
         }
-        catch (JsonException e)
-        {
-            string where = e.Path is null ? "" : $" at {e.Path}";
-            return (null, Problems.BadRequest($"Malformed JSON{where}: {FirstSentence(e.Message)}", "Malformed JSON"));
-        }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            return (null, Problems.TooLarge($"The body exceeds the limit of {RequestBytesMax} bytes."));
-        }
-        if (batch is null) return (null, Problems.BadRequest("The body must be a JSON array of events, not null."));
-        if (batch.Length == 0) return (null, Problems.BadRequest("The batch is empty."));
-        if (batch.Length > LedgerLimits.BatchEventsMax)
-            return (null, Problems.BadRequest($"A batch holds at most {LedgerLimits.BatchEventsMax} events; this one has {batch.Length}."));
-        return (batch, null);
+        var events = batch.Select(t => t.ToTransfer()).ToArray();
+        CreateTransferResult[] results = await ledger.CreateTransfersAsync(events, CancellationToken.None);
+        return TypedResults.Ok(Response(results, i => events[i].Id));
     }
 
-    private static string FirstSentence(string message)
+    private static async Task<Results<Ok<AccountView>, ProblemHttpResult>> AccountAsync(UInt128 id, ClaimsPrincipal user, LedgerEngine ledger, IAuthorizationService authz, CancellationToken ct)
     {
-        int i = message.IndexOf(". ", StringComparison.Ordinal);
-        return i < 0 ? message : message[..(i + 1)];
+        if (!await MayReadAsync(authz, user, id)) return NoAccount(id);
+        Account[] found = await ledger.LookupAccountsAsync([id], ct);
+        return found.Length == 0 ? NoAccount(id) : TypedResults.Ok(AccountView.From(found[0]));
     }
+
+    private static async Task<Results<Ok<TransferView>, ProblemHttpResult>> TransferAsync(UInt128 id, ClaimsPrincipal user, LedgerEngine ledger, IAuthorizationService authz, CancellationToken ct)
+    {
+        var found = await ledger.LookupTransfersAsync([id], ct);
+        // A transfer is the business of both its accounts; anyone else gets the same answer as for a transfer that does not exist.
+        if (found.Length == 0 || !(await MayReadAsync(authz, user, found[0].Transfer.DebitAccountId) || await MayReadAsync(authz, user, found[0].Transfer.CreditAccountId)))
+            return Problems.NotFound($"No transfer {id} of yours.");
+        return TypedResults.Ok(TransferView.From(found[0].Transfer, found[0].Status));
+    }
+
+    private static async Task<Results<Ok<HistoryPage>, ProblemHttpResult>> HistoryAsync(UInt128 id, int? limit, ApiTime? before, ClaimsPrincipal user,
+        LedgerEngine ledger, IAuthorizationService authz, CancellationToken ct)
+    {
+        if (!await MayReadAsync(authz, user, id)) return NoAccount(id);
+        int n = limit ?? 100;
+        if (n < 1 || n > LedgerLimits.HistoryLimitMax) return Problems.BadRequest($"limit must be between 1 and {LedgerLimits.HistoryLimitMax}.");
+        Transfer[]? history;
+        // `before` must be a `next` this endpoint handed out (a transfer of this account): the ledger refuses others.
+        try { history = await ledger.GetAccountTransfersAsync(id, before?.UnixNanoseconds ?? long.MaxValue, n, ct); }
+        catch (HistoryCursorException e) { return Problems.BadRequest(e.Message, "Bad cursor"); }
+        if (history is null) return NoAccount(id);
+        // History holds the stored transfers; their pending status is looked up in one more ordered read.
+        var withStatus = await ledger.LookupTransfersAsync(history.Select(t => t.Id).ToArray(), ct);
+        return TypedResults.Ok(new HistoryPage(id, withStatus.Select(x => TransferView.From(x.Transfer, x.Status)).ToArray(),
+            history.Length == n ? new ApiTime(history[^1].Timestamp) : null));
+    }
+
+    private static async Task<Results<JsonHttpResult<BalanceProof>, ProblemHttpResult>> ProofAsync(UInt128 id, ClaimsPrincipal user, LedgerEngine ledger, IAuthorizationService authz,
+        ServerOptions options)
+    {
+        if (!await MayReadAsync(authz, user, id)) return NoAccount(id);
+        // Proofs come from the latest checkpoint, never from one built for the request: building one walks every account.
+        if (ledger.LatestCheckpoint is not { } cp) return Problems.NotFound("No checkpoint yet: the server takes the first one as it starts.");
+        return cp.ProofFor(id) is { } proof
+            ? TypedResults.Json(proof, BalanceProof.Json)
+            : Problems.NotFound($"Account {id} is not in the latest checkpoint (op {cp.Op}); checkpoints are taken every {options.CheckpointInterval.TotalSeconds:0} s while the ledger changes.");
+    }
+
+    private static async Task<bool> MayReadAsync(IAuthorizationService authz, ClaimsPrincipal user, UInt128 account)
+    {
+        var (ownership, principal) = ChartOfAccounts.OwnerOf(account);
+        return await authz.MayAsync(user, ownership == AccountOwnership.Principal ? principal : null);
+    }
+
+    private static ProblemHttpResult NoAccount(UInt128 id) => Problems.NotFound($"No account {id} of yours.");
+
+    private static ProblemHttpResult? BatchSize(int count) =>
+        count == 0 ? Problems.BadRequest("The batch is empty.")
+        : count > LedgerLimits.BatchEventsMax ? Problems.BadRequest($"A batch holds at most {LedgerLimits.BatchEventsMax} events; this one has {count}.")
+        : null;
+
+    private static BatchResponse Response<TResult>(TResult[] results, Func<int, UInt128> idOf) where TResult : struct, Enum
+    {
+        var items = results.Select((r, i) => new EventResult(i, idOf(i), System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName(r.ToString()),
+            Convert.ToUInt32(r, System.Globalization.CultureInfo.InvariantCulture))).ToArray();
+        int ok = items.Count(r => r.Code == 0);
+        return new BatchResponse(ok, items.Length - ok, items);
+    }
+
+    private static Dictionary<string, object?> Code(string code) => new() { [ApiErrors.CodeExtension] = code };
 }

@@ -1,0 +1,227 @@
+using ComputeGrid.Core;
+
+namespace ComputeGrid.Ledger;
+
+/// <summary>
+/// What a ledger account is for. Every account code ComputeGrid uses is declared here, once; a code never has two
+/// meanings. Codes 1 to <see cref="ChartOfAccounts.ClientCodeMax"/> are the client space: accounts operators create
+/// through the raw ledger API, which the chart gives no meaning. Values are stable (they are in the log).
+/// </summary>
+public enum AccountCode : ushort
+{
+    // ---- system accounts: one per asset, owned by no principal ----
+
+    /// <summary>The stablecoin's issuance side: operator funding is debited here (its balance is what was issued).</summary>
+    Treasury = 1001,
+    /// <summary>The platform's fee revenue (inference fees, exchange fees).</summary>
+    PlatformFees = 1002,
+    /// <summary>Paid inference: holds of requests in flight are pending credits here until captured or voided.</summary>
+    InferenceEscrow = 1003,
+    /// <summary>The exchange: holds of open buy orders are pending credits here.</summary>
+    ExchangeEscrow = 1004,
+    /// <summary>Hybrid sites: what sites pay for their power (the utility's side).</summary>
+    Utility = 1005,
+    /// <summary>Hybrid sites: where mining revenue comes from (the pool's side).</summary>
+    Mining = 1006,
+    /// <summary>Settlement: stablecoin that left for, or arrived from, the chain.</summary>
+    ChainBridge = 1007,
+
+    // ---- accounts owned by a principal: the id's low 64 bits are the principal's id ----
+
+    /// <summary>A customer's stablecoin balance: pays for inference and what it buys on the exchange. Never below zero.</summary>
+    CustomerBalance = 2001,
+    /// <summary>A provider's revenue from delivered compute (also what it pays with when it buys). Never below zero.</summary>
+    ProviderRevenue = 2101,
+    /// <summary>A provider's collateral: penalties for failed delivery are taken from it. Never below zero.</summary>
+    ProviderCollateral = 2102,
+    /// <summary>An admitted node's inference revenue (the node's share of every request it served).</summary>
+    NodeRevenue = 2201,
+
+    // ---- accounts of an object, owned by the system: the id's low 64 bits are the object's id ----
+
+    /// <summary>One exchange lease's escrow: funded at the fill, paid out as delivery is reported, refunded on failure.</summary>
+    LeaseEscrow = 3001,
+    /// <summary>One node's share pool: revenue owed to the holders of its share tokens until they claim it.</summary>
+    SharePool = 3101,
+}
+
+/// <summary>What a transfer is. Declared once, as <see cref="AccountCode"/>; codes up to <see cref="ChartOfAccounts.ClientCodeMax"/> are the client space.</summary>
+public enum TransferCode : ushort
+{
+    /// <summary>An operator funds a principal's account from the treasury (user_data_64: the operator's principal id).</summary>
+    Funding = 1001,
+    /// <summary>Paid inference: the hold of a request's maximum cost.</summary>
+    InferenceHold = 1101,
+    /// <summary>Paid inference: the node's part of a captured charge.</summary>
+    InferenceRevenue = 1102,
+    /// <summary>Paid inference: the platform's fee of a captured charge.</summary>
+    InferenceFee = 1103,
+    /// <summary>Exchange: the hold of a buy order's maximum notional.</summary>
+    ExchangeHold = 1201,
+    /// <summary>Exchange: a fill moves the notional from the order escrow into the lease's escrow.</summary>
+    LeaseFunding = 1202,
+    /// <summary>Exchange: metered delivery pays the payee from the lease's escrow.</summary>
+    DeliveryPayment = 1203,
+    /// <summary>Exchange: what was not delivered goes back to the buyer.</summary>
+    Refund = 1204,
+    /// <summary>Exchange: a provider that failed delivery pays the buyer from its collateral.</summary>
+    Penalty = 1205,
+}
+
+/// <summary>Who owns the accounts of a code.</summary>
+public enum AccountOwnership : byte
+{
+    /// <summary>Client space: made through the raw ledger API, owned by the operators.</summary>
+    Operators,
+    /// <summary>A system account, one per asset.</summary>
+    System,
+    /// <summary>A principal's account: the id names the principal.</summary>
+    Principal,
+    /// <summary>An object's account (a lease, a node's share pool), owned by the system.</summary>
+    Object,
+}
+
+/// <summary>The transfer ids' spaces: each component derives its transfer ids inside its own.</summary>
+public enum TransferSpace : ushort
+{
+    /// <summary>Operator funding: ids from the funding's client-chosen id.</summary>
+    Funding = 1,
+    /// <summary>Paid inference: ids from the request's key.</summary>
+    Inference = 2,
+    /// <summary>The exchange: ids from its run epoch and command sequence.</summary>
+    Exchange = 3,
+    /// <summary>Node share tokens.</summary>
+    Tokens = 4,
+    /// <summary>Chain settlement.</summary>
+    Chain = 5,
+    /// <summary>Hybrid sites' energy and mining accounting.</summary>
+    Energy = 6,
+}
+
+/// <summary>One declared account code: what it is, who owns it, its balance flags.</summary>
+public sealed record AccountKind(AccountCode Code, AccountOwnership Ownership, AccountFlags Flags, string Description);
+
+/// <summary>
+/// The one chart of accounts: every account code and id range of ComputeGrid, declared once and owned by the
+/// ledger component. Components never build account or transfer ids by hand; they ask here.
+/// <para>
+/// Ids are 128-bit. The client space (the high bit clear) belongs to the raw ledger API. The reserved space (the
+/// high bit set) is the system's: <c>hi = 1 · code (15 bits) · qualifier (48 bits)</c>, <c>lo = number</c>. An
+/// account's code field equals the code in its id; a system account's qualifier is its asset code; a principal's
+/// account has the principal's id as its number (and in <c>user_data_64</c>); an object's account has the object's
+/// id as its number and the component's qualifier (the exchange's run epoch). Transfer ids use the same layout with
+/// a <see cref="TransferSpace"/> in place of the code.
+/// </para>
+/// </summary>
+public static class ChartOfAccounts
+{
+    /// <summary>The highest account or transfer code of the client space.</summary>
+    public const ushort ClientCodeMax = 999;
+
+    /// <summary>The high bit of an id's upper half: set for every id of the reserved (system) space.</summary>
+    public const ulong ReservedBit = 0x8000_0000_0000_0000;
+
+    /// <summary>The largest qualifier (48 bits).</summary>
+    public const ulong QualifierMax = 0x0000_FFFF_FFFF_FFFF;
+
+    /// <summary>Every declared account code.</summary>
+    public static IReadOnlyList<AccountKind> Accounts { get; } =
+    [
+        new(AccountCode.Treasury, AccountOwnership.System, AccountFlags.None, "the stablecoin's issuance side (operator funding)"),
+        new(AccountCode.PlatformFees, AccountOwnership.System, AccountFlags.None, "the platform's fees"),
+        new(AccountCode.InferenceEscrow, AccountOwnership.System, AccountFlags.None, "inference holds in flight"),
+        new(AccountCode.ExchangeEscrow, AccountOwnership.System, AccountFlags.None, "holds of open buy orders"),
+        new(AccountCode.Utility, AccountOwnership.System, AccountFlags.None, "sites' power bills"),
+        new(AccountCode.Mining, AccountOwnership.System, AccountFlags.None, "sites' mining revenue"),
+        new(AccountCode.ChainBridge, AccountOwnership.System, AccountFlags.None, "stablecoin on the chain"),
+        new(AccountCode.CustomerBalance, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a customer's balance"),
+        new(AccountCode.ProviderRevenue, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a provider's revenue"),
+        new(AccountCode.ProviderCollateral, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a provider's collateral"),
+        new(AccountCode.NodeRevenue, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a node's inference revenue"),
+        new(AccountCode.LeaseEscrow, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "one lease's escrow"),
+        new(AccountCode.SharePool, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "one node's share pool"),
+    ];
+
+    private static readonly Dictionary<AccountCode, AccountKind> ByCode = Accounts.ToDictionary(a => a.Code);
+
+    /// <summary>The declaration of <paramref name="code"/>.</summary>
+    public static AccountKind Kind(AccountCode code) =>
+        ByCode.TryGetValue(code, out AccountKind? kind) ? kind : throw new ArgumentOutOfRangeException(nameof(code), code, "not in the chart of accounts");
+
+    /// <summary>True for an id of the reserved (system) space: the raw ledger API refuses it from clients.</summary>
+    public static bool IsReserved(UInt128 id) => ((ulong)(id >> 64) & ReservedBit) != 0;
+
+    /// <summary>True for an account or transfer code the chart reserves (above the client space).</summary>
+    public static bool IsReservedCode(ushort code) => code > ClientCodeMax;
+
+    /// <summary>The system account of <paramref name="code"/> in <paramref name="asset"/>.</summary>
+    public static UInt128 SystemAccount(AccountCode code, Asset asset)
+    {
+        Require(code, AccountOwnership.System);
+        return Compose((ushort)code, asset.Code, 1);
+    }
+
+    /// <summary>The account of <paramref name="code"/> that <paramref name="principal"/> owns.</summary>
+    public static UInt128 PrincipalAccount(AccountCode code, ulong principal)
+    {
+        Require(code, AccountOwnership.Principal);
+        if (principal == 0) throw new ArgumentOutOfRangeException(nameof(principal), "principal ids start at 1");
+        return Compose((ushort)code, 0, principal);
+    }
+
+    /// <summary>The account of <paramref name="code"/> for object <paramref name="objectId"/> within <paramref name="qualifier"/> (48 bits).</summary>
+    public static UInt128 ObjectAccount(AccountCode code, ulong qualifier, ulong objectId)
+    {
+        Require(code, AccountOwnership.Object);
+        return Compose((ushort)code, qualifier, objectId);
+    }
+
+    /// <summary>A transfer id in <paramref name="space"/>: <paramref name="qualifier"/> (48 bits) and <paramref name="number"/>.</summary>
+    public static UInt128 TransferId(TransferSpace space, ulong qualifier, ulong number) => Compose((ushort)space, qualifier, number);
+
+    /// <summary>A new account of <paramref name="code"/> with the chart's flags, its owner in <c>user_data_64</c> (0 for the system).</summary>
+    public static Account NewAccount(AccountCode code, UInt128 id, Asset asset)
+    {
+        AccountKind kind = Kind(code);
+        if (!TryDecode(id, out ushort idCode, out _, out ulong number) || idCode != (ushort)code)
+            throw new ArgumentException($"Account id {id} is not an id of {code}.", nameof(id));
+        return new Account
+        {
+            Id = id, Asset = asset.Code, Code = (ushort)code, Flags = kind.Flags,
+            UserData64 = kind.Ownership == AccountOwnership.Principal ? number : 0,
+        };
+    }
+
+    /// <summary>Splits a reserved id into its code (or transfer space), qualifier and number; false for a client-space id.</summary>
+    public static bool TryDecode(UInt128 id, out ushort code, out ulong qualifier, out ulong number)
+    {
+        ulong hi = (ulong)(id >> 64);
+        number = (ulong)id;
+        code = (ushort)((hi >> 48) & 0x7FFF);
+        qualifier = hi & QualifierMax;
+        return (hi & ReservedBit) != 0;
+    }
+
+    /// <summary>
+    /// Who owns an account: <see cref="AccountOwnership.Principal"/> with the principal's id, or the system, an object
+    /// (the system) or the operators (a client-space account).
+    /// </summary>
+    public static (AccountOwnership Ownership, ulong Principal) OwnerOf(UInt128 accountId)
+    {
+        if (!TryDecode(accountId, out ushort code, out _, out ulong number)) return (AccountOwnership.Operators, 0);
+        if (!ByCode.TryGetValue((AccountCode)code, out AccountKind? kind)) return (AccountOwnership.System, 0);
+        return kind.Ownership == AccountOwnership.Principal ? (AccountOwnership.Principal, number) : (kind.Ownership, 0);
+    }
+
+    private static UInt128 Compose(ushort code, ulong qualifier, ulong number)
+    {
+        if (code == 0 || code > 0x7FFF) throw new ArgumentOutOfRangeException(nameof(code), code, "codes are 1 to 32767");
+        if (qualifier > QualifierMax) throw new ArgumentOutOfRangeException(nameof(qualifier), qualifier, "qualifiers are 48 bits");
+        return new UInt128(ReservedBit | ((ulong)code << 48) | qualifier, number);
+    }
+
+    private static void Require(AccountCode code, AccountOwnership ownership)
+    {
+        if (Kind(code).Ownership != ownership) throw new ArgumentException($"{code} is not a {ownership.ToString().ToLowerInvariant()} account.", nameof(code));
+    }
+}
