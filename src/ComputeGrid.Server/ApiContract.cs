@@ -102,7 +102,7 @@ internal static class ApiContract
     }
 
     /// <summary>A validation key (a C# member path) in the API's snake_case.</summary>
-    public static string SnakeCase(string key) => string.Join('.', key.Split('.').Select(part => JsonNamingPolicy.SnakeCaseLower.ConvertName(part)));
+    public static string SnakeCase(string key) => string.Join('.', key.Split('.').Select(part => ApiJson.Naming.ConvertName(part)));
 
     /// <summary>The OpenAPI document: its title, the two security schemes, each operation's security, times as date-times.</summary>
     public static void ConfigureOpenApi(OpenApiOptions o)
@@ -157,9 +157,22 @@ internal static class ApiContract
             Type t = Nullable.GetUnderlyingType(context.JsonTypeInfo.Type) ?? context.JsonTypeInfo.Type;
             if (t == typeof(ApiTime))
             {
-                schema.Type = JsonSchemaType.String | (context.JsonTypeInfo.Type == t ? 0 : JsonSchemaType.Null);
+                // The component itself is a string; where a time is optional the document wraps it with null.
+                schema.Type = JsonSchemaType.String;
                 schema.Format = "date-time";
+                schema.Description ??= "An RFC 3339 time (UTC, up to nanoseconds).";
                 schema.Properties?.Clear();
+            }
+            else if (t == typeof(Exchange.InstrumentRef))
+            {
+                schema.Type = JsonSchemaType.String | JsonSchemaType.Integer;
+                schema.Description ??= "An instrument's symbol (e.g. H100.frankfurt.H.2026-11-26T14) or its numeric id.";
+            }
+            else if (t == typeof(Inference.EmbeddingInput))
+            {
+                schema.Type = JsonSchemaType.String | JsonSchemaType.Array;
+                schema.Items = new OpenApiSchema { Type = JsonSchemaType.String };
+                schema.Description ??= "A text, or an array of texts.";
             }
             else if (t == typeof(UInt128))
             {

@@ -12,22 +12,41 @@ namespace ComputeGrid.Server;
 /// </summary>
 public static class ApiJson
 {
+    // Declared before Options: static fields initialize in order, and Options' Configure reads it.
+    /// <summary>snake_case, with digits set apart as words too: <c>user_data_64</c>, <c>price_micro_usd_per_1k_tokens</c>.</summary>
+    public static JsonNamingPolicy Naming { get; } = new SnakeCaseWithNumbers();
+
     /// <summary>The options (also the framework's, for bound bodies and typed results).</summary>
     public static readonly JsonSerializerOptions Options = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
 
     /// <summary>Applies the conventions to <paramref name="o"/> (the framework's own options object).</summary>
     public static JsonSerializerOptions Configure(JsonSerializerOptions o)
     {
-        o.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
-        o.DictionaryKeyPolicy = JsonNamingPolicy.SnakeCaseLower;
+        o.PropertyNamingPolicy = Naming;
+        o.DictionaryKeyPolicy = Naming;
         o.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
         o.NumberHandling = JsonNumberHandling.Strict;
         o.MaxDepth = 16;
         o.DefaultIgnoreCondition = JsonIgnoreCondition.Never;
         o.RespectNullableAnnotations = true;
         o.Converters.Add(new UInt128Converter());
-        o.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower, allowIntegerValues: false));
+        o.Converters.Add(new JsonStringEnumConverter(Naming, allowIntegerValues: false));
         return o;
+    }
+
+    private sealed class SnakeCaseWithNumbers : JsonNamingPolicy
+    {
+        public override string ConvertName(string name)
+        {
+            string snake = SnakeCaseLower.ConvertName(name);
+            var text = new System.Text.StringBuilder(snake.Length + 4);
+            for (int i = 0; i < snake.Length; i++)
+            {
+                if (i > 0 && char.IsAsciiDigit(snake[i]) && char.IsAsciiLetterLower(snake[i - 1])) text.Append('_');
+                text.Append(snake[i]);
+            }
+            return text.ToString();
+        }
     }
 }
 

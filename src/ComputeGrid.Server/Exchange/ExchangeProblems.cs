@@ -51,7 +51,7 @@ internal static class ExchangeProblems
     }
 
     /// <summary>An enum member's name as the API writes enum values (snake_case).</summary>
-    public static string Snake(string name) => System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName(name);
+    public static string Snake(string name) => ApiJson.Naming.ConvertName(name);
 
     /// <summary>The short windows as one sentence, the first few only: a month-long block can have hundreds.</summary>
     private static string ShortWindows(IReadOnlyList<ShortWindow> windows, int gpus)

@@ -91,7 +91,7 @@ public sealed record AccountView(
     public static AccountView From(in Account a)
     {
         var (ownership, principal) = ChartOfAccounts.OwnerOf(a.Id);
-        string? kind = ChartOfAccounts.IsReservedCode(a.Code) && Enum.IsDefined((AccountCode)a.Code) ? System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName(((AccountCode)a.Code).ToString()) : null;
+        string? kind = ChartOfAccounts.IsReservedCode(a.Code) && Enum.IsDefined((AccountCode)a.Code) ? ApiJson.Naming.ConvertName(((AccountCode)a.Code).ToString()) : null;
         return new(a.Id, Trust.OwnedAccountView.AssetSymbol(a.Asset), a.Code, kind, ownership == AccountOwnership.Principal ? principal : null, a.Flags,
             a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.CreditBalance, a.UserData128, a.UserData64, a.UserData32, new ApiTime(a.Timestamp));
     }

@@ -159,7 +159,7 @@ public static class LedgerEndpoints
 
     private static BatchResponse Response<TResult>(TResult[] results, Func<int, UInt128> idOf) where TResult : struct, Enum
     {
-        var items = results.Select((r, i) => new EventResult(i, idOf(i), System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName(r.ToString()),
+        var items = results.Select((r, i) => new EventResult(i, idOf(i), ApiJson.Naming.ConvertName(r.ToString()),
             Convert.ToUInt32(r, System.Globalization.CultureInfo.InvariantCulture))).ToArray();
         int ok = items.Count(r => r.Code == 0);
         return new BatchResponse(ok, items.Length - ok, items);

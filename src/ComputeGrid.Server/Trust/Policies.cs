@@ -68,7 +68,10 @@ public static class Policies
             .AddRequirements(new CallerRequirement([(PrincipalKind.Operator, Scopes.Admin), (PrincipalKind.Provider, Scopes.Trade)])).Build());
         b.AddPolicy(Node, Caller(TrustSchemes.NodeSession, Scopes.None, PrincipalKind.Node));
         b.AddPolicy(Owner, p => p.AddRequirements(new OwnerRequirement()));
-        AuthorizationPolicy deny = new AuthorizationPolicyBuilder(TrustSchemes.ApiKey).RequireAssertion(_ => false).Build();
+        // The fallback applies to endpoints that declare nothing (none should: a test enumerates the route table), and to
+        // requests no endpoint matches, which must still get their 404.
+        AuthorizationPolicy deny = new AuthorizationPolicyBuilder(TrustSchemes.ApiKey)
+            .RequireAssertion(c => c.Resource is Microsoft.AspNetCore.Http.HttpContext http && Microsoft.AspNetCore.Http.EndpointHttpContextExtensions.GetEndpoint(http) is null).Build();
         b.AddPolicy(Deny, deny);
         b.SetFallbackPolicy(deny);
     }
