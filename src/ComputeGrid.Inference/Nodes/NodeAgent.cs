@@ -386,6 +386,27 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
         }
     }
 
+    // ------------------------------------------------------------------ capacity reports
+
+    // Report sequence numbers start at the clock's ticks, so they keep increasing across the node's restarts.
+    private long _reportSequence = DateTimeOffset.UtcNow.UtcTicks;
+
+    /// <summary>
+    /// Signs and sends a report about the capacity this node sells on the exchange: <c>delivery</c> of a lease over
+    /// [from, to), or <c>outage</c>. Returns the server's answer (JSON) or throws <see cref="HttpRequestException"/> with
+    /// the problem's detail. The node must be registered.
+    /// </summary>
+    public async Task<string> ReportAsync(string kind, long lease, DateTimeOffset from, DateTimeOffset to, CancellationToken ct = default)
+    {
+        Session session = _session ?? throw new InvalidOperationException("The node is not registered.");
+        var report = new NodeReport { NodeId = NodeId, Sequence = Interlocked.Increment(ref _reportSequence), At = DateTimeOffset.UtcNow, Kind = kind, Lease = lease, From = from, To = to };
+        using var request = NewRequest(HttpMethod.Post, "node/v1/reports", session.Token, JsonBody(NodeSigning.Sign(report, _privateKey)));
+        using var response = await _http.SendAsync(request, ct).ConfigureAwait(false);
+        string body = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode) throw new HttpRequestException($"{(int)response.StatusCode}: {body}", null, response.StatusCode);
+        return body;
+    }
+
     // ------------------------------------------------------------------ work stream
 
     private async Task ReadWorkAsync(CancellationToken itemsToken, CancellationToken ct)

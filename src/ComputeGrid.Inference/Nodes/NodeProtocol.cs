@@ -58,9 +58,10 @@ public sealed record SignedTelemetry(
     [property: JsonPropertyName("signature")] string SignatureBase64);
 
 /// <summary>
-/// A node's report about the capacity it sells on the exchange: <c>delivery</c> of a lease over [from, to) (whole hours),
-/// signed with the node's key (the provider cannot claim delivery its node did not sign). <c>seq</c> increases with
-/// every report, so a replayed one is refused.
+/// A node's report about the capacity it sells on the exchange, signed with the node's key (its provider cannot claim
+/// what its node did not sign): <c>delivery</c> of <c>lease</c> over [from, to) (whole hours), or <c>outage</c> (the
+/// node cannot deliver; lease, from and to are not used). <c>seq</c> increases with every report, so a replayed one is
+/// refused.
 /// </summary>
 public sealed record NodeReport
 {
@@ -69,9 +70,9 @@ public sealed record NodeReport
     [JsonPropertyName("at")] public required DateTimeOffset At { get; init; }
     /// <summary><c>delivery</c>.</summary>
     [JsonPropertyName("kind")] public required string Kind { get; init; }
-    [JsonPropertyName("lease")] public required long Lease { get; init; }
-    [JsonPropertyName("from")] public required DateTimeOffset From { get; init; }
-    [JsonPropertyName("to")] public required DateTimeOffset To { get; init; }
+    [JsonPropertyName("lease")] public long Lease { get; init; }
+    [JsonPropertyName("from")] public DateTimeOffset From { get; init; }
+    [JsonPropertyName("to")] public DateTimeOffset To { get; init; }
 }
 
 /// <summary>A signed report: its exact bytes (base64) and their Ed25519 signature.</summary>

@@ -72,8 +72,8 @@ public static class ExchangeEndpoints
         g.MapPost("/nodes", ListCapacityAsync).RequireAuthorization(Policies.Provider).WithSummary("Lists the GPUs of one of the calling provider's admitted nodes.");
         g.MapGet("/nodes", NodesAsync).RequireAuthorization(Policies.OperatorOrProviderRead).WithSummary("Listed capacity: a provider's own (operators: all).");
         g.MapGet("/nodes/{id}", NodeAsync).RequireAuthorization(Policies.OperatorOrProviderRead).WithSummary("One node's listed capacity.");
-        g.MapPost("/nodes/{id}/outage", OutageAsync).RequireAuthorization(Policies.OperatorOrProvider)
-            .WithSummary("Reports a node down (its provider or an operator): its active leases fail, refund and pay a penalty.");
+        g.MapPost("/nodes/{id}/outage", OutageAsync).RequireAuthorization(Policies.Operator)
+            .WithSummary("Reports a node down, as an operator (nodes report theirs signed, on the node port): its active leases fail, refund and pay a penalty.");
         g.MapPost("/nodes/{id}/heartbeat", HeartbeatAsync).RequireAuthorization(Policies.Operator)
             .WithSummary("A node's heartbeat, as an operator reports it (nodes send theirs signed, on the node port).");
         g.MapPost("/leases/{id}/delivery", DeliveryAsync).RequireAuthorization(Policies.Operator)
@@ -331,10 +331,10 @@ public static class ExchangeEndpoints
         return node is not null && await authz.MayAsync(user, (ulong)node.Provider) ? TypedResults.Ok(node) : NoNode(id);
     }
 
-    private static async Task<Results<Ok<NodeView>, ProblemHttpResult>> OutageAsync(long id, ClaimsPrincipal user, ExchangeService ex, IAuthorizationService authz)
+    private static async Task<Results<Ok<NodeView>, ProblemHttpResult>> OutageAsync(long id, ExchangeService ex)
     {
         var node = await ex.ReadAsync(v => v.Node(id), CancellationToken.None);
-        if (node is null || !await authz.MayAsync(user, (ulong)node.Provider, change: true)) return NoNode(id);
+        if (node is null) return NoNode(id);
         var e = await ex.ReportOutageAsync(node.Provider, id, CancellationToken.None);
         if (e != ExchangeError.None) return ExchangeProblems.From(e, new ProblemContext(Node: id, Provider: node.Provider));
         return TypedResults.Ok((await ex.ReadAsync(v => v.Node(id) is { } n ? NodeView.From(n) : null, CancellationToken.None))!);

@@ -122,6 +122,9 @@ public sealed class RemoteNodeChannel(string nodeId, string region, byte[] publi
     }
 }
 
+/// <summary>What a signed report did: the lease a delivery paid, or the listed capacities an outage took down.</summary>
+public sealed record NodeReportAnswer(string Kind, long Sequence, ComputeGrid.Server.Exchange.LeaseView? Lease, IReadOnlyList<long> NodesDown);
+
 /// <summary>The node agents known to a server (one channel per admitted node that registered).</summary>
 public sealed class RemoteNodes
 {
@@ -243,7 +246,7 @@ public static class NodeProtocolEndpoints
         return node.Complete(work, result) ? TypedResults.NoContent() : Problems.NotFound($"No work '{work}' is waiting for node {id} (it timed out or was cancelled).");
     }
 
-    private static async Task<Results<Ok<ComputeGrid.Server.Exchange.LeaseView>, ProblemHttpResult>> ReportAsync(SignedReport signed, ClaimsPrincipal user, RemoteNodes nodes,
+    private static async Task<Results<Ok<NodeReportAnswer>, ProblemHttpResult>> ReportAsync(SignedReport signed, ClaimsPrincipal user, RemoteNodes nodes,
         NodeSessions sessions, ExchangeService exchange, InstrumentRegistry reg)
     {
         string id = user.RequireCaller().Principal.Name;
@@ -259,13 +262,33 @@ public static class NodeProtocolEndpoints
                 channel.LastReportSequence = report.Sequence;
             }
         }
-        if (report.Kind != "delivery") return Problems.BadRequest("A report's kind must be \"delivery\".");
         long provider = (long)session.Admission.Provider;
-        // The node reports only leases it serves: one of the lease's nodes is this admitted node's listed capacity.
-        var served = await exchange.ReadAsync(v => v.Lease(report.Lease) is { } l && l.Nodes.Any(n => v.Node(n.Node) is { } x && x.Name == id && x.Provider == provider), CancellationToken.None);
-        if (!served) return Problems.NotFound($"Node {id} serves no lease {report.Lease}.");
-        var (e, _) = await exchange.ReportDeliveryAsync(provider, report.Lease, ApiTime.Of(report.From).UnixNanoseconds, ApiTime.Of(report.To).UnixNanoseconds, CancellationToken.None);
-        if (e != ExchangeError.None) return ComputeGrid.Server.Exchange.ExchangeProblems.From(e, new ComputeGrid.Server.Exchange.ProblemContext(Lease: report.Lease, Provider: provider));
-        return TypedResults.Ok((await exchange.ReadAsync(v => v.Lease(report.Lease) is { } l ? ComputeGrid.Server.Exchange.LeaseView.From(l, reg.TryGet(l.Instrument, out var i) ? i.Symbol : null) : null, CancellationToken.None))!);
+        switch (report.Kind)
+        {
+            case "delivery":
+            {
+                if (report.From >= report.To) return Problems.BadRequest("A delivery's from must be before its to.");
+                // The node reports only leases it serves: one of the lease's nodes is this admitted node's listed capacity.
+                var served = await exchange.ReadAsync(v => v.Lease(report.Lease) is { } l && l.Nodes.Any(n => v.Node(n.Node) is { } x && x.Name == id && x.Provider == provider), CancellationToken.None);
+                if (!served) return Problems.NotFound($"Node {id} serves no lease {report.Lease}.");
+                var (e, _) = await exchange.ReportDeliveryAsync(provider, report.Lease, ApiTime.Of(report.From).UnixNanoseconds, ApiTime.Of(report.To).UnixNanoseconds, CancellationToken.None);
+                if (e != ExchangeError.None) return ComputeGrid.Server.Exchange.ExchangeProblems.From(e, new ComputeGrid.Server.Exchange.ProblemContext(Lease: report.Lease, Provider: provider));
+                return TypedResults.Ok(new NodeReportAnswer(report.Kind, report.Sequence,
+                    await exchange.ReadAsync(v => v.Lease(report.Lease) is { } l ? ComputeGrid.Server.Exchange.LeaseView.From(l, reg.TryGet(l.Instrument, out var i) ? i.Symbol : null) : null, CancellationToken.None), []));
+            }
+            case "outage":
+            {
+                // The node says it cannot deliver: each of its listed capacities is down, its active leases fail (refund and penalty).
+                long[] listed = await exchange.ReadAsync(v => v.Nodes.Where(n => n.Name == id && n.Provider == provider).Select(n => n.Id).ToArray(), CancellationToken.None);
+                foreach (long n in listed)
+                {
+                    var e = await exchange.ReportOutageAsync(provider, n, CancellationToken.None);
+                    if (e != ExchangeError.None) return ComputeGrid.Server.Exchange.ExchangeProblems.From(e, new ComputeGrid.Server.Exchange.ProblemContext(Node: n, Provider: provider));
+                }
+                return TypedResults.Ok(new NodeReportAnswer(report.Kind, report.Sequence, null, listed));
+            }
+            default:
+                return Problems.BadRequest("A report's kind must be \"delivery\" or \"outage\".");
+        }
     }
 }
