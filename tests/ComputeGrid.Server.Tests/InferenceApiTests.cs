@@ -1,4 +1,5 @@
 using System.ClientModel;
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
@@ -12,20 +13,28 @@ using OpenAI.Embeddings;
 
 namespace ComputeGrid.Server.Tests;
 
-/// <summary>One server with four in-process nodes running the real model, shared by the inference API tests.</summary>
+/// <summary>
+/// One server with four in-process nodes running the real model (admitted automatically under the provider
+/// <c>local</c>), shared by the inference API tests. Customers are made and funded through the operator API.
+/// </summary>
 public sealed class InferenceServerFixture : IAsyncLifetime
 {
+    private readonly ConcurrentBag<HttpClient> _clients = [];
+    private int _customers;
+
     public string Dir { get; } = TestServer.TempDir("inference");
     public WebApplication App { get; private set; } = null!;
+    /// <summary>A client of the public port carrying the first operator's key.</summary>
+    public HttpClient Operator { get; private set; } = null!;
+    /// <summary>A client of the public port without a key (requests add their own).</summary>
     public HttpClient Http { get; private set; } = null!;
     public InferenceHost Host => App.Services.GetRequiredService<InferenceHost>();
     public LocalNodes Nodes => App.Services.GetRequiredService<LocalNodes>();
     public LedgerEngine Ledger => App.Services.GetRequiredService<LedgerEngine>();
-    public string OperatorToken => File.ReadAllText(Path.Combine(Dir, "inference", "operator-token.txt")).Trim();
 
     public async Task InitializeAsync()
     {
-        (App, Http) = await TestServer.StartInProcessAsync(Dir, inference: new InferenceServerOptions
+        (App, Operator) = await TestServer.StartInProcessAsync(Dir, inference: new InferenceServerOptions
         {
             LocalNodes =
             [
@@ -33,27 +42,19 @@ public sealed class InferenceServerFixture : IAsyncLifetime
                 new("fra-1", "frankfurt", 18, 8), new("tok-1", "tokyo", 16, 8),
             ],
         });
-        // The nodes are registered by the server's start-up; wait until they are.
+        Http = TestServer.Client(ServerHost.Endpoints(App).ApiUrl, null);
+        // The nodes are admitted and registered by the server's start-up; wait until they are.
         for (int i = 0; i < 100 && Host.Gateway.Registry.Count < 4; i++) await Task.Delay(50);
         Assert.Equal(4, Host.Gateway.Registry.Count);
     }
 
-    /// <summary>A new customer in <paramref name="region"/> funded with <paramref name="microUsd"/>: its id and API key.</summary>
+    /// <summary>A new customer in <paramref name="region"/> (through the operator API) funded with <paramref name="microUsd"/>: its id and API key.</summary>
     public async Task<(ulong Id, string Key)> CustomerAsync(string region, long microUsd)
     {
-        using var create = new HttpRequestMessage(HttpMethod.Post, "/api/inference/customers") { Content = JsonContent.Create(new { name = "test", region }) };
-        create.Headers.Authorization = new("Bearer", OperatorToken);
-        var created = await Http.SendAsync(create);
-        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
-        var body = JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement;
-        ulong id = body.GetProperty("id").GetUInt64();
-        if (microUsd > 0)
-        {
-            using var fund = new HttpRequestMessage(HttpMethod.Post, $"/api/inference/customers/{id}/fund") { Content = JsonContent.Create(new { amount_micro_usd = microUsd }) };
-            fund.Headers.Authorization = new("Bearer", OperatorToken);
-            Assert.Equal(HttpStatusCode.OK, (await Http.SendAsync(fund)).StatusCode);
-        }
-        return (id, body.GetProperty("api_key").GetString()!);
+        Party p = await TestServer.NewCustomerAsync(Operator, $"customer-{Interlocked.Increment(ref _customers)}", region, microUsd);
+        _clients.Add(p.Http);
+        Assert.Equal(InferencePayments.CustomerAccount(p.Id), p.Account);
+        return (p.Id, p.Key);
     }
 
     public async Task<HttpResponseMessage> EmbedAsync(string? key, string json, string? idempotencyKey = null, string? region = null)
@@ -73,14 +74,47 @@ public sealed class InferenceServerFixture : IAsyncLifetime
         return (a.DebitsPosted, a.CreditsPosted - a.DebitsPosted - a.DebitsPending, a.DebitsPending);
     }
 
-    /// <summary>The ledger's money conservation over the inference accounts: escrow holds exactly the open holds, everything sums to zero.</summary>
+    /// <summary>Every node of the routing table (<c>GET /api/inference/nodes</c>, public) with its revenue account.</summary>
+    public async Task<Dictionary<string, UInt128>> NodeRevenueAccountsAsync()
+    {
+        JsonElement list = JsonDocument.Parse(await Http.GetStringAsync("/api/inference/nodes")).RootElement;
+        return list.GetProperty("nodes").EnumerateArray().ToDictionary(n => n.GetProperty("id").GetString()!, n => UInt128.Parse(n.GetProperty("revenue_account").GetString()!));
+    }
+
+    /// <summary>Every principal of <paramref name="kind"/> (<c>GET /api/principals</c>, operator), all pages.</summary>
+    public async Task<List<JsonElement>> PrincipalsAsync(string kind)
+    {
+        var all = new List<JsonElement>();
+        string? after = null;
+        do
+        {
+            var r = await Operator.GetAsync($"/api/principals?kind={kind}&limit=100{(after is null ? "" : "&after=" + after)}");
+            Assert.True(r.StatusCode == HttpStatusCode.OK, await r.Content.ReadAsStringAsync());
+            JsonElement page = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
+            all.AddRange(page.GetProperty("principals").EnumerateArray().Select(p => p.Clone()));
+            after = page.GetProperty("next").ValueKind == JsonValueKind.Null ? null : page.GetProperty("next").GetRawText();
+        }
+        while (after is not null);
+        return all;
+    }
+
+    /// <summary>
+    /// The ledger's money conservation over the inference accounts — the treasury, escrow, fees, every customer's
+    /// balance (all customers the server has) and every node's revenue account (from the routing table) — which no
+    /// transfer leaves: everything sums to zero, escrow is empty once captured, and no balance is overdrawn.
+    /// </summary>
     public async Task AssertLedgerInvariantsAsync()
     {
         await Host.Gateway.Settler.IdleAsync();
         var ids = new List<UInt128> { InferencePayments.EscrowAccount, InferencePayments.PlatformFeeAccount, ChartOfAccounts.SystemAccount(AccountCode.Treasury, ComputeGrid.Core.Asset.Usd) };
-        for (ulong c = 1; c <= 200; c++) ids.Add(InferencePayments.CustomerAccount(c));
-        for (ulong n = 1; n <= 4; n++) ids.Add(InferencePayments.NodeRevenueAccount(n));
+        List<JsonElement> customers = await PrincipalsAsync("customer");
+        Assert.Equal(Volatile.Read(ref _customers), customers.Count);
+        ids.AddRange(customers.Select(c => InferencePayments.CustomerAccount(c.GetProperty("id").GetUInt64())));
+        Dictionary<string, UInt128> nodes = await NodeRevenueAccountsAsync();
+        Assert.Equal(4, nodes.Count);
+        ids.AddRange(nodes.Values);
         Account[] accounts = await Ledger.LookupAccountsAsync(ids);
+        Assert.Equal(ids.Count, accounts.Length); // each of them exists
         Assert.Equal(accounts.Sum(a => a.DebitsPosted), accounts.Sum(a => a.CreditsPosted));
         Assert.Equal(accounts.Sum(a => a.DebitsPending), accounts.Sum(a => a.CreditsPending));
         Account escrow = accounts.Single(a => a.Id == InferencePayments.EscrowAccount);
@@ -93,14 +127,17 @@ public sealed class InferenceServerFixture : IAsyncLifetime
     {
         await App.StopAsync();
         await App.DisposeAsync();
+        Operator.Dispose();
         Http.Dispose();
+        foreach (HttpClient c in _clients) c.Dispose();
         Directory.Delete(Dir, recursive: true);
     }
 }
 
 /// <summary>
 /// The OpenAI-compatible embeddings API end to end: the official OpenAI client, the real model, routing preferences,
-/// payments through the ledger (hold, charge once, failover, idempotency, no overdraft) and bad input.
+/// payments through the ledger (hold, charge once, failover, idempotency, no overdraft, revenue to the node's
+/// principal), the customer's account, and bad input answered with OpenAI's error shape.
 /// </summary>
 public sealed class InferenceApiTests(InferenceServerFixture server) : IClassFixture<InferenceServerFixture>
 {
@@ -156,6 +193,55 @@ public sealed class InferenceApiTests(InferenceServerFixture server) : IClassFix
         var (debits, _, pending) = await server.AccountAsync(id);
         Assert.Equal(2 * cost, debits);
         Assert.Equal(0, pending);
+
+        // The customer's own view of it: GET /api/inference/account with its key.
+        using var me = new HttpRequestMessage(HttpMethod.Get, "/api/inference/account");
+        me.Headers.Authorization = new("Bearer", key);
+        var account = await server.Http.SendAsync(me);
+        Assert.Equal(HttpStatusCode.OK, account.StatusCode);
+        JsonElement view = JsonDocument.Parse(await account.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(["id", "name", "region", "account", "asset", "available", "held"], view.EnumerateObject().Select(m => m.Name).ToArray());
+        Assert.Equal(id, view.GetProperty("id").GetUInt64());
+        Assert.StartsWith("customer-", view.GetProperty("name").GetString());
+        Assert.Equal("frankfurt", view.GetProperty("region").GetString());
+        Assert.Equal(InferencePayments.CustomerAccount(id).ToString(), view.GetProperty("account").GetString());
+        Assert.Equal("USDC", view.GetProperty("asset").GetString());
+        Assert.Equal(10_000_000 - 2 * cost, view.GetProperty("available").GetInt64());
+        Assert.Equal(0, view.GetProperty("held").GetInt64());
+        await server.AssertLedgerInvariantsAsync();
+    }
+
+    [Fact]
+    public async Task Local_nodes_are_admitted_under_the_local_provider_and_earn_into_their_principals_revenue_accounts()
+    {
+        // The in-process nodes are admitted like any node, for the server's own provider "local".
+        JsonElement local = Assert.Single(await server.PrincipalsAsync("provider"), p => p.GetProperty("name").GetString() == "local");
+        ulong provider = local.GetProperty("id").GetUInt64();
+        Dictionary<string, JsonElement> principals = (await server.PrincipalsAsync("node")).ToDictionary(p => p.GetProperty("name").GetString()!);
+        Assert.Equal(["dal-1", "fra-1", "tok-1", "wdc-1"], principals.Keys.Order(StringComparer.Ordinal).ToArray());
+        Assert.All(principals.Values, p => Assert.Equal(provider, p.GetProperty("provider").GetUInt64()));
+        // Each node's revenue account in the routing table is its principal's, as the chart of accounts derives it.
+        Dictionary<string, UInt128> revenue = await server.NodeRevenueAccountsAsync();
+        Assert.Equal(principals.Keys.Order(StringComparer.Ordinal), revenue.Keys.Order(StringComparer.Ordinal));
+        foreach (var (node, account) in revenue)
+        {
+            ulong principal = principals[node].GetProperty("id").GetUInt64();
+            Assert.Equal(ChartOfAccounts.PrincipalAccount(AccountCode.NodeRevenue, principal), account);
+            Assert.Equal(InferencePayments.NodeRevenueAccount(principal), account);
+        }
+
+        // A request served by fra-1 pays fra-1's revenue account the cost less the platform's 10 % fee.
+        (_, string key) = await server.CustomerAsync("frankfurt", 10_000_000);
+        await server.Host.Gateway.Settler.IdleAsync();
+        long before = (await server.Ledger.LookupAccountsAsync([revenue["fra-1"]]))[0].CreditsPosted;
+        var r = await server.EmbedAsync(key, """{"model":"all-MiniLM-L6-v2","input":"pay the node","provider":{"only":["frankfurt"]}}""");
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        Assert.Equal("fra-1", r.Headers.GetValues("X-CG-Node").Single());
+        long cost = long.Parse(r.Headers.GetValues("X-CG-Cost-Micro-Usd").Single());
+        Assert.True(cost > 0);
+        await server.Host.Gateway.Settler.IdleAsync();
+        long after = (await server.Ledger.LookupAccountsAsync([revenue["fra-1"]]))[0].CreditsPosted;
+        Assert.Equal(cost - cost * 1_000 / 10_000, after - before);
         await server.AssertLedgerInvariantsAsync();
     }
 
@@ -175,8 +261,7 @@ public sealed class InferenceApiTests(InferenceServerFixture server) : IClassFix
         Assert.NotEqual("dal-1", await NodeOf("""{"sort":"latency","ignore":["dallas"]}"""));
         Assert.Equal("dal-1", await NodeOf("""{"sort":"latency","max_price":0.02}""")); // 20 micro-USD per 1k = 0.02 USD per million
         var none = await server.EmbedAsync(key, """{"model":"all-MiniLM-L6-v2","input":"x","provider":{"max_price":0.001}}""");
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, none.StatusCode);
-        Assert.Equal("application/problem+json", none.Content.Headers.ContentType?.MediaType);
+        await AssertOpenAiErrorAsync(none, 503, "server_error", "no_node_available");
     }
 
     [Fact]
@@ -197,7 +282,7 @@ public sealed class InferenceApiTests(InferenceServerFixture server) : IClassFix
             Assert.Equal(0, pending);
             // Without fallbacks, a failing best node means no charge at all.
             var alone = await server.EmbedAsync(key, """{"model":"all-MiniLM-L6-v2","input":"no fallback","provider":{"only":["tokyo"],"allow_fallbacks":false}}""");
-            Assert.Equal(HttpStatusCode.ServiceUnavailable, alone.StatusCode);
+            await AssertOpenAiErrorAsync(alone, 503, "server_error", "no_node_available");
             Assert.Equal((cost, 0L), ((await server.AccountAsync(id)).Debits, (await server.AccountAsync(id)).Pending));
         }
         finally { tokyo.Broken = false; }
@@ -238,7 +323,7 @@ public sealed class InferenceApiTests(InferenceServerFixture server) : IClassFix
         Assert.True(available >= 0);
         Assert.Equal(0, pending);
         var problem = answers.First(a => a.StatusCode == HttpStatusCode.PaymentRequired);
-        Assert.Equal("application/problem+json", problem.Content.Headers.ContentType?.MediaType);
+        await AssertOpenAiErrorAsync(problem, 402, "insufficient_quota", "insufficient_balance");
         await server.AssertLedgerInvariantsAsync();
     }
 
@@ -266,24 +351,22 @@ public sealed class InferenceApiTests(InferenceServerFixture server) : IClassFix
     }
 
     [Theory]
-    [InlineData("""{"model":"all-MiniLM-L6-v2","input":""}""", 400)]
-    [InlineData("""{"model":"all-MiniLM-L6-v2","input":[]}""", 400)]
-    [InlineData("""{"model":"all-MiniLM-L6-v2","input":[1,2,3]}""", 400)]
-    [InlineData("""{"model":"gpt-5-embeddings","input":"x"}""", 404)]
-    [InlineData("""{"input":"x"}""", 400)]
-    [InlineData("""{"model":"all-MiniLM-L6-v2","input":"x","provider":{"max_price":-1}}""", 400)]
-    [InlineData("""{"model":"all-MiniLM-L6-v2","input":"x","provider":{"only":["atlantis"]}}""", 400)]
-    [InlineData("""{"model":"all-MiniLM-L6-v2","input":"x","encoding_format":"int8"}""", 400)]
-    [InlineData("""{"model":"all-MiniLM-L6-v2","input":"x","dimensions":128}""", 400)]
-    [InlineData("""{"model":"all-MiniLM-L6-v2","input":""", 400)]
-    [InlineData("""not json""", 400)]
-    public async Task Bad_input_gets_a_clear_4xx_and_no_charge(string json, int status)
+    [InlineData("""{"model":"all-MiniLM-L6-v2","input":""}""", 400, "invalid_request_error", null)]
+    [InlineData("""{"model":"all-MiniLM-L6-v2","input":[]}""", 400, "invalid_request_error", null)]
+    [InlineData("""{"model":"all-MiniLM-L6-v2","input":[1,2,3]}""", 400, "invalid_request_error", null)]
+    [InlineData("""{"model":"gpt-5-embeddings","input":"x"}""", 404, "not_found_error", "model_not_found")]
+    [InlineData("""{"input":"x"}""", 400, "invalid_request_error", null)]
+    [InlineData("""{"model":"all-MiniLM-L6-v2","input":"x","provider":{"max_price":-1}}""", 400, "invalid_request_error", null)]
+    [InlineData("""{"model":"all-MiniLM-L6-v2","input":"x","provider":{"only":["atlantis"]}}""", 400, "invalid_request_error", null)]
+    [InlineData("""{"model":"all-MiniLM-L6-v2","input":"x","encoding_format":"int8"}""", 400, "invalid_request_error", null)]
+    [InlineData("""{"model":"all-MiniLM-L6-v2","input":"x","dimensions":128}""", 400, "invalid_request_error", null)]
+    [InlineData("""{"model":"all-MiniLM-L6-v2","input":""", 400, "invalid_request_error", null)]
+    [InlineData("""not json""", 400, "invalid_request_error", null)]
+    public async Task Bad_input_gets_a_clear_4xx_and_no_charge(string json, int status, string type, string? code)
     {
         (ulong id, string key) = await server.CustomerAsync("dallas", 1_000_000);
         var r = await server.EmbedAsync(key, json);
-        Assert.Equal(status, (int)r.StatusCode);
-        Assert.Equal("application/problem+json", r.Content.Headers.ContentType?.MediaType);
-        Assert.False(string.IsNullOrEmpty(JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.GetProperty("detail").GetString()));
+        await AssertOpenAiErrorAsync(r, status, type, code);
         Assert.Equal((0L, 1_000_000L, 0L), await server.AccountAsync(id));
     }
 
@@ -293,20 +376,38 @@ public sealed class InferenceApiTests(InferenceServerFixture server) : IClassFix
         (ulong id, string key) = await server.CustomerAsync("dallas", 1_000_000);
         string many = JsonSerializer.Serialize(new { model = "all-MiniLM-L6-v2", input = Enumerable.Range(0, 257).Select(i => $"s{i}").ToArray() });
         var r = await server.EmbedAsync(key, many);
-        Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
-        Assert.Contains("limit is 256", await r.Content.ReadAsStringAsync());
+        Assert.Contains("limit is 256", await AssertOpenAiErrorAsync(r, 400, "invalid_request_error", null));
         string longText = JsonSerializer.Serialize(new { model = "all-MiniLM-L6-v2", input = string.Join(' ', Enumerable.Repeat("word", 400)) });
         r = await server.EmbedAsync(key, longText);
-        Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
-        Assert.Contains("256 tokens", await r.Content.ReadAsStringAsync());
-        Assert.Equal(HttpStatusCode.Unauthorized, (await server.EmbedAsync(null, """{"model":"all-MiniLM-L6-v2","input":"x"}""")).StatusCode);
-        Assert.Equal(HttpStatusCode.Unauthorized, (await server.EmbedAsync("cg-wrong", """{"model":"all-MiniLM-L6-v2","input":"x"}""")).StatusCode);
+        Assert.Contains("256 tokens", await AssertOpenAiErrorAsync(r, 400, "invalid_request_error", null));
+        await AssertOpenAiErrorAsync(await server.EmbedAsync(null, """{"model":"all-MiniLM-L6-v2","input":"x"}"""), 401, "authentication_error", "missing_api_key");
+        await AssertOpenAiErrorAsync(await server.EmbedAsync("cg-wrong", """{"model":"all-MiniLM-L6-v2","input":"x"}"""), 401, "authentication_error", "invalid_api_key");
+        // A well-formed key that was never issued is refused the same way.
+        string forged = key[..^8] + (key.EndsWith("AAAAAAAA", StringComparison.Ordinal) ? "BBBBBBBB" : "AAAAAAAA");
+        await AssertOpenAiErrorAsync(await server.EmbedAsync(forged, """{"model":"all-MiniLM-L6-v2","input":"x"}"""), 401, "authentication_error", "invalid_api_key");
         Assert.Equal((0L, 1_000_000L, 0L), await server.AccountAsync(id));
-        // An account without money gets 402 with a problem body.
+        // An account without money gets 402 with OpenAI's error body.
         (_, string poor) = await server.CustomerAsync("dallas", 0);
         var broke = await server.EmbedAsync(poor, """{"model":"all-MiniLM-L6-v2","input":"x"}""");
-        Assert.Equal(HttpStatusCode.PaymentRequired, broke.StatusCode);
-        Assert.Equal("application/problem+json", broke.Content.Headers.ContentType?.MediaType);
+        await AssertOpenAiErrorAsync(broke, 402, "insufficient_quota", "insufficient_balance");
+    }
+
+    /// <summary>An error under /v1 has OpenAI's shape, <c>{"error":{"message","type","code","param"}}</c>, and nothing else; returns its message.</summary>
+    private static async Task<string> AssertOpenAiErrorAsync(HttpResponseMessage r, int status, string type, string? code)
+    {
+        string text = await r.Content.ReadAsStringAsync();
+        Assert.True(status == (int)r.StatusCode, $"{(int)r.StatusCode}: {text}");
+        Assert.Equal("application/json", r.Content.Headers.ContentType?.MediaType);
+        JsonElement root = JsonDocument.Parse(text).RootElement;
+        Assert.Equal(["error"], root.EnumerateObject().Select(m => m.Name).ToArray());
+        JsonElement error = root.GetProperty("error");
+        Assert.Equal(["message", "type", "code", "param"], error.EnumerateObject().Select(m => m.Name).ToArray());
+        Assert.Equal(type, error.GetProperty("type").GetString());
+        Assert.Equal(code, error.GetProperty("code").GetString());
+        Assert.Equal(JsonValueKind.Null, error.GetProperty("param").ValueKind);
+        string message = error.GetProperty("message").GetString()!;
+        Assert.False(string.IsNullOrWhiteSpace(message));
+        return message;
     }
 
     private static double Cosine(float[] a, float[] b)

@@ -41,10 +41,18 @@ public static class TrustEndpoints
         ops.MapDelete("/principals/{id}", DisablePrincipal).WithSummary("Disables a customer, provider or node: its keys and sessions stop working at once.");
 
         var reads = app.MapGroup("/api").WithTags("operators").RequireAuthorization(Policies.OperatorRead);
-        reads.MapGet("/principals", (PrincipalKind? kind, ulong? after, int? limit, TrustStore store, ServerLimits limits) =>
+        reads.MapGet("/principals", Results<Ok<PrincipalPage>, ProblemHttpResult> (string? kind, ulong? after, int? limit, TrustStore store, ServerLimits limits) =>
         {
+            // The kind as the JSON writes it ("customer"); the framework's enum binding would take only "Customer".
+            PrincipalKind? of = null;
+            if (kind is not null)
+            {
+                if (!Enum.GetNames<PrincipalKind>().Any(k => k.Equals(kind, StringComparison.OrdinalIgnoreCase)))
+                    return Problems.BadRequest($"'kind' must be one of: {string.Join(", ", Enum.GetNames<PrincipalKind>().Select(k => k.ToLowerInvariant()))}.");
+                of = Enum.Parse<PrincipalKind>(kind, ignoreCase: true);
+            }
             int n = Math.Clamp(limit ?? 100, 1, limits.PageMax);
-            var page = store.List(kind, after ?? 0, n + 1);
+            var page = store.List(of, after ?? 0, n + 1);
             return TypedResults.Ok(new PrincipalPage(page.Take(n).Select(PrincipalView.From).ToArray(), page.Count > n ? page[n - 1].Id : null));
         }).WithSummary("Principals by id, optionally of one kind.");
         reads.MapGet("/principals/{id}", PrincipalAsync).WithSummary("A principal with its keys and accounts.");

@@ -7,9 +7,9 @@ using ComputeGrid.Inference.Tests.Model;
 namespace ComputeGrid.Inference.Tests.Nodes;
 
 /// <summary>
-/// The node agent against a fake node endpoint on Kestrel (HTTP/2 only): registration, signed heartbeats, work in
-/// and results out on one HTTP/2 connection, the simulated distance, reconnection and graceful stops. The agents share
-/// the collection's loaded model.
+/// The node agent against a fake node port on Kestrel (HTTP/2 only) that speaks the node protocol: admission,
+/// challenge-and-response registration, signed heartbeats, work in and results out on one HTTP/2 connection, the
+/// simulated distance, reconnection, refusals and graceful stops. The agents share the collection's loaded model.
 /// </summary>
 [Collection(MiniLmCollection.Name)]
 public sealed class NodeAgentTests(MiniLmFixture fixture)
@@ -19,7 +19,8 @@ public sealed class NodeAgentTests(MiniLmFixture fixture)
 
     private const string Home = "frankfurt";
 
-    private NodeAgent NewAgent(FakeNodeServer server, StringWriter log, Func<NodeAgentOptions, NodeAgentOptions>? tweak = null)
+    /// <summary>A new agent of <paramref name="server"/>, admitted there with its own key unless <paramref name="admit"/> is false.</summary>
+    private NodeAgent NewAgent(FakeNodeServer server, StringWriter log, Func<NodeAgentOptions, NodeAgentOptions>? tweak = null, bool admit = true)
     {
         var options = new NodeAgentOptions
         {
@@ -31,8 +32,17 @@ public sealed class NodeAgentTests(MiniLmFixture fixture)
             ReconnectMinDelay = TimeSpan.FromMilliseconds(20),
             ReconnectMaxDelay = TimeSpan.FromMilliseconds(200),
         };
-        return new NodeAgent(tweak?.Invoke(options) ?? options, TextWriter.Synchronized(log), fixture.Model, Latency);
+        var agent = new NodeAgent(tweak?.Invoke(options) ?? options, TextWriter.Synchronized(log), fixture.Model, Latency);
+        if (admit) server.Admit(agent.NodeId, agent.PublicKey.Span);
+        return agent;
     }
+
+    /// <summary>Whether <paramref name="signatureBase64"/> verifies, with <paramref name="publicKey"/>, over the session message of these fields.</summary>
+    private static bool Verifies(string signatureBase64, ReadOnlyMemory<byte> publicKey, string nodeId, string nonce, string region, string[] models, long price, int capacity) =>
+        NodeSigning.VerifyBytes(NodeSigning.SessionMessage(nodeId, nonce, region, models, price, capacity), Convert.FromBase64String(signatureBase64), publicKey.Span);
+
+    private static bool Verifies(NodeRegisterRequest r, ReadOnlyMemory<byte> publicKey) =>
+        Verifies(r.SignatureBase64, publicKey, r.NodeId, r.Nonce, r.Region, r.Models, r.PriceMicroUsdPer1kTokens, r.Capacity);
 
     private static NodeWorkItem Item(string id, string region, params string[] inputs) =>
         new(id, MiniLmEmbeddingModel.ModelId, inputs, region);
@@ -50,26 +60,34 @@ public sealed class NodeAgentTests(MiniLmFixture fixture)
         var log = new StringWriter();
         await using var agent = NewAgent(server, log);
         using var stop = new CancellationTokenSource();
+        DateTimeOffset started = DateTimeOffset.UtcNow;
         Task run = agent.RunAsync(stop.Token);
         await agent.Registered.WaitAsync(Wait);
 
+        // One challenge, one registration for its nonce, signed with the node's key; one live session.
         NodeRegisterRequest registration = Assert.Single(server.Registrations);
         Assert.Equal(agent.NodeId, registration.NodeId);
         Assert.Equal(NodeAgent.DefaultNodeId(Home, agent.PublicKey.Span), agent.NodeId);
+        Assert.Equal(Assert.Single(server.IssuedNonces), registration.Nonce);
         Assert.Equal(Home, registration.Region);
         Assert.Equal([MiniLmEmbeddingModel.ModelId], registration.Models);
         Assert.Equal(18, registration.PriceMicroUsdPer1kTokens);
         Assert.Equal(2, registration.Capacity);
-        Assert.Equal(agent.PublicKey.ToArray(), Convert.FromBase64String(registration.PublicKeyBase64));
-        Assert.Equal("42", agent.RevenueAccount);
+        Assert.True(Verifies(registration, agent.PublicKey));
+        Assert.Equal(1, server.ChallengeAttempts);
+        Assert.Equal(1, server.RegistrationAttempts);
+        Assert.True(server.IsLive(Assert.Single(server.GrantedTokens)));
+        Assert.Equal(FakeNodeServer.RevenueAccount, agent.RevenueAccount);
 
-        // Heartbeats verify with the registered key and their sequence grows.
+        // Heartbeats verify with the admitted key, their sequence grows, and their time is UTC and current.
         var beats = new List<NodeTelemetry>();
         for (int i = 0; i < 3; i++) beats.Add(await server.WaitForHeartbeatAsync(_ => true));
         for (int i = 1; i < beats.Count; i++) Assert.True(beats[i].Sequence > beats[i - 1].Sequence);
         foreach (var t in beats)
         {
             Assert.Equal(agent.NodeId, t.NodeId);
+            Assert.Equal(TimeSpan.Zero, t.At.Offset);
+            Assert.InRange(t.At, started, DateTimeOffset.UtcNow);
             Assert.Contains(t.PowerSource, new[] { NodePowerMeter.ModeledSource, NodePowerMeter.NvidiaSmiSource });
             if (t.PowerSource == NodePowerMeter.ModeledSource)
                 Assert.Equal(NodePowerMeter.Modeled(t.Utilization), t.PowerWatts, 0.01);
@@ -202,29 +220,72 @@ public sealed class NodeAgentTests(MiniLmFixture fixture)
     public async Task Retries_registration_until_the_server_answers()
     {
         await using var server = await FakeNodeServer.StartAsync();
-        server.RegistrationFailuresLeft = 2;
+        server.ChallengeFailuresLeft = 1;
+        server.RegistrationFailuresLeft = 1;
         var log = new StringWriter();
         await using var agent = NewAgent(server, log);
         using var stop = new CancellationTokenSource();
         Task run = agent.RunAsync(stop.Token);
         await agent.Registered.WaitAsync(Wait);
-        Assert.Equal(3, server.RegistrationAttempts);
-        Assert.Contains("503", log.ToString());
+        // A 503 to the challenge, then a 503 to the registration, then both accepted: a fresh challenge every time.
+        Assert.Equal(3, server.ChallengeAttempts);
+        Assert.Equal(2, server.RegistrationAttempts);
+        Assert.Equal(2, server.IssuedNonces.Count);
+        Assert.Equal(server.IssuedNonces[1], Assert.Single(server.Registrations).Nonce);
+        Assert.Contains("failed (503 Service Unavailable: starting up)", log.ToString());
         Assert.Null((await server.RunAsync(Item("w", Home, "registered at last"))).Error);
         stop.Cancel();
         await run.WaitAsync(Wait);
     }
 
     [Fact]
-    public async Task A_refused_registration_is_final()
+    public async Task The_registration_signature_verifies_with_the_node_key_and_binds_its_offer()
     {
         await using var server = await FakeNodeServer.StartAsync();
-        server.RefuseRegistrationWith = 409;
         await using var agent = NewAgent(server, new StringWriter());
+        using var stop = new CancellationTokenSource();
+        Task run = agent.RunAsync(stop.Token);
+        await agent.Registered.WaitAsync(Wait);
+
+        // The fake server accepted it only after NodeSigning.VerifyBytes with the admitted key; check it again here.
+        NodeRegisterRequest r = Assert.Single(server.Registrations);
+        string nonce = Assert.Single(server.IssuedNonces);
+        string[] models = [MiniLmEmbeddingModel.ModelId];
+        Assert.Equal(64, Convert.FromBase64String(r.SignatureBase64).Length);
+        Assert.True(Verifies(r.SignatureBase64, agent.PublicKey, agent.NodeId, nonce, Home, models, 18, 2));
+
+        // The signature is over the nonce and the whole offer: the same signature for any other one does not verify.
+        Assert.False(Verifies(r.SignatureBase64, agent.PublicKey, agent.NodeId + "-x", nonce, Home, models, 18, 2));
+        Assert.False(Verifies(r.SignatureBase64, agent.PublicKey, agent.NodeId, nonce + "x", Home, models, 18, 2));
+        Assert.False(Verifies(r.SignatureBase64, agent.PublicKey, agent.NodeId, nonce, "tokyo", models, 18, 2));
+        Assert.False(Verifies(r.SignatureBase64, agent.PublicKey, agent.NodeId, nonce, Home, ["text-embedding-3-small"], 18, 2));
+        Assert.False(Verifies(r.SignatureBase64, agent.PublicKey, agent.NodeId, nonce, Home, models, 17, 2));
+        Assert.False(Verifies(r.SignatureBase64, agent.PublicKey, agent.NodeId, nonce, Home, models, 18, 3));
+        // Nor does it verify with another key.
+        Assert.False(Verifies(r.SignatureBase64, NodeSigning.NewKeyPair().PublicKey, agent.NodeId, nonce, Home, models, 18, 2));
+
+        stop.Cancel();
+        await run.WaitAsync(Wait);
+    }
+
+    [Theory]
+    [InlineData("not-admitted", 404, "challenge", "No admitted node", 1, 0)]
+    [InlineData("admitted-with-another-key", 401, "registration", "The signature does not verify with the node's admitted key.", 1, 1)]
+    [InlineData("price-above-ceiling", 403, "registration", "The price is above the node's admitted ceiling.", 1, 1)]
+    public async Task A_refused_challenge_or_registration_is_final(string refusal, int status, string step, string detail, int challenges, int registrations)
+    {
+        await using var server = await FakeNodeServer.StartAsync();
+        await using var agent = NewAgent(server, new StringWriter(), admit: false);
+        if (refusal == "admitted-with-another-key") server.Admit(agent.NodeId, NodeSigning.NewKeyPair().PublicKey);
+        if (refusal == "price-above-ceiling") server.Admit(agent.NodeId, agent.PublicKey.Span, priceCeiling: 17);
+
         var e = await Assert.ThrowsAsync<NodeRegistrationException>(() => agent.RunAsync().WaitAsync(Wait));
-        Assert.Equal(409, e.StatusCode);
-        Assert.Contains("registered with another key", e.Message);
-        Assert.Equal(1, server.RegistrationAttempts);
+        Assert.Equal(status, e.StatusCode);
+        Assert.Contains($"refused node {agent.NodeId}'s {step} ({status} ", e.Message);
+        Assert.Contains(detail, e.Message);
+        Assert.Equal(challenges, server.ChallengeAttempts);
+        Assert.Equal(registrations, server.RegistrationAttempts);
+        Assert.Empty(server.GrantedTokens);
         await Assert.ThrowsAsync<NodeRegistrationException>(() => agent.Registered);
     }
 
@@ -240,10 +301,16 @@ public sealed class NodeAgentTests(MiniLmFixture fixture)
 
         server.ForgetNode();
         await server.WaitForAsync(() => server.Registrations.Count >= 2);
-        NodeRegisterRequest again = server.Registrations[1];
+        NodeRegisterRequest first = server.Registrations[0], again = server.Registrations[1];
         Assert.Equal(agent.NodeId, again.NodeId);
-        Assert.Equal(server.Registrations[0].PublicKeyBase64, again.PublicKeyBase64);
-        await server.WaitForHeartbeatAsync(_ => true); // accepted with the new token
+        // A new challenge answered with the same key: a fresh nonce, and a new token; the old one stays dead.
+        Assert.NotEqual(first.Nonce, again.Nonce);
+        Assert.Contains(again.Nonce, server.IssuedNonces);
+        Assert.True(Verifies(again, agent.PublicKey));
+        Assert.NotEqual(server.GrantedTokens[0], server.GrantedTokens[1]);
+        Assert.False(server.IsLive(server.GrantedTokens[0]));
+        await server.WaitForAsync(() => server.HeartbeatTokens.Contains(server.GrantedTokens[^1])); // heartbeats accepted with the new token
+        Assert.Null((await server.RunAsync(Item("after", Home, "registered again"))).Error); // and the stream reopened with it
         stop.Cancel();
         await run.WaitAsync(Wait);
     }
