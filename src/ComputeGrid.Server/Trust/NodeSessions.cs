@@ -66,27 +66,37 @@ public enum NodeRegisterOutcome
 /// </summary>
 public sealed class NodeSessions(TrustStore store, ServerLimits limits, TimeProvider time)
 {
-    private readonly ConcurrentDictionary<string, (string NodeId, DateTimeOffset Expires)> _challenges = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (string NodeId, DateTimeOffset Expires, long Issued)> _challenges = new(StringComparer.Ordinal);
+    private long _issued;
+
+    /// <summary>Challenges kept per node: a new one pushes out the node's oldest.</summary>
+    public const int ChallengesPerNodeMax = 4;
     private readonly ConcurrentDictionary<string, NodeSession> _byNode = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, NodeSession> _byTokenHash = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
 
     /// <summary>
-    /// A new challenge for an admitted node, or null when the node is not admitted. Throws
-    /// <see cref="TrustStoreException"/> (quota) when too many challenges are waiting.
+    /// A new challenge for an admitted node, or null when the node is not admitted. Challenges are never refused for
+    /// room: a new one pushes out the node's oldest (at most <see cref="ChallengesPerNodeMax"/> per node) and, past
+    /// <see cref="ServerLimits.NodeChallengesMax"/> in all, the oldest of all. So no flood of challenges can keep a node
+    /// from registering: its own fresh challenge is always the newest, and it answers it at once.
     /// </summary>
     public (string Nonce, DateTimeOffset Expires)? Challenge(string nodeId)
     {
         if (store.FindNode(nodeId) is not { Revoked: null }) return null;
         DateTimeOffset now = time.GetUtcNow();
-        foreach (var (nonce, c) in _challenges)
-            if (c.Expires <= now) _challenges.TryRemove(nonce, out _);
-        if (_challenges.Count >= limits.NodeChallengesMax)
-            throw new TrustStoreException(TrustError.QuotaReached, $"{_challenges.Count} registration challenges are waiting, the most allowed; try again shortly.");
-        string fresh = ApiKeyFormat.NewSecret();
-        DateTimeOffset expires = now + limits.NodeChallengeLifetime;
-        _challenges[fresh] = (nodeId, expires);
-        return (fresh, expires);
+        lock (_lock)
+        {
+            foreach (var (nonce, c) in _challenges)
+                if (c.Expires <= now) _challenges.TryRemove(nonce, out _);
+            var mine = _challenges.Where(c => c.Value.NodeId == nodeId).OrderBy(c => c.Value.Issued).ToList();
+            for (int i = 0; i <= mine.Count - ChallengesPerNodeMax; i++) _challenges.TryRemove(mine[i].Key, out _);
+            while (_challenges.Count >= limits.NodeChallengesMax) _challenges.TryRemove(_challenges.MinBy(c => c.Value.Issued).Key, out _);
+            string fresh = ApiKeyFormat.NewSecret();
+            DateTimeOffset expires = now + limits.NodeChallengeLifetime;
+            _challenges[fresh] = (nodeId, expires, ++_issued);
+            return (fresh, expires);
+        }
     }
 
     /// <summary>Checks a signed registration and opens a session, ending the node's previous one.</summary>

@@ -37,7 +37,7 @@ public sealed record ServerLimits
     /// <summary>Live-feed connections in all.</summary>
     public int FeedSubscribersMax { get; init; } = 1_000;
 
-    /// <summary>Node registration challenges waiting for an answer, in all (each lives <see cref="NodeChallengeLifetime"/>).</summary>
+    /// <summary>Node registration challenges kept waiting for an answer, in all (each lives <see cref="NodeChallengeLifetime"/>; past this the oldest are dropped).</summary>
     public int NodeChallengesMax { get; init; } = 1_000;
 
     /// <summary>How long a node has to answer its registration challenge.</summary>
