@@ -140,46 +140,42 @@ public static class NodeSigning
     /// <summary>Signs a report's UTF-8 JSON bytes with a raw private key.</summary>
     public static SignedReport Sign(NodeReport report, byte[] privateKey)
     {
-        byte[] bytes = JsonSerializer.SerializeToUtf8Bytes(report);
-        return new SignedReport(Convert.ToBase64String(bytes), Convert.ToBase64String(SignBytes(bytes, privateKey)));
+        var (bytes, signature) = SignJson(report, privateKey);
+        return new SignedReport(bytes, signature);
     }
 
     /// <summary>Checks a report's signature against a raw public key and returns it, or null when it does not verify.</summary>
-    public static NodeReport? Verify(SignedReport signed, ReadOnlySpan<byte> publicKey)
-    {
-        byte[] bytes, signature;
-        try
-        {
-            bytes = Convert.FromBase64String(signed.ReportBase64);
-            signature = Convert.FromBase64String(signed.SignatureBase64);
-        }
-        catch (FormatException) { return null; }
-        if (!VerifyBytes(bytes, signature, publicKey)) return null;
-        try { return JsonSerializer.Deserialize<NodeReport>(bytes); }
-        catch (JsonException) { return null; }
-    }
+    public static NodeReport? Verify(SignedReport signed, ReadOnlySpan<byte> publicKey) => VerifyJson<NodeReport>(signed.ReportBase64, signed.SignatureBase64, publicKey);
 
     /// <summary>Signs the telemetry's UTF-8 JSON bytes with a raw private key.</summary>
     public static SignedTelemetry Sign(NodeTelemetry telemetry, byte[] privateKey)
     {
-        byte[] bytes = JsonSerializer.SerializeToUtf8Bytes(telemetry);
-        using var key = Key.Import(Algorithm, privateKey, KeyBlobFormat.RawPrivateKey);
-        return new SignedTelemetry(Convert.ToBase64String(bytes), Convert.ToBase64String(Algorithm.Sign(key, bytes)));
+        var (bytes, signature) = SignJson(telemetry, privateKey);
+        return new SignedTelemetry(bytes, signature);
     }
 
     /// <summary>Checks a heartbeat's signature against a raw public key and returns its telemetry, or null when it does not verify.</summary>
-    public static NodeTelemetry? Verify(SignedTelemetry signed, ReadOnlySpan<byte> publicKey)
+    public static NodeTelemetry? Verify(SignedTelemetry signed, ReadOnlySpan<byte> publicKey) => VerifyJson<NodeTelemetry>(signed.TelemetryBase64, signed.SignatureBase64, publicKey);
+
+    // A signed document travels as its exact JSON bytes (base64) beside their signature, so the verifier checks the
+    // very bytes that were signed, whatever JSON library re-encodes it on the way.
+    private static (string Bytes, string Signature) SignJson<T>(T value, byte[] privateKey)
+    {
+        byte[] bytes = JsonSerializer.SerializeToUtf8Bytes(value);
+        return (Convert.ToBase64String(bytes), Convert.ToBase64String(SignBytes(bytes, privateKey)));
+    }
+
+    private static T? VerifyJson<T>(string bytesBase64, string signatureBase64, ReadOnlySpan<byte> publicKey) where T : class
     {
         byte[] bytes, signature;
         try
         {
-            bytes = Convert.FromBase64String(signed.TelemetryBase64);
-            signature = Convert.FromBase64String(signed.SignatureBase64);
+            bytes = Convert.FromBase64String(bytesBase64);
+            signature = Convert.FromBase64String(signatureBase64);
         }
         catch (FormatException) { return null; }
-        if (!PublicKey.TryImport(Algorithm, publicKey, KeyBlobFormat.RawPublicKey, out PublicKey? key) || key is null) return null;
-        if (!Algorithm.Verify(key, bytes, signature)) return null;
-        try { return JsonSerializer.Deserialize<NodeTelemetry>(bytes); }
+        if (!VerifyBytes(bytes, signature, publicKey)) return null;
+        try { return JsonSerializer.Deserialize<T>(bytes); }
         catch (JsonException) { return null; }
     }
 }
