@@ -110,7 +110,8 @@ public sealed record ModelList(string Object, IReadOnlyList<ModelView> Data);
 public sealed record InferenceAccountView(ulong Id, string Name, string? Region, UInt128 Account, string Asset, long Available, long Held);
 
 /// <summary>A node in the routing table (public).</summary>
-public sealed record InferenceNodeView(string Id, string Region, IReadOnlyList<string> Models, long PriceMicroUsdPer1kTokens, int Capacity, int Inflight, int Queue,
+public sealed record InferenceNodeView(string Id, string Region, IReadOnlyList<string> Models,
+    [property: System.Text.Json.Serialization.JsonPropertyName("price_micro_usd_per_1k_tokens")] long PriceMicroUsdPer1kTokens, int Capacity, int Inflight, int Queue,
     double EwmaModelMs, bool Healthy, bool Failed, ApiTime LastHeartbeat, UInt128? RevenueAccount);
 
 /// <summary>The routing table.</summary>
