@@ -243,6 +243,13 @@ public static class ServerHost
             options.DataDirectory, r.SnapshotLoaded ? "loaded" : "none", r.SnapshotOp, r.RecordsReplayed, r.LastOp, r.TruncatedBytes,
             r.StopReason is null ? "" : $" ({r.StopReason})", (int)r.Elapsed.TotalMilliseconds);
 
+        // The moment a paid request entered the server (before any other middleware), for its X-CG-Server-Ms receipt.
+        app.Use((http, next) =>
+        {
+            if (http.Request.Path.StartsWithSegments("/v1/embeddings", StringComparison.Ordinal))
+                http.Items[InferenceEndpoints.EnteredItem] = System.Diagnostics.Stopwatch.GetTimestamp();
+            return next(http);
+        });
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
             StatusCodeSelector = ApiContract.StatusOf,

@@ -61,7 +61,9 @@ public sealed class CliTests : IDisposable
         var wrongRoot = await RunAsync("verify", "--proof", proofPath, "--root", new string('a', 64));
         Assert.Equal(1, wrongRoot.Code);
 
-        File.WriteAllText(proofPath, File.ReadAllText(proofPath).Replace("\"creditsPosted\": 70", "\"creditsPosted\": 7000"));
+        string proof = File.ReadAllText(proofPath), tamperedProof = proof.Replace("\"credits_posted\": 70", "\"credits_posted\": 7000");
+        Assert.NotEqual(proof, tamperedProof);
+        File.WriteAllText(proofPath, tamperedProof);
         var tampered = await RunAsync("verify", "--proof", proofPath, "--root", root);
         Assert.Equal(1, tampered.Code);
 
@@ -77,6 +79,9 @@ public sealed class CliTests : IDisposable
     public async Task Serve_refuses_a_data_folder_in_use_with_one_line()
     {
         string dataDir = Path.Combine(_dir, "data");
+        // A folder of this version's layout, whose ledger another process holds.
+        Directory.CreateDirectory(dataDir);
+        ComputeGrid.Server.DataLayout.Check(dataDir);
         await using var engine = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = Path.Combine(dataDir, "ledger") });
         var r = await RunAsync("serve", "--urls", "http://127.0.0.1:0", "--data-dir", dataDir);
         AssertOneLineError(r);

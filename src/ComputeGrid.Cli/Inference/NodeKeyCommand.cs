@@ -18,16 +18,19 @@ internal static class NodeKeyCommand
         var command = new Command("node-key", "Make or read a node's key and print its public key (base64) for admission.") { keyFile, region };
         command.SetAction(pr =>
         {
-            var (_, publicKey, created, warning) = NodeAgent.LoadOrCreateKey(pr.GetValue(keyFile));
-            if (created) Console.Error.WriteLine($"created {pr.GetValue(keyFile)} (Ed25519, owner-only)");
-            if (warning is not null) Console.Error.WriteLine(warning);
-            Console.Out.WriteLine($"public_key: {Convert.ToBase64String(publicKey)}");
+            // The region is checked before the key file is made: bad input is one line on stderr, and nothing done.
+            string? nodeRegion = null;
             if (pr.GetValue(region) is { } r)
             {
                 var latency = LatencyMatrix.LoadDefault();
                 if (!latency.TryGetRegion(r, out int index)) return CliDefaults.Fail($"unknown region '{r}'; the regions are: {string.Join(", ", latency.Regions)}");
-                Console.Out.WriteLine($"node_id: {NodeAgent.DefaultNodeId(latency.Regions[index], publicKey)}");
+                nodeRegion = latency.Regions[index];
             }
+            var (_, publicKey, created, warning) = NodeAgent.LoadOrCreateKey(pr.GetValue(keyFile));
+            if (created) Console.Error.WriteLine($"created {pr.GetValue(keyFile)} (Ed25519, owner-only)");
+            if (warning is not null) Console.Error.WriteLine(warning);
+            Console.Out.WriteLine($"public_key: {Convert.ToBase64String(publicKey)}");
+            if (nodeRegion is not null) Console.Out.WriteLine($"node_id: {NodeAgent.DefaultNodeId(nodeRegion, publicKey)}");
             return 0;
         });
         return command;
