@@ -97,8 +97,17 @@ serve.SetAction(async (pr, ct) =>
         await app.DisposeAsync();
         return 0;
     }
-    await DemoFleet.AdmitAsync(app.Services.GetRequiredService<ComputeGrid.Server.Trust.TrustStore>(), app.Services.GetRequiredService<ComputeGrid.Server.Trust.PrincipalLedger>(),
-        app.Services.GetRequiredService<ComputeGrid.Exchange.Trading.ExchangeService>(), options.DataDirectory, ct);
+    try
+    {
+        await DemoFleet.AdmitAsync(app.Services.GetRequiredService<ComputeGrid.Server.Trust.TrustStore>(), app.Services.GetRequiredService<ComputeGrid.Server.Trust.PrincipalLedger>(),
+            app.Services.GetRequiredService<ComputeGrid.Exchange.Trading.ExchangeService>(), options.DataDirectory, ct);
+    }
+    catch (Exception e) when (e is InvalidOperationException or ComputeGrid.Server.Trust.TrustStoreException)
+    {
+        await app.StopAsync();
+        await app.DisposeAsync();
+        return CliDefaults.Fail(e.Message);
+    }
     Console.Out.WriteLine($"  demo fleet: {DemoFleet.Nodes.Length} node processes connecting to {bound.NodeUrl} (GET /api/inference/nodes)");
     await using (DemoFleet.Start(bound.NodeUrl, options.DataDirectory, Console.Out))
         await app.WaitForShutdownAsync();

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography.X509Certificates;
 using System.Threading.RateLimiting;
 using ComputeGrid.Exchange.Instruments;
@@ -135,8 +136,11 @@ public static class ServerHost
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore.Authentication", LogLevel.Error);
         builder.Logging.AddFilter("Microsoft.AspNetCore.DataProtection", LogLevel.Error);
-        // A failed start (a port in use) is reported by the caller in one line; the host would log it again with a stack trace.
-        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
+        // A failed start (a port in use) is reported by the caller in one line; the host would log it again with a stack
+        // trace. Only until the server has started: after that, the host's messages (a background service that failed
+        // and stopped the server) are what an operator must see.
+        var starting = new StrongBox<bool>(true);
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", level => !starting.Value);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(options.Time);
@@ -235,6 +239,7 @@ public static class ServerHost
         builder.Services.AddHostedService<InferenceLifetime>();
 
         var app = builder.Build();
+        app.Lifetime.ApplicationStarted.Register(() => starting.Value = false);
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ComputeGrid.Server");
         if (regionWarning is not null)
             log.LogWarning("Region data file not found, using the built-in list of {Count} regions: {Reason}", regions.Count, regionWarning);

@@ -138,7 +138,9 @@ internal sealed class InferenceLifetime(InferenceHost host, InferenceServerOptio
         foreach (var old in store.KeysOf(customer.Id).Where(k => k.Name == DemoCustomer && k.Revoked is null)) store.RevokeKey(old.KeyId);
         var (_, key) = store.IssueKey(customer.Id, DemoCustomer, Principal.AllowedScopes(PrincipalKind.Customer), by);
         ComputeGrid.Core.DurableFile.ReplacePrivate(path, key + "\n");
-        Console.Out.WriteLine($"demo customer {customer.Id} ({customer.Region}) funded with {options.DemoCustomerFundingMicroUsd / 1_000_000.0:0.00} USDC; API key: {key} (also in {path})");
+        long available = (await accounts.BalancesAsync(customer, ct)).Sum(a => a.AvailableCredit);
+        string funding = outcome == FundOutcome.Funded ? $"funded with {options.DemoCustomerFundingMicroUsd / 1_000_000m:0.00} USDC" : $"has {available / 1_000_000m:0.00} USDC (funded at its first start)";
+        Console.Out.WriteLine($"demo customer {customer.Id} ({customer.Region}) {funding}; API key: {key} (also in {path})");
     }
 }
 
