@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using System.Text.Json.Serialization;
 using ComputeGrid.Core;
 using ComputeGrid.Ledger;
 
@@ -61,7 +62,9 @@ public sealed record AdmitNodeInput
     public required string PublicKey { get; init; }
 
     /// <summary>The highest inference price the node may register with, micro-USD per 1,000 tokens.</summary>
+    /// <remarks>Named explicitly: the snake_case policy would write <c>per1k</c>, unlike the node protocol's <c>price_micro_usd_per_1k_tokens</c>.</remarks>
     [Range(0, 1_000_000_000)]
+    [JsonPropertyName("price_ceiling_micro_usd_per_1k_tokens")]
     public required long PriceCeilingMicroUsdPer1kTokens { get; init; }
 }
 
@@ -112,7 +115,8 @@ public sealed record PrincipalPage(IReadOnlyList<PrincipalView> Principals, ulon
 public sealed record FundView(ulong Principal, UInt128 Account, long Amount, string Asset, UInt128 TransferId, bool Replayed, long Available);
 
 /// <summary>An admitted node.</summary>
-public sealed record NodeAdmissionView(string NodeId, ulong Principal, ulong Provider, string PublicKey, long PriceCeilingMicroUsdPer1kTokens, UInt128 RevenueAccount, ApiTime? Revoked)
+public sealed record NodeAdmissionView(string NodeId, ulong Principal, ulong Provider, string PublicKey,
+    [property: JsonPropertyName("price_ceiling_micro_usd_per_1k_tokens")] long PriceCeilingMicroUsdPer1kTokens, UInt128 RevenueAccount, ApiTime? Revoked)
 {
     /// <summary>The view of an admission.</summary>
     public static NodeAdmissionView From(NodeAdmission n) => new(n.NodeId, n.Principal, n.Provider, Convert.ToBase64String(n.PublicKey), n.PriceCeilingMicroUsdPer1kTokens,
