@@ -4,7 +4,9 @@ using System.Text;
 using System.Text.Json;
 using ComputeGrid.Core;
 using ComputeGrid.Ledger;
+using ComputeGrid.Server.Inference;
 using ComputeGrid.Server.Trust;
+using CsCheck;
 using Microsoft.AspNetCore.Builder;
 
 namespace ComputeGrid.Server.Tests;
@@ -380,6 +382,66 @@ public sealed class ExchangeApiTests(ExchangeApiFixture f) : IClassFixture<Excha
         Assert.Equal(Price * 2 / 5, lease.GetProperty("penalty").GetInt64());
         Assert.Equal(buyerBefore + Price * 2 + Price * 2 / 5, (await AccountAsync(f.Buyer)).GetProperty("credit_balance").GetInt64());
         Assert.Equal(collateralBefore - Price * 2 / 5, (await Op.GetJsonAsync($"/api/ledger/accounts/{f.Collateral}")).GetProperty("credit_balance").GetInt64());
+    }
+
+    /// <summary>The transfer space each component's transfer codes belong to.</summary>
+    private static TransferSpace SpaceOfCode(int code) => (TransferCode)code switch
+    {
+        TransferCode.Funding => TransferSpace.Funding,
+        TransferCode.InferenceHold or TransferCode.InferenceRevenue or TransferCode.InferenceFee => TransferSpace.Inference,
+        TransferCode.ExchangeHold or TransferCode.LeaseFunding or TransferCode.DeliveryPayment or TransferCode.Refund or TransferCode.Penalty => TransferSpace.Exchange,
+        _ => throw new Xunit.Sdk.XunitException($"transfer code {code} belongs to no component"),
+    };
+
+    private static TransferSpace SpaceOf(UInt128 id)
+    {
+        Assert.True(ChartOfAccounts.TryDecode(id, out ushort space, out _, out _), $"{id} is not an id of the chart");
+        return (TransferSpace)space;
+    }
+
+    [Fact]
+    public async Task Funding_exchange_and_inference_transfer_ids_each_live_in_their_own_space_so_they_never_collide()
+    {
+        // A trade of the buyer's: its history then holds the operator's funding and the exchange's hold and settlement.
+        string symbol = await HourlyAsync("H100", "osaka");
+        await OrderAsync(f.Provider, symbol, "sell", 2_300_000, 1);
+        long leaseId = (await OrderAsync(f.Buyer, symbol, "buy", 2_300_000, 1)).GetProperty("fills")[0].GetProperty("lease_id").GetInt64();
+        var transfers = new List<JsonElement>();
+        string url = $"/api/ledger/accounts/{f.Buyer.Account}/transfers?limit=100";
+        while (true)
+        {
+            var page = await f.Buyer.Http.GetJsonAsync(url);
+            transfers.AddRange(page.GetProperty("transfers").EnumerateArray());
+            if (page.GetProperty("next").ValueKind == JsonValueKind.Null) break;
+            url = $"/api/ledger/accounts/{f.Buyer.Account}/transfers?limit=100&before={Uri.EscapeDataString(page.GetProperty("next").GetString()!)}";
+        }
+        var lease = await f.Buyer.Http.GetJsonAsync($"/api/exchange/leases/{leaseId}");
+        transfers.AddRange((await Op.GetJsonAsync($"/api/ledger/accounts/{lease.GetProperty("escrow_account").GetString()}/transfers")).GetProperty("transfers").EnumerateArray());
+
+        var seen = new Dictionary<TransferSpace, int>();
+        foreach (var t in transfers)
+        {
+            UInt128 id = UInt128.Parse(t.GetProperty("id").GetString()!);
+            UInt128 pending = UInt128.Parse(t.GetProperty("pending_id").GetString()!);
+            // A post or void is made by the component that made its hold.
+            TransferSpace expected = pending != 0 ? SpaceOf(pending) : SpaceOfCode(t.GetProperty("code").GetInt32());
+            Assert.True(expected == SpaceOf(id), $"transfer {id} (code {t.GetProperty("code").GetInt32()}) is in space {SpaceOf(id)}, not {expected}");
+            seen[expected] = seen.GetValueOrDefault(expected) + 1;
+        }
+        Assert.Equal(1, seen[TransferSpace.Funding]); // the seed's one funding
+        Assert.True(seen[TransferSpace.Exchange] >= 3, $"{seen[TransferSpace.Exchange]} exchange transfers"); // hold, its post, the lease's funding
+        Assert.Contains(transfers, t => t.GetProperty("id").GetString() == PrincipalLedger.FundingId(f.Buyer.Id, AccountCode.CustomerBalance, "seed-buyer").ToString());
+
+        // Whatever keys they are derived from, funding ids and inference holds (with the settlement's hold + 1..3) stay
+        // in their own spaces, where no exchange id (run epoch, sequence) can be.
+        Gen.Select(Gen.ULong[1, ulong.MaxValue], Gen.String, Gen.Int[0, 3]).Sample((principal, key, i) =>
+        {
+            UInt128 hold = InferencePayments.HoldId(principal, key);
+            Assert.Equal(TransferSpace.Inference, SpaceOf(hold + (uint)i));
+            Assert.True(ChartOfAccounts.TryDecode(hold, out _, out ulong q1, out _) && ChartOfAccounts.TryDecode(hold + (uint)i, out _, out ulong q2, out _) && q1 == q2);
+            Assert.Equal(TransferSpace.Funding, SpaceOf(PrincipalLedger.FundingId(principal, AccountCode.CustomerBalance, key)));
+            Assert.Equal(TransferSpace.Funding, SpaceOf(PrincipalLedger.FundingId(principal, AccountCode.ProviderCollateral, key)));
+        });
     }
 
     [Fact]
