@@ -125,6 +125,12 @@ public class ExchangeServiceTests
         Assert.Equal(Price * 6, lease.Notional);
         Assert.Equal(new[] { (h.NodeId, 6) }, lease.Nodes);
         Assert.Equal(Price * 6, await h.BalanceAsync(lease.EscrowAccount)); // the lease's escrow holds the notional
+        // The escrow is the lease's account of the chart, and never pays out more than it was funded with.
+        var escrowAccount = await h.AccountAsync(lease.EscrowAccount);
+        Assert.Equal((ushort)AccountCode.LeaseEscrow, escrowAccount.Code);
+        Assert.Equal(AccountFlags.DebitsMustNotExceedCredits, escrowAccount.Flags);
+        Assert.True(ChartOfAccounts.TryDecode(lease.EscrowAccount, out _, out _, out ulong leaseNumber));
+        Assert.Equal((ulong)lease.Id, leaseNumber);
 
         var early = await h.Exchange.ReportDeliveryAsync(ExchangeHarness.ProviderId, lease.Id, lease.Start, lease.End);
         Assert.Equal(ExchangeError.InvalidDelivery, early.Error); // the hour has not happened yet

@@ -34,9 +34,12 @@ public sealed class CrashTests(ITestOutputHelper output) : IDisposable
         // The first start picks a free port; every restart binds the same one, so the clients' address stays valid.
         var (server, url) = await TestServer.StartChildAsync(_dir);
         int port = new Uri(url).Port;
-        var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
+        // The raw ledger API is the operators': the child wrote the first operator's key as it started.
+        using var http = TestServer.Client(url, TestServer.OperatorKey(_dir));
+        http.Timeout = TimeSpan.FromSeconds(10);
+        // Client-space accounts (ids below 2^127, code 1), in USDC.
         var created = await http.PostJsonAsync("/api/ledger/accounts",
-            Enumerable.Range(1, accounts).Select(i => new { id = i.ToString(), asset = 1, code = 1 }).ToArray());
+            Enumerable.Range(1, accounts).Select(i => new { id = i.ToString(), asset = "USDC", code = 1 }).ToArray());
         Assert.Equal(accounts, created.GetProperty("ok").GetInt32());
 
         for (int round = 0; round < kills; round++)
@@ -63,13 +66,11 @@ public sealed class CrashTests(ITestOutputHelper output) : IDisposable
             await CheckAsync(http, sent, acked, accounts);
         }
 
-        // Idempotency across crashes: resending acknowledged transfers answers Exists and changes nothing.
+        // Idempotency across crashes: resending acknowledged transfers answers exists and changes nothing.
         var again = acked.Keys.Take(200).Select(id => sent[id]).Select(t => Body(t)).ToArray();
-        if (again.Length > 0)
-        {
-            var res = await http.PostJsonAsync("/api/ledger/transfers", again);
-            foreach (var r in res.GetProperty("results").EnumerateArray()) Assert.Equal("Exists", r.GetProperty("result").GetString());
-        }
+        Assert.NotEmpty(again);
+        var res = await http.PostJsonAsync("/api/ledger/transfers", again);
+        foreach (var r in res.GetProperty("results").EnumerateArray()) Assert.Equal("exists", r.GetProperty("result").GetString());
         await CheckAsync(http, sent, acked, accounts);
 
         // A graceful stop (SIGTERM) flushes and snapshots; the chain verifies from genesis.
@@ -77,9 +78,11 @@ public sealed class CrashTests(ITestOutputHelper output) : IDisposable
         var final = LedgerEngine.VerifyDirectory(Path.Combine(_dir, "ledger"));
         Assert.Equal(0, final.TrailingBytes);
         Assert.True(acked.Count > 100, $"only {acked.Count} transfers were acknowledged: the test did too little");
+        // Every id the clients sent is of the client space, which the raw API serves.
+        Assert.All(sent.Keys, id => Assert.False(ChartOfAccounts.IsReserved(id), $"{id} is a reserved id"));
     }
 
-    private static object Body(Sent t) => new { id = t.Id.ToString(), debitAccountId = t.Debit.ToString(), creditAccountId = t.Credit.ToString(), amount = t.Amount, asset = 1, code = 1 };
+    private static object Body(Sent t) => new { id = t.Id.ToString(), debit_account_id = t.Debit.ToString(), credit_account_id = t.Credit.ToString(), amount = t.Amount, asset = "USDC", code = 1 };
 
     private static async Task ClientLoop(HttpClient http, Random rng, int round, int client, ConcurrentDictionary<UInt128, Sent> sent,
         ConcurrentDictionary<UInt128, string> acked, CancellationToken stop)
@@ -99,7 +102,7 @@ public sealed class CrashTests(ITestOutputHelper output) : IDisposable
             }
             try
             {
-                var r = await http.PostAsJsonAsync("/api/ledger/transfers", batch.Select(Body).ToArray(), stop);
+                var r = await http.PostAsJsonAsync("/api/ledger/transfers", batch.Select(Body).ToArray(), TestServer.Json, stop);
                 if (!r.IsSuccessStatusCode) continue;
                 var json = await r.Content.ReadFromJsonAsync<JsonElement>(stop);
                 int i = 0;
@@ -124,7 +127,7 @@ public sealed class CrashTests(ITestOutputHelper output) : IDisposable
         }
         foreach (var (id, result) in acked)
         {
-            if (result == "Ok") Assert.True(exists.Contains(id), $"acknowledged transfer {id} was lost");
+            if (result == "ok") Assert.True(exists.Contains(id), $"acknowledged transfer {id} was lost");
         }
         // Balances equal exactly what the surviving transfers imply, and debits equal credits.
         var expectedDebits = new long[accounts + 1];
@@ -140,7 +143,7 @@ public sealed class CrashTests(ITestOutputHelper output) : IDisposable
         foreach (var a in all.EnumerateArray())
         {
             int i = int.Parse(a.GetProperty("id").GetString()!);
-            long d = a.GetProperty("debitsPosted").GetInt64(), c = a.GetProperty("creditsPosted").GetInt64();
+            long d = a.GetProperty("debits_posted").GetInt64(), c = a.GetProperty("credits_posted").GetInt64();
             Assert.Equal(expectedDebits[i], d);
             Assert.Equal(expectedCredits[i], c);
             totalD += d;

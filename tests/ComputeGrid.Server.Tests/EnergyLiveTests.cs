@@ -40,15 +40,15 @@ public class EnergyLiveTests
                 var response = await client.GetAsync("/api/energy/sites/ercot-west-reference");
                 Assert.Equal(HttpStatusCode.OK, response.StatusCode);
                 state = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
-                int hashing = state.GetProperty("groups").EnumerateArray().Sum(g => g.GetProperty("racksHashing").GetInt32());
-                if (state.GetProperty("interval").GetInt32() > 0 && hashing > 0 && state.GetProperty("measuredHashrateThs").GetDouble() > 0) break;
+                int hashing = state.GetProperty("groups").EnumerateArray().Sum(g => g.GetProperty("racks_hashing").GetInt32());
+                if (state.GetProperty("interval").GetInt32() > 0 && hashing > 0 && state.GetProperty("measured_hashrate_ths").GetDouble() > 0) break;
                 await Task.Delay(200);
             }
-            Assert.True(state.GetProperty("groups").EnumerateArray().Sum(g => g.GetProperty("racksHashing").GetInt32()) > 0, state.ToString());
-            Assert.True(state.GetProperty("facilityKw").GetDouble() <= state.GetProperty("interconnectKw").GetDouble());
-            Assert.True(state.GetProperty("leasedGpus").GetInt32() > 0);
-            Assert.True(state.GetProperty("economics").GetProperty("aiRevenueMicroUsd").GetInt64() > 0);
-            Assert.True(state.GetProperty("commandsSent").GetInt64() > 0);
+            Assert.True(state.GetProperty("groups").EnumerateArray().Sum(g => g.GetProperty("racks_hashing").GetInt32()) > 0, state.ToString());
+            Assert.True(state.GetProperty("facility_kw").GetDouble() <= state.GetProperty("interconnect_kw").GetDouble());
+            Assert.True(state.GetProperty("leased_gpus").GetInt32() > 0);
+            Assert.True(state.GetProperty("economics").GetProperty("ai_revenue_micro_usd").GetInt64() > 0);
+            Assert.True(state.GetProperty("commands_sent").GetInt64() > 0);
             Assert.Equal(2, state.GetProperty("groups").GetArrayLength());
 
             var list = JsonDocument.Parse(await client.GetStringAsync("/api/energy/sites")).RootElement;
@@ -60,6 +60,26 @@ public class EnergyLiveTests
             var missing = await client.GetAsync("/api/energy/sites/atlantis");
             Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
             Assert.Equal("application/problem+json", missing.Content.Headers.ContentType?.MediaType);
+
+            // The sites are for operators (the client above) and providers, with the read scope; nobody else.
+            Party provider = await TestServer.NewProviderAsync(client, "site-provider");
+            Party customer = await TestServer.NewCustomerAsync(client, "site-customer");
+            var tradeOnly = await client.PostJsonAsync($"/api/principals/{provider.Id}/keys", new { name = "trade-only", scopes = new[] { "trade" } });
+            using var providerWithoutRead = TestServer.Client(client.BaseAddress!.ToString(), tradeOnly.GetProperty("api_key").GetString());
+            using var anonymous = TestServer.Client(client.BaseAddress!.ToString(), null);
+            foreach (string path in new[] { "/api/energy/sites", "/api/energy/sites/ercot-west-reference", "/api/energy/sites/ercot-west-reference/miners" })
+            {
+                var byProvider = await provider.Http.GetAsync(path);
+                Assert.Equal(HttpStatusCode.OK, byProvider.StatusCode);
+                foreach (var (caller, status) in new[] { (customer.Http, HttpStatusCode.Forbidden), (providerWithoutRead, HttpStatusCode.Forbidden), (anonymous, HttpStatusCode.Unauthorized) })
+                {
+                    var refused = await caller.GetAsync(path);
+                    Assert.Equal(status, refused.StatusCode);
+                    Assert.Equal("application/problem+json", refused.Content.Headers.ContentType?.MediaType);
+                }
+            }
+            provider.Http.Dispose();
+            customer.Http.Dispose();
         }
         finally
         {

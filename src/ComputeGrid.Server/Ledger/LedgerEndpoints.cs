@@ -66,8 +66,13 @@ public static class LedgerEndpoints
     {
         if (BatchSize(batch.Length) is { } bad) return bad;
         for (int i = 0; i < batch.Length; i++)
+        {
             if (ChartOfAccounts.IsReserved(batch[i].Id))
                 return Problems.Unprocessable($"accounts[{i}]: id {batch[i].Id} is in the reserved (system) space; client accounts have ids below 2^127.", Code("reserved_id"));
+            // Checked here, not only by the input's [Range]: the framework's validation does not reach the elements of a batch.
+            if (ChartOfAccounts.IsReservedCode(batch[i].Code))
+                return Problems.Unprocessable($"accounts[{i}]: code {batch[i].Code} is reserved by the chart of accounts; client accounts have codes 1 to {ChartOfAccounts.ClientCodeMax}.", Code("reserved_code"));
+        }
         ulong by = user.RequireCaller().Principal.Id;
         int made = store.RawAccountsCreatedBy(by);
         if (made + batch.Length > limits.RawAccountsPerOperatorMax)
@@ -92,6 +97,8 @@ public static class LedgerEndpoints
                 : ChartOfAccounts.IsReserved(t.PendingId) ? "pending_id" : null;
             if (reserved is not null)
                 return Problems.Unprocessable($"transfers[{i}]: {reserved} is in the reserved (system) space; the raw API moves money between client accounts only.", Code("reserved_id"));
+            if (ChartOfAccounts.IsReservedCode(t.Code))
+                return Problems.Unprocessable($"transfers[{i}]: code {t.Code} is reserved by the chart of accounts; client transfers have codes up to {ChartOfAccounts.ClientCodeMax}.", Code("reserved_code"));
             if (t.Asset.Length > 0 && !Asset.TryFromSymbol(t.Asset, out _))
                 return Problems.BadRequest($"transfers[{i}]: asset must be one of {string.Join(", ", Asset.All.Select(a => a.Symbol))}.");
         }
