@@ -329,7 +329,7 @@ public sealed class LedgerApiTests(LedgerApiFixture f) : IClassFixture<LedgerApi
         Assert.Equal(alice.Account.ToString(), funding.GetProperty("credit_account_id").GetString());
         Assert.Equal(LedgerApiFixture.AliceFunds, funding.GetProperty("amount").GetInt64());
         Assert.Equal((int)TransferCode.Funding, funding.GetProperty("code").GetInt32());
-        Assert.Equal(operatorId, funding.GetProperty("user_data64").GetUInt64());
+        Assert.Equal(operatorId, funding.GetProperty("user_data_64").GetUInt64());
         Assert.Equal(JsonValueKind.Null, history.GetProperty("next").ValueKind);
         var transfer = await alice.Http.GetJsonAsync($"/api/ledger/transfers/{fundingId}");
         Assert.Equal(funding.GetRawText(), transfer.GetRawText());

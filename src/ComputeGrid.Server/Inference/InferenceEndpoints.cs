@@ -111,7 +111,7 @@ public sealed record InferenceAccountView(ulong Id, string Name, string? Region,
 
 /// <summary>A node in the routing table (public).</summary>
 public sealed record InferenceNodeView(string Id, string Region, IReadOnlyList<string> Models,
-    [property: JsonPropertyName("price_micro_usd_per_1k_tokens")] long PriceMicroUsdPer1kTokens, int Capacity, int Inflight, int Queue,
+    long PriceMicroUsdPer1kTokens, int Capacity, int Inflight, int Queue,
     double EwmaModelMs, bool Healthy, bool Failed, ApiTime LastHeartbeat, UInt128? RevenueAccount);
 
 /// <summary>The routing table.</summary>

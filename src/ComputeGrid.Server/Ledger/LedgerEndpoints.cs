@@ -72,6 +72,8 @@ public static class LedgerEndpoints
             // Checked here, not only by the input's [Range]: the framework's validation does not reach the elements of a batch.
             if (ChartOfAccounts.IsReservedCode(batch[i].Code))
                 return Problems.Unprocessable($"accounts[{i}]: code {batch[i].Code} is reserved by the chart of accounts; client accounts have codes 1 to {ChartOfAccounts.ClientCodeMax}.", Code("reserved_code"));
+            if (!Asset.TryFromSymbol(batch[i].Asset, out _))
+                return Problems.BadRequest($"accounts[{i}]: asset must be one of {string.Join(", ", Asset.All.Select(a => a.Symbol))}.");
         }
         ulong by = user.RequireCaller().Principal.Id;
         int made = store.RawAccountsCreatedBy(by);

@@ -62,8 +62,7 @@ public sealed record AdmitNodeInput
     public required string PublicKey { get; init; }
 
     /// <summary>The highest inference price the node may register with, micro-USD per 1,000 tokens.</summary>
-    /// <remarks>Named explicitly: the snake_case policy would write <c>per1k</c> (no break before a digit).</remarks>
-    [Range(0, 1_000_000_000), JsonPropertyName("price_ceiling_micro_usd_per_1k_tokens")]
+    [Range(0, 1_000_000_000)]
     public required long PriceCeilingMicroUsdPer1kTokens { get; init; }
 }
 
@@ -115,7 +114,7 @@ public sealed record FundView(ulong Principal, UInt128 Account, long Amount, str
 
 /// <summary>An admitted node.</summary>
 public sealed record NodeAdmissionView(string NodeId, ulong Principal, ulong Provider, string PublicKey,
-    [property: JsonPropertyName("price_ceiling_micro_usd_per_1k_tokens")] long PriceCeilingMicroUsdPer1kTokens, UInt128 RevenueAccount, ApiTime? Revoked)
+    long PriceCeilingMicroUsdPer1kTokens, UInt128 RevenueAccount, ApiTime? Revoked)
 {
     /// <summary>The view of an admission.</summary>
     public static NodeAdmissionView From(NodeAdmission n) => new(n.NodeId, n.Principal, n.Provider, Convert.ToBase64String(n.PublicKey), n.PriceCeilingMicroUsdPer1kTokens,
