@@ -140,7 +140,8 @@ public static class ServerHost
         // trace. Only until the server has started: after that, the host's messages (a background service that failed
         // and stopped the server) are what an operator must see.
         var starting = new StrongBox<bool>(true);
-        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", level => !starting.Value);
+        LogLevel hostLevel = (LogLevel)Math.Max((int)LogLevel.Warning, (int)options.MinimumLogLevel);
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", level => !starting.Value && level >= hostLevel);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(options.Time);
@@ -170,7 +171,10 @@ public static class ServerHost
         // Authentication brings ASP.NET's data protection, which nothing here uses (no cookies): keep its keys in memory
         // rather than in a folder of the user's home.
         builder.Services.AddDataProtection().UseEphemeralDataProtectionProvider();
-        builder.Services.AddAuthentication()
+        // API keys are the default scheme: a key presented on a public route (market data) makes its caller that key's
+        // principal, so the rate limit it is held to is its own, not its address's. Protected routes authenticate with
+        // their policy's scheme (the result is the same, computed once per request).
+        builder.Services.AddAuthentication(o => o.DefaultAuthenticateScheme = TrustSchemes.ApiKey)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(TrustSchemes.ApiKey, null)
             .AddScheme<AuthenticationSchemeOptions, NodeSessionAuthenticationHandler>(TrustSchemes.NodeSession, null);
         Policies.Add(builder.Services.AddAuthorizationBuilder());

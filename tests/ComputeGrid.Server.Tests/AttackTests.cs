@@ -111,9 +111,10 @@ public sealed class AttackTests(AttackFixture f) : IClassFixture<AttackFixture>
         var capacity = await other.Http.PostAsJsonAsync("/api/exchange/nodes", new { node_id = "acme-1", gpu = "H200", region = "tokyo", gpus = 4 }, TestServer.Json);
         Assert.Equal(HttpStatusCode.NotFound, capacity.StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await f.Alice.Http.PostAsJsonAsync("/api/exchange/nodes", new { node_id = "acme-1", gpu = "H200", region = "tokyo", gpus = 4 }, TestServer.Json)).StatusCode);
-        // The rival provider cannot report the victim's node down (which would make the victim pay penalties).
+        // The rival provider cannot report the victim's node down (which would make the victim pay penalties): outages
+        // come from the node itself, signed, or from an operator.
         long node = (await f.Provider.Http.GetFromJsonAsync<JsonElement>("/api/exchange/nodes")).GetProperty("nodes")[0].GetProperty("id").GetInt64();
-        Assert.Equal(HttpStatusCode.NotFound, (await other.Http.PostAsync($"/api/exchange/nodes/{node}/outage", null)).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await other.Http.PostAsync($"/api/exchange/nodes/{node}/outage", null)).StatusCode);
         Assert.Equal(JsonValueKind.Null, (await f.Provider.Http.GetFromJsonAsync<JsonElement>($"/api/exchange/nodes/{node}")).GetProperty("down_since").ValueKind);
         Assert.Equal(before, await BalancesAsync());
     }

@@ -355,7 +355,7 @@ public sealed class ExchangeApiTests(ExchangeApiFixture f) : IClassFixture<Excha
     }
 
     [Fact]
-    public async Task An_outage_reported_by_another_provider_is_404_and_changes_nothing_and_the_owners_fails_the_lease()
+    public async Task An_outage_on_the_public_port_is_the_operators_providers_and_customers_are_refused_and_nothing_changes()
     {
         string symbol = await HourlyAsync("A100", "sydney");
         long node = f.Seed.Nodes[("A100", "sydney")];
@@ -369,12 +369,15 @@ public sealed class ExchangeApiTests(ExchangeApiFixture f) : IClassFixture<Excha
         long buyerBefore = (await AccountAsync(f.Buyer)).GetProperty("credit_balance").GetInt64();
         long collateralBefore = (await Op.GetJsonAsync($"/api/ledger/accounts/{f.Collateral}")).GetProperty("credit_balance").GetInt64();
 
-        await ApiTestHelpers.AssertProblemAsync(await f.Other.Http.PostAsync($"/api/exchange/nodes/{node}/outage", null), HttpStatusCode.NotFound, "unknown_node");
+        // Outages come from the node itself (signed, on the node port) or an operator: not from a provider's key (its
+        // own or a rival's) nor a customer's.
+        await ApiTestHelpers.AssertProblemAsync(await f.Other.Http.PostAsync($"/api/exchange/nodes/{node}/outage", null), HttpStatusCode.Forbidden);
+        await ApiTestHelpers.AssertProblemAsync(await f.Provider.Http.PostAsync($"/api/exchange/nodes/{node}/outage", null), HttpStatusCode.Forbidden);
         await ApiTestHelpers.AssertProblemAsync(await f.Buyer.Http.PostAsync($"/api/exchange/nodes/{node}/outage", null), HttpStatusCode.Forbidden);
         Assert.Equal(before, await StateAsync());
 
-        // Its own provider's report takes the node down: the lease fails, the buyer gets the notional back and a 20 % penalty from the collateral.
-        var down = await ApiTestHelpers.OkAsync(await f.Provider.Http.PostAsync($"/api/exchange/nodes/{node}/outage", null));
+        // An operator's report takes the node down: the lease fails, the buyer gets the notional back and a 20 % penalty from the collateral.
+        var down = await ApiTestHelpers.OkAsync(await Op.PostAsync($"/api/exchange/nodes/{node}/outage", null));
         Assert.True(ApiTime.TryParse(down.GetProperty("down_since").GetString(), null, out _));
         var lease = await f.Buyer.Http.GetJsonAsync($"/api/exchange/leases/{leaseId}");
         Assert.Equal("failed", lease.GetProperty("status").GetString());
@@ -532,8 +535,9 @@ public sealed class ExchangeApiTests(ExchangeApiFixture f) : IClassFixture<Excha
         { "provider", "POST", "/api/exchange/nodes", """{"node_id":"tokyo-H100-01","gpu":"H100","region":"atlantis","gpus":8}""", HttpStatusCode.BadRequest, null },
         { "provider", "POST", "/api/exchange/nodes", """{"provider":{PROVIDER},"node_id":"tokyo-H100-01","gpu":"H100","region":"tokyo","gpus":8}""", HttpStatusCode.BadRequest, null },
         { "provider", "POST", "/api/exchange/nodes", """{"node_id":"nowhere-01","gpu":"H100","region":"tokyo","gpus":8}""", HttpStatusCode.NotFound, null },
-        { "provider", "POST", "/api/exchange/nodes/999/outage", "", HttpStatusCode.NotFound, "unknown_node" },
-        { "other", "POST", "/api/exchange/nodes/{N}/outage", "", HttpStatusCode.NotFound, "unknown_node" },
+        { "operator", "POST", "/api/exchange/nodes/999/outage", "", HttpStatusCode.NotFound, "unknown_node" },
+        { "provider", "POST", "/api/exchange/nodes/{N}/outage", "", HttpStatusCode.Forbidden, null },
+        { "other", "POST", "/api/exchange/nodes/{N}/outage", "", HttpStatusCode.Forbidden, null },
         { "buyer", "POST", "/api/exchange/nodes/{N}/outage", "", HttpStatusCode.Forbidden, null },
         // Heartbeats and delivery come from the node (signed, on the node port) or an operator; nobody else on the public port.
         { "buyer", "POST", "/api/exchange/nodes/{N}/heartbeat", "", HttpStatusCode.Forbidden, null },

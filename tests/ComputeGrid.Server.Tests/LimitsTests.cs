@@ -58,6 +58,18 @@ public sealed class LimitsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Anonymous_callers_are_limited_per_address_and_a_key_on_a_public_route_is_held_to_its_own_limit()
+    {
+        HttpClient op = await StartAsync(new ServerLimits { Anonymous = new RateLimit(1, 2) });
+        Party alice = await TestServer.NewCustomerAsync(op, "alice");
+        using var anonymous = TestServer.Client(op.BaseAddress!.ToString(), null);
+        for (int i = 0; i < 2; i++) Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/api/exchange/index")).StatusCode);
+        await AssertTooManyAsync(await anonymous.GetAsync("/api/exchange/index"));
+        // The same address, with a key: the customer's own bucket.
+        for (int i = 0; i < 5; i++) Assert.Equal(HttpStatusCode.OK, (await alice.Http.GetAsync("/api/exchange/index")).StatusCode);
+    }
+
+    [Fact]
     public async Task A_trader_at_its_open_order_quota_gets_429_and_its_order_is_not_placed()
     {
         HttpClient op = await StartAsync(new ServerLimits { OpenOrdersPerTraderMax = 2 });
