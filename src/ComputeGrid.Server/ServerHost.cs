@@ -171,14 +171,18 @@ public static class ServerHost
         // Authentication brings ASP.NET's data protection, which nothing here uses (no cookies): keep its keys in memory
         // rather than in a folder of the user's home.
         builder.Services.AddDataProtection().UseEphemeralDataProtectionProvider();
-        // API keys are the default scheme: a key presented on a public route (market data) makes its caller that key's
-        // principal, so the rate limit it is held to is its own, not its address's. Protected routes authenticate with
-        // their policy's scheme (the result is the same, computed once per request).
-        builder.Services.AddAuthentication(o => o.DefaultAuthenticateScheme = TrustSchemes.ApiKey)
-            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(TrustSchemes.ApiKey, null)
-            .AddScheme<AuthenticationSchemeOptions, NodeSessionAuthenticationHandler>(TrustSchemes.NodeSession, null);
+        // One scheme, the default for everything: TrustAuthenticationMiddleware authenticates each request once (an API
+        // key on the public port, a node session on the node port) and the policies read the user it sets; a key
+        // presented on a public route (market data) makes its caller that key's principal, so the rate limit it is held to
+        // is its own, not its address's. The scheme's handler answers challenges (401) and forbids (403).
+        builder.Services.AddAuthentication(o =>
+        {
+            o.AddScheme<TrustAuthenticationHandler>(TrustSchemes.ApiKey, null);
+            o.DefaultScheme = TrustSchemes.ApiKey;
+        });
+        builder.Services.AddTransient<TrustAuthenticationHandler>();
         Policies.Add(builder.Services.AddAuthorizationBuilder());
-        builder.Services.AddRateLimiter(o => RateLimits.Configure(o, limits));
+        builder.Services.AddRateLimiter(o => RateLimits.Configure(o, limits, options.Time));
         if (options.CorsOrigins.Count > 0)
             builder.Services.AddCors(o => o.AddDefaultPolicy(p => p.WithOrigins([.. options.CorsOrigins]).WithMethods("GET", "POST", "PUT", "DELETE")
                 .WithHeaders("Authorization", "Content-Type", "Idempotency-Key", "X-Region")));
@@ -269,7 +273,7 @@ public static class ServerHost
         app.UseRouting();
         app.UseMiddleware<RequestGate>();
         if (options.CorsOrigins.Count > 0) app.UseCors();
-        app.UseAuthentication();
+        app.UseMiddleware<TrustAuthenticationMiddleware>();
         app.UseAuthorization();
         app.UseRateLimiter();
 

@@ -72,7 +72,15 @@ public sealed class NodeSessions(TrustStore store, ServerLimits limits, TimeProv
     /// <summary>Challenges kept per node: a new one pushes out the node's oldest.</summary>
     public const int ChallengesPerNodeMax = 4;
     private readonly ConcurrentDictionary<string, NodeSession> _byNode = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, NodeSession> _byTokenHash = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<TokenHash, NodeSession> _byTokenHash = new();
+
+    // A session token's SHA-256 as a value, so looking it up allocates nothing.
+    private readonly record struct TokenHash(ulong A, ulong B, ulong C, ulong D)
+    {
+        public static TokenHash Of(ReadOnlySpan<byte> hash) => new(
+            System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(hash), System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(hash[8..]),
+            System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(hash[16..]), System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(hash[24..]));
+    }
     private readonly Lock _lock = new();
 
     /// <summary>
@@ -120,7 +128,7 @@ public sealed class NodeSessions(TrustStore store, ServerLimits limits, TimeProv
         {
             if (_byNode.TryGetValue(nodeId, out NodeSession? previous)) Remove(previous);
             _byNode[nodeId] = session;
-            _byTokenHash[Convert.ToHexStringLower(hash)] = session;
+            _byTokenHash[TokenHash.Of(hash)] = session;
         }
         return NodeRegisterOutcome.Ok;
     }
@@ -137,7 +145,7 @@ public sealed class NodeSessions(TrustStore store, ServerLimits limits, TimeProv
         }
         Span<byte> hash = stackalloc byte[32];
         SHA256.HashData(ascii, hash);
-        if (!_byTokenHash.TryGetValue(Convert.ToHexStringLower(hash), out NodeSession? s)) return null;
+        if (!_byTokenHash.TryGetValue(TokenHash.Of(hash), out NodeSession? s)) return null;
         // The admission may have been revoked (or the node disabled) since the session opened.
         if (store.FindNode(s.Admission.NodeId) is not { Revoked: null } || store.Find(s.Admission.Principal) is not { Disabled: null })
         {
@@ -159,7 +167,7 @@ public sealed class NodeSessions(TrustStore store, ServerLimits limits, TimeProv
 
     private void Remove(NodeSession s)
     {
-        _byTokenHash.TryRemove(Convert.ToHexStringLower(s.TokenHash), out _);
+        _byTokenHash.TryRemove(TokenHash.Of(s.TokenHash), out _);
         s.End();
     }
 }

@@ -56,21 +56,21 @@ public static class Policies
     /// <summary>Registers the policies and the fallback.</summary>
     public static void Add(AuthorizationBuilder b)
     {
-        b.AddPolicy(Operator, Caller(TrustSchemes.ApiKey, Scopes.Admin, PrincipalKind.Operator));
-        b.AddPolicy(OperatorRead, Caller(TrustSchemes.ApiKey, Scopes.Read, PrincipalKind.Operator));
-        b.AddPolicy(Inference, Caller(TrustSchemes.ApiKey, Scopes.Inference, PrincipalKind.Customer));
-        b.AddPolicy(Trader, Caller(TrustSchemes.ApiKey, Scopes.Trade, PrincipalKind.Customer, PrincipalKind.Provider));
-        b.AddPolicy(Provider, Caller(TrustSchemes.ApiKey, Scopes.Trade, PrincipalKind.Provider));
-        b.AddPolicy(Reader, Caller(TrustSchemes.ApiKey, Scopes.Read, PrincipalKind.Operator, PrincipalKind.Customer, PrincipalKind.Provider));
-        b.AddPolicy(Self, Caller(TrustSchemes.ApiKey, Scopes.None, PrincipalKind.Operator, PrincipalKind.Customer, PrincipalKind.Provider));
-        b.AddPolicy(OperatorOrProviderRead, Caller(TrustSchemes.ApiKey, Scopes.Read, PrincipalKind.Operator, PrincipalKind.Provider));
-        b.AddPolicy(OperatorOrProvider, new AuthorizationPolicyBuilder(TrustSchemes.ApiKey).RequireAuthenticatedUser()
+        b.AddPolicy(Operator, Caller(Scopes.Admin, PrincipalKind.Operator));
+        b.AddPolicy(OperatorRead, Caller(Scopes.Read, PrincipalKind.Operator));
+        b.AddPolicy(Inference, Caller(Scopes.Inference, PrincipalKind.Customer));
+        b.AddPolicy(Trader, Caller(Scopes.Trade, PrincipalKind.Customer, PrincipalKind.Provider));
+        b.AddPolicy(Provider, Caller(Scopes.Trade, PrincipalKind.Provider));
+        b.AddPolicy(Reader, Caller(Scopes.Read, PrincipalKind.Operator, PrincipalKind.Customer, PrincipalKind.Provider));
+        b.AddPolicy(Self, Caller(Scopes.None, PrincipalKind.Operator, PrincipalKind.Customer, PrincipalKind.Provider));
+        b.AddPolicy(OperatorOrProviderRead, Caller(Scopes.Read, PrincipalKind.Operator, PrincipalKind.Provider));
+        b.AddPolicy(OperatorOrProvider, new AuthorizationPolicyBuilder().RequireAuthenticatedUser()
             .AddRequirements(new CallerRequirement([(PrincipalKind.Operator, Scopes.Admin), (PrincipalKind.Provider, Scopes.Trade)])).Build());
-        b.AddPolicy(Node, Caller(TrustSchemes.NodeSession, Scopes.None, PrincipalKind.Node));
+        b.AddPolicy(Node, Caller(Scopes.None, PrincipalKind.Node));
         b.AddPolicy(Owner, p => p.AddRequirements(new OwnerRequirement()));
         // The fallback applies to endpoints that declare nothing (none should: a test enumerates the route table), and to
         // requests no endpoint matches, which must still get their 404.
-        AuthorizationPolicy deny = new AuthorizationPolicyBuilder(TrustSchemes.ApiKey)
+        AuthorizationPolicy deny = new AuthorizationPolicyBuilder()
             .RequireAssertion(c => c.Resource is Microsoft.AspNetCore.Http.HttpContext http && Microsoft.AspNetCore.Http.EndpointHttpContextExtensions.GetEndpoint(http) is null).Build();
         b.AddPolicy(Deny, deny);
         b.SetFallbackPolicy(deny);
@@ -95,8 +95,10 @@ public static class Policies
         _ => "nobody",
     };
 
-    private static AuthorizationPolicy Caller(string scheme, Scopes scope, params PrincipalKind[] kinds) =>
-        new AuthorizationPolicyBuilder(scheme).RequireAuthenticatedUser().AddRequirements(new CallerRequirement(kinds.Select(k => (k, scope)).ToArray())).Build();
+    // Policies name no scheme: they read the user TrustAuthenticationMiddleware set, once per request (naming a scheme
+    // would authenticate and merge the user anew in every request).
+    private static AuthorizationPolicy Caller(Scopes scope, params PrincipalKind[] kinds) =>
+        new AuthorizationPolicyBuilder().RequireAuthenticatedUser().AddRequirements(new CallerRequirement(kinds.Select(k => (k, scope)).ToArray())).Build();
 }
 
 /// <summary>The caller is of one of the admitted kinds, and its credential carries the scope that kind needs (None: any).</summary>

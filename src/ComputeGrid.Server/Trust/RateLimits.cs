@@ -7,34 +7,17 @@ using Microsoft.AspNetCore.RateLimiting;
 namespace ComputeGrid.Server.Trust;
 
 /// <summary>
-/// Rate limits per principal (ASP.NET Core rate limiting): one token bucket per authenticated principal, sized by its
-/// kind (<see cref="ServerLimits"/>), and one per client address for anonymous callers. The node port is not limited
-/// (its callers are admitted nodes on their own sessions). A refused request gets 429 problem+json with
-/// <c>Retry-After</c>; other principals are unaffected.
+/// Rate limits per principal, through ASP.NET Core's rate limiting middleware: one token bucket per authenticated
+/// principal, sized by its kind (<see cref="ServerLimits"/>), and one per client address for anonymous callers. The
+/// node port is not limited (its callers are admitted nodes on their own sessions). A refused request gets 429
+/// problem+json with <c>Retry-After</c>; other principals are unaffected.
 /// </summary>
 internal static class RateLimits
 {
-    private readonly record struct Partition(PrincipalKind? Kind, ulong Principal, string? Address);
-
-    public static void Configure(RateLimiterOptions o, ServerLimits limits)
+    public static void Configure(RateLimiterOptions o, ServerLimits limits, TimeProvider time)
     {
         o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
-        o.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, Partition>(http =>
-        {
-            if (ConnectionRoles.IsNodePort(http)) return RateLimitPartition.GetNoLimiter(new Partition(PrincipalKind.Node, 0, null));
-            if (http.User.Caller() is { } caller)
-            {
-                RateLimit rate = caller.Principal.Kind switch
-                {
-                    PrincipalKind.Operator => limits.Operator,
-                    PrincipalKind.Provider => limits.Provider,
-                    _ => limits.Customer,
-                };
-                return RateLimitPartition.GetTokenBucketLimiter(new Partition(caller.Principal.Kind, caller.Principal.Id, null), _ => Bucket(rate));
-            }
-            string address = http.Connection.RemoteIpAddress?.ToString() ?? "unknown";
-            return RateLimitPartition.GetTokenBucketLimiter(new Partition(null, 0, address), _ => Bucket(limits.Anonymous));
-        });
+        o.GlobalLimiter = new PrincipalRateLimiter(limits, time);
         o.OnRejected = async (context, _) =>
         {
             TimeSpan after = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out TimeSpan retry) ? retry : TimeSpan.FromSeconds(1);
@@ -44,13 +27,122 @@ internal static class RateLimits
                 $"The rate limit of {who} is reached; retry after the time in Retry-After.", "rate_limit_exceeded");
         };
     }
+}
 
-    // Replenished by the partitioned limiter's own timer (AutoReplenishment off), so there is no timer per principal.
-    private static TokenBucketRateLimiterOptions Bucket(RateLimit rate) => new()
+/// <summary>
+/// The token buckets: refilled from the clock when they are used (no timer per principal), allocation-free on the way
+/// through (a granted request shares one lease object), a lock per bucket. Buckets of addresses that are full again are
+/// dropped when there are many, so addresses cannot make the server hold without bound.
+/// </summary>
+internal sealed class PrincipalRateLimiter(ServerLimits limits, TimeProvider time) : PartitionedRateLimiter<HttpContext>
+{
+    /// <summary>Address buckets kept before full ones are dropped.</summary>
+    public const int AddressBucketsMax = 100_000;
+
+    private readonly ConcurrentDictionary<ulong, Bucket> _principals = new();
+    private readonly ConcurrentDictionary<System.Net.IPAddress, Bucket> _addresses = new();
+
+    protected override RateLimitLease AttemptAcquireCore(HttpContext http, int permitCount)
     {
-        TokenLimit = rate.Burst, TokensPerPeriod = rate.PerSecond, ReplenishmentPeriod = TimeSpan.FromSeconds(1),
-        QueueLimit = 0, AutoReplenishment = false,
-    };
+        if (ConnectionRoles.IsNodePort(http)) return Lease.Granted;
+        long now = time.GetTimestamp();
+        Bucket bucket;
+        if (http.User.Caller() is { } caller)
+        {
+            RateLimit rate = caller.Principal.Kind switch
+            {
+                PrincipalKind.Operator => limits.Operator,
+                PrincipalKind.Provider => limits.Provider,
+                _ => limits.Customer,
+            };
+            bucket = _principals.GetOrAdd(caller.Principal.Id, static (_, r) => new Bucket(r.Rate, r.Now), (Rate: rate, Now: now));
+        }
+        else
+        {
+            System.Net.IPAddress address = http.Connection.RemoteIpAddress ?? System.Net.IPAddress.None;
+            if (!_addresses.TryGetValue(address, out bucket!))
+            {
+                if (_addresses.Count >= AddressBucketsMax) Sweep(now);
+                bucket = _addresses.GetOrAdd(address, static (_, r) => new Bucket(r.Rate, r.Now), (Rate: limits.Anonymous, Now: now));
+            }
+        }
+        TimeSpan? wait = bucket.TryTake(Math.Max(permitCount, 1), now, time.TimestampFrequency);
+        return wait is { } retry ? new Lease(false, retry) : Lease.Granted;
+    }
+
+    protected override ValueTask<RateLimitLease> AcquireAsyncCore(HttpContext http, int permitCount, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(AttemptAcquireCore(http, permitCount));
+
+    public override RateLimiterStatistics? GetStatistics(HttpContext resource) => null;
+
+    private void Sweep(long now)
+    {
+        foreach (var (address, bucket) in _addresses)
+            if (bucket.IsFull(now, time.TimestampFrequency)) _addresses.TryRemove(address, out _);
+    }
+
+    /// <summary>A token bucket in millionths of a token, refilled lazily.</summary>
+    private sealed class Bucket(RateLimit rate, long now)
+    {
+        private const long Scale = 1_000_000;
+        private readonly long _capacity = rate.Burst * Scale;
+        private readonly long _perSecond = rate.PerSecond * Scale;
+        private long _tokens = rate.Burst * Scale;
+        private long _last = now;
+
+        /// <summary>Takes <paramref name="n"/> tokens; null when granted, else how long until they are there.</summary>
+        public TimeSpan? TryTake(int n, long now, long frequency)
+        {
+            long need = n * Scale;
+            lock (this)
+            {
+                Refill(now, frequency);
+                if (_tokens >= need)
+                {
+                    _tokens -= need;
+                    return null;
+                }
+                return TimeSpan.FromSeconds((double)(need - _tokens) / _perSecond);
+            }
+        }
+
+        public bool IsFull(long now, long frequency)
+        {
+            lock (this)
+            {
+                Refill(now, frequency);
+                return _tokens >= _capacity;
+            }
+        }
+
+        private void Refill(long now, long frequency)
+        {
+            long elapsed = now - _last;
+            if (elapsed <= 0) return;
+            _last = now;
+            // Past a full refill the exact amount does not matter (and the product could overflow).
+            _tokens = elapsed >= frequency * (_capacity / Math.Max(_perSecond, 1) + 1)
+                ? _capacity
+                : Math.Min(_capacity, _tokens + (long)((decimal)elapsed * _perSecond / frequency));
+        }
+    }
+
+    private sealed class Lease(bool acquired, TimeSpan retryAfter) : RateLimitLease
+    {
+        public static readonly Lease Granted = new(true, TimeSpan.Zero);
+
+        public override bool IsAcquired => acquired;
+
+        public override IEnumerable<string> MetadataNames => acquired ? [] : [MetadataName.RetryAfter.Name];
+
+        public override bool TryGetMetadata(string metadataName, out object? metadata)
+        {
+            metadata = !acquired && metadataName == MetadataName.RetryAfter.Name ? retryAfter : null;
+            return metadata is not null;
+        }
+
+        protected override void Dispose(bool disposing) { }
+    }
 }
 
 /// <summary>

@@ -4,7 +4,6 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
-using Microsoft.Net.Http.Headers;
 
 namespace ComputeGrid.Server.Trust;
 
@@ -45,7 +44,11 @@ public static class ConnectionRoles
 public sealed class HostAllowList
 {
     private readonly HashSet<string> _hosts = new(StringComparer.OrdinalIgnoreCase);
+    private readonly HashSet<string>.AlternateLookup<ReadOnlySpan<char>> _bySpan;
     private bool _any;
+
+    /// <summary>An empty list (nothing allowed until bindings or names are added).</summary>
+    public HostAllowList() => _bySpan = _hosts.GetAlternateLookup<ReadOnlySpan<char>>();
 
     /// <summary>Adds the names of a bound address.</summary>
     public void AddBinding(IPAddress address)
@@ -79,8 +82,17 @@ public sealed class HostAllowList
     /// <summary>The allowed names, for messages.</summary>
     public IEnumerable<string> Names => _any ? ["*"] : _hosts.Order(StringComparer.Ordinal);
 
-    /// <summary>Whether a request's Host (port ignored) is allowed.</summary>
-    public bool Allows(HostString host) => _any || (host.HasValue && _hosts.Contains(host.Host));
+    /// <summary>Whether a request's Host (port ignored) is allowed; allocates nothing.</summary>
+    public bool Allows(HostString host)
+    {
+        if (_any) return true;
+        if (!host.HasValue) return false;
+        ReadOnlySpan<char> value = host.Value;
+        // "name:port", "[v6]:port" or without the port.
+        int colon = value.LastIndexOf(':');
+        if (colon >= 0 && value.IndexOf(']') < colon) value = value[..colon];
+        return _bySpan.Contains(value);
+    }
 
     // A Host header carries an IPv6 address in brackets and without a scope id.
     private static string Format(IPAddress a) =>
@@ -125,9 +137,14 @@ public sealed class RequestGate(RequestDelegate next, HostAllowList hosts, Serve
         return next(http);
     }
 
-    private static bool IsJson(string? contentType) =>
-        MediaTypeHeaderValue.TryParse(contentType, out MediaTypeHeaderValue? media)
-        && string.Equals(media.MediaType.Value, "application/json", StringComparison.OrdinalIgnoreCase);
+    // "application/json", optionally with parameters ("; charset=utf-8"); read without allocating.
+    private static bool IsJson(string? contentType)
+    {
+        ReadOnlySpan<char> type = contentType.AsSpan().Trim();
+        int semicolon = type.IndexOf(';');
+        if (semicolon >= 0) type = type[..semicolon].TrimEnd();
+        return type.Equals("application/json", StringComparison.OrdinalIgnoreCase);
+    }
 
     private static Task Refuse(HttpContext http, int status, string title, string detail, string code) =>
         ApiErrors.WriteAsync(http, status, title, detail, code).AsTask();
