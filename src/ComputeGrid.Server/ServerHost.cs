@@ -12,6 +12,8 @@ using ComputeGrid.Server.Inference;
 using ComputeGrid.Server.Ledger;
 using ComputeGrid.Server.Trust;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Authorization.Infrastructure;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Hosting;
@@ -181,6 +183,12 @@ public static class ServerHost
             o.DefaultScheme = TrustSchemes.ApiKey;
         });
         builder.Services.AddTransient<TrustAuthenticationHandler>();
+        // The authorization services are stateless and their handlers need no scoped services: made once instead of per
+        // request (ASP.NET registers them transient, which on the paid path cost a chain of constructions per request).
+        builder.Services.AddSingleton<IAuthorizationHandler, PassThroughAuthorizationHandler>();
+        builder.Services.AddSingleton<IAuthorizationHandlerProvider, DefaultAuthorizationHandlerProvider>();
+        builder.Services.AddSingleton<IAuthorizationService, DefaultAuthorizationService>();
+        builder.Services.AddSingleton<Microsoft.AspNetCore.Authorization.Policy.IPolicyEvaluator, Microsoft.AspNetCore.Authorization.Policy.PolicyEvaluator>();
         Policies.Add(builder.Services.AddAuthorizationBuilder());
         builder.Services.AddRateLimiter(o => RateLimits.Configure(o, limits, options.Time));
         if (options.CorsOrigins.Count > 0)
