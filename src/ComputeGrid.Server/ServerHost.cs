@@ -95,8 +95,8 @@ public sealed record ServerOptions
 /// The composition root of the server: opens the trust store and the ledger (recovering it from its folder) before
 /// listening, draws the trust boundary (the request gate, authentication, authorization, rate limits), maps each
 /// component's endpoints, and on SIGTERM or Ctrl-C stops Kestrel first, then flushes the ledger and writes a
-/// snapshot. The pipeline, in order: errors → routing → <see cref="RequestGate"/> (Host, port, media type, size) →
-/// CORS when configured → authentication → authorization (every endpoint's policy) → rate limits → the endpoint.
+/// snapshot. The pipeline, in order: errors → routing → <see cref="RequestGate"/> (Host, port, media type, size, then
+/// authentication) → CORS when configured → authorization (every endpoint's policy) → rate limits → the endpoint.
 /// </summary>
 public static class ServerHost
 {
@@ -173,7 +173,7 @@ public static class ServerHost
         // Authentication brings ASP.NET's data protection, which nothing here uses (no cookies): keep its keys in memory
         // rather than in a folder of the user's home.
         builder.Services.AddDataProtection().UseEphemeralDataProtectionProvider();
-        // One scheme, the default for everything: TrustAuthenticationMiddleware authenticates each request once (an API
+        // One scheme, the default for everything: the request gate authenticates each request once (an API
         // key on the public port, a node session on the node port) and the policies read the user it sets; a key
         // presented on a public route (market data) makes its caller that key's principal, so the rate limit it is held to
         // is its own, not its address's. The scheme's handler answers challenges (401) and forbids (403).
@@ -281,7 +281,6 @@ public static class ServerHost
         app.UseRouting();
         app.UseMiddleware<RequestGate>();
         if (options.CorsOrigins.Count > 0) app.UseCors();
-        app.UseMiddleware<TrustAuthenticationMiddleware>();
         app.UseAuthorization();
         app.UseRateLimiter();
 

@@ -56,6 +56,17 @@ public static class TrustSchemes
         return AuthenticateResult.Success(ticket);
     }
 
+    /// <summary>
+    /// Makes a successful result the request's user (what ASP.NET's authentication middleware does for a default
+    /// scheme, without its per-request handler, service scope and result copies).
+    /// </summary>
+    internal static void SetUser(HttpContext http, AuthenticateResult result)
+    {
+        if (!result.Succeeded) return;
+        http.User = result.Principal!;
+        http.Features.Set<IAuthenticateResultFeature>(new AuthenticatedFeature(result));
+    }
+
     private static AuthenticateResult Fail(HttpContext http, string why)
     {
         http.Items[FailureItem] = why;
@@ -101,36 +112,15 @@ public static class TrustSchemes
     }
 }
 
-/// <summary>
-/// Authenticates every request once, before authorization, and sets its user (the authorization policies name no
-/// scheme: they read this user). It does what ASP.NET's authentication middleware does for a default scheme, without
-/// the per-request handler, service scope and result copies that measured tens of microseconds on the paid path; the
-/// scheme's handler (<see cref="TrustAuthenticationHandler"/>) answers challenges and forbids, and authenticates for
-/// anyone who asks through <c>HttpContext.AuthenticateAsync</c>.
-/// </summary>
-public sealed class TrustAuthenticationMiddleware(RequestDelegate next, TrustStore store, NodeSessions sessions)
+/// <summary>The result of the request's authentication, as ASP.NET's features expose it.</summary>
+internal sealed class AuthenticatedFeature(AuthenticateResult result) : IAuthenticateResultFeature, IHttpAuthenticationFeature
 {
-    /// <summary>Authenticates, then runs the rest of the pipeline.</summary>
-    public Task InvokeAsync(HttpContext http)
-    {
-        AuthenticateResult result = TrustSchemes.Authenticate(http, store, sessions);
-        if (result.Succeeded)
-        {
-            http.User = result.Principal!;
-            http.Features.Set<IAuthenticateResultFeature>(new Authenticated(result));
-        }
-        return next(http);
-    }
+    public AuthenticateResult? AuthenticateResult { get; set; } = result;
 
-    private sealed class Authenticated(AuthenticateResult result) : IAuthenticateResultFeature, IHttpAuthenticationFeature
+    public ClaimsPrincipal? User
     {
-        public AuthenticateResult? AuthenticateResult { get; set; } = result;
-
-        public ClaimsPrincipal? User
-        {
-            get => AuthenticateResult?.Principal;
-            set => AuthenticateResult = value is null ? null : AuthenticateResult.Success(new AuthenticationTicket(value, TrustSchemes.ApiKey));
-        }
+        get => AuthenticateResult?.Principal;
+        set => AuthenticateResult = value is null ? null : AuthenticateResult.Success(new AuthenticationTicket(value, TrustSchemes.ApiKey));
     }
 }
 

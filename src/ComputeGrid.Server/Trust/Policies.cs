@@ -95,7 +95,7 @@ public static class Policies
         _ => "nobody",
     };
 
-    // Policies name no scheme: they read the user TrustAuthenticationMiddleware set, once per request (naming a scheme
+    // Policies name no scheme: they read the user the request gate set, once per request (naming a scheme
     // would authenticate and merge the user anew in every request).
     private static AuthorizationPolicy Caller(Scopes scope, params PrincipalKind[] kinds) =>
         new AuthorizationPolicyBuilder().RequireAuthenticatedUser().AddRequirements(new CallerRequirement(kinds.Select(k => (k, scope)).ToArray())).Build();
