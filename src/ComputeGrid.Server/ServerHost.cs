@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography.X509Certificates;
-using System.Threading.RateLimiting;
 using ComputeGrid.Exchange.Instruments;
 using ComputeGrid.Exchange.Trading;
 using ComputeGrid.Inference.Model;
@@ -19,7 +18,6 @@ using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
@@ -96,7 +94,8 @@ public sealed record ServerOptions
 /// listening, draws the trust boundary (the request gate, authentication, authorization, rate limits), maps each
 /// component's endpoints, and on SIGTERM or Ctrl-C stops Kestrel first, then flushes the ledger and writes a
 /// snapshot. The pipeline, in order: errors → routing → <see cref="RequestGate"/> (Host, port, media type, size, then
-/// authentication) → CORS when configured → authorization (every endpoint's policy) → rate limits → the endpoint.
+/// authentication and the caller's rate limit) → CORS when configured → authorization (every endpoint's policy) → the
+/// endpoint.
 /// </summary>
 public static class ServerHost
 {
@@ -190,7 +189,7 @@ public static class ServerHost
         builder.Services.AddSingleton<IAuthorizationService, DefaultAuthorizationService>();
         builder.Services.AddSingleton<Microsoft.AspNetCore.Authorization.Policy.IPolicyEvaluator, Microsoft.AspNetCore.Authorization.Policy.PolicyEvaluator>();
         Policies.Add(builder.Services.AddAuthorizationBuilder());
-        builder.Services.AddRateLimiter(o => RateLimits.Configure(o, limits, options.Time));
+        builder.Services.AddSingleton(new PrincipalRateLimiter(limits, options.Time));
         if (options.CorsOrigins.Count > 0)
             builder.Services.AddCors(o => o.AddDefaultPolicy(p => p.WithOrigins([.. options.CorsOrigins]).WithMethods("GET", "POST", "PUT", "DELETE")
                 .WithHeaders("Authorization", "Content-Type", "Idempotency-Key", "X-Region")));
@@ -282,7 +281,6 @@ public static class ServerHost
         app.UseMiddleware<RequestGate>();
         if (options.CorsOrigins.Count > 0) app.UseCors();
         app.UseAuthorization();
-        app.UseRateLimiter();
 
         app.MapGet("/healthz", Results<Ok<HealthView>, ProblemHttpResult> (LedgerEngine l) =>
                 l.Fault is null ? TypedResults.Ok(new HealthView("ok")) : Problems.Unavailable(l.Fault.Message))

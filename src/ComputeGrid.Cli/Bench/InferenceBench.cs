@@ -174,11 +174,13 @@ internal static class InferenceBench
             DescribeTail(output, samples);
             var (p50, p99) = Quantiles(samples, s => s.Overhead);
             var (serverP50, serverP99) = Quantiles(samples, s => s.Server);
+            var (handlerP50, handlerP99) = Quantiles(samples, s => s.Handler);
             var (holdP50, holdP99) = Quantiles(samples, s => s.Hold);
             output.WriteLine($"  overhead (latency − node model time − simulated network), 1 client: p50 {p50:F3} ms, p99 {p99:F3} ms over {samples.Count} requests");
             var (floorP50, floorP99) = Quantiles(floorOverheads);
             output.WriteLine($"    the machine's floor in the same window (bare Kestrel, same client, one thread computing as long as the model; no key, JSON, router, ledger or model): p50 {floorP50:F3} ms, p99 {floorP99:F3} ms, {floorOverheads.Count(o => o > 1)} of {floorOverheads.Count} over 1 ms; the paid path adds p50 {p50 - floorP50:F3} ms, p99 {p99 - floorP99:F3} ms");
             output.WriteLine($"    inside the server (its time − model − network): p50 {serverP50:F3} ms, p99 {serverP99:F3} ms; the rest is HTTP on loopback and the client");
+            output.WriteLine($"      of which in the endpoint's handler (from its entry): p50 {handlerP50:F3} ms, p99 {handlerP99:F3} ms; before it (the trust boundary, routing, binding): p50 {serverP50 - handlerP50:F3} ms");
             output.WriteLine($"    the ledger hold (answered once applied, overlapped with the model): p50 {holdP50:F3} ms, p99 {holdP99:F3} ms; model p50 {Quantiles(samples, s => s.Model).P50:F3} ms");
 
             // The same probe from a separate process, as a customer's program is: its own GC, JIT and threads.
@@ -213,6 +215,7 @@ internal static class InferenceBench
                 ["overhead_floor_p99_ms"] = Math.Round(floorP99, 3),
                 ["overhead_in_server_p50_ms"] = Math.Round(serverP50, 3),
                 ["overhead_in_server_p99_ms"] = Math.Round(serverP99, 3),
+                ["overhead_in_handler_p50_ms"] = Math.Round(handlerP50, 3),
                 ["overhead_separate_client_p50_ms"] = Math.Round(childP50, 3),
                 ["overhead_separate_client_p99_ms"] = Math.Round(childP99, 3),
                 ["overhead_window_jit_ms"] = Math.Round(jitInProbe.TotalMilliseconds, 1),
@@ -289,7 +292,7 @@ internal static class InferenceBench
             Receipt? r = await EmbedAsync(http, key, ProbeSentence(i), ct);
             double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             if (r is null) continue;
-            samples.Add(new Sample(ms - r.ModelMs - r.NetworkMs, r.ServerMs - r.ModelMs - r.NetworkMs, r.QueueMs, r.ModelMs, r.HoldMs));
+            samples.Add(new Sample(ms - r.ModelMs - r.NetworkMs, r.ServerMs - r.ModelMs - r.NetworkMs, r.QueueMs, r.ModelMs, r.HoldMs, r.HandlerMs - r.ModelMs - r.NetworkMs));
         }
         return samples;
     }
@@ -313,7 +316,9 @@ internal static class InferenceBench
     }
 
     /// <summary>One probe request, in ms: its overhead (latency − model − simulated network), the server's share of it, the node's queue, the model and the ledger hold.</summary>
-    private readonly record struct Sample(double Overhead, double Server, double Queue, double Model, double Hold);
+    // Server: from the first middleware (the whole pipeline: the trust boundary, routing, binding); Handler: from the
+    // endpoint's handler (what the server's own time meant before the trust boundary was drawn), both less model and network.
+    private readonly record struct Sample(double Overhead, double Server, double Queue, double Model, double Hold, double Handler);
 
     /// <summary>The probe run in its own process: its samples, its warm-up, and its JIT and gen0 collections in the window.</summary>
     private sealed record ChildProbe(List<Sample> Samples, double WarmSeconds, double JitMs, int Gc0);
@@ -337,7 +342,7 @@ internal static class InferenceBench
         gc0 = GC.CollectionCount(0) - gc0;
         var text = new StringBuilder();
         foreach (Sample x in samples)
-            text.Append(CultureInfo.InvariantCulture, $"r {x.Overhead:R} {x.Server:R} {x.Queue:R} {x.Model:R} {x.Hold:R}\n");
+            text.Append(CultureInfo.InvariantCulture, $"r {x.Overhead:R} {x.Server:R} {x.Queue:R} {x.Model:R} {x.Hold:R} {x.Handler:R}\n");
         text.Append(CultureInfo.InvariantCulture, $"end {warm.TotalSeconds:R} {jitMs:R} {gc0}\n");
         await output.WriteAsync(text.ToString());
         return 0;
@@ -363,7 +368,7 @@ internal static class InferenceBench
         {
             string[] f = line.Split(' ');
             double F(int i) => double.Parse(f[i], CultureInfo.InvariantCulture);
-            if (f[0] == "r") samples.Add(new Sample(F(1), F(2), F(3), F(4), F(5)));
+            if (f[0] == "r") samples.Add(new Sample(F(1), F(2), F(3), F(4), F(5), F(6)));
             else if (f[0] == "end") result = new ChildProbe(samples, F(1), F(2), int.Parse(f[3], CultureInfo.InvariantCulture));
         }
         if (result is null || samples.Count == 0) throw new InvalidOperationException("the probe process returned no requests");
@@ -425,11 +430,11 @@ internal static class InferenceBench
         byte[] body = await r.Content.ReadAsByteArrayAsync(ct);
         if (r.StatusCode != HttpStatusCode.OK) return null;
         double Ms(string header) => double.Parse(r.Headers.GetValues(header).Single(), CultureInfo.InvariantCulture);
-        return new Receipt(Ms("X-CG-Model-Ms"), Ms("X-CG-Simulated-Network-Ms"), Ms("X-CG-Hold-Ms"), Ms("X-CG-Server-Ms"), Ms("X-CG-Queue-Ms"), body.Length);
+        return new Receipt(Ms("X-CG-Model-Ms"), Ms("X-CG-Simulated-Network-Ms"), Ms("X-CG-Hold-Ms"), Ms("X-CG-Server-Ms"), Ms("X-CG-Queue-Ms"), body.Length, Ms("X-CG-Handler-Ms"));
     }
 
     /// <summary>The timings a response's receipt headers carry, in ms.</summary>
-    private sealed record Receipt(double ModelMs, double NetworkMs, double HoldMs, double ServerMs, double QueueMs, int Bytes);
+    private sealed record Receipt(double ModelMs, double NetworkMs, double HoldMs, double ServerMs, double QueueMs, int Bytes, double HandlerMs);
 
     /// <summary>
     /// A jHiccup-style meter: a thread that sleeps 1 ms over and over and records how late it wakes. Stalls it sees

@@ -164,6 +164,7 @@ public static class InferenceEndpoints
 
     private static async Task<Results<StoredResult, ProblemHttpResult>> EmbeddingsAsync(EmbeddingsInput body, HttpContext http, ClaimsPrincipal user, InferenceHost host)
     {
+        long handlerEntered = System.Diagnostics.Stopwatch.GetTimestamp();
         Principal customer = user.RequireCaller().Principal;
         (EmbeddingsRequest? parsed, ProblemHttpResult? problem) = ParseRequest(body, host, customer, http);
         if (problem is not null) return problem;
@@ -174,12 +175,12 @@ public static class InferenceEndpoints
         if (idempotencyKey is null)
         {
             StoredResponse fresh = await RunAsync(host, customer.Id, request, "req:" + Guid.NewGuid().ToString("N"), http.RequestAborted);
-            return new StoredResult(fresh, replayed: false);
+            return new StoredResult(fresh, replayed: false, handlerEntered);
         }
         // The key names the request: a retry gets the first answer and is charged once.
         (StoredResponse response, bool replayed) = await host.Idempotency.RunOnceAsync(customer.Id, idempotencyKey,
             () => RunAsync(host, customer.Id, request, "idem:" + idempotencyKey, CancellationToken.None));
-        return new StoredResult(response, replayed);
+        return new StoredResult(response, replayed, handlerEntered);
     }
 
     private sealed record EmbeddingsRequest(IEmbeddingModel Model, string[] Inputs, bool Base64, int Region, RoutingPreferences Preferences);
@@ -292,7 +293,7 @@ public static class InferenceEndpoints
     }
 
     /// <summary>An answer written as it was first produced (the JSON is written by hand on the paid path, once).</summary>
-    public sealed class StoredResult(StoredResponse response, bool replayed) : IResult, IEndpointMetadataProvider
+    public sealed class StoredResult(StoredResponse response, bool replayed, long handlerEntered) : IResult, IEndpointMetadataProvider
     {
         /// <summary>Documents the answer's shape for the OpenAPI document.</summary>
         public static void PopulateMetadata(System.Reflection.MethodInfo method, EndpointBuilder builder) =>
@@ -303,7 +304,13 @@ public static class InferenceEndpoints
         {
             http.Response.StatusCode = response.Status;
             if (http.Items.TryGetValue(EnteredItem, out object? e) && e is long entered)
-                http.Response.Headers["X-CG-Server-Ms"] = System.Diagnostics.Stopwatch.GetElapsedTime(entered).TotalMilliseconds.ToString("0.000", CultureInfo.InvariantCulture);
+            {
+                // The server's time from its first middleware, and from the endpoint's handler: the difference is the
+                // pipeline in front of it (the trust boundary, routing, binding).
+                long now = System.Diagnostics.Stopwatch.GetTimestamp();
+                http.Response.Headers["X-CG-Server-Ms"] = System.Diagnostics.Stopwatch.GetElapsedTime(entered, now).TotalMilliseconds.ToString("0.000", CultureInfo.InvariantCulture);
+                http.Response.Headers["X-CG-Handler-Ms"] = System.Diagnostics.Stopwatch.GetElapsedTime(handlerEntered, now).TotalMilliseconds.ToString("0.000", CultureInfo.InvariantCulture);
+            }
             http.Response.ContentType = response.ContentType;
             foreach (var (k, v) in response.Headers) http.Response.Headers[k] = v;
             if (replayed) http.Response.Headers["Idempotent-Replayed"] = "true";

@@ -2,40 +2,32 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.RateLimiting;
 
 namespace ComputeGrid.Server.Trust;
 
 /// <summary>
-/// Rate limits per principal, through ASP.NET Core's rate limiting middleware: one token bucket per authenticated
-/// principal, sized by its kind (<see cref="ServerLimits"/>), and one per client address for anonymous callers. The
-/// node port is not limited (its callers are admitted nodes on their own sessions). A refused request gets 429
-/// problem+json with <c>Retry-After</c>; other principals are unaffected.
+/// Rate limits per principal, a .NET <see cref="PartitionedRateLimiter{TResource}"/> over the request: one token bucket
+/// per authenticated principal, sized by its kind (<see cref="ServerLimits"/>), and one per client address for
+/// anonymous callers; the node port is not limited (its callers are admitted nodes on their own sessions). The request
+/// gate asks it right after authentication and answers a refusal with 429 problem+json and <c>Retry-After</c>; other
+/// principals are unaffected. (ASP.NET's rate-limiting middleware would ask the same limiter one layer later, and on
+/// the paid path every layer costs.) The buckets are refilled from the <see cref="TimeProvider"/> when they are used (no
+/// timer per principal), allocation-free on the way through (a granted request shares one lease object), with a lock
+/// per bucket. Buckets of addresses that are full again are dropped when there are many, so addresses cannot make the
+/// server hold without bound.
 /// </summary>
-internal static class RateLimits
+public sealed class PrincipalRateLimiter(ServerLimits limits, TimeProvider time) : PartitionedRateLimiter<HttpContext>
 {
-    public static void Configure(RateLimiterOptions o, ServerLimits limits, TimeProvider time)
+    /// <summary>Answers a refused request: 429 problem+json with <c>Retry-After</c>.</summary>
+    public static Task RejectAsync(HttpContext http, RateLimitLease lease)
     {
-        o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
-        o.GlobalLimiter = new PrincipalRateLimiter(limits, time);
-        o.OnRejected = async (context, _) =>
-        {
-            TimeSpan after = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out TimeSpan retry) ? retry : TimeSpan.FromSeconds(1);
-            context.HttpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(after.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
-            string who = context.HttpContext.User.Caller() is { } c ? $"{c.Principal.Kind.ToString().ToLowerInvariant()} {c.Principal.Id}" : "this address";
-            await ApiErrors.WriteAsync(context.HttpContext, StatusCodes.Status429TooManyRequests, "Too many requests",
-                $"The rate limit of {who} is reached; retry after the time in Retry-After.", "rate_limit_exceeded");
-        };
+        TimeSpan after = lease.TryGetMetadata(MetadataName.RetryAfter, out TimeSpan retry) ? retry : TimeSpan.FromSeconds(1);
+        http.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(after.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+        string who = http.User.Caller() is { } c ? $"{c.Principal.Kind.ToString().ToLowerInvariant()} {c.Principal.Id}" : "this address";
+        return ApiErrors.WriteAsync(http, StatusCodes.Status429TooManyRequests, "Too many requests",
+            $"The rate limit of {who} is reached; retry after the time in Retry-After.", "rate_limit_exceeded").AsTask();
     }
-}
 
-/// <summary>
-/// The token buckets: refilled from the clock when they are used (no timer per principal), allocation-free on the way
-/// through (a granted request shares one lease object), a lock per bucket. Buckets of addresses that are full again are
-/// dropped when there are many, so addresses cannot make the server hold without bound.
-/// </summary>
-internal sealed class PrincipalRateLimiter(ServerLimits limits, TimeProvider time) : PartitionedRateLimiter<HttpContext>
-{
     /// <summary>Address buckets kept before full ones are dropped.</summary>
     public const int AddressBucketsMax = 100_000;
 

@@ -107,11 +107,12 @@ public sealed class HostAllowList
 /// byte of it is parsed.
 /// </summary>
 /// <para>
-/// Then it authenticates the request, once (see <see cref="TrustSchemes.Authenticate"/>), and sets its user: the
-/// authorization policies name no scheme and read that user. One middleware rather than two: on the paid path every
-/// layer's code is one more thing to fetch into a cache the model's computing has just emptied.
+/// Then it authenticates the request, once (see <see cref="TrustSchemes.Authenticate"/>), and sets its user (the
+/// authorization policies name no scheme and read that user), and takes a token from the caller's rate limit
+/// (<see cref="PrincipalRateLimiter"/>). One middleware rather than three: on the paid path every layer's code is one
+/// more thing to fetch into a cache the model's computing has just emptied.
 /// </para>
-public sealed class RequestGate(RequestDelegate next, HostAllowList hosts, ServerLimits limits, TrustStore store, NodeSessions sessions)
+public sealed class RequestGate(RequestDelegate next, HostAllowList hosts, ServerLimits limits, TrustStore store, NodeSessions sessions, PrincipalRateLimiter rates)
 {
     /// <summary>Runs the checks, authenticates, then runs the rest of the pipeline.</summary>
     public Task InvokeAsync(HttpContext http)
@@ -140,7 +141,8 @@ public sealed class RequestGate(RequestDelegate next, HostAllowList hosts, Serve
             if (size is { IsReadOnly: false }) size.MaxRequestBodySize = max;
         }
         TrustSchemes.SetUser(http, TrustSchemes.Authenticate(http, store, sessions));
-        return next(http);
+        using System.Threading.RateLimiting.RateLimitLease lease = rates.AttemptAcquire(http);
+        return lease.IsAcquired ? next(http) : PrincipalRateLimiter.RejectAsync(http, lease);
     }
 
     // "application/json", optionally with parameters ("; charset=utf-8"); read without allocating.
