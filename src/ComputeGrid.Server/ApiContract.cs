@@ -97,6 +97,9 @@ internal static class ApiContract
         const string missing = "was missing required properties including: ";
         int m = message.IndexOf(missing, StringComparison.Ordinal);
         if (m >= 0) return "missing required members: " + message[(m + missing.Length)..].TrimEnd('.') + ".";
+        const string unmapped = " could not be mapped to any .NET member";
+        int u = message.IndexOf(unmapped, StringComparison.Ordinal);
+        if (u >= 0) return message[..u].Replace("The JSON property", "the member", StringComparison.Ordinal) + " is not one of this request's members.";
         int i = message.IndexOf(". ", StringComparison.Ordinal);
         return i < 0 ? message : message[..(i + 1)];
     }

@@ -17,7 +17,7 @@ public static class ApiJson
     public static JsonNamingPolicy Naming { get; } = new SnakeCaseWithNumbers();
 
     /// <summary>The options (also the framework's, for bound bodies and typed results).</summary>
-    public static readonly JsonSerializerOptions Options = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
+    public static readonly JsonSerializerOptions Options = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web) { TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver() });
 
     /// <summary>Applies the conventions to <paramref name="o"/> (the framework's own options object).</summary>
     public static JsonSerializerOptions Configure(JsonSerializerOptions o)

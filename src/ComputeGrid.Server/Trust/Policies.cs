@@ -64,7 +64,7 @@ public static class Policies
         b.AddPolicy(Reader, Caller(Scopes.Read, PrincipalKind.Operator, PrincipalKind.Customer, PrincipalKind.Provider));
         b.AddPolicy(Self, Caller(Scopes.None, PrincipalKind.Operator, PrincipalKind.Customer, PrincipalKind.Provider));
         b.AddPolicy(OperatorOrProviderRead, Caller(Scopes.Read, PrincipalKind.Operator, PrincipalKind.Provider));
-        b.AddPolicy(OperatorOrProvider, new AuthorizationPolicyBuilder().RequireAuthenticatedUser()
+        b.AddPolicy(OperatorOrProvider, new AuthorizationPolicyBuilder()
             .AddRequirements(new CallerRequirement([(PrincipalKind.Operator, Scopes.Admin), (PrincipalKind.Provider, Scopes.Trade)])).Build());
         b.AddPolicy(Node, Caller(Scopes.None, PrincipalKind.Node));
         b.AddPolicy(Owner, p => p.AddRequirements(new OwnerRequirement()));
@@ -96,9 +96,10 @@ public static class Policies
     };
 
     // Policies name no scheme: they read the user the request gate set, once per request (naming a scheme
-    // would authenticate and merge the user anew in every request).
+    // would authenticate and merge the user anew in every request). No RequireAuthenticatedUser either: a caller is
+    // an authenticated user, and whether a refusal is 401 or 403 follows from authentication, not from a requirement.
     private static AuthorizationPolicy Caller(Scopes scope, params PrincipalKind[] kinds) =>
-        new AuthorizationPolicyBuilder().RequireAuthenticatedUser().AddRequirements(new CallerRequirement(kinds.Select(k => (k, scope)).ToArray())).Build();
+        new AuthorizationPolicyBuilder().AddRequirements(new CallerRequirement(kinds.Select(k => (k, scope)).ToArray())).Build();
 }
 
 /// <summary>The caller is of one of the admitted kinds, and its credential carries the scope that kind needs (None: any).</summary>
