@@ -286,6 +286,29 @@ public sealed class TrustStoreCorruptionTests(ITestOutputHelper output) : IDispo
     }
 
     [Fact]
+    public void A_reload_checks_what_another_process_wrote_and_refuses_a_tampered_row_keeping_what_it_had()
+    {
+        string folder = Folder("shared");
+        var time = new FakeTimeProvider(Start);
+        using TrustStore server = TrustStore.Open(folder, time);
+        OperatorKeyFile.Bootstrap(server, folder);
+        // Another process (computegrid operator …) adds a customer: the reload picks it up, checked.
+        using (TrustStore cli = TrustStore.Open(folder, time)) cli.CreatePrincipal(PrincipalKind.Customer, "acme", 1);
+        Assert.True(server.Refresh());
+        Principal acme = server.Find(PrincipalKind.Customer, "acme")!;
+        string before = server.Dump();
+
+        Sql(folder, $"UPDATE principals SET kind={(int)PrincipalKind.Operator} WHERE id={acme.Id}");
+        var e = Assert.Throws<InvalidDataException>(() => server.Refresh());
+        Assert.Contains($"table principals, row {acme.Id}: checksum mismatch", e.Message);
+        Assert.Equal(PrincipalKind.Customer, server.Find(acme.Id)!.Kind);
+        Assert.Equal(before, server.Dump());
+        // A write that would touch the tampered row checks it first and refuses too.
+        Assert.Throws<InvalidDataException>(() => server.Disable(acme.Id));
+        Assert.Null(server.Find(acme.Id)!.Disabled);
+    }
+
+    [Fact]
     public void Ids_are_never_reused_and_a_rewound_id_sequence_is_refused()
     {
         string folder = Folder("ids");

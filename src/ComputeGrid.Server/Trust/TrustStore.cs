@@ -74,12 +74,12 @@ public enum TrustError
 /// SQLite checks its pages, not what a row says: a flipped byte inside a key's secret hash or a principal's kind
 /// would be read as a valid value. So every row carries a checksum over its values (<see cref="TrustRows"/>), every
 /// table a digest of its rows (count, XOR of their checksums, highest id assigned: a lost row, or an older version
-/// of a row put back, does not add up), and the meta table the hash of the schema. Opening (and every reload) runs
-/// <c>PRAGMA integrity_check</c> and checks all of it; any mismatch is an <see cref="InvalidDataException"/> whose
-/// message is one line naming the file, the table and the row: the store refuses to open rather than guess. After
-/// each change the WAL is checkpointed into the main file, so at rest the WAL is empty and only a change torn by a
-/// crash (its commit frame incomplete: SQLite's frame checksums discard it) can be lost, never an acknowledged one.
-/// Ids come from the digest's high-water mark, so an id is never reused.
+/// of a row put back, does not add up), and the meta table the hash of the schema. Opening runs SQLite's
+/// <c>PRAGMA integrity_check</c>, and opening and every reload check the rows, digests and schema hash; any mismatch
+/// is an <see cref="InvalidDataException"/> whose message is one line naming the file, the table and the row: the
+/// store refuses to open rather than guess. After each change the WAL is checkpointed into the main file, so at rest
+/// the WAL is empty and only a change torn by a crash (its commit frame incomplete: SQLite's frame checksums discard
+/// it) can be lost, never an acknowledged one. Ids come from the digest's high-water mark, so an id is never reused.
 /// </remarks>
 public sealed class TrustStore : IDisposable
 {
