@@ -185,10 +185,12 @@ public sealed class LedgerEngine : IAsyncDisposable
             }
             _log = File.OpenHandle(Path.Combine(options.DataDirectory, LogFileName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read);
             _flusher = new Thread(FlusherLoop) { Name = "ledger-flusher", IsBackground = true };
+            _snapshotWriter = new Thread(SnapshotWriterLoop) { Name = "ledger-snapshot", IsBackground = true };
         }
         _sequencer = new Thread(SequencerLoop) { Name = "ledger-sequencer", IsBackground = true };
         _sequencer.Start();
         _flusher?.Start();
+        _snapshotWriter?.Start();
     }
 
     /// <summary>Opens (and recovers) a ledger. With no data directory it runs in memory.</summary>
@@ -353,11 +355,17 @@ public sealed class LedgerEngine : IAsyncDisposable
             await Task.Run(() => _flusher.Join()).ConfigureAwait(false);
         }
         // The snapshot writer reads the state machine's memory: it must be done before that is freed.
-        if (_snapshotJob?.Thread is { } writer) await Task.Run(writer.Join).ConfigureAwait(false);
+        if (_snapshotWriter is { } writer)
+        {
+            _snapshotWriterStop = true;
+            _snapshotWake.Release();
+            await Task.Run(writer.Join).ConfigureAwait(false);
+        }
         _log?.Dispose();
         _lock?.Dispose();
         _sm.Dispose();
         _queueSlots.Dispose();
+        _snapshotWake.Dispose();
     }
 
     private static void CheckBatch(int count)
@@ -659,8 +667,24 @@ public sealed class LedgerEngine : IAsyncDisposable
         if (_filling.Snapshot is not null) throw new InvalidOperationException("Two snapshots in one group.");
         _filling.Snapshot = job;
         _snapshotJob = job;
-        job.Thread = new Thread(() => WriteSnapshot(job)) { Name = "ledger-snapshot", IsBackground = true };
-        job.Thread.Start();
+        // Handed to the writer thread that waits for it (starting a thread here would cost the sequencer milliseconds).
+        Volatile.Write(ref _snapshotToWrite, job);
+        _snapshotWake.Release();
+    }
+
+    private readonly Thread? _snapshotWriter;
+    private readonly SemaphoreSlim _snapshotWake = new(0);
+    private SnapshotJob? _snapshotToWrite;
+    private volatile bool _snapshotWriterStop;
+
+    private void SnapshotWriterLoop()
+    {
+        while (true)
+        {
+            _snapshotWake.Wait();
+            if (Interlocked.Exchange(ref _snapshotToWrite, null) is { } job) WriteSnapshot(job);
+            else if (_snapshotWriterStop) return;
+        }
     }
 
     /// <summary>
@@ -680,7 +704,9 @@ public sealed class LedgerEngine : IAsyncDisposable
                 fs.Write(new byte[SnapshotFile.HeaderBytes]);
                 using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
                 Stream target = _options.SnapshotStreamWrapper?.Invoke(fs) ?? fs;
-                var hashing = new HashingWriteStream(target, sha);
+                // Synced every few MiB as it goes: one fsync of the whole file at the end would put hundreds of MiB of
+                // dirty pages in front of the log's next fdatasync on the same disk (a commit pause for every client).
+                var hashing = new HashingWriteStream(target, sha, fs, SnapshotSyncBytes);
                 try { job.Image.WriteTo(hashing); }
                 finally { job.Image.Finish(); }
                 hashing.Flush();
@@ -723,7 +749,6 @@ public sealed class LedgerEngine : IAsyncDisposable
         public readonly ulong Op = op;
         public readonly long LogOffset = logOffset;
         public readonly List<Command> Waiters = waiters;
-        public Thread? Thread;
         public Exception? Error;
         public volatile bool Done;
         private readonly ManualResetEventSlim _durable = new(false);
@@ -984,9 +1009,26 @@ public sealed class LedgerEngine : IAsyncDisposable
         }
     }
 
-    private sealed class HashingWriteStream(Stream inner, IncrementalHash sha) : Stream
+    /// <summary>How much of a snapshot is written between two fsyncs of its file.</summary>
+    private const int SnapshotSyncBytes = 8 << 20;
+
+    private sealed class HashingWriteStream(Stream inner, IncrementalHash sha, FileStream file, long syncEveryBytes) : Stream
     {
-        public override void Write(ReadOnlySpan<byte> buffer) { sha.AppendData(buffer); inner.Write(buffer); }
+        private long _unsynced;
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            sha.AppendData(buffer);
+            inner.Write(buffer);
+            _unsynced += buffer.Length;
+            if (_unsynced >= syncEveryBytes)
+            {
+                inner.Flush();
+                file.Flush(flushToDisk: true);
+                _unsynced = 0;
+            }
+        }
+
         public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
         public override bool CanRead => false;
         public override bool CanSeek => false;
