@@ -706,7 +706,9 @@ public sealed class LedgerEngine : IAsyncDisposable
                 Stream target = _options.SnapshotStreamWrapper?.Invoke(fs) ?? fs;
                 // Synced every few MiB as it goes: one fsync of the whole file at the end would put hundreds of MiB of
                 // dirty pages in front of the log's next fdatasync on the same disk (a commit pause for every client).
-                var hashing = new HashingWriteStream(target, sha, fs, SnapshotSyncBytes);
+                // Before each sync it lets a log group being committed finish first (for a bounded time), so the log's
+                // fdatasync, which clients wait for, does not queue behind the snapshot's writes.
+                var hashing = new HashingWriteStream(target, sha, fs, SnapshotSyncBytes, YieldToLog);
                 try { job.Image.WriteTo(hashing); }
                 finally { job.Image.Finish(); }
                 hashing.Flush();
@@ -1010,9 +1012,26 @@ public sealed class LedgerEngine : IAsyncDisposable
     }
 
     /// <summary>How much of a snapshot is written between two fsyncs of its file.</summary>
-    private const int SnapshotSyncBytes = 8 << 20;
+    private const int SnapshotSyncBytes = 2 << 20;
 
-    private sealed class HashingWriteStream(Stream inner, IncrementalHash sha, FileStream file, long syncEveryBytes) : Stream
+    /// <summary>The snapshot writer waits at most this long for a log group in flight before its next sync.</summary>
+    private static readonly TimeSpan SnapshotYieldMax = TimeSpan.FromMilliseconds(5);
+
+    private void YieldToLog()
+    {
+        long until = Stopwatch.GetTimestamp() + (long)(SnapshotYieldMax.TotalSeconds * Stopwatch.Frequency);
+        lock (_flusherGate)
+        {
+            while (_handedOff is not null)
+            {
+                long left = until - Stopwatch.GetTimestamp();
+                if (left <= 0) return;
+                Monitor.Wait(_flusherGate, TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
+            }
+        }
+    }
+
+    private sealed class HashingWriteStream(Stream inner, IncrementalHash sha, FileStream file, long syncEveryBytes, Action? beforeSync = null) : Stream
     {
         private long _unsynced;
 
@@ -1023,6 +1042,7 @@ public sealed class LedgerEngine : IAsyncDisposable
             _unsynced += buffer.Length;
             if (_unsynced >= syncEveryBytes)
             {
+                beforeSync?.Invoke();
                 inner.Flush();
                 file.Flush(flushToDisk: true);
                 _unsynced = 0;

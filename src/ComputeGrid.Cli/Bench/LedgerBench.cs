@@ -136,7 +136,6 @@ public static partial class LedgerBench
                 w.WriteNumber("snapshot_baseline_batches", snap.BaselineBatches);
                 w.WriteNumber("snapshot_baseline_batch_p99_ms", Math.Round(snap.BaselineP99Ms, 3));
                 w.WriteNumber("snapshot_baseline_batch_max_ms", Math.Round(snap.BaselineMaxMs, 3));
-                w.WriteNumber("snapshot_probes_ran_out", snap.ProbesRanOut ? 1 : 0);
                 w.WriteNumber("total_seconds", Math.Round(total.Elapsed.TotalSeconds, 1));
                 w.WriteEndObject();
             }));

@@ -9,14 +9,16 @@ public static partial class LedgerBench
     private readonly record struct SnapshotResult(
         long LedgerTransfers, double FillSeconds, double SnapshotSeconds, long SnapshotBytes,
         int BaselineBatches, double BaselineP99Ms, double BaselineMaxMs,
-        int DuringBatches, double DuringP99Ms, double DuringMaxMs, bool ProbesRanOut);
+        int DuringBatches, double DuringP99Ms, double DuringMaxMs);
 
     /// <summary>Transfers in the ledger the snapshot section fills (the target is measured at ≥ 5 M).</summary>
     private static long SnapshotLedgerTransfers(bool quick) => quick ? 400_000 : 5_000_000;
 
     private const int SnapshotProbeBatchSize = 128;
     private const int SnapshotProbeLanes = 4;
-    private const int SnapshotProbeBatches = 16_000;
+
+    /// <summary>Most probe transfers a run may write (they are made as the clients go, so none runs out).</summary>
+    private const int SnapshotProbeTransfersMax = 4_000_000;
 
     /// <summary>
     /// Fills a durable ledger with millions of transfers, then measures the latency of small batches written by
@@ -28,22 +30,22 @@ public static partial class LedgerBench
     {
         long fill = SnapshotLedgerTransfers(quick);
         int fillBatches = (int)((fill + cfg.BatchSize - 1) / cfg.BatchSize);
-        var probes = LedgerBenchWorkload.Generate(Seed + 0x5AB, cfg.Accounts, SnapshotProbeBatches, SnapshotProbeBatchSize);
+        var accounts = LedgerBenchWorkload.Generate(Seed, cfg.Accounts, 0, cfg.BatchSize).Accounts;
         var options = new LedgerEngineOptions
         {
             DataDirectory = dataDir,
             SnapshotEveryOps = 0,
             SnapshotLogBytesMin = 0, // only the snapshot this section asks for
             AccountsCapacity = cfg.Accounts,
-            TransfersCapacity = checked((int)(fillBatches * (long)cfg.BatchSize + (long)SnapshotProbeBatches * SnapshotProbeBatchSize)),
+            TransfersCapacity = checked((int)(fillBatches * (long)cfg.BatchSize + SnapshotProbeTransfersMax)),
         };
         var engine = LedgerEngine.Open(options);
         try
         {
-            for (int start = 0; start < probes.Accounts.Length; start += LedgerLimits.BatchEventsMax)
+            for (int start = 0; start < accounts.Length; start += LedgerLimits.BatchEventsMax)
             {
-                int n = Math.Min(LedgerLimits.BatchEventsMax, probes.Accounts.Length - start);
-                var r = await engine.CreateAccountsAsync(probes.Accounts.AsMemory(start, n), ct).ConfigureAwait(false);
+                int n = Math.Min(LedgerLimits.BatchEventsMax, accounts.Length - start);
+                var r = await engine.CreateAccountsAsync(accounts.AsMemory(start, n), ct).ConfigureAwait(false);
                 for (int i = 0; i < r.Length; i++)
                     if (r[i] != CreateAccountResult.Ok) throw new BenchFailure($"snapshot: account {start + i}: {r[i]}");
             }
@@ -61,26 +63,39 @@ public static partial class LedgerBench
             Line(output, $"snapshot: filled a ledger of {transfers:N0} transfers in {fillSeconds:F1} s");
             Collect();
 
-            int cursor = -1;
-            bool ranOut = false;
+            // Probe transfers are made as the clients go (ids from one counter in their own high half), seeded per client.
+            long probeCounter = 0;
+            var rng = new Random(Seed + 0x5AB);
             async Task<long[]> ProbeAsync(Func<bool> stop)
             {
                 var latencies = new List<long>[SnapshotProbeLanes];
-                async Task Lane(List<long> into)
+                async Task Lane(int lane, List<long> into)
                 {
                     await Task.Yield();
+                    var laneRng = new Random(rng.Next() ^ lane);
+                    var batch = new Transfer[SnapshotProbeBatchSize];
                     while (!stop())
                     {
-                        int i = Interlocked.Increment(ref cursor);
-                        if (i >= probes.Batches.Length) { ranOut = true; return; }
+                        long first = Interlocked.Add(ref probeCounter, batch.Length) - batch.Length;
+                        if (first + batch.Length > SnapshotProbeTransfersMax) throw new BenchFailure("snapshot: the probe clients wrote more transfers than the ledger was sized for.");
+                        for (int i = 0; i < batch.Length; i++)
+                        {
+                            int debit = laneRng.Next(accounts.Length), credit = laneRng.Next(accounts.Length - 1);
+                            if (credit >= debit) credit++;
+                            batch[i] = new Transfer
+                            {
+                                Id = new UInt128(0x5AB0_0000_0000_0001UL, (ulong)(first + i) + 1), DebitAccountId = accounts[debit].Id, CreditAccountId = accounts[credit].Id,
+                                Amount = laneRng.Next(1, 1001), Asset = LedgerBenchWorkload.Asset, Code = LedgerBenchWorkload.Code,
+                            };
+                        }
                         long t0 = Stopwatch.GetTimestamp();
-                        var results = await engine.CreateTransfersAsync(probes.Batches[i], ct).ConfigureAwait(false);
+                        var results = await engine.CreateTransfersAsync(batch, ct).ConfigureAwait(false);
                         into.Add(Stopwatch.GetTimestamp() - t0);
-                        CheckOk(results, "snapshot probe", i);
+                        CheckOk(results, "snapshot probe", (int)(first / batch.Length));
                     }
                 }
                 for (int l = 0; l < latencies.Length; l++) latencies[l] = new List<long>();
-                await Task.WhenAll(latencies.Select(Lane)).ConfigureAwait(false);
+                await Task.WhenAll(latencies.Select((into, lane) => Lane(lane, into))).ConfigureAwait(false);
                 var all = latencies.SelectMany(l => l).ToArray();
                 Array.Sort(all);
                 return all;
@@ -103,8 +118,8 @@ public static partial class LedgerBench
             double tickMs = 1000.0 / Stopwatch.Frequency;
             var result = new SnapshotResult(transfers, fillSeconds, snapshotSeconds, snapshotBytes,
                 baseline.Length, BenchStats.Percentile(baseline, 0.99) * tickMs, baseline[^1] * tickMs,
-                during.Length, BenchStats.Percentile(during, 0.99) * tickMs, during[^1] * tickMs, ranOut);
-            Line(output, $"snapshot: {snapshotBytes / (double)(1 << 20):F0} MiB written off the sequencer in {snapshotSeconds:F2} s; batches of {SnapshotProbeBatchSize} from {SnapshotProbeLanes} clients: during it {during.Length} batches, p99 {result.DuringP99Ms:F2} ms, max {result.DuringMaxMs:F2} ms; without it {baseline.Length} batches, p99 {result.BaselineP99Ms:F2} ms, max {result.BaselineMaxMs:F2} ms{(ranOut ? " (the probe batches ran out before the snapshot ended)" : "")}");
+                during.Length, BenchStats.Percentile(during, 0.99) * tickMs, during[^1] * tickMs);
+            Line(output, $"snapshot: {snapshotBytes / (double)(1 << 20):F0} MiB written off the sequencer in {snapshotSeconds:F2} s; batches of {SnapshotProbeBatchSize} from {SnapshotProbeLanes} clients: during it {during.Length} batches, p99 {result.DuringP99Ms:F2} ms, max {result.DuringMaxMs:F2} ms; without it {baseline.Length} batches, p99 {result.BaselineP99Ms:F2} ms, max {result.BaselineMaxMs:F2} ms");
             return result;
         }
         finally
