@@ -80,6 +80,12 @@ serve.SetAction(async (pr, ct) =>
     try { app = ServerHost.Build(options); }
     catch (ComputeGrid.Energy.Sites.SiteConfigException e) { return CliDefaults.Fail($"site: {e.Message}"); }
     catch (ServerStartException e) { return CliDefaults.Fail(e.Message); }
+    catch (LedgerCorruptException e)
+    {
+        // Not a usage error: the data folder is damaged. One line naming file, offset and op; exit 1 (as verify).
+        Console.Error.WriteLine("error: " + e.Message);
+        return 1;
+    }
     // Start first, then print the addresses Kestrel bound: with port 0 in --urls or --node-urls the kernel picks the port.
     try { await app.StartAsync(); }
     catch (IOException e) when (e.InnerException is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse } || e.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
@@ -225,8 +231,16 @@ static int VerifyLedger(string dir)
 {
     string ledgerDir = File.Exists(Path.Combine(dir, "ledger.log")) ? dir : Path.Combine(dir, "ledger");
     if (!File.Exists(Path.Combine(ledgerDir, "ledger.log"))) return CliDefaults.Fail($"no ledger log in {dir}");
-    var v = LedgerEngine.VerifyDirectory(ledgerDir);
+    LedgerVerifyReport v;
+    try { v = LedgerEngine.VerifyDirectory(ledgerDir); }
+    catch (LedgerCorruptException e)
+    {
+        // The check ran and found damage: exit 1, one line naming file, offset and op (what `serve` refuses to start with).
+        Console.Error.WriteLine("error: " + e.Message);
+        return 1;
+    }
     Console.Out.WriteLine($"ok: {v.Records} records, last op {v.LastOp}, chain head {v.Head}, state {Convert.ToHexStringLower(v.StateHash)}"
-        + (v.TrailingBytes > 0 ? $"; {v.TrailingBytes} trailing bytes past the last valid record (a torn tail, truncated at the next start)" : ""));
+        + (v.SnapshotOp is { } snapOp ? $"; snapshot at op {snapOp} matches the replay" : "; no snapshot")
+        + (v.TrailingBytes > 0 ? $"; {v.TrailingBytes} bytes of a torn tail past the last valid record ({v.TornTailReason}; nothing valid after it), truncated at the next start" : ""));
     return 0;
 }

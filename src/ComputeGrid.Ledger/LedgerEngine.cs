@@ -36,15 +36,49 @@ public sealed record LedgerEngineOptions
     /// <summary>How often the sequencer looks for expired holds when idle.</summary>
     public TimeSpan PulseInterval { get; init; } = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>
+    /// Called on the snapshot writer's thread when a snapshot fails (a full disk, an I/O error): the server logs it as an
+    /// error. The ledger goes on serving (the log has everything) and the snapshot is retried later.
+    /// </summary>
+    public Action<Exception>? SnapshotFailed { get; init; }
+
+    /// <summary>The wait before retrying a failed snapshot; it doubles with each failure in a row, up to <see cref="SnapshotRetryDelayMax"/>.</summary>
+    public TimeSpan SnapshotRetryDelayMin { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest wait before retrying a failed snapshot.</summary>
+    public TimeSpan SnapshotRetryDelayMax { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// A fault hook for tests: wraps the stream a snapshot's state is written to (throw from it to fail the snapshot as a
+    /// full disk would, block in it to hold the writer mid-file). Null in production.
+    /// </summary>
+    public Func<Stream, Stream>? SnapshotStreamWrapper { get; init; }
+
     /// <summary>Expected numbers of accounts and transfers, to size the in-memory indexes.</summary>
     public int AccountsCapacity { get; init; } = 1 << 14;
     public int TransfersCapacity { get; init; } = 1 << 20;
 }
 
 /// <summary>What recovery found when the engine opened its folder.</summary>
+/// <param name="SnapshotLoaded">Whether a snapshot was loaded (its log prefix checked against its chain head).</param>
+/// <param name="SnapshotOp">The snapshot's op (0 without one).</param>
+/// <param name="RecordsReplayed">Log records replayed after the snapshot.</param>
+/// <param name="LastOp">The last op in the log after recovery.</param>
+/// <param name="TruncatedBytes">Bytes of a torn tail that were truncated.</param>
+/// <param name="StopReason">Why the torn tail that was truncated did not check (null when nothing was truncated).</param>
+/// <param name="Elapsed">How long recovery took.</param>
 public sealed record RecoveryReport(bool SnapshotLoaded, ulong SnapshotOp, int RecordsReplayed, ulong LastOp, long TruncatedBytes, string? StopReason, TimeSpan Elapsed);
 
-/// <summary>Counters for metrics and benchmarks.</summary>
+/// <summary>What <see cref="LedgerEngine.VerifyDirectory"/> found in a sound folder.</summary>
+/// <param name="Records">Valid log records.</param>
+/// <param name="LastOp">The op of the last valid record.</param>
+/// <param name="Head">The hash chain head (hex) after the last valid record.</param>
+/// <param name="TrailingBytes">Bytes of a torn tail past the last valid record (truncated at the next start), or 0.</param>
+/// <param name="TornTailReason">Why the torn tail's first record does not check, or null.</param>
+/// <param name="StateHash">The state hash after replaying the whole log.</param>
+/// <param name="SnapshotOp">The op of the snapshot that was checked against the replay, or null without one.</param>
+public sealed record LedgerVerifyReport(int Records, ulong LastOp, string Head, long TrailingBytes, string? TornTailReason, byte[] StateHash, ulong? SnapshotOp);
+
 /// <summary>When a write is answered: once durable (the default), or once applied in order (see <see cref="LedgerEngine.CreateTransfersAsync(ReadOnlyMemory{Transfer}, LedgerAck, CancellationToken)"/>).</summary>
 public enum LedgerAck
 {
@@ -54,7 +88,18 @@ public enum LedgerAck
     Applied,
 }
 
-public readonly record struct LedgerStats(ulong CommittedOp, ulong DurableOp, long Groups, long Fsyncs, long LogBytes, int Accounts, int Transfers);
+/// <summary>Counters for metrics and benchmarks.</summary>
+/// <param name="CommittedOp">Last log op given by the sequencer.</param>
+/// <param name="DurableOp">Last log op on stable storage.</param>
+/// <param name="Groups">Group commits.</param>
+/// <param name="Fsyncs">fdatasync calls of the log.</param>
+/// <param name="LogBytes">Bytes in the log.</param>
+/// <param name="Accounts">Accounts in the ledger.</param>
+/// <param name="Transfers">Transfers in the ledger.</param>
+/// <param name="Snapshots">Snapshots published since the engine opened.</param>
+/// <param name="SnapshotFailures">Snapshots that failed since the engine opened (each reported through <see cref="LedgerEngineOptions.SnapshotFailed"/>).</param>
+public readonly record struct LedgerStats(ulong CommittedOp, ulong DurableOp, long Groups, long Fsyncs, long LogBytes, int Accounts, int Transfers,
+    long Snapshots, long SnapshotFailures);
 
 /// <summary>
 /// The durable ledger: one sequencer thread owns the <see cref="LedgerStateMachine"/>; one flusher thread
@@ -70,13 +115,15 @@ public readonly record struct LedgerStats(ulong CommittedOp, ulong DurableOp, lo
 /// <item>Only then are the group's commands answered. So a result a client sees (a transfer's result or a
 ///   balance) is never lost by a crash: it is in the log, and recovery replays the log.</item>
 /// </list>
-/// Recovery loads the newest valid snapshot, replays the log after it and truncates a torn tail.
+/// Snapshots are written off the sequencer: it captures an image of the state (O(accounts)) and a background thread
+/// writes it, then publishes it once the log is durable up to the image's op. Recovery loads the snapshot, checks the
+/// log up to it against the snapshot's chain head, replays the log after it and truncates a provably torn tail; any
+/// other damage is refused (<see cref="LedgerCorruptException"/>).
 /// </summary>
 public sealed class LedgerEngine : IAsyncDisposable
 {
     private const string LogFileName = "ledger.log";
     private const string SnapshotFileName = "ledger.snapshot";
-    private const uint SnapshotFileMagic = 0x50534743; // "CGSP"
 
     private readonly LedgerEngineOptions _options;
     private readonly TimeProvider _time;
@@ -98,7 +145,7 @@ public sealed class LedgerEngine : IAsyncDisposable
     private readonly object _flusherGate = new();
     private volatile bool _stopping;
     private volatile Exception? _fault;
-    private long _groups, _fsyncs;
+    private long _groups, _fsyncs, _snapshots, _snapshotFailures;
     private ulong _opsSinceSnapshot;
     private Checkpoint? _latestCheckpoint;
 
@@ -130,13 +177,20 @@ public sealed class LedgerEngine : IAsyncDisposable
             // One process per data folder: a second one would interleave writes into the same log.
             try { _lock = new FileStream(Path.Combine(options.DataDirectory, "LOCK"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
             catch (IOException e) { throw new IOException($"The ledger in {options.DataDirectory} is in use by another process.", e); }
-            Recovery = Recover(options.DataDirectory, out _sm);
+            try { Recovery = Recover(options.DataDirectory, out _sm); }
+            catch
+            {
+                _lock.Dispose();
+                throw;
+            }
             _log = File.OpenHandle(Path.Combine(options.DataDirectory, LogFileName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read);
             _flusher = new Thread(FlusherLoop) { Name = "ledger-flusher", IsBackground = true };
+            _snapshotWriter = new Thread(SnapshotWriterLoop) { Name = "ledger-snapshot", IsBackground = true };
         }
         _sequencer = new Thread(SequencerLoop) { Name = "ledger-sequencer", IsBackground = true };
         _sequencer.Start();
         _flusher?.Start();
+        _snapshotWriter?.Start();
     }
 
     /// <summary>Opens (and recovers) a ledger. With no data directory it runs in memory.</summary>
@@ -259,7 +313,10 @@ public sealed class LedgerEngine : IAsyncDisposable
         return cp;
     }
 
-    /// <summary>Writes a snapshot now (recovery then replays only the log after it).</summary>
+    /// <summary>
+    /// Writes a snapshot now (recovery then replays only the log after it), off the sequencer: the task completes once
+    /// it is published, or faults with the writer's error (the ledger goes on serving either way, and retries later).
+    /// </summary>
     public Task SnapshotAsync(CancellationToken ct = default)
     {
         if (_options.DataDirectory is null) return Task.CompletedTask;
@@ -269,7 +326,8 @@ public sealed class LedgerEngine : IAsyncDisposable
 
     /// <summary>Counters (read without synchronisation; approximate while running).</summary>
     public LedgerStats Stats => new(Volatile.Read(ref _op), Volatile.Read(ref _durableOp), Interlocked.Read(ref _groups),
-        Interlocked.Read(ref _fsyncs), Volatile.Read(ref _logEnd), _sm.AccountCount, _sm.TransferCount);
+        Interlocked.Read(ref _fsyncs), Volatile.Read(ref _logEnd), _sm.AccountCount, _sm.TransferCount,
+        Interlocked.Read(ref _snapshots), Interlocked.Read(ref _snapshotFailures));
 
     /// <summary>The hash chain head and op of the last durable record.</summary>
     public (ulong Op, string Head) ChainHead
@@ -283,7 +341,9 @@ public sealed class LedgerEngine : IAsyncDisposable
         if (_stopping) return;
         if (_fault is null && _options.DataDirectory is not null)
         {
-            try { await SnapshotAsync().ConfigureAwait(false); } catch (Exception) when (_fault is not null) { }
+            // A final snapshot only shortens the next start: if it fails (reported through SnapshotFailed), the log has everything.
+            try { await SnapshotAsync().ConfigureAwait(false); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or LedgerFaultedException or ObjectDisposedException || _fault is not null) { }
         }
         _stopping = true;
         _wakeSequencer.Set();
@@ -294,10 +354,18 @@ public sealed class LedgerEngine : IAsyncDisposable
             _wakeFlusher.Set();
             await Task.Run(() => _flusher.Join()).ConfigureAwait(false);
         }
+        // The snapshot writer reads the state machine's memory: it must be done before that is freed.
+        if (_snapshotWriter is { } writer)
+        {
+            _snapshotWriterStop = true;
+            _snapshotWake.Release();
+            await Task.Run(writer.Join).ConfigureAwait(false);
+        }
         _log?.Dispose();
         _lock?.Dispose();
         _sm.Dispose();
         _queueSlots.Dispose();
+        _snapshotWake.Dispose();
     }
 
     private static void CheckBatch(int count)
@@ -336,16 +404,8 @@ public sealed class LedgerEngine : IAsyncDisposable
                     worked = true;
                     if (_fault is not null) { cmd.Fail(new LedgerFaultedException(_fault)); continue; }
                     Execute(cmd);
-                    if (_snapshotDue)
-                    {
-                        // A periodic snapshot rides in the group like a command, so it is published only once
-                        // the log covers it; the group ends with it, so the chain head then is its own.
-                        var snap = new Command<bool>(CommandKind.Snapshot) { SnapshotTemp = WriteSnapshotTemp() };
-                        _filling.Commands.Add(snap);
-                        HandOff(wait: true);
-                    }
-                    else if (cmd.Kind is CommandKind.Snapshot or CommandKind.Checkpoint || _filling.Bytes >= _options.GroupBytesMax)
-                        HandOff(wait: true);
+                    MaybeStartSnapshot();
+                    if (cmd.Kind == CommandKind.Checkpoint || _filling.Bytes >= _options.GroupBytesMax) HandOff(wait: true);
                     else if (FlusherIdle) HandOff(wait: false);
                 }
                 if (_fault is not null) { FailQueued(); return; }
@@ -353,8 +413,11 @@ public sealed class LedgerEngine : IAsyncDisposable
                 if (!worked && _stopping && _queue.IsEmpty)
                 {
                     if (!_filling.IsEmpty) { HandOff(wait: true); continue; }
+                    foreach (var c in _snapshotWaiters) c.Fail(new ObjectDisposedException(nameof(LedgerEngine)));
+                    _snapshotWaiters.Clear();
                     return;
                 }
+                MaybeStartSnapshot();
                 MaybePulse();
                 if (_queue.IsEmpty) _wakeSequencer.Wait(_options.PulseInterval);
             }
@@ -401,8 +464,9 @@ public sealed class LedgerEngine : IAsyncDisposable
                 catch (Exception e) when (cmd.Kind == CommandKind.Read) { cmd.Error = e; }
                 break;
             case CommandKind.Snapshot:
-                cmd.SnapshotTemp = WriteSnapshotTemp();
-                break;
+                // Answered by the snapshot writer once published, not by the group (see MaybeStartSnapshot).
+                _snapshotWaiters.Add(cmd);
+                return;
             case CommandKind.Pulse:
                 break;
         }
@@ -452,7 +516,7 @@ public sealed class LedgerEngine : IAsyncDisposable
             // In memory: nothing to write; answer at once.
             var g = _filling;
             _filling = new Group();
-            Complete(g, _op);
+            Complete(g);
             return;
         }
         lock (_flusherGate)
@@ -492,12 +556,15 @@ public sealed class LedgerEngine : IAsyncDisposable
                 // Fail-stop: after one failed write nothing more is written; memory is ahead of the disk.
                 if (_fault is not null) throw new LedgerFaultedException(_fault);
                 byte[] head = _chainHead;
+                var snapshot = g.Snapshot;
+                byte[] headAtSnapshot = head; // the records up to the snapshot's op may all be in earlier groups
                 var buffer = g.Buffer.AsSpan(0, g.Bytes);
                 foreach (var (offset, length) in g.Records)
                 {
                     var record = buffer.Slice(offset, length);
                     LedgerLog.Seal(sha, head, record);
                     head = record.Slice(32, 32).ToArray();
+                    if (snapshot is not null && BinaryPrimitives.ReadUInt64LittleEndian(record[8..]) <= snapshot.Op) headAtSnapshot = head;
                 }
                 if (g.Bytes > 0)
                 {
@@ -512,11 +579,13 @@ public sealed class LedgerEngine : IAsyncDisposable
                     if (g.Records.Count > 0) _durableOp = g.LastOp;
                 }
                 Interlocked.Increment(ref _groups);
-                Complete(g, _durableOp);
+                if (snapshot is not null) snapshot.SetDurable(headAtSnapshot);
+                Complete(g);
             }
             catch (Exception e)
             {
                 SetFault(e);
+                g.Snapshot?.SetNotDurable(e);
                 foreach (var c in g.Commands) c.Fail(new LedgerFaultedException(e));
             }
             lock (_flusherGate)
@@ -530,21 +599,11 @@ public sealed class LedgerEngine : IAsyncDisposable
         }
     }
 
-    private void Complete(Group g, ulong durableOp)
+    private void Complete(Group g)
     {
         foreach (var c in g.Commands)
         {
-            if (c.Kind == CommandKind.Snapshot)
-            {
-                // A snapshot that cannot be written costs only recovery time: the log has everything.
-                try { PublishSnapshot(c, durableOp); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    c.Error = e;
-                    try { if (c.SnapshotTemp is { } t) File.Delete(t.Path); } catch (IOException) { }
-                }
-            }
-            else if (c.Kind == CommandKind.Checkpoint) c.HeadAtCompletion = (byte[])_chainHead.Clone();
+            if (c.Kind == CommandKind.Checkpoint) c.HeadAtCompletion = (byte[])_chainHead.Clone();
             c.Succeed();
         }
     }
@@ -560,120 +619,256 @@ public sealed class LedgerEngine : IAsyncDisposable
         while (_queue.TryDequeue(out var c)) { _queueSlots.Release(); c.Fail(new LedgerFaultedException(_fault!)); }
         foreach (var c in _filling.Commands) c.Fail(new LedgerFaultedException(_fault!));
         _filling.Commands.Clear();
+        _filling.Snapshot?.SetNotDurable(_fault!);
+        _filling.Snapshot = null;
+        foreach (var c in _snapshotWaiters) c.Fail(new LedgerFaultedException(_fault!));
+        _snapshotWaiters.Clear();
     }
 
     // ================================================================== snapshots
 
+    private SnapshotJob? _snapshotJob;                 // the snapshot being written (sequencer-owned reference)
+    private List<Command> _snapshotWaiters = new();    // SnapshotAsync calls waiting for the next snapshot to publish
+    private int _snapshotFailuresInARow;
+    private long _snapshotRetryAt;                     // TimeProvider timestamp before which a due snapshot is not retried
+
     /// <summary>
-    /// Writes the state to a temporary file on the sequencer thread (the state may not change meanwhile). It
-    /// is completed and renamed into place by <see cref="PublishSnapshot"/> once the log is durable up to it.
-    /// File layout: magic u32, version u32, op u64, log offset i64, chain head [32], state bytes i64,
-    /// state SHA-256 [32], then the state (<see cref="LedgerStateMachine.WriteState"/>).
+    /// On the sequencer: collects the outcome of a finished snapshot and starts the next one when asked for
+    /// (<see cref="SnapshotAsync"/>) or due (log growth), one at a time. A failed one is retried after a backoff.
     /// </summary>
-    private SnapshotTemp? WriteSnapshotTemp()
+    private void MaybeStartSnapshot()
     {
-        if (_options.DataDirectory is null) return null;
+        if (_log is null) return;
+        if (_snapshotJob is { } running)
+        {
+            if (!running.Done) return;
+            _snapshotJob = null;
+            if (running.Error is null) _snapshotFailuresInARow = 0;
+            else
+            {
+                // The log has everything, so a failed snapshot costs only recovery time: try again later, not in a tight loop.
+                _snapshotFailuresInARow++;
+                _snapshotDue = true;
+                double delay = Math.Min(_options.SnapshotRetryDelayMax.TotalSeconds,
+                    _options.SnapshotRetryDelayMin.TotalSeconds * Math.Pow(2, Math.Min(30, _snapshotFailuresInARow - 1)));
+                _snapshotRetryAt = _time.GetTimestamp() + (long)(delay * _time.TimestampFrequency);
+            }
+        }
+        if (_fault is not null) return;
+        if (_snapshotWaiters.Count == 0 && !(_snapshotDue && _time.GetTimestamp() >= _snapshotRetryAt)) return;
+
+        // The sequencer's whole part: an image of the state at op N (a copy of the accounts, the chunk pointers). The
+        // writer thread writes it while batches go on; the flusher gives it the chain head at N once N is durable.
+        var job = new SnapshotJob(_sm.CaptureImage(), _op, _appendedBytes, _snapshotWaiters);
+        _snapshotWaiters = new List<Command>();
         _opsSinceSnapshot = 0;
         _bytesSinceSnapshot = 0;
         _snapshotDue = false;
-        string temp = Path.Combine(_options.DataDirectory, SnapshotFileName + ".tmp");
-        using var fs = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 20);
-        fs.Write(new byte[SnapshotHeaderBytes]);
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        using (var hashing = new HashingWriteStream(fs, sha)) _sm.WriteState(hashing);
-        long stateBytes = fs.Length - SnapshotHeaderBytes;
-        return new SnapshotTemp(temp, _op, _appendedBytes, stateBytes, sha.GetHashAndReset());
+        if (_filling.Snapshot is not null) throw new InvalidOperationException("Two snapshots in one group.");
+        _filling.Snapshot = job;
+        _snapshotJob = job;
+        // Handed to the writer thread that waits for it (starting a thread here would cost the sequencer milliseconds).
+        Volatile.Write(ref _snapshotToWrite, job);
+        _snapshotWake.Release();
     }
 
-    private const int SnapshotHeaderBytes = 4 + 4 + 8 + 8 + 32 + 8 + 32;
+    private readonly Thread? _snapshotWriter;
+    private readonly SemaphoreSlim _snapshotWake = new(0);
+    private SnapshotJob? _snapshotToWrite;
+    private volatile bool _snapshotWriterStop;
 
-    private sealed record SnapshotTemp(string Path, ulong Op, long LogOffset, long StateBytes, byte[] StateHash);
-
-    private void PublishSnapshot(Command c, ulong durableOp)
+    private void SnapshotWriterLoop()
     {
-        var s = c.SnapshotTemp;
-        if (s is null) return;
-        if (s.Op > durableOp) throw new InvalidOperationException("Snapshot ahead of the durable log.");
-        Span<byte> header = stackalloc byte[SnapshotHeaderBytes];
-        BinaryPrimitives.WriteUInt32LittleEndian(header, SnapshotFileMagic);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[4..], 1);
-        BinaryPrimitives.WriteUInt64LittleEndian(header[8..], s.Op);
-        BinaryPrimitives.WriteInt64LittleEndian(header[16..], s.LogOffset);
-        // The group ends with the snapshot, so the chain head after it is the head at the snapshot's op.
-        if (s.Op != durableOp) throw new InvalidOperationException("A snapshot must end its group.");
-        _chainHead.CopyTo(header[24..]);
-        BinaryPrimitives.WriteInt64LittleEndian(header[56..], s.StateBytes);
-        s.StateHash.CopyTo(header[64..]);
-        using (var handle = File.OpenHandle(s.Path, FileMode.Open, FileAccess.ReadWrite))
+        while (true)
         {
-            RandomAccess.Write(handle, header, 0);
-            RandomAccess.FlushToDisk(handle);
+            _snapshotWake.Wait();
+            if (Interlocked.Exchange(ref _snapshotToWrite, null) is { } job) WriteSnapshot(job);
+            else if (_snapshotWriterStop) return;
         }
-        File.Move(s.Path, Path.Combine(_options.DataDirectory!, SnapshotFileName), overwrite: true);
-        LedgerLog.FlushDirectory(_options.DataDirectory!);
     }
 
+    /// <summary>
+    /// On the snapshot writer's thread: writes the image to a temporary file, waits until the log is durable up to the
+    /// image's op (then its chain head is known, and the snapshot can never be ahead of the log), writes the header,
+    /// fsyncs and renames it into place. Any failure deletes the temporary file, is counted and reported, and never
+    /// reaches the sequencer or the flusher.
+    /// </summary>
+    private void WriteSnapshot(SnapshotJob job)
+    {
+        string dir = _options.DataDirectory!;
+        string temp = Path.Combine(dir, SnapshotFileName + ".tmp");
+        try
+        {
+            using (var fs = new FileStream(temp, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 20))
+            {
+                fs.Write(new byte[SnapshotFile.HeaderBytes]);
+                using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                Stream target = _options.SnapshotStreamWrapper?.Invoke(fs) ?? fs;
+                // Synced every few MiB as it goes: one fsync of the whole file at the end would put hundreds of MiB of
+                // dirty pages in front of the log's next fdatasync on the same disk (a commit pause for every client).
+                // Before each sync it lets a log group being committed finish first (for a bounded time), so the log's
+                // fdatasync, which clients wait for, does not queue behind the snapshot's writes.
+                var hashing = new HashingWriteStream(target, sha, fs, SnapshotSyncBytes, YieldToLog);
+                try { job.Image.WriteTo(hashing); }
+                finally { job.Image.Finish(); }
+                hashing.Flush();
+                long stateBytes = fs.Length - SnapshotFile.HeaderBytes;
+                byte[] stateHash = sha.GetHashAndReset();
+                byte[] head = job.WaitDurable(() => _fault is not null && _flusher is { IsAlive: false });
+                Span<byte> header = stackalloc byte[SnapshotFile.HeaderBytes];
+                SnapshotFile.WriteHeader(header, job.Op, job.LogOffset, head, stateBytes, stateHash);
+                fs.Position = 0;
+                fs.Write(header);
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(temp, Path.Combine(dir, SnapshotFileName), overwrite: true);
+            LedgerLog.FlushDirectory(dir);
+            Interlocked.Increment(ref _snapshots);
+        }
+        catch (Exception e)
+        {
+            // Whatever went wrong (a full disk, an I/O error, a bug), the ledger goes on: the log has everything.
+            job.Image.Finish();
+            job.Error = e;
+            Interlocked.Increment(ref _snapshotFailures);
+            try { File.Delete(temp); } catch (Exception d) when (d is IOException or UnauthorizedAccessException) { }
+            try { _options.SnapshotFailed?.Invoke(e); }
+            catch (Exception) { } // a failing report must not turn a lost snapshot into a lost process
+        }
+        job.Done = true;
+        foreach (var c in job.Waiters)
+        {
+            c.Error = job.Error;
+            c.Succeed();
+        }
+        _wakeSequencer.Set();
+    }
+
+    /// <summary>A snapshot in progress: the image at op N, where the log stands at N, and who waits for it.</summary>
+    private sealed class SnapshotJob(LedgerStateMachine.StateImage image, ulong op, long logOffset, List<Command> waiters)
+    {
+        public readonly LedgerStateMachine.StateImage Image = image;
+        public readonly ulong Op = op;
+        public readonly long LogOffset = logOffset;
+        public readonly List<Command> Waiters = waiters;
+        public Exception? Error;
+        public volatile bool Done;
+        private readonly ManualResetEventSlim _durable = new(false);
+        private byte[]? _head;
+        private Exception? _notDurable;
+
+        /// <summary>The flusher made the log durable up to <see cref="Op"/>; <paramref name="head"/> is the chain head there.</summary>
+        public void SetDurable(byte[] head)
+        {
+            _head = head;
+            _durable.Set();
+        }
+
+        /// <summary>The group holding the snapshot's op never became durable.</summary>
+        public void SetNotDurable(Exception e)
+        {
+            _notDurable = e;
+            _durable.Set();
+        }
+
+        /// <summary>Waits until the log is durable up to <see cref="Op"/> and returns the chain head there.</summary>
+        public byte[] WaitDurable(Func<bool> gaveUp)
+        {
+            while (!_durable.Wait(TimeSpan.FromSeconds(1)))
+                if (gaveUp()) throw new IOException("The ledger stopped before the log was durable up to the snapshot.");
+            if (_notDurable is { } e) throw new IOException("The log did not become durable up to the snapshot: " + e.Message, e);
+            return _head!;
+        }
+    }
+
+    /// <summary>
+    /// Opens the folder's state. The rule: a torn tail (a bad record with nothing that looks like a record after it)
+    /// is truncated; anything else is corruption and nothing is touched. Checked before anything is written: the
+    /// snapshot (checksums, state), the log's length against the snapshot, the log's hash chain from genesis up to the
+    /// snapshot (read beside the snapshot's load) against its chain head, then the replay of the rest.
+    /// </summary>
+    /// <exception cref="LedgerCorruptException">The folder is damaged in a way a crash cannot explain.</exception>
     private RecoveryReport Recover(string dir, out LedgerStateMachine sm)
     {
         var sw = Stopwatch.StartNew();
         string logPath = Path.Combine(dir, LogFileName);
         string snapPath = Path.Combine(dir, SnapshotFileName);
-        sm = null!;
+        // A snapshot a crash interrupted was never published: it is not state.
+        File.Delete(snapPath + ".tmp");
+        long logLength = File.Exists(logPath) ? new FileInfo(logPath).Length : 0;
         ulong snapOp = 0;
         long offset = 0;
         byte[] head = LedgerLog.GenesisHash;
-        bool loaded = false;
-        if (File.Exists(snapPath))
+        SnapshotHeader? snap = File.Exists(snapPath) ? SnapshotFile.Read(snapPath) : null;
+        LedgerStateMachine? machine = null;
+        try
         {
-            try
+            if (snap is not null)
             {
-                using var fs = new FileStream(snapPath, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
-                Span<byte> header = stackalloc byte[SnapshotHeaderBytes];
-                fs.ReadExactly(header);
-                if (BinaryPrimitives.ReadUInt32LittleEndian(header) != SnapshotFileMagic) throw new InvalidDataException("bad snapshot magic");
-                ulong op = BinaryPrimitives.ReadUInt64LittleEndian(header[8..]);
-                long logOffset = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
-                byte[] chainHead = header.Slice(24, 32).ToArray();
-                long stateBytes = BinaryPrimitives.ReadInt64LittleEndian(header[56..]);
-                byte[] stateHash = header.Slice(64, 32).ToArray();
-                if (fs.Length != SnapshotHeaderBytes + stateBytes) throw new InvalidDataException("snapshot length");
-                using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-                var buf = new byte[1 << 20];
-                int n;
-                while ((n = fs.Read(buf)) > 0) sha.AppendData(buf, 0, n);
-                if (!sha.GetHashAndReset().AsSpan().SequenceEqual(stateHash)) throw new InvalidDataException("snapshot checksum");
-                fs.Position = SnapshotHeaderBytes;
-                sm = LedgerStateMachine.ReadState(fs);
-                snapOp = op; offset = logOffset; head = chainHead; loaded = true;
+                if (logLength < snap.LogOffset)
+                    throw new LedgerCorruptException(logPath, logLength, snap.Op,
+                        $"the log ends at byte {logLength}, before byte {snap.LogOffset} where the snapshot says op {snap.Op} ends");
+                // The log up to the snapshot is not replayed, but it is the audit record and what the snapshot's chain
+                // head must extend: its hash chain is checked beside the snapshot's load (hashing only, no replay).
+                var prefix = Task.Run(() => LedgerLog.Scan(logPath, 0, 0, LedgerLog.GenesisHash, null, snap.LogOffset));
+                try { machine = SnapshotFile.LoadState(snapPath, snap); }
+                finally { prefix.Wait(); }
+                var p = prefix.Result;
+                if (p.StopReason is not null)
+                    throw new LedgerCorruptException(logPath, p.ValidBytes, p.LastOp + 1,
+                        $"{p.StopReason}, before byte {snap.LogOffset} where the snapshot says op {snap.Op} ends");
+                if (p.LastOp != snap.Op || !p.LastHash.AsSpan().SequenceEqual(snap.ChainHead))
+                    throw new LedgerCorruptException(snapPath, 24, snap.Op,
+                        $"a chain break: the snapshot's chain head at op {snap.Op} is not the log's (op {p.LastOp} ending at byte {p.ValidBytes})");
+                snapOp = snap.Op;
+                offset = snap.LogOffset;
+                head = snap.ChainHead;
             }
-            catch (Exception e) when (e is InvalidDataException or EndOfStreamException)
+            else machine = new LedgerStateMachine(_options.AccountsCapacity, _options.TransfersCapacity);
+
+            var replaying = machine;
+            var scan = LedgerLog.Scan(logPath, offset, snapOp, head, r => ReplayChecked(replaying, r, logPath));
+            long truncated = 0;
+            if (scan.StopReason is not null)
             {
-                // A damaged snapshot is only an optimisation lost: the log has everything.
-                sm = null!;
+                if (LedgerLog.FindRecordAfter(logPath, scan.ValidBytes, scan.LastOp) is { } after)
+                    throw new LedgerCorruptException(logPath, scan.ValidBytes, scan.LastOp + 1,
+                        $"{scan.StopReason}, and a record (op {after.Op}) follows at byte {after.Offset}: not a torn tail");
+                // Provably torn: nothing after the bad record looks like a record. The crash interrupted the last group
+                // write, which was never acknowledged.
+                truncated = scan.FileBytes - scan.ValidBytes;
+                using var h = File.OpenHandle(logPath, FileMode.Open, FileAccess.ReadWrite);
+                RandomAccess.SetLength(h, scan.ValidBytes);
+                RandomAccess.FlushToDisk(h);
             }
+            try { machine.AssertInvariants(); }
+            catch (InvalidOperationException e)
+            {
+                throw new LedgerCorruptException(logPath, scan.ValidBytes, scan.LastOp, "the replayed state breaks an invariant: " + e.Message, e);
+            }
+            sm = machine;
+            _op = scan.LastOp;
+            _durableOp = scan.LastOp;
+            _chainHead = scan.LastHash;
+            _logEnd = scan.ValidBytes;
+            _appendedBytes = scan.ValidBytes;
+            return new RecoveryReport(snap is not null, snapOp, scan.Records, scan.LastOp, truncated, truncated > 0 ? scan.StopReason : null, sw.Elapsed);
         }
-        if (!loaded)
+        catch
         {
-            sm = new LedgerStateMachine(_options.AccountsCapacity, _options.TransfersCapacity);
-            snapOp = 0; offset = 0; head = LedgerLog.GenesisHash;
+            machine?.Dispose();
+            throw;
         }
-        var machine = sm;
-        var scan = LedgerLog.Scan(logPath, offset, snapOp, head, r => Replay(machine, r));
-        long truncated = scan.FileBytes - scan.ValidBytes;
-        if (truncated > 0)
+    }
+
+    /// <summary>Replays a record whose hash checked; a record the state machine cannot apply is corruption.</summary>
+    private static void ReplayChecked(LedgerStateMachine sm, LogRecord r, string logPath)
+    {
+        try { Replay(sm, r); }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException or InvalidOperationException or OverflowException)
         {
-            using var h = File.OpenHandle(logPath, FileMode.Open, FileAccess.ReadWrite);
-            RandomAccess.SetLength(h, scan.ValidBytes);
-            RandomAccess.FlushToDisk(h);
+            throw new LedgerCorruptException(logPath, r.Offset, r.Op, "the record does not replay: " + e.Message, e);
         }
-        if (scan.ValidBytes < offset) throw new InvalidDataException("The log is shorter than the snapshot says: refusing to start.");
-        sm.AssertInvariants();
-        _op = scan.LastOp;
-        _durableOp = scan.LastOp;
-        _chainHead = scan.LastHash;
-        _logEnd = scan.ValidBytes;
-        _appendedBytes = scan.ValidBytes;
-        return new RecoveryReport(loaded, snapOp, scan.Records, scan.LastOp, truncated, truncated > 0 ? scan.StopReason : null, sw.Elapsed);
     }
 
     /// <summary>Applies one log record to a state machine (recovery and offline verification).</summary>
@@ -704,17 +899,55 @@ public sealed class LedgerEngine : IAsyncDisposable
     }
 
     /// <summary>
-    /// Verifies a data folder offline: the whole log's hash chain from genesis, and that replaying it gives
-    /// a state whose invariants hold. Returns the record count, last op and chain head.
+    /// Verifies a data folder offline and changes nothing: the whole log's hash chain from genesis and a full replay
+    /// whose invariants must hold; and the snapshot, if any: its checksums, and that at its op the log's chain head, the
+    /// log offset and the replayed state's hash are the snapshot's. A torn tail is reported (it is truncated at the next
+    /// start); a bad record followed by valid ones is not a torn tail.
     /// </summary>
-    public static (int Records, ulong LastOp, string Head, long TrailingBytes, byte[] StateHash) VerifyDirectory(string dir)
+    /// <exception cref="FileNotFoundException">No ledger log in <paramref name="dir"/>.</exception>
+    /// <exception cref="LedgerCorruptException">The folder is damaged (the one-line message names file, offset and op).</exception>
+    public static LedgerVerifyReport VerifyDirectory(string dir)
     {
         string logPath = Path.Combine(dir, LogFileName);
+        string snapPath = Path.Combine(dir, SnapshotFileName);
         if (!File.Exists(logPath)) throw new FileNotFoundException($"No ledger log in {dir}.");
-        var sm = new LedgerStateMachine();
-        var scan = LedgerLog.Scan(logPath, 0, 0, LedgerLog.GenesisHash, r => Replay(sm, r));
-        sm.AssertInvariants();
-        return (scan.Records, scan.LastOp, Convert.ToHexStringLower(scan.LastHash), scan.FileBytes - scan.ValidBytes, sm.ComputeStateHash());
+        long logLength = new FileInfo(logPath).Length;
+        SnapshotHeader? snap = File.Exists(snapPath) ? SnapshotFile.Read(snapPath) : null;
+        if (snap is not null && logLength < snap.LogOffset)
+            throw new LedgerCorruptException(logPath, logLength, snap.Op,
+                $"the log ends at byte {logLength}, before byte {snap.LogOffset} where the snapshot says op {snap.Op} ends");
+        using var sm = new LedgerStateMachine();
+        bool snapshotChecked = false;
+        void CheckSnapshotAt(ulong op, long end, ReadOnlySpan<byte> chainHead)
+        {
+            if (snap is null || op != snap.Op) return;
+            if (end != snap.LogOffset)
+                throw new LedgerCorruptException(snapPath, 16, snap.Op, $"the snapshot says op {snap.Op} ends at byte {snap.LogOffset}; in the log it ends at byte {end}");
+            if (!chainHead.SequenceEqual(snap.ChainHead))
+                throw new LedgerCorruptException(snapPath, 24, snap.Op, $"a chain break: the snapshot's chain head at op {snap.Op} is not the log's");
+            if (!sm.ComputeStateHash().AsSpan().SequenceEqual(snap.StateHash))
+                throw new LedgerCorruptException(snapPath, snap.StateOffset, snap.Op, $"the snapshot's state is not the log's replayed to op {snap.Op}");
+            snapshotChecked = true;
+        }
+        CheckSnapshotAt(0, 0, LedgerLog.GenesisHash);
+        var scan = LedgerLog.Scan(logPath, 0, 0, LedgerLog.GenesisHash, r =>
+        {
+            ReplayChecked(sm, r, logPath);
+            CheckSnapshotAt(r.Op, r.End, r.Hash);
+        });
+        if (scan.StopReason is not null && LedgerLog.FindRecordAfter(logPath, scan.ValidBytes, scan.LastOp) is { } after)
+            throw new LedgerCorruptException(logPath, scan.ValidBytes, scan.LastOp + 1,
+                $"{scan.StopReason}, and a record (op {after.Op}) follows at byte {after.Offset}: not a torn tail");
+        if (snap is not null && !snapshotChecked)
+            throw new LedgerCorruptException(logPath, scan.ValidBytes, scan.LastOp + 1,
+                $"the valid log ends at op {scan.LastOp}, before op {snap.Op} of the snapshot");
+        try { sm.AssertInvariants(); }
+        catch (InvalidOperationException e)
+        {
+            throw new LedgerCorruptException(logPath, scan.ValidBytes, scan.LastOp, "the replayed state breaks an invariant: " + e.Message, e);
+        }
+        return new LedgerVerifyReport(scan.Records, scan.LastOp, Convert.ToHexStringLower(scan.LastHash), scan.FileBytes - scan.ValidBytes,
+            scan.StopReason, sm.ComputeStateHash(), snap?.Op);
     }
 
     // ================================================================== plumbing
@@ -726,7 +959,6 @@ public sealed class LedgerEngine : IAsyncDisposable
         public CommandKind Kind { get; } = kind;
         public Action<LedgerStateMachine>? Read;
         public Exception? Error;
-        public SnapshotTemp? SnapshotTemp;
         public byte[]? HeadAtCompletion;
         public bool AnswerWhenApplied;
         public abstract void Succeed();
@@ -756,6 +988,7 @@ public sealed class LedgerEngine : IAsyncDisposable
         public ulong LastOp;
         public readonly List<(int Offset, int Length)> Records = new();
         public readonly List<Command> Commands = new();
+        public SnapshotJob? Snapshot; // a snapshot whose op falls in (or before) this group: the flusher gives it its chain head
 
         public Span<byte> Reserve(int length)
         {
@@ -766,7 +999,7 @@ public sealed class LedgerEngine : IAsyncDisposable
             return span;
         }
 
-        public bool IsEmpty => Commands.Count == 0 && Records.Count == 0;
+        public bool IsEmpty => Commands.Count == 0 && Records.Count == 0 && Snapshot is null;
 
         public void Reset()
         {
@@ -774,12 +1007,48 @@ public sealed class LedgerEngine : IAsyncDisposable
             LastOp = 0;
             Records.Clear();
             Commands.Clear();
+            Snapshot = null;
         }
     }
 
-    private sealed class HashingWriteStream(Stream inner, IncrementalHash sha) : Stream
+    /// <summary>How much of a snapshot is written between two fsyncs of its file.</summary>
+    private const int SnapshotSyncBytes = 2 << 20;
+
+    /// <summary>The snapshot writer waits at most this long for a log group in flight before its next sync.</summary>
+    private static readonly TimeSpan SnapshotYieldMax = TimeSpan.FromMilliseconds(5);
+
+    private void YieldToLog()
     {
-        public override void Write(ReadOnlySpan<byte> buffer) { sha.AppendData(buffer); inner.Write(buffer); }
+        long until = Stopwatch.GetTimestamp() + (long)(SnapshotYieldMax.TotalSeconds * Stopwatch.Frequency);
+        lock (_flusherGate)
+        {
+            while (_handedOff is not null)
+            {
+                long left = until - Stopwatch.GetTimestamp();
+                if (left <= 0) return;
+                Monitor.Wait(_flusherGate, TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
+            }
+        }
+    }
+
+    private sealed class HashingWriteStream(Stream inner, IncrementalHash sha, FileStream file, long syncEveryBytes, Action? beforeSync = null) : Stream
+    {
+        private long _unsynced;
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            sha.AppendData(buffer);
+            inner.Write(buffer);
+            _unsynced += buffer.Length;
+            if (_unsynced >= syncEveryBytes)
+            {
+                beforeSync?.Invoke();
+                inner.Flush();
+                file.Flush(flushToDisk: true);
+                _unsynced = 0;
+            }
+        }
+
         public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
         public override bool CanRead => false;
         public override bool CanSeek => false;
@@ -809,4 +1078,25 @@ public sealed class HistoryCursorException(UInt128 accountId, long beforeTimesta
 
     /// <summary>The refused cursor.</summary>
     public long BeforeTimestamp { get; } = beforeTimestamp;
+}
+
+/// <summary>
+/// A ledger file is damaged in a way a crash cannot explain (a bad record followed by valid ones, a log shorter than
+/// its snapshot, a chain break, a snapshot that fails its checksum): the ledger refuses to start rather than guess.
+/// Its message is one line naming the file, the byte offset and the op.
+/// </summary>
+public sealed class LedgerCorruptException(string file, long offset, ulong op, string reason, Exception? inner = null)
+    : Exception($"ledger corrupt: {file} at byte {offset}, op {op}: {reason.ReplaceLineEndings(" ")}", inner)
+{
+    /// <summary>The damaged file.</summary>
+    public string File { get; } = file;
+
+    /// <summary>Byte offset in <see cref="File"/> where the damage was found.</summary>
+    public long Offset { get; } = offset;
+
+    /// <summary>The op at that place (the record expected there, or the snapshot's op).</summary>
+    public ulong Op { get; } = op;
+
+    /// <summary>What is wrong, in words.</summary>
+    public string Reason { get; } = reason;
 }

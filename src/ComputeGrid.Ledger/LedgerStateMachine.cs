@@ -24,7 +24,7 @@ namespace ComputeGrid.Ledger;
 /// a failed chain leaves no trace.
 /// </para>
 /// </summary>
-public sealed class LedgerStateMachine : IDisposable
+public sealed partial class LedgerStateMachine : IDisposable
 {
     private Account[] _accounts;
     private int[] _accountHead; // index of the newest transfer touching the account, -1 if none
@@ -336,7 +336,7 @@ public sealed class LedgerStateMachine : IDisposable
         dr.DebitsPending -= p.Amount;
         cr.CreditsPending -= p.Amount;
         if (post) { dr.DebitsPosted += amount; cr.CreditsPosted += amount; }
-        _transfers.StatusAt(pi) = post ? PendingStatus.Posted : PendingStatus.Voided;
+        SetStatus(pi, post ? PendingStatus.Posted : PendingStatus.Voided);
 
         Transfer stored = t;
         stored.Flags = t.Flags & ~TransferFlags.Linked;
@@ -401,7 +401,7 @@ public sealed class LedgerStateMachine : IDisposable
             _accountIndex.TryGet(p.CreditAccountId, out int ci);
             _accounts[di].DebitsPending -= p.Amount;
             _accounts[ci].CreditsPending -= p.Amount;
-            _transfers.StatusAt(e.Index) = PendingStatus.Expired;
+            SetStatus(e.Index, PendingStatus.Expired);
         }
     }
 
@@ -490,7 +490,7 @@ public sealed class LedgerStateMachine : IDisposable
                     _transfers.RemoveLast();
                     break;
                 case UndoKind.Status:
-                    _transfers.StatusAt(e.Index) = e.OldStatus;
+                    SetStatus(e.Index, e.OldStatus);
                     break;
             }
         }
@@ -660,40 +660,11 @@ public sealed class LedgerStateMachine : IDisposable
 
     // ------------------------------------------------------------------ snapshots and state hash
 
-    private const uint SnapshotMagic = 0x534C4743; // "CGLS"
-    private const int SnapshotVersion = 1;
-
     /// <summary>
     /// Writes the whole state in a canonical byte form: the same state always gives the same bytes. The
     /// expiry heap is not written (it is rebuilt from the pending transfers), so replay and restore agree.
     /// </summary>
-    public void WriteState(Stream stream)
-    {
-        Span<byte> header = stackalloc byte[32];
-        BinaryPrimitives.WriteUInt32LittleEndian(header, SnapshotMagic);
-        BinaryPrimitives.WriteInt32LittleEndian(header[4..], SnapshotVersion);
-        BinaryPrimitives.WriteInt64LittleEndian(header[8..], LastTimestamp);
-        BinaryPrimitives.WriteInt32LittleEndian(header[16..], _accountCount);
-        BinaryPrimitives.WriteInt32LittleEndian(header[20..], _transfers.Count);
-        stream.Write(header);
-        stream.Write(MemoryMarshal.AsBytes(_accounts.AsSpan(0, _accountCount)));
-        stream.Write(MemoryMarshal.AsBytes(_accountHead.AsSpan(0, _accountCount)));
-        byte[]? metaBuffer = null;
-        for (int c = 0; c < _transfers.UsedChunks; c++)
-        {
-            stream.Write(MemoryMarshal.AsBytes(_transfers.ChunkTransfers(c)));
-            var metas = _transfers.ChunkMeta(c);
-            metaBuffer ??= new byte[TransferStore.ChunkSize * 9];
-            for (int i = 0; i < metas.Length; i++)
-            {
-                var m = metaBuffer.AsSpan(i * 9, 9);
-                BinaryPrimitives.WriteInt32LittleEndian(m, metas[i].PrevDebit);
-                BinaryPrimitives.WriteInt32LittleEndian(m[4..], metas[i].PrevCredit);
-                m[8] = (byte)metas[i].Status;
-            }
-            stream.Write(metaBuffer, 0, metas.Length * 9);
-        }
-    }
+    public void WriteState(Stream stream) => new StateImage(this, copy: false).WriteTo(stream);
 
     /// <summary>Reads a state written by <see cref="WriteState"/>; throws <see cref="InvalidDataException"/> if it is malformed.</summary>
     public static LedgerStateMachine ReadState(Stream stream)

@@ -88,6 +88,14 @@ internal sealed unsafe class TransferStore : IdSource, IDisposable
     /// <summary>The used metadata of one chunk, for snapshots.</summary>
     public ReadOnlySpan<TransferMeta> ChunkMeta(int chunk) => new(_meta[chunk], UsedIn(chunk));
 
+    /// <summary>
+    /// The memory of chunk <paramref name="chunk"/>'s transfers and metadata. Chunks never move or shrink while the
+    /// store lives, so a snapshot writer may read the part below a captured count on another thread (see
+    /// <c>LedgerStateMachine.StateImage</c>): nothing below <see cref="Count"/> is rewritten except statuses, which the state machine
+    /// reports to the image before changing them, and the last transfer of a failed chain, which lies above any capture.
+    /// </summary>
+    public (nint Transfers, nint Meta) ChunkPointers(int chunk) => ((nint)_transfers[chunk], (nint)_meta[chunk]);
+
     /// <summary>Number of chunks holding at least one transfer.</summary>
     public int UsedChunks => (Count + ChunkSize - 1) >> ChunkShift;
 

@@ -195,7 +195,14 @@ public static class ServerHost
                 .WithHeaders("Authorization", "Content-Type", "Idempotency-Key", "X-Region")));
 
         // ---- the components
-        var ledger = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = Path.Combine(options.DataDirectory, "ledger") }, options.Time);
+        // A damaged ledger folder throws LedgerCorruptException (one line: file, offset, op): the server refuses to start.
+        // A failed snapshot is logged as an error once the logger exists; the ledger goes on and retries it.
+        var ledgerLog = new StrongBox<ILogger?>();
+        var ledger = LedgerEngine.Open(new LedgerEngineOptions
+        {
+            DataDirectory = Path.Combine(options.DataDirectory, "ledger"),
+            SnapshotFailed = e => ledgerLog.Value?.LogError(e, "Ledger snapshot failed; the ledger goes on (its log has everything) and retries later: {Reason}", e.Message),
+        }, options.Time);
         builder.Services.AddSingleton(ledger);
         builder.Services.AddSingleton(new PrincipalLedger(ledger));
         builder.Services.AddHostedService<LedgerLifetime>();
@@ -258,6 +265,7 @@ public static class ServerHost
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ComputeGrid.Server");
         if (regionWarning is not null)
             log.LogWarning("Region data file not found, using the built-in list of {Count} regions: {Reason}", regions.Count, regionWarning);
+        ledgerLog.Value = log;
         var r = ledger.Recovery;
         log.LogInformation("Ledger recovered from {Dir}: snapshot {Snap} (op {SnapOp}), {Records} records replayed, last op {LastOp}, {Truncated} torn bytes truncated{Reason} in {Ms} ms",
             options.DataDirectory, r.SnapshotLoaded ? "loaded" : "none", r.SnapshotOp, r.RecordsReplayed, r.LastOp, r.TruncatedBytes,
@@ -313,6 +321,12 @@ public static class ServerHost
         # HELP computegrid_ledger_log_bytes Bytes in the ledger log.
         # TYPE computegrid_ledger_log_bytes gauge
         computegrid_ledger_log_bytes {s.LogBytes}
+        # HELP computegrid_ledger_snapshots_total Ledger snapshots published.
+        # TYPE computegrid_ledger_snapshots_total counter
+        computegrid_ledger_snapshots_total {s.Snapshots}
+        # HELP computegrid_ledger_snapshot_failures_total Ledger snapshots that failed (each logged as an error; the ledger goes on).
+        # TYPE computegrid_ledger_snapshot_failures_total counter
+        computegrid_ledger_snapshot_failures_total {s.SnapshotFailures}
         # HELP computegrid_ledger_accounts Accounts in the ledger.
         # TYPE computegrid_ledger_accounts gauge
         computegrid_ledger_accounts {s.Accounts}

@@ -76,6 +76,68 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Verify_ledger_dir_exits_0_on_a_sound_or_torn_folder_and_1_with_one_line_on_corruption()
+    {
+        string ledgerDir = Path.Combine(_dir, "ledger");
+        await using (var engine = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = ledgerDir }))
+        {
+            await engine.CreateAccountsAsync(new[] { new Account { Id = 1, Asset = 1, Code = 1 }, new Account { Id = 2, Asset = 1, Code = 1 } });
+            for (int i = 1; i <= 5; i++)
+                await engine.CreateTransfersAsync(new[] { new Transfer { Id = (ulong)i, DebitAccountId = 1, CreditAccountId = 2, Amount = i, Asset = 1, Code = 1 } });
+        }
+        string log = Path.Combine(ledgerDir, "ledger.log");
+        var sound = await RunAsync("verify", "--ledger-dir", ledgerDir);
+        Assert.Equal(0, sound.Code);
+        Assert.StartsWith("ok: 6 records", sound.Out);
+        Assert.Contains("snapshot at op 6 matches the replay", sound.Out);
+
+        // A torn tail: reported, still sound (nothing is modified).
+        File.AppendAllBytes(log, new byte[100]);
+        var torn = await RunAsync("verify", "--ledger-dir", ledgerDir);
+        Assert.Equal(0, torn.Code);
+        Assert.Contains("100 bytes of a torn tail", torn.Out);
+        Assert.Equal(100, new FileInfo(log).Length - LedgerLog(ledgerDir));
+
+        // One byte flipped in the second record, valid records after it: corruption, one line naming file, offset and op.
+        byte[] bytes = File.ReadAllBytes(log);
+        long second = bytes.Length - 100 - 5 * (64 + 128);
+        bytes[second + 64 + 10] ^= 0x20;
+        File.WriteAllBytes(log, bytes);
+        var corrupt = await RunAsync("verify", "--ledger-dir", ledgerDir);
+        Assert.Equal(1, corrupt.Code);
+        string line = Assert.Single(corrupt.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal($"error: ledger corrupt: {log} at byte {second}, op 2: hash mismatch, and a record (op 3) follows at byte {second + 64 + 128}: not a torn tail", line);
+        Assert.Equal("", corrupt.Out);
+    }
+
+    [Fact]
+    public async Task Serve_refuses_a_corrupt_ledger_with_one_line_and_exit_1()
+    {
+        string dataDir = Path.Combine(_dir, "data");
+        Directory.CreateDirectory(dataDir);
+        ComputeGrid.Server.DataLayout.Check(dataDir);
+        string ledgerDir = Path.Combine(dataDir, "ledger");
+        await using (var engine = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = ledgerDir }))
+        {
+            await engine.CreateAccountsAsync(new[] { new Account { Id = 1, Asset = 1, Code = 1 }, new Account { Id = 2, Asset = 1, Code = 1 } });
+            for (int i = 1; i <= 3; i++)
+                await engine.CreateTransfersAsync(new[] { new Transfer { Id = (ulong)i, DebitAccountId = 1, CreditAccountId = 2, Amount = i, Asset = 1, Code = 1 } });
+        }
+        File.Delete(Path.Combine(ledgerDir, "ledger.snapshot"));
+        string log = Path.Combine(ledgerDir, "ledger.log");
+        byte[] bytes = File.ReadAllBytes(log);
+        bytes[3] ^= 0x01; // the first record's magic
+        File.WriteAllBytes(log, bytes);
+        var r = await RunAsync("serve", "--urls", "http://127.0.0.1:0", "--no-sites", "--node-urls", "", "--data-dir", dataDir);
+        Assert.Equal(1, r.Code);
+        string line = Assert.Single(r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith($"error: ledger corrupt: {log} at byte 0, op 1: bad magic, and a record (op 2) follows", line);
+        Assert.Equal(bytes, File.ReadAllBytes(log));
+    }
+
+    private static long LedgerLog(string dir) => ComputeGrid.Ledger.Storage.LedgerLog.Scan(Path.Combine(dir, "ledger.log"), 0, 0, ComputeGrid.Ledger.Storage.LedgerLog.GenesisHash, null).ValidBytes;
+
+    [Fact]
     public async Task Serve_refuses_a_data_folder_in_use_with_one_line()
     {
         string dataDir = Path.Combine(_dir, "data");

@@ -14,10 +14,12 @@ namespace ComputeGrid.Cli.Bench;
 /// <item><b>sqlite</b>: <see cref="SqliteLedgerBaseline"/>, the same transfers in SQLite (WAL, synchronous=FULL,
 ///   one transaction per batch), run for a capped time.</item>
 /// </list>
+/// Then a separate section (<c>snapshot_*</c> keys) fills a durable ledger with millions of transfers and measures the
+/// batch latency of concurrent clients while a snapshot of it is written, against the same clients without one.
 /// Progress goes to the writer line by line; the last line is one JSON object:
 /// <c>{"bench":"ledger","metrics":{…}}</c>.
 /// </summary>
-public static class LedgerBench
+public static partial class LedgerBench
 {
     /// <summary>The workload seed (fixed, so every run applies the same transfers).</summary>
     public const int Seed = 0x1ED6E5;
@@ -82,6 +84,10 @@ public static class LedgerBench
             Collect();
 
             var sqlite = RunSqlite(workload, cfg, warmupStart, Path.Combine(dir, "sqlite-baseline.db"), output, ct);
+            workload = null!;
+            Collect();
+
+            var snap = await RunSnapshotAsync(cfg, quick, Path.Combine(dir, "snapshot"), output, ct).ConfigureAwait(false);
 
             double inmemRate = inmem.Transfers / inmem.Seconds;
             double durableRate = durable.Transfers / durable.Seconds;
@@ -118,6 +124,18 @@ public static class LedgerBench
                 w.WriteNumber("sqlite_transfers", sqlite.Transfers);
                 w.WriteNumber("sqlite_batches", sqlite.Batches);
                 w.WriteNumber("sqlite_seconds", Math.Round(sqlite.Seconds, 3));
+                w.WriteNumber("snapshot_ledger_transfers", snap.LedgerTransfers);
+                w.WriteNumber("snapshot_fill_seconds", Math.Round(snap.FillSeconds, 2));
+                w.WriteNumber("snapshot_seconds", Math.Round(snap.SnapshotSeconds, 3));
+                w.WriteNumber("snapshot_mib", Math.Round(snap.SnapshotBytes / (double)(1 << 20), 1));
+                w.WriteNumber("snapshot_probe_batch_size", SnapshotProbeBatchSize);
+                w.WriteNumber("snapshot_probe_clients", SnapshotProbeLanes);
+                w.WriteNumber("snapshot_batches_during", snap.DuringBatches);
+                w.WriteNumber("snapshot_batch_p99_ms", Math.Round(snap.DuringP99Ms, 3));
+                w.WriteNumber("snapshot_batch_max_ms", Math.Round(snap.DuringMaxMs, 3));
+                w.WriteNumber("snapshot_baseline_batches", snap.BaselineBatches);
+                w.WriteNumber("snapshot_baseline_batch_p99_ms", Math.Round(snap.BaselineP99Ms, 3));
+                w.WriteNumber("snapshot_baseline_batch_max_ms", Math.Round(snap.BaselineMaxMs, 3));
                 w.WriteNumber("total_seconds", Math.Round(total.Elapsed.TotalSeconds, 1));
                 w.WriteEndObject();
             }));
