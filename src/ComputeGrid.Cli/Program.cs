@@ -101,7 +101,7 @@ serve.SetAction(async (pr, ct) =>
     {
         await app.WaitForShutdownAsync();
         await app.DisposeAsync();
-        return 0;
+        return Environment.ExitCode; // non-zero when the server stopped itself (a store found corrupt while serving)
     }
     try
     {
@@ -118,7 +118,7 @@ serve.SetAction(async (pr, ct) =>
     await using (DemoFleet.Start(bound.NodeUrl, options.DataDirectory, Console.Out))
         await app.WaitForShutdownAsync();
     await app.DisposeAsync();
-    return 0;
+    return Environment.ExitCode;
 });
 
 var component = new Argument<string>("component") { Description = "What to measure: ledger, exchange, energy, inference." };

@@ -466,7 +466,7 @@ internal sealed class LedgerLifetime(LedgerEngine ledger, PrincipalLedger accoun
 }
 
 /// <summary>Every second, picks up changes another process made to the trust store; every 10 s, records keys' last use.</summary>
-internal sealed class TrustLifetime(TrustStore store, ServerOptions options, ILogger<TrustLifetime> log) : BackgroundService
+internal sealed class TrustLifetime(TrustStore store, ServerOptions options, ILogger<TrustLifetime> log, IHostApplicationLifetime lifetime) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -482,6 +482,14 @@ internal sealed class TrustLifetime(TrustStore store, ServerOptions options, ILo
                     if (++ticks % 10 == 0) store.FlushLastUse();
                 }
                 catch (Microsoft.Data.Sqlite.SqliteException e) { log.LogError(e, "Trust store upkeep failed"); }
+                catch (InvalidDataException e)
+                {
+                    // Corruption found while serving (a row changed behind the store's back): stop rather than guess.
+                    log.LogCritical("Stopping: {Reason}", e.Message);
+                    Environment.ExitCode = 1;
+                    lifetime.StopApplication();
+                    return;
+                }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }

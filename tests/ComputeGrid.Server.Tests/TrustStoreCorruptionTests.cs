@@ -453,6 +453,26 @@ public sealed class TrustStoreCorruptionTests(ITestOutputHelper output) : IDispo
         }
     }
 
+    [Fact]
+    public async Task A_row_tampered_while_serving_stops_the_server_with_exit_code_1()
+    {
+        string folder = Folder("tampered-live");
+        var (server, _) = await TestServer.StartChildAsync(folder);
+        try
+        {
+            // Another process changes a row without its checksum: the next reload (every second) finds it and the server stops.
+            Sql(folder, "UPDATE principals SET name='mallory' WHERE id=1");
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await server.WaitForExitAsync(timeout.Token);
+            Assert.Equal(1, server.ExitCode);
+        }
+        finally
+        {
+            if (!server.HasExited) server.Kill(entireProcessTree: true);
+            server.Dispose();
+        }
+    }
+
     private static async Task<(int Code, string Stderr)> RunCliAsync(string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
