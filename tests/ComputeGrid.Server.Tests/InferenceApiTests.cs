@@ -69,6 +69,7 @@ public sealed class InferenceServerFixture : IAsyncLifetime
     /// <summary>The customer's posted debits and available balance (micro-USD).</summary>
     public async Task<(long Debits, long Available, long Pending)> AccountAsync(ulong id)
     {
+        await Host.Gateway.Settler.IdleAsync(); // charges are captured right after the answers
         Account a = (await Ledger.LookupAccountsAsync([InferencePayments.CustomerAccount(id)]))[0];
         return (a.DebitsPosted, a.CreditsPosted - a.DebitsPosted - a.DebitsPending, a.DebitsPending);
     }
@@ -104,6 +105,7 @@ public sealed class InferenceServerFixture : IAsyncLifetime
     /// </summary>
     public async Task AssertLedgerInvariantsAsync()
     {
+        await Host.Gateway.Settler.IdleAsync();
         var ids = new List<UInt128> { InferencePayments.EscrowAccount, InferencePayments.PlatformFeeAccount, ChartOfAccounts.SystemAccount(AccountCode.Treasury, ComputeGrid.Core.Asset.Usd) };
         List<JsonElement> customers = await PrincipalsAsync("customer");
         Assert.Equal(Volatile.Read(ref _customers), customers.Count);
@@ -230,12 +232,14 @@ public sealed class InferenceApiTests(InferenceServerFixture server) : IClassFix
 
         // A request served by fra-1 pays fra-1's revenue account the cost less the platform's 10 % fee.
         (_, string key) = await server.CustomerAsync("frankfurt", 10_000_000);
+        await server.Host.Gateway.Settler.IdleAsync();
         long before = (await server.Ledger.LookupAccountsAsync([revenue["fra-1"]]))[0].CreditsPosted;
         var r = await server.EmbedAsync(key, """{"model":"all-MiniLM-L6-v2","input":"pay the node","provider":{"only":["frankfurt"]}}""");
         Assert.Equal(HttpStatusCode.OK, r.StatusCode);
         Assert.Equal("fra-1", r.Headers.GetValues("X-CG-Node").Single());
         long cost = long.Parse(r.Headers.GetValues("X-CG-Cost-Micro-Usd").Single());
         Assert.True(cost > 0);
+        await server.Host.Gateway.Settler.IdleAsync();
         long after = (await server.Ledger.LookupAccountsAsync([revenue["fra-1"]]))[0].CreditsPosted;
         Assert.Equal(cost - cost * 1_000 / 10_000, after - before);
         await server.AssertLedgerInvariantsAsync();
@@ -327,6 +331,7 @@ public sealed class InferenceApiTests(InferenceServerFixture server) : IClassFix
     public async Task A_bounded_load_on_loopback_keeps_the_ledger_balanced()
     {
         (ulong id, string key) = await server.CustomerAsync("frankfurt", 100_000_000);
+        await server.Host.Gateway.Settler.IdleAsync();
         long feeBefore = (await server.Ledger.LookupAccountsAsync([InferencePayments.PlatformFeeAccount]))[0].CreditsPosted;
         int done = 0;
         long charged = 0;
@@ -339,6 +344,7 @@ public sealed class InferenceApiTests(InferenceServerFixture server) : IClassFix
         });
         Assert.Equal(160, done);
         Assert.Equal(charged, (await server.AccountAsync(id)).Debits);
+        await server.Host.Gateway.Settler.IdleAsync();
         long feeAfter = (await server.Ledger.LookupAccountsAsync([InferencePayments.PlatformFeeAccount]))[0].CreditsPosted;
         Assert.True(feeAfter >= feeBefore);
         await server.AssertLedgerInvariantsAsync();

@@ -160,14 +160,16 @@ public sealed class InferenceMoneyTests(MoneyServerFixture fixture, ITestOutputH
     }
 
     [Fact]
-    public async Task A_pending_hold_left_by_a_crash_for_the_same_request_is_captured_once()
+    public async Task A_pending_hold_left_for_the_same_request_is_captured_once()
     {
+        // The very hold this request writes (same amount, timeout, fingerprint and intent), pending: it is used as it is.
         Party c = await S.CustomerAsync("frankfurt", 10_000_000);
         const string text = "held, then the server died";
         Assert.True(S.Host.Latency.TryCreateRegionSet(["frankfurt"], out RegionSet only, out _));
         UInt128 fingerprint = Fingerprint(text, "frankfurt", new RoutingPreferences { Only = only, AllowFallbacks = false });
         long cost = S.CostOf(text, 18);
-        HoldResult orphan = await S.Host.Payments.HoldAsync(c.Id, "idem:orphan", cost, S.Host.Gateway.Options.HoldTimeoutSeconds, fingerprint);
+        CaptureIntent? intent = CaptureIntent.TryCreate(S.Host.Gateway.NodeNumber("fra-1")!.Value, S.Host.Gateway.Options.PlatformFeeBasisPoints, cost);
+        HoldResult orphan = await S.Host.Payments.HoldAsync(c.Id, "idem:orphan", cost, S.Host.Gateway.Options.HoldTimeoutSeconds, fingerprint, intent);
         Assert.Equal(HoldOutcome.Held, orphan.Outcome);
 
         var r = await S.EmbedAsync(c.Key, Body(text, only: "frankfurt"), "orphan");
@@ -176,6 +178,44 @@ public sealed class InferenceMoneyTests(MoneyServerFixture fixture, ITestOutputH
         Assert.Equal("true", r.Headers.GetValues("X-CG-Charged").Single());
         Assert.Equal((cost, 10_000_000 - cost, 0L), await S.AccountAsync(c.Id));
         Assert.Equal(PendingStatus.Posted, (await S.Ledger.LookupTransfersAsync([orphan.HoldId]))[0].Status);
+    }
+
+    [Fact]
+    public async Task A_pending_hold_of_the_same_request_with_another_intent_is_released_and_the_request_charged_once_on_the_next_generation()
+    {
+        // Same amount, other node in the intent (the request was first routed to Dallas, then retried to Frankfurt).
+        Party c = await S.CustomerAsync("frankfurt", 10_000_000);
+        const string text = "routed elsewhere the first time";
+        Assert.True(S.Host.Latency.TryCreateRegionSet(["frankfurt"], out RegionSet only, out _));
+        UInt128 fingerprint = Fingerprint(text, "frankfurt", new RoutingPreferences { Only = only, AllowFallbacks = false });
+        long cost = S.CostOf(text, 18);
+        CaptureIntent? elsewhere = CaptureIntent.TryCreate(S.Host.Gateway.NodeNumber("dal-1")!.Value, S.Host.Gateway.Options.PlatformFeeBasisPoints, cost);
+        HoldResult orphan = await S.Host.Payments.HoldAsync(c.Id, "idem:elsewhere", cost, S.Host.Gateway.Options.HoldTimeoutSeconds, fingerprint, elsewhere);
+        Assert.Equal(HoldOutcome.Held, orphan.Outcome);
+        var (_, dallasBefore) = await S.RevenueAsync("dal-1");
+
+        var r = await S.EmbedAsync(c.Key, Body(text, only: "frankfurt"), "elsewhere");
+        await MoneyServer.AssertStatusAsync(HttpStatusCode.OK, r);
+        Assert.Equal(InferencePayments.HoldId(c.Id, "idem:elsewhere", 1), UInt128.Parse(r.Headers.GetValues("X-CG-Transfer-Id").Single()));
+        Assert.Equal((cost, 10_000_000 - cost, 0L), await S.AccountAsync(c.Id));
+        Assert.Equal(PendingStatus.Voided, (await S.Ledger.LookupTransfersAsync([orphan.HoldId]))[0].Status);
+        Assert.Equal(dallasBefore, (await S.RevenueAsync("dal-1")).Credits);
+    }
+
+    [Fact]
+    public void A_capture_intent_rides_in_the_hold_only_when_it_fits()
+    {
+        var fits = CaptureIntent.TryCreate(42, 1_000, 1_234)!.Value;
+        var hold = new Transfer { UserData64 = fits.UserData64, UserData32 = fits.UserData32 };
+        Assert.Equal(fits, CaptureIntent.Of(hold));
+        Assert.Equal(123, fits.FeeMicroUsd);
+        Assert.Equal((42UL << 16) | 1_000, fits.UserData64);
+        Assert.Null(CaptureIntent.TryCreate(42, 1_000, CaptureIntent.CostMicroUsdMax + 1)); // the cost does not fit 32 bits
+        Assert.Null(CaptureIntent.TryCreate(CaptureIntent.NodePrincipalMax + 1, 1_000, 5)); // the principal does not fit 48 bits
+        Assert.Null(CaptureIntent.TryCreate(42, 1_000, 0)); // nothing to capture
+        Assert.Null(CaptureIntent.TryCreate(0, 1_000, 5));
+        Assert.Null(CaptureIntent.Of(new Transfer())); // a hold without an intent
+        Assert.Equal(CaptureIntent.CostMicroUsdMax, CaptureIntent.TryCreate(CaptureIntent.NodePrincipalMax, CaptureIntent.FeeBasisPointsMax, CaptureIntent.CostMicroUsdMax)!.Value.CostMicroUsd);
     }
 
     [Fact]

@@ -293,6 +293,7 @@ public sealed class InferenceNodeTests(NodePortFixture server) : IClassFixture<N
                 var warm = await customer.Http.PostAsync("/v1/embeddings", new StringContent(JsonSerializer.Serialize(new { model = Model, input = "warm", provider = new { only = new[] { region } } }), Encoding.UTF8, "application/json"));
                 Assert.True(warm.StatusCode == HttpStatusCode.OK, await warm.Content.ReadAsStringAsync());
             }
+            await host.Gateway.Settler.IdleAsync();
             var ledger = app.Services.GetRequiredService<LedgerEngine>();
             long warmCost = (await ledger.LookupAccountsAsync([InferencePayments.CustomerAccount(customer.Id)]))[0].DebitsPosted;
             Task<HttpResponseMessage> pending = customer.Http.SendAsync(req);
@@ -305,6 +306,7 @@ public sealed class InferenceNodeTests(NodePortFixture server) : IClassFixture<N
                 $"node {answer.Headers.GetValues("X-CG-Node").Single()}, attempts {answer.Headers.GetValues("X-CG-Attempts").Single()}, failed over: {(answer.Headers.TryGetValues("X-CG-Failed-Over", out var f) ? string.Join(",", f) : "-")}");
             long cost = long.Parse(answer.Headers.GetValues("X-CG-Cost-Micro-Usd").Single());
 
+            await host.Gateway.Settler.IdleAsync();
             Account account = (await ledger.LookupAccountsAsync([InferencePayments.CustomerAccount(customer.Id)]))[0];
             Assert.Equal(warmCost + cost, account.DebitsPosted);
             Assert.Equal(0, account.DebitsPending);

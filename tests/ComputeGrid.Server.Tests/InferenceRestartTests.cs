@@ -4,6 +4,7 @@ using System.Text.Json;
 using ComputeGrid.Ledger;
 using ComputeGrid.Server.Inference;
 using ComputeGrid.Server.Trust;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ComputeGrid.Server.Tests;
 
@@ -72,6 +73,65 @@ public sealed class InferenceRestartTests
         var again = await server.EmbedAsync(c.Key, Body("every node was down"), "voided");
         await MoneyServer.AssertStatusAsync(HttpStatusCode.OK, again);
         Assert.Equal((cost, 10_000_000 - cost, 0L), await server.AccountAsync(c.Id));
+        Assert.Equal(0, server.Host.Gateway.DeadLetters.Count);
+    }
+
+    [Fact]
+    public async Task Recovery_captures_a_pending_hold_and_charges_an_expired_one_by_direct_transfers_once_and_a_second_run_changes_nothing()
+    {
+        // Two holds with their capture intents, as a process killed after writing them leaves them: one still pending,
+        // one that expires before the next start. Recovery (at the start) charges both; the retries are served free.
+        await using MoneyServer server = await MoneyServer.StartAsync("restart-recovery", Options);
+        Party c = await server.CustomerAsync("frankfurt", 10_000_000);
+        ulong fra = server.Host.Gateway.NodeNumber("fra-1")!.Value;
+        int feeBps = server.Host.Gateway.Options.PlatformFeeBasisPoints;
+        Assert.True(server.Host.Latency.TryCreateRegionSet(["frankfurt"], out var only, out _));
+        var prefs = new ComputeGrid.Inference.Routing.RoutingPreferences { Only = only, AllowFallbacks = false };
+        object Body(string text) => new { model = MoneyServer.Model, input = text, provider = new { only = new[] { "frankfurt" }, allow_fallbacks = false } };
+        async Task<HoldResult> HoldAsync(string text, string key, uint timeoutSeconds)
+        {
+            long cost = server.CostOf(text, 18);
+            UInt128 fingerprint = RequestFingerprint.Of(MoneyServer.Model, [text], false, null, "frankfurt", prefs, server.Host.Latency.Regions);
+            HoldResult h = await server.Host.Payments.HoldAsync(c.Id, "idem:" + key, cost, timeoutSeconds, fingerprint, CaptureIntent.TryCreate(fra, feeBps, cost));
+            Assert.Equal(HoldOutcome.Held, h.Outcome);
+            return h;
+        }
+        const string pendingText = "running when the server died", expiredText = "its hold expired while the server was down";
+        long pendingCost = server.CostOf(pendingText, 18), expiredCost = server.CostOf(expiredText, 18), total = pendingCost + expiredCost;
+        HoldResult pending = await HoldAsync(pendingText, "pending", server.Host.Gateway.Options.HoldTimeoutSeconds);
+        HoldResult expired = await HoldAsync(expiredText, "expired", 1);
+        Assert.True(await MoneyServer.EventuallyAsync(async () => (await server.Ledger.LookupTransfersAsync([expired.HoldId]))[0].Status == PendingStatus.Expired,
+            TimeSpan.FromSeconds(20)), "the hold never expired");
+        var (_, revenueBefore) = await server.RevenueAsync("fra-1");
+
+        await server.RestartAsync(Options);
+        Assert.Equal((total, 10_000_000 - total, 0L), await server.AccountAsync(c.Id));
+        var found = await server.Ledger.LookupTransfersAsync([pending.HoldId, expired.HoldId, expired.HoldId + 1, expired.HoldId + 2, expired.HoldId + 3]);
+        Assert.Equal([PendingStatus.Posted, PendingStatus.Expired], found.Take(2).Select(f => f.Status));
+        Assert.True(InferencePayments.IsChargeAfterExpiry(found[2].Transfer, expired.HoldId));
+        Assert.Equal(expiredCost, found[2].Transfer.Amount);
+        long fees = server.FeeOf(pendingCost) + server.FeeOf(expiredCost);
+        Assert.Equal(revenueBefore + total - fees, (await server.RevenueAsync("fra-1")).Credits);
+
+        // Recovery again (as a second start would): the same ids, nothing new.
+        int transfers = server.Ledger.Stats.Transfers;
+        var store = server.App.Services.GetRequiredService<TrustStore>();
+        RecoveryCounts again = await CaptureRecovery.RunAsync(server.Host.Gateway, store, CancellationToken.None);
+        Assert.Equal(2, again.HoldsWithIntent);
+        Assert.Equal(new SettleCounts(0, 1, 0, 0), again.Settled); // the expired one found charged; the posted one skipped
+        Assert.Equal(1, again.SettledBefore);
+        Assert.Equal(transfers, server.Ledger.Stats.Transfers);
+        Assert.Equal((total, 10_000_000 - total, 0L), await server.AccountAsync(c.Id));
+
+        // The clients retry with their keys: served, not charged again.
+        foreach (var (text, key, hold) in new[] { (pendingText, "pending", pending.HoldId), (expiredText, "expired", expired.HoldId) })
+        {
+            var r = await server.EmbedAsync(c.Key, Body(text), key);
+            await MoneyServer.AssertStatusAsync(HttpStatusCode.OK, r);
+            Assert.Equal("false", r.Headers.GetValues("X-CG-Charged").Single());
+            Assert.Equal(hold, UInt128.Parse(r.Headers.GetValues("X-CG-Transfer-Id").Single()));
+        }
+        Assert.Equal((total, 10_000_000 - total, 0L), await server.AccountAsync(c.Id));
         Assert.Equal(0, server.Host.Gateway.DeadLetters.Count);
     }
 

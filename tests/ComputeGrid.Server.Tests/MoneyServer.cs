@@ -88,9 +88,10 @@ public sealed class MoneyServer : IAsyncDisposable
         return await Http.SendAsync(req, ct);
     }
 
-    /// <summary>The customer's posted debits, available balance and pending (held) debits, micro-USD.</summary>
+    /// <summary>The customer's posted debits, available balance and pending (held) debits, micro-USD, once every answered request is captured.</summary>
     public async Task<(long Debits, long Available, long Pending)> AccountAsync(ulong id)
     {
+        await Host.Gateway.Settler.IdleAsync();
         Account a = (await Ledger.LookupAccountsAsync([InferencePayments.CustomerAccount(id)]))[0];
         return (a.DebitsPosted, a.CreditsPosted - a.DebitsPosted - a.DebitsPending, a.DebitsPending);
     }
@@ -99,6 +100,7 @@ public sealed class MoneyServer : IAsyncDisposable
     public async Task<(UInt128 Id, long Credits)> RevenueAsync(string nodeId)
     {
         ulong principal = Host.Gateway.NodeNumber(nodeId) ?? throw new InvalidOperationException($"no node {nodeId}");
+        await Host.Gateway.Settler.IdleAsync();
         UInt128 id = InferencePayments.NodeRevenueAccount(principal);
         Account[] a = await Ledger.LookupAccountsAsync([id]);
         return (id, a.Length == 0 ? -1 : a[0].CreditsPosted);

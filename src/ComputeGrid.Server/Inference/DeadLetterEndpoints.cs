@@ -33,7 +33,7 @@ public static class DeadLetterEndpoints
                 return TypedResults.Ok(new DeadLetterPage(page.Take(n).Select(DeadLetterView.From).ToArray(), page.Count > n ? page[n - 1].Id : null, letters.Count));
             })
             .RequireAuthorization(Policies.OperatorRead).WithTags("operators")
-            .WithSummary("Captures the ledger refused (paid requests run but not charged, answered 503), oldest first; also counted in /metrics.");
+            .WithSummary("Charges the ledger refused (paid requests run but not charged: answered, the platform's loss; or on failover answered 503), oldest first; also counted in /metrics.");
         return app;
     }
 }

@@ -5,15 +5,17 @@ using Microsoft.Data.Sqlite;
 namespace ComputeGrid.Server.Inference;
 
 /// <summary>
-/// A capture the ledger refused: the request was run, its answer was not sent (the customer got a 503 and was not
-/// charged), and the node's work went unpaid. Kept for operators to see and settle by hand.
+/// A charge the ledger refused, kept for operators to see and settle by hand. Either the request's answer was sent (the
+/// normal path captures after the answer: e.g. its hold expired and the customer spent the released money meanwhile) and
+/// the charge is the platform's loss; or, on the slow path (failover), the answer was withheld (a 503, nothing charged).
+/// Either way the node's work went unpaid. A hold with a dead letter is left alone by recovery.
 /// </summary>
 /// <param name="Id">The dead letter's sequence number (1, 2, …; never reused).</param>
 /// <param name="At">When it was recorded.</param>
 /// <param name="Customer">The customer's principal id.</param>
-/// <param name="RequestKey">The request's key (<c>idem:</c> + its Idempotency-Key, or <c>req:</c> + a request id).</param>
+/// <param name="RequestKey">The request's key (<c>idem:</c> + its Idempotency-Key, or <c>req:</c> + a request id); empty when recovery found the hold (a hold does not carry its key).</param>
 /// <param name="HoldId">The hold the capture would have posted.</param>
-/// <param name="Generation">The hold's generation (see <see cref="InferencePayments.HoldId"/>).</param>
+/// <param name="Generation">The hold's generation (see <see cref="InferencePayments.HoldId"/>); −1 when recovery found the hold.</param>
 /// <param name="Node">The node that ran the request.</param>
 /// <param name="CostMicroUsd">The metered cost that was not captured.</param>
 /// <param name="FeeMicroUsd">Its platform fee.</param>
@@ -129,6 +131,18 @@ public sealed class DeadLetters : IDisposable
             using var reader = select.ExecuteReader();
             reader.Read();
             return Read(reader);
+        }
+    }
+
+    /// <summary>Whether a dead letter of <paramref name="holdId"/> is on record (recovery leaves such a hold alone).</summary>
+    public bool Contains(UInt128 holdId)
+    {
+        lock (_gate)
+        {
+            using var select = _db.CreateCommand();
+            select.CommandText = "SELECT 1 FROM dead_letters WHERE hold_id = $hold";
+            select.Parameters.AddWithValue("$hold", holdId.ToString(CultureInfo.InvariantCulture));
+            return select.ExecuteScalar() is not null;
         }
     }
 

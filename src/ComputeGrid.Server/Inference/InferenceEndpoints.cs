@@ -189,15 +189,20 @@ public static class InferenceEndpoints
         {
             // No key: the request's own id names its hold; if the client goes away, the hold is released at once.
             StoredResponse fresh = await RunAsync(host, customer.Id, request, "req:" + Guid.NewGuid().ToString("N"), fingerprint, http.RequestAborted);
-            return new StoredResult(fresh, replayed: false, handlerEntered);
+            return new StoredResult(fresh, replayed: false, handlerEntered, KillsAfterAnswer(host, fresh));
         }
         // The key names the request: a retry gets the first answer and is charged once. The work is completed even if
         // the client goes away (its retry will want it).
         (StoredResponse? response, IdempotencyOutcome outcome) = await host.Idempotency.RunOnceAsync(customer.Id, idempotencyKey, fingerprint,
             () => RunAsync(host, customer.Id, request, "idem:" + idempotencyKey, fingerprint, CancellationToken.None));
         if (outcome == IdempotencyOutcome.KeyReused) return new StoredResult(KeyReused, replayed: false, handlerEntered);
-        return new StoredResult(response!, outcome == IdempotencyOutcome.Replayed, handlerEntered);
+        return new StoredResult(response!, outcome == IdempotencyOutcome.Replayed, handlerEntered,
+            outcome == IdempotencyOutcome.Fresh && KillsAfterAnswer(host, response!));
     }
+
+    // CG_FAULT=kill-after-answer (test-only): a fresh 200 kills the process once its bytes are flushed to the client.
+    private static bool KillsAfterAnswer(InferenceHost host, StoredResponse response) =>
+        host.Gateway.Options.Fault == InferenceFault.KillAfterAnswer && response.Status == 200;
 
     private static readonly StoredResponse KeyReused = Error(422, "invalid_request_error", "idempotency_key_reused",
         "This Idempotency-Key was used before for a different request (another model, input, format, region or routing preferences); use a new key.");
@@ -260,7 +265,8 @@ public static class InferenceEndpoints
     {
         GatewayResult r = await host.Gateway.EmbedAsync(customer, request.Model, request.Inputs, request.Region, request.Preferences, requestKey, fingerprint, ct);
         if (r.Status != 200) return ErrorOf(r);
-        // The body is written while the capture's group commit runs; the answer goes out only once the charge is durable.
+        // On the slow path (failover) the body is written while the capture's group commit runs, and the answer goes out
+        // only once the charge is durable; on the normal path the charge is durable already (the hold carries it).
         byte[] body = Body(r, request);
         r = await host.Gateway.ConfirmAsync(r);
         if (r.Status != 200) return ErrorOf(r);
@@ -329,7 +335,7 @@ public static class InferenceEndpoints
     }
 
     /// <summary>An answer written as it was first produced (the JSON is written by hand on the paid path, once).</summary>
-    public sealed class StoredResult(StoredResponse response, bool replayed, long handlerEntered) : IResult, IEndpointMetadataProvider
+    public sealed class StoredResult(StoredResponse response, bool replayed, long handlerEntered, bool killAfterAnswer = false) : IResult, IEndpointMetadataProvider
     {
         /// <summary>Documents the answer's shape for the OpenAPI document.</summary>
         public static void PopulateMetadata(System.Reflection.MethodInfo method, EndpointBuilder builder) =>
@@ -352,6 +358,12 @@ public static class InferenceEndpoints
             if (replayed) http.Response.Headers["Idempotent-Replayed"] = "true";
             http.Response.ContentLength = response.Body.Length;
             await http.Response.Body.WriteAsync(response.Body);
+            if (killAfterAnswer)
+            {
+                // The test-only fault: the answer is on the wire, its capture only in the hold's intent.
+                await http.Response.CompleteAsync();
+                InferenceGateway.KillSelf();
+            }
         }
     }
 }

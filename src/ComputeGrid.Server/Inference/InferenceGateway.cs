@@ -56,8 +56,9 @@ public sealed class LocalNodeChannel(EmbeddingBatcher batcher, int region, Laten
 }
 
 /// <summary>
-/// A capture in flight for an answered request: the ledger write (durable) and what a dead letter would need. The answer
-/// goes out only after <see cref="InferenceGateway.ConfirmAsync"/> saw it captured.
+/// A capture in flight on the slow path (the request ran on another node or price than its hold's intent, or the
+/// settler's queue was full): the ledger write (durable) and what a dead letter would need. The answer goes out only
+/// after <see cref="InferenceGateway.ConfirmAsync"/> saw it captured.
 /// </summary>
 public sealed record PendingCapture(Task<(CaptureOutcome Outcome, CreateTransferResult[] Results)> Task, ulong Customer, string RequestKey, UInt128 HoldId,
     int Generation, string Node, long CostMicroUsd, long FeeMicroUsd, long Started);
@@ -97,14 +98,16 @@ public sealed record GatewayResult
 
 /// <summary>
 /// A test-only fault: the process kills itself (SIGKILL) at a point of the paid path, so crash tests can drive a real
-/// <c>serve</c> child. Set with the environment variable <c>CG_FAULT</c> (read once at start): <c>kill-before-capture</c>
-/// (the node answered, nothing captured or sent) or <c>kill-after-capture</c> (the capture is durable, the answer not sent).
+/// <c>serve</c> child. Set with the environment variable <c>CG_FAULT</c> (read once at start). Both act on a request
+/// whose hold carries its capture intent and that ran on the intent's node (the normal case).
 /// </summary>
 public enum InferenceFault
 {
     None,
-    KillBeforeCapture,
-    KillAfterCapture,
+    /// <summary><c>kill-before-answer</c>: the hold (with its intent) is durable and the node answered; nothing is sent.</summary>
+    KillBeforeAnswer,
+    /// <summary><c>kill-after-answer</c>: the answer's bytes are written and flushed to the client; the capture is not queued.</summary>
+    KillAfterAnswer,
 }
 
 /// <summary>Reads <see cref="InferenceFault"/> from <c>CG_FAULT</c>.</summary>
@@ -117,9 +120,9 @@ public static class InferenceFaults
     public static InferenceFault FromEnvironment() => Environment.GetEnvironmentVariable(Variable) switch
     {
         null or "" => InferenceFault.None,
-        "kill-before-capture" => InferenceFault.KillBeforeCapture,
-        "kill-after-capture" => InferenceFault.KillAfterCapture,
-        var other => throw new ArgumentException($"{Variable}='{other}' is not a fault (kill-before-capture, kill-after-capture)."),
+        "kill-before-answer" => InferenceFault.KillBeforeAnswer,
+        "kill-after-answer" => InferenceFault.KillAfterAnswer,
+        var other => throw new ArgumentException($"{Variable}='{other}' is not a fault (kill-before-answer, kill-after-answer)."),
     };
 }
 
@@ -146,15 +149,24 @@ public sealed record InferenceOptions
 }
 
 /// <summary>
-/// The headline flow of one paid request: tokenize and meter, route, hold the maximum cost in the ledger, run on the
-/// best node (failing over to the next on an error), capture the metered cost split between the node and the platform
-/// — durably, before the answer is sent — or void the hold when no node could serve it or the client went away. A
-/// request is charged at most once, and an answer that was sent was charged. A capture the ledger refuses becomes a
-/// dead letter and the request a 503; it never holds up other requests' captures (each is its own ledger command,
-/// sharing the group commit).
+/// The headline flow of one paid request: tokenize and meter, route, hold the maximum cost in the ledger — durably, with
+/// the capture intent for the first-ranked node (<see cref="CaptureIntent"/>), while the node computes — run on the best
+/// node (failing over to the next on an error), then:
+/// <list type="bullet">
+/// <item>ran on the intent's node at the intent's cost (the normal case): answer at once and let the
+/// <see cref="CaptureSettler"/> capture in the background (the charge is already durable in the hold; recovery completes
+/// it if the process dies first);</item>
+/// <item>failed over to another node or price: capture durably before answering (rare, and slower); a refusal there is a
+/// dead letter and a 503;</item>
+/// <item>no node answered, or the client went away before the answer: void the hold.</item>
+/// </list>
+/// A request is charged at most once, and an answer that was sent is charged (or, if the ledger refuses the charge, a
+/// dead letter records the loss). The price of answering before the capture: a request that was running when the
+/// process died is charged at its intent, though its answer may not have reached the client; a retry with the same
+/// Idempotency-Key is then served without a second charge.
 /// </summary>
 public sealed class InferenceGateway(
-    ModelRegistry models, NodeRegistry registry, Router router, InferencePayments payments, DeadLetters deadLetters, InferenceOptions options)
+    ModelRegistry models, NodeRegistry registry, Router router, InferencePayments payments, DeadLetters deadLetters, CaptureSettler settler, InferenceOptions options)
 {
     private readonly Dictionary<string, (INodeChannel Channel, ulong Number)> _channels = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
@@ -165,6 +177,9 @@ public sealed class InferenceGateway(
 
     /// <summary>Refused captures.</summary>
     public DeadLetters DeadLetters => deadLetters;
+
+    /// <summary>Captures of answered requests, in the background.</summary>
+    public CaptureSettler Settler => settler;
 
     /// <summary>Where refused captures are logged (as errors).</summary>
     public ILogger Log { get; set; } = NullLogger.Instance;
@@ -233,14 +248,17 @@ public sealed class InferenceGateway(
             if (registry.NodeIdOf(ranked[i]) is { } id && registry.TryGetNode(id, out NodeSnapshot? s)) candidates.Add(s);
         if (candidates.Count == 0) return new GatewayResult { Status = 503, ProblemTitle = "No node available", Problem = RouteDecision.Explain(RouteStatus.NoHealthyNode) };
 
-        // Hold the most this request can cost on any node it may fail over to. The hold (applied, not yet durable: the
-        // capture after it makes it so) runs while the node computes. It is not cancelled half-way: if the client goes
-        // away, its outcome says what to release.
+        // Hold the most this request can cost on any node it may fail over to, with the capture intent for the node it
+        // goes to first. The hold is durable before the answer, but its fdatasync runs while the node computes. It is
+        // not cancelled half-way: if the client goes away, its outcome says what to release.
         long maxCost = candidates.Max(c => Cost(tokens, c.PriceMicroUsdPer1kTokens));
+        CaptureIntent? intent = NodeNumber(candidates[0].NodeId) is { } first
+            ? CaptureIntent.TryCreate(first, options.PlatformFeeBasisPoints, Cost(tokens, candidates[0].PriceMicroUsdPer1kTokens))
+            : null;
         long holdStart = Stopwatch.GetTimestamp();
         Task<HoldResult> holdTask = maxCost == 0
             ? Task.FromResult(new HoldResult(HoldOutcome.Held, InferencePayments.HoldId(customer, requestKey), 0))
-            : payments.HoldAsync(customer, requestKey, maxCost, options.HoldTimeoutSeconds, fingerprint, CancellationToken.None);
+            : payments.HoldAsync(customer, requestKey, maxCost, options.HoldTimeoutSeconds, fingerprint, intent, CancellationToken.None);
         Task<double> holdTime = holdTask.ContinueWith(_ => Stopwatch.GetElapsedTime(holdStart).TotalMilliseconds, TaskScheduler.Default);
         using var abandon = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var failedOver = new List<string>();
@@ -312,12 +330,27 @@ public sealed class InferenceGateway(
             ct.ThrowIfCancellationRequested();
         }
         long cost = Cost(tokens, node.PriceMicroUsdPer1kTokens);
-        long fee = checked(cost * options.PlatformFeeBasisPoints / 10_000);
-        if (options.Fault == InferenceFault.KillBeforeCapture) KillSelf();
+        long fee = CaptureIntent.Fee(cost, options.PlatformFeeBasisPoints);
+        ulong nodeNumber = NodeNumber(node.NodeId) ?? throw new InvalidOperationException($"Node {node.NodeId} has no principal.");
+        if (holdsMoney && intent is { } planned && planned.NodePrincipal == nodeNumber && planned.CostMicroUsd == cost)
+        {
+            // The normal case: the durable hold carries this very charge. Answer now; capture in the background.
+            if (options.Fault == InferenceFault.KillBeforeAnswer) KillSelf();
+            var due = new DueCapture(hold.HoldId, customer, requestKey, hold.Generation, node.NodeId, planned);
+            // kill-after-answer (test-only): the endpoint kills the process once the answer is flushed; nothing is queued.
+            if (options.Fault == InferenceFault.KillAfterAnswer || settler.TryEnqueue(due))
+            {
+                return new GatewayResult
+                {
+                    Status = 200, Run = run, Model = model.Id, Tokens = tokens, CostMicroUsd = cost, TransferId = hold.HoldId,
+                    Node = node.NodeId, NodeRegion = node.Region, Attempts = attempts, Charged = true, FailedOver = failedOver, HoldMs = holdMs,
+                };
+            }
+            // The settler's queue is full (the ledger is slow or down): capture before answering, below.
+        }
         PendingCapture? capture = null;
         if (cost > 0)
         {
-            ulong nodeNumber = NodeNumber(node.NodeId) ?? throw new InvalidOperationException($"Node {node.NodeId} has no principal.");
             capture = new PendingCapture(payments.CaptureAsync(hold.HoldId, cost, fee, nodeNumber, CancellationToken.None),
                 customer, requestKey, hold.HoldId, hold.Generation, node.NodeId, cost, fee, Stopwatch.GetTimestamp());
         }
@@ -343,7 +376,6 @@ public sealed class InferenceGateway(
         switch (outcome)
         {
             case CaptureOutcome.Captured:
-                if (options.Fault == InferenceFault.KillAfterCapture) KillSelf();
                 return r with { Capture = null, CaptureWaitMs = waitMs };
             case CaptureOutcome.AlreadyCaptured:
                 return r with { Capture = null, CaptureWaitMs = waitMs, Charged = false };
@@ -366,8 +398,8 @@ public sealed class InferenceGateway(
         try { await run; } catch (OperationCanceledException) { }
     }
 
-    // The test-only fault: SIGKILL, as a crash would (no flush, no snapshot, no answer).
-    private static void KillSelf()
+    /// <summary>The test-only fault: SIGKILL, as a crash would (no flush, no snapshot, no answer).</summary>
+    internal static void KillSelf()
     {
         Console.Error.WriteLine($"{InferenceFaults.Variable}: killing the process");
         Process.GetCurrentProcess().Kill();

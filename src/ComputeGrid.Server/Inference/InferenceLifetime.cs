@@ -115,18 +115,30 @@ internal sealed class InferenceLifetime(InferenceHost host, InferenceServerOptio
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
     }
 
-    /// <summary>Before the server listens: every admitted node's revenue account is bound (see <see cref="NodeRevenueBindings"/>).</summary>
+    /// <summary>How long a stop waits for the settler to capture what is queued (the rest is left to recovery).</summary>
+    public static readonly TimeSpan SettlerDrain = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Before the server listens: every admitted node's revenue account is bound (see <see cref="NodeRevenueBindings"/>),
+    /// then the captures a crash cut off are completed (<see cref="CaptureSettler.RecoverAsync"/>), so no request is
+    /// served before every earlier answer is charged.
+    /// </summary>
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
         int checkedNodes = await NodeRevenueBindings.EnsureAsync(store, accounts, cancellationToken);
-        log.LogInformation("Inference: {Count} admitted nodes' revenue accounts checked; {DeadLetters} dead letters on record", checkedNodes, host.Gateway.DeadLetters.Count);
+        RecoveryCounts r = await CaptureRecovery.RunAsync(host.Gateway, store, cancellationToken);
+        log.LogInformation("Inference: {Count} admitted nodes' revenue accounts checked; captures recovered: {Scanned} escrow transfers read, {Holds} holds with an intent, " +
+            "{Before} settled before, {Captured} captured, {Expired} charged after expiry, {Already} found charged, {Dead} dead letters; {DeadLetters} dead letters on record",
+            checkedNodes, r.Scanned, r.HoldsWithIntent, r.SettledBefore, r.Settled.Captured, r.Settled.ChargedAfterExpiry, r.Settled.AlreadySettled, r.Settled.DeadLettered,
+            host.Gateway.DeadLetters.Count);
         await base.StartAsync(cancellationToken);
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
-        // Kestrel has stopped: no capture can be refused any more.
+        // Kestrel has stopped: capture what is queued (the ledger is still open), then no charge can be refused any more.
+        await host.Gateway.Settler.StopAsync(SettlerDrain);
         host.Gateway.DeadLetters.Dispose();
     }
 
@@ -183,6 +195,14 @@ public static class NodeRevenueBindings
         }
         return admitted.Count;
     }
+}
+
+/// <summary>The completion of captures a crash cut off, as a start runs it.</summary>
+public static class CaptureRecovery
+{
+    /// <summary>Completes the captures of holds a crash left (see <see cref="CaptureSettler.RecoverAsync"/>); idempotent.</summary>
+    public static Task<RecoveryCounts> RunAsync(InferenceGateway gateway, TrustStore store, CancellationToken ct) =>
+        gateway.Settler.RecoverAsync(store.Nodes().ToDictionary(n => n.Principal, n => n.NodeId), gateway.Options.HoldTimeoutSeconds, ct);
 }
 
 /// <summary>The server's in-process nodes.</summary>

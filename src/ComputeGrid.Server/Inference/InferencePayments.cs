@@ -103,17 +103,18 @@ public sealed class InferencePayments(LedgerEngine ledger)
 
     /// <summary>
     /// Holds <paramref name="maxCostMicroUsd"/> from the customer for the request named by (<paramref name="customer"/>,
-    /// <paramref name="requestKey"/>), with its <paramref name="fingerprint"/>. Tries generation 0, 1, … of the hold's
-    /// id: a hold of this request that is posted means it was charged before; one pending for the same amount is an
-    /// orphan to reuse; one voided, expired or pending for another amount (a retry routed at another price) is passed
-    /// over (voided first if pending). A hold of the key with another fingerprint is <see cref="HoldOutcome.KeyReused"/>.
+    /// <paramref name="requestKey"/>), with its <paramref name="fingerprint"/> and its capture <paramref name="intent"/>,
+    /// durably. Tries generation 0, 1, … of the hold's id: a hold of this request that is posted (or, expired, was charged
+    /// by direct transfers) means it was charged before; one pending with the same amount and intent is an orphan to
+    /// reuse; one voided, expired or pending for another amount or intent (a retry routed to another node or price) is
+    /// passed over (voided first if pending). A hold of the key with another fingerprint is <see cref="HoldOutcome.KeyReused"/>.
     /// </summary>
     /// <remarks>
-    /// The hold is answered once applied, before its group commit: it reserves the money for every later write at once,
-    /// and the answer does not wait for fdatasync. A crash before the commit loses the hold and nothing was answered or
-    /// charged; the capture after it is durable and, following it in the log, makes it durable too.
+    /// The hold is answered once durable: it carries the capture intent, so a durable hold is a durable charge (recovery
+    /// completes it). Its fdatasync runs while the node computes, so the answer does not wait for it.
     /// </remarks>
-    public async Task<HoldResult> HoldAsync(ulong customer, string requestKey, long maxCostMicroUsd, uint timeoutSeconds, UInt128 fingerprint, CancellationToken ct = default)
+    public async Task<HoldResult> HoldAsync(ulong customer, string requestKey, long maxCostMicroUsd, uint timeoutSeconds, UInt128 fingerprint,
+        CaptureIntent? intent = null, CancellationToken ct = default)
     {
         for (int g = 0; g < MaxGenerations; g++)
         {
@@ -124,8 +125,9 @@ public sealed class InferencePayments(LedgerEngine ledger)
                 {
                     Id = holdId, DebitAccountId = CustomerAccount(customer), CreditAccountId = EscrowAccount, Amount = maxCostMicroUsd,
                     Asset = Asset.Usd.Code, Code = HoldCode, Flags = TransferFlags.Pending, Timeout = timeoutSeconds, UserData128 = fingerprint,
+                    UserData64 = intent?.UserData64 ?? 0, UserData32 = intent?.UserData32 ?? 0,
                 },
-            }, LedgerAck.Applied, ct);
+            }, LedgerAck.Durable, ct);
             switch (r[0])
             {
                 case CreateTransferResult.Ok: return new HoldResult(HoldOutcome.Held, holdId, g);
@@ -142,10 +144,13 @@ public sealed class InferencePayments(LedgerEngine ledger)
                 case PendingStatus.Posted:
                     long charged = found.Length > 1 ? found[1].Transfer.Amount : hold.Amount;
                     return new HoldResult(HoldOutcome.AlreadyCharged, holdId, g, charged);
+                case PendingStatus.Expired when found.Length > 1 && IsChargeAfterExpiry(found[1].Transfer, holdId):
+                    // Its answer was sent (or recovery completed its intent) after the hold expired: charged by direct transfers.
+                    return new HoldResult(HoldOutcome.AlreadyCharged, holdId, g, found[1].Transfer.Amount);
                 case PendingStatus.Pending when r[0] == CreateTransferResult.Exists:
                     return new HoldResult(HoldOutcome.AlreadyHeld, holdId, g);
                 case PendingStatus.Pending:
-                    // Pending for another amount (or timeout): an attempt routed at another price. Release it, take the next.
+                    // Pending for another amount or intent: an attempt routed elsewhere. Release it, take the next.
                     await VoidAsync(holdId, ct);
                     break;
             }
@@ -186,6 +191,43 @@ public sealed class InferencePayments(LedgerEngine ledger)
         var r = await ledger.CreateTransfersAsync(new[] { new Transfer { Id = holdId + 1, PendingId = holdId, Flags = TransferFlags.VoidPendingTransfer } }, ct);
         return r[0];
     }
+
+    /// <summary>Writes a batch of settlement transfers (any number of linked chains), durably.</summary>
+    public Task<CreateTransferResult[]> SubmitAsync(Transfer[] batch, CancellationToken ct = default) => ledger.CreateTransfersAsync(batch, LedgerAck.Durable, ct);
+
+    /// <summary>One page of an account's transfers, newest first, below <paramref name="beforeTimestamp"/> (null: no such account).</summary>
+    public Task<Transfer[]?> HistoryAsync(UInt128 account, long beforeTimestamp, int limit, CancellationToken ct = default) =>
+        ledger.GetAccountTransfersAsync(account, beforeTimestamp, limit, ct);
+
+    /// <summary>Looks up transfers with their pending status (missing ids are left out).</summary>
+    public Task<(Transfer Transfer, PendingStatus Status)[]> LookupAsync(IReadOnlyList<UInt128> ids, CancellationToken ct = default) => ledger.LookupTransfersAsync(ids, ct);
+
+    /// <summary>
+    /// The capture of a hold, one linked chain: post the hold with the cost (the rest is released), pay the node
+    /// (cost − fee) and the platform (fee). Ids: hold + 1, + 2, + 3.
+    /// </summary>
+    public static Transfer[] CaptureChain(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node) => Chain(holdId, costMicroUsd, feeMicroUsd, node);
+
+    /// <summary>
+    /// The charge of a request whose hold expired before its capture (its answer was sent, so the charge is due), one
+    /// linked chain with the capture's ids: hold + 1 customer → escrow (the cost, code <see cref="TransferCode.InferenceHold"/>
+    /// without the pending flag), hold + 2 escrow → node, hold + 3 escrow → platform. The customer's account may not go
+    /// below zero, so the ledger refuses it when the released money was spent meanwhile.
+    /// </summary>
+    public static Transfer[] ChargeAfterExpiryChain(UInt128 holdId, ulong customer, long costMicroUsd, long feeMicroUsd, ulong node)
+    {
+        Transfer[] chain = Chain(holdId, costMicroUsd, feeMicroUsd, node);
+        chain[0] = new Transfer
+        {
+            Id = holdId + 1, DebitAccountId = CustomerAccount(customer), CreditAccountId = EscrowAccount, Amount = costMicroUsd,
+            Asset = Asset.Usd.Code, Code = HoldCode, Flags = chain.Length > 1 ? TransferFlags.Linked : TransferFlags.None,
+        };
+        return chain;
+    }
+
+    /// <summary>Whether <paramref name="t"/> is the first transfer of <see cref="ChargeAfterExpiryChain"/> for <paramref name="holdId"/>.</summary>
+    public static bool IsChargeAfterExpiry(in Transfer t, UInt128 holdId) =>
+        t.Id == holdId + 1 && t.PendingId == 0 && t.CreditAccountId == EscrowAccount && t.Code == HoldCode && (t.Flags & TransferFlags.Pending) == 0;
 
     // Post the hold with the cost (the rest is released), pay the node and the platform: one linked chain.
     private static Transfer[] Chain(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node)
