@@ -49,11 +49,14 @@ public enum CaptureOutcome
 /// The money of paid inference, all through the ledger (USDC, micro-USD):
 /// <list type="number">
 /// <item><b>Hold</b>: before dispatch, a pending transfer customer → escrow of the request's maximum cost (its token count
-/// at the node's price). A customer account cannot go below zero (<c>DebitsMustNotExceedCredits</c>), so concurrent
-/// requests can never overdraw it: the ledger refuses the hold that would.</item>
-/// <item><b>Capture</b>: after the run and before the answer, one linked chain (all or nothing), durable: post the hold
-/// partially with the metered cost (the rest of the hold is released), escrow → node revenue (cost − fee), escrow →
-/// platform fee. A refused capture becomes a dead letter (<see cref="DeadLetters"/>) and the request is not answered.</item>
+/// at the node's price), durable, carrying the capture intent for the node the request goes to first
+/// (<see cref="CaptureIntent"/>: node, fee, cost). A customer account cannot go below zero
+/// (<c>DebitsMustNotExceedCredits</c>), so concurrent requests can never overdraw it: the ledger refuses the hold that would.</item>
+/// <item><b>Capture</b>: one linked chain (all or nothing): post the hold partially with the metered cost (the rest of
+/// the hold is released), escrow → node revenue (cost − fee), escrow → platform fee. Normally after the answer, by the
+/// <see cref="CaptureSettler"/> (or by recovery at the next start); on failover before the answer. A hold that expired
+/// first is charged by direct transfers with the same ids (<see cref="ChargeAfterExpiryChain"/>). A refused charge
+/// becomes a dead letter (<see cref="DeadLetters"/>).</item>
 /// <item><b>Void</b>: a failed request releases its hold.</item>
 /// </list>
 /// Transfer ids are derived from the request: the customer, the request's key (the idempotency key when there is one)
