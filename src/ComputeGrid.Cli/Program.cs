@@ -93,6 +93,12 @@ serve.SetAction(async (pr, ct) =>
         await app.DisposeAsync();
         return CliDefaults.Fail($"{e.Message.TrimEnd('.')}: another program listens there; choose another port with --urls or --node-urls");
     }
+    catch (ServerStartException e)
+    {
+        // A check made as the services start (a node's revenue account of another shape): one line, as at build.
+        await app.DisposeAsync();
+        return CliDefaults.Fail(e.Message);
+    }
     var bound = ServerHost.Endpoints(app);
     Console.Out.WriteLine($"computegrid serving on {string.Join(';', bound.ApiUrls)} with data in {options.DataDirectory}");
     if (bound.NodeUrls.Count > 0) Console.Out.WriteLine($"  node endpoint on {string.Join(';', bound.NodeUrls)}");

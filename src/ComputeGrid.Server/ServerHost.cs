@@ -253,7 +253,22 @@ public static class ServerHost
             }, options.Time);
             return (n, new LocalNodeChannel(batcher, region, latency, options.Time));
         }).ToArray());
-        var gateway = new InferenceGateway(models, registry, new Router(registry), payments, new Settler(payments), options.Inference.Gateway);
+        // Refused captures are kept in DATA/inference/money.db; CG_FAULT (test-only) makes the paid path kill the process.
+        DeadLetters deadLetters;
+        InferenceFault fault;
+        try
+        {
+            deadLetters = DeadLetters.Open(options.DataDirectory, options.Time);
+            fault = options.Inference.Gateway.Fault != InferenceFault.None ? options.Inference.Gateway.Fault : InferenceFaults.FromEnvironment();
+        }
+        catch (Exception e) when (e is InvalidDataException or ArgumentException or IOException or UnauthorizedAccessException)
+        {
+            throw new ServerStartException(e.Message, e);
+        }
+        builder.Services.AddSingleton(deadLetters);
+        // Answered requests' captures, in the background (their holds carry them; recovery completes them after a crash).
+        var settler = new CaptureSettler(payments, deadLetters);
+        var gateway = new InferenceGateway(models, registry, new Router(registry), payments, deadLetters, settler, options.Inference.Gateway with { Fault = fault });
         builder.Services.AddSingleton(new InferenceHost(gateway, payments, new IdempotencyCache(options.Time, limits), latency, options.Time));
         builder.Services.AddSingleton(localNodes);
         builder.Services.AddSingleton<RemoteNodes>();
@@ -263,6 +278,9 @@ public static class ServerHost
         var app = builder.Build();
         app.Lifetime.ApplicationStarted.Register(() => starting.Value = false);
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ComputeGrid.Server");
+        gateway.Log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<InferenceGateway>();
+        settler.Log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<CaptureSettler>();
+        if (fault != InferenceFault.None) log.LogWarning("{Variable}={Fault}: the paid path kills this process (a test-only fault)", InferenceFaults.Variable, fault);
         if (regionWarning is not null)
             log.LogWarning("Region data file not found, using the built-in list of {Count} regions: {Reason}", regions.Count, regionWarning);
         ledgerLog.Value = log;
@@ -293,7 +311,7 @@ public static class ServerHost
         app.MapGet("/healthz", Results<Ok<HealthView>, ProblemHttpResult> (LedgerEngine l) =>
                 l.Fault is null ? TypedResults.Ok(new HealthView("ok")) : Problems.Unavailable(l.Fault.Message))
             .AllowAnonymous().WithTags("health").WithSummary("Whether the server is up and its ledger healthy.");
-        app.MapGet("/metrics", (LedgerEngine l) => TypedResults.Text(Metrics(l.Stats), "text/plain; version=0.0.4"))
+        app.MapGet("/metrics", (LedgerEngine l) => TypedResults.Text(Metrics(l.Stats) + InferenceMetrics(deadLetters, settler), "text/plain; version=0.0.4"))
             .RequireAuthorization(Policies.OperatorRead).WithTags("health").WithSummary("Prometheus metrics of the ledger.");
         app.MapOpenApi().AllowAnonymous();
         app.MapTrust();
@@ -333,6 +351,25 @@ public static class ServerHost
         # HELP computegrid_ledger_transfers Transfers in the ledger.
         # TYPE computegrid_ledger_transfers gauge
         computegrid_ledger_transfers {s.Transfers}
+
+        """;
+
+    private static string InferenceMetrics(DeadLetters d, CaptureSettler s) => $"""
+        # HELP computegrid_inference_dead_letters_total Charges the ledger refused (each listed at /api/operator/dead-letters), all time.
+        # TYPE computegrid_inference_dead_letters_total counter
+        computegrid_inference_dead_letters_total {d.Count}
+        # HELP computegrid_inference_captures_queued Answered requests whose capture waits in the settler's queue.
+        # TYPE computegrid_inference_captures_queued gauge
+        computegrid_inference_captures_queued {s.Queued}
+        # HELP computegrid_inference_captures_total Captures posted by the settler and recovery since start.
+        # TYPE computegrid_inference_captures_total counter
+        computegrid_inference_captures_total {s.Totals.Captured}
+        # HELP computegrid_inference_charged_after_expiry_total Answered requests whose hold expired first, charged by direct transfers since start.
+        # TYPE computegrid_inference_charged_after_expiry_total counter
+        computegrid_inference_charged_after_expiry_total {s.Totals.ChargedAfterExpiry}
+        # HELP computegrid_inference_settle_retries_total Failed settlement writes retried since start.
+        # TYPE computegrid_inference_settle_retries_total counter
+        computegrid_inference_settle_retries_total {s.Retries}
 
         """;
 

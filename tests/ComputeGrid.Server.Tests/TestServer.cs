@@ -141,7 +141,14 @@ public static class TestServer
     /// Starts <c>computegrid serve</c> as a child process and waits until it answers /healthz. Port 0 (the default) lets
     /// the kernel pick the port; the child prints the address it bound, which is returned.
     /// </summary>
-    public static async Task<(Process Process, string Url)> StartChildAsync(string dataDir, int port = 0, params string[] extraArgs)
+    public static Task<(Process Process, string Url)> StartChildAsync(string dataDir, int port = 0, params string[] extraArgs) =>
+        StartChildAsync(dataDir, port, "", null, extraArgs);
+
+    /// <summary>
+    /// Starts <c>computegrid serve</c> as a child process with a node endpoint (<paramref name="nodeUrls"/>, empty for
+    /// none) and extra environment variables (e.g. <c>CG_FAULT</c>), and waits until it answers /healthz.
+    /// </summary>
+    public static async Task<(Process Process, string Url)> StartChildAsync(string dataDir, int port, string nodeUrls, IReadOnlyDictionary<string, string>? environment, params string[] extraArgs)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "computegrid.dll");
         var psi = new ProcessStartInfo("dotnet")
@@ -150,8 +157,9 @@ public static class TestServer
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (k, v) in environment ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         // The ledger and exchange tests run without the live hybrid site unless they ask for it.
-        string[] args = [dll, "serve", "--urls", $"http://127.0.0.1:{port}", "--node-urls", "", "--data-dir", dataDir, .. (extraArgs.Length > 0 ? extraArgs : ["--no-sites"])];
+        string[] args = [dll, "serve", "--urls", $"http://127.0.0.1:{port}", "--node-urls", nodeUrls, "--data-dir", dataDir, .. (extraArgs.Length > 0 ? extraArgs : ["--no-sites"])];
         foreach (var a in args) psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         var serving = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -182,6 +190,16 @@ public static class TestServer
         }
         p.Kill(entireProcessTree: true);
         throw new TimeoutException("computegrid serve did not start in 60 s.");
+    }
+
+    /// <summary>A loopback port that was free a moment ago (for a child that must bind the same port at every restart).</summary>
+    public static int FreePort()
+    {
+        var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
     }
 
     /// <summary>Posts <paramref name="body"/> as snake_case JSON; the answer must be a success, whose JSON is returned.</summary>

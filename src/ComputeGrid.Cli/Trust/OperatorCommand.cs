@@ -55,7 +55,31 @@ internal static class OperatorCommand
             }
             return 0;
         }));
-        return new Command("operator", "Manage operators (people with admin keys) on a data folder.") { dataDir, add, revoke, list };
+        var deadLetters = new Command("dead-letters", "List paid inference's dead letters (captures the ledger refused; also GET /api/operator/dead-letters), oldest first.");
+        deadLetters.SetAction(pr =>
+        {
+            string dir = Path.GetFullPath(pr.GetValue(dataDir)!);
+            if (!File.Exists(ComputeGrid.Server.Inference.DeadLetters.PathIn(dir))) return CliDefaults.Fail($"{dir} has no money store ({ComputeGrid.Server.Inference.DeadLetters.RelativePath}): no server ran on it");
+            try
+            {
+                using var letters = ComputeGrid.Server.Inference.DeadLetters.Open(dir, TimeProvider.System);
+                Console.Out.WriteLine("ID  AT  CUSTOMER  NODE  COST  HOLD  REQUEST  REASON");
+                long after = 0;
+                while (letters.List(after, 1_000) is { Count: > 0 } page)
+                {
+                    foreach (var d in page)
+                        Console.Out.WriteLine($"{d.Id}  {d.At.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss'Z'", CultureInfo.InvariantCulture)}  {d.Customer}  {d.Node}  {d.CostMicroUsd}  {d.HoldId}/{d.Generation}  {d.RequestKey}  {d.Reason}");
+                    after = page[^1].Id;
+                }
+                Console.Error.WriteLine($"{letters.Count} dead letters");
+                return 0;
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                return CliDefaults.Fail(e.Message);
+            }
+        });
+        return new Command("operator", "Manage operators (people with admin keys) on a data folder; list dead letters.") { dataDir, add, revoke, list, deadLetters };
     }
 
     // The store of the folder, with its first operator made if the folder is new (as the server's first start would).

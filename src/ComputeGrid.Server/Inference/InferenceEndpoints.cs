@@ -161,6 +161,7 @@ public static class InferenceEndpoints
                     ? TypedResults.Ok(new TelemetryView(id, Convert.ToBase64String(node.PublicKey), t.Telemetry, t.Signed))
                     : Problems.NotFound($"No telemetry from node '{id}'."))
             .AllowAnonymous().WithSummary("A node's latest signed telemetry, checkable with its public key.");
+        app.MapDeadLetters();
         return app;
     }
 
@@ -182,18 +183,34 @@ public static class InferenceEndpoints
 
         string? idempotencyKey = http.Request.Headers["Idempotency-Key"].FirstOrDefault();
         if (idempotencyKey is { Length: 0 or > 255 }) return Problems.BadRequest("Idempotency-Key must be 1 to 255 characters.");
+        UInt128 fingerprint = RequestFingerprint.Of(request.Model.Id, request.Inputs, request.Base64, request.Dimensions, host.Latency.Regions[request.Region],
+            request.Preferences, host.Latency.Regions);
         if (idempotencyKey is null)
         {
-            StoredResponse fresh = await RunAsync(host, customer.Id, request, "req:" + Guid.NewGuid().ToString("N"), http.RequestAborted);
-            return new StoredResult(fresh, replayed: false, handlerEntered);
+            // No key: the request's own id names its hold; if the client goes away, the hold is released at once.
+            StoredResponse fresh = await RunAsync(host, customer.Id, request, "req:" + Guid.NewGuid().ToString("N"), fingerprint, http.RequestAborted);
+            return new StoredResult(fresh, replayed: false, handlerEntered, KillsAfterAnswer(host, fresh));
         }
-        // The key names the request: a retry gets the first answer and is charged once.
-        (StoredResponse response, bool replayed) = await host.Idempotency.RunOnceAsync(customer.Id, idempotencyKey,
-            () => RunAsync(host, customer.Id, request, "idem:" + idempotencyKey, CancellationToken.None));
-        return new StoredResult(response, replayed, handlerEntered);
+        // The key names the request: a retry gets the first answer and is charged once. The work is completed even if
+        // the client goes away (its retry will want it).
+        (StoredResponse? response, IdempotencyOutcome outcome) = await host.Idempotency.RunOnceAsync(customer.Id, idempotencyKey, fingerprint,
+            () => RunAsync(host, customer.Id, request, "idem:" + idempotencyKey, fingerprint, CancellationToken.None));
+        if (outcome == IdempotencyOutcome.KeyReused) return new StoredResult(KeyReused, replayed: false, handlerEntered);
+        return new StoredResult(response!, outcome == IdempotencyOutcome.Replayed, handlerEntered,
+            outcome == IdempotencyOutcome.Fresh && KillsAfterAnswer(host, response!));
     }
 
-    private sealed record EmbeddingsRequest(IEmbeddingModel Model, string[] Inputs, bool Base64, int Region, RoutingPreferences Preferences);
+    // CG_FAULT=kill-after-answer (test-only): a fresh 200 kills the process once its bytes are flushed to the client.
+    private static bool KillsAfterAnswer(InferenceHost host, StoredResponse response) =>
+        host.Gateway.Options.Fault == InferenceFault.KillAfterAnswer && response.Status == 200;
+
+    private static readonly StoredResponse KeyReused = Error(422, "invalid_request_error", "idempotency_key_reused",
+        "This Idempotency-Key was used before for a different request (another model, input, format, region or routing preferences); use a new key.");
+
+    private static StoredResponse Error(int status, string type, string? code, string message) =>
+        new(status, JsonSerializer.SerializeToUtf8Bytes(new OpenAiErrorBody(new OpenAiError(message, type, code, null)), ApiJson.Options), "application/json", []);
+
+    private sealed record EmbeddingsRequest(IEmbeddingModel Model, string[] Inputs, bool Base64, int? Dimensions, int Region, RoutingPreferences Preferences);
 
     private static (EmbeddingsRequest? Request, ProblemHttpResult? Problem) ParseRequest(EmbeddingsInput body, InferenceHost host, Principal customer, HttpContext http)
     {
@@ -241,20 +258,49 @@ public static class InferenceEndpoints
             }
             if (p.AllowFallbacks is { } fallbacks) prefs = prefs with { AllowFallbacks = fallbacks };
         }
-        return (new EmbeddingsRequest(model, inputs, body.EncodingFormat == "base64", region, prefs), null);
+        return (new EmbeddingsRequest(model, inputs, body.EncodingFormat == "base64", body.Dimensions, region, prefs), null);
     }
 
-    private static async Task<StoredResponse> RunAsync(InferenceHost host, ulong customer, EmbeddingsRequest request, string requestKey, CancellationToken ct)
+    private static async Task<StoredResponse> RunAsync(InferenceHost host, ulong customer, EmbeddingsRequest request, string requestKey, UInt128 fingerprint, CancellationToken ct)
     {
-        GatewayResult r = await host.Gateway.EmbedAsync(customer, request.Model, request.Inputs, request.Region, request.Preferences, requestKey, ct);
-        if (r.Status != 200)
+        GatewayResult r = await host.Gateway.EmbedAsync(customer, request.Model, request.Inputs, request.Region, request.Preferences, requestKey, fingerprint, ct);
+        if (r.Status != 200) return ErrorOf(r);
+        // On the slow path (failover) the body is written while the capture's group commit runs, and the answer goes out
+        // only once the charge is durable; on the normal path the charge is durable already (the hold carries it).
+        byte[] body = Body(r, request);
+        r = await host.Gateway.ConfirmAsync(r);
+        if (r.Status != 200) return ErrorOf(r);
+        NodeRunResult run = r.Run!;
+        var headers = new List<KeyValuePair<string, string>>
         {
-            // Stored as OpenAI's error shape, so a replayed answer (Idempotency-Key) is the same bytes as the first.
-            string type = r.Status switch { 402 => "insufficient_quota", >= 500 => "server_error", _ => "invalid_request_error" };
-            string? code = r.Status switch { 402 => "insufficient_balance", 503 => "no_node_available", _ => null };
-            byte[] error = JsonSerializer.SerializeToUtf8Bytes(new OpenAiErrorBody(new OpenAiError(r.Problem ?? r.ProblemTitle ?? "Error.", type, code, null)), ApiJson.Options);
-            return new StoredResponse(r.Status, error, "application/json", []);
-        }
+            new("X-CG-Transfer-Id", r.TransferId.ToString()),
+            new("X-CG-Node", r.Node!),
+            new("X-CG-Node-Region", r.NodeRegion!),
+            new("X-CG-Cost-Micro-Usd", r.CostMicroUsd.ToString(CultureInfo.InvariantCulture)),
+            new("X-CG-Tokens", r.Tokens.ToString(CultureInfo.InvariantCulture)),
+            new("X-CG-Queue-Ms", run.QueueMs.ToString("0.000", CultureInfo.InvariantCulture)),
+            new("X-CG-Model-Ms", run.ModelMs.ToString("0.000", CultureInfo.InvariantCulture)),
+            new("X-CG-Simulated-Network-Ms", run.NetworkMs.ToString("0.000", CultureInfo.InvariantCulture)),
+            new("X-CG-Attempts", r.Attempts.ToString(CultureInfo.InvariantCulture)),
+            new("X-CG-Hold-Ms", r.HoldMs.ToString("0.000", CultureInfo.InvariantCulture)),
+            new("X-CG-Capture-Wait-Ms", r.CaptureWaitMs.ToString("0.000", CultureInfo.InvariantCulture)),
+            new("X-CG-Charged", r.Charged ? "true" : "false"),
+        };
+        if (r.FailedOver.Count > 0) headers.Add(new("X-CG-Failed-Over", string.Join(" | ", r.FailedOver).ReplaceLineEndings(" ")));
+        return new StoredResponse(200, body, "application/json", headers);
+    }
+
+    // Stored as OpenAI's error shape, so a replayed answer (Idempotency-Key) is the same bytes as the first.
+    private static StoredResponse ErrorOf(GatewayResult r)
+    {
+        string type = r.Status switch { 402 => "insufficient_quota", >= 500 => "server_error", _ => "invalid_request_error" };
+        string? code = r.ProblemCode ?? r.Status switch { 402 => "insufficient_balance", 503 => "no_node_available", _ => null };
+        return Error(r.Status, type, code, r.Problem ?? r.ProblemTitle ?? "Error.");
+    }
+
+    // The answer's JSON, written by hand once (the vectors as numbers, or base64 of little-endian float32).
+    private static byte[] Body(GatewayResult r, EmbeddingsRequest request)
+    {
         NodeRunResult run = r.Run!;
         var body = new MemoryStream(run.Vectors.Length * 10 + 256);
         using (var w = new Utf8JsonWriter(body))
@@ -285,25 +331,11 @@ public static class InferenceEndpoints
             w.WriteEndObject();
             w.WriteEndObject();
         }
-        var headers = new List<KeyValuePair<string, string>>
-        {
-            new("X-CG-Transfer-Id", r.TransferId.ToString()),
-            new("X-CG-Node", r.Node!),
-            new("X-CG-Node-Region", r.NodeRegion!),
-            new("X-CG-Cost-Micro-Usd", r.CostMicroUsd.ToString(CultureInfo.InvariantCulture)),
-            new("X-CG-Tokens", r.Tokens.ToString(CultureInfo.InvariantCulture)),
-            new("X-CG-Queue-Ms", run.QueueMs.ToString("0.000", CultureInfo.InvariantCulture)),
-            new("X-CG-Model-Ms", run.ModelMs.ToString("0.000", CultureInfo.InvariantCulture)),
-            new("X-CG-Simulated-Network-Ms", run.NetworkMs.ToString("0.000", CultureInfo.InvariantCulture)),
-            new("X-CG-Attempts", r.Attempts.ToString(CultureInfo.InvariantCulture)),
-            new("X-CG-Hold-Ms", r.HoldMs.ToString("0.000", CultureInfo.InvariantCulture)),
-        };
-        if (r.FailedOver.Count > 0) headers.Add(new("X-CG-Failed-Over", string.Join(" | ", r.FailedOver).ReplaceLineEndings(" ")));
-        return new StoredResponse(200, body.ToArray(), "application/json", headers);
+        return body.ToArray();
     }
 
     /// <summary>An answer written as it was first produced (the JSON is written by hand on the paid path, once).</summary>
-    public sealed class StoredResult(StoredResponse response, bool replayed, long handlerEntered) : IResult, IEndpointMetadataProvider
+    public sealed class StoredResult(StoredResponse response, bool replayed, long handlerEntered, bool killAfterAnswer = false) : IResult, IEndpointMetadataProvider
     {
         /// <summary>Documents the answer's shape for the OpenAPI document.</summary>
         public static void PopulateMetadata(System.Reflection.MethodInfo method, EndpointBuilder builder) =>
@@ -326,6 +358,12 @@ public static class InferenceEndpoints
             if (replayed) http.Response.Headers["Idempotent-Replayed"] = "true";
             http.Response.ContentLength = response.Body.Length;
             await http.Response.Body.WriteAsync(response.Body);
+            if (killAfterAnswer)
+            {
+                // The test-only fault: the answer is on the wire, its capture only in the hold's intent.
+                await http.Response.CompleteAsync();
+                InferenceGateway.KillSelf();
+            }
         }
     }
 }

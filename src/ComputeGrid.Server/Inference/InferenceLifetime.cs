@@ -115,11 +115,31 @@ internal sealed class InferenceLifetime(InferenceHost host, InferenceServerOptio
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
     }
 
+    /// <summary>How long a stop waits for the settler to capture what is queued (the rest is left to recovery).</summary>
+    public static readonly TimeSpan SettlerDrain = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Before the server listens: every admitted node's revenue account is bound (see <see cref="NodeRevenueBindings"/>),
+    /// then the captures a crash cut off are completed (<see cref="CaptureSettler.RecoverAsync"/>), so no request is
+    /// served before every earlier answer is charged.
+    /// </summary>
+    public override async Task StartAsync(CancellationToken cancellationToken)
+    {
+        int checkedNodes = await NodeRevenueBindings.EnsureAsync(store, accounts, cancellationToken);
+        RecoveryCounts r = await CaptureRecovery.RunAsync(host.Gateway, store, cancellationToken);
+        log.LogInformation("Inference: {Count} admitted nodes' revenue accounts checked; captures recovered: {Scanned} escrow transfers read, {Holds} holds with an intent, " +
+            "{Before} settled before, {Captured} captured, {Expired} charged after expiry, {Already} found charged, {Dead} dead letters; {DeadLetters} dead letters on record",
+            checkedNodes, r.Scanned, r.HoldsWithIntent, r.SettledBefore, r.Settled.Captured, r.Settled.ChargedAfterExpiry, r.Settled.AlreadySettled, r.Settled.DeadLettered,
+            host.Gateway.DeadLetters.Count);
+        await base.StartAsync(cancellationToken);
+    }
+
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
-        // Every answered request's charge reaches the ledger before the ledger closes.
-        await host.Gateway.Settler.DisposeAsync();
+        // Kestrel has stopped: capture what is queued (the ledger is still open), then no charge can be refused any more.
+        await host.Gateway.Settler.StopAsync(SettlerDrain);
+        host.Gateway.DeadLetters.Dispose();
     }
 
     // The demo customer, funded once (its funding id is fixed), with a fresh key at every start written to
@@ -142,6 +162,47 @@ internal sealed class InferenceLifetime(InferenceHost host, InferenceServerOptio
         string funding = outcome == FundOutcome.Funded ? $"funded with {options.DemoCustomerFundingMicroUsd / 1_000_000m:0.00} USDC" : $"has {available / 1_000_000m:0.00} USDC (funded at its first start)";
         Console.Out.WriteLine($"demo customer {customer.Id} ({customer.Region}) {funding}; API key: {key} (also in {path})");
     }
+}
+
+/// <summary>
+/// The binding of each node to its revenue account: the chart's <see cref="AccountCode.NodeRevenue"/> account of the
+/// node's principal id (never a counter, so never renumbered). At every start each admitted node's account is checked:
+/// created if missing (idempotently), and the start refused, in one line, when an account of that id exists with
+/// another shape (asset, code or flags).
+/// </summary>
+public static class NodeRevenueBindings
+{
+    /// <summary>Checks (and creates where missing) every admitted node's revenue account; answers how many were checked.</summary>
+    /// <exception cref="ServerStartException">A node's principal is missing or not a node, or its account has another shape.</exception>
+    public static async Task<int> EnsureAsync(TrustStore store, PrincipalLedger accounts, CancellationToken ct)
+    {
+        IReadOnlyList<NodeAdmission> admitted = store.Nodes();
+        if (admitted.Count == 0) return 0;
+        var expected = admitted.Select(a => ChartOfAccounts.NewAccount(AccountCode.NodeRevenue, InferencePayments.NodeRevenueAccount(a.Principal), ComputeGrid.Core.Asset.Usd)).ToArray();
+        var found = (await accounts.Ledger.LookupAccountsAsync(expected.Select(a => a.Id).ToArray(), ct)).ToDictionary(a => a.Id);
+        for (int i = 0; i < admitted.Count; i++)
+        {
+            NodeAdmission node = admitted[i];
+            Account want = expected[i];
+            if (store.Find(node.Principal) is not { Kind: PrincipalKind.Node } principal)
+                throw new ServerStartException($"Node {node.NodeId}: its principal {node.Principal} is missing from the trust store or is not a node.");
+            if (found.TryGetValue(want.Id, out Account have))
+            {
+                if (have.Asset != want.Asset || have.Code != want.Code || (have.Flags & ~AccountFlags.Linked) != (want.Flags & ~AccountFlags.Linked))
+                    throw new ServerStartException($"Node {node.NodeId}: ledger account {want.Id} (its revenue account) has asset {have.Asset}, code {have.Code}, flags {have.Flags}; the chart says asset {want.Asset}, code {want.Code}, flags {want.Flags}.");
+            }
+            else await accounts.CreateAccountsAsync(principal, ct);
+        }
+        return admitted.Count;
+    }
+}
+
+/// <summary>The completion of captures a crash cut off, as a start runs it.</summary>
+public static class CaptureRecovery
+{
+    /// <summary>Completes the captures of holds a crash left (see <see cref="CaptureSettler.RecoverAsync"/>); idempotent.</summary>
+    public static Task<RecoveryCounts> RunAsync(InferenceGateway gateway, TrustStore store, CancellationToken ct) =>
+        gateway.Settler.RecoverAsync(store.Nodes().ToDictionary(n => n.Principal, n => n.NodeId), gateway.Options.HoldTimeoutSeconds, ct);
 }
 
 /// <summary>The server's in-process nodes.</summary>
