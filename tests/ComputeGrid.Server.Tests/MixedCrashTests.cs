@@ -110,6 +110,11 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
             output.WriteLine($"failed with seed {seed}: {Summary(clients)}");
             throw;
         }
+        finally
+        {
+            foreach (Client c in clients) { c.Customer.Http.Dispose(); c.Buyer.Http.Dispose(); }
+            seller.Http.Dispose();
+        }
 
         int answered = clients.Sum(c => c.Paid.Count(p => p.AnsweredInLoad));
         int acked = clients.Sum(c => c.Orders.Count(o => o.Id is not null));
