@@ -467,6 +467,36 @@ public sealed class ExchangeJournalTests : IDisposable
     }
 
     [Fact]
+    public async Task A_command_whose_settlement_reached_the_ledger_but_whose_done_record_did_not_is_finished_at_start()
+    {
+        await using var h = await ExchangeHarness.StartAsync();
+        string journal = Path.Combine(_dir, "exchange.journal");
+        var (x, registry) = await OpenAsync(h, journal);
+        await x.RegisterTraderAsync(ExchangeHarness.Buyer, ExchangeHarness.BuyerAccount);
+        await x.RegisterProviderAsync(ExchangeHarness.ProviderId, ExchangeHarness.Revenue, ExchangeHarness.Collateral);
+        await x.RegisterNodeAsync(ExchangeHarness.ProviderId, "n1", GpuClass.H100, "frankfurt", 8);
+        var i = registry.GetBySymbol(h.Hourly(2).Symbol);
+        await x.PlaceAsync(new PlaceOrder(ExchangeHarness.ProviderId, i.Id, Side.Sell, OrderType.Limit, TimeInForce.GoodTillCancel, 2_000_000, 3));
+        var buy = await x.PlaceAsync(new PlaceOrder(ExchangeHarness.Buyer, i.Id, Side.Buy, OrderType.Limit, TimeInForce.ImmediateOrCancel, 2_000_000, 2));
+        Assert.Equal(OrderStatus.Filled, buy.Status);
+        var before = await StateAsync(x, new[] { i });
+        x.Dispose();
+        // As if the process died after the ledger committed the buy's settlement (one linked chain) and before the journal
+        // recorded the command done (kill -9 under load hits this window): drop the "done" record.
+        string[] lines = File.ReadAllLines(journal);
+        Assert.Contains("\"done\":true", lines[^1]);
+        Assert.Contains("\"kind\":\"place\"", lines[^1]);
+        File.WriteAllLines(journal, lines[..^1]);
+
+        // Run again, the chain answers "exists" for its first transfer and "linked event failed" for the rest: the whole
+        // chain was committed before, and the command finishes as it did.
+        var (y, _) = await OpenAsync(h, journal);
+        Assert.Equal(before, await StateAsync(y, new[] { i }));
+        await y.CheckInvariantsAsync();
+        y.Dispose();
+    }
+
+    [Fact]
     public async Task A_node_timeout_is_journaled_and_heartbeats_are_not()
     {
         await using var h = await ExchangeHarness.StartAsync();

@@ -306,7 +306,29 @@ public sealed partial class ExchangeService : IDisposable
     }
 
     private Task<CreateTransferResult[]> LedgerTransfersAsync(Transfer[] events, CancellationToken ct) =>
-        LedgerCallAsync(() => _ledger.CreateTransfersAsync(events, ct), r => r.Select(x => x == CreateTransferResult.Exists ? CreateTransferResult.Ok : x).ToArray());
+        LedgerCallAsync(() => _ledger.CreateTransfersAsync(events, ct), r => AsFirstRun(events, r));
+
+    /// <summary>
+    /// The answers of a command run again after a crash, as its first run got them: what it did before answers "exists",
+    /// which was "ok". A linked chain is atomic and refused whole at its first refusal, so a chain whose first transfer
+    /// answers "exists" and the rest "linked event failed" was committed whole before (its ids are the command's own):
+    /// all of it was "ok".
+    /// </summary>
+    private static CreateTransferResult[] AsFirstRun(Transfer[] events, CreateTransferResult[] results)
+    {
+        var r = (CreateTransferResult[])results.Clone();
+        for (int start = 0; start < r.Length;)
+        {
+            int end = start;
+            while (end < r.Length - 1 && (events[end].Flags & TransferFlags.Linked) != 0) end++;
+            bool committedBefore = r[start] == CreateTransferResult.Exists;
+            for (int i = start + 1; i <= end && committedBefore; i++) committedBefore = r[i] == CreateTransferResult.LinkedEventFailed;
+            for (int i = start; i <= end; i++)
+                if (r[i] == CreateTransferResult.Exists || (committedBefore && r[i] == CreateTransferResult.LinkedEventFailed)) r[i] = CreateTransferResult.Ok;
+            start = end + 1;
+        }
+        return r;
+    }
 
     private Task<CreateAccountResult[]> LedgerAccountsAsync(Account[] events, CancellationToken ct) =>
         LedgerCallAsync(() => _ledger.CreateAccountsAsync(events, ct), r => r.Select(x => x == CreateAccountResult.Exists ? CreateAccountResult.Ok : x).ToArray());
