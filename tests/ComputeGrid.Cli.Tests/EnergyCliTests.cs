@@ -38,6 +38,7 @@ public sealed class EnergyCliTests : IDisposable
         foreach (string policy in new[] { "optimum (LP)", "controller", "day-ahead", "myopic", "always-on", "threshold" })
             Assert.Contains(policy, r.Out);
         Assert.Contains("controller captures", r.Out);
+        Assert.Contains("of the controllable value", r.Out);
         Assert.Contains("100% done", r.Err); // the progress bar (plain lines when stderr is not a terminal)
         string site = Path.Combine(outDir, "ercot-west-reference");
         Assert.Equal(1 + 672, File.ReadLines(Path.Combine(site, "intervals.csv")).Count());
@@ -48,6 +49,8 @@ public sealed class EnergyCliTests : IDisposable
         }
         using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(site, "summary.json")));
         Assert.True(summary.RootElement.GetProperty("policies").GetProperty("controller").GetProperty("captured_vs_optimum").GetDouble() is > 0.9 and <= 1.0);
+        Assert.Equal(0.0, summary.RootElement.GetProperty("policies").GetProperty("always-on").GetProperty("controllable_captured").GetDouble());
+        Assert.True(summary.RootElement.GetProperty("controllable_value_micro_usd").GetInt64() > 0);
     }
 
     [Fact]
@@ -79,6 +82,12 @@ public sealed class EnergyCliTests : IDisposable
         Assert.Equal(35_040, m.GetProperty("intervals").GetInt32());
         // The score's conditions that do not depend on the machine's speed.
         Assert.True(m.GetProperty("captured_vs_optimum").GetDouble() >= 0.97);
+        // The share of the controllable value is (controller − always-on) / (optimum − always-on), beside the ratio above.
+        double optimum = m.GetProperty("value_optimum_usd").GetDouble(), alwaysOn = m.GetProperty("value_always_on_usd").GetDouble();
+        Assert.Equal(optimum - alwaysOn, m.GetProperty("controllable_value_usd").GetDouble(), 0.02);
+        Assert.Equal((m.GetProperty("value_controller_usd").GetDouble() - alwaysOn) / (optimum - alwaysOn), m.GetProperty("controllable_captured").GetDouble(), 4);
+        Assert.Equal((m.GetProperty("value_myopic_usd").GetDouble() - alwaysOn) / (optimum - alwaysOn), m.GetProperty("controllable_captured_myopic").GetDouble(), 4);
+        Assert.Contains("of the controllable value", r.Out);
         Assert.True(m.GetProperty("value_controller_usd").GetDouble() > m.GetProperty("value_myopic_usd").GetDouble());
         Assert.True(m.GetProperty("value_controller_usd").GetDouble() <= m.GetProperty("value_optimum_usd").GetDouble());
     }

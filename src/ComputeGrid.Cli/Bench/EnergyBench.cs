@@ -41,7 +41,7 @@ internal static class EnergyBench
         SiteValue optimum = result.OptimumValue!;
         output.WriteLine($"  LP ({result.Optimum!.Solver}, {result.Optimum.Variables:N0} variables, {result.Optimum.Constraints:N0} constraints): build {result.Optimum.BuildTime.TotalSeconds:F2} s, solve {result.Optimum.SolveTime.TotalSeconds:F2} s, value {optimum.ValueUsd:N0} USD");
         foreach (PolicyRun run in result.Runs)
-            output.WriteLine($"  {run.Policy,-10} value {run.Value.ValueUsd,15:N0} USD = {result.CapturedVsOptimum(run.Policy):P3} of the optimum; peak charge {run.Value.PeakChargeMicroUsd / 1e6:N0}, restarts {run.Value.Restarts:N0}, violations {run.Value.InterconnectViolations}");
+            output.WriteLine($"  {run.Policy,-10} value {run.Value.ValueUsd,15:N0} USD, {result.OverAlwaysOnMicroUsd(run.Policy) / 1e6,13:+#,0;-#,0;0} over always-on = {result.ControllableCaptured(run.Policy),8:P2} of the controllable value ({result.CapturedVsOptimum(run.Policy):P3} of the whole optimum); peak charge {run.Value.PeakChargeMicroUsd / 1e6:N0}, restarts {run.Value.Restarts:N0}, violations {run.Value.InterconnectViolations}");
 
         // Decision rate: the controller over the whole year, repeated; the best repetition (least disturbed by the machine).
         int repetitions = quick ? 5 : 20;
@@ -51,11 +51,16 @@ internal static class EnergyBench
         output.WriteLine($"  controller: {best:N0} decisions/s (best of {repetitions} full-year runs)");
 
         double captured = result.CapturedVsOptimum();
+        // The score of the decisions: the share of what dispatch controls (optimum − always-on). The issue's target is 0.85.
+        double controllable = result.ControllableCaptured();
+        long controllableValue = result.ControllableValueMicroUsd!.Value;
+        bool controllableMet = controllable >= 0.85;
+        output.WriteLine($"  controllable value (optimum − always-on): {controllableValue / 1e6:N0} USD; the controller captures {controllable:P2} of it (myopic {result.ControllableCaptured("myopic"):P2}, threshold {result.ControllableCaptured("threshold"):P2})");
         long controllerValue = result.Controller.Value.ValueMicroUsd;
         bool beatsBaselines = result.Runs.Where(r => r.Policy is "myopic" or "always-on" or "threshold").All(r => controllerValue > r.Value.ValueMicroUsd);
         bool noViolations = result.Runs.All(r => r.Value.InterconnectViolations == 0 && r.Value.RampViolations == 0) && optimum.InterconnectViolations == 0;
         bool bounded = result.Runs.All(r => r.Value.ValueMicroUsd <= optimum.ValueMicroUsd + 1_000_000);
-        output.WriteLine($"  checks: captured ≥ 0.97: {captured >= 0.97}; beats myopic, always-on, threshold: {beatsBaselines}; no limit violated: {noViolations}; no policy above the optimum: {bounded}");
+        output.WriteLine($"  checks: controllable share ≥ 0.85: {controllableMet}; captured ≥ 0.97: {captured >= 0.97}; beats myopic, always-on, threshold: {beatsBaselines}; no limit violated: {noViolations}; no policy above the optimum: {bounded}");
 
         var metrics = new SortedDictionary<string, object?>(StringComparer.Ordinal)
         {
@@ -66,11 +71,15 @@ internal static class EnergyBench
             ["value_threshold_usd"] = Math.Round(result.Run("threshold").Value.ValueUsd, 2),
             ["value_day_ahead_usd"] = quick ? null : Math.Round(result.Run("day-ahead").Value.ValueUsd, 2),
             ["captured_vs_optimum"] = Math.Round(captured, 6),
+            ["controllable_captured"] = Math.Round(controllable, 6),
+            ["controllable_captured_myopic"] = Math.Round(result.ControllableCaptured("myopic"), 6),
+            ["controllable_captured_threshold"] = Math.Round(result.ControllableCaptured("threshold"), 6),
+            ["controllable_value_usd"] = Math.Round(controllableValue / 1e6, 2),
             ["lp_seconds_year"] = Math.Round(result.OptimumTime.TotalSeconds, 3),
             ["lp_solver"] = result.Optimum.Solver,
             ["controller_decisions_per_s"] = Math.Round(best),
             ["intervals"] = p.Count,
-            ["checks_passed"] = captured >= 0.97 && beatsBaselines && noViolations && bounded ? 1 : 0,
+            ["checks_passed"] = controllableMet && captured >= 0.97 && beatsBaselines && noViolations && bounded ? 1 : 0,
             ["quick"] = quick ? 1 : 0,
             ["total_seconds"] = Math.Round(total.Elapsed.TotalSeconds, 1),
         };

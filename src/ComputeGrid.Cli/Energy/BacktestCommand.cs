@@ -119,12 +119,18 @@ internal static class BacktestCommand
         foreach (var s in r.Site.Series) o.WriteLine($"  {s.Name}: {s.Repairs}");
         if (r.Site.PeakHoursUtc.Count > 0) o.WriteLine($"  peak-charge hours (UTC): {string.Join(", ", r.Site.PeakHoursUtc.Select(h => h.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)))}");
         o.WriteLine();
-        o.WriteLine($"  {"policy",-14} {"value USD",15} {"AI rev",14} {"mining rev",14} {"energy",13} {"peak chg",11} {"wear",10} {"curt MWh",10} {"curt h",8} {"restarts",10} {"vs opt",8}");
-        if (r.OptimumValue is { } opt) Row(o, "optimum (LP)", opt, 1.0);
-        foreach (PolicyRun run in r.Runs) Row(o, run.Policy, run.Value, r.CapturedVsOptimum(run.Policy));
+        o.WriteLine($"  {"policy",-14} {"value USD",15} {"AI rev",14} {"mining rev",14} {"energy",13} {"peak chg",11} {"wear",10} {"curt MWh",10} {"curt h",8} {"restarts",10} {"over always-on",15} {"ctrl share",10} {"vs opt",8}");
+        long alwaysOn = r.Run(SiteBacktestResult.AlwaysOn).Value.ValueMicroUsd;
+        if (r.OptimumValue is { } opt) Row(o, "optimum (LP)", opt, checked(opt.ValueMicroUsd - alwaysOn), 1.0, 1.0);
+        foreach (PolicyRun run in r.Runs) Row(o, run.Policy, run.Value, r.OverAlwaysOnMicroUsd(run.Policy), r.ControllableCaptured(run.Policy), r.CapturedVsOptimum(run.Policy));
         o.WriteLine();
         PolicyRun c = r.Controller;
-        o.Write($"  controller captures {Pct(r.CapturedVsOptimum())} of the perfect-foresight value");
+        // The headline is the share of what dispatch controls: AI revenue, earned alike by every policy, makes the share of the
+        // whole optimum near 1 for any policy at all.
+        if (r.ControllableValueMicroUsd is { } controllable)
+            o.Write($"  controller captures {Pct(r.ControllableCaptured())} of the controllable value (optimum − always-on = {controllable / 1e6:#,0} USD); {Pct(r.CapturedVsOptimum())} of the whole perfect-foresight value");
+        else
+            o.Write("  no optimum solved: no controllable share");
         foreach (PolicyRun b in r.Runs.Skip(1))
             o.Write($"; {(c.Value.ValueMicroUsd - b.Value.ValueMicroUsd) / 1e6:+#,0;-#,0} USD vs {b.Policy}");
         o.WriteLine(".");
@@ -136,18 +142,23 @@ internal static class BacktestCommand
     {
         o.WriteLine();
         o.WriteLine($"All {results.Count} sites:");
-        o.WriteLine($"  {"policy",-14} {"value USD",15} {"vs opt",8}");
+        o.WriteLine($"  {"policy",-14} {"value USD",15} {"over always-on",15} {"ctrl share",10} {"vs opt",8}");
         long opt = results.All(r => r.OptimumValue is not null) ? results.Sum(r => r.OptimumValue!.ValueMicroUsd) : 0;
-        if (opt != 0) o.WriteLine($"  {"optimum (LP)",-14} {opt / 1e6,15:N0} {Pct(1),8}");
+        long alwaysOn = results.Sum(r => r.Run(SiteBacktestResult.AlwaysOn).Value.ValueMicroUsd);
+        long controllable = opt != 0 ? checked(opt - alwaysOn) : 0;
+        if (opt != 0) o.WriteLine($"  {"optimum (LP)",-14} {opt / 1e6,15:N0} {controllable / 1e6,15:N0} {Pct(1),10} {Pct(1),8}");
         foreach (string policy in results[0].Runs.Select(x => x.Policy))
         {
             long v = results.Sum(r => r.Run(policy).Value.ValueMicroUsd);
-            o.WriteLine($"  {policy,-14} {v / 1e6,15:N0} {(opt != 0 ? Pct((double)v / opt) : "-"),8}");
+            long over = checked(v - alwaysOn);
+            o.WriteLine($"  {policy,-14} {v / 1e6,15:N0} {over / 1e6,15:N0} {(controllable != 0 ? Pct((double)over / controllable) : "-"),10} {(opt != 0 ? Pct((double)v / opt) : "-"),8}");
         }
+        if (controllable != 0)
+            o.WriteLine($"  (ctrl share: (policy − always-on) / (optimum − always-on) over all sites; each site's own share is in its table)");
     }
 
-    private static void Row(TextWriter o, string name, SiteValue v, double vsOpt) =>
-        o.WriteLine($"  {name,-14} {v.ValueMicroUsd / 1e6,15:N0} {v.AiRevenueMicroUsd / 1e6,14:N0} {v.MiningRevenueMicroUsd / 1e6,14:N0} {v.EnergyCostMicroUsd / 1e6,13:N0} {v.PeakChargeMicroUsd / 1e6,11:N0} {v.RestartWearMicroUsd / 1e6,10:N0} {v.CurtailedMwh,10:N0} {v.CurtailedHours,8:N0} {v.Restarts,10:N0} {(double.IsNaN(vsOpt) ? "-" : Pct(vsOpt)),8}");
+    private static void Row(TextWriter o, string name, SiteValue v, long overAlwaysOn, double controllable, double vsOpt) =>
+        o.WriteLine($"  {name,-14} {v.ValueMicroUsd / 1e6,15:N0} {v.AiRevenueMicroUsd / 1e6,14:N0} {v.MiningRevenueMicroUsd / 1e6,14:N0} {v.EnergyCostMicroUsd / 1e6,13:N0} {v.PeakChargeMicroUsd / 1e6,11:N0} {v.RestartWearMicroUsd / 1e6,10:N0} {v.CurtailedMwh,10:N0} {v.CurtailedHours,8:N0} {v.Restarts,10:N0} {overAlwaysOn / 1e6,15:N0} {(double.IsNaN(controllable) ? "-" : Pct(controllable)),10} {(double.IsNaN(vsOpt) ? "-" : Pct(vsOpt)),8}");
 
     private static string Pct(double f) => (f * 100).ToString("0.00", CultureInfo.InvariantCulture) + " %";
 

@@ -11,8 +11,9 @@ public static class BacktestSummary
     public static JsonObject ToJson(SiteBacktestResult r)
     {
         var policies = new JsonObject();
-        if (r.OptimumValue is { } o) policies["optimum"] = Policy(o, 1.0);
-        foreach (PolicyRun run in r.Runs) policies[run.Policy] = Policy(run.Value, r.CapturedVsOptimum(run.Policy));
+        long alwaysOn = r.Run(SiteBacktestResult.AlwaysOn).Value.ValueMicroUsd;
+        if (r.OptimumValue is { } o) policies["optimum"] = Policy(o, 1.0, checked(o.ValueMicroUsd - alwaysOn), 1.0);
+        foreach (PolicyRun run in r.Runs) policies[run.Policy] = Policy(run.Value, r.CapturedVsOptimum(run.Policy), r.OverAlwaysOnMicroUsd(run.Policy), r.ControllableCaptured(run.Policy));
         return new JsonObject
         {
             ["site"] = r.Site.Config.Name,
@@ -21,12 +22,16 @@ public static class BacktestSummary
             ["peak_hours_utc"] = new JsonArray(r.Site.PeakHoursUtc.Select(h => (JsonNode)h.ToString("O", CultureInfo.InvariantCulture)).ToArray()),
             ["lp_seconds"] = r.Optimum is null ? null : Math.Round(r.OptimumTime.TotalSeconds, 3),
             ["lp_solver"] = r.Optimum?.Solver,
+            // What dispatch controls (optimum − always-on): the denominator of every policy's controllable_captured.
+            ["controllable_value_micro_usd"] = r.ControllableValueMicroUsd,
             ["policies"] = policies,
         };
     }
 
-    private static JsonObject Policy(SiteValue v, double vsOptimum) => new()
+    private static JsonObject Policy(SiteValue v, double vsOptimum, long overAlwaysOn, double controllable) => new()
     {
+        ["controllable_captured"] = double.IsNaN(controllable) ? null : Math.Round(controllable, 6),
+        ["value_over_always_on_micro_usd"] = overAlwaysOn,
         ["value_micro_usd"] = v.ValueMicroUsd,
         ["ai_revenue_micro_usd"] = v.AiRevenueMicroUsd,
         ["mining_revenue_micro_usd"] = v.MiningRevenueMicroUsd,

@@ -41,6 +41,27 @@ public sealed class SiteBacktestResult
     /// <summary>A policy's run by name.</summary>
     public PolicyRun Run(string policy) => Runs.First(r => r.Policy == policy);
 
+    /// <summary>The baseline the controllable value is measured from (<see cref="AlwaysOnPolicy"/>'s name).</summary>
+    public const string AlwaysOn = "always-on";
+
+    /// <summary>
+    /// What dispatch controls: the optimum's value over always-on (micro-USD), null without the optimum. AI revenue, which
+    /// every policy earns alike, cancels out of it, so a share of it is the score of a decision, not of the site.
+    /// </summary>
+    public long? ControllableValueMicroUsd =>
+        OptimumValue is { } o ? checked(o.ValueMicroUsd - Run(AlwaysOn).Value.ValueMicroUsd) : null;
+
+    /// <summary>A policy's value over always-on (micro-USD): what its decisions earned beyond leaving every miner running.</summary>
+    public long OverAlwaysOnMicroUsd(string policy = "controller") =>
+        checked(Run(policy).Value.ValueMicroUsd - Run(AlwaysOn).Value.ValueMicroUsd);
+
+    /// <summary>
+    /// A policy's share of the controllable value, <c>(policy − always-on) / (optimum − always-on)</c>: 1 is the optimum,
+    /// 0 is always-on, below 0 is worse than leaving the miners running (NaN without the optimum or when nothing is controllable).
+    /// </summary>
+    public double ControllableCaptured(string policy = "controller") =>
+        ControllableValueMicroUsd is { } c && c != 0 ? (double)OverAlwaysOnMicroUsd(policy) / c : double.NaN;
+
     /// <summary>A policy's value as a fraction of the optimum (NaN without the optimum).</summary>
     public double CapturedVsOptimum(string policy = "controller") =>
         OptimumValue is { } o && o.ValueMicroUsd != 0 ? (double)Run(policy).Value.ValueMicroUsd / o.ValueMicroUsd : double.NaN;

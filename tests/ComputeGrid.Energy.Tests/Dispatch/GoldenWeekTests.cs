@@ -45,6 +45,19 @@ public class GoldenWeekTests
         // The figures that make the scenario worth having: the week holds the August system peak; the controller
         // catches it (pays only the AI share of the 4CP) and captures ≥ 97 % of the perfect-foresight value.
         Assert.Single(site.PeakHoursUtc);
+
+        // The honest score: each policy's share of what dispatch controls (optimum − always-on), in the summary too.
+        long alwaysOn = result.Run("always-on").Value.ValueMicroUsd;
+        long controllable = actualOptimum - alwaysOn;
+        Assert.Equal(controllable, actual["controllable_value_micro_usd"]!.GetValue<long>());
+        Assert.Equal(0.0, actual["policies"]!["always-on"]!["controllable_captured"]!.GetValue<double>());
+        Assert.Equal(1.0, actual["policies"]!["optimum"]!["controllable_captured"]!.GetValue<double>());
+        foreach (string policy in new[] { "controller", "day-ahead", "myopic", "threshold" })
+        {
+            long over = result.Run(policy).Value.ValueMicroUsd - alwaysOn;
+            Assert.Equal(over, actual["policies"]![policy]!["value_over_always_on_micro_usd"]!.GetValue<long>());
+            Assert.Equal(Math.Round((double)over / controllable, 6), actual["policies"]![policy]!["controllable_captured"]!.GetValue<double>(), 6);
+        }
         Assert.True(result.CapturedVsOptimum() >= 0.97);
         Assert.True(result.Controller.Value.PeakChargeMicroUsd < result.Run("myopic").Value.PeakChargeMicroUsd);
     }
