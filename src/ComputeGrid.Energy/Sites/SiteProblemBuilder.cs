@@ -121,7 +121,7 @@ public static class SiteProblemBuilder
         double hours = 0.25;
         foreach (GpuFleetConfig g in config.Gpus)
         {
-            int[] count = LeaseSchedule(g, n, perDay: 96);
+            int[] count = LeaseSchedule(g, prices.StartUtc, n, perDay: 96);
             for (int t = 0; t < n; t++)
             {
                 leased[t] += count[t];
@@ -188,11 +188,16 @@ public static class SiteProblemBuilder
         };
     }
 
+    /// <summary>The moment the seeded lease schedule starts from: every run, whatever its period, walks the same schedule from here.</summary>
+    public static readonly DateTime LeaseEpochUtc = new(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+
     /// <summary>
-    /// Leased GPUs per interval. <c>constant</c>: a fixed share. <c>seeded-leases</c>: the leased share steps to a new
-    /// uniformly drawn level at the start of each lease period (whole hours, min–max days long), from the seed.
+    /// Leased GPUs per interval from <paramref name="startUtc"/>. <c>constant</c>: a fixed share. <c>seeded-leases</c>: the
+    /// leased share steps to a new uniformly drawn level at the start of each lease period (whole hours, min–max days long),
+    /// from the seed. The periods are laid from <see cref="LeaseEpochUtc"/>, not from the run's start, so the schedule is a
+    /// function of absolute time: a week run sees exactly the leases of the same week inside a year run.
     /// </summary>
-    public static int[] LeaseSchedule(GpuFleetConfig g, int intervals, int perDay)
+    public static int[] LeaseSchedule(GpuFleetConfig g, DateTime startUtc, int intervals, int perDay)
     {
         var count = new int[intervals];
         if (g.Demand.Kind == "constant")
@@ -200,17 +205,23 @@ public static class SiteProblemBuilder
             Array.Fill(count, (int)Math.Round(g.Count * g.Demand.LeasedPercent!.Value / 100.0));
             return count;
         }
+        DateTime start = startUtc.ToUniversalTime();
+        if (start < LeaseEpochUtc) throw new SiteConfigException("gpus.demand", $"a seeded lease schedule starts at {LeaseEpochUtc:yyyy-MM-dd}; the period starts before it ({start:yyyy-MM-dd}).");
+        long intervalTicks = TimeSpan.TicksPerDay / perDay;
+        long first = (start - LeaseEpochUtc).Ticks / intervalTicks; // the run's first interval, counted from the epoch
+        long end = first + intervals;
         var random = new Random(g.Demand.Seed);
         int perHour = perDay / 24;
-        int t = 0;
-        while (t < intervals)
+        long periodStart = 0;
+        while (periodStart < end)
         {
             double share = (g.Demand.MinLeasedPercent + random.NextDouble() * (g.Demand.MaxLeasedPercent - g.Demand.MinLeasedPercent)) / 100.0;
             double days = g.Demand.MinLeaseDays + random.NextDouble() * (g.Demand.MaxLeaseDays - g.Demand.MinLeaseDays);
             int length = Math.Max(perHour, (int)Math.Round(days * 24) * perHour);
             int leasedGpus = (int)Math.Round(g.Count * share);
-            for (int i = t; i < Math.Min(intervals, t + length); i++) count[i] = leasedGpus;
-            t += length;
+            long periodEnd = periodStart + length;
+            for (long i = Math.Max(periodStart, first); i < Math.Min(periodEnd, end); i++) count[i - first] = leasedGpus;
+            periodStart = periodEnd;
         }
         return count;
     }

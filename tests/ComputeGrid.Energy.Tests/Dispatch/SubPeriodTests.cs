@@ -1,0 +1,36 @@
+using ComputeGrid.Energy.Sites;
+
+namespace ComputeGrid.Energy.Tests.Dispatch;
+
+/// <summary>
+/// A backtest's seeded inputs are functions of absolute time: the AI leases of a week are the leases of the same week
+/// inside a longer run (before, the schedule restarted at <c>--from</c>: a week run leased a constant 14,398 GPUs where
+/// the year run leased 10,843–17,340 over the same dates).
+/// </summary>
+public class SubPeriodTests
+{
+    [Theory]
+    [InlineData(7)]
+    [InlineData(1234)]
+    public void The_leases_of_a_week_are_those_of_the_same_week_inside_a_longer_run(int seed)
+    {
+        DateTime from = new(2021, 8, 23, 5, 0, 0, DateTimeKind.Utc);
+        BuiltSite week = ReferenceSite.Week(from, days: 7, leaseSeed: seed);
+        BuiltSite longer = ReferenceSite.Week(from.AddDays(-40), days: 60, leaseSeed: seed);
+        int offset = (int)((from - longer.Problem.StartUtc) / TimeSpan.FromMinutes(15));
+        Assert.Equal(from, week.Problem.StartUtc);
+        Assert.Equal(longer.LeasedGpus.AsSpan(offset, week.Problem.Count).ToArray(), week.LeasedGpus);
+        Assert.Equal(longer.Problem.AiRevenueUsd.AsSpan(offset, week.Problem.Count).ToArray(), week.Problem.AiRevenueUsd);
+        Assert.Equal(longer.Problem.AiItKw.AsSpan(offset, week.Problem.Count).ToArray(), week.Problem.AiItKw);
+        // The schedule does step within the longer run (leases are not one constant level).
+        Assert.True(longer.LeasedGpus.Distinct().Count() > 1);
+    }
+
+    [Fact]
+    public void A_seeded_schedule_before_its_epoch_is_refused()
+    {
+        GpuFleetConfig g = ReferenceSite.Config.Gpus[0];
+        var e = Assert.Throws<SiteConfigException>(() => SiteProblemBuilder.LeaseSchedule(g, new DateTime(1999, 12, 31, 0, 0, 0, DateTimeKind.Utc), 96, 96));
+        Assert.Contains("2000-01-01", e.Message);
+    }
+}
