@@ -67,9 +67,10 @@ public static class SiteProblemBuilder
 
         var systemLoad = new double[n];
         Array.Fill(systemLoad, double.NaN);
+        IntervalSeries? loadSeries = null;
         if (config.SystemLoad is { } ls)
         {
-            IntervalSeries load = Guard("systemLoad", () => SystemLoadLoader.LoadErcotNativeLoadHourly(Resolve(ls.File, baseDirectory, "systemLoad.file"), ls.Column));
+            IntervalSeries load = loadSeries = Guard("systemLoad", () => SystemLoadLoader.LoadErcotNativeLoadHourly(Resolve(ls.File, baseDirectory, "systemLoad.file"), ls.Column));
             series.Add(load);
             for (int t = 0; t < n; t++)
             {
@@ -86,17 +87,27 @@ public static class SiteProblemBuilder
         var peakHours = new List<DateTime>();
         int[] months = config.PeakCharge?.Months ?? [];
         double usdPerKwYear = (double)(config.PeakCharge?.UsdPerKwYear ?? 0m);
-        if (months.Length > 0)
+        if (months.Length > 0 && loadSeries is { } loadAll)
         {
+            // The peak of a month is the month's, whatever the run's period: it is taken over the whole calendar month
+            // (market local time) of the load series, and only its intervals inside the period carry the charge. So a
+            // week run charges exactly what the same dates of a year run charge (and no week invents a peak of its own).
             int perHour = 60 / 15;
-            foreach (IGrouping<int, int> month in Enumerable.Range(0, n)
-                         .Where(t => !double.IsNaN(systemLoad[t]))
-                         .GroupBy(t => zone.ToLocal(prices.StartUtc + prices.Step * t).Month)
-                         .Where(g => months.Contains(g.Key)))
+            DateTime periodStart = prices.StartUtc, periodEnd = prices.StartUtc + prices.Step * n;
+            var best = new Dictionary<(int Year, int Month), (DateTime Hour, double Load)>();
+            for (int k = 0; k < loadAll.Count; k++)
             {
-                int peak = month.MaxBy(t => systemLoad[t]);
-                DateTime peakStart = prices.StartUtc + prices.Step * peak;
-                DateTime hourStart = new(peakStart.Year, peakStart.Month, peakStart.Day, peakStart.Hour, 0, 0, DateTimeKind.Utc);
+                double v = loadAll.Values[k];
+                if (double.IsNaN(v)) continue;
+                DateTime at = loadAll.StartUtc + loadAll.Step * k;
+                DateTime local = zone.ToLocal(at);
+                if (!months.Contains(local.Month)) continue;
+                if (!best.TryGetValue((local.Year, local.Month), out var b) || v > b.Load) best[(local.Year, local.Month)] = (at, v);
+            }
+            foreach (var (_, (at, _)) in best.OrderBy(kv => kv.Value.Hour))
+            {
+                DateTime hourStart = new(at.Year, at.Month, at.Day, at.Hour, 0, 0, DateTimeKind.Utc);
+                if (hourStart.AddHours(1) <= periodStart || hourStart >= periodEnd) continue;
                 peakHours.Add(hourStart);
                 for (int q = 0; q < perHour; q++)
                 {

@@ -27,6 +27,24 @@ public class SubPeriodTests
     }
 
     [Fact]
+    public void A_month_s_peak_hour_is_the_month_s_whatever_the_period()
+    {
+        // The August 2021 4CP peak (24 August, 21:00 UTC) is taken from the whole month: the week that holds it charges it
+        // on the same intervals as a longer run, and a week without it has no peak hour (before, each period took the
+        // highest hour inside itself as "the month's peak").
+        DateTime peakWeek = new(2021, 8, 23, 5, 0, 0, DateTimeKind.Utc);
+        BuiltSite longer = ReferenceSite.Week(peakWeek.AddDays(-20), days: 40);
+        BuiltSite holding = ReferenceSite.Week(peakWeek);
+        BuiltSite without = ReferenceSite.Week(new DateTime(2021, 8, 2, 5, 0, 0, DateTimeKind.Utc));
+        DateTime peak = Assert.Single(holding.PeakHoursUtc);
+        Assert.Contains(peak, longer.PeakHoursUtc);
+        int offset = (int)((peakWeek - longer.Problem.StartUtc) / TimeSpan.FromMinutes(15));
+        Assert.Equal(longer.Problem.PeakChargeUsdPerKw.AsSpan(offset, holding.Problem.Count).ToArray(), holding.Problem.PeakChargeUsdPerKw);
+        Assert.Empty(without.PeakHoursUtc);
+        Assert.All(without.Problem.PeakChargeUsdPerKw, w => Assert.Equal(0.0, w));
+    }
+
+    [Fact]
     public void A_seeded_schedule_before_its_epoch_is_refused()
     {
         GpuFleetConfig g = ReferenceSite.Config.Gpus[0];

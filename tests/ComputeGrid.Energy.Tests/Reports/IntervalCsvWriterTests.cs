@@ -34,7 +34,7 @@ public sealed class IntervalCsvWriterTests(ITestOutputHelper output)
     [Fact]
     public void Ledger_of_a_fractional_schedule_matches_SiteAccumulator_Evaluate()
     {
-        (BuiltSite site, _) = ReportSites.SummerWeek;
+        (BuiltSite site, _) = ReportSites.PeakWeek;
         SiteProblem p = site.Problem;
         // A relaxed-looking schedule: fractional counts that wander (restarts included), within the fleet.
         var running = new double[p.Groups.Length][];
@@ -138,7 +138,7 @@ public sealed class IntervalCsvWriterTests(ITestOutputHelper output)
     [Fact]
     public void Summer_csv_carries_the_peak_charge_and_daylight_time()
     {
-        (BuiltSite site, PolicyRun run) = ReportSites.SummerWeek;
+        (BuiltSite site, PolicyRun run) = ReportSites.PeakWeek;
         using var dir = new TempFolder();
         string path = dir.File("summer.csv");
         IntervalCsvWriter.Write(path, site, run);
@@ -148,7 +148,7 @@ public sealed class IntervalCsvWriterTests(ITestOutputHelper output)
         decimal peak = lines.Skip(1).Sum(l => decimal.Parse(l.Split(',')[peakCol], CultureInfo.InvariantCulture));
         Assert.True(peak > 0);
         Assert.Equal(run.Value.PeakChargeMicroUsd, (long)(peak * 1_000_000m));
-        Assert.EndsWith("-05:00", lines[1].Split(',')[localCol]); // June: CDT
+        Assert.EndsWith("-05:00", lines[1].Split(',')[localCol]); // August: CDT
     }
 
     [Fact]

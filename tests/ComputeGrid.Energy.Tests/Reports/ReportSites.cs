@@ -11,8 +11,11 @@ internal static class ReportSites
     /// <summary>Winter Storm Uri: a declared grid emergency (miners off) and extreme prices.</summary>
     public static (BuiltSite Site, PolicyRun Run) UriWeek => Get(Utc(2021, 2, 13), Utc(2021, 2, 20));
 
-    /// <summary>End of June into July: two local months and a 4CP peak hour in each.</summary>
+    /// <summary>End of June into July: two local months (neither month's 4CP peak hour falls in it).</summary>
     public static (BuiltSite Site, PolicyRun Run) SummerWeek => Get(Utc(2021, 6, 27), Utc(2021, 7, 4));
+
+    /// <summary>The week that holds August 2021's 4CP peak hour (24 August): a month's peak is the whole month's, so only a week holding it is charged.</summary>
+    public static (BuiltSite Site, PolicyRun Run) PeakWeek => Get(Utc(2021, 8, 23), Utc(2021, 8, 30));
 
     public static DateTime Utc(int year, int month, int day) => new(year, month, day, 0, 0, 0, DateTimeKind.Utc);
 
