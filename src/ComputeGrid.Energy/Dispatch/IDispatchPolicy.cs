@@ -21,6 +21,32 @@ public interface IDispatchPolicy
     void Decide(in RealTimeView view, Span<int> running);
 }
 
+/// <summary>Why miners that fit beside the firm AI load were held off in an interval (for plots, the CSV and telemetry).</summary>
+public enum CurtailmentReason : byte
+{
+    /// <summary>Nothing was held off (or the policy does not say).</summary>
+    None = 0,
+
+    /// <summary>The expected mining margin (price, hashprice, restart cost) did not pay.</summary>
+    Price = 1,
+
+    /// <summary>The risk of the peak-charge hour (ERCOT 4CP) outweighed the margin.</summary>
+    PeakRisk = 2,
+
+    /// <summary>A declared grid emergency (demand response): no miner runs.</summary>
+    Emergency = 3,
+
+    /// <summary>The hard limits cut what the policy asked for (ramp-up limit).</summary>
+    Limits = 4,
+}
+
+/// <summary>A policy that says why it held miners off in its last decision.</summary>
+public interface IExplainsCurtailment
+{
+    /// <summary>The reason behind the last <see cref="IDispatchPolicy.Decide"/> (<see cref="CurtailmentReason.None"/> when it ran every miner it could).</summary>
+    CurtailmentReason LastReason { get; }
+}
+
 /// <summary>
 /// What a real-time controller knows when it decides interval <see cref="Interval"/>: prices of earlier intervals,
 /// system load of hours that ended before the interval starts, the previous day's hashprice, and the contracted AI
@@ -52,6 +78,16 @@ public readonly ref struct RealTimeView
 
     /// <summary>The last known price (of the previous interval), or NaN at the first interval.</summary>
     public double LastPrice => Interval > 0 ? _problem.PriceUsdPerMwh[Interval - 1] : double.NaN;
+
+    /// <summary>
+    /// The first interval whose price is not yet known: this interval in a real-time market; in a day-ahead market
+    /// (<see cref="SiteProblem.DayAheadPublishedLocalHour"/>) the end of the last delivery day whose auction result is
+    /// published (today's, and tomorrow's from the publication hour on).
+    /// </summary>
+    public int PricesKnownUntil => _problem.PricesKnownUntil(Interval);
+
+    /// <summary>Every price known now: the past, and in a day-ahead market the published prices ahead (USD/MWh).</summary>
+    public ReadOnlySpan<double> KnownPrices => _problem.PriceUsdPerMwh.AsSpan(0, PricesKnownUntil);
 
     /// <summary>
     /// System load of the hours that ended at or before the start of this interval: element <c>k</c> is the load of

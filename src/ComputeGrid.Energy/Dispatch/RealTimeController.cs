@@ -19,7 +19,7 @@ namespace ComputeGrid.Energy.Dispatch;
 /// The caller then applies <see cref="DispatchLimits.Enforce"/>: the interconnect beside the firm AI load (miners give
 /// way at once, least efficient first), ramp limits and counts. No allocation per decision.
 /// </summary>
-public sealed class RealTimeController : IDispatchPolicy
+public sealed class RealTimeController : IDispatchPolicy, IExplainsCurtailment
 {
     private const int HistoryDays = 30;
     private readonly ControllerConfig _config;
@@ -43,6 +43,9 @@ public sealed class RealTimeController : IDispatchPolicy
     /// <summary>Whether the peak guard held the miners off in the last decision (for telemetry).</summary>
     public bool PeakGuardActive { get; private set; }
 
+    /// <inheritdoc />
+    public CurtailmentReason LastReason { get; private set; }
+
     public void Reset(SiteProblem problem)
     {
         Array.Clear(_dailyMax);
@@ -63,8 +66,10 @@ public sealed class RealTimeController : IDispatchPolicy
     {
         SiteProblem p = view.Site;
         PeakGuardActive = false;
+        LastReason = CurtailmentReason.None;
         if (view.Emergency)
         {
+            LastReason = CurtailmentReason.Emergency;
             running.Clear();
             return;
         }
@@ -73,6 +78,7 @@ public sealed class RealTimeController : IDispatchPolicy
         if (PeakGuard(view))
         {
             PeakGuardActive = true;
+            LastReason = CurtailmentReason.PeakRisk;
             running.Clear();
             return;
         }
@@ -87,6 +93,7 @@ public sealed class RealTimeController : IDispatchPolicy
             if (double.IsNaN(last)) running[g] = previous;
             else if (last >= _runBelow[g]) running[g] = 0; // the margin is not positive
             else running[g] = last < _startBelow[g] ? groups[g].Count : previous;
+            if (running[g] < groups[g].Count) LastReason = CurtailmentReason.Price;
         }
     }
 

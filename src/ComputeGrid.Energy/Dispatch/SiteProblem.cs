@@ -103,6 +103,45 @@ public sealed class SiteProblem
     /// <summary>Miners of each group running before interval 0 (the state the horizon starts from).</summary>
     public required int[] InitialRunning { get; init; }
 
+    /// <summary>
+    /// For a day-ahead market (JEPX): the local hour at which the auction's prices for the next local day are published
+    /// (every price of day D is known from hour H of day D − 1 on). Null for a real-time market, whose price becomes known
+    /// only once its interval has passed.
+    /// </summary>
+    public double? DayAheadPublishedLocalHour { get; init; }
+
+    private int[]? _pricesKnownUntil;
+
+    /// <summary>The first interval whose price is not yet known when interval <paramref name="t"/> is decided (see <see cref="RealTimeView.PricesKnownUntil"/>).</summary>
+    public int PricesKnownUntil(int t)
+    {
+        if (DayAheadPublishedLocalHour is null) return t;
+        int[] known = _pricesKnownUntil ??= DayAheadKnown(DayAheadPublishedLocalHour.Value);
+        return Math.Max(t, known[t]);
+    }
+
+    // For each interval: the end (exclusive) of the local day whose prices are the last published at its start.
+    private int[] DayAheadKnown(double publishedHour)
+    {
+        int n = Count;
+        var dayEnd = new int[n];
+        for (int t = n - 1, end = n; t >= 0; t--)
+        {
+            dayEnd[t] = end;
+            if (t > 0 && LocalDate(t) != LocalDate(t - 1)) end = t;
+        }
+        var known = new int[n];
+        for (int t = 0; t < n; t++)
+        {
+            DateTime local = IntervalStartUtc(t).AddHours(LocalUtcOffsetHours[t]);
+            // Today's prices are known (published yesterday); tomorrow's once today's publication hour has passed.
+            known[t] = local.TimeOfDay.TotalHours >= publishedHour && dayEnd[t] < n ? dayEnd[dayEnd[t]] : dayEnd[t];
+        }
+        return known;
+    }
+
+    private DateTime LocalDate(int t) => IntervalStartUtc(t).AddHours(LocalUtcOffsetHours[t]).Date;
+
     /// <summary>The number of intervals.</summary>
     public int Count => PriceUsdPerMwh.Length;
 
@@ -162,7 +201,7 @@ public sealed class SiteProblem
             PeakChargeMonths = PeakChargeMonths, PeakChargeUsdPerKwYear = PeakChargeUsdPerKwYear, LocalUtcOffsetHours = Cut(LocalUtcOffsetHours),
             InterconnectKw = InterconnectKw, Pue = Pue, Groups = Groups, RampUpKwPerInterval = RampUpKwPerInterval,
             RampDownKwPerInterval = RampDownKwPerInterval, RestartMinutes = RestartMinutes, RestartWearUsd = RestartWearUsd,
-            PoolFeeFraction = PoolFeeFraction, InitialRunning = initialRunning,
+            PoolFeeFraction = PoolFeeFraction, InitialRunning = initialRunning, DayAheadPublishedLocalHour = DayAheadPublishedLocalHour,
         };
     }
 }

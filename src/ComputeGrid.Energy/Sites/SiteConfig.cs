@@ -69,6 +69,13 @@ public sealed record PriceSource
 
     /// <summary>For prices in yen: the yen per US dollar used to convert.</summary>
     public double? JpyPerUsd { get; init; }
+
+    /// <summary>
+    /// For a day-ahead market: the local hour (0–24, fractions allowed) from which the next local day's prices are known
+    /// to the controller. JEPX's spot auction closes at 10:00 JST the day before delivery and publishes its result soon
+    /// after; the Tokyo example assumes 12:00. Omit for real-time prices, known only once their interval has passed.
+    /// </summary>
+    public double? DayAheadPublishedLocalHour { get; init; }
 }
 
 public sealed record LoadSource
@@ -253,6 +260,8 @@ public static class SiteConfigLoader
         if (c.Prices.Format is not ("eia-15min" or "jepx-30min")) Fail("prices.format", $"'{c.Prices.Format}' is not a known format (eia-15min, jepx-30min).");
         if (string.IsNullOrWhiteSpace(c.Prices.File)) Fail("prices.file", "is required.");
         if (string.IsNullOrWhiteSpace(c.Prices.Column)) Fail("prices.column", "is required.");
+        if (c.Prices.DayAheadPublishedLocalHour is { } published && !(published >= 0 && published <= 24))
+            Fail("prices.dayAheadPublishedLocalHour", "must be a local hour within [0, 24].");
         if (c.Prices.Format == "jepx-30min" && c.Prices.JpyPerUsd is not (> 0 and < 10_000))
             Fail("prices.jpyPerUsd", "is required for yen prices and must be positive.");
         if (Series.MarketTimeZone.Find(c.TimeZone) is null)

@@ -186,6 +186,7 @@ public static class SiteProblemBuilder
             RestartWearUsd = (double)(config.Restart?.WearCostUsd ?? 0m),
             PoolFeeFraction = config.Bitcoin.PoolFeePercent / 100.0,
             InitialRunning = initial,
+            DayAheadPublishedLocalHour = config.Prices.DayAheadPublishedLocalHour,
         };
         return new BuiltSite
         {

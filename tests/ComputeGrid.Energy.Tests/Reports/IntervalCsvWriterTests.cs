@@ -167,6 +167,7 @@ public sealed class IntervalCsvWriterTests(ITestOutputHelper output)
             Policy = "synthetic",
             Running = running,
             Value = SiteAccumulator.Evaluate(year.Problem, running.Select(r => r.Select(x => (double)x).ToArray()).ToArray()),
+            Reasons = new CurtailmentReason[year.Problem.Count],
             DecisionTime = TimeSpan.Zero,
         };
         using var dir = new TempFolder();
