@@ -53,20 +53,27 @@ internal static class BacktestCommand
 
         // Every site is built (its data read and checked) before anything runs: a bad site stops the command with one
         // line, before any progress or output.
-        var built = new List<BuiltSite>();
+        // A site run over part of its data also gets its whole series (its history), so every policy meets the period in
+        // the state a longer run would have there (SiteBacktest.Run).
+        var built = new List<(BuiltSite Site, BuiltSite? History)>();
         foreach ((string file, SiteConfig config) in configs)
         {
-            try { built.Add(SiteProblemBuilder.Build(config, Path.GetDirectoryName(Path.GetFullPath(file)))); }
+            try
+            {
+                string dir = Path.GetDirectoryName(Path.GetFullPath(file))!;
+                BuiltSite site = SiteProblemBuilder.Build(config, dir);
+                built.Add((site, config.Period is null ? null : SiteProblemBuilder.Build(config with { Period = null }, dir)));
+            }
             catch (SiteConfigException e) { return CliDefaults.Fail($"{Path.GetFileName(file)}: {e.Message}"); }
         }
 
         int stepsPerSite = 3 + (optimum ? 1 : 0) + 1 + (plots ? 1 : 0);
         var bar = new ProgressBar(stepsPerSite * configs.Count);
         var results = new List<SiteBacktestResult>();
-        foreach (BuiltSite site in built)
+        foreach ((BuiltSite site, BuiltSite? history) in built)
         {
             SiteConfig config = site.Config;
-            SiteBacktestResult result = SiteBacktest.Run(site, new BacktestOptions { Optimum = optimum }, s => bar.Step($"{config.Name}: {s}"));
+            SiteBacktestResult result = SiteBacktest.Run(site, new BacktestOptions { Optimum = optimum }, s => bar.Step($"{config.Name}: {s}"), history);
             results.Add(result);
 
             string dir = Path.Combine(outDir, config.Name);
@@ -119,10 +126,11 @@ internal static class BacktestCommand
         foreach (var s in r.Site.Series) o.WriteLine($"  {s.Name}: {s.Repairs}");
         if (r.Site.PeakHoursUtc.Count > 0) o.WriteLine($"  peak-charge hours (UTC): {string.Join(", ", r.Site.PeakHoursUtc.Select(h => h.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)))}");
         o.WriteLine();
-        o.WriteLine($"  {"policy",-14} {"value USD",15} {"AI rev",14} {"mining rev",14} {"energy",13} {"peak chg",11} {"wear",10} {"curt MWh",10} {"curt h",8} {"restarts",10} {"over always-on",15} {"ctrl share",10} {"vs opt",8}");
+        o.WriteLine($"  {"policy",-14} {"value USD",15} {"AI rev",14} {"mining rev",14} {"energy",13} {"peak chg",11} {"wear",10} {"curt MWh",10} {"curt h",8} {"restarts",10} {"over always-on",15} {"ctrl share",10} {"Jan-Jun",9} {"Jul-Dec",9} {"vs opt",8}");
         long alwaysOn = r.Run(SiteBacktestResult.AlwaysOn).Value.ValueMicroUsd;
-        if (r.OptimumValue is { } opt) Row(o, "optimum (LP)", opt, checked(opt.ValueMicroUsd - alwaysOn), 1.0, 1.0);
-        foreach (PolicyRun run in r.Runs) Row(o, run.Policy, run.Value, r.OverAlwaysOnMicroUsd(run.Policy), r.ControllableCaptured(run.Policy), r.CapturedVsOptimum(run.Policy));
+        if (r.OptimumValue is { } opt) Row(o, "optimum (LP)", opt, checked(opt.ValueMicroUsd - alwaysOn), 1.0, 1.0, r, SiteBacktestResult.OptimumName);
+        foreach (PolicyRun run in r.Runs) Row(o, run.Policy, run.Value, r.OverAlwaysOnMicroUsd(run.Policy), r.ControllableCaptured(run.Policy), r.CapturedVsOptimum(run.Policy), r, run.Policy);
+        o.WriteLine("  (ctrl share: (policy − always-on) / (optimum − always-on); Jan-Jun: the half the controller's parameters were chosen on, Jul-Dec: the half it was not fitted to)");
         o.WriteLine();
         PolicyRun c = r.Controller;
         // The headline is the share of what dispatch controls: AI revenue, earned alike by every policy, makes the share of the
@@ -157,8 +165,10 @@ internal static class BacktestCommand
             o.WriteLine($"  (ctrl share: (policy − always-on) / (optimum − always-on) over all sites; each site's own share is in its table)");
     }
 
-    private static void Row(TextWriter o, string name, SiteValue v, long overAlwaysOn, double controllable, double vsOpt) =>
-        o.WriteLine($"  {name,-14} {v.ValueMicroUsd / 1e6,15:N0} {v.AiRevenueMicroUsd / 1e6,14:N0} {v.MiningRevenueMicroUsd / 1e6,14:N0} {v.EnergyCostMicroUsd / 1e6,13:N0} {v.PeakChargeMicroUsd / 1e6,11:N0} {v.RestartWearMicroUsd / 1e6,10:N0} {v.CurtailedMwh,10:N0} {v.CurtailedHours,8:N0} {v.Restarts,10:N0} {overAlwaysOn / 1e6,15:N0} {(double.IsNaN(controllable) ? "-" : Pct(controllable)),10} {(double.IsNaN(vsOpt) ? "-" : Pct(vsOpt)),8}");
+    private static void Row(TextWriter o, string name, SiteValue v, long overAlwaysOn, double controllable, double vsOpt, SiteBacktestResult r, string key) =>
+        o.WriteLine($"  {name,-14} {v.ValueMicroUsd / 1e6,15:N0} {v.AiRevenueMicroUsd / 1e6,14:N0} {v.MiningRevenueMicroUsd / 1e6,14:N0} {v.EnergyCostMicroUsd / 1e6,13:N0} {v.PeakChargeMicroUsd / 1e6,11:N0} {v.RestartWearMicroUsd / 1e6,10:N0} {v.CurtailedMwh,10:N0} {v.CurtailedHours,8:N0} {v.Restarts,10:N0} {overAlwaysOn / 1e6,15:N0} {Share(controllable),10} {Share(r.ControllableCapturedInHalf(key, false)),9} {Share(r.ControllableCapturedInHalf(key, true)),9} {(double.IsNaN(vsOpt) ? "-" : Pct(vsOpt)),8}");
+
+    private static string Share(double f) => double.IsNaN(f) ? "-" : Pct(f);
 
     private static string Pct(double f) => (f * 100).ToString("0.00", CultureInfo.InvariantCulture) + " %";
 

@@ -12,8 +12,8 @@ public static class BacktestSummary
     {
         var policies = new JsonObject();
         long alwaysOn = r.Run(SiteBacktestResult.AlwaysOn).Value.ValueMicroUsd;
-        if (r.OptimumValue is { } o) policies["optimum"] = Policy(o, 1.0, checked(o.ValueMicroUsd - alwaysOn), 1.0);
-        foreach (PolicyRun run in r.Runs) policies[run.Policy] = Policy(run.Value, r.CapturedVsOptimum(run.Policy), r.OverAlwaysOnMicroUsd(run.Policy), r.ControllableCaptured(run.Policy));
+        if (r.OptimumValue is { } o) policies["optimum"] = Policy(o, 1.0, checked(o.ValueMicroUsd - alwaysOn), 1.0, r, SiteBacktestResult.OptimumName);
+        foreach (PolicyRun run in r.Runs) policies[run.Policy] = Policy(run.Value, r.CapturedVsOptimum(run.Policy), r.OverAlwaysOnMicroUsd(run.Policy), r.ControllableCaptured(run.Policy), r, run.Policy);
         return new JsonObject
         {
             ["site"] = r.Site.Config.Name,
@@ -28,9 +28,14 @@ public static class BacktestSummary
         };
     }
 
-    private static JsonObject Policy(SiteValue v, double vsOptimum, long overAlwaysOn, double controllable) => new()
+    private static JsonObject Policy(SiteValue v, double vsOptimum, long overAlwaysOn, double controllable, SiteBacktestResult r, string name) => new()
     {
         ["controllable_captured"] = double.IsNaN(controllable) ? null : Math.Round(controllable, 6),
+        // The halves: the controller's parameters were chosen on January–June; July–December was not looked at.
+        ["controllable_captured_jan_jun"] = Round(r.ControllableCapturedInHalf(name, secondHalf: false)),
+        ["controllable_captured_jul_dec"] = Round(r.ControllableCapturedInHalf(name, secondHalf: true)),
+        ["value_jan_jun_micro_usd"] = r.HalfValues(name).FirstHalf,
+        ["value_jul_dec_micro_usd"] = r.HalfValues(name).SecondHalf,
         ["value_over_always_on_micro_usd"] = overAlwaysOn,
         ["value_micro_usd"] = v.ValueMicroUsd,
         ["ai_revenue_micro_usd"] = v.AiRevenueMicroUsd,
@@ -45,4 +50,6 @@ public static class BacktestSummary
         ["ramp_violations"] = v.RampViolations,
         ["captured_vs_optimum"] = double.IsNaN(vsOptimum) ? null : Math.Round(vsOptimum, 6),
     };
+
+    private static double? Round(double share) => double.IsNaN(share) ? null : Math.Round(share, 6);
 }

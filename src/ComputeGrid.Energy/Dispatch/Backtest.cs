@@ -8,6 +8,9 @@ public sealed class PolicyRun
     public required string Policy { get; init; }
     public required SiteValue Value { get; init; }
 
+    /// <summary>Miners of each group running before the first interval of <see cref="Running"/> (null: the problem's initial state).</summary>
+    public int[]? InitialRunning { get; init; }
+
     /// <summary>Miners running per group and interval (<c>[group][t]</c>), after the limits.</summary>
     public required int[][] Running { get; init; }
 

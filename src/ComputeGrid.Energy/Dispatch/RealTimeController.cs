@@ -36,9 +36,13 @@ public sealed class RealTimeController : IDispatchPolicy, IExplainsCurtailment
     private double[] _startBelow = [];
     private double _thresholdsHashprice = double.NaN;
 
-    public RealTimeController(ControllerConfig? config = null) => _config = config ?? new ControllerConfig();
+    public RealTimeController(ControllerConfig? config = null, string name = "controller")
+    {
+        _config = config ?? new ControllerConfig();
+        Name = name;
+    }
 
-    public string Name => "controller";
+    public string Name { get; }
 
     /// <summary>Whether the peak guard held the miners off in the last decision (for telemetry).</summary>
     public bool PeakGuardActive { get; private set; }

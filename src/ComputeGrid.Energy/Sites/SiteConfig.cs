@@ -196,6 +196,21 @@ public sealed record ControllerConfig
 
     /// <summary>A stopped miner restarts only if its expected margin over this many hours pays for the restart.</summary>
     public double RestartPaybackHours { get; init; } = 12;
+
+    /// <summary>Predictive controller: hours planned ahead at each interval (1–48; a day-ahead market plans to the end of its published prices).</summary>
+    public int HorizonHours { get; init; } = 24;
+
+    /// <summary>Predictive controller: days in the price forecast's seasonal median (1–60).</summary>
+    public int SeasonalDays { get; init; } = 7;
+
+    /// <summary>Predictive controller: the share of the last 30 days' maximum system load a peak-charge month's peak is assumed to reach.</summary>
+    public double PeakPriorFraction { get; init; } = 0.97;
+
+    /// <summary>Predictive controller: the floor of the hour-ahead system-load forecast's relative error.</summary>
+    public double PeakMinRelativeError { get; init; } = 0.01;
+
+    /// <summary>Predictive controller: the weight of the month's remaining days in the chance that a later day beats an hour (0 ignores them, 1 counts each).</summary>
+    public double PeakRemainingDaysWeight { get; init; } = 1;
 }
 
 /// <summary>A site file that cannot be used: <see cref="Field"/> names the offending field (JSON path).</summary>
