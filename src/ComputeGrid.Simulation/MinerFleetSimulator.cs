@@ -13,7 +13,9 @@ namespace ComputeGrid.Simulation;
 /// machine (sleep takes effect after <see cref="MinerFleetSimulatorOptions.SleepDelay"/>; wake-up boots for
 /// <see cref="MinerFleetSimulatorOptions.BootDuration"/>, drawing power without hashing, then ramps), power targets
 /// that scale hashrate within the model's limits, a temperature that follows power with a first-order lag, seeded
-/// hashrate noise and shares that grow with the work done.
+/// hashrate noise and shares that grow with the work done. An endpoint may stand for a rack of identical machines
+/// (<see cref="VirtualMinerSpec.Machines"/>): it reports their total power and hashrate, and the temperature of one of
+/// them, heated by that machine's own power (ambient + °C/kW × kW of ONE machine, lagged).
 /// <para>
 /// Only the miner physics read <see cref="Clock"/> (so a fake clock can be advanced over a ten-minute boot in no time);
 /// socket I/O, request timeouts and <see cref="MinerFault.Slow"/> delays run on the wall clock and never wait on the
@@ -42,6 +44,8 @@ public sealed class MinerFleetSimulator : IAsyncDisposable
             var spec = miners[i] ?? throw new ArgumentException($"Miner {i} is null.", nameof(miners));
             ArgumentNullException.ThrowIfNull(spec.Model, nameof(miners));
             if (!Enum.IsDefined(spec.Dialect)) throw new ArgumentException($"Miner {i} has an unknown dialect.", nameof(miners));
+            if (spec.Machines is < 1 or > VirtualMinerSpec.MachinesMax)
+                throw new ArgumentException($"Miner {i} stands for {spec.Machines} machines; 1 to {VirtualMinerSpec.MachinesMax} are allowed.", nameof(miners));
             _hosts[i] = new MinerHost(new VirtualMiner(i, spec, clock, options));
         }
     }
@@ -87,12 +91,12 @@ public sealed class MinerFleetSimulator : IAsyncDisposable
     /// <summary>TCP connections accepted so far, all miners together.</summary>
     public long ConnectionsAccepted => Interlocked.Read(ref _connections);
 
-    /// <summary>Fleet endpoints for a <see cref="FleetDriver"/>: each miner's address and dialect, in the group <paramref name="groupOf"/> gives it.</summary>
+    /// <summary>Fleet endpoints for a <see cref="FleetDriver"/>: each miner's address, dialect and machines, in the group <paramref name="groupOf"/> gives it.</summary>
     /// <param name="groupOf">The group of the miner with the given index.</param>
     public IReadOnlyList<MinerEndpoint> ToMinerEndpoints(Func<int, int> groupOf)
     {
         ArgumentNullException.ThrowIfNull(groupOf);
-        return _hosts.Select((h, i) => new MinerEndpoint(h.Endpoint!.Address.ToString(), h.Endpoint.Port, groupOf(i), h.Miner.Dialect)).ToArray();
+        return _hosts.Select((h, i) => new MinerEndpoint(h.Endpoint!.Address.ToString(), h.Endpoint.Port, groupOf(i), h.Miner.Dialect, h.Miner.Machines)).ToArray();
     }
 
     /// <summary>The fault injected into a miner.</summary>

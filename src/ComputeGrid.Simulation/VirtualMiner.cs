@@ -7,8 +7,18 @@ using ComputeGrid.Energy.Miners;
 namespace ComputeGrid.Simulation;
 
 /// <summary>
-/// One virtual miner: its power state machine and thermal and share physics, evaluated lazily at the simulator clock's
-/// current time whenever it is asked something (no timers), and its cgminer-style API (request bytes in, reply bytes out).
+/// One virtual miner endpoint: its power state machine and thermal and share physics, evaluated lazily at the simulator
+/// clock's current time whenever it is asked something (no timers), and its cgminer-style API (request bytes in, reply
+/// bytes out).
+/// <para>
+/// An endpoint stands for <see cref="Machines"/> identical machines commanded together (one machine, or a rack). The
+/// state machine and the thermal model are those of ONE machine; the API reports the endpoint's totals (power, hashrate,
+/// work, shares: machines × one machine's) and one machine's temperatures. The temperature model, per machine: the
+/// target is <c>T* = AmbientC + TemperatureRisePerKilowatt × P</c>, with <c>P</c> that machine's own draw in kW, and
+/// the temperature follows it with a first-order lag, <c>dT/dt = (T* − T) / ThermalTimeConstant</c>. With the defaults
+/// (25 °C, 12 °C/kW) an S21 at 3.5 kW settles at 67 °C, a sleeping machine (15 W) at ambient, a booting one (a quarter
+/// of its power) near 36 °C. It depends only on the simulator clock, never on the wall clock or the noise.
+/// </para>
 /// </summary>
 internal sealed class VirtualMiner
 {
@@ -22,11 +32,13 @@ internal sealed class VirtualMiner
     private readonly Random _random;
     private readonly DateTimeOffset _startedAt;
     private readonly string _description;
+    private readonly int _machines;
 
     private VirtualMinerPhase _phase;
     private DateTimeOffset _phaseStart;
     private VirtualMinerPhase _phaseBeforeSleep;
     private DateTimeOffset _phaseBeforeSleepStart;
+    // Per machine: the draw and hashrate held until a sleep takes effect, and the power target.
     private double _pendingPower;
     private double _pendingHashrate;
     private double _targetWatts;
@@ -44,6 +56,7 @@ internal sealed class VirtualMiner
         Index = index;
         Model = spec.Model;
         Dialect = spec.Dialect;
+        _machines = spec.Machines;
         _options = options;
         _clock = clock;
         _random = new Random(DeriveSeed(options.Seed, index));
@@ -54,7 +67,7 @@ internal sealed class VirtualMiner
         _phaseStart = now;
         _targetWatts = Model.Watts;
         _phase = spec.StartHashing ? VirtualMinerPhase.Hashing : VirtualMinerPhase.Sleeping;
-        _temperature = SteadyTemperature(PowerAt(now));
+        _temperature = SteadyTemperature(MachinePowerAt(now));
     }
 
     public int Index { get; }
@@ -63,6 +76,9 @@ internal sealed class VirtualMiner
 
     public MinerDialect Dialect { get; }
 
+    /// <summary>How many identical machines the endpoint stands for.</summary>
+    public int Machines => _machines;
+
     public VirtualMinerSnapshot Inspect(MinerFault fault)
     {
         var now = _clock.GetUtcNow();
@@ -70,7 +86,7 @@ internal sealed class VirtualMiner
         {
             AdvanceTo(now);
             return new VirtualMinerSnapshot(Index, Model, Dialect, _phase, HashrateAt(now), PowerAt(now), _temperature,
-                _targetWatts, Accepted, Rejected, _controlCommands, _requests, fault);
+                _targetWatts * _machines, Accepted, Rejected, _controlCommands, _requests, fault, _machines);
         }
     }
 
@@ -94,7 +110,7 @@ internal sealed class VirtualMiner
                     w.WriteStartObject();
                     w.WriteString(Dialect == MinerDialect.LuxOS ? "LUXminer" : "BOSminer", "simulated");
                     w.WriteString("API", "3.7");
-                    w.WriteString("Type", Model.Name);
+                    w.WriteString("Type", _machines == 1 ? Model.Name : $"{Model.Name} ×{_machines}");
                     w.WriteEndObject();
                 }),
                 _ => Dialect == MinerDialect.LuxOS ? LuxCommand(command, parameter, now) : BraiinsCommand(command, parameter, now),
@@ -112,7 +128,8 @@ internal sealed class VirtualMiner
 
     private double BootWatts => Math.Max(_options.IdleWatts, _targetWatts * _options.BootPowerFraction);
 
-    private double SteadyTemperature(double watts) => _options.AmbientC + watts / 1000 * _options.TemperatureRisePerKilowatt;
+    /// <summary>The temperature one machine settles at while drawing <paramref name="machineWatts"/> (its own draw, not the endpoint's).</summary>
+    private double SteadyTemperature(double machineWatts) => _options.AmbientC + machineWatts / 1000 * _options.TemperatureRisePerKilowatt;
 
     private DateTimeOffset? PhaseEnd() => _phase switch
     {
@@ -126,7 +143,14 @@ internal sealed class VirtualMiner
         ? 1
         : Math.Clamp((t - _phaseStart) / _options.RampDuration, 0, 1);
 
-    private double PowerAt(DateTimeOffset t) => _phase switch
+    /// <summary>The endpoint's power draw (all its machines), W.</summary>
+    private double PowerAt(DateTimeOffset t) => _machines * MachinePowerAt(t);
+
+    /// <summary>The endpoint's hashrate (all its machines), TH/s.</summary>
+    private double HashrateAt(DateTimeOffset t) => _machines * MachineHashrateAt(t);
+
+    /// <summary>One machine's power draw, W.</summary>
+    private double MachinePowerAt(DateTimeOffset t) => _phase switch
     {
         VirtualMinerPhase.Hashing => _targetWatts,
         VirtualMinerPhase.SleepPending => _pendingPower,
@@ -135,7 +159,8 @@ internal sealed class VirtualMiner
         _ => BootWatts + (_targetWatts - BootWatts) * RampFraction(t),
     };
 
-    private double HashrateAt(DateTimeOffset t) => _phase switch
+    /// <summary>One machine's hashrate, TH/s.</summary>
+    private double MachineHashrateAt(DateTimeOffset t) => _phase switch
     {
         VirtualMinerPhase.Hashing => FullHashrate,
         VirtualMinerPhase.SleepPending => _pendingHashrate,
@@ -185,7 +210,7 @@ internal sealed class VirtualMiner
         for (var i = 0; i < steps; i++)
         {
             var mid = from + TimeSpan.FromSeconds((i + 0.5) * dt);
-            var steady = SteadyTemperature(PowerAt(mid));
+            var steady = SteadyTemperature(MachinePowerAt(mid));
             _temperature = steady + (_temperature - steady) * decay;
             var work = HashrateAt(mid) * dt;
             _terahashes += work;
@@ -210,8 +235,8 @@ internal sealed class VirtualMiner
     {
         _controlCommands++;
         if (_phase is VirtualMinerPhase.Sleeping or VirtualMinerPhase.SleepPending) return false;
-        _pendingPower = PowerAt(now);
-        _pendingHashrate = HashrateAt(now);
+        _pendingPower = MachinePowerAt(now);
+        _pendingHashrate = MachineHashrateAt(now);
         _phaseBeforeSleep = _phase;
         _phaseBeforeSleepStart = _phaseStart;
         _phase = VirtualMinerPhase.SleepPending;
@@ -241,12 +266,13 @@ internal sealed class VirtualMiner
         }
     }
 
+    /// <summary>Sets the endpoint's power target (all its machines, W), shared equally; returns the target applied, W.</summary>
     private double SetPowerTarget(double watts, DateTimeOffset now)
     {
         _controlCommands++;
         AdvanceTo(now);
-        _targetWatts = Model.ClampPower(watts);
-        return _targetWatts;
+        _targetWatts = Model.ClampPower(watts / _machines);
+        return _targetWatts * _machines;
     }
 
     // ---- protocol ------------------------------------------------------------------------------------------------
@@ -281,7 +307,7 @@ internal sealed class VirtualMiner
                 {
                     for (var f = Model.MinPowerFraction; f <= Model.MaxPowerFraction + 1e-9; f += 0.05)
                     {
-                        var watts = Math.Round(Model.Watts * f);
+                        var watts = Math.Round(Model.Watts * f * _machines);
                         w.WriteStartObject();
                         w.WriteString("Profile Name", watts.ToString(CultureInfo.InvariantCulture) + "W");
                         w.WriteNumber("Watts", watts);
@@ -328,7 +354,7 @@ internal sealed class VirtualMiner
     {
         double? watts = profile switch
         {
-            "default" => Model.Watts,
+            "default" => Model.Watts * _machines,
             _ when profile.EndsWith("kW", StringComparison.Ordinal) => Parse(profile[..^2]) * 1000,
             _ when profile.EndsWith("THs", StringComparison.Ordinal) => Parse(profile[..^3]) / Model.TerahashPerSecond * Model.Watts,
             _ when profile.EndsWith('W') => Parse(profile[..^1]),
@@ -434,7 +460,7 @@ internal sealed class VirtualMiner
                 w.WriteNumber("ID", b);
                 w.WriteString("Enabled", _phase == VirtualMinerPhase.Sleeping ? "N" : "Y");
                 w.WriteString("Status", status);
-                w.WriteNumber("Temperature", Math.Round(_temperature + 1.5 * (b - (boards - 1) / 2.0), 1));
+                w.WriteNumber("Temperature", Math.Round(BoardTemperature(b, boards), 1));
                 w.WriteNumber("MHS av", Math.Round(elapsed > 0 ? _terahashes / elapsed / boards * 1e6 : 0, 2));
                 w.WriteNumber("MHS 5s", Math.Round(ReportedHashrate(now, 1.0 / boards) * 1e6, 2));
                 w.WriteNumber("Accepted", Accepted / boards);
@@ -446,6 +472,14 @@ internal sealed class VirtualMiner
             }
         });
     }
+
+    /// <summary>
+    /// One board's temperature, °C: the machine's, spread ±4 % of its rise above ambient across the boards (the middle
+    /// board reads the machine's), so a hot machine's boards differ by a degree or two and no board reads below ambient.
+    /// On a rack endpoint, board <paramref name="board"/> stands for that board position of every machine (identical).
+    /// </summary>
+    private double BoardTemperature(int board, int boards) =>
+        _temperature + (_temperature - _options.AmbientC) * 0.04 * (board - (boards - 1) / 2.0);
 
     private byte[] Pools(DateTimeOffset now) => Reply(now, "S", 7, "1 Pool(s)", "POOLS", w =>
     {

@@ -2,11 +2,19 @@ using ComputeGrid.Energy.Miners;
 
 namespace ComputeGrid.Simulation;
 
-/// <summary>One virtual miner to serve.</summary>
-/// <param name="Model">Its model.</param>
+/// <summary>One virtual miner endpoint to serve: one machine, or a rack of identical machines commanded together.</summary>
+/// <param name="Model">The model of each of its machines (one machine's nameplate, not the rack's).</param>
 /// <param name="Dialect">Which control commands it understands.</param>
 /// <param name="StartHashing">Whether it starts hashing at its nominal power (true) or asleep (false).</param>
-public sealed record VirtualMinerSpec(MinerModel Model, MinerDialect Dialect = MinerDialect.LuxOS, bool StartHashing = true);
+/// <param name="Machines">
+/// How many identical machines the endpoint stands for (1 to <see cref="MachinesMax"/>). Its API reports their totals
+/// (power, hashrate, shares) and one machine's temperatures; each machine heats from its own power.
+/// </param>
+public sealed record VirtualMinerSpec(MinerModel Model, MinerDialect Dialect = MinerDialect.LuxOS, bool StartHashing = true, int Machines = 1)
+{
+    /// <summary>The most machines one endpoint may stand for.</summary>
+    public const int MachinesMax = 100_000;
+}
 
 /// <summary>Where a virtual miner is in its power state machine.</summary>
 public enum VirtualMinerPhase
@@ -32,15 +40,16 @@ public enum VirtualMinerPhase
 /// <param name="Model">Its model.</param>
 /// <param name="Dialect">Its dialect.</param>
 /// <param name="Phase">Its phase.</param>
-/// <param name="HashrateThs">True hashrate (no measurement noise), TH/s.</param>
-/// <param name="PowerWatts">Power draw, W.</param>
-/// <param name="TemperatureC">Machine temperature, °C.</param>
-/// <param name="PowerTargetWatts">Its power target, W.</param>
+/// <param name="HashrateThs">True hashrate (no measurement noise) of all its machines, TH/s.</param>
+/// <param name="PowerWatts">Power draw of all its machines, W.</param>
+/// <param name="TemperatureC">The temperature of each of its machines (identical, commanded together), °C.</param>
+/// <param name="PowerTargetWatts">Its power target (all its machines), W.</param>
 /// <param name="Accepted">Shares accepted so far.</param>
 /// <param name="Rejected">Shares rejected so far.</param>
 /// <param name="ControlCommands">State-changing commands it accepted (sleep, wake, power target).</param>
 /// <param name="Requests">API requests it answered.</param>
 /// <param name="Fault">The fault currently injected.</param>
+/// <param name="Machines">How many identical machines the endpoint stands for.</param>
 public sealed record VirtualMinerSnapshot(
     int Index,
     MinerModel Model,
@@ -54,7 +63,8 @@ public sealed record VirtualMinerSnapshot(
     long Rejected,
     int ControlCommands,
     long Requests,
-    MinerFault Fault);
+    MinerFault Fault,
+    int Machines = 1);
 
 /// <summary>Physics and protocol settings of a <see cref="MinerFleetSimulator"/>.</summary>
 public sealed record MinerFleetSimulatorOptions
@@ -74,7 +84,7 @@ public sealed record MinerFleetSimulatorOptions
     /// <summary>How long hashrate and power ramp to the target after boot. Default 60 s.</summary>
     public TimeSpan RampDuration { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Power of a sleeping miner (control board), W. Default 15.</summary>
+    /// <summary>Power of a sleeping machine (control board), W. Default 15.</summary>
     public double IdleWatts { get; init; } = 15;
 
     /// <summary>Power while booting, as a fraction of the power target. Default 0.25.</summary>
@@ -83,7 +93,10 @@ public sealed record MinerFleetSimulatorOptions
     /// <summary>Ambient (intake) temperature, °C. Default 25.</summary>
     public double AmbientC { get; init; } = 25;
 
-    /// <summary>Steady-state temperature rise per kW drawn, °C/kW. Default 12.</summary>
+    /// <summary>
+    /// Steady-state temperature rise of a machine per kW that machine draws (its own power, never a rack's), °C/kW.
+    /// Default 12: an S21 at 3.5 kW settles at 67 °C with the default ambient.
+    /// </summary>
     public double TemperatureRisePerKilowatt { get; init; } = 12;
 
     /// <summary>Time constant of the first-order lag of temperature behind power. Default 3 min.</summary>

@@ -37,8 +37,9 @@ public sealed record FleetDriverOptions
     public TimeSpan IntentGracePeriod { get; init; } = TimeSpan.FromMinutes(2);
 
     /// <summary>
-    /// A miner that reports no hashrate but at least this power is booting (waking up); below it, asleep.
-    /// Only used when the firmware reports power. Default 100 W.
+    /// A miner that reports no hashrate but at least this power per machine (the reported power ÷
+    /// <see cref="MinerEndpoint.Machines"/>) is booting (waking up); below it, asleep. Only used when the firmware
+    /// reports power. Default 100 W.
     /// </summary>
     public double WakingPowerThresholdWatts { get; init; } = 100;
 
@@ -484,7 +485,8 @@ public sealed class FleetDriver
         var now = _clock.GetUtcNow();
         MinerState state;
         if (summary.HashrateThs > 0) state = MinerState.Hashing;
-        else if (summary.PowerWatts is { } watts) state = watts >= _options.WakingPowerThresholdWatts ? MinerState.WakingUp : MinerState.Sleeping;
+        else if (summary.PowerWatts is { } watts)
+            state = watts / slot.Endpoint.Machines >= _options.WakingPowerThresholdWatts ? MinerState.WakingUp : MinerState.Sleeping;
         else state = slot.Intent == MinerIntent.Awake ? MinerState.WakingUp : MinerState.Sleeping;
 
         var running = state is MinerState.Hashing or MinerState.WakingUp;

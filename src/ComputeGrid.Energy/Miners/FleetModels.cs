@@ -38,7 +38,7 @@ public enum MinerIntent
 /// <param name="State">What it is doing, as last observed or commanded.</param>
 /// <param name="Intent">What the driver last told it to do.</param>
 /// <param name="HashrateThs">The hashrate last read, TH/s (0 when never read, asleep or down).</param>
-/// <param name="PowerWatts">The power last read, when the firmware reports it.</param>
+/// <param name="PowerWatts">The power last read, when the firmware reports it (a rack endpoint's: all its <see cref="MinerEndpoint.Machines"/>).</param>
 /// <param name="TemperatureC">The hottest board temperature last read, °C.</param>
 /// <param name="LastSeen">When it last answered (driver clock).</param>
 /// <param name="DownSince">When it was marked down; null unless <see cref="MinerState.Down"/>.</param>
@@ -105,7 +105,7 @@ public sealed record FleetApplyResult(
 /// <param name="Endpoint">Where it listens, its group and dialect.</param>
 /// <param name="State">What it was found doing (<see cref="MinerState.Down"/> when it did not answer or was skipped).</param>
 /// <param name="HashrateThs">The current hashrate, TH/s (0 when down).</param>
-/// <param name="PowerWatts">The power draw, when reported.</param>
+/// <param name="PowerWatts">The power draw, when reported (a rack endpoint's: all its <see cref="MinerEndpoint.Machines"/>).</param>
 /// <param name="TemperatureC">The hottest board temperature, °C, when read.</param>
 /// <param name="DownReason">Why it is down; null otherwise.</param>
 public sealed record MinerReading(

@@ -6,9 +6,6 @@ using Microsoft.AspNetCore.Routing;
 
 namespace ComputeGrid.Server.Energy;
 
-/// <summary>One miner of a live site as the fleet driver last saw it.</summary>
-public sealed record MinerView(int Index, string Endpoint, int Group, string Dialect, string State, string Intent, double HashrateThs, double? PowerW, double? TemperatureC, string? DownReason);
-
 /// <summary>
 /// <c>/api/energy/…</c>: each live site's current power split, prices, miner states and running economics, for
 /// operators and providers (read scope).
@@ -24,9 +21,8 @@ public static class EnergyEndpoints
             sites.Find(name) is { } site ? TypedResults.Ok(site.State) : Problems.NotFound($"No live site '{name}' (there are: {string.Join(", ", sites.All.Select(s => s.Name))}).")).WithSummary("One live site's state.");
         g.MapGet("/sites/{name}/miners", Results<Ok<MinerView[]>, ProblemHttpResult> (string name, LiveSites sites) =>
             sites.Find(name) is { } site
-                ? TypedResults.Ok(site.Driver.GetStatuses().Select(m => new MinerView(m.Index, m.Endpoint.ToString(), m.Endpoint.Group, m.Endpoint.Dialect.ToString(),
-                    m.State.ToString(), m.Intent.ToString(), Math.Round(m.HashrateThs, 1), m.PowerWatts, m.TemperatureC, m.DownReason)).ToArray())
-                : Problems.NotFound($"No live site '{name}'.")).WithSummary("A live site's miners.");
+                ? TypedResults.Ok(site.Racks.ToArray())
+                : Problems.NotFound($"No live site '{name}'.")).WithSummary("A live site's racks of miners: machines, machines running, power (kW), hash rate (TH/s), a machine's temperature (°C).");
         return app;
     }
 }

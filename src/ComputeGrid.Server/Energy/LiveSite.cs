@@ -22,8 +22,8 @@ public sealed record LiveSiteOptions
 
     /// <summary>
     /// How many simulated miner endpoints serve each group. Each endpoint stands for a rack of identical miners (the
-    /// group's count ÷ racks) and reports the rack's hashrate and power, so a 12,000-miner site runs as a few hundred
-    /// TCP endpoints.
+    /// group's count ÷ racks) and reports the rack's hashrate and power and its machines' temperature (each heated by
+    /// its own power), so a 12,000-miner site runs as a few hundred TCP endpoints.
     /// </summary>
     public int RacksPerGroup { get; init; } = 100;
 
@@ -54,7 +54,9 @@ public sealed record LiveSiteState
     public required double MinerFacilityKw { get; init; }
     public required double FacilityKw { get; init; }
     public required double InterconnectKw { get; init; }
+    /// <summary>The miners' measured power, all racks that answered together (the groups' <see cref="LiveGroupState.PowerKw"/>), kW.</summary>
     public required double MeasuredMinerPowerKw { get; init; }
+    /// <summary>The miners' measured hash rate, all racks that answered together (the groups' <see cref="LiveGroupState.HashrateThs"/>), TH/s.</summary>
     public required double MeasuredHashrateThs { get; init; }
     public required IReadOnlyList<LiveGroupState> Groups { get; init; }
     public required LiveEconomics Economics { get; init; }
@@ -63,10 +65,50 @@ public sealed record LiveSiteState
 }
 
 /// <summary>One miner group of a live site.</summary>
+/// <param name="Model">The miner model.</param>
+/// <param name="Miners">Machines in the group.</param>
+/// <param name="Racks">Racks (simulated endpoints) serving the group.</param>
+/// <param name="MinersPerRack">Machines per rack (the last rack may hold fewer).</param>
+/// <param name="TargetMiners">Machines the controller last decided to run.</param>
+/// <param name="TargetRacks">Racks the controller last decided to run.</param>
+/// <param name="RacksHashing">Racks observed hashing.</param>
+/// <param name="RacksWakingUp">Racks observed booting or ramping.</param>
+/// <param name="RacksSleeping">Racks observed asleep.</param>
+/// <param name="RacksDown">Racks not answering.</param>
+/// <param name="RacksPossiblyRunning">Racks that may be drawing power (hashing, waking up, down).</param>
+/// <param name="MachinesRunning">Machines hashing: the sum of the racks' <see cref="MinerView.MachinesRunning"/>.</param>
+/// <param name="HashrateThs">Measured hash rate: the sum of the racks' <see cref="MinerView.HashrateThs"/>, TH/s.</param>
+/// <param name="PowerKw">Measured power of the racks that answered: the sum of the racks' <see cref="MinerView.PowerKw"/>, kW.</param>
+/// <param name="BreakevenUsdPerMwh">The price above which the group loses money at the known hashprice.</param>
 public sealed record LiveGroupState(
     string Model, int Miners, int Racks, int MinersPerRack, int TargetMiners, int TargetRacks,
     int RacksHashing, int RacksWakingUp, int RacksSleeping, int RacksDown, int RacksPossiblyRunning,
+    int MachinesRunning, double HashrateThs, double PowerKw,
     double BreakevenUsdPerMwh);
+
+/// <summary>
+/// One rack of a live site as the fleet driver last saw it: a simulated endpoint standing for <paramref name="Machines"/>
+/// identical miners, commanded together. Power and hash rate are the rack's; the temperature is a machine's.
+/// </summary>
+/// <param name="Index">The rack's endpoint index in the fleet.</param>
+/// <param name="Endpoint">Where its API listens (<c>host:port</c>).</param>
+/// <param name="Group">Its group (index into the site's groups).</param>
+/// <param name="Model">The model of its machines.</param>
+/// <param name="Dialect">The control dialect it speaks.</param>
+/// <param name="State">What it was last observed doing (<see cref="MinerState"/>).</param>
+/// <param name="Intent">What the driver last told it (<see cref="MinerIntent"/>).</param>
+/// <param name="Machines">Machines in the rack.</param>
+/// <param name="MachinesRunning">Machines hashing: all of them while the rack hashes, none otherwise (they are commanded together).</param>
+/// <param name="HashrateThs">The rack's hash rate, TH/s (0 when not hashing or down).</param>
+/// <param name="PowerKw">The rack's power draw, kW; null when it is down or has not answered yet.</param>
+/// <param name="TemperatureC">
+/// The hottest board of a machine of the rack, °C (its machines are identical and heat from their own power, so this is
+/// every machine's); null when it is down or has not answered yet.
+/// </param>
+/// <param name="DownReason">Why it is down; null otherwise.</param>
+public sealed record MinerView(
+    int Index, string Endpoint, int Group, string Model, string Dialect, string State, string Intent,
+    int Machines, int MachinesRunning, double HashrateThs, double? PowerKw, double? TemperatureC, string? DownReason);
 
 /// <summary>Running economics of a live site since its replay started (micro-USD).</summary>
 public sealed record LiveEconomics(
@@ -96,7 +138,7 @@ public sealed class LiveSite : IAsyncDisposable
     private int _next;
     private long _commands;
     private FleetSnapshot? _snapshot;
-    private volatile LiveSiteState _state;
+    private volatile Published _published;
 
     private LiveSite(LiveSiteOptions options, BuiltSite site, TimeProvider realTime)
     {
@@ -122,8 +164,9 @@ public sealed class LiveSite : IAsyncDisposable
             for (int r = 0; r < _racks[g]; r++)
             {
                 int size = Math.Min(_rackSize[g], grp.Count - r * _rackSize[g]);
-                specs.Add(new VirtualMinerSpec(new Simulation.MinerModel($"{grp.Model} ×{size}", grp.TerahashEach * size, grp.WattsEach * size),
-                    r % 2 == 0 ? MinerDialect.LuxOS : MinerDialect.Braiins, StartHashing: false));
+                // The model is one machine's; the endpoint stands for `size` of them, so each heats from its own power.
+                specs.Add(new VirtualMinerSpec(new Simulation.MinerModel(grp.Model, grp.TerahashEach, grp.WattsEach),
+                    r % 2 == 0 ? MinerDialect.LuxOS : MinerDialect.Braiins, StartHashing: false, Machines: size));
                 groupOf.Add(g);
             }
         }
@@ -135,7 +178,7 @@ public sealed class LiveSite : IAsyncDisposable
         // The fleet starts asleep; the accounting starts from the same state.
         _accumulator = new SiteAccumulator(WithStart(p, _firstInterval));
         Speed = options.Speed;
-        _state = Snapshot();
+        _published = Snapshot();
     }
 
     /// <summary>The site's name.</summary>
@@ -148,7 +191,10 @@ public sealed class LiveSite : IAsyncDisposable
     public BuiltSite Site => _site;
 
     /// <summary>The latest state.</summary>
-    public LiveSiteState State => _state;
+    public LiveSiteState State => _published.State;
+
+    /// <summary>Every rack as of the latest state, in endpoint order (the groups' totals in <see cref="State"/> are their sums).</summary>
+    public IReadOnlyList<MinerView> Racks => _published.Racks;
 
     /// <summary>The fleet driver (for tests and diagnostics).</summary>
     public FleetDriver Driver => _driver;
@@ -187,7 +233,7 @@ public sealed class LiveSite : IAsyncDisposable
                 _commands += applied.CommandsApplied;
             }
             _snapshot = await _driver.PollAsync(cancellationToken);
-            _state = Snapshot();
+            _published = Snapshot();
         }
         finally { _gate.Release(); }
     }
@@ -223,22 +269,38 @@ public sealed class LiveSite : IAsyncDisposable
 
     private double RackKw(int g) => _rackSize[g] * _site.Problem.Groups[g].WattsEach / 1000.0;
 
-    private LiveSiteState Snapshot()
+    // Called under the gate right after a poll (or before the first), so the driver's statuses are the poll's readings.
+    private Published Snapshot()
     {
         SiteProblem p = _site.Problem;
         int t = Math.Clamp(_next - 1, 0, p.Count - 1);
-        double minerKw = 0;
+        MinerView[] racks = _driver.GetStatuses().Select(RackView).ToArray();
+        double minerKw = 0, measuredKw = 0, measuredThs = 0;
         var groups = new List<LiveGroupState>();
         for (int g = 0; g < p.Groups.Length; g++)
         {
             minerKw += _previous[g] * p.Groups[g].WattsEach / 1000.0;
             GroupTotals? totals = _snapshot?.Groups.FirstOrDefault(x => x.Group == g);
+            int machinesRunning = 0;
+            double groupThs = 0, groupKw = 0;
+            foreach (MinerView r in racks)
+            {
+                if (r.Group != g) continue;
+                machinesRunning += r.MachinesRunning;
+                groupThs += r.HashrateThs;
+                groupKw += r.PowerKw ?? 0;
+            }
+            groupThs = Math.Round(groupThs, 1);
+            groupKw = Math.Round(groupKw, 3);
+            measuredKw += groupKw;
+            measuredThs += groupThs;
             groups.Add(new LiveGroupState(p.Groups[g].Model, p.Groups[g].Count, _racks[g], _rackSize[g], _previous[g], _targetRacks[g],
                 totals?.Hashing ?? 0, totals?.WakingUp ?? 0, totals?.Sleeping ?? 0, totals?.Down ?? 0, totals?.PossiblyRunning ?? 0,
+                machinesRunning, groupThs, groupKw,
                 Math.Round(Economics.BreakevenUsdPerMwh(p, p.Groups[g], p.KnownHashpriceUsdPerThDay[t]), 2)));
         }
         SiteValue v = _accumulator.Result();
-        return new LiveSiteState
+        var state = new LiveSiteState
         {
             Name = Name,
             SeriesTimeUtc = _clock.GetUtcNow().UtcDateTime,
@@ -255,15 +317,33 @@ public sealed class LiveSite : IAsyncDisposable
             MinerFacilityKw = Math.Round(p.Pue * minerKw, 1),
             FacilityKw = Math.Round(p.Pue * (p.AiItKw[t] + minerKw), 1),
             InterconnectKw = p.InterconnectKw,
-            MeasuredMinerPowerKw = Math.Round((_snapshot?.TotalPowerWatts ?? 0) / 1000.0, 1),
-            MeasuredHashrateThs = Math.Round(_snapshot?.TotalHashrateThs ?? 0, 1),
+            MeasuredMinerPowerKw = Math.Round(measuredKw, 1),
+            MeasuredHashrateThs = Math.Round(measuredThs, 1),
             Groups = groups,
             Economics = new LiveEconomics(v.ValueMicroUsd, v.AiRevenueMicroUsd, v.MiningRevenueMicroUsd, v.EnergyCostMicroUsd,
                 v.PeakChargeMicroUsd, v.RestartWearMicroUsd, Math.Round(v.CurtailedMwh, 3), v.Restarts),
             MinersDown = _snapshot?.Groups.Sum(x => x.Down) ?? 0,
             CommandsSent = _commands,
         };
+        return new Published(state, racks);
     }
+
+    // A rack as the driver sees it: the endpoint reports the rack's totals in W and TH/s and a machine's hottest board.
+    private MinerView RackView(MinerStatus m)
+    {
+        bool down = m.State == MinerState.Down;
+        int machines = m.Endpoint.Machines;
+        return new MinerView(m.Index, m.Endpoint.ToString(), m.Endpoint.Group, _site.Problem.Groups[m.Endpoint.Group].Model,
+            m.Endpoint.Dialect.ToString(), m.State.ToString(), m.Intent.ToString(),
+            machines, m.State == MinerState.Hashing ? machines : 0,
+            down ? 0 : Math.Round(m.HashrateThs, 1),
+            down || m.PowerWatts is not { } w ? null : Math.Round(w / 1000.0, 3),
+            down || m.TemperatureC is not { } c ? null : Math.Round(c, 1),
+            m.DownReason);
+    }
+
+    // What readers see: a state and the racks it sums, swapped in together.
+    private sealed record Published(LiveSiteState State, MinerView[] Racks);
 
     // The accounting of a replay that starts at interval `first` from an idle fleet.
     private static SiteProblem WithStart(SiteProblem p, int first) => p.Slice(first, p.Count - first, new int[p.Groups.Length]);
