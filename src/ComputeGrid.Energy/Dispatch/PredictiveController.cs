@@ -53,6 +53,9 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
     /// <summary>Whether the peak-charge risk held miners off in the last decision (for telemetry).</summary>
     public bool PeakGuardActive => LastReason == CurtailmentReason.PeakRisk;
 
+    /// <summary>Intervals planned at each decision in a real-time market (a day-ahead market plans to its last published price, up to 48 hours).</summary>
+    public int HorizonIntervals => _horizon;
+
     /// <summary>The price forecaster (its errors so far).</summary>
     public PriceForecaster Prices => _prices;
 

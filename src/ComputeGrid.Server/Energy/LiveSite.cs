@@ -123,7 +123,7 @@ public sealed record LiveEconomics(
 public sealed class LiveSite : IAsyncDisposable
 {
     private readonly BuiltSite _site;
-    private readonly RealTimeController _controller;
+    private readonly PredictiveController _controller;
     private readonly ScaledTimeProvider _clock;
     private readonly MinerFleetSimulator _simulator;
     private readonly FleetDriver _driver;
@@ -144,7 +144,7 @@ public sealed class LiveSite : IAsyncDisposable
     {
         _site = site;
         SiteProblem p = site.Problem;
-        _controller = new RealTimeController(site.Config.Controller);
+        _controller = new PredictiveController(site.Config.Controller);
         _controller.Reset(p);
         _firstInterval = options.StartUtc is { } start ? Math.Clamp((int)((start - p.StartUtc).Ticks / TimeSpan.FromMinutes(p.IntervalMinutes).Ticks), 0, p.Count - 1) : 0;
         _next = _firstInterval;

@@ -25,7 +25,7 @@ public class DispatchPropertyTests
         SiteValue optimum = SiteAccumulator.Evaluate(p, lp.Running);
         Assert.Equal(0, optimum.InterconnectViolations);
 
-        foreach (IDispatchPolicy policy in new IDispatchPolicy[] { new RealTimeController(), new MyopicPolicy(), new AlwaysOnPolicy(), new FixedThresholdPolicy(100), new DayAheadPlanner() })
+        foreach (IDispatchPolicy policy in new IDispatchPolicy[] { new PredictiveController(), new RealTimeController(), new MyopicPolicy(), new AlwaysOnPolicy(), new FixedThresholdPolicy(100), new DayAheadPlanner() })
         {
             PolicyRun run = Backtest.Run(p, policy);
             Assert.Equal(0, run.Value.InterconnectViolations);

@@ -21,7 +21,8 @@ public class GoldenWeekTests
     public void The_reference_week_matches_its_checked_in_summary()
     {
         BuiltSite site = ReferenceSite.Week(From);
-        SiteBacktestResult result = SiteBacktest.Run(site);
+        // Scored as part of the series: the policies meet the week in the state the year brings them to.
+        SiteBacktestResult result = SiteBacktest.Run(site, history: ReferenceSite.Whole());
         JsonObject actual = BacktestSummary.ToJson(result);
 
         string source = Path.Combine(ReferenceSite.RepoRoot(), "tests", "ComputeGrid.Energy.Tests", "Golden", FileName);
@@ -43,7 +44,7 @@ public class GoldenWeekTests
         Assert.True(Math.Abs(expectedOptimum - actualOptimum) <= 1e-6 * Math.Abs(expectedOptimum) + 1_000_000, $"optimum: expected {expectedOptimum}, got {actualOptimum}");
 
         // The figures that make the scenario worth having: the week holds the August system peak; the controller
-        // catches it (pays only the AI share of the 4CP) and captures ≥ 97 % of the perfect-foresight value.
+        // catches it (pays only the AI share of the 4CP).
         Assert.Single(site.PeakHoursUtc);
 
         // The honest score: each policy's share of what dispatch controls (optimum − always-on), in the summary too.
@@ -52,13 +53,15 @@ public class GoldenWeekTests
         Assert.Equal(controllable, actual["controllable_value_micro_usd"]!.GetValue<long>());
         Assert.Equal(0.0, actual["policies"]!["always-on"]!["controllable_captured"]!.GetValue<double>());
         Assert.Equal(1.0, actual["policies"]!["optimum"]!["controllable_captured"]!.GetValue<double>());
-        foreach (string policy in new[] { "controller", "day-ahead", "myopic", "threshold" })
+        foreach (string policy in new[] { "controller", "rule-based", "day-ahead", "myopic", "threshold" })
         {
             long over = result.Run(policy).Value.ValueMicroUsd - alwaysOn;
             Assert.Equal(over, actual["policies"]![policy]!["value_over_always_on_micro_usd"]!.GetValue<long>());
             Assert.Equal(Math.Round((double)over / controllable, 6), actual["policies"]![policy]!["controllable_captured"]!.GetValue<double>(), 6);
         }
-        Assert.True(result.CapturedVsOptimum() >= 0.97);
+        // Scored on what dispatch controls (the share of the whole optimum is near 1 for any policy): the controller beats
+        // myopic and always-on on the week that holds August's peak.
+        Assert.True(result.ControllableCaptured() > Math.Max(0, result.ControllableCaptured("myopic")), $"controller {result.ControllableCaptured():P1}, myopic {result.ControllableCaptured("myopic"):P1}");
         Assert.True(result.Controller.Value.PeakChargeMicroUsd < result.Run("myopic").Value.PeakChargeMicroUsd);
     }
 }

@@ -27,6 +27,14 @@ internal static class ReferenceSite
         }
     }
 
+    private static BuiltSite? s_whole;
+
+    /// <summary>The reference site over its whole data series (the history a period's policies run over).</summary>
+    public static BuiltSite Whole()
+    {
+        lock (Cache) return s_whole ??= SiteProblemBuilder.Build(Config);
+    }
+
     /// <summary>The repository's root (the folder holding ComputeGrid.slnx) above the test's folder.</summary>
     public static string RepoRoot()
     {
