@@ -77,6 +77,7 @@ public sealed class EnergyCliTests : IDisposable
         // The same period again: refused before anything runs, one line naming the folder and the way out; nothing changed.
         r = await CliRunner.RunAsync(first);
         AssertOneLineError(r, folder);
+        Assert.Contains("already holds a backtest of this site and period", r.Err);
         Assert.Contains("--overwrite", r.Err);
         Assert.Contains("--out", r.Err);
         Assert.Equal("", r.Out);
@@ -114,6 +115,7 @@ public sealed class EnergyCliTests : IDisposable
         var r = await CliRunner.RunAsync("backtest", RepoFile("examples/sites/caiso-sp15.json"), RepoFile("examples/sites/ercot-west-reference.json"),
             "--from", "2021-08-23", "--to", "2021-08-25", "--no-optimum", "--no-plots", "--out", outDir);
         AssertOneLineError(r, taken);
+        Assert.Contains("holds part of a backtest (intervals.csv)", r.Err);
         Assert.DoesNotContain("%", r.Err); // no progress: nothing ran
         Assert.False(Directory.Exists(Path.Combine(outDir, "caiso-sp15")));
         Assert.Equal("an earlier run\n", File.ReadAllText(Path.Combine(taken, "intervals.csv")));

@@ -70,7 +70,9 @@ internal static class BacktestCommand
             string folder = RunFolder(outDir, site.Problem);
             if (folders.Contains(folder)) return CliDefaults.Fail($"two sites would write to {folder} (same name and period); give each site its own name");
             if (!overwrite && ExistingOutput(folder) is { } existing)
-                return CliDefaults.Fail($"{folder} already holds a backtest ({existing}); pass --overwrite to replace it, or another --out");
+                return CliDefaults.Fail(existing == SummaryJson
+                    ? $"{folder} already holds a backtest of this site and period; pass --overwrite to replace it, or another --out"
+                    : $"{folder} holds part of a backtest ({existing}); pass --overwrite to replace it, or another --out");
             folders.Add(folder);
         }
 
@@ -109,9 +111,10 @@ internal static class BacktestCommand
     private static string FolderTime(DateTime utc) =>
         utc.ToString(utc.TimeOfDay == TimeSpan.Zero ? "yyyy-MM-dd" : "yyyy-MM-dd'T'HHmm", CultureInfo.InvariantCulture);
 
-    // The first output file a run would write that the folder already holds, or null.
+    // An output file of a run that the folder already holds (summary.json, the mark of a whole run, first), or null: a run
+    // cut short left part of its files, which are not silently replaced either.
     private static string? ExistingOutput(string folder) =>
-        OutputFiles.FirstOrDefault(f => File.Exists(Path.Combine(folder, f)));
+        OutputFiles.Reverse().FirstOrDefault(f => File.Exists(Path.Combine(folder, f)));
 
     // Writes a site's run into its folder, replacing the files of an earlier run (--overwrite was checked before
     // anything ran): CSV, plots (when plotting says so), and summary.json last, so that it marks a complete run.
