@@ -40,9 +40,11 @@ public sealed class EnergyCliTests : IDisposable
         Assert.Contains("controller captures", r.Out);
         Assert.Contains("of the controllable value", r.Out);
         Assert.Contains("100% done", r.Err); // the progress bar (plain lines when stderr is not a terminal)
-        string site = Path.Combine(outDir, "ercot-west-reference");
+        // The run's own folder: site, then the period run (UTC, with the time when it is not midnight).
+        string site = Path.Combine(outDir, "ercot-west-reference", "2021-08-23T0500_2021-08-30T0500");
+        Assert.Contains($"files in {site}{Path.DirectorySeparatorChar}: intervals.csv, summary.json, week-price-vs-power.png, profit.png, policies.png", r.Out);
         Assert.Equal(1 + 672, File.ReadLines(Path.Combine(site, "intervals.csv")).Count());
-        foreach (string png in new[] { "week-price-vs-power.png", "monthly-profit.png", "policies.png" })
+        foreach (string png in new[] { "week-price-vs-power.png", "profit.png", "policies.png" })
         {
             byte[] bytes = File.ReadAllBytes(Path.Combine(site, png));
             Assert.True(bytes.Length > 10_000 && bytes[1] == (byte)'P' && bytes[2] == (byte)'N' && bytes[3] == (byte)'G', png);
@@ -51,6 +53,79 @@ public sealed class EnergyCliTests : IDisposable
         Assert.True(summary.RootElement.GetProperty("policies").GetProperty("controller").GetProperty("captured_vs_optimum").GetDouble() is > 0.9 and <= 1.0);
         Assert.Equal(0.0, summary.RootElement.GetProperty("policies").GetProperty("always-on").GetProperty("controllable_captured").GetDouble());
         Assert.True(summary.RootElement.GetProperty("controllable_value_micro_usd").GetInt64() > 0);
+    }
+
+    // The files of a folder with their contents and write times, to tell that nothing changed.
+    private static Dictionary<string, (string Hash, DateTime Written)> Snapshot(string dir) =>
+        Directory.GetFiles(dir, "*", SearchOption.AllDirectories).ToDictionary(
+            f => Path.GetRelativePath(dir, f),
+            f => (Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f))), File.GetLastWriteTimeUtc(f)));
+
+    [Fact]
+    public async Task Backtest_runs_have_their_own_folders_and_a_second_run_into_one_is_refused_unless_overwrite()
+    {
+        string outDir = Path.Combine(_dir, "runs");
+        string site = RepoFile("examples/sites/ercot-west-reference.json");
+        string[] first = ["backtest", site, "--from", "2021-08-23", "--to", "2021-08-25", "--no-optimum", "--out", outDir];
+        var r = await CliRunner.RunAsync(first);
+        Assert.True(r.Code == 0, r.Err);
+        string folder = Path.Combine(outDir, "ercot-west-reference", "2021-08-23_2021-08-25");
+        foreach (string file in new[] { "intervals.csv", "summary.json", "week-price-vs-power.png", "profit.png", "policies.png" })
+            Assert.True(File.Exists(Path.Combine(folder, file)), file);
+        var before = Snapshot(outDir);
+
+        // The same period again: refused before anything runs, one line naming the folder and the way out; nothing changed.
+        r = await CliRunner.RunAsync(first);
+        AssertOneLineError(r, folder);
+        Assert.Contains("already holds a backtest of this site and period", r.Err);
+        Assert.Contains("--overwrite", r.Err);
+        Assert.Contains("--out", r.Err);
+        Assert.Equal("", r.Out);
+        Assert.Equal(before, Snapshot(outDir));
+
+        // --overwrite replaces the run (every file written anew).
+        r = await CliRunner.RunAsync([.. first, "--overwrite"]);
+        Assert.True(r.Code == 0, r.Err);
+        var after = Snapshot(outDir);
+        Assert.Equal(before.Keys.Order(), after.Keys.Order());
+        Assert.All(after, f => Assert.True(f.Value.Written > before[f.Key].Written, f.Key));
+
+        // --overwrite without plots leaves no plot of the run it replaced.
+        r = await CliRunner.RunAsync([.. first, "--overwrite", "--no-plots"]);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(["intervals.csv", "summary.json"], Directory.GetFiles(folder).Select(Path.GetFileName).Order());
+
+        // Another period: another folder, the first left as it was.
+        before = Snapshot(folder);
+        r = await CliRunner.RunAsync("backtest", site, "--from", "2021-08-25T06:00:00Z", "--to", "2021-08-27", "--no-optimum", "--no-plots", "--out", outDir);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.True(File.Exists(Path.Combine(outDir, "ercot-west-reference", "2021-08-25T0600_2021-08-27", "summary.json")));
+        Assert.Equal(before, Snapshot(folder));
+        Assert.Equal(2, Directory.GetDirectories(Path.Combine(outDir, "ercot-west-reference")).Length);
+    }
+
+    [Fact]
+    public async Task Backtest_checks_every_sites_folder_before_anything_runs_or_is_written()
+    {
+        string outDir = Path.Combine(_dir, "taken");
+        // The second site's folder holds part of a run (its CSV): the first site must not run or write either.
+        string taken = Path.Combine(outDir, "ercot-west-reference", "2021-08-23_2021-08-25");
+        Directory.CreateDirectory(taken);
+        File.WriteAllText(Path.Combine(taken, "intervals.csv"), "an earlier run\n");
+        var r = await CliRunner.RunAsync("backtest", RepoFile("examples/sites/caiso-sp15.json"), RepoFile("examples/sites/ercot-west-reference.json"),
+            "--from", "2021-08-23", "--to", "2021-08-25", "--no-optimum", "--no-plots", "--out", outDir);
+        AssertOneLineError(r, taken);
+        Assert.Contains("holds part of a backtest (intervals.csv)", r.Err);
+        Assert.DoesNotContain("%", r.Err); // no progress: nothing ran
+        Assert.False(Directory.Exists(Path.Combine(outDir, "caiso-sp15")));
+        Assert.Equal("an earlier run\n", File.ReadAllText(Path.Combine(taken, "intervals.csv")));
+        Assert.Single(Directory.GetFiles(taken));
+
+        // The same site twice over the same period would write one folder twice.
+        string ercot = RepoFile("examples/sites/ercot-west-reference.json");
+        r = await CliRunner.RunAsync("backtest", ercot, ercot, "--from", "2021-08-25", "--to", "2021-08-26", "--no-optimum", "--no-plots", "--out", outDir);
+        AssertOneLineError(r, "two sites would write to");
+        Assert.False(Directory.Exists(Path.Combine(outDir, "ercot-west-reference", "2021-08-25_2021-08-26")));
     }
 
     [Fact]

@@ -215,10 +215,10 @@ public sealed class PublishTests(PublishedCli cli, ITestOutputHelper log)
             "--from", "2021-08-23T05:00:00Z", "--to", "2021-08-30T05:00:00Z", "--out", "week");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("controller captures", r.Out);
-        string site = Path.Combine(cli.Elsewhere, "week", "ercot-west-reference");
+        string site = Path.Combine(cli.Elsewhere, "week", "ercot-west-reference", "2021-08-23T0500_2021-08-30T0500");
         Assert.Equal(1 + 672, File.ReadLines(Path.Combine(site, "intervals.csv")).Count());
         // Plots with text need the shipped fonts (a bare machine has none): a plot without text is much smaller.
-        foreach (string png in new[] { "week-price-vs-power.png", "monthly-profit.png", "policies.png" })
+        foreach (string png in new[] { "week-price-vs-power.png", "profit.png", "policies.png" })
             Assert.True(new FileInfo(Path.Combine(site, png)).Length > 10_000, png);
 
         // The README's form, from the published folder: the example sites by relative path.
@@ -226,8 +226,9 @@ public sealed class PublishTests(PublishedCli cli, ITestOutputHelper log)
         r = await cli.RunAsync(cli.Folder, "backtest", "examples/sites/ercot-west-reference.json", "examples/sites/caiso-sp15.json", "examples/sites/jepx-tokyo.json",
             "--no-plots", "--no-optimum", "--out", all);
         Assert.True(r.Code == 0, r.Err);
-        foreach (string name in new[] { "ercot-west-reference", "caiso-sp15", "jepx-tokyo" })
-            Assert.True(File.Exists(Path.Combine(all, name, "summary.json")), name);
+        // Each site's run in its own folder, named for its period (the site's year, from local midnight, in UTC).
+        foreach (string run in new[] { "ercot-west-reference/2021-01-01T0600_2022-01-01T0600", "caiso-sp15/2021-01-01T0800_2022-01-01T0800", "jepx-tokyo/2022-12-31T1500_2023-12-31T1500" })
+            Assert.True(File.Exists(Path.Combine(all, run, "summary.json")), run);
     }
 
     [Fact]

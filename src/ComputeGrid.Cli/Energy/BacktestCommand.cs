@@ -16,18 +16,20 @@ internal static class BacktestCommand
         var sites = new Argument<string[]>("sites") { Description = "Site files (JSON), e.g. examples/sites/ercot-west-reference.json.", Arity = ArgumentArity.OneOrMore };
         var from = new Option<string?>("--from") { Description = "Start of the period (UTC date or time, e.g. 2021-08-01); default: the site's period." };
         var to = new Option<string?>("--to") { Description = "End of the period (UTC, exclusive)." };
-        var outDir = new Option<string>("--out") { Description = "Folder for the CSV, plots and summary.json.", DefaultValueFactory = _ => "backtest-out" };
+        var outDir = new Option<string>("--out") { Description = "Folder for the runs: each writes its CSV, plots and summary.json into OUT/SITE/FROM_TO/ (UTC).", DefaultValueFactory = _ => "backtest-out" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace a run already in OUT/SITE/FROM_TO/ (without it, such a run stops the command before anything runs)." };
         var noPlots = new Option<bool>("--no-plots") { Description = "Skip the PNG plots." };
         var noOptimum = new Option<bool>("--no-optimum") { Description = "Skip the perfect-foresight LP." };
         var command = new Command("backtest", "Run hybrid sites over real power prices: controller, baselines and the perfect-foresight optimum.")
         {
-            sites, from, to, outDir, noPlots, noOptimum,
+            sites, from, to, outDir, noPlots, noOptimum, overwrite,
         };
-        command.SetAction(pr => Run(pr.GetValue(sites)!, pr.GetValue(from), pr.GetValue(to), pr.GetValue(outDir)!, !pr.GetValue(noPlots), !pr.GetValue(noOptimum)));
+        command.SetAction(pr => Run(pr.GetValue(sites)!, pr.GetValue(from), pr.GetValue(to), pr.GetValue(outDir)!, !pr.GetValue(noPlots), !pr.GetValue(noOptimum),
+            pr.GetValue(overwrite)));
         return command;
     }
 
-    private static int Run(string[] siteFiles, string? fromText, string? toText, string outDir, bool plots, bool optimum)
+    private static int Run(string[] siteFiles, string? fromText, string? toText, string outDir, bool plots, bool optimum, bool overwrite)
     {
         DateTime? from = null, to = null;
         if (fromText is not null && !TryParseUtc(fromText, out from)) return CliDefaults.Fail($"--from '{fromText}' is not a UTC date or time (e.g. 2021-08-01 or 2021-08-01T06:00:00Z)");
@@ -67,55 +69,111 @@ internal static class BacktestCommand
             catch (SiteConfigException e) { return CliDefaults.Fail($"{Path.GetFileName(file)}: {e.Message}"); }
         }
 
+        // Each run writes into its own folder; one that holds a run already stops the command here, before anything
+        // runs or is written, unless --overwrite says to replace it.
+        var folders = new List<string>();
+        foreach ((BuiltSite site, _) in built)
+        {
+            string folder = RunFolder(outDir, site.Problem);
+            if (folders.Contains(folder)) return CliDefaults.Fail($"two sites would write to {folder} (same name and period); give each site its own name");
+            if (!overwrite && ExistingOutput(folder) is { } existing)
+                return CliDefaults.Fail(existing == SummaryJson
+                    ? $"{folder} already holds a backtest of this site and period; pass --overwrite to replace it, or another --out"
+                    : $"{folder} holds part of a backtest ({existing}); pass --overwrite to replace it, or another --out");
+            folders.Add(folder);
+        }
+
         int stepsPerSite = 3 + (optimum ? 1 : 0) + 1 + (plots ? 1 : 0);
         var bar = new ProgressBar(stepsPerSite * configs.Count);
         var results = new List<SiteBacktestResult>();
-        foreach ((BuiltSite site, BuiltSite? history) in built)
+        for (int i = 0; i < built.Count; i++)
         {
+            (BuiltSite site, BuiltSite? history) = built[i];
             SiteConfig config = site.Config;
             SiteBacktestResult result = SiteBacktest.Run(site, new BacktestOptions { Optimum = optimum }, s => bar.Step($"{config.Name}: {s}"), history);
             results.Add(result);
-
-            string dir = Path.Combine(outDir, config.Name);
-            Directory.CreateDirectory(dir);
             bar.Step($"{config.Name}: writing CSV");
-            IntervalCsvWriter.Write(Path.Combine(dir, "intervals.csv"), site, result.Controller);
-            WriteSummaryJson(Path.Combine(dir, "summary.json"), result);
-            if (plots)
-            {
-                bar.Step($"{config.Name}: plotting");
-                PlotWriter.WeekPlot(Path.Combine(dir, "week-price-vs-power.png"), site, result.Controller, InterestingWeek(site));
-                PlotWriter.MonthlyProfitPlot(Path.Combine(dir, "monthly-profit.png"), site, result.Controller);
-                var values = result.Runs.Select(r => (r.Policy, r.Value.ValueMicroUsd)).ToList();
-                if (result.OptimumValue is { } ov) values.Insert(0, ("optimum (LP)", ov.ValueMicroUsd));
-                PlotWriter.ComparisonPlot(Path.Combine(dir, "policies.png"), values);
-            }
+            WriteRun(folders[i], result, plots ? () => bar.Step($"{config.Name}: plotting") : null);
         }
         bar.Done();
 
-        foreach (SiteBacktestResult r in results) PrintSite(Console.Out, r, Path.Combine(outDir, r.Site.Config.Name));
+        for (int i = 0; i < results.Count; i++) PrintSite(Console.Out, results[i], folders[i]);
         if (results.Count > 1) PrintTotals(Console.Out, results);
         return 0;
     }
 
-    /// <summary>The week plotted: the one that starts on the day before the first peak-charge hour, else the week with the widest price range.</summary>
+    /// <summary>The output files a run writes into its folder; summary.json, written last, marks a complete run.</summary>
+    internal const string IntervalsCsv = "intervals.csv", SummaryJson = "summary.json",
+        WeekPng = "week-price-vs-power.png", ProfitPng = "profit.png", PoliciesPng = "policies.png";
+
+    private static readonly string[] OutputFiles = [IntervalsCsv, WeekPng, ProfitPng, PoliciesPng, SummaryJson];
+
+    /// <summary>
+    /// The folder of a run: <c>OUT/SITE/FROM_TO</c>, the bounds of the period actually run in UTC, as
+    /// <c>yyyy-MM-dd</c> at midnight and <c>yyyy-MM-ddTHHmm</c> otherwise (e.g. <c>2021-08-23T0500_2021-08-30T0500</c>).
+    /// </summary>
+    internal static string RunFolder(string outDir, SiteProblem p) =>
+        Path.Combine(outDir, p.Name, $"{FolderTime(p.StartUtc)}_{FolderTime(p.IntervalStartUtc(p.Count))}");
+
+    private static string FolderTime(DateTime utc) =>
+        utc.ToString(utc.TimeOfDay == TimeSpan.Zero ? "yyyy-MM-dd" : "yyyy-MM-dd'T'HHmm", CultureInfo.InvariantCulture);
+
+    // An output file of a run that the folder already holds (summary.json, the mark of a whole run, first), or null: a run
+    // cut short left part of its files, which are not silently replaced either.
+    private static string? ExistingOutput(string folder) =>
+        OutputFiles.Reverse().FirstOrDefault(f => File.Exists(Path.Combine(folder, f)));
+
+    // Writes a site's run into its folder, replacing the files of an earlier run (--overwrite was checked before
+    // anything ran): CSV, plots (when plotting says so), and summary.json last, so that it marks a complete run.
+    private static void WriteRun(string folder, SiteBacktestResult result, Action? plotting)
+    {
+        Directory.CreateDirectory(folder);
+        foreach (string file in OutputFiles) File.Delete(Path.Combine(folder, file));
+        BuiltSite site = result.Site;
+        IntervalCsvWriter.Write(Path.Combine(folder, IntervalsCsv), site, result.Controller);
+        if (plotting is not null)
+        {
+            plotting();
+            PlotWriter.WeekPlot(Path.Combine(folder, WeekPng), result, InterestingWeek(site));
+            PlotWriter.ProfitPlot(Path.Combine(folder, ProfitPng), site, result.Controller);
+            PlotWriter.ComparisonPlot(Path.Combine(folder, PoliciesPng), result);
+        }
+        WriteSummaryJson(Path.Combine(folder, SummaryJson), result);
+    }
+
+    /// <summary>
+    /// The week plotted, from a local midnight: a run of a week or less whole; else the week that starts three local days
+    /// before the third peak-charge hour (the first when fewer), else the week with the widest price range.
+    /// </summary>
     internal static DateTime InterestingWeek(BuiltSite site)
     {
         SiteProblem p = site.Problem;
+        if ((double)p.Count * p.IntervalMinutes <= 7 * 1440) return p.StartUtc;
+        DateTime start;
         if (site.PeakHoursUtc.Count > 0)
+            start = LocalMidnightUtc(site, site.PeakHoursUtc[site.PeakHoursUtc.Count > 2 ? 2 : 0].AddDays(-3));
+        else
         {
-            DateTime start = site.PeakHoursUtc[site.PeakHoursUtc.Count > 2 ? 2 : 0].Date.AddDays(-3);
-            return start < p.StartUtc ? p.StartUtc : start;
+            int week = 7 * 96, best = 0;
+            double bestRange = double.MinValue;
+            for (int s = 0; s + week <= p.Count; s += 96)
+            {
+                double lo = double.MaxValue, hi = double.MinValue;
+                for (int t = s; t < s + week; t++) { lo = Math.Min(lo, p.PriceUsdPerMwh[t]); hi = Math.Max(hi, p.PriceUsdPerMwh[t]); }
+                if (hi - lo > bestRange) { bestRange = hi - lo; best = s; }
+            }
+            start = LocalMidnightUtc(site, p.IntervalStartUtc(best));
         }
-        int week = 7 * 96, best = 0;
-        double bestRange = double.MinValue;
-        for (int s = 0; s + week <= p.Count; s += 96)
-        {
-            double lo = double.MaxValue, hi = double.MinValue;
-            for (int t = s; t < s + week; t++) { lo = Math.Min(lo, p.PriceUsdPerMwh[t]); hi = Math.Max(hi, p.PriceUsdPerMwh[t]); }
-            if (hi - lo > bestRange) { bestRange = hi - lo; best = s; }
-        }
-        return p.IntervalStartUtc(best);
+        return start < p.StartUtc ? p.StartUtc : start;
+    }
+
+    // The UTC instant of the local midnight that starts the local day of utc.
+    private static DateTime LocalMidnightUtc(BuiltSite site, DateTime utc)
+    {
+        DateTime localMidnight = site.TimeZone.ToLocal(utc).Date;
+        DateTime guess = DateTime.SpecifyKind(localMidnight.AddHours(-site.TimeZone.OffsetHours(utc)), DateTimeKind.Utc);
+        // The offset at midnight itself (daylight saving may change between midnight and utc).
+        return DateTime.SpecifyKind(localMidnight.AddHours(-site.TimeZone.OffsetHours(guess)), DateTimeKind.Utc);
     }
 
     private static void PrintSite(TextWriter o, SiteBacktestResult r, string dir)
@@ -143,7 +201,7 @@ internal static class BacktestCommand
             o.Write($"; {(c.Value.ValueMicroUsd - b.Value.ValueMicroUsd) / 1e6:+#,0;-#,0} USD vs {b.Policy}");
         o.WriteLine(".");
         if (r.Optimum is { } lp) o.WriteLine($"  LP: {lp.Solver}, {lp.Variables:N0} variables, {lp.Constraints:N0} constraints, {r.OptimumTime.TotalSeconds:0.00} s");
-        o.WriteLine($"  files: {dir}/intervals.csv, summary.json{(File.Exists(Path.Combine(dir, "policies.png")) ? ", week-price-vs-power.png, monthly-profit.png, policies.png" : "")}");
+        o.WriteLine($"  files in {dir}{Path.DirectorySeparatorChar}: {IntervalsCsv}, {SummaryJson}{(File.Exists(Path.Combine(dir, PoliciesPng)) ? $", {WeekPng}, {ProfitPng}, {PoliciesPng}" : "")}");
     }
 
     private static void PrintTotals(TextWriter o, List<SiteBacktestResult> results)

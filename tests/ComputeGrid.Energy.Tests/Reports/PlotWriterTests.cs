@@ -1,3 +1,4 @@
+using ComputeGrid.Energy.Backtesting;
 using ComputeGrid.Energy.Dispatch;
 using ComputeGrid.Energy.Reports;
 using ComputeGrid.Energy.Sites;
@@ -12,7 +13,7 @@ public sealed class PlotWriterTests
 
     private static readonly (string Policy, long ValueMicroUsd)[] Values =
     [
-        ("perfect-foresight", 4_812_345_500_000), ("controller", 4_650_000_000_000), ("day-ahead", 4_400_000_000_000),
+        (PlotWriter.OptimumName, 4_812_345_500_000), ("controller", 4_650_000_000_000), ("day-ahead", 4_400_000_000_000),
         ("threshold", 3_900_000_000_000), ("myopic", 3_100_000_000_000), ("always-on", -250_000_000_000),
     ];
 
@@ -42,24 +43,24 @@ public sealed class PlotWriterTests
     [Fact]
     public void The_three_plots_are_PNGs_of_the_requested_size()
     {
-        (BuiltSite uriSite, PolicyRun uriRun) = ReportSites.UriWeek;
-        (BuiltSite summerSite, PolicyRun summerRun) = ReportSites.SummerWeek;
+        SiteBacktestResult uri = ReportSites.Backtest(ReportSites.Utc(2021, 2, 13), ReportSites.Utc(2021, 2, 20), optimum: false);
+        SiteBacktestResult summer = ReportSites.Backtest(ReportSites.Utc(2021, 6, 27), ReportSites.Utc(2021, 7, 4));
         using var dir = new TempFolder();
 
         string week = dir.File("week.png");
-        PlotWriter.WeekPlot(week, uriSite, uriRun, ReportSites.Utc(2021, 2, 13));
+        PlotWriter.WeekPlot(week, uri, ReportSites.Utc(2021, 2, 13));
         AssertPng(week, PlotWriter.DefaultWidth, PlotWriter.DefaultHeight);
 
-        string summer = dir.File("nested/summer-week.png");
-        PlotWriter.WeekPlot(summer, summerSite, summerRun, ReportSites.Utc(2021, 6, 27), 1200, 700);
-        AssertPng(summer, 1200, 700);
+        string summerWeek = dir.File("nested/summer-week.png");
+        PlotWriter.WeekPlot(summerWeek, summer, ReportSites.Utc(2021, 6, 27), 1200, 700);
+        AssertPng(summerWeek, 1200, 700);
 
-        string monthly = dir.File("monthly.png");
-        PlotWriter.MonthlyProfitPlot(monthly, summerSite, summerRun, 1000, 600);
-        AssertPng(monthly, 1000, 600);
+        string profit = dir.File("profit.png");
+        PlotWriter.ProfitPlot(profit, summer.Site, summer.Controller, 1000, 600);
+        AssertPng(profit, 1000, 600);
 
         string comparison = dir.File("comparison.png");
-        PlotWriter.ComparisonPlot(comparison, Values, 900, 500);
+        PlotWriter.ComparisonPlot(comparison, summer, 900, 500);
         AssertPng(comparison, 900, 500);
     }
 
@@ -67,16 +68,18 @@ public sealed class PlotWriterTests
     public void A_week_outside_the_horizon_is_refused()
     {
         (BuiltSite site, PolicyRun run) = ReportSites.UriWeek;
-        using var dir = new TempFolder();
-        Assert.Throws<ArgumentOutOfRangeException>(() => PlotWriter.WeekPlot(dir.File("x.png"), site, run, ReportSites.Utc(2021, 5, 1)));
-        Assert.Throws<ArgumentException>(() => PlotWriter.ComparisonPlot(dir.File("y.png"), []));
+        Assert.Throws<ArgumentOutOfRangeException>(() => PlotWriter.CreateWeekPlot(site, run, null, ReportSites.Utc(2021, 5, 1)));
+        Assert.Throws<ArgumentException>(() => PlotWriter.CreateComparisonPlot(site, []));
+        // The differences need the baseline they are measured from.
+        Assert.Throws<ArgumentException>(() => PlotWriter.CreateComparisonPlot(site, [("controller", 1_000_000)]));
     }
 
     [Fact]
     public void Bold_titles_are_drawn_with_the_bold_file()
     {
         // A label with a fixed typeface would ignore Bold; ReportFonts.Apply leaves the choice to the family's files.
-        using Plot plot = PlotWriter.CreateComparisonPlot(Values, "Value by policy Hamburgefonstiv");
+        using Plot plot = PlotWriter.CreateComparisonPlot(ReportSites.SummerWeek.Site, Values);
+        plot.Axes.Title.Label.Text = "Value by policy Hamburgefonstiv";
         plot.Axes.Title.Label.Bold = false;
         using SKBitmap regular = Render(plot, 1000, 500);
         PixelRect data = plot.LastRender.DataRect;
@@ -88,7 +91,7 @@ public sealed class PlotWriterTests
         Assert.True(boldInk > regularInk * 13 / 10, $"bold title {boldInk} dark pixels, regular {regularInk}: the bold face was not used");
     }
 
-    public static TheoryData<string> Kinds => new() { "week", "monthly", "comparison" };
+    public static TheoryData<string> Kinds => new() { "week", "profit", "comparison" };
 
     /// <summary>
     /// The point of shipping fonts: without a usable font ScottPlot draws no text at all, silently. Each plot is
@@ -157,15 +160,15 @@ public sealed class PlotWriterTests
             case "week":
             {
                 (BuiltSite site, PolicyRun run) = ReportSites.UriWeek;
-                return PlotWriter.CreateWeekPlot(site, IntervalLedger.Compute(site.Problem, run.Running), run.Policy, ReportSites.Utc(2021, 2, 13));
+                return PlotWriter.CreateWeekPlot(site, run, null, ReportSites.Utc(2021, 2, 13));
             }
-            case "monthly":
+            case "profit":
             {
                 (BuiltSite site, PolicyRun run) = ReportSites.SummerWeek;
-                return PlotWriter.CreateMonthlyProfitPlot(site, IntervalLedger.Compute(site.Problem, run.Running), run.Policy);
+                return PlotWriter.CreateProfitPlot(site, IntervalLedger.Compute(site.Problem, run.Running), run.Policy);
             }
             default:
-                return PlotWriter.CreateComparisonPlot(Values);
+                return PlotWriter.CreateComparisonPlot(ReportSites.SummerWeek.Site, Values);
         }
     }
 

@@ -1,3 +1,4 @@
+using ComputeGrid.Energy.Backtesting;
 using ComputeGrid.Energy.Dispatch;
 using ComputeGrid.Energy.Sites;
 
@@ -17,6 +18,19 @@ internal static class ReportSites
     /// <summary>The week that holds August 2021's 4CP peak hour (24 August): a month's peak is the whole month's, so only a week holding it is charged.</summary>
     public static (BuiltSite Site, PolicyRun Run) PeakWeek => Get(Utc(2021, 8, 23), Utc(2021, 8, 30));
 
+    private static readonly Dictionary<(DateTime, DateTime, bool), SiteBacktestResult> Backtests = [];
+
+    /// <summary>The whole backtest (every policy, the optimum when asked) of the reference site over [fromUtc, toUtc), run once.</summary>
+    public static SiteBacktestResult Backtest(DateTime fromUtc, DateTime toUtc, bool optimum = true)
+    {
+        BuiltSite site = Get(fromUtc, toUtc).Site;
+        lock (Backtests)
+        {
+            if (Backtests.TryGetValue((fromUtc, toUtc, optimum), out var cached)) return cached;
+            return Backtests[(fromUtc, toUtc, optimum)] = SiteBacktest.Run(site, new BacktestOptions { Optimum = optimum });
+        }
+    }
+
     public static DateTime Utc(int year, int month, int day) => new(year, month, day, 0, 0, 0, DateTimeKind.Utc);
 
     public static string RepoRoot() => Dispatch.ReferenceSite.RepoRoot();
@@ -29,7 +43,7 @@ internal static class ReportSites
             string file = Path.Combine(RepoRoot(), "examples", "sites", "ercot-west-reference.json");
             SiteConfig config = SiteConfigLoader.Load(file) with { Period = new PeriodConfig { FromUtc = fromUtc, ToUtc = toUtc } };
             BuiltSite site = SiteProblemBuilder.Build(config, Path.GetDirectoryName(file));
-            PolicyRun run = Backtest.Run(site.Problem, new RealTimeController());
+            PolicyRun run = ComputeGrid.Energy.Dispatch.Backtest.Run(site.Problem, new RealTimeController());
             return Cache[(fromUtc, toUtc)] = (site, run);
         }
     }
