@@ -1,4 +1,6 @@
+using System.Globalization;
 using Google.OrTools.ModelBuilder;
+using MPSolverParameters = Google.OrTools.LinearSolver.MPSolverParameters;
 using MpSolver = Google.OrTools.LinearSolver.Solver;
 using MpVariable = Google.OrTools.LinearSolver.Variable;
 using MpConstraint = Google.OrTools.LinearSolver.Constraint;
@@ -34,9 +36,13 @@ internal abstract class LpBackend : IDisposable
 
     public abstract void SetTerm(int row, int variable, double coefficient);
 
-    public abstract LpStatus Solve(double timeLimitSeconds);
+    /// <summary>Solves the model; <paramref name="mipRelativeGap"/> (integer models; null: the solver's default) is the relative gap between schedule and proved bound at which branch and bound may stop.</summary>
+    public abstract LpStatus Solve(double timeLimitSeconds, double? mipRelativeGap = null);
 
     public abstract double Value(int variable);
+
+    /// <summary>The dual value of a row in the last solution of a linear program (its sign follows the solver's convention).</summary>
+    public abstract double Dual(int row);
 
     /// <summary>The objective of the last solution (without any constant).</summary>
     public abstract double Objective { get; }
@@ -130,9 +136,10 @@ internal sealed class ModelBuilderBackend : LpBackend
 
     public override void SetTerm(int row, int variable, double coefficient) => _model.SetConstraintCoefficient(row, variable, coefficient);
 
-    public override LpStatus Solve(double timeLimitSeconds)
+    public override LpStatus Solve(double timeLimitSeconds, double? mipRelativeGap = null)
     {
         _solver.SetTimeLimitInSeconds(timeLimitSeconds);
+        string gap = mipRelativeGap is { } g ? g.ToString("R", CultureInfo.InvariantCulture) : "";
         string? parameters = _solverType switch
         {
             // Dual simplex without presolve: exact, and the fastest on the site LP (measured: ~1 s for a year of
@@ -140,7 +147,8 @@ internal sealed class ModelBuilderBackend : LpBackend
             "glop" => "use_dual_simplex: true use_preprocessing: false",
             // output_flag first: HiGHS prints its banner on the first option it is given while output is on.
             "highs_lp" => "output_flag=false,solver=simplex",
-            "highs" => "output_flag=false",
+            "highs" => mipRelativeGap is null ? "output_flag=false" : "output_flag=false,mip_rel_gap=" + gap,
+            "scip" => mipRelativeGap is null ? null : "limits/gap = " + gap,
             _ => null,
         };
         if (parameters is not null) _solver.SetSolverSpecificParameters(parameters);
@@ -157,6 +165,8 @@ internal sealed class ModelBuilderBackend : LpBackend
     }
 
     public override double Value(int variable) => _solver.VariableValue(variable);
+
+    public override double Dual(int row) => _solver.DualValue(row);
 
     public override double Objective => _solver.ObjectiveValue();
 
@@ -221,10 +231,19 @@ internal sealed class LinearSolverBackend : LpBackend
 
     public override void SetTerm(int row, int variable, double coefficient) => _rows[row].SetCoefficient(_vars[variable], coefficient);
 
-    public override LpStatus Solve(double timeLimitSeconds)
+    public override LpStatus Solve(double timeLimitSeconds, double? mipRelativeGap = null)
     {
         _solver.SetTimeLimit((long)Math.Ceiling(timeLimitSeconds * 1000));
-        _status = _solver.Solve();
+        if (mipRelativeGap is { } gap)
+        {
+            using var parameters = new MPSolverParameters();
+            parameters.SetDoubleParam(MPSolverParameters.DoubleParam.RELATIVE_MIP_GAP, gap);
+            _status = _solver.Solve(parameters);
+        }
+        else
+        {
+            _status = _solver.Solve();
+        }
         return _status switch
         {
             MpSolver.ResultStatus.OPTIMAL => LpStatus.Optimal,
@@ -236,6 +255,8 @@ internal sealed class LinearSolverBackend : LpBackend
     }
 
     public override double Value(int variable) => _vars[variable].SolutionValue();
+
+    public override double Dual(int row) => _rows[row].DualValue();
 
     public override double Objective => _solver.Objective().Value();
 

@@ -23,4 +23,11 @@ public sealed record OptimizerOptions
     /// horizons only — the exact integer optimum, against which the relaxation's gap can be measured.
     /// </summary>
     public bool RelaxStarts { get; init; } = true;
+
+    /// <summary>
+    /// Integer solves only: the relative gap between the schedule and the proved bound at which branch and bound
+    /// may stop (null: the solver's default, 1e-4 for HiGHS). <see cref="IntegerBound"/> sets it near zero: its
+    /// windows' bounds are summed, and the integer gain it measures is far below 1e-4 of a window's value.
+    /// </summary>
+    internal double? MipRelativeGap { get; init; }
 }

@@ -20,6 +20,39 @@ internal sealed class LpWindow
     public double[] Initial = [];
     public int Count;
 
+    /// <summary>
+    /// True: the state before interval 0 is free — <see cref="Initial"/> is ignored, and no start, ramp or ramp-down
+    /// exemption row ties interval 0 to it (no start is counted there). The window is then a relaxation of every
+    /// schedule that reaches it from any state (<see cref="IntegerBound"/>). False (the default): interval 0 follows
+    /// <see cref="Initial"/> by every rule.
+    /// </summary>
+    public bool FreeInitial;
+
+    /// <summary>Added (per group) to the objective coefficient of the first interval's running count (null: nothing): a price on the state the window starts in.</summary>
+    public double[]? FirstObjective;
+
+    /// <summary>Added (per group) to the objective coefficient of the last interval's running count (null: nothing): a value of the state the window ends in.</summary>
+    public double[]? LastObjective;
+
+    /// <summary>
+    /// Intervals (≥ 1, ascending) at which a linear program should report the duals of the rows that tie the
+    /// interval to the one before (starts, ramp, ramp-down exemption) as <see cref="LpSolution.Couplings"/>; null: none.
+    /// </summary>
+    public int[]? CouplingsAt;
+
+    /// <summary>Integer solves only: the running counts of intervals from this one on stay continuous (a relaxed lookahead); all intervals are whole by default.</summary>
+    public int IntegerIntervals = int.MaxValue;
+
+    /// <summary>
+    /// Integer solves only: true makes "at the limit" (the ramp-down exemption) mean exactly at it, as the
+    /// accounting rules, rather than within one miner of it, where <see cref="DispatchLimits"/> leaves a forced drop.
+    /// The window's rows are then the linear program's own (<see cref="IntegerBound"/> needs that).
+    /// </summary>
+    public bool ExactLimit;
+
+    /// <summary>True: the first solve's bound is all the caller needs; a relaxed schedule that misuses the ramp-down exemption is not repaired (no second pass).</summary>
+    public bool BoundOnly;
+
     /// <summary>The static facts of a site (groups, limits, rates); series and the initial state are set by the caller.</summary>
     public static LpWindow ForSite(SiteProblem p) => new()
     {
@@ -47,6 +80,21 @@ internal sealed class LpSolution
     public string Solver = "";
     public int Variables, Constraints, Passes;
     public bool Optimal = true;
+    /// <summary>The Lagrangian terms of the coupling rows at <see cref="LpWindow.CouplingsAt"/> (a linear program's first solve), in that order; null when none were asked for.</summary>
+    public Coupling[]? Couplings;
+}
+
+/// <summary>
+/// The rows that tie interval <c>t</c> to <c>t − 1</c> (a start row per group, the ramp row, the ramp-down
+/// exemption's hull row), moved into the objective with non-negative multipliers (the LP's duals): the term
+/// <c>Σ λ·(row slack)</c> is linear, <c>Σ_g Next[g]·r[g,t] + Σ_g Previous[g]·r[g,t−1] + Constant</c> once each
+/// start variable <c>s[g,t]</c>, left with no row, is set to its best value (its bound times a positive coefficient).
+/// Adding it to a model without those rows gives, for any schedule that satisfies them, at least its value.
+/// </summary>
+internal sealed class Coupling
+{
+    public required double[] Next, Previous;
+    public double Constant;
 }
 
 /// <summary>
@@ -109,11 +157,11 @@ internal static class SiteLp
         {
             kwEach[g] = w.Groups[g].WattsEach / 1000.0;
             fleetKw += w.Groups[g].Count * kwEach[g];
-            initKw += w.Initial[g] * kwEach[g];
+            if (!w.FreeInitial) initKw += w.Initial[g] * kwEach[g];
             maxMinerKw = Math.Max(maxMinerKw, kwEach[g]);
         }
         double cap = w.InterconnectKw / w.Pue;
-        double slack = integer ? maxMinerKw : 0;
+        double slack = integer && !w.ExactLimit ? maxMinerKw : 0;
         double ru = w.RampUpKw, rd = w.RampDownKw;
         bool rampUp = !double.IsPositiveInfinity(ru), rampDown = !double.IsPositiveInfinity(rd);
 
@@ -126,6 +174,17 @@ internal static class SiteLp
             prevMax[t] = t == 0 ? initKw : Emergency(w, t - 1) ? 0 : Math.Min(fleetKw, head[t - 1]);
         }
 
+        // Rows of the coupling intervals whose duals are asked for (a linear program only).
+        int[]? couplingsAt = integer ? null : w.CouplingsAt;
+        var couplingIndex = new Dictionary<int, int>();
+        for (int i = 0; couplingsAt is not null && i < couplingsAt.Length; i++)
+        {
+            if (couplingsAt[i] < 1 || couplingsAt[i] >= T) throw new ArgumentOutOfRangeException(nameof(w), $"Coupling interval {couplingsAt[i]} is outside [1, {T}).");
+            couplingIndex[couplingsAt[i]] = i;
+        }
+        var rows = new CouplingRows[couplingIndex.Count];
+        for (int i = 0; i < rows.Length; i++) rows[i] = new CouplingRows(G);
+
         // Running variables r[g,t] at index g·T + t.
         for (int g = 0; g < G; g++)
         {
@@ -135,8 +194,10 @@ internal static class SiteLp
             for (int t = 0; t < T; t++)
             {
                 double obj = w.Hashprice[t] * grp.TerahashEach * mineK - w.Price[t] * energyPerMiner - w.PeakWeight[t] * peakPerMiner;
+                if (t == 0 && w.FirstObjective is not null) obj += w.FirstObjective[g];
+                if (t == T - 1 && w.LastObjective is not null) obj += w.LastObjective[g];
                 double ub = Emergency(w, t) ? 0 : Math.Min(grp.Count, head[t] / kwEach[g]);
-                lp.AddVar(0, ub, obj, integer);
+                lp.AddVar(0, ub, obj, integer && t < w.IntegerIntervals);
             }
         }
 
@@ -147,9 +208,14 @@ internal static class SiteLp
             for (int t = 0; t < T; t++)
             {
                 double cs = -w.Hashprice[t] * grp.TerahashEach * startFraction * mineK - w.RestartWearUsd;
-                if (!(cs < 0)) continue;
+                if (!(cs < 0) || (t == 0 && w.FreeInitial)) continue;
                 int s = lp.AddVar(0, grp.Count, cs, false);
                 int row = lp.AddRow(t == 0 ? -w.Initial[g] : 0, double.PositiveInfinity);
+                if (couplingIndex.TryGetValue(t, out int ci))
+                {
+                    rows[ci].StartRow[g] = row;
+                    rows[ci].StartCost[g] = cs;
+                }
                 lp.AddTerm(row, s, 1);
                 lp.AddTerm(row, g * T + t, -1);
                 if (t > 0) lp.AddTerm(row, g * T + t - 1, 1);
@@ -175,6 +241,7 @@ internal static class SiteLp
             for (int t = 0; t < T; t++)
             {
                 if (Emergency(w, t)) continue; // every miner stops at once: no ramp applies
+                if (t == 0 && w.FreeInitial) continue; // nothing ties interval 0 to a free state
                 double u = Math.Min(fleetKw, head[t]);
                 double hs = Math.Max(0, head[t] - slack);
                 bool up = rampUp && ru < (t == 0 ? u - initKw : u);
@@ -193,6 +260,12 @@ internal static class SiteLp
                     int row = lp.AddRow(down ? -rd : double.NegativeInfinity, up ? ru : double.PositiveInfinity);
                     AddX(lp, row, t, T, kwEach, 1);
                     AddX(lp, row, t - 1, T, kwEach, -1);
+                    if (couplingIndex.TryGetValue(t, out int ci))
+                    {
+                        rows[ci].RampRow = row;
+                        rows[ci].RampLower = down ? -rd : double.NegativeInfinity;
+                        rows[ci].RampUpper = up ? ru : double.PositiveInfinity;
+                    }
                 }
                 if (exempt)
                 {
@@ -202,6 +275,12 @@ internal static class SiteLp
                     AddX(lp, row, t - 1, T, kwEach, -c);
                     hullT.Add(t);
                     hullRow.Add(row);
+                    if (couplingIndex.TryGetValue(t, out int ci))
+                    {
+                        rows[ci].HullRow = row;
+                        rows[ci].HullSlope = c;
+                        rows[ci].HullLower = -c * rd;
+                    }
                 }
             }
         }
@@ -228,8 +307,9 @@ internal static class SiteLp
         solution.Optimal = status == LpStatus.Optimal;
         solution.UpperBoundUsd = (integer ? lp.BestBound : lp.Objective) + constant;
         Extract(lp, w, T, integer, running);
+        if (couplingsAt is not null) solution.Couplings = Couplings(lp, w, couplingsAt, rows, running, kwEach);
 
-        if (hullT.Count > 0)
+        if (hullT.Count > 0 && !w.BoundOnly)
         {
             var x = new double[T];
             MinerKw(running, kwEach, x);
@@ -281,6 +361,70 @@ internal static class SiteLp
 
     private static bool Emergency(LpWindow w, int t) => w.Emergency is { } e && e[t];
 
+    // The coupling rows of one interval (−1: the row is not in the model).
+    private sealed class CouplingRows(int groups)
+    {
+        public readonly int[] StartRow = Enumerable.Repeat(-1, groups).ToArray();
+        public readonly double[] StartCost = new double[groups];
+        public int RampRow = -1, HullRow = -1;
+        public double RampLower, RampUpper, HullSlope, HullLower;
+    }
+
+    // The Lagrangian terms of each coupling interval's rows, from the first solve's duals. The multiplier of a row is
+    // the dual's magnitude, given to the side of the row that is active (of a two-sided ramp row, the side nearer the
+    // schedule's ramp): the signs of the solvers' conventions do not matter, and any non-negative multiplier keeps the
+    // Lagrangian an upper bound — the duals only make it tight (with them the windows sum to the LP's optimum).
+    private static Coupling[] Couplings(LpBackend lp, LpWindow w, int[] at, CouplingRows[] rows, double[][] running, double[] kwEach)
+    {
+        int G = kwEach.Length;
+        var result = new Coupling[at.Length];
+        for (int i = 0; i < at.Length; i++)
+        {
+            int t = at[i];
+            CouplingRows c = rows[i];
+            var next = new double[G];
+            var previous = new double[G];
+            double constant = 0;
+            for (int g = 0; g < G; g++)
+            {
+                if (c.StartRow[g] < 0) continue;
+                // μ·(s − r_t + r_{t−1}) with s ∈ [0, Count] and no row left: s = Count where cs + μ > 0.
+                double mu = Math.Abs(lp.Dual(c.StartRow[g]));
+                next[g] -= mu;
+                previous[g] += mu;
+                constant += w.Groups[g].Count * Math.Max(0, c.StartCost[g] + mu);
+            }
+            if (c.RampRow >= 0)
+            {
+                double y = Math.Abs(lp.Dual(c.RampRow));
+                double ramp = 0;
+                for (int g = 0; g < G; g++) ramp += kwEach[g] * (running[g][t] - running[g][t - 1]);
+                bool lower = double.IsFinite(c.RampLower) && (double.IsPositiveInfinity(c.RampUpper) || ramp - c.RampLower <= c.RampUpper - ramp);
+                // Lower side: λ·(x_t − x_{t−1} − lo); upper side: λ·(hi − x_t + x_{t−1}).
+                double sign = lower ? 1 : -1;
+                for (int g = 0; g < G; g++)
+                {
+                    next[g] += sign * y * kwEach[g];
+                    previous[g] -= sign * y * kwEach[g];
+                }
+                if (y != 0) constant += lower ? -y * c.RampLower : y * c.RampUpper;
+            }
+            if (c.HullRow >= 0)
+            {
+                // λ·(x_t − c·x_{t−1} − lo).
+                double y = Math.Abs(lp.Dual(c.HullRow));
+                for (int g = 0; g < G; g++)
+                {
+                    next[g] += y * kwEach[g];
+                    previous[g] -= y * c.HullSlope * kwEach[g];
+                }
+                constant -= y * c.HullLower;
+            }
+            result[i] = new Coupling { Next = next, Previous = previous, Constant = constant };
+        }
+        return result;
+    }
+
     // The accounting's rule: a drop beyond the ramp-down limit is legal only at the interconnect limit.
     private static bool Legal(double prevKw, double kw, double rd, double limitKw) =>
         prevKw - kw <= rd + RampTolKw || kw >= limitKw - RampTolKw;
@@ -299,7 +443,7 @@ internal static class SiteLp
 
     private static LpStatus RunSolver(LpBackend lp, OptimizerOptions o, int T, bool integer, bool throwOnInfeasible = true)
     {
-        LpStatus status = lp.Solve(o.TimeLimitSeconds);
+        LpStatus status = lp.Solve(o.TimeLimitSeconds, integer ? o.MipRelativeGap : null);
         if (status == LpStatus.Optimal || (status == LpStatus.Feasible && integer)) return status;
         if (status == LpStatus.Infeasible && !throwOnInfeasible) return status;
         string what = status switch
@@ -321,7 +465,7 @@ internal static class SiteLp
             for (int t = 0; t < T; t++)
             {
                 double v = lp.Value(g * T + t);
-                if (integer) v = Math.Round(v);
+                if (integer && t < w.IntegerIntervals) v = Math.Round(v);
                 r[t] = Math.Clamp(v, 0, max);
             }
         }
@@ -348,7 +492,7 @@ internal static class SiteLp
         double startFraction = IntervalEconomics.StartFraction(w.RestartMinutes, w.IntervalMinutes);
         Span<double> previous = stackalloc double[G];
         Span<double> r = stackalloc double[G];
-        for (int g = 0; g < G; g++) previous[g] = w.Initial[g];
+        for (int g = 0; g < G; g++) previous[g] = w.FreeInitial ? (w.Count > 0 ? running[g][0] : 0) : w.Initial[g];
         double total = 0;
         for (int t = 0; t < w.Count; t++)
         {
