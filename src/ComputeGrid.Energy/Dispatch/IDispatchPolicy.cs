@@ -80,7 +80,9 @@ public readonly ref struct RealTimeView
     public double LastPrice => Interval > 0 ? _problem.PriceUsdPerMwh[Interval - 1] : double.NaN;
 
     /// <summary>
-    /// The first interval whose price is not yet known: this interval in a real-time market; in a day-ahead market
+    /// The first interval whose price is not yet known: this interval in a real-time market that settles after the
+    /// interval; one or more intervals later in one that publishes binding prices before the interval starts
+    /// (<see cref="SiteProblem.PricePublishedMinutesBeforeStart"/>); in a day-ahead market
     /// (<see cref="SiteProblem.DayAheadPublishedLocalHour"/>) the end of the last delivery day whose auction result is
     /// published (today's, and tomorrow's from the publication hour on).
     /// </summary>

@@ -12,13 +12,14 @@ namespace ComputeGrid.Energy.Dispatch;
 /// plus the last price's decaying departure from it), the hashprice (yesterday's, the last published), the likelihood
 /// that an hour is its month's system peak (<see cref="PeakRiskForecaster"/>), the contracted AI load (leases are known
 /// in advance).</item>
-/// <item><b>The plan</b>: for each miner group, the schedule that maximizes the expected margin — hashprice revenue minus
-/// the forecast energy cost minus the expected peak charge (likelihood × charge per kW) — minus the cost of every
-/// restart (wear plus the minutes without hashing). Miners of a group are identical and the margin is linear, so the
-/// best schedule runs each miner on or off: a two-state dynamic program over the horizon solves it exactly in
-/// O(horizon) per group — the same model as the site LP restricted to one group, with whole restarts. Its value beyond
-/// the horizon: a stopped miner is assumed to restart (paying once) when the last planned interval still pays.</item>
-/// <item><b>Hysteresis falls out</b>: a running miner stops only when the expected loss over the coming intervals exceeds
+/// <item><b>The plan</b>: the fleet is cut into units in restart order — groups most efficient first, each cut into equal
+/// pieces no larger than the ramp-up limit — and <see cref="RampPlan"/> finds, exactly, how many units to run in each
+/// interval of the horizon to maximize the expected margin (hashprice revenue minus the forecast energy cost minus the
+/// expected peak charge, likelihood × charge per kW, the interconnect's headroom beside the AI load capping what runs)
+/// minus every restart (wear plus the minutes without hashing), with no more restarted per interval than the ramp-up
+/// limit allows. Modelling the ramp is what lets it come back <i>before</i> a spike ends: the units it will want when
+/// the price falls start while the price is still high, as the perfect-foresight optimum does.</item>
+/// <item><b>Hysteresis falls out</b>: a running unit stops only when the expected loss over the coming intervals exceeds
 /// the restart it will cost, and a stopped one starts only when the margin ahead pays for its restart — no threshold
 /// bands to tune.</item>
 /// </list>
@@ -41,7 +42,7 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
     {
         _config = config ?? new ControllerConfig();
         _prices = new PriceForecaster(_config.SeasonalDays);
-        _peaks = new PeakRiskForecaster(_config.PeakPriorFraction, _config.PeakMinRelativeError, _config.PeakRemainingDaysWeight);
+        _peaks = new PeakRiskForecaster(_config.PeakPriorFraction, _config.PeakMinRelativeError, _config.PeakRemainingDaysWeight, _config.PeakHourPriorExponent);
     }
 
     /// <inheritdoc />
@@ -73,8 +74,43 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
         _prices.Reset(problem);
         _peaks.Reset(problem);
         _peakRatePerKw = problem.PeakChargeMonths.Length == 0 ? 0 : problem.PeakChargeUsdPerKwYear / problem.PeakChargeMonths.Length / perHour;
+        BuildUnits(problem);
         LastReason = CurtailmentReason.None;
     }
+
+    // The fleet as units in restart order (groups most efficient first, each cut into equal pieces no larger than the
+    // ramp-up limit), so that at most the units whose kW fits the limit start in one interval.
+    private void BuildUnits(SiteProblem p)
+    {
+        var group = new List<int>();
+        var miners = new List<int>();
+        double ramp = p.RampUpKwPerInterval;
+        for (int g = 0; g < p.Groups.Length; g++)
+        {
+            MinerGroup grp = p.Groups[g];
+            if (grp.Count == 0) continue;
+            int pieces = double.IsFinite(ramp) && ramp > 0 ? (int)Math.Min(grp.Count, Math.Max(1, Math.Ceiling(grp.FleetKw / ramp - 1e-9))) : 1;
+            for (int i = 0; i < pieces; i++)
+            {
+                group.Add(g);
+                miners.Add(grp.Count / pieces + (i < grp.Count % pieces ? 1 : 0));
+            }
+        }
+        int units = group.Count;
+        _unitGroup = [.. group];
+        _unitMiners = [.. miners];
+        _cumKw = new double[units + 1];
+        for (int u = 0; u < units; u++) _cumKw[u + 1] = _cumKw[u] + _unitMiners[u] * p.Groups[_unitGroup[u]].WattsEach / 1000.0;
+        _cumRestart = new double[units + 1];
+        _groupMargin = new double[p.Groups.Length];
+        _next = new double[units + 1];
+        _current = new double[units + 1];
+        _terminal = new double[units + 1];
+        _earn = new double[_maxHorizon * (units + 1)];
+    }
+
+    private int[] _unitGroup = [], _unitMiners = [];
+    private double[] _cumKw = [], _cumRestart = [], _groupMargin = [], _next = [], _current = [], _terminal = [], _earn = [];
 
     /// <inheritdoc />
     public void Decide(in RealTimeView view, Span<int> running)
@@ -96,43 +132,83 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
         _peaks.Forecast(view, peak);
 
         double hashprice = view.KnownHashprice;
-        double hours = p.IntervalHours;
         MinerGroup[] groups = p.Groups;
-        double kwBefore = 0;
-        for (int g = 0; g < groups.Length; g++)
-        {
-            MinerGroup grp = groups[g];
-            double revenue = Economics.RevenuePerMinerHour(p, grp, hashprice) * hours;
-            double mwhPerInterval = p.Pue * grp.WattsEach / 1e6 * hours;
-            double facilityKw = p.Pue * grp.WattsEach / 1000.0;
-            double lastValue = revenue - price[h - 1] * mwhPerInterval - peak[h - 1] * _peakRatePerKw * facilityKw;
-            // A restart costs its wear and minutes without hashing, and — when the whole fleet restarts — the intervals this
-            // group waits behind the ramp-up limit (groups restart most efficient first), valued at the horizon's margin.
-            double waiting = double.IsFinite(p.RampUpKwPerInterval) && p.RampUpKwPerInterval > 0
-                ? Math.Max(0, (kwBefore + grp.FleetKw / 2) / p.RampUpKwPerInterval - 0.5) : 0;
-            kwBefore += grp.FleetKw;
-            double restart = Economics.RestartCost(p, grp, hashprice) + waiting * Math.Max(0, lastValue);
+        int units = _unitGroup.Length;
+        for (int u = 0; u < units; u++)
+            _cumRestart[u + 1] = _cumRestart[u] + _unitMiners[u] * Economics.RestartCost(p, groups[_unitGroup[u]], hashprice);
 
-            // Backward two-state dynamic program: next1 / next0 = best value from k + 1 on when the miner runs / is off at k.
-            double next1 = 0, next0 = lastValue > 0 ? -restart : 0;
-            double runFromOn = 0, runFromOff = 0, stay = 0, value0 = 0;
-            for (int k = h - 1; k >= 0; k--)
+        // The state now: how many units, in restart order, run (a unit counts when all its miners run).
+        int now = 0;
+        {
+            int g = -1, used = 0;
+            for (; now < units; now++)
             {
-                double value = revenue - price[k] * mwhPerInterval - peak[k] * _peakRatePerKw * facilityKw;
-                runFromOn = value + next1;
-                runFromOff = value - restart + next1;
-                stay = next0;
-                next1 = Math.Max(stay, runFromOn);
-                next0 = Math.Max(stay, runFromOff);
-                value0 = value;
+                int ug = _unitGroup[now];
+                if (ug != g) { g = ug; used = 0; }
+                used += _unitMiners[now];
+                if (Math.Clamp(view.PreviousRunning[ug], 0, groups[ug].Count) < used) break;
             }
-            // Per miner: those running keep running if that beats stopping; those stopped start if that beats staying off.
-            int previous = Math.Clamp(view.PreviousRunning[g], 0, grp.Count);
-            int keep = runFromOn >= stay ? previous : 0;
-            int start = runFromOff > stay ? grp.Count - previous : 0;
-            running[g] = keep + start;
-            if (running[g] < grp.Count && LastReason == CurtailmentReason.None)
-                LastReason = peak[0] > 0 && value0 + peak[0] * _peakRatePerKw * facilityKw > 0 ? CurtailmentReason.PeakRisk : CurtailmentReason.Price;
+        }
+
+        // The plan (RampPlan): interval k in state n earns what the first n units earn at the forecast price and peak
+        // likelihood, the interconnect's headroom capping it (least efficient miners first). Beyond the horizon a
+        // stopped unit is assumed to restart when the last planned interval still pays.
+        int width = units + 1;
+        for (int k = 0; k < h; k++)
+        {
+            Margins(p, hashprice, price[k], peak[k]);
+            Prefix(p, t + k, _earn.AsSpan(k * width, width));
+        }
+        ReadOnlySpan<double> last = _earn.AsSpan((h - 1) * width, width);
+        for (int n = 0; n <= units; n++)
+        {
+            double restartLater = 0;
+            for (int u = n; u < units; u++)
+                if (last[u + 1] - last[u] > 0) restartLater += _cumRestart[u + 1] - _cumRestart[u];
+            _terminal[n] = -restartLater;
+        }
+        int best = RampPlan.Solve(_earn.AsSpan(0, h * width), h, _cumKw, _cumRestart, _terminal, p.RampUpKwPerInterval, p.RampDownKwPerInterval,
+            now, _next, _current).First;
+
+        // The decision: units below `best` run; the state's own partial unit (miners beyond whole units) is kept as it was.
+        Span<int> want = running;
+        want.Clear();
+        for (int u = 0; u < best; u++) want[_unitGroup[u]] += _unitMiners[u];
+        if (best == now)
+            for (int g = 0; g < groups.Length; g++) want[g] = Math.Max(want[g], Math.Clamp(view.PreviousRunning[g], 0, groups[g].Count));
+        if (best < units)
+        {
+            // Why the rest is off: the expected peak charge when the unit would pay without it, else the price.
+            Margins(p, hashprice, price[0], peak[0]);
+            int g = _unitGroup[best];
+            double withoutPeak = _groupMargin[g] + peak[0] * _peakRatePerKw * p.Pue * groups[g].WattsEach / 1000.0;
+            if (p.MinerHeadroomKw(t) > _cumKw[best] + 1e-6)
+                LastReason = peak[0] > 0 && withoutPeak > 0 ? CurtailmentReason.PeakRisk : CurtailmentReason.Price;
+        }
+    }
+
+    // Each group's expected margin per miner over one interval at a price and a peak likelihood.
+    private void Margins(SiteProblem p, double hashprice, double price, double peak)
+    {
+        double hours = p.IntervalHours;
+        for (int g = 0; g < p.Groups.Length; g++)
+        {
+            MinerGroup grp = p.Groups[g];
+            _groupMargin[g] = Economics.RevenuePerMinerHour(p, grp, hashprice) * hours - price * p.Pue * grp.WattsEach / 1e6 * hours
+                - peak * _peakRatePerKw * p.Pue * grp.WattsEach / 1000.0;
+        }
+    }
+
+    // prefix[n]: what the first n units earn in interval i, the part of them above the interconnect's headroom idle.
+    private void Prefix(SiteProblem p, int i, Span<double> prefix)
+    {
+        double headroom = p.MinerHeadroomKw(i);
+        prefix[0] = 0;
+        for (int u = 0; u < _unitGroup.Length; u++)
+        {
+            double kw = _cumKw[u + 1] - _cumKw[u];
+            double fits = kw <= 0 ? 0 : Math.Clamp((headroom - _cumKw[u]) / kw, 0, 1);
+            prefix[u + 1] = prefix[u] + fits * _unitMiners[u] * _groupMargin[_unitGroup[u]];
         }
     }
 }

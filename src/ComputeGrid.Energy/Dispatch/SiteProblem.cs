@@ -110,14 +110,25 @@ public sealed class SiteProblem
     /// </summary>
     public double? DayAheadPublishedLocalHour { get; init; }
 
+    /// <summary>
+    /// For a real-time market that publishes each interval's binding price before the interval starts (CAISO's
+    /// fifteen-minute market): the minutes before the start. Interval <c>i</c>'s price is known when interval <c>t</c> is
+    /// decided (at its start) when <c>start(i) − minutes ≤ start(t)</c>. Null when prices are known only once their
+    /// interval has passed.
+    /// </summary>
+    public double? PricePublishedMinutesBeforeStart { get; init; }
+
     private int[]? _pricesKnownUntil;
 
     /// <summary>The first interval whose price is not yet known when interval <paramref name="t"/> is decided (see <see cref="RealTimeView.PricesKnownUntil"/>).</summary>
     public int PricesKnownUntil(int t)
     {
-        if (DayAheadPublishedLocalHour is null) return t;
+        int until = t;
+        if (PricePublishedMinutesBeforeStart is { } ahead)
+            until = (int)Math.Min(Count, t + Math.Floor(ahead / IntervalMinutes) + 1);
+        if (DayAheadPublishedLocalHour is null) return until;
         int[] known = _pricesKnownUntil ??= DayAheadKnown(DayAheadPublishedLocalHour.Value);
-        return Math.Max(t, known[t]);
+        return Math.Max(until, known[t]);
     }
 
     // For each interval: the end (exclusive) of the local day whose prices are the last published at its start.
@@ -202,6 +213,7 @@ public sealed class SiteProblem
             InterconnectKw = InterconnectKw, Pue = Pue, Groups = Groups, RampUpKwPerInterval = RampUpKwPerInterval,
             RampDownKwPerInterval = RampDownKwPerInterval, RestartMinutes = RestartMinutes, RestartWearUsd = RestartWearUsd,
             PoolFeeFraction = PoolFeeFraction, InitialRunning = initialRunning, DayAheadPublishedLocalHour = DayAheadPublishedLocalHour,
+            PricePublishedMinutesBeforeStart = PricePublishedMinutesBeforeStart,
         };
     }
 }

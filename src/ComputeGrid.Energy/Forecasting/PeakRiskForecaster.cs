@@ -29,11 +29,13 @@ public sealed class PeakRiskForecaster
     /// <summary>Longest lead forecast (hours).</summary>
     public const int MaxLeadHours = 23;
 
-    private readonly double _priorFraction, _minRelativeError, _remainingDaysWeight;
+    private readonly double _priorFraction, _minRelativeError, _remainingDaysWeight, _hourPriorExponent;
     private SiteProblem? _p;
     private readonly double[] _load = new double[HistoryHours];   // ring of hourly loads, by hour index
     private readonly double[] _sq = new double[MaxLeadHours + 1];  // Σ squared relative error per lead
     private readonly long[] _n = new long[MaxLeadHours + 1];
+    private readonly double[] _shapeSq = new double[MaxLeadHours + 1]; // Σ squared relative error of the d-hour ratio, by d
+    private readonly long[] _shapeN = new long[MaxLeadHours + 1];
     private long _hours;            // hours seen
     private int _consumedUntil = -1; // the next interval whose hour is read
     private int _perHour;
@@ -41,7 +43,9 @@ public sealed class PeakRiskForecaster
     private int _monthNow;
     private double _monthMax, _max30, _todayMax;
     private readonly double[] _dailyMax = new double[30]; // ring of the last 30 complete local days' maxima
-    private int _days, _today = -1;
+    private int _days, _today = -1, _todayMaxHour;
+    private readonly int[] _dailyPeakHour = new int[30]; // ring: the local hour of each of those days' maxima
+    private readonly int[] _peakHourCount = new int[24]; // days of the ring whose maximum fell in each local hour
     private readonly double[] _ahead = new double[MaxLeadHours + 1]; // L̂ by lead
     private readonly double[] _leadProbability = new double[MaxLeadHours + 1];
     private long _cachedHours = -1;
@@ -51,8 +55,10 @@ public sealed class PeakRiskForecaster
     /// Creates the forecaster. <paramref name="priorFraction"/>: the share of the last 30 days' maximum the month's peak
     /// is assumed to reach at least; <paramref name="minRelativeError"/>: the floor of the load forecast's relative error.
     /// </summary>
-    public PeakRiskForecaster(double priorFraction = 0.97, double minRelativeError = 0.01, double remainingDaysWeight = 1)
+    public PeakRiskForecaster(double priorFraction = 0.97, double minRelativeError = 0.01, double remainingDaysWeight = 1, double hourPriorExponent = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(hourPriorExponent);
+        _hourPriorExponent = hourPriorExponent;
         ArgumentOutOfRangeException.ThrowIfNegative(remainingDaysWeight);
         _remainingDaysWeight = remainingDaysWeight;
         ArgumentOutOfRangeException.ThrowIfNegative(priorFraction);
@@ -70,6 +76,14 @@ public sealed class PeakRiskForecaster
     /// <summary>The measured root-mean-square relative error of the load forecast <paramref name="leadHours"/> ahead (NaN before any).</summary>
     public double RelativeError(int leadHours) => _n[leadHours] == 0 ? double.NaN : Math.Sqrt(_sq[leadHours] / _n[leadHours]);
 
+    /// <summary>
+    /// The measured root-mean-square relative error of yesterday's shape as a forecast of the ratio of two hours
+    /// <paramref name="hoursApart"/> apart today, <c>(L_j / L_{j−d}) / (L_{j−24} / L_{j−24−d}) − 1</c> (NaN before any).
+    /// Two hours forecast from the same last known hour share its level's error, so which of them is higher is
+    /// uncertain only by this much.
+    /// </summary>
+    public double ShapeError(int hoursApart) => _shapeN[hoursApart] == 0 ? double.NaN : Math.Sqrt(_shapeSq[hoursApart] / _shapeN[hoursApart]);
+
     /// <summary>Whether the site pays a peak charge that this forecaster prices.</summary>
     public bool Active { get; private set; }
 
@@ -84,12 +98,17 @@ public sealed class PeakRiskForecaster
         Array.Clear(_load);
         Array.Clear(_sq);
         Array.Clear(_n);
+        Array.Clear(_shapeSq);
+        Array.Clear(_shapeN);
         _hours = 0;
         _monthNow = 0;
         _monthMax = 0;
         _max30 = 0;
         _todayMax = 0;
         Array.Clear(_dailyMax);
+        Array.Clear(_dailyPeakHour);
+        Array.Clear(_peakHourCount);
+        _todayMaxHour = 0;
         _days = 0;
         _today = -1;
         _cachedHours = -1;
@@ -112,7 +131,7 @@ public sealed class PeakRiskForecaster
         while (_consumedUntil + _perHour <= known.Length)
         {
             DateTime local = p.IntervalStartUtc(_consumedUntil).AddHours(p.LocalUtcOffsetHours[_consumedUntil]);
-            Observe(known[_consumedUntil], local.Month, local.Day);
+            Observe(known[_consumedUntil], local.Month, local.Day, local.Hour);
             _consumedUntil += _perHour;
         }
         if (_hours < 25) return;
@@ -164,13 +183,27 @@ public sealed class PeakRiskForecaster
             double bar = month == _monthNow ? Math.Max(_monthMax, _priorFraction * _max30) : _priorFraction * _max30;
             double relative = Math.Max(_minRelativeError, double.IsNaN(RelativeError(lead)) ? 0.05 : RelativeError(lead));
             double sigma = relative * forecast;
-            // The rest of its day: the hours of today already known (when it is today), and the forecast of the others.
-            double other = isToday ? _todayMax : 0;
+            // The rest of its day: the hours of today already known (when it is today) must be beaten by the forecast, whose
+            // error is the lead's; the other hours forecast from the same last known hour share its level, so the
+            // highest of them is beaten within the error of yesterday's shape over the hours between.
+            double beatsDay = 1;
+            if (isToday && _todayMax > 0) beatsDay = Normal.Cdf((forecast - _todayMax) / sigma);
             int firstLeadOfDay = isToday ? firstLead : lead - local.Hour;
             int lastLeadOfDay = Math.Min(MaxLeadHours, isToday ? firstLead + hoursLeftToday - 1 : lead + 23 - local.Hour);
+            double other = 0;
+            int otherLead = 0;
             for (int l = Math.Max(1, firstLeadOfDay); l <= lastLeadOfDay; l++)
-                if (l != lead && !double.IsNaN(_ahead[l])) other = Math.Max(other, _ahead[l]);
-            double beatsDay = other > 0 ? Normal.Cdf((forecast - other) / (Math.Sqrt(2) * sigma)) : 1;
+                if (l != lead && !double.IsNaN(_ahead[l]) && _ahead[l] > other) { other = _ahead[l]; otherLead = l; }
+            if (other > 0)
+            {
+                double shape = ShapeError(Math.Abs(lead - otherLead));
+                double shapeSigma = Math.Max(_minRelativeError / 2, double.IsNaN(shape) ? relative * Math.Sqrt(2) : shape) * forecast;
+                beatsDay *= Normal.Cdf((forecast - other) / shapeSigma);
+            }
+            // Which hour of the day peaks: as often as it did over the last 30 days, relative to the most frequent hour.
+            int mostFrequent = 0;
+            for (int hr = 0; hr < 24; hr++) mostFrequent = Math.Max(mostFrequent, _peakHourCount[hr]);
+            beatsDay *= Math.Pow((_peakHourCount[local.Hour] + 0.5) / (mostFrequent + 0.5), _hourPriorExponent);
             int remainingDays = DateTime.DaysInMonth(local.Year, local.Month) - local.Day;
             double q = (CountDaysAtLeast(forecast) + 0.5) / (Math.Min(_days, 30) + 1);
             _leadProbability[lead] = Normal.Cdf((forecast - bar) / sigma) * beatsDay * Math.Pow(1 - q, remainingDays * _remainingDaysWeight);
@@ -187,16 +220,24 @@ public sealed class PeakRiskForecaster
     private double Load(long hour) => hour < 0 || hour < _hours - HistoryHours || hour >= _hours ? double.NaN : _load[hour % HistoryHours];
 
     // Folds one known hour into the history, the month's maximum and the error of every lead that forecast it.
-    private void Observe(double load, int month, int day)
+    private void Observe(double load, int month, int day, int hour)
     {
         long h = _hours;
         if (day != _today)
         {
-            if (_today >= 0) { _dailyMax[_days % 30] = _todayMax; _days++; }
+            if (_today >= 0)
+            {
+                int slot = _days % 30;
+                if (_days >= 30) _peakHourCount[_dailyPeakHour[slot]]--;
+                _dailyMax[slot] = _todayMax;
+                _dailyPeakHour[slot] = _todayMaxHour;
+                _peakHourCount[_todayMaxHour]++;
+                _days++;
+            }
             _today = day;
             _todayMax = 0;
         }
-        if (!double.IsNaN(load)) _todayMax = Math.Max(_todayMax, load);
+        if (!double.IsNaN(load) && load > _todayMax) { _todayMax = load; _todayMaxHour = hour; }
         if (!double.IsNaN(load) && h >= 25)
         {
             for (int lead = 1; lead <= MaxLeadHours && h - lead - 24 >= Math.Max(0, h - HistoryHours + 1); lead++)
@@ -206,6 +247,14 @@ public sealed class PeakRiskForecaster
                 double e = baseLoad * y / yBase / load - 1;
                 _sq[lead] += e * e;
                 _n[lead]++;
+            }
+            for (int d = 1; d <= MaxLeadHours && h - d - 24 >= Math.Max(0, h - HistoryHours + 1); d++)
+            {
+                double before = Load(h - d), y = Load(h - 24), yBefore = Load(h - d - 24);
+                if (!(before > 0) || !(y > 0) || !(yBefore > 0)) continue;
+                double e = load / before / (y / yBefore) - 1;
+                _shapeSq[d] += e * e;
+                _shapeN[d]++;
             }
         }
         _load[h % HistoryHours] = load;

@@ -94,7 +94,8 @@ public sealed class PriceForecaster
         while (_observed < past.Length) Observe(_observed, past[_observed++]);
 
         ReadOnlySpan<double> known = view.KnownPrices;
-        double last = view.LastPrice;
+        // Persistence starts from the last price known: the previous interval's, or the last one published ahead.
+        double last = known.Length > 0 ? known[^1] : double.NaN;
         double decay = 1;
         int perDay = _median.Length;
         double rate = _phi;

@@ -76,6 +76,15 @@ public sealed record PriceSource
     /// after; the Tokyo example assumes 12:00. Omit for real-time prices, known only once their interval has passed.
     /// </summary>
     public double? DayAheadPublishedLocalHour { get; init; }
+
+    /// <summary>
+    /// For a real-time market that publishes each interval's binding price before the interval starts: how many minutes
+    /// before (0–1,440). CAISO's fifteen-minute market (FMM, OASIS market run <c>RTPD</c>, the prices in
+    /// <c>caiso_rt_lmp_zones_15min_2021.csv</c>) runs 37.5 minutes before its binding interval and publishes about 22.5
+    /// minutes before it, so at an interval's start its own price and the next one's are known. Omit when the price is
+    /// settled after the interval (ERCOT's 15-minute settlement point prices average the interval's 5-minute runs).
+    /// </summary>
+    public double? PublishedMinutesBeforeStart { get; init; }
 }
 
 public sealed record LoadSource
@@ -210,7 +219,13 @@ public sealed record ControllerConfig
     public double PeakMinRelativeError { get; init; } = 0.01;
 
     /// <summary>Predictive controller: the weight of the month's remaining days in the chance that a later day beats an hour (0 ignores them, 1 counts each).</summary>
-    public double PeakRemainingDaysWeight { get; init; } = 1;
+    public double PeakRemainingDaysWeight { get; init; } = 8;
+
+    /// <summary>
+    /// Predictive controller: how strongly an hour's chance of being its day's peak follows how often that local hour
+    /// peaked over the last 30 days (0 ignores it; 1 scales by its frequency relative to the most frequent hour).
+    /// </summary>
+    public double PeakHourPriorExponent { get; init; } = 6;
 }
 
 /// <summary>A site file that cannot be used: <see cref="Field"/> names the offending field (JSON path).</summary>
@@ -277,6 +292,8 @@ public static class SiteConfigLoader
         if (string.IsNullOrWhiteSpace(c.Prices.Column)) Fail("prices.column", "is required.");
         if (c.Prices.DayAheadPublishedLocalHour is { } published && !(published >= 0 && published <= 24))
             Fail("prices.dayAheadPublishedLocalHour", "must be a local hour within [0, 24].");
+        if (c.Prices.PublishedMinutesBeforeStart is { } ahead && !(ahead >= 0 && ahead <= 24 * 60))
+            Fail("prices.publishedMinutesBeforeStart", "must be minutes within [0, 1440].");
         if (c.Prices.Format == "jepx-30min" && c.Prices.JpyPerUsd is not (> 0 and < 10_000))
             Fail("prices.jpyPerUsd", "is required for yen prices and must be positive.");
         if (Series.MarketTimeZone.Find(c.TimeZone) is null)
@@ -354,6 +371,12 @@ public static class SiteConfigLoader
             if (k.PeakGuardFirstHour is < 0 or > 23 || k.PeakGuardLastHour is < 0 or > 23 || k.PeakGuardLastHour < k.PeakGuardFirstHour)
                 Fail("controller.peakGuardFirstHour", "hours must be 0–23 with first ≤ last.");
             if (!(k.RestartPaybackHours >= 0 && k.RestartPaybackHours <= 48)) Fail("controller.restartPaybackHours", "must be in [0, 48].");
+            if (k.HorizonHours is < 1 or > 48) Fail("controller.horizonHours", "must be 1–48.");
+            if (k.SeasonalDays is < 1 or > 60) Fail("controller.seasonalDays", "must be 1–60.");
+            if (!(k.PeakPriorFraction >= 0 && k.PeakPriorFraction <= 1.5)) Fail("controller.peakPriorFraction", "must be in [0, 1.5].");
+            if (!(k.PeakMinRelativeError > 0 && k.PeakMinRelativeError <= 1)) Fail("controller.peakMinRelativeError", "must be in (0, 1].");
+            if (!(k.PeakRemainingDaysWeight >= 0 && k.PeakRemainingDaysWeight <= 10)) Fail("controller.peakRemainingDaysWeight", "must be in [0, 10].");
+            if (!(k.PeakHourPriorExponent >= 0 && k.PeakHourPriorExponent <= 10)) Fail("controller.peakHourPriorExponent", "must be in [0, 10].");
         }
     }
 

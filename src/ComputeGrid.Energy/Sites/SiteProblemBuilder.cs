@@ -187,6 +187,7 @@ public static class SiteProblemBuilder
             PoolFeeFraction = config.Bitcoin.PoolFeePercent / 100.0,
             InitialRunning = initial,
             DayAheadPublishedLocalHour = config.Prices.DayAheadPublishedLocalHour,
+            PricePublishedMinutesBeforeStart = config.Prices.PublishedMinutesBeforeStart,
         };
         return new BuiltSite
         {

@@ -62,6 +62,10 @@ public class SiteConfigTests
     [InlineData("\"revenuePerGpuHourUsd\": 2.00", "\"revenuePerGpuHourUsd\": 2.0000001", "gpus[0].revenuePerGpuHourUsd")]
     [InlineData("\"kind\": \"seeded-leases\"", "\"kind\": \"sometimes\"", "gpus[0].demand.kind")]
     [InlineData("\"upKwPerInterval\": 10000", "\"upKwPerInterval\": 0", "ramp.upKwPerInterval")]
+    [InlineData("\"format\": \"eia-15min\"", "\"format\": \"eia-15min\", \"publishedMinutesBeforeStart\": -1", "prices.publishedMinutesBeforeStart")]
+    [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"controller\": { \"peakHourPriorExponent\": 11 }", "controller.peakHourPriorExponent")]
+    [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"controller\": { \"horizonHours\": 0 }", "controller.horizonHours")]
+    [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"controller\": { \"peakMinRelativeError\": 0 }", "controller.peakMinRelativeError")]
     public void Invalid_configuration_names_the_field(string find, string replace, string field)
     {
         string json = ReferenceJson;
