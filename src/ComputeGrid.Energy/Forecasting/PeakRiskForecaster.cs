@@ -12,10 +12,14 @@ namespace ComputeGrid.Energy.Forecasting;
 /// already known (each scored as soon as its hour ends, never later), with a floor of <see cref="MinRelativeError"/>.</item>
 /// <item><b>The bar to beat</b>: the month-to-date maximum, or — early in a month, when few days have been seen — the
 /// larger of it and <see cref="PriorFraction"/> × the last 30 days' maximum.</item>
-/// <item><b>Likelihood</b>: the product of three chances — that the hour beats the bar, <c>Φ((L̂_j − bar) / (σ_ℓ · L̂_j))</c>;
-/// that it beats the rest of its own day (the hours of the day already known, and the forecast of the others),
-/// <c>Φ((L̂_j − other) / (√2 · σ_ℓ · L̂_j))</c>; and that none of the month's remaining <c>R</c> days beats it,
-/// <c>(1 − q)^R</c>, with <c>q</c> the share of the last 30 days whose peak reached <c>L̂_j</c> (smoothed: (count + ½) / 31).
+/// <item><b>Likelihood</b>: the product of four chances — that the hour beats the bar, <c>Φ((L̂_j − bar) / (σ_ℓ · L̂_j))</c>;
+/// that it beats the hours of its day already known, <c>Φ((L̂_j − known) / (σ_ℓ · L̂_j))</c>, and the highest other hour
+/// forecast, <c>Φ((L̂_j − L̂_o) / (s_d · L̂_j))</c> — both forecast from the same last known hour, they share its level, so
+/// the error is <c>s_d</c>, the measured error of yesterday's shape over the <c>d = |j − o|</c> hours between
+/// (<see cref="ShapeError"/>); that its local hour is the one that peaks, <c>((c_H + ½) / (c_max + ½))^x</c> with
+/// <c>c_H</c> the last 30 days whose peak fell in that hour and <c>x</c> the hour prior's exponent; and that none of the
+/// month's remaining <c>R</c> days beats it, <c>(1 − q)^(w·R)</c>, with <c>q</c> the share of the last 30 days whose
+/// peak reached <c>L̂_j</c> (smoothed: (count + ½) / 31) and <c>w</c> the remaining days' weight.
 /// For hours of the peak-charge months; zero elsewhere, beyond 23 hours ahead, and without a load series.</item>
 /// </list>
 /// The controller multiplies it by the charge (USD per kW of the month's peak hour) to price each kW it runs in that
@@ -53,7 +57,10 @@ public sealed class PeakRiskForecaster
 
     /// <summary>
     /// Creates the forecaster. <paramref name="priorFraction"/>: the share of the last 30 days' maximum the month's peak
-    /// is assumed to reach at least; <paramref name="minRelativeError"/>: the floor of the load forecast's relative error.
+    /// is assumed to reach at least; <paramref name="minRelativeError"/>: the floor of the load forecast's relative error;
+    /// <paramref name="remainingDaysWeight"/>: <c>w</c>, the weight of the month's remaining days;
+    /// <paramref name="hourPriorExponent"/>: <c>x</c>, how strongly the hours that peaked lately are preferred (0: not at all).
+    /// The controller's defaults are <see cref="Sites.ControllerConfig"/>'s.
     /// </summary>
     public PeakRiskForecaster(double priorFraction = 0.97, double minRelativeError = 0.01, double remainingDaysWeight = 1, double hourPriorExponent = 1)
     {
