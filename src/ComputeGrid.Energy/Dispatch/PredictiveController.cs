@@ -107,10 +107,11 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
         _current = new double[units + 1];
         _terminal = new double[units + 1];
         _earn = new double[_maxHorizon * (units + 1)];
+        _cap = new double[_maxHorizon];
     }
 
     private int[] _unitGroup = [], _unitMiners = [];
-    private double[] _cumKw = [], _cumRestart = [], _groupMargin = [], _next = [], _current = [], _terminal = [], _earn = [];
+    private double[] _cumKw = [], _cumRestart = [], _groupMargin = [], _next = [], _current = [], _terminal = [], _earn = [], _cap = [];
 
     /// <inheritdoc />
     public void Decide(in RealTimeView view, Span<int> running)
@@ -137,16 +138,25 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
         for (int u = 0; u < units; u++)
             _cumRestart[u + 1] = _cumRestart[u] + _unitMiners[u] * Economics.RestartCost(p, groups[_unitGroup[u]], hashprice);
 
-        // The state now: how many units, in restart order, run (a unit counts when all its miners run).
+        // The state now: how many units, in restart order, run (a unit counts when all its miners run); the power running,
+        // and the restarts the miners running beyond those units would not pay again.
         int now = 0;
+        double nowKw = 0, nowCredit = 0;
+        for (int g = 0; g < groups.Length; g++) nowKw += Math.Clamp(view.PreviousRunning[g], 0, groups[g].Count) * groups[g].WattsEach / 1000.0;
         {
             int g = -1, used = 0;
             for (; now < units; now++)
             {
                 int ug = _unitGroup[now];
                 if (ug != g) { g = ug; used = 0; }
+                int previous = Math.Clamp(view.PreviousRunning[ug], 0, groups[ug].Count);
+                if (previous < used + _unitMiners[now])
+                {
+                    // The first unit not whole: its running miners are credited their restart.
+                    nowCredit = Math.Max(0, previous - used) * Economics.RestartCost(p, groups[ug], hashprice);
+                    break;
+                }
                 used += _unitMiners[now];
-                if (Math.Clamp(view.PreviousRunning[ug], 0, groups[ug].Count) < used) break;
             }
         }
 
@@ -158,6 +168,7 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
         {
             Margins(p, hashprice, price[k], peak[k]);
             Prefix(p, t + k, _earn.AsSpan(k * width, width));
+            _cap[k] = p.MinerHeadroomKw(t + k);
         }
         ReadOnlySpan<double> last = _earn.AsSpan((h - 1) * width, width);
         for (int n = 0; n <= units; n++)
@@ -167,8 +178,8 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
                 if (last[u + 1] - last[u] > 0) restartLater += _cumRestart[u + 1] - _cumRestart[u];
             _terminal[n] = -restartLater;
         }
-        int best = RampPlan.Solve(_earn.AsSpan(0, h * width), h, _cumKw, _cumRestart, _terminal, p.RampUpKwPerInterval, p.RampDownKwPerInterval,
-            now, _next, _current).First;
+        int best = RampPlan.Solve(_earn.AsSpan(0, h * width), h, _cumKw, _cumRestart, _terminal, _cap.AsSpan(0, h), p.RampUpKwPerInterval,
+            p.RampDownKwPerInterval, now, nowKw, nowCredit, _next, _current).First;
 
         // The decision: units below `best` run; the state's own partial unit (miners beyond whole units) is kept as it was.
         Span<int> want = running;

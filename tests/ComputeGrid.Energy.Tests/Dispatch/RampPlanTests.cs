@@ -34,16 +34,25 @@ public class RampPlanTests
             for (int n = 0; n < width; n++) terminal[n] = -rng.NextDouble() * 20;
             double up = rng.NextDouble() < 0.2 ? double.PositiveInfinity : 1 + rng.Next(12);
             double down = rng.NextDouble() < 0.7 ? double.PositiveInfinity : 1 + rng.Next(12);
+            // The interconnect's headroom: often above the whole fleet, sometimes cutting into it.
+            var cap = new double[horizon];
+            for (int k = 0; k < horizon; k++) cap[k] = rng.NextDouble() < 0.6 ? double.PositiveInfinity : cumKw[units] * rng.NextDouble();
             int now = rng.Next(width);
+            // Part of the next unit may run too (trimmed by the headroom before): its power, and its restarts not to pay again.
+            double part = now < units && rng.NextDouble() < 0.5 ? rng.NextDouble() : 0;
+            double nowKw = cumKw[now] + (now < units ? part * (cumKw[now + 1] - cumKw[now]) : 0);
+            double nowCredit = now < units ? part * (cumRestart[now + 1] - cumRestart[now]) : 0;
 
-            (int first, double value) = RampPlan.Solve(earn, horizon, cumKw, cumRestart, terminal, up, down, now, new double[width], new double[width]);
-            double reference = RampPlan.Reference(earn, horizon, cumKw, cumRestart, terminal, up, down, now);
+            (int first, double value) = RampPlan.Solve(earn, horizon, cumKw, cumRestart, terminal, cap, up, down, now, nowKw, nowCredit, new double[width], new double[width]);
+            double reference = RampPlan.Reference(earn, horizon, cumKw, cumRestart, terminal, cap, up, down, now, nowKw, nowCredit);
+            if (double.IsNegativeInfinity(reference)) { Assert.True(double.IsNegativeInfinity(value)); continue; }
             Assert.Equal(reference, value, 9);
             // The first step is feasible and leads to the optimum.
-            double step = cumKw[first] - cumKw[now];
+            double step = Math.Min(cumKw[first], cap[0]) - nowKw;
             Assert.True(step <= up + 1e-6 && -step <= down + 1e-6, $"trial {trial}: {now} → {first} breaks a ramp");
-            double rest = horizon == 1 ? terminal[first] : RampPlan.Reference(earn[width..], horizon - 1, cumKw, cumRestart, terminal, up, down, first);
-            double restart = first > now ? cumRestart[first] - cumRestart[now] : 0;
+            double rest = horizon == 1 ? terminal[first]
+                : RampPlan.Reference(earn[width..], horizon - 1, cumKw, cumRestart, terminal, cap[1..], up, down, first, Math.Min(cumKw[first], cap[0]), 0);
+            double restart = first > now ? cumRestart[first] - cumRestart[now] - nowCredit : 0;
             Assert.Equal(reference, earn[first] - restart + rest, 9);
         }
     }
@@ -65,7 +74,9 @@ public class RampPlanTests
         var path = new List<int>();
         for (int k = 0; k < horizon; k++)
         {
-            state = RampPlan.Solve(earn.AsSpan(k * width), horizon - k, cumKw, cumRestart, terminal, 10, double.PositiveInfinity, state, new double[width], new double[width]).First;
+            var cap = Enumerable.Repeat(double.PositiveInfinity, horizon - k).ToArray();
+            state = RampPlan.Solve(earn.AsSpan(k * width), horizon - k, cumKw, cumRestart, terminal, cap, 10, double.PositiveInfinity, state, cumKw[state], 0,
+                new double[width], new double[width]).First;
             path.Add(state);
         }
         Assert.Equal([0, 1, 2, 3, 4, 4, 4, 4], path);
