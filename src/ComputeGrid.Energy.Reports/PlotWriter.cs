@@ -25,8 +25,11 @@ public static class PlotWriter
     /// <summary>Periods of at least this many days are plotted by month in <see cref="CreateProfitPlot"/>; shorter ones by day.</summary>
     public const int ProfitByMonthDaysMin = 62;
 
-    /// <summary>The name the optimum's bar has in <see cref="PolicyValues"/>.</summary>
-    public const string OptimumName = "optimum (LP)";
+    /// <summary>The name of the LP optimum's bar in <see cref="PolicyValues"/> (when it is the bound scored against).</summary>
+    public const string OptimumName = SiteBacktestResult.LpBoundName;
+
+    /// <summary>Whether a bar of <see cref="CreateComparisonPlot(BuiltSite, IReadOnlyList{ValueTuple{string, long}}, string)"/> is a bound (drawn blue, the other bars' shares taken of its gain): the LP's or the integer bound.</summary>
+    public static bool IsBound(string name) => name is SiteBacktestResult.LpBoundName or SiteBacktestResult.IntegerBoundName;
 
     private static readonly Color AiColor = Color.FromHex("#1F77B4");
     private static readonly Color MinerColor = Color.FromHex("#FF7F0E");
@@ -377,12 +380,17 @@ public static class PlotWriter
         return plot;
     }
 
-    /// <summary>Each run's value for <see cref="CreateComparisonPlot(BuiltSite, IReadOnlyList{ValueTuple{string, long}}, string)"/>: the optimum first (when solved, as <see cref="OptimumName"/>), then the policies in run order.</summary>
+    /// <summary>
+    /// Each run's value for <see cref="CreateComparisonPlot(BuiltSite, IReadOnlyList{ValueTuple{string, long}}, string)"/>:
+    /// the bound the policies are scored against first (when solved, by its name: <see cref="SiteBacktestResult.ScoredBoundName"/>),
+    /// the whole-miner perfect-foresight schedule (when the integer bound was computed), then the policies in run order.
+    /// </summary>
     public static IReadOnlyList<(string Policy, long ValueMicroUsd)> PolicyValues(SiteBacktestResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
         var values = result.Runs.Select(r => (r.Policy, r.Value.ValueMicroUsd)).ToList();
-        if (result.OptimumValue is { } ov) values.Insert(0, (OptimumName, ov.ValueMicroUsd));
+        if (result.IntegerBound is { } ib) values.Insert(0, (SiteBacktestResult.WholeMinersName, ib.FeasibleValueMicroUsd));
+        if (result.ScoredBoundName is { } name) values.Insert(0, (name, result.ScoredBoundMicroUsd!.Value));
         return values;
     }
 
@@ -400,8 +408,8 @@ public static class PlotWriter
 
     /// <summary>
     /// Builds each policy's value over <paramref name="baseline"/> (policy − baseline, USD) as a horizontal bar, first
-    /// policy on top: gains green, losses red, the optimum (named <see cref="OptimumName"/>) blue; each bar labelled with
-    /// the difference and, with the optimum, the share of the optimum's gain it captured. The baseline's own value is
+    /// policy on top: gains green, losses red, a bound (<see cref="IsBound"/>: the LP's or the integer bound) blue; each bar
+    /// labelled with the difference and, with a bound, the share of the bound's gain it captured. The baseline's own value is
     /// written beside its (empty) bar. What dispatch controls is a few percent of a site's value (AI revenue is earned
     /// alike by every policy), so the differences are drawn, not the values.
     /// </summary>
@@ -420,7 +428,9 @@ public static class PlotWriter
         long baseValue = values[baseIndex].ValueMicroUsd;
         long[] over = values.Select(v => checked(v.ValueMicroUsd - baseValue)).ToArray();
         long? optimumOver = null;
-        foreach (var (v, o) in values.Zip(over)) if (v.Policy == OptimumName && o > 0) optimumOver = o;
+        string? boundName = null;
+        foreach (var (v, o) in values.Zip(over))
+            if (IsBound(v.Policy) && SiteBacktestResult.IsControllable(o, v.ValueMicroUsd) && boundName is null) (optimumOver, boundName) = (o, v.Policy);
 
         // Dollars as doubles only for drawing: bar lengths and labels.
         double largest = 1;
@@ -440,7 +450,7 @@ public static class PlotWriter
             string label = i == baseIndex
                 ? $"baseline: {FormatUsd(baseValue / 1e6)}"
                 : FormatUsd(over[i] / 1e6, signed: true) +
-                  (optimumOver is { } best && values[i].Policy != OptimumName
+                  (optimumOver is { } best && values[i].Policy != boundName
                       ? $" ({Percent((double)over[i] / best)})"
                       : "");
             bars.Add(new Bar
@@ -448,7 +458,7 @@ public static class PlotWriter
                 Position = position,
                 Value = v,
                 Size = 0.6,
-                FillColor = values[i].Policy == OptimumName ? BoundColor : v >= 0 ? GainColor : LossColor,
+                FillColor = IsBound(values[i].Policy) ? BoundColor : v >= 0 ? GainColor : LossColor,
                 LineWidth = 0,
                 Label = label,
             });
@@ -470,7 +480,7 @@ public static class PlotWriter
         SetTitle(plot, SiteAndPeriod(site.Problem), $"Value over {baseline} by policy ({baseline} earned {FormatUsd(baseValue / 1e6)})");
         plot.XLabel(optimumOver is null
             ? $"Value over {baseline} ({unit})"
-            : $"Value over {baseline} ({unit}; in brackets, the share of the optimum's gain)");
+            : $"Value over {baseline} ({unit}; in brackets, the share of the gain to the {boundName})");
         plot.YLabel("Policy");
         ReportFonts.Apply(plot);
         return plot;

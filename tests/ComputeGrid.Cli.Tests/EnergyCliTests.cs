@@ -35,10 +35,13 @@ public sealed class EnergyCliTests : IDisposable
         string outDir = Path.Combine(_dir, "out");
         var r = await CliRunner.RunAsync("backtest", RepoFile("examples/sites/ercot-west-reference.json"), "--from", "2021-08-23T05:00:00Z", "--to", "2021-08-30T05:00:00Z", "--out", outDir);
         Assert.True(r.Code == 0, r.Err);
-        foreach (string policy in new[] { "optimum (LP)", "controller", "day-ahead", "myopic", "always-on", "threshold" })
-            Assert.Contains(policy, r.Out);
+        // Both bounds and the whole-miner schedule under the integer one are rows beside the policies.
+        foreach (string policy in new[] { "optimum (LP)", "integer bound (day windows)", "whole-miner foresight", "controller", "day-ahead", "myopic", "always-on", "threshold" })
+            Assert.Contains("\n  " + policy + " ", r.Out);
+        // The headline names the bound the score is against: the tighter, the integer one.
         Assert.Contains("controller captures", r.Out);
-        Assert.Contains("of the controllable value", r.Out);
+        Assert.Contains("of the controllable value (integer bound (day windows) − always-on = ", r.Out);
+        Assert.Contains("the bound: integer bound (day windows), the tightest proved", r.Out);
         Assert.Contains("100% done", r.Err); // the progress bar (plain lines when stderr is not a terminal)
         // The run's own folder: site, then the period run (UTC, with the time when it is not midnight).
         string site = Path.Combine(outDir, "ercot-west-reference", "2021-08-23T0500_2021-08-30T0500");
@@ -53,6 +56,36 @@ public sealed class EnergyCliTests : IDisposable
         Assert.True(summary.RootElement.GetProperty("policies").GetProperty("controller").GetProperty("captured_vs_optimum").GetDouble() is > 0.9 and <= 1.0);
         Assert.Equal(0.0, summary.RootElement.GetProperty("policies").GetProperty("always-on").GetProperty("controllable_captured").GetDouble());
         Assert.True(summary.RootElement.GetProperty("controllable_value_micro_usd").GetInt64() > 0);
+        // The bounds, which one the shares are taken of, and what it took.
+        JsonElement root = summary.RootElement;
+        long lpBound = root.GetProperty("lp_bound_micro_usd").GetInt64(), integerBound = root.GetProperty("integer_upper_bound_micro_usd").GetInt64();
+        long wholeMiners = root.GetProperty("whole_miner_value_micro_usd").GetInt64();
+        Assert.True(wholeMiners <= integerBound && integerBound < lpBound, $"{wholeMiners} ≤ {integerBound} < {lpBound}");
+        Assert.Equal("integer bound (day windows)", root.GetProperty("scored_against").GetString());
+        Assert.Equal(integerBound, root.GetProperty("scored_bound_micro_usd").GetInt64());
+        long alwaysOn = root.GetProperty("policies").GetProperty("always-on").GetProperty("value_micro_usd").GetInt64();
+        Assert.Equal(integerBound - alwaysOn, root.GetProperty("controllable_value_micro_usd").GetInt64());
+        Assert.True(root.GetProperty("integer_bound_seconds").GetDouble() > 0);
+        Assert.Equal(7, root.GetProperty("integer_bound").GetProperty("windows").GetInt32());
+        Assert.Equal(wholeMiners, root.GetProperty("policies").GetProperty("whole-miner foresight").GetProperty("value_micro_usd").GetInt64());
+    }
+
+    [Fact]
+    public async Task Backtest_without_the_integer_bound_scores_against_the_lp_and_says_so()
+    {
+        string outDir = Path.Combine(_dir, "lp");
+        var r = await CliRunner.RunAsync("backtest", RepoFile("examples/sites/ercot-west-reference.json"), "--from", "2021-08-23", "--to", "2021-08-25", "--no-integer-bound", "--no-plots", "--out", outDir);
+        Assert.True(r.Code == 0, r.Err);
+        Assert.DoesNotContain("integer bound", r.Out);
+        Assert.DoesNotContain("whole-miner foresight", r.Out);
+        Assert.Contains("of the controllable value (optimum (LP) − always-on = ", r.Out);
+        using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "ercot-west-reference", "2021-08-23_2021-08-25", "summary.json")));
+        JsonElement root = summary.RootElement;
+        Assert.Equal("optimum (LP)", root.GetProperty("scored_against").GetString());
+        Assert.Equal(root.GetProperty("lp_bound_micro_usd").GetInt64(), root.GetProperty("scored_bound_micro_usd").GetInt64());
+        Assert.Equal(JsonValueKind.Null, root.GetProperty("integer_upper_bound_micro_usd").ValueKind);
+        Assert.Equal(JsonValueKind.Null, root.GetProperty("integer_bound").ValueKind);
+        Assert.False(root.GetProperty("policies").TryGetProperty("whole-miner foresight", out _));
     }
 
     // The files of a folder with their contents and write times, to tell that nothing changed.
@@ -157,14 +190,21 @@ public sealed class EnergyCliTests : IDisposable
         Assert.Equal(35_040, m.GetProperty("intervals").GetInt32());
         // The score's conditions that do not depend on the machine's speed.
         Assert.True(m.GetProperty("captured_vs_optimum").GetDouble() >= 0.97);
-        // The share of the controllable value is (controller − always-on) / (optimum − always-on), beside the ratio above.
-        double optimum = m.GetProperty("value_optimum_usd").GetDouble(), alwaysOn = m.GetProperty("value_always_on_usd").GetDouble();
-        Assert.Equal(optimum - alwaysOn, m.GetProperty("controllable_value_usd").GetDouble(), 0.02);
-        Assert.Equal((m.GetProperty("value_controller_usd").GetDouble() - alwaysOn) / (optimum - alwaysOn), m.GetProperty("controllable_captured").GetDouble(), 4);
-        Assert.Equal((m.GetProperty("value_myopic_usd").GetDouble() - alwaysOn) / (optimum - alwaysOn), m.GetProperty("controllable_captured_myopic").GetDouble(), 4);
+        // The share of the controllable value is (controller − always-on) / (bound − always-on), the bound the tighter of
+        // the LP's and the integer one (named), beside the ratio above.
+        double bound = m.GetProperty("scored_bound_usd").GetDouble(), alwaysOn = m.GetProperty("value_always_on_usd").GetDouble();
+        double lpBound = m.GetProperty("lp_bound_usd").GetDouble(), integerBound = m.GetProperty("integer_upper_bound_usd").GetDouble();
+        Assert.Equal(Math.Min(lpBound, integerBound), bound);
+        Assert.Equal(integerBound <= lpBound ? "integer bound (day windows)" : "optimum (LP)", m.GetProperty("controllable_bound").GetString());
+        Assert.True(m.GetProperty("value_whole_miner_usd").GetDouble() <= integerBound);
+        Assert.True(m.GetProperty("integer_bound_seconds").GetDouble() > 0);
+        Assert.Equal(bound - alwaysOn, m.GetProperty("controllable_value_usd").GetDouble(), 0.02);
+        Assert.Equal((m.GetProperty("value_controller_usd").GetDouble() - alwaysOn) / (bound - alwaysOn), m.GetProperty("controllable_captured").GetDouble(), 4);
+        Assert.Equal((m.GetProperty("value_myopic_usd").GetDouble() - alwaysOn) / (bound - alwaysOn), m.GetProperty("controllable_captured_myopic").GetDouble(), 4);
         Assert.Contains("of the controllable value", r.Out);
+        Assert.Contains("scored against: ", r.Out);
         Assert.True(m.GetProperty("value_controller_usd").GetDouble() > m.GetProperty("value_myopic_usd").GetDouble());
-        Assert.True(m.GetProperty("value_controller_usd").GetDouble() <= m.GetProperty("value_optimum_usd").GetDouble());
+        Assert.True(m.GetProperty("value_controller_usd").GetDouble() <= bound);
     }
 
     [Fact]

@@ -19,17 +19,18 @@ internal static class BacktestCommand
         var outDir = new Option<string>("--out") { Description = "Folder for the runs: each writes its CSV, plots and summary.json into OUT/SITE/FROM_TO/ (UTC).", DefaultValueFactory = _ => "backtest-out" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace a run already in OUT/SITE/FROM_TO/ (without it, such a run stops the command before anything runs)." };
         var noPlots = new Option<bool>("--no-plots") { Description = "Skip the PNG plots." };
-        var noOptimum = new Option<bool>("--no-optimum") { Description = "Skip the perfect-foresight LP." };
-        var command = new Command("backtest", "Run hybrid sites over real power prices: controller, baselines and the perfect-foresight optimum.")
+        var noOptimum = new Option<bool>("--no-optimum") { Description = "Skip the perfect-foresight LP (and the integer bound): no bound, no controllable share." };
+        var noIntegerBound = new Option<bool>("--no-integer-bound") { Description = "Skip the integer upper bound (day windows solved by SCIP; 17-30 s for a year) and its whole-miner schedule: policies are scored against the LP's bound." };
+        var command = new Command("backtest", "Run hybrid sites over real power prices: controller, baselines, the perfect-foresight optimum and the integer bound.")
         {
-            sites, from, to, outDir, noPlots, noOptimum, overwrite,
+            sites, from, to, outDir, noPlots, noOptimum, noIntegerBound, overwrite,
         };
         command.SetAction(pr => Run(pr.GetValue(sites)!, pr.GetValue(from), pr.GetValue(to), pr.GetValue(outDir)!, !pr.GetValue(noPlots), !pr.GetValue(noOptimum),
-            pr.GetValue(overwrite)));
+            !pr.GetValue(noIntegerBound), pr.GetValue(overwrite)));
         return command;
     }
 
-    private static int Run(string[] siteFiles, string? fromText, string? toText, string outDir, bool plots, bool optimum, bool overwrite)
+    private static int Run(string[] siteFiles, string? fromText, string? toText, string outDir, bool plots, bool optimum, bool integerBound, bool overwrite)
     {
         DateTime? from = null, to = null;
         if (fromText is not null && !TryParseUtc(fromText, out from)) return CliDefaults.Fail($"--from '{fromText}' is not a UTC date or time (e.g. 2021-08-01 or 2021-08-01T06:00:00Z)");
@@ -83,14 +84,14 @@ internal static class BacktestCommand
             folders.Add(folder);
         }
 
-        int stepsPerSite = 3 + (optimum ? 1 : 0) + 1 + (plots ? 1 : 0);
+        int stepsPerSite = 3 + (optimum ? 1 : 0) + (optimum && integerBound ? 1 : 0) + 1 + (plots ? 1 : 0);
         var bar = new ProgressBar(stepsPerSite * configs.Count);
         var results = new List<SiteBacktestResult>();
         for (int i = 0; i < built.Count; i++)
         {
             (BuiltSite site, BuiltSite? history) = built[i];
             SiteConfig config = site.Config;
-            SiteBacktestResult result = SiteBacktest.Run(site, new BacktestOptions { Optimum = optimum }, s => bar.Step($"{config.Name}: {s}"), history);
+            SiteBacktestResult result = SiteBacktest.Run(site, new BacktestOptions { Optimum = optimum, IntegerBound = integerBound }, s => bar.Step($"{config.Name}: {s}"), history);
             results.Add(result);
             bar.Step($"{config.Name}: writing CSV");
             WriteRun(folders[i], result, plots ? () => bar.Step($"{config.Name}: plotting") : null);
@@ -176,6 +177,9 @@ internal static class BacktestCommand
         return DateTime.SpecifyKind(localMidnight.AddHours(-site.TimeZone.OffsetHours(guess)), DateTimeKind.Utc);
     }
 
+    // The width of the name column: a policy's name or a bound's.
+    private const int NameWidth = 27;
+
     private static void PrintSite(TextWriter o, SiteBacktestResult r, string dir)
     {
         SiteProblem p = r.Site.Problem;
@@ -184,23 +188,36 @@ internal static class BacktestCommand
         foreach (var s in r.Site.Series) o.WriteLine($"  {s.Name}: {s.Repairs}");
         if (r.Site.PeakHoursUtc.Count > 0) o.WriteLine($"  peak-charge hours (UTC): {string.Join(", ", r.Site.PeakHoursUtc.Select(h => h.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)))}");
         o.WriteLine();
-        o.WriteLine($"  {"policy",-14} {"value USD",15} {"AI rev",14} {"mining rev",14} {"energy",13} {"peak chg",11} {"wear",10} {"curt MWh",10} {"curt h",8} {"restarts",10} {"over always-on",15} {"ctrl share",10} {"Jan-Jun",9} {"Jul-Dec",9} {"vs opt",8}");
-        long alwaysOn = r.Run(SiteBacktestResult.AlwaysOn).Value.ValueMicroUsd;
-        if (r.OptimumValue is { } opt) Row(o, "optimum (LP)", opt, checked(opt.ValueMicroUsd - alwaysOn), 1.0, 1.0, r, SiteBacktestResult.OptimumName);
-        foreach (PolicyRun run in r.Runs) Row(o, run.Policy, run.Value, r.OverAlwaysOnMicroUsd(run.Policy), r.ControllableCaptured(run.Policy), r.CapturedVsOptimum(run.Policy), r, run.Policy);
-        o.WriteLine("  (ctrl share: (policy − always-on) / (optimum − always-on); Jan-Jun: the half the controller's parameters were chosen on, Jul-Dec: the half it was not fitted to)");
+        o.WriteLine($"  {"policy",-NameWidth} {"value USD",15} {"AI rev",14} {"mining rev",14} {"energy",13} {"peak chg",11} {"wear",10} {"curt MWh",10} {"curt h",8} {"restarts",10} {"over always-on",15} {"ctrl share",10} {"Jan-Jun",9} {"Jul-Dec",9} {"vs opt",8}");
+        // The bounds and the perfect-foresight schedules first: the LP's (fractional miners), the integer bound (a bound,
+        // no schedule), the whole-miner schedule found below it.
+        if (r.OptimumValue is not null) Row(o, SiteBacktestResult.LpBoundName, r, SiteBacktestResult.OptimumName);
+        if (r.IntegerBound is not null) BoundRow(o, SiteBacktestResult.IntegerBoundName, r);
+        if (r.IntegerBound is not null) Row(o, SiteBacktestResult.WholeMinersName, r, SiteBacktestResult.WholeMinersName);
+        foreach (PolicyRun run in r.Runs) Row(o, run.Policy, r, run.Policy);
+        if (r.ScoredBoundName is { } bound)
+        {
+            o.WriteLine($"  (ctrl share: (policy − always-on) / (bound − always-on), the bound: {bound}, the tightest proved; Jan-Jun, Jul-Dec: each half against {r.HalfBoundName}.");
+            o.WriteLine("   Jan-Jun is the half the controller's parameters were chosen on, Jul-Dec the half it was not fitted to; vs opt: value / the LP optimum's value)");
+        }
         o.WriteLine();
         PolicyRun c = r.Controller;
         // The headline is the share of what dispatch controls: AI revenue, earned alike by every policy, makes the share of the
         // whole optimum near 1 for any policy at all.
-        if (r.ControllableValueMicroUsd is { } controllable)
-            o.Write($"  controller captures {Pct(r.ControllableCaptured())} of the controllable value (optimum − always-on = {controllable / 1e6:#,0} USD); {Pct(r.CapturedVsOptimum())} of the whole perfect-foresight value");
+        if (r.ControllableValueMicroUsd is { } controllable && double.IsNaN(r.ControllableCaptured()))
+            o.Write($"  nothing is provably controllable: {r.ScoredBoundName} − always-on = {controllable / 1e6:#,0.00} USD, within a millionth of the bound (the solvers' tolerance); no controllable share");
+        else if (r.ControllableValueMicroUsd is { } controllable2)
+            o.Write($"  controller captures {Pct(r.ControllableCaptured())} of the controllable value ({r.ScoredBoundName} − always-on = {controllable2 / 1e6:#,0} USD); {Pct(r.CapturedVsOptimum())} of the whole perfect-foresight value");
         else
             o.Write("  no optimum solved: no controllable share");
         foreach (PolicyRun b in r.Runs.Skip(1))
             o.Write($"; {(c.Value.ValueMicroUsd - b.Value.ValueMicroUsd) / 1e6:+#,0;-#,0} USD vs {b.Policy}");
         o.WriteLine(".");
-        if (r.Optimum is { } lp) o.WriteLine($"  LP: {lp.Solver}, {lp.Variables:N0} variables, {lp.Constraints:N0} constraints, {r.OptimumTime.TotalSeconds:0.00} s");
+        if (r.Optimum is { } lp)
+            o.WriteLine($"  {SiteBacktestResult.LpBoundName}: bound {r.LpBoundMicroUsd!.Value / 1e6:N2} USD; {lp.Solver}, {lp.Variables:N0} variables, {lp.Constraints:N0} constraints, {r.OptimumTime.TotalSeconds:0.00} s");
+        if (r.IntegerBound is { } ib)
+            o.WriteLine($"  {SiteBacktestResult.IntegerBoundName}: {r.IntegerUpperBoundMicroUsd!.Value / 1e6:N2} USD, {ib.TighteningUsd:N2} below the LP's; {ib.Windows} windows ({ib.OptimalWindows} proved optimal, {ib.RelaxedWindows} by their LP), {ib.Solver}; "
+                + $"{SiteBacktestResult.WholeMinersName} {ib.FeasibleValueUsd:N2} USD, {ib.GapUsd:N2} below the bound; {r.IntegerBoundTime.TotalSeconds:0.00} s");
         o.WriteLine($"  files in {dir}{Path.DirectorySeparatorChar}: {IntervalsCsv}, {SummaryJson}{(File.Exists(Path.Combine(dir, PoliciesPng)) ? $", {WeekPng}, {ProfitPng}, {PoliciesPng}" : "")}");
     }
 
@@ -208,23 +225,43 @@ internal static class BacktestCommand
     {
         o.WriteLine();
         o.WriteLine($"All {results.Count} sites:");
-        o.WriteLine($"  {"policy",-14} {"value USD",15} {"over always-on",15} {"ctrl share",10} {"vs opt",8}");
+        o.WriteLine($"  {"policy",-NameWidth} {"value USD",15} {"over always-on",15} {"ctrl share",10} {"vs opt",8}");
+        // Each site's scored bound bounds that site; their sum bounds the sum.
+        bool bounded = results.All(r => r.ScoredBoundMicroUsd is not null);
+        long bound = bounded ? results.Sum(r => r.ScoredBoundMicroUsd!.Value) : 0;
         long opt = results.All(r => r.OptimumValue is not null) ? results.Sum(r => r.OptimumValue!.ValueMicroUsd) : 0;
         long alwaysOn = results.Sum(r => r.Run(SiteBacktestResult.AlwaysOn).Value.ValueMicroUsd);
-        long controllable = opt != 0 ? checked(opt - alwaysOn) : 0;
-        if (opt != 0) o.WriteLine($"  {"optimum (LP)",-14} {opt / 1e6,15:N0} {controllable / 1e6,15:N0} {Pct(1),10} {Pct(1),8}");
+        long controllable = bounded ? checked(bound - alwaysOn) : 0;
+        bool shares = bounded && SiteBacktestResult.IsControllable(controllable, bound);
+        string Over(long v) => shares ? Pct((double)checked(v - alwaysOn) / controllable) : "-";
+        string VsOpt(long v) => opt != 0 ? Pct((double)v / opt) : "-";
+        if (opt != 0) o.WriteLine($"  {SiteBacktestResult.LpBoundName,-NameWidth} {opt / 1e6,15:N0} {(opt - alwaysOn) / 1e6,15:N0} {Over(opt),10} {VsOpt(opt),8}");
+        if (bounded) o.WriteLine($"  {"scored bounds (each site's)",-NameWidth} {bound / 1e6,15:N0} {controllable / 1e6,15:N0} {Over(bound),10} {VsOpt(bound),8}");
         foreach (string policy in results[0].Runs.Select(x => x.Policy))
         {
             long v = results.Sum(r => r.Run(policy).Value.ValueMicroUsd);
-            long over = checked(v - alwaysOn);
-            o.WriteLine($"  {policy,-14} {v / 1e6,15:N0} {over / 1e6,15:N0} {(controllable != 0 ? Pct((double)over / controllable) : "-"),10} {(opt != 0 ? Pct((double)v / opt) : "-"),8}");
+            o.WriteLine($"  {policy,-NameWidth} {v / 1e6,15:N0} {checked(v - alwaysOn) / 1e6,15:N0} {Over(v),10} {VsOpt(v),8}");
         }
-        if (controllable != 0)
-            o.WriteLine($"  (ctrl share: (policy − always-on) / (optimum − always-on) over all sites; each site's own share is in its table)");
+        if (shares)
+            o.WriteLine($"  (ctrl share: (policy − always-on) / (bound − always-on) over all sites, the bound the sum of each site's scored bound ({string.Join(", ", results.Select(r => $"{r.Site.Config.Name}: {r.ScoredBoundName}"))}); each site's own share is in its table)");
     }
 
-    private static void Row(TextWriter o, string name, SiteValue v, long overAlwaysOn, double controllable, double vsOpt, SiteBacktestResult r, string key) =>
-        o.WriteLine($"  {name,-14} {v.ValueMicroUsd / 1e6,15:N0} {v.AiRevenueMicroUsd / 1e6,14:N0} {v.MiningRevenueMicroUsd / 1e6,14:N0} {v.EnergyCostMicroUsd / 1e6,13:N0} {v.PeakChargeMicroUsd / 1e6,11:N0} {v.RestartWearMicroUsd / 1e6,10:N0} {v.CurtailedMwh,10:N0} {v.CurtailedHours,8:N0} {v.Restarts,10:N0} {overAlwaysOn / 1e6,15:N0} {Share(controllable),10} {Share(r.ControllableCapturedInHalf(key, false)),9} {Share(r.ControllableCapturedInHalf(key, true)),9} {(double.IsNaN(vsOpt) ? "-" : Pct(vsOpt)),8}");
+    // A row of the table: a policy's run, or a perfect-foresight schedule (`key` as SiteBacktestResult.Value knows it).
+    private static void Row(TextWriter o, string name, SiteBacktestResult r, string key)
+    {
+        SiteValue v = r.Value(key);
+        o.WriteLine($"  {name,-NameWidth} {v.ValueMicroUsd / 1e6,15:N0} {v.AiRevenueMicroUsd / 1e6,14:N0} {v.MiningRevenueMicroUsd / 1e6,14:N0} {v.EnergyCostMicroUsd / 1e6,13:N0} {v.PeakChargeMicroUsd / 1e6,11:N0} {v.RestartWearMicroUsd / 1e6,10:N0} {v.CurtailedMwh,10:N0} {v.CurtailedHours,8:N0} {v.Restarts,10:N0} {r.OverAlwaysOnMicroUsd(key) / 1e6,15:N0} {Share(r.ControllableCaptured(key)),10} {Share(r.ControllableCapturedInHalf(key, false)),9} {Share(r.ControllableCapturedInHalf(key, true)),9} {Share(r.CapturedVsOptimum(key)),8}");
+    }
+
+    // The integer bound's row: a bound, not a schedule (no amounts, no restarts), with its share of the controllable value.
+    private static void BoundRow(TextWriter o, string name, SiteBacktestResult r)
+    {
+        long value = r.IntegerUpperBoundMicroUsd!.Value, alwaysOn = r.Run(SiteBacktestResult.AlwaysOn).Value.ValueMicroUsd;
+        long controllable = r.ControllableValueMicroUsd!.Value;
+        double share = SiteBacktestResult.IsControllable(controllable, r.ScoredBoundMicroUsd!.Value) ? (double)(value - alwaysOn) / controllable : double.NaN;
+        double vsOpt = r.OptimumValue is { ValueMicroUsd: not 0 } opt ? (double)value / opt.ValueMicroUsd : double.NaN;
+        o.WriteLine($"  {name,-NameWidth} {value / 1e6,15:N0} {"-",14} {"-",14} {"-",13} {"-",11} {"-",10} {"-",10} {"-",8} {"-",10} {(value - alwaysOn) / 1e6,15:N0} {Share(share),10} {Share(r.ControllableCapturedInHalf(SiteBacktestResult.IntegerBoundName, false)),9} {Share(r.ControllableCapturedInHalf(SiteBacktestResult.IntegerBoundName, true)),9} {Share(vsOpt),8}");
+    }
 
     private static string Share(double f) => double.IsNaN(f) ? "-" : Pct(f);
 

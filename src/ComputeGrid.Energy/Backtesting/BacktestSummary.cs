@@ -1,19 +1,22 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using ComputeGrid.Energy.Dispatch;
+using ComputeGrid.Energy.Optimization;
 
 namespace ComputeGrid.Energy.Backtesting;
 
 /// <summary>A backtest's figures as JSON: what <c>computegrid backtest</c> writes to <c>summary.json</c>, and what the golden test checks in.</summary>
 public static class BacktestSummary
 {
-    /// <summary>The summary of <paramref name="r"/>: the site, its period and peak hours, and each policy's (and the optimum's) money in micro-USD.</summary>
+    /// <summary>The summary of <paramref name="r"/>: the site, its period and peak hours, the bounds and which one the policies are scored against, and each policy's (and the perfect-foresight schedules') money in micro-USD.</summary>
     public static JsonObject ToJson(SiteBacktestResult r)
     {
         var policies = new JsonObject();
-        long alwaysOn = r.Run(SiteBacktestResult.AlwaysOn).Value.ValueMicroUsd;
-        if (r.OptimumValue is { } o) policies["optimum"] = Policy(o, 1.0, checked(o.ValueMicroUsd - alwaysOn), 1.0, r, SiteBacktestResult.OptimumName);
-        foreach (PolicyRun run in r.Runs) policies[run.Policy] = Policy(run.Value, r.CapturedVsOptimum(run.Policy), r.OverAlwaysOnMicroUsd(run.Policy), r.ControllableCaptured(run.Policy), r, run.Policy);
+        // The LP's (fractional) schedule and the whole-miner schedule under the bound: perfect foresight, scored as the policies.
+        if (r.OptimumValue is not null) policies[SiteBacktestResult.OptimumName] = Policy(r, SiteBacktestResult.OptimumName);
+        if (r.IntegerBound is not null) policies[SiteBacktestResult.WholeMinersName] = Policy(r, SiteBacktestResult.WholeMinersName);
+        foreach (PolicyRun run in r.Runs) policies[run.Policy] = Policy(r, run.Policy);
+        (long, long)? halves = r.HalfBoundsMicroUsd;
         return new JsonObject
         {
             ["site"] = r.Site.Config.Name,
@@ -22,11 +25,48 @@ public static class BacktestSummary
             ["peak_hours_utc"] = new JsonArray(r.Site.PeakHoursUtc.Select(h => (JsonNode)h.ToString("O", CultureInfo.InvariantCulture)).ToArray()),
             ["lp_seconds"] = r.Optimum is null ? null : Math.Round(r.OptimumTime.TotalSeconds, 3),
             ["lp_solver"] = r.Optimum?.Solver,
-            // What dispatch controls (optimum − always-on): the denominator of every policy's controllable_captured.
+            // The bounds (micro-USD, rounded up and allowing for the accounting's rounding): every policy's value is at
+            // most each of them; the tighter one is what the policies are scored against.
+            ["lp_bound_micro_usd"] = r.LpBoundMicroUsd,
+            ["integer_upper_bound_micro_usd"] = r.IntegerUpperBoundMicroUsd,
+            ["whole_miner_value_micro_usd"] = r.IntegerBound?.FeasibleValueMicroUsd,
+            ["integer_bound_seconds"] = r.IntegerBound is null ? null : Math.Round(r.IntegerBoundTime.TotalSeconds, 3),
+            ["scored_against"] = r.ScoredBoundName,
+            ["scored_bound_micro_usd"] = r.ScoredBoundMicroUsd,
+            // What dispatch controls (scored bound − always-on): the denominator of every policy's controllable_captured.
             ["controllable_value_micro_usd"] = r.ControllableValueMicroUsd,
+            // The halves' own bounds, the denominators of controllable_captured_jan_jun and _jul_dec.
+            ["halves_scored_against"] = r.HalfBoundName,
+            ["bound_jan_jun_micro_usd"] = halves?.Item1,
+            ["bound_jul_dec_micro_usd"] = halves?.Item2,
+            ["integer_bound"] = r.IntegerBound is { } b ? IntegerBound(b) : null,
             ["policies"] = policies,
         };
     }
+
+    // The integer bound's own figures (USD as the solvers give them; see IntegerBoundResult).
+    private static JsonObject IntegerBound(IntegerBoundResult b) => new()
+    {
+        ["solver"] = b.Solver,
+        ["lp_bound_usd"] = Math.Round(b.LpBoundUsd, 6),
+        ["integer_upper_bound_usd"] = Math.Round(b.IntegerUpperBoundUsd, 6),
+        ["whole_miner_value_usd"] = Math.Round(b.FeasibleValueUsd, 6),
+        ["gap_usd"] = Math.Round(b.GapUsd, 6),
+        ["tightening_usd"] = Math.Round(b.TighteningUsd, 6),
+        ["part_starts"] = new JsonArray(b.PartStarts.Select(x => (JsonNode)x).ToArray()),
+        ["part_upper_bounds_usd"] = new JsonArray(b.PartUpperBoundsUsd.Select(x => (JsonNode)Math.Round(x, 6)).ToArray()),
+        ["windows"] = b.Windows,
+        ["optimal_windows"] = b.OptimalWindows,
+        ["relaxed_windows"] = b.RelaxedWindows,
+        ["part_edge_windows"] = b.PartEdgeWindows,
+        ["repaired_intervals"] = b.RepairedIntervals,
+        ["lp_seconds"] = Math.Round(b.LpTime.TotalSeconds, 3),
+        ["bound_solve_seconds"] = Math.Round(b.BoundSolveTime.TotalSeconds, 3),
+        ["feasible_solve_seconds"] = Math.Round(b.FeasibleSolveTime.TotalSeconds, 3),
+        ["elapsed_seconds"] = Math.Round(b.Elapsed.TotalSeconds, 3),
+    };
+
+    private static JsonObject Policy(SiteBacktestResult r, string name) => Policy(r.Value(name), r.CapturedVsOptimum(name), r.OverAlwaysOnMicroUsd(name), r.ControllableCaptured(name), r, name);
 
     private static JsonObject Policy(SiteValue v, double vsOptimum, long overAlwaysOn, double controllable, SiteBacktestResult r, string name) => new()
     {

@@ -40,6 +40,13 @@ public sealed record IntegerBoundOptions
 
     /// <summary>Threads (the upper-bound windows are independent; the feasible schedule is one chain beside them). 0: the processor count.</summary>
     public int MaxParallelism { get; init; }
+
+    /// <summary>
+    /// Intervals (ascending, each in <c>[1, Count)</c>) at which the horizon is also cut into parts, each given a bound
+    /// of its own (<see cref="IntegerBoundResult.PartUpperBoundsUsd"/>; e.g. the halves of a year). Each becomes a
+    /// window boundary; null or empty (the default): one part, the whole horizon.
+    /// </summary>
+    public int[]? PartStarts { get; init; }
 }
 
 /// <summary>The integer bounds of a site over its horizon (see <see cref="IntegerBound"/>).</summary>
@@ -96,10 +103,25 @@ public sealed record IntegerBoundResult
     /// <summary>Intervals of the feasible schedule that <see cref="DispatchLimits.Enforce"/> changed (a solver's tolerance past a limit, or a rounded LP schedule).</summary>
     public required int RepairedIntervals { get; init; }
 
+    /// <summary>The first interval of each part (see <see cref="IntegerBoundOptions.PartStarts"/>), 0 first.</summary>
+    public required int[] PartStarts { get; init; }
+
+    /// <summary>
+    /// A proved upper bound (USD) on each part's own value (the sum of its intervals' values, as the accounting values
+    /// each interval) for every whole-miner schedule that respects the limits, in the order of <see cref="PartStarts"/>.
+    /// The rows tying a part to the intervals before and after it are dropped rather than priced (a part's value alone
+    /// has nothing to pay them back from), so the parts need not add up to <see cref="IntegerUpperBoundUsd"/> exactly
+    /// (on the ERCOT year cut at 1 July they do, to a micro-dollar). One part: <see cref="IntegerUpperBoundUsd"/>.
+    /// </summary>
+    public required double[] PartUpperBoundsUsd { get; init; }
+
+    /// <summary>Windows solved again for the parts' bounds (a part's first and last window, with the rows across the part's edge dropped).</summary>
+    public required int PartEdgeWindows { get; init; }
+
     /// <summary>Wall time of the year's linear program (build and solve).</summary>
     public required TimeSpan LpTime { get; init; }
 
-    /// <summary>Solver time of the upper-bound windows, summed over windows.</summary>
+    /// <summary>Solver time of the upper-bound windows (the parts' edge windows included), summed over windows.</summary>
     public required TimeSpan BoundSolveTime { get; init; }
 
     /// <summary>Solver time of the feasible-schedule windows, summed.</summary>
@@ -145,6 +167,12 @@ public sealed record IntegerBoundResult
 /// in the year. For the shipped sites the ramp-down is unlimited: no hull, and the distinction does not arise.</para>
 /// <para>The argument is exact; the numbers come from floating-point solvers (feasibility tolerances of about
 /// 1e-6, relative in SCIP; the duals from GLOP): the bound is as sound as the year LP's.</para>
+/// <para><b>A part's own bound.</b> For a part of the horizon (whole windows <c>[K1, K2)</c>) the same argument runs with
+/// only the rows inside the part priced: a legal schedule's value over the part is at most the sum of its windows'
+/// bounds plus the constants of the rows between them — where the part's first window (unless it is the horizon's) is
+/// solved with its entry rows dropped (no <c>λ</c> terms on its first interval; its start there, costing
+/// <c>c_a·s_a ≤ 0</c>, dropped too) and its last window (unless the horizon's) with no terms on its last interval. Those
+/// windows are solved once more for the part (<see cref="IntegerBoundResult.PartEdgeWindows"/>).</para>
 /// <para><b>The feasible schedule.</b> The windows are solved again in sequence, each from the previous window's
 /// final whole-miner state (fixed, every rule applied at its first interval) and looking one window further ahead
 /// with continuous counts (a window cut at midnight would otherwise end in whatever state is cheapest that night,
@@ -156,10 +184,10 @@ public sealed record IntegerBoundResult
 public static class IntegerBound
 {
     /// <summary>The name of the integer bound in reports.</summary>
-    public const string IntegerBoundName = "integer (daily windows)";
+    public const string IntegerBoundName = "integer bound (day windows)";
 
     /// <summary>The name of the linear relaxation's bound in reports.</summary>
-    public const string LpBoundName = "LP relaxation";
+    public const string LpBoundName = "optimum (LP)";
 
     /// <summary>The solver "auto" picks for the windows (measured: see <see cref="IntegerBoundOptions.Solver"/>).</summary>
     internal const string AutoSolver = "scip";
@@ -185,6 +213,10 @@ public static class IntegerBound
         if (!(options.RelativeGap >= 0) || !(options.FeasibleRelativeGap >= 0)) throw new ArgumentOutOfRangeException(nameof(options), "Relative gaps must be non-negative.");
         ArgumentOutOfRangeException.ThrowIfNegative(options.WindowIntervals);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.LookaheadIntervals, -1);
+        int[] partStarts = options.PartStarts ?? [];
+        for (int i = 0; i < partStarts.Length; i++)
+            if (partStarts[i] < 1 || partStarts[i] >= p.Count || (i > 0 && partStarts[i] <= partStarts[i - 1]))
+                throw new ArgumentOutOfRangeException(nameof(options), $"Part starts must ascend within [1, {p.Count}); got {string.Join(", ", partStarts)}.");
         using (LpBackend.Create(solverName, integer: true)) { } // an unknown or LP-only solver fails here, not in a window
         var feasibleOptions = boundOptions with { MipRelativeGap = options.FeasibleRelativeGap };
         var lpOptions = new OptimizerOptions { TimeLimitSeconds = Math.Max(new OptimizerOptions().TimeLimitSeconds, options.WindowTimeLimitSeconds) };
@@ -192,13 +224,18 @@ public static class IntegerBound
 
         int n = p.Count, G = p.Groups.Length;
         int size = options.WindowIntervals > 0 ? options.WindowIntervals : Math.Max(1, 24 * 60 / p.IntervalMinutes);
-        int windows = (n + size - 1) / size;
+        // Windows of `size` intervals from the start, each part start a boundary too (a window across one is cut there).
+        var cuts = new SortedSet<int>(partStarts);
+        for (int a = 0; a < n; a += size) cuts.Add(a);
+        int[] starts = [.. cuts];
+        int windows = starts.Length;
+        int End(int k) => k + 1 < windows ? starts[k + 1] : n;
         int lookahead = options.LookaheadIntervals >= 0 ? options.LookaheadIntervals : size;
         double[] initial = Array.ConvertAll(p.InitialRunning, i => (double)i);
 
         // The year LP: its bound, and the duals of the rows at each window's first interval.
         LpWindow year = Window(p, 0, n, initial);
-        if (options.PriceCouplings && windows > 1) year.CouplingsAt = Enumerable.Range(1, windows - 1).Select(k => k * size).ToArray();
+        if (options.PriceCouplings && windows > 1) year.CouplingsAt = starts[1..];
         LpSolution lp = SiteLp.Solve(year, lpOptions);
         TimeSpan lpTime = Stopwatch.GetElapsedTime(started);
         Coupling[] couplings = lp.Couplings ?? NoCouplings(windows - 1, G);
@@ -219,7 +256,7 @@ public static class IntegerBound
             double[] state = (double[])initial.Clone();
             for (int k = 0; k < windows; k++)
             {
-                int a = k * size, len = Math.Min(size, n - a);
+                int a = starts[k], len = End(k) - a;
                 LpWindow w = Window(p, a, Math.Min(len + lookahead, n - a), state);
                 w.IntegerIntervals = len;
                 double[][] solution;
@@ -242,34 +279,71 @@ public static class IntegerBound
             }
         }
 
+        // A window's bound: a model of its own, its first interval free (after the first window), the rows that tie it to
+        // the windows beside it priced where asked (their terms on its first and last intervals) and dropped otherwise.
+        LpSolution SolveBoundWindow(int k, bool priceEntry, bool priceExit, out bool optimal, out bool relaxed)
+        {
+            int a = starts[k];
+            LpWindow w = Window(p, a, End(k) - a, initial);
+            w.BoundOnly = true;
+            w.ExactLimit = true;
+            w.FreeInitial = k > 0;
+            if (k > 0 && priceEntry) w.FirstObjective = couplings[k - 1].Next;
+            if (k + 1 < windows && priceExit) w.LastObjective = couplings[k].Previous;
+            optimal = relaxed = false;
+            try
+            {
+                LpSolution s = SiteLp.Solve(w, boundOptions);
+                optimal = s.Optimal;
+                return s;
+            }
+            catch (OptimizerException)
+            {
+                // No proved bound in time: the window's linear relaxation bounds it too.
+                relaxed = true;
+                return SiteLp.Solve(w, lpOptions);
+            }
+        }
+
+        // The parts: windows [partFirst[j], partFirst[j + 1]). A part's first window (but the horizon's) is solved again
+        // with its entry unpriced, its last (but the horizon's) with its exit unpriced: a part alone must not count the
+        // priced terms of rows across its edges, whose other side it does not hold.
+        int[] partFirst = [0, .. partStarts.Select(x => Array.BinarySearch(starts, x)), windows];
+        var edgeList = new List<(int Window, bool Entry, bool Exit)>();
+        var partEdge = new Dictionary<int, int>();
+        for (int j = 0; j + 1 < partFirst.Length; j++)
+        {
+            for (int k = partFirst[j]; k < partFirst[j + 1]; k++)
+            {
+                bool entry = k > partFirst[j], exit = k + 1 < partFirst[j + 1];
+                if ((entry || k == 0) && (exit || k + 1 == windows)) continue; // the window's own bound serves
+                partEdge[k] = edgeList.Count;
+                edgeList.Add((k, entry, exit));
+            }
+        }
+        var edges = edgeList.ToArray();
+        var edgeBound = new double[edges.Length];
+        var edgeTicks = new long[edges.Length];
+
         int threads = options.MaxParallelism > 0 ? options.MaxParallelism : Environment.ProcessorCount;
         Task chain = threads > 1 ? Task.Run(RunChain) : Task.CompletedTask;
         try
         {
-            Parallel.For(0, windows, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads - 1) }, k =>
+            var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads - 1) };
+            Parallel.For(0, windows, parallel, k =>
             {
-                int a = k * size, len = Math.Min(size, n - a);
-                LpWindow w = Window(p, a, len, initial);
-                w.BoundOnly = true;
-                w.ExactLimit = true;
-                w.FreeInitial = k > 0;
-                if (k > 0) w.FirstObjective = couplings[k - 1].Next;
-                if (k + 1 < windows) w.LastObjective = couplings[k].Previous;
-                LpSolution s;
-                try
-                {
-                    s = SiteLp.Solve(w, boundOptions);
-                    boundOptimal[k] = s.Optimal;
-                }
-                catch (OptimizerException)
-                {
-                    // No proved bound in time: the window's linear relaxation bounds it too.
-                    s = SiteLp.Solve(w, lpOptions);
-                    boundRelaxed[k] = true;
-                }
+                LpSolution s = SolveBoundWindow(k, priceEntry: true, priceExit: true, out boundOptimal[k], out boundRelaxed[k]);
                 bound[k] = s.UpperBoundUsd;
                 boundTicks[k] = s.SolveTime.Ticks;
-                for (int g = 0; g < G; g++) Array.Copy(s.Running[g], 0, joined[g], a, len);
+                for (int g = 0; g < G; g++) Array.Copy(s.Running[g], 0, joined[g], starts[k], End(k) - starts[k]);
+            });
+            // The parts' edge windows again, without the priced rows that cross the part's edge.
+            Parallel.For(0, edges.Length, parallel, e =>
+            {
+                (int k, bool entry, bool exit) = edges[e];
+                LpSolution s = SolveBoundWindow(k, entry, exit, out _, out _);
+                edgeBound[e] = s.UpperBoundUsd;
+                edgeTicks[e] = s.SolveTime.Ticks;
             });
         }
         catch (AggregateException e)
@@ -284,6 +358,16 @@ public static class IntegerBound
         double integerBound = 0;
         for (int k = 0; k < windows; k++) integerBound += bound[k];
         for (int k = 0; k + 1 < windows; k++) integerBound += couplings[k].Constant;
+        var partBound = new double[partFirst.Length - 1];
+        for (int j = 0; j < partBound.Length; j++)
+        {
+            // The part's windows (its edges as solved for it) and the constant terms of the rows within it.
+            for (int k = partFirst[j]; k < partFirst[j + 1]; k++)
+            {
+                partBound[j] += partEdge.TryGetValue(k, out int e) ? edgeBound[e] : bound[k];
+                if (k + 1 < partFirst[j + 1]) partBound[j] += couplings[k].Constant;
+            }
+        }
 
         // The joined upper-bound schedules, made legal interval by interval from the initial state.
         var joinedLegal = NewSchedule(G, n);
@@ -306,7 +390,10 @@ public static class IntegerBound
             FeasibleRelaxedWindows = useSequential ? sequentialRelaxed : 0,
             RepairedIntervals = useSequential ? sequentialRepaired : joinedRepaired,
             LpTime = lpTime,
-            BoundSolveTime = TimeSpan.FromTicks(boundTicks.Sum()),
+            PartStarts = [0, .. partStarts],
+            PartUpperBoundsUsd = partBound.Length == 1 ? [integerBound] : partBound,
+            PartEdgeWindows = edges.Length,
+            BoundSolveTime = TimeSpan.FromTicks(boundTicks.Sum() + edgeTicks.Sum()),
             FeasibleSolveTime = TimeSpan.FromTicks(sequentialTicks),
             Elapsed = Stopwatch.GetElapsedTime(started),
             Solver = solver,

@@ -160,6 +160,51 @@ public sealed class IntegerBoundTests(ITestOutputHelper output)
         Assert.True(r.Feasible.PeakChargeMicroUsd > 0);
     }
 
+    // Parts: each part's bound covers the part's own value of every whole-miner schedule. The first part's against the
+    // exact integer optimum of the part alone from the horizon's initial state; the second's (whose first interval is
+    // free) against the part's exact optimum from several entry states, the whole horizon's optimal one among them.
+    [Theory]
+    [InlineData(21, 100)] // inside a window: the window is cut there
+    [InlineData(22, 96)]  // at a window boundary
+    public void EachPartIsBoundedAlone(int seed, int cut)
+    {
+        SiteProblem p = TestSites.Random(192, seed);
+        var scip = new OptimizerOptions { Solver = "scip", RelaxStarts = false, TimeLimitSeconds = 120 };
+        IntegerBoundResult r = IntegerBound.Compute(p, new IntegerBoundOptions { WindowIntervals = 48, PartStarts = [cut] });
+        OptimizerResult whole = PerfectForesightOptimizer.Solve(p, scip);
+        double tol = 1e-6 * TestSites.Gross(r.Feasible) + TestSites.Rounding(p);
+
+        Assert.Equal([0, cut], r.PartStarts);
+        Assert.Equal(cut % 48 == 0 ? 4 : 5, r.Windows);
+        Assert.Equal(2, r.PartEdgeWindows);
+        Assert.Equal(r.Windows, r.OptimalWindows);
+        Assert.True(r.IntegerUpperBoundUsd >= whole.ObjectiveUsd - tol);
+        Assert.True(r.PartUpperBoundsUsd.Sum() >= whole.ObjectiveUsd - tol);
+
+        OptimizerResult firstPart = PerfectForesightOptimizer.Solve(p.Slice(0, cut), scip);
+        output.WriteLine($"part 1: bound {r.PartUpperBoundsUsd[0]:F4}, exact {firstPart.ObjectiveUsd:F4}");
+        Assert.True(r.PartUpperBoundsUsd[0] >= firstPart.ObjectiveUsd - tol);
+
+        int G = p.Groups.Length;
+        int[][] entries =
+        [
+            new int[G],
+            p.Groups.Select(g => g.Count).ToArray(),
+            Enumerable.Range(0, G).Select(g => (int)Math.Round(whole.Running[g][cut - 1])).ToArray(),
+        ];
+        foreach (int[] entry in entries)
+        {
+            OptimizerResult secondPart = PerfectForesightOptimizer.Solve(p.Slice(cut, p.Count - cut, entry), scip);
+            output.WriteLine($"part 2 from [{string.Join(", ", entry)}]: bound {r.PartUpperBoundsUsd[1]:F4}, exact {secondPart.ObjectiveUsd:F4}");
+            Assert.True(r.PartUpperBoundsUsd[1] >= secondPart.ObjectiveUsd - tol);
+        }
+
+        // A part start outside the horizon, or out of order, is refused.
+        Assert.Throws<ArgumentOutOfRangeException>(() => IntegerBound.Compute(p, new IntegerBoundOptions { PartStarts = [0] }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => IntegerBound.Compute(p, new IntegerBoundOptions { PartStarts = [100, 50] }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => IntegerBound.Compute(p, new IntegerBoundOptions { PartStarts = [p.Count] }));
+    }
+
     // A schedule's value by the accounting's formulas (IntervalEconomics), before any rounding to the micro-dollar.
     private static double UnroundedValue(SiteProblem p, double[][] schedule)
     {

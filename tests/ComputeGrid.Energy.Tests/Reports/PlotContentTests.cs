@@ -97,16 +97,19 @@ public sealed class PlotContentTests
     }
 
     [Fact]
-    public void The_comparison_of_a_real_backtest_has_the_optimum_and_every_policy()
+    public void The_comparison_of_a_real_backtest_has_the_scored_bound_by_name_and_every_policy()
     {
         using Plot plot = PlotWriter.CreateComparisonPlot(Summer.Site, PlotWriter.PolicyValues(Summer));
         string[] labels = MajorTicks(plot, plot.Axes.Left).Reverse().Select(t => t.Label).ToArray();
-        Assert.Equal([PlotWriter.OptimumName, .. Summer.Runs.Select(r => r.Policy)], labels);
+        // The bound the policies are scored against, by its name (whole miners: the integer bound is the tighter), then the
+        // whole-miner schedule found under it, then the policies.
+        Assert.Equal(SiteBacktestResult.IntegerBoundName, Summer.ScoredBoundName);
+        Assert.Equal([SiteBacktestResult.IntegerBoundName, SiteBacktestResult.WholeMinersName, .. Summer.Runs.Select(r => r.Policy)], labels);
         BarPlot bars = Assert.Single(plot.GetPlottables<BarPlot>());
         Assert.Equal(labels.Length, bars.Bars.Count);
         int alwaysOn = Array.IndexOf(labels, SiteBacktestResult.AlwaysOn);
         Assert.Equal(0, bars.Bars.Single(b => b.Position == labels.Length - 1 - alwaysOn).Value);
-        // The optimum gains at least as much as any policy over always-on.
+        // The bound gains at least as much as any policy over always-on.
         double optimum = bars.Bars.Single(b => b.Position == labels.Length - 1).Value;
         Assert.All(bars.Bars, b => Assert.True(b.Value <= optimum + 1e-9));
     }
