@@ -30,6 +30,11 @@ public enum AccountCode : ushort
 
     /// <summary>A customer's stablecoin balance: pays for inference and what it buys on the exchange. Never below zero.</summary>
     CustomerBalance = 2001,
+    /// <summary>
+    /// A principal's funds on the exchange: deposited from its own accounts, debited only by the exchange (holds of
+    /// buy orders, withdrawals), so the exchange's pre-trade risk mirrors it exactly. Never below zero.
+    /// </summary>
+    ExchangeTrading = 2002,
     /// <summary>A provider's revenue from delivered compute (also what it pays with when it buys). Never below zero.</summary>
     ProviderRevenue = 2101,
     /// <summary>A provider's collateral: penalties for failed delivery are taken from it. Never below zero.</summary>
@@ -66,6 +71,10 @@ public enum TransferCode : ushort
     Refund = 1204,
     /// <summary>Exchange: a provider that failed delivery pays the buyer from its collateral.</summary>
     Penalty = 1205,
+    /// <summary>Exchange: a principal moves money from its own account into its exchange trading account (or its collateral).</summary>
+    ExchangeDeposit = 1206,
+    /// <summary>Exchange: a principal takes money from its exchange trading account back to its own account.</summary>
+    ExchangeWithdrawal = 1207,
 }
 
 /// <summary>Who owns the accounts of a code.</summary>
@@ -135,6 +144,7 @@ public static class ChartOfAccounts
         new(AccountCode.Mining, AccountOwnership.System, AccountFlags.None, "sites' mining revenue"),
         new(AccountCode.ChainBridge, AccountOwnership.System, AccountFlags.None, "stablecoin on the chain"),
         new(AccountCode.CustomerBalance, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a customer's balance"),
+        new(AccountCode.ExchangeTrading, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a principal's funds on the exchange"),
         new(AccountCode.ProviderRevenue, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a provider's revenue"),
         new(AccountCode.ProviderCollateral, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a provider's collateral"),
         new(AccountCode.NodeRevenue, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a node's inference revenue"),

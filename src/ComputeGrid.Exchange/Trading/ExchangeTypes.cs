@@ -111,6 +111,8 @@ public sealed class Lease
     public long Paid { get; set; }
     public long Refunded { get; set; }
     public long Penalty { get; set; }
+    /// <summary>Collateral the provider's mirror set aside for this lease's penalty when it was created (released when it ends).</summary>
+    public long PenaltyReserve { get; set; }
     /// <summary>Penalty owed but not covered by the provider's collateral.</summary>
     public long PenaltyShortfall { get; set; }
     /// <summary>GPU-hours of this lease offered or sold on the book (resale), per hour start (Unix ns) → GPUs.</summary>

@@ -1,0 +1,195 @@
+using ComputeGrid.Exchange.Instruments;
+using ComputeGrid.Exchange.Matching;
+using ComputeGrid.Exchange.Trading;
+
+namespace ComputeGrid.Exchange.StateMachine;
+
+/// <summary>What a command to the exchange's state machine does. Stable values (they are in the journal).</summary>
+public enum ExchangeCommandKind : byte
+{
+    /// <summary>A principal becomes a trader: its exchange trading account is created (money reaches it by <see cref="Deposit"/>).</summary>
+    RegisterTrader = 1,
+    /// <summary>A principal becomes a provider (and a trader): revenue and collateral accounts named, collateral observed.</summary>
+    RegisterProvider = 2,
+    /// <summary>A provider's node is admitted: <see cref="ExchangeCommand.Gpus"/> GPUs of a class in a region.</summary>
+    AdmitNode = 3,
+    /// <summary>Money moves from one of the owner's accounts into its trading account (counted once the ledger confirms).</summary>
+    Deposit = 4,
+    /// <summary>Money moves from the trading account to one of the owner's accounts (reserved at once).</summary>
+    Withdraw = 5,
+    /// <summary>Money moves from one of the provider's accounts into its collateral (counted once the ledger confirms).</summary>
+    FundCollateral = 6,
+
+    /// <summary>An order: limit or market, any time in force, post-only.</summary>
+    Place = 10,
+    /// <summary>Cancels an open order (<see cref="ExchangeCommand.Target"/>).</summary>
+    Cancel = 11,
+    /// <summary>Replaces an open order's price and quantity.</summary>
+    Replace = 12,
+
+    /// <summary>Delivery of a lease (<see cref="ExchangeCommand.Target"/>) over [From, To) is reported by its provider.</summary>
+    Deliver = 20,
+    /// <summary>A provider reports a node (<see cref="ExchangeCommand.Target"/>) down: leases in delivery on it fail.</summary>
+    Outage = 21,
+    /// <summary>A node (<see cref="ExchangeCommand.Target"/>) with leases in delivery missed its heartbeats since <see cref="ExchangeCommand.From"/>.</summary>
+    NodeTimeout = 22,
+    /// <summary>A node that was down sends heartbeats again: its GPUs back sells again.</summary>
+    NodeUp = 23,
+
+    /// <summary>The clock: instruments listed and expired, good-till-time orders expired, leases entering delivery checked.</summary>
+    Tick = 30,
+
+    /// <summary>The ledger's answer to a transfer that waits for it (a deposit): <see cref="ExchangeCommand.Target"/> is its command's sequence.</summary>
+    TransferSettled = 40,
+}
+
+/// <summary>
+/// One command to <see cref="ExchangeStateMachine"/>: a fixed set of fields, each kind using some (see
+/// <see cref="ExchangeCommandKind"/>). <see cref="Seq"/> and <see cref="Time"/> are given by the sequencer: everything
+/// the state machine decides follows from the commands alone (no clock, no I/O), so a journal replays exactly.
+/// </summary>
+public struct ExchangeCommand
+{
+    /// <summary>The command's sequence number (1, 2, 3, … in journal order): every id it causes derives from it.</summary>
+    public ulong Seq;
+    /// <summary>When it was sequenced (Unix ns, never decreasing).</summary>
+    public long Time;
+    public ExchangeCommandKind Kind;
+    public Side Side;
+    public OrderType Type;
+    public TimeInForce TimeInForce;
+    public bool PostOnly;
+    /// <summary>The principal acting (trader, provider).</summary>
+    public long Owner;
+    public int Instrument;
+    public long Price;
+    public long Quantity;
+    /// <summary>Good-till-time expiry (Unix ns, 0 for none).</summary>
+    public long ExpiresAt;
+    /// <summary>The order (cancel, replace), lease (deliver), node (outage, timeout, up) or command sequence (transfer settled) acted on.</summary>
+    public long Target;
+    /// <summary>Delivery interval start, or when heartbeats stopped (Unix ns).</summary>
+    public long From;
+    /// <summary>Delivery interval end (Unix ns).</summary>
+    public long To;
+    /// <summary>Money (micro-USD): deposit, withdrawal, collateral; for <see cref="ExchangeCommandKind.RegisterProvider"/>, the collateral observed.</summary>
+    public long Amount;
+    /// <summary>An account of the owner: deposit source, withdrawal destination, provider revenue.</summary>
+    public UInt128 Account;
+    /// <summary>A second account: provider collateral.</summary>
+    public UInt128 Account2;
+    public int Gpus;
+    public GpuClass Gpu;
+    /// <summary>Region code (node admission).</summary>
+    public string? Region;
+    /// <summary>Node name (node admission).</summary>
+    public string? Name;
+    /// <summary>For <see cref="ExchangeCommandKind.TransferSettled"/>: whether the ledger took the transfer.</summary>
+    public bool Ok;
+
+    public static ExchangeCommand Place(long owner, int instrument, Side side, OrderType type, TimeInForce tif, long price, long quantity,
+        bool postOnly = false, long expiresAt = 0) => new()
+        {
+            Kind = ExchangeCommandKind.Place, Owner = owner, Instrument = instrument, Side = side, Type = type, TimeInForce = tif,
+            Price = price, Quantity = quantity, PostOnly = postOnly, ExpiresAt = expiresAt,
+        };
+
+    public static ExchangeCommand Cancel(long owner, long order) => new() { Kind = ExchangeCommandKind.Cancel, Owner = owner, Target = order };
+
+    public static ExchangeCommand Replace(long owner, long order, long price, long quantity) =>
+        new() { Kind = ExchangeCommandKind.Replace, Owner = owner, Target = order, Price = price, Quantity = quantity };
+
+    public static ExchangeCommand Tick() => new() { Kind = ExchangeCommandKind.Tick };
+
+    public override readonly string ToString() => $"#{Seq} {Kind} owner {Owner} instrument {Instrument} {Side} {Type} {Price}×{Quantity} target {Target}";
+}
+
+/// <summary>What one command did (fixed-size; its fills are in the batch's fill buffer).</summary>
+public struct CommandResult
+{
+    public ExchangeError Error;
+    public RejectReason BookReject;
+    public OrderStatus Status;
+    /// <summary>Why, in more words, as a stable code (see <see cref="RefusalDetail"/>).</summary>
+    public RefusalDetail Detail;
+    /// <summary>The order placed or acted on; for node admission the node; for deliveries the lease.</summary>
+    public long Subject;
+    /// <summary>What still rests of the order.</summary>
+    public long Remaining;
+    /// <summary>The first of the command's fills in the fill buffer, and how many.</summary>
+    public int FirstFill, Fills;
+    /// <summary>A number the detail refers to (GPUs free, the node that is down, the balance available…).</summary>
+    public long DetailValue;
+
+    public readonly bool Ok => Error == ExchangeError.None;
+}
+
+/// <summary>The detail of a refusal, stable values; <see cref="Refusals.Describe"/> says it in words.</summary>
+public enum RefusalDetail : byte
+{
+    None = 0,
+    /// <summary>The trading account's available balance (DetailValue) does not cover the order's maximum notional.</summary>
+    BalanceShort = 1,
+    /// <summary>The provider has fewer free GPUs (DetailValue) for the whole window.</summary>
+    CapacityShort = 2,
+    /// <summary>As <see cref="CapacityShort"/>, and a node of the provider in that class and region is down (DetailValue: the node).</summary>
+    CapacityShortNodeDown = 3,
+    /// <summary>Only registered providers sell capacity.</summary>
+    NotAProvider = 4,
+    /// <summary>The price is off the instrument's tick or band.</summary>
+    PriceOffBand = 5,
+    /// <summary>A market order found nothing on the other side.</summary>
+    NoLiquidity = 6,
+    /// <summary>A post-only order would take.</summary>
+    PostOnlyWouldTake = 7,
+    /// <summary>A fill-or-kill order cannot fill whole now.</summary>
+    FillOrKillUnfillable = 8,
+    /// <summary>The instrument does not trade now (DetailValue: when it starts or ended, Unix ns).</summary>
+    NotTrading = 9,
+    /// <summary>The quantity is not a whole number of GPUs for the window (DetailValue: the window's hours).</summary>
+    NotWholeGpus = 10,
+    /// <summary>The withdrawal exceeds what is available (DetailValue).</summary>
+    WithdrawalShort = 11,
+    /// <summary>The resting sell was cancelled because a node of its provider went down (DetailValue: the node).</summary>
+    NodeDown = 12,
+}
+
+/// <summary>Why an order left the book, beyond the matcher's own reasons.</summary>
+public enum OrderEndReason : byte
+{
+    None = 0,
+    Filled = 1,
+    Cancelled = 2,
+    Expired = 3,
+    /// <summary>Its instrument stopped trading.</summary>
+    InstrumentClosed = 4,
+    /// <summary>A sell whose capacity went with a node that went down.</summary>
+    NodeDown = 5,
+    /// <summary>Cancelled by self-trade prevention, IOC/market remainder.</summary>
+    Unfilled = 6,
+}
+
+/// <summary>One fill: the taker's order, the maker's, the price and quantity, and the lease it created.</summary>
+public readonly record struct FillRecord(long OrderId, long CounterOrderId, long Price, long Quantity, long LeaseId, long Sequence, int Instrument, Side TakerSide, long Time);
+
+/// <summary>A refusal's detail in words.</summary>
+public static class Refusals
+{
+    public static string? Describe(in CommandResult r) => r.Detail switch
+    {
+        RefusalDetail.None => null,
+        RefusalDetail.BalanceShort => $"the order's maximum notional exceeds the trading account's available balance of {r.DetailValue} micro-USD",
+        RefusalDetail.CapacityShort => $"the provider has {r.DetailValue} free GPUs of this class in this region for the whole window",
+        RefusalDetail.CapacityShortNodeDown => $"too few free GPUs for the whole window: node {r.DetailValue} of this class and region is down",
+        RefusalDetail.NotAProvider => "only registered providers sell capacity",
+        RefusalDetail.PriceOffBand => "the price must be on the instrument's tick within its band",
+        RefusalDetail.NoLiquidity => "nothing rests on the other side for a market order",
+        RefusalDetail.PostOnlyWouldTake => "a post-only order must not take liquidity",
+        RefusalDetail.FillOrKillUnfillable => "the book cannot fill this fill-or-kill order whole now",
+        RefusalDetail.NotTrading => $"the instrument does not trade now (its trading window starts or ended at {r.DetailValue} Unix ns)",
+        RefusalDetail.NotWholeGpus => $"the quantity must be a positive multiple of the window's {r.DetailValue} hours (whole GPUs)",
+        RefusalDetail.WithdrawalShort => $"the trading account has {r.DetailValue} micro-USD available",
+        RefusalDetail.NodeDown => $"node {r.DetailValue} of the provider went down",
+        _ => r.Detail.ToString(),
+    };
+}
