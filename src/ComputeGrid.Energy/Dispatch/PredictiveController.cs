@@ -138,8 +138,10 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
         for (int u = 0; u < units; u++)
             _cumRestart[u + 1] = _cumRestart[u] + _unitMiners[u] * Economics.RestartCost(p, groups[_unitGroup[u]], hashprice);
 
-        // The state now: how many units, in restart order, run (a unit counts when all its miners run); the power running,
-        // and the restarts the miners running beyond those units would not pay again.
+        // The state now: how many units, in restart order, run. A unit counts when at least half its miners run (a site
+        // that runs whole racks rarely matches a unit's edge), and the plan's first step is measured from at least the
+        // units' power, so a unit short of a rack does not hold the next one back; the caller's limits trim the rest.
+        // The miners already running in a unit not counted are credited their restart.
         int now = 0;
         double nowKw = 0, nowCredit = 0;
         for (int g = 0; g < groups.Length; g++) nowKw += Math.Clamp(view.PreviousRunning[g], 0, groups[g].Count) * groups[g].WattsEach / 1000.0;
@@ -149,16 +151,17 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
             {
                 int ug = _unitGroup[now];
                 if (ug != g) { g = ug; used = 0; }
-                int previous = Math.Clamp(view.PreviousRunning[ug], 0, groups[ug].Count);
-                if (previous < used + _unitMiners[now])
+                int inUnit = Math.Clamp(view.PreviousRunning[ug], 0, groups[ug].Count) - used;
+                if (inUnit < _unitMiners[now])
                 {
-                    // The first unit not whole: its running miners are credited their restart.
-                    nowCredit = Math.Max(0, previous - used) * Economics.RestartCost(p, groups[ug], hashprice);
+                    if (2 * inUnit >= _unitMiners[now]) now++;
+                    else nowCredit = Math.Max(0, inUnit) * Economics.RestartCost(p, groups[ug], hashprice);
                     break;
                 }
                 used += _unitMiners[now];
             }
         }
+        nowKw = Math.Max(nowKw, _cumKw[now]);
 
         // The plan (RampPlan): interval k in state n earns what the first n units earn at the forecast price and peak
         // likelihood, the interconnect's headroom capping it (least efficient miners first). Beyond the horizon a

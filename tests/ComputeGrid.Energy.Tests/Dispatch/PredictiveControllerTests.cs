@@ -197,6 +197,30 @@ public class PredictiveControllerTests
     }
 
     [Fact]
+    public void A_site_that_runs_whole_racks_comes_up_at_the_ramp_limit()
+    {
+        // A live site runs whole racks (here six per group: 952 S21s, 1,107 S19 XPs), which rarely match the plan's units
+        // (2,857 and 3,322 miners). Started with everything off on a cheap night, the fleet must come up as fast as the
+        // ramp allows — a unit a rack short of whole must not hold the next one back.
+        SiteProblem p = Year("ercot-west-reference.json").Problem;
+        int t0 = (int)((new DateTime(2021, 3, 10, 8, 0, 0, DateTimeKind.Utc) - p.StartUtc).TotalMinutes / 15);
+        var controller = new PredictiveController(Year("ercot-west-reference.json").Config.Controller);
+        controller.Reset(p);
+        int[] previous = new int[p.Groups.Length], decided = new int[p.Groups.Length];
+        int[] rack = p.Groups.Select(g => g.Count / 6).ToArray();
+        // Warm the forecasters on the days before with everything running.
+        for (int t = 0; t < t0; t++) controller.Decide(new RealTimeView(p, t, p.Groups.Select(g => g.Count).ToArray()), decided);
+        for (int t = t0; t < t0 + 8; t++)
+        {
+            controller.Decide(new RealTimeView(p, t, previous), decided);
+            DispatchLimits.Enforce(p, t, previous, decided);
+            for (int g = 0; g < previous.Length; g++) previous[g] = decided[g] / rack[g] * rack[g];
+        }
+        double kw = DispatchLimits.MinerKw(p.Groups, previous), fleetKw = p.Groups.Sum(g => g.FleetKw);
+        Assert.True(kw >= 0.85 * Math.Min(fleetKw, p.MinerHeadroomKw(t0 + 7)), $"after 8 intervals {kw:N0} kW of {fleetKw:N0} run");
+    }
+
+    [Fact]
     public void The_peak_hour_follows_the_hours_that_peaked_lately_and_the_day_shape_error_is_measured()
     {
         // August 2021 in ERCOT, 15:00 CDT on the 24th (that month's 4CP day): the afternoon's likelihoods with and
