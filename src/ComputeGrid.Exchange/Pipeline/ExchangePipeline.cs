@@ -1,0 +1,327 @@
+using System.Threading.Channels;
+using ComputeGrid.Core;
+using ComputeGrid.Exchange.StateMachine;
+using ComputeGrid.Ledger;
+
+namespace ComputeGrid.Exchange.Pipeline;
+
+/// <summary>Settings of the pipeline.</summary>
+public sealed record PipelineOptions
+{
+    /// <summary>Most commands in one batch (one journal record, one fsync, one or a few ledger batches).</summary>
+    public int BatchMax { get; init; } = 4096;
+
+    /// <summary>Commands waiting to be sequenced before submitters wait (back-pressure).</summary>
+    public int QueueMax { get; init; } = 1 << 16;
+
+    /// <summary>Batches at the journal's end whose ledger effects are submitted again at start (the ledger's ids make it idempotent).</summary>
+    public int ResubmitBatches { get; init; } = 8;
+}
+
+/// <summary>What a submitted command did: its result and its fills.</summary>
+public readonly record struct CommandOutcome(CommandResult Result, FillRecord[] Fills);
+
+/// <summary>The pipeline stopped taking commands (a journal or ledger failure); a restart replays cleanly.</summary>
+public sealed class ExchangeUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// The exchange's staged pipeline (exchange-core's, over the ledger's engine):
+/// <code>
+/// submitters ──► queue ──► [sequencer] batch ─► journal (one fsync) ─► state machine ─► ledger batch(es) ─► answers
+/// </code>
+/// One loop owns the journal, the state machine and the plan; commands are taken in batches of up to
+/// <see cref="PipelineOptions.BatchMax"/>, so many share each fsync and each ledger batch. A command is answered only
+/// when its journal record and its ledger effects are durable. The ledger's answers to deposits come back as
+/// <see cref="ExchangeCommandKind.TransferSettled"/> commands in the next batch. The first journal or ledger failure
+/// stops the pipeline (fail-stop): every command not answered fails with <see cref="ExchangeUnavailableException"/>,
+/// nothing half-done was acknowledged, and a restart replays the journal.
+/// </summary>
+public sealed class ExchangePipeline : IAsyncDisposable
+{
+    private readonly ExchangeStateMachine _sm;
+    private readonly LedgerEngine _ledger;
+    private readonly CommandJournal? _journal;
+    private readonly TimeProvider _time;
+    private readonly PipelineOptions _options;
+    private readonly Channel<Pending> _queue;
+    private readonly Queue<ExchangeCommand> _internal = new();
+    private readonly SettlementPlan _plan = new();
+    private readonly List<FillRecord> _fills = [];
+    private readonly List<Pending> _batch = [];
+    private readonly CancellationTokenSource _stop = new();
+    private Task _loop = Task.CompletedTask;
+    private ulong _nextSeq;
+    private long _lastTime;
+    private volatile Exception? _fault;
+    private long _batches, _commands, _ledgerBatches;
+
+    private sealed class Pending(ExchangeCommand command, TaskCompletionSource<CommandOutcome>? completion)
+    {
+        public ExchangeCommand Command = command;
+        public readonly TaskCompletionSource<CommandOutcome>? Completion = completion;
+    }
+
+    private ExchangePipeline(ExchangeStateMachine sm, LedgerEngine ledger, CommandJournal? journal, TimeProvider time, PipelineOptions options)
+    {
+        _sm = sm;
+        _ledger = ledger;
+        _journal = journal;
+        _time = time;
+        _options = options;
+        _queue = Channel.CreateBounded<Pending>(new BoundedChannelOptions(options.QueueMax) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+        _nextSeq = sm.LastSeq + 1;
+    }
+
+    /// <summary>The state machine (read it only through <see cref="ReadAsync{T}"/> while the pipeline runs).</summary>
+    internal ExchangeStateMachine StateMachine => _sm;
+
+    /// <summary>Batches and commands sequenced, and ledger batches submitted, since start.</summary>
+    public (long Batches, long Commands, long LedgerBatches) Counters => (Interlocked.Read(ref _batches), Interlocked.Read(ref _commands), Interlocked.Read(ref _ledgerBatches));
+
+    /// <summary>The failure that stopped the pipeline, if it stopped.</summary>
+    public Exception? Fault => _fault;
+
+    /// <summary>
+    /// Starts the exchange: creates the escrow account, replays the journal (when there is one) through the state
+    /// machine, submits the ledger effects of its last batches again (idempotent), settles deposits left waiting, and
+    /// starts the loop.
+    /// </summary>
+    /// <exception cref="JournalCorruptException">The journal is damaged anywhere but a torn tail.</exception>
+    public static async Task<ExchangePipeline> StartAsync(ExchangeStateMachine sm, LedgerEngine ledger, string? journalPath, TimeProvider time,
+        PipelineOptions? options = null, JournalOptions? journalOptions = null, CancellationToken ct = default)
+    {
+        options ??= new PipelineOptions();
+        CreateAccountResult[] escrow = await ledger.CreateAccountsAsync(new[] { ChartOfAccounts.NewAccount(AccountCode.ExchangeEscrow, ExchangeStateMachine.EscrowAccount, Asset.Usd) }, ct);
+        if (escrow[0] is not (CreateAccountResult.Ok or CreateAccountResult.Exists)) throw new InvalidOperationException($"Cannot create the exchange escrow account: {escrow[0]}.");
+
+        CommandJournal? journal = null;
+        var tail = new Queue<(Account[] Accounts, Transfer[] Transfers)>();
+        var deposits = new Dictionary<long, Transfer>(); // awaited transfers met in the replay, by their command's seq
+        if (journalPath is not null)
+        {
+            var plan = new SettlementPlan();
+            var fills = new List<FillRecord>();
+            journal = CommandJournal.Open(journalPath, batch =>
+            {
+                plan.Clear();
+                fills.Clear();
+                for (int i = 0; i < batch.Commands.Count; i++)
+                    sm.Apply(CommandCodec.Read(batch.Commands[i].Span, batch.FirstSeq + (ulong)i, batch.TimestampNs), plan, fills);
+                tail.Enqueue((plan.Accounts.ToArray(), WithoutAwaited(plan)));
+                foreach ((int index, ulong seq) in plan.Awaiting) deposits[(long)seq] = plan.Transfers[index];
+                while (tail.Count > options.ResubmitBatches) tail.Dequeue();
+            }, journalOptions);
+        }
+        var pipeline = new ExchangePipeline(sm, ledger, journal, time, options);
+        try
+        {
+            // The last batches' effects again: what the ledger has answers Exists, what it never got is applied now.
+            foreach ((Account[] accounts, Transfer[] transfers) in tail) await pipeline.SubmitToLedgerAsync(accounts, transfers, resubmit: true, ct);
+            // Deposits the state machine still waits for: their one transfer was submitted (found) or not (submitted now).
+            foreach (long seq in sm.PendingDeposits)
+            {
+                if (!deposits.TryGetValue(seq, out Transfer t)) throw new InvalidOperationException($"Deposit {seq} waits for the ledger but its transfer was not replayed.");
+                CreateTransferResult[] r = await ledger.CreateTransfersAsync(new[] { t }, ct);
+                bool ok = r[0] is CreateTransferResult.Ok or CreateTransferResult.Exists;
+                pipeline._internal.Enqueue(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = seq, Ok = ok });
+            }
+        }
+        catch
+        {
+            journal?.Dispose();
+            throw;
+        }
+        pipeline._lastTime = sm.LastTime;
+        pipeline._loop = Task.Factory.StartNew(pipeline.RunAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        return pipeline;
+    }
+
+    private static Transfer[] WithoutAwaited(SettlementPlan plan)
+    {
+        if (plan.Awaiting.Length == 0) return plan.Transfers.ToArray();
+        var skip = new HashSet<int>();
+        foreach ((int i, _) in plan.Awaiting) skip.Add(i);
+        var list = new List<Transfer>(plan.Transfers.Length);
+        for (int i = 0; i < plan.Transfers.Length; i++) if (!skip.Contains(i)) list.Add(plan.Transfers[i]);
+        return [.. list];
+    }
+
+    /// <summary>Submits a command; answers when its journal record and ledger effects are durable.</summary>
+    /// <exception cref="ExchangeUnavailableException">The pipeline stopped.</exception>
+    public async ValueTask<CommandOutcome> SubmitAsync(ExchangeCommand command, CancellationToken ct = default)
+    {
+        if (_fault is { } f) throw new ExchangeUnavailableException("The exchange stopped taking commands: " + f.Message, f);
+        var pending = new Pending(command, new TaskCompletionSource<CommandOutcome>(TaskCreationOptions.RunContinuationsAsynchronously));
+        try { await _queue.Writer.WriteAsync(pending, ct); }
+        catch (ChannelClosedException) { throw new ExchangeUnavailableException("The exchange stopped taking commands."); }
+        return await pending.Completion!.Task.WaitAsync(ct);
+    }
+
+    private readonly SemaphoreSlim _readGate = new(1, 1);
+
+    /// <summary>Reads the state machine between batches (views return copies).</summary>
+    public async Task<T> ReadAsync<T>(Func<ExchangeStateMachine, T> read, CancellationToken ct = default)
+    {
+        await _readGate.WaitAsync(ct);
+        try { return read(_sm); }
+        finally { _readGate.Release(); }
+    }
+
+    private async Task RunAsync()
+    {
+        ChannelReader<Pending> reader = _queue.Reader;
+        try
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                _batch.Clear();
+                while (_internal.TryDequeue(out ExchangeCommand ic)) _batch.Add(new Pending(ic, null));
+                if (_batch.Count == 0 && !await reader.WaitToReadAsync(_stop.Token)) break;
+                while (_batch.Count < _options.BatchMax && reader.TryRead(out Pending? p)) _batch.Add(p);
+                if (_batch.Count == 0) continue;
+                await RunBatchAsync();
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested) { }
+        catch (Exception e)
+        {
+            _fault = e;
+            _queue.Writer.TryComplete();
+            foreach (Pending p in _batch) p.Completion?.TrySetException(new ExchangeUnavailableException("The exchange stopped taking commands: " + e.Message, e));
+            while (reader.TryRead(out Pending? p)) p.Completion?.TrySetException(new ExchangeUnavailableException("The exchange stopped taking commands: " + e.Message, e));
+        }
+    }
+
+    private CommandResult[] _results = new CommandResult[256];
+
+    private async Task RunBatchAsync()
+    {
+        int n = _batch.Count;
+        long time = Math.Max(_lastTime, Clock.UnixNanoseconds(_time));
+        ulong first;
+        if (_journal is not null)
+        {
+            foreach (Pending p in _batch)
+            {
+                Span<byte> into = _journal.Stage(CommandCodec.Size(in p.Command));
+                CommandCodec.Write(in p.Command, into);
+            }
+            first = _journal.Commit(time); // durable before anything acts on it
+        }
+        else first = _nextSeq;
+        _nextSeq = first + (ulong)n;
+        _lastTime = time;
+
+        if (_results.Length < n) Array.Resize(ref _results, Math.Max(n, _results.Length * 2));
+        await _readGate.WaitAsync();
+        try
+        {
+            _plan.Clear();
+            _fills.Clear();
+            for (int i = 0; i < n; i++)
+            {
+                ref ExchangeCommand c = ref _batch[i].Command;
+                c.Seq = first + (ulong)i;
+                c.Time = time;
+                _results[i] = _sm.Apply(in c, _plan, _fills);
+            }
+        }
+        finally { _readGate.Release(); }
+
+        var awaited = await SubmitToLedgerAsync(_plan.Accounts.ToArray(), _plan.Transfers.ToArray(), resubmit: false, CancellationToken.None);
+        foreach ((int index, ulong seq) in _plan.Awaiting)
+            _internal.Enqueue(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = (long)seq, Ok = awaited[index] == CreateTransferResult.Ok });
+
+        Interlocked.Increment(ref _batches);
+        Interlocked.Add(ref _commands, n);
+        for (int i = 0; i < n; i++)
+        {
+            TaskCompletionSource<CommandOutcome>? tcs = _batch[i].Completion;
+            if (tcs is null) continue;
+            CommandResult r = _results[i];
+            FillRecord[] fills = r.Fills == 0 ? [] : _fills.GetRange(r.FirstFill, r.Fills).ToArray();
+            tcs.TrySetResult(new CommandOutcome(r, fills));
+        }
+    }
+
+    /// <summary>
+    /// Submits accounts, then transfers in ledger batches that never cut a linked chain. Every result must be Ok (or
+    /// Exists when resubmitting); an awaited transfer (a deposit) may be refused — its result is returned by index.
+    /// Anything else is a broken invariant: the pipeline stops.
+    /// </summary>
+    private async Task<Dictionary<int, CreateTransferResult>> SubmitToLedgerAsync(Account[] accounts, Transfer[] transfers, bool resubmit, CancellationToken ct)
+    {
+        var awaited = new Dictionary<int, CreateTransferResult>();
+        for (int at = 0; at < accounts.Length; at += LedgerLimits.BatchEventsMax)
+        {
+            int count = Math.Min(LedgerLimits.BatchEventsMax, accounts.Length - at);
+            CreateAccountResult[] r = await _ledger.CreateAccountsAsync(accounts.AsMemory(at, count), ct);
+            Interlocked.Increment(ref _ledgerBatches);
+            for (int i = 0; i < r.Length; i++)
+                if (r[i] is not (CreateAccountResult.Ok or CreateAccountResult.Exists))
+                    throw new InvalidOperationException($"The ledger refused account {accounts[at + i].Id}: {r[i]}.");
+        }
+        var awaitedIndexes = new HashSet<int>();
+        if (!resubmit) foreach ((int i, _) in _plan.Awaiting) awaitedIndexes.Add(i);
+        int start = 0;
+        while (start < transfers.Length)
+        {
+            // Whole chains up to the batch limit.
+            int end = start, chainStart = start;
+            while (end < transfers.Length)
+            {
+                bool closes = (transfers[end].Flags & TransferFlags.Linked) == 0;
+                end++;
+                if (closes)
+                {
+                    if (end - start > LedgerLimits.BatchEventsMax) { end = chainStart; break; }
+                    chainStart = end;
+                    if (end - start == LedgerLimits.BatchEventsMax) break;
+                }
+            }
+            if (end == start) throw new InvalidOperationException("A linked chain is longer than a ledger batch.");
+            CreateTransferResult[] r = await _ledger.CreateTransfersAsync(transfers.AsMemory(start, end - start), ct);
+            Interlocked.Increment(ref _ledgerBatches);
+            for (int i = 0; i < r.Length; i++)
+            {
+                int index = start + i;
+                if (awaitedIndexes.Contains(index)) { awaited[index] = r[i]; continue; }
+                if (r[i] == CreateTransferResult.Ok || (resubmit && r[i] == CreateTransferResult.Exists)) continue;
+                // Resubmitted, a chain the ledger already applied fails at its first event with Exists (the others answer
+                // LinkedEventFailed): chains are atomic, so it is whole in the ledger.
+                if (resubmit && r[i] == CreateTransferResult.LinkedEventFailed && ChainFailedWithExists(transfers, r, start, i)) continue;
+                int failed = Array.FindIndex(r, x => x is not (CreateTransferResult.Ok or CreateTransferResult.Exists or CreateTransferResult.LinkedEventFailed));
+                string cause = failed < 0 ? "" : $"; the chain failed at transfer {transfers[start + failed].Id} (flags {transfers[start + failed].Flags}, code {transfers[start + failed].Code}): {r[failed]}";
+                throw new InvalidOperationException($"The ledger refused transfer {transfers[index].Id} (code {transfers[index].Code}): {r[i]}{cause}. Batch: "
+                    + string.Join("; ", Enumerable.Range(0, r.Length).Select(k => $"{transfers[start + k].Flags}/{transfers[start + k].Amount}/{transfers[start + k].PendingId != 0}: {r[k]}")));
+            }
+            start = end;
+        }
+        return awaited;
+    }
+
+    // The failing event of the linked chain holding event i (of a batch starting at start) answered Exists.
+    private static bool ChainFailedWithExists(Transfer[] transfers, CreateTransferResult[] r, int start, int i)
+    {
+        int first = i;
+        while (first > 0 && (transfers[start + first - 1].Flags & TransferFlags.Linked) != 0) first--;
+        for (int k = first; k < r.Length; k++)
+        {
+            if (r[k] != CreateTransferResult.LinkedEventFailed) return r[k] == CreateTransferResult.Exists;
+            if ((transfers[start + k].Flags & TransferFlags.Linked) == 0) break;
+        }
+        return false;
+    }
+
+    /// <summary>Stops the loop after the batch in flight and closes the journal.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        await _stop.CancelAsync();
+        try { await _loop; }
+        catch (Exception e) when (e is OperationCanceledException or ExchangeUnavailableException) { }
+        _journal?.Dispose();
+        _stop.Dispose();
+        _readGate.Dispose();
+    }
+}
