@@ -1,0 +1,51 @@
+using ComputeGrid.Exchange.Instruments;
+using ComputeGrid.Exchange.Matching;
+using ComputeGrid.Exchange.StateMachine;
+
+namespace ComputeGrid.Exchange.Tests.Pipeline;
+
+/// <summary>The state machine's steady path allocates nothing per order (as the book's).</summary>
+public class StateMachineAllocationTests
+{
+    [Fact]
+    public void Placing_and_cancelling_orders_allocates_nothing_once_warm()
+    {
+        var registry = new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default));
+        var sm = new ExchangeStateMachine(registry, new StateMachineOptions { OrdersPerBookMax = 1 << 14 });
+        var plan = new SettlementPlan();
+        var fills = new List<FillRecord>(16);
+        long t = 1_795_780_800_000_000_000L; // 2026-11-26 12:00 UTC
+        ulong seq = 0;
+        CommandResult Apply(ExchangeCommand c)
+        {
+            c.Seq = ++seq;
+            c.Time = t;
+            plan.Clear();
+            fills.Clear();
+            return sm.Apply(in c, plan, fills);
+        }
+        Assert.True(Apply(ExchangeCommand.Tick()).Ok);
+        Assert.True(Apply(new ExchangeCommand { Kind = ExchangeCommandKind.RegisterTrader, Owner = 1 }).Ok);
+        ulong deposit = seq + 1;
+        Assert.True(Apply(new ExchangeCommand { Kind = ExchangeCommandKind.Deposit, Owner = 1, Account = 5, Amount = 1_000_000_000_000 }).Ok);
+        Assert.True(Apply(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = (long)deposit, Ok = true }).Ok);
+        Instrument[] hourly = registry.Active.Where(i => i.Kind == DeliveryKind.HourlySpot).Take(4).ToArray();
+
+        void Cycle(int n)
+        {
+            for (int k = 0; k < n; k++)
+            {
+                Instrument i = hourly[k & 3];
+                CommandResult placed = Apply(ExchangeCommand.Place(1, i.Id, Side.Buy, OrderType.Limit, TimeInForce.GoodTillCancel, i.Band.MinPrice + i.Band.Tick * (1 + (k % 64)), i.Hours));
+                if (!placed.Ok) throw new InvalidOperationException(placed.Error.ToString());
+                if (!Apply(ExchangeCommand.Cancel(1, placed.Subject)).Ok) throw new InvalidOperationException("cancel");
+            }
+        }
+        Cycle(20_000); // warm: pools, dictionaries, plan buffers grown
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Cycle(20_000);
+        long bytes = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(bytes == 0, $"{bytes} bytes for 40,000 commands ({bytes / 40_000.0:F2} B per command)");
+        sm.CheckInvariants();
+    }
+}
