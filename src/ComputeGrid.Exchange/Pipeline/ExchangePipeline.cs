@@ -44,10 +44,12 @@ public sealed class ExchangePipeline : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly PipelineOptions _options;
     private readonly Channel<Pending> _queue;
-    private readonly Queue<ExchangeCommand> _internal = new();
-    private readonly SettlementPlan _plan = new();
-    private readonly List<FillRecord> _fills = [];
-    private readonly List<Pending> _batch = [];
+    // Commands the pipeline makes itself (the ledger's answers to deposits), sequenced before the next submitted ones.
+    private readonly Channel<ExchangeCommand> _internal = Channel.CreateUnbounded<ExchangeCommand>(new UnboundedChannelOptions { SingleReader = false });
+    // Batches the state machine applied, on their way to the ledger (bounded: the sequencer runs at most a few ahead).
+    private readonly Channel<Batch> _applied = Channel.CreateBounded<Batch>(new BoundedChannelOptions(3) { SingleReader = true, SingleWriter = true });
+    private readonly System.Collections.Concurrent.ConcurrentQueue<Batch> _free = new();
+    private Task _ledgerLoop = Task.CompletedTask;
     private readonly CancellationTokenSource _stop = new();
     private Task _loop = Task.CompletedTask;
     private ulong _nextSeq;
@@ -59,6 +61,15 @@ public sealed class ExchangePipeline : IAsyncDisposable
     {
         public ExchangeCommand Command = command;
         public readonly TaskCompletionSource<CommandOutcome>? Completion = completion;
+    }
+
+    /// <summary>One batch through the stages: its commands, and what the state machine made of them.</summary>
+    private sealed class Batch
+    {
+        public readonly List<Pending> Items = [];
+        public readonly SettlementPlan Plan = new();
+        public readonly List<FillRecord> Fills = [];
+        public CommandResult[] Results = new CommandResult[256];
     }
 
     private ExchangePipeline(ExchangeStateMachine sm, LedgerEngine ledger, CommandJournal? journal, TimeProvider time, PipelineOptions options)
@@ -116,14 +127,14 @@ public sealed class ExchangePipeline : IAsyncDisposable
         try
         {
             // The last batches' effects again: what the ledger has answers Exists, what it never got is applied now.
-            foreach ((Account[] accounts, Transfer[] transfers) in tail) await pipeline.SubmitToLedgerAsync(accounts, transfers, resubmit: true, ct);
+            foreach ((Account[] accounts, Transfer[] transfers) in tail) await pipeline.SubmitToLedgerAsync(accounts, transfers, null, ct);
             // Deposits the state machine still waits for: their one transfer was submitted (found) or not (submitted now).
             foreach (long seq in sm.PendingDeposits)
             {
                 if (!deposits.TryGetValue(seq, out Transfer t)) throw new InvalidOperationException($"Deposit {seq} waits for the ledger but its transfer was not replayed.");
                 CreateTransferResult[] r = await ledger.CreateTransfersAsync(new[] { t }, ct);
                 bool ok = r[0] is CreateTransferResult.Ok or CreateTransferResult.Exists;
-                pipeline._internal.Enqueue(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = seq, Ok = ok });
+                pipeline._internal.Writer.TryWrite(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = seq, Ok = ok });
             }
         }
         catch
@@ -133,6 +144,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
         }
         pipeline._lastTime = sm.LastTime;
         pipeline._loop = Task.Factory.StartNew(pipeline.RunAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        pipeline._ledgerLoop = Task.Factory.StartNew(pipeline.LedgerLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
         return pipeline;
     }
 
@@ -167,41 +179,53 @@ public sealed class ExchangePipeline : IAsyncDisposable
         finally { _readGate.Release(); }
     }
 
+    // Stage 1, the sequencer: gathers a batch, makes it durable in the journal (one fsync), applies it to the state
+    // machine and hands it to the ledger stage, which may still be settling the batch before.
     private async Task RunAsync()
     {
         ChannelReader<Pending> reader = _queue.Reader;
+        ChannelReader<ExchangeCommand> internals = _internal.Reader;
+        Batch? batch = null;
         try
         {
-            while (!_stop.IsCancellationRequested)
+            while (!_stop.IsCancellationRequested && _fault is null)
             {
-                _batch.Clear();
-                while (_internal.TryDequeue(out ExchangeCommand ic)) _batch.Add(new Pending(ic, null));
-                if (_batch.Count == 0 && !await reader.WaitToReadAsync(_stop.Token)) break;
-                while (_batch.Count < _options.BatchMax && reader.TryRead(out Pending? p)) _batch.Add(p);
-                if (_batch.Count == 0) continue;
-                await RunBatchAsync();
+                batch = _free.TryDequeue(out Batch? b) ? b : new Batch();
+                batch.Items.Clear();
+                while (internals.TryRead(out ExchangeCommand ic)) batch.Items.Add(new Pending(ic, null));
+                if (batch.Items.Count == 0 && !reader.TryPeek(out _))
+                {
+                    Task<bool> external = reader.WaitToReadAsync(_stop.Token).AsTask(), own = internals.WaitToReadAsync(_stop.Token).AsTask();
+                    await Task.WhenAny(external, own);
+                    if (external.IsCompleted && !external.Result && !own.IsCompleted) break; // closed
+                    while (internals.TryRead(out ExchangeCommand ic)) batch.Items.Add(new Pending(ic, null));
+                }
+                while (batch.Items.Count < _options.BatchMax && reader.TryRead(out Pending? p)) batch.Items.Add(p);
+                if (batch.Items.Count == 0)
+                {
+                    _free.Enqueue(batch);
+                    batch = null;
+                    continue;
+                }
+                await SequenceAsync(batch);
+                await _applied.Writer.WriteAsync(batch, _stop.Token);
+                batch = null;
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested) { }
-        catch (Exception e)
-        {
-            _fault = e;
-            _queue.Writer.TryComplete();
-            foreach (Pending p in _batch) p.Completion?.TrySetException(new ExchangeUnavailableException("The exchange stopped taking commands: " + e.Message, e));
-            while (reader.TryRead(out Pending? p)) p.Completion?.TrySetException(new ExchangeUnavailableException("The exchange stopped taking commands: " + e.Message, e));
-        }
+        catch (Exception e) { Stop(e, batch); }
+        finally { _applied.Writer.TryComplete(); }
     }
 
-    private CommandResult[] _results = new CommandResult[256];
-
-    private async Task RunBatchAsync()
+    private async Task SequenceAsync(Batch batch)
     {
-        int n = _batch.Count;
+        List<Pending> items = batch.Items;
+        int n = items.Count;
         long time = Math.Max(_lastTime, Clock.UnixNanoseconds(_time));
         ulong first;
         if (_journal is not null)
         {
-            foreach (Pending p in _batch)
+            foreach (Pending p in items)
             {
                 Span<byte> into = _journal.Stage(CommandCodec.Size(in p.Command));
                 CommandCodec.Write(in p.Command, into);
@@ -211,46 +235,82 @@ public sealed class ExchangePipeline : IAsyncDisposable
         else first = _nextSeq;
         _nextSeq = first + (ulong)n;
         _lastTime = time;
-
-        if (_results.Length < n) Array.Resize(ref _results, Math.Max(n, _results.Length * 2));
+        if (batch.Results.Length < n) batch.Results = new CommandResult[Math.Max(n, batch.Results.Length * 2)];
         await _readGate.WaitAsync();
         try
         {
-            _plan.Clear();
-            _fills.Clear();
+            batch.Plan.Clear();
+            batch.Fills.Clear();
             for (int i = 0; i < n; i++)
             {
-                ref ExchangeCommand c = ref _batch[i].Command;
+                ref ExchangeCommand c = ref items[i].Command;
                 c.Seq = first + (ulong)i;
                 c.Time = time;
-                _results[i] = _sm.Apply(in c, _plan, _fills);
+                batch.Results[i] = _sm.Apply(in c, batch.Plan, batch.Fills);
             }
         }
         finally { _readGate.Release(); }
-
-        var awaited = await SubmitToLedgerAsync(_plan.Accounts.ToArray(), _plan.Transfers.ToArray(), resubmit: false, CancellationToken.None);
-        foreach ((int index, ulong seq) in _plan.Awaiting)
-            _internal.Enqueue(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = (long)seq, Ok = awaited[index] == CreateTransferResult.Ok });
-
         Interlocked.Increment(ref _batches);
         Interlocked.Add(ref _commands, n);
-        for (int i = 0; i < n; i++)
+    }
+
+    // Stage 2, the ledger: settles each applied batch in order (its plan as one or a few ledger batches), feeds the
+    // ledger's answers to deposits back as commands, and answers the batch's submitters.
+    private async Task LedgerLoopAsync()
+    {
+        Batch? batch = null;
+        try
         {
-            TaskCompletionSource<CommandOutcome>? tcs = _batch[i].Completion;
-            if (tcs is null) continue;
-            CommandResult r = _results[i];
-            FillRecord[] fills = r.Fills == 0 ? [] : _fills.GetRange(r.FirstFill, r.Fills).ToArray();
-            tcs.TrySetResult(new CommandOutcome(r, fills));
+            await foreach (Batch b in _applied.Reader.ReadAllAsync())
+            {
+                batch = b;
+                if (_fault is not null) throw _fault;
+                Dictionary<int, CreateTransferResult> awaited = await SubmitToLedgerAsync(b.Plan.Accounts.ToArray(), b.Plan.Transfers.ToArray(), b.Plan, CancellationToken.None);
+                foreach ((int index, ulong seq) in b.Plan.Awaiting)
+                    _internal.Writer.TryWrite(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = (long)seq, Ok = awaited[index] == CreateTransferResult.Ok });
+                for (int i = 0; i < b.Items.Count; i++)
+                {
+                    TaskCompletionSource<CommandOutcome>? tcs = b.Items[i].Completion;
+                    if (tcs is null) continue;
+                    CommandResult r = b.Results[i];
+                    FillRecord[] fills = r.Fills == 0 ? [] : b.Fills.GetRange(r.FirstFill, r.Fills).ToArray();
+                    tcs.TrySetResult(new CommandOutcome(r, fills));
+                }
+                b.Items.Clear();
+                _free.Enqueue(b);
+                batch = null;
+            }
+        }
+        catch (Exception e)
+        {
+            Stop(e, batch);
+            while (_applied.Reader.TryRead(out Batch? left)) Fail(left.Items, e);
         }
     }
+
+    private void Stop(Exception e, Batch? batch)
+    {
+        _fault ??= e;
+        _queue.Writer.TryComplete();
+        if (batch is not null) Fail(batch.Items, e);
+        while (_queue.Reader.TryRead(out Pending? p)) p.Completion?.TrySetException(Unavailable(e));
+    }
+
+    private static void Fail(List<Pending> items, Exception e)
+    {
+        foreach (Pending p in items) p.Completion?.TrySetException(Unavailable(e));
+    }
+
+    private static ExchangeUnavailableException Unavailable(Exception e) => new("The exchange stopped taking commands: " + e.Message, e);
 
     /// <summary>
     /// Submits accounts, then transfers in ledger batches that never cut a linked chain. Every result must be Ok (or
     /// Exists when resubmitting); an awaited transfer (a deposit) may be refused — its result is returned by index.
     /// Anything else is a broken invariant: the pipeline stops.
     /// </summary>
-    private async Task<Dictionary<int, CreateTransferResult>> SubmitToLedgerAsync(Account[] accounts, Transfer[] transfers, bool resubmit, CancellationToken ct)
+    private async Task<Dictionary<int, CreateTransferResult>> SubmitToLedgerAsync(Account[] accounts, Transfer[] transfers, SettlementPlan? plan, CancellationToken ct)
     {
+        bool resubmit = plan is null;
         var awaited = new Dictionary<int, CreateTransferResult>();
         for (int at = 0; at < accounts.Length; at += LedgerLimits.BatchEventsMax)
         {
@@ -262,7 +322,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
                     throw new InvalidOperationException($"The ledger refused account {accounts[at + i].Id}: {r[i]}.");
         }
         var awaitedIndexes = new HashSet<int>();
-        if (!resubmit) foreach ((int i, _) in _plan.Awaiting) awaitedIndexes.Add(i);
+        if (plan is not null) foreach ((int i, _) in plan.Awaiting) awaitedIndexes.Add(i);
         int start = 0;
         while (start < transfers.Length)
         {
@@ -320,6 +380,10 @@ public sealed class ExchangePipeline : IAsyncDisposable
         await _stop.CancelAsync();
         try { await _loop; }
         catch (Exception e) when (e is OperationCanceledException or ExchangeUnavailableException) { }
+        try { await _ledgerLoop; }
+        catch (Exception e) when (e is OperationCanceledException or ExchangeUnavailableException) { }
+        var stopped = new ExchangeUnavailableException("The exchange stopped.");
+        while (_queue.Reader.TryRead(out Pending? p)) p.Completion?.TrySetException(stopped);
         _journal?.Dispose();
         _stop.Dispose();
         _readGate.Dispose();
