@@ -113,8 +113,32 @@ public static class ExchangeBench
         }
         finally { if (Directory.Exists(durableDir)) Directory.Delete(durableDir, recursive: true); }
 
+        // 5. The new pipeline under load (issue 14): many submitters, many orders in flight, in memory and durable.
+        TimeSpan runFor = TimeSpan.FromSeconds(quick ? 3 : 10);
+        PipelineRun pipeMem = await ExchangePipelineBench.RunAsync(null, runFor, 32, 64, Seed, ct);
+        output.WriteLine($"  pipeline, in memory: {pipeMem.Orders:N0} orders ({pipeMem.Fills:N0} fills) at {pipeMem.OrdersPerSecond:N0} orders/s, ack p50 {pipeMem.AckP50Ms} ms p99 {pipeMem.AckP99Ms} ms, {pipeMem.AvgBatch:F0} commands per batch; stages (commands/s of their own time): state machine {pipeMem.StateMachineCommandsPerSecond:N0}, ledger {pipeMem.LedgerCommandsPerSecond:N0}");
+        string pipeDir = Path.Combine(Path.GetTempPath(), "cg-exchange-pipeline-" + Guid.NewGuid().ToString("N"));
+        PipelineRun pipeDurable;
+        try
+        {
+            Directory.CreateDirectory(pipeDir);
+            pipeDurable = await ExchangePipelineBench.RunAsync(pipeDir, runFor, 32, 64, Seed, ct);
+            output.WriteLine($"  pipeline, durable (journal fsync per batch, durable ledger): {pipeDurable.Orders:N0} orders at {pipeDurable.OrdersPerSecond:N0} orders/s, ack p50 {pipeDurable.AckP50Ms} ms p99 {pipeDurable.AckP99Ms} ms, {pipeDurable.AvgBatch:F0} commands per batch; stages: journal {pipeDurable.JournalCommandsPerSecond:N0}, state machine {pipeDurable.StateMachineCommandsPerSecond:N0}, ledger {pipeDurable.LedgerCommandsPerSecond:N0}");
+        }
+        finally { if (Directory.Exists(pipeDir)) Directory.Delete(pipeDir, recursive: true); }
+
         var metrics = new SortedDictionary<string, object>(StringComparer.Ordinal)
         {
+            ["full_path_orders_per_s_inmem"] = Math.Round(pipeMem.OrdersPerSecond),
+            ["full_path_orders_per_s_durable"] = Math.Round(pipeDurable.OrdersPerSecond),
+            ["full_path_ack_p50_ms"] = pipeDurable.AckP50Ms,
+            ["full_path_ack_p99_ms"] = pipeDurable.AckP99Ms,
+            ["full_path_ack_p99_ms_inmem"] = pipeMem.AckP99Ms,
+            ["full_path_commands_per_batch"] = Math.Round(pipeDurable.AvgBatch),
+            ["stage_journal_commands_per_s"] = Math.Round(pipeDurable.JournalCommandsPerSecond),
+            ["stage_state_machine_commands_per_s"] = Math.Round(pipeMem.StateMachineCommandsPerSecond),
+            ["stage_ledger_commands_per_s_inmem"] = Math.Round(pipeMem.LedgerCommandsPerSecond),
+            ["stage_ledger_commands_per_s_durable"] = Math.Round(pipeDurable.LedgerCommandsPerSecond),
             ["orders_per_s"] = Math.Round(perSecond),
             ["orders_per_s_slowest_pass"] = Math.Round(rates[0]),
             ["orders_per_s_fastest_pass"] = Math.Round(rates[^1]),

@@ -56,6 +56,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
     private long _lastTime;
     private volatile Exception? _fault;
     private long _batches, _commands, _ledgerBatches;
+    private long _journalTicks, _applyTicks, _ledgerTicks; // Stopwatch ticks spent in each stage's work
 
     private sealed class Pending(ExchangeCommand command, TaskCompletionSource<CommandOutcome>? completion)
     {
@@ -88,6 +89,11 @@ public sealed class ExchangePipeline : IAsyncDisposable
 
     /// <summary>Batches and commands sequenced, and ledger batches submitted, since start.</summary>
     public (long Batches, long Commands, long LedgerBatches) Counters => (Interlocked.Read(ref _batches), Interlocked.Read(ref _commands), Interlocked.Read(ref _ledgerBatches));
+
+    /// <summary>Seconds each stage spent working since start: the journal (staging, write, fsync), the state machine, the ledger.</summary>
+    public (double Journal, double StateMachine, double Ledger) StageSeconds =>
+        (Interlocked.Read(ref _journalTicks) / (double)System.Diagnostics.Stopwatch.Frequency, Interlocked.Read(ref _applyTicks) / (double)System.Diagnostics.Stopwatch.Frequency,
+         Interlocked.Read(ref _ledgerTicks) / (double)System.Diagnostics.Stopwatch.Frequency);
 
     /// <summary>The failure that stopped the pipeline, if it stopped.</summary>
     public Exception? Fault => _fault;
@@ -223,6 +229,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
         int n = items.Count;
         long time = Math.Max(_lastTime, Clock.UnixNanoseconds(_time));
         ulong first;
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         if (_journal is not null)
         {
             foreach (Pending p in items)
@@ -236,6 +243,8 @@ public sealed class ExchangePipeline : IAsyncDisposable
         _nextSeq = first + (ulong)n;
         _lastTime = time;
         if (batch.Results.Length < n) batch.Results = new CommandResult[Math.Max(n, batch.Results.Length * 2)];
+        long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
+        Interlocked.Add(ref _journalTicks, t1 - t0);
         await _readGate.WaitAsync();
         try
         {
@@ -250,6 +259,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
             }
         }
         finally { _readGate.Release(); }
+        Interlocked.Add(ref _applyTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t1);
         Interlocked.Increment(ref _batches);
         Interlocked.Add(ref _commands, n);
     }
@@ -265,7 +275,9 @@ public sealed class ExchangePipeline : IAsyncDisposable
             {
                 batch = b;
                 if (_fault is not null) throw _fault;
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
                 Dictionary<int, CreateTransferResult> awaited = await SubmitToLedgerAsync(b.Plan.Accounts.ToArray(), b.Plan.Transfers.ToArray(), b.Plan, CancellationToken.None);
+                Interlocked.Add(ref _ledgerTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
                 foreach ((int index, ulong seq) in b.Plan.Awaiting)
                     _internal.Writer.TryWrite(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = (long)seq, Ok = awaited[index] == CreateTransferResult.Ok });
                 for (int i = 0; i < b.Items.Count; i++)
