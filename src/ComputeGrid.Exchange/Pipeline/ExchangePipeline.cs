@@ -133,7 +133,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
         try
         {
             // The last batches' effects again: what the ledger has answers Exists, what it never got is applied now.
-            foreach ((Account[] accounts, Transfer[] transfers) in tail) await pipeline.SubmitToLedgerAsync(accounts, transfers, null, ct);
+            foreach ((Account[] accounts, Transfer[] transfers) in tail) await CheckLedgerAsync(pipeline.IssueToLedger(accounts, transfers), null);
             // Deposits the state machine still waits for: their one transfer was submitted (found) or not (submitted now).
             foreach (long seq in sm.PendingDeposits)
             {
@@ -268,37 +268,53 @@ public sealed class ExchangePipeline : IAsyncDisposable
     // ledger's answers to deposits back as commands, and answers the batch's submitters.
     private async Task LedgerLoopAsync()
     {
+        // Batches whose ledger calls are issued, oldest first: up to a few in flight, answered in order.
+        var inFlight = new Queue<(Batch Batch, LedgerCalls Calls, long Issued)>();
         Batch? batch = null;
         try
         {
-            await foreach (Batch b in _applied.Reader.ReadAllAsync())
+            ChannelReader<Batch> reader = _applied.Reader;
+            while (true)
             {
-                batch = b;
-                if (_fault is not null) throw _fault;
-                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-                Dictionary<int, CreateTransferResult> awaited = await SubmitToLedgerAsync(b.Plan.Accounts.ToArray(), b.Plan.Transfers.ToArray(), b.Plan, CancellationToken.None);
-                Interlocked.Add(ref _ledgerTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
-                foreach ((int index, ulong seq) in b.Plan.Awaiting)
-                    _internal.Writer.TryWrite(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = (long)seq, Ok = awaited[index] == CreateTransferResult.Ok });
-                for (int i = 0; i < b.Items.Count; i++)
+                while (inFlight.Count < 4 && reader.TryRead(out Batch? b))
                 {
-                    TaskCompletionSource<CommandOutcome>? tcs = b.Items[i].Completion;
+                    if (_fault is not null) throw _fault;
+                    inFlight.Enqueue((b, IssueToLedger(b.Plan.Accounts.ToArray(), b.Plan.Transfers.ToArray()), System.Diagnostics.Stopwatch.GetTimestamp()));
+                }
+                if (inFlight.Count == 0)
+                {
+                    if (!await reader.WaitToReadAsync()) break;
+                    continue;
+                }
+                (Batch done, LedgerCalls calls, long issued) = inFlight.Dequeue();
+                batch = done;
+                Dictionary<int, CreateTransferResult> awaited = await CheckLedgerAsync(calls, done.Plan);
+                Interlocked.Add(ref _ledgerTicks, System.Diagnostics.Stopwatch.GetTimestamp() - Math.Max(issued, _ledgerClock));
+                _ledgerClock = System.Diagnostics.Stopwatch.GetTimestamp();
+                foreach ((int index, ulong seq) in done.Plan.Awaiting)
+                    _internal.Writer.TryWrite(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = (long)seq, Ok = awaited[index] == CreateTransferResult.Ok });
+                for (int i = 0; i < done.Items.Count; i++)
+                {
+                    TaskCompletionSource<CommandOutcome>? tcs = done.Items[i].Completion;
                     if (tcs is null) continue;
-                    CommandResult r = b.Results[i];
-                    FillRecord[] fills = r.Fills == 0 ? [] : b.Fills.GetRange(r.FirstFill, r.Fills).ToArray();
+                    CommandResult r = done.Results[i];
+                    FillRecord[] fills = r.Fills == 0 ? [] : done.Fills.GetRange(r.FirstFill, r.Fills).ToArray();
                     tcs.TrySetResult(new CommandOutcome(r, fills));
                 }
-                b.Items.Clear();
-                _free.Enqueue(b);
+                done.Items.Clear();
+                _free.Enqueue(done);
                 batch = null;
             }
         }
         catch (Exception e)
         {
             Stop(e, batch);
+            foreach ((Batch b, _, _) in inFlight) Fail(b.Items, e);
             while (_applied.Reader.TryRead(out Batch? left)) Fail(left.Items, e);
         }
     }
+
+    private long _ledgerClock; // when the ledger stage last finished answering a batch (its busy time is counted once)
 
     private void Stop(Exception e, Batch? batch)
     {
@@ -315,26 +331,25 @@ public sealed class ExchangePipeline : IAsyncDisposable
 
     private static ExchangeUnavailableException Unavailable(Exception e) => new("The exchange stopped taking commands: " + e.Message, e);
 
+    /// <summary>A batch's ledger calls, issued in order (the ledger applies them in that order) and checked later.</summary>
+    private sealed record LedgerCalls(Account[] Accounts, Transfer[] Transfers, List<(int At, int Count, Task<CreateAccountResult[]> Task)> AccountTasks,
+        List<(int Start, int Count, Task<CreateTransferResult[]> Task)> TransferTasks);
+
     /// <summary>
-    /// Submits accounts, then transfers in ledger batches that never cut a linked chain. Every result must be Ok (or
-    /// Exists when resubmitting); an awaited transfer (a deposit) may be refused — its result is returned by index.
-    /// Anything else is a broken invariant: the pipeline stops.
+    /// Issues a plan's ledger calls without waiting: accounts, then transfers in ledger batches that never cut a linked
+    /// chain. The ledger's single sequencer applies calls in the order they are made, so a later batch's calls may be
+    /// issued before this one's are answered.
     /// </summary>
-    private async Task<Dictionary<int, CreateTransferResult>> SubmitToLedgerAsync(Account[] accounts, Transfer[] transfers, SettlementPlan? plan, CancellationToken ct)
+    private LedgerCalls IssueToLedger(Account[] accounts, Transfer[] transfers)
     {
-        bool resubmit = plan is null;
-        var awaited = new Dictionary<int, CreateTransferResult>();
+        var accountTasks = new List<(int, int, Task<CreateAccountResult[]>)>();
         for (int at = 0; at < accounts.Length; at += LedgerLimits.BatchEventsMax)
         {
             int count = Math.Min(LedgerLimits.BatchEventsMax, accounts.Length - at);
-            CreateAccountResult[] r = await _ledger.CreateAccountsAsync(accounts.AsMemory(at, count), ct);
+            accountTasks.Add((at, count, _ledger.CreateAccountsAsync(accounts.AsMemory(at, count))));
             Interlocked.Increment(ref _ledgerBatches);
-            for (int i = 0; i < r.Length; i++)
-                if (r[i] is not (CreateAccountResult.Ok or CreateAccountResult.Exists))
-                    throw new InvalidOperationException($"The ledger refused account {accounts[at + i].Id}: {r[i]}.");
         }
-        var awaitedIndexes = new HashSet<int>();
-        if (plan is not null) foreach ((int i, _) in plan.Awaiting) awaitedIndexes.Add(i);
+        var transferTasks = new List<(int, int, Task<CreateTransferResult[]>)>();
         int start = 0;
         while (start < transfers.Length)
         {
@@ -352,8 +367,35 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 }
             }
             if (end == start) throw new InvalidOperationException("A linked chain is longer than a ledger batch.");
-            CreateTransferResult[] r = await _ledger.CreateTransfersAsync(transfers.AsMemory(start, end - start), ct);
+            transferTasks.Add((start, end - start, _ledger.CreateTransfersAsync(transfers.AsMemory(start, end - start))));
             Interlocked.Increment(ref _ledgerBatches);
+            start = end;
+        }
+        return new LedgerCalls(accounts, transfers, accountTasks, transferTasks);
+    }
+
+    /// <summary>
+    /// Waits for a batch's ledger calls and checks every answer: Ok (or Exists when resubmitting, including a chain the
+    /// ledger already applied); an awaited transfer (a deposit) may be refused — its answer is returned by index.
+    /// Anything else is a broken invariant: the pipeline stops.
+    /// </summary>
+    private static async Task<Dictionary<int, CreateTransferResult>> CheckLedgerAsync(LedgerCalls calls, SettlementPlan? plan)
+    {
+        bool resubmit = plan is null;
+        var awaited = new Dictionary<int, CreateTransferResult>();
+        foreach ((int at, _, Task<CreateAccountResult[]> task) in calls.AccountTasks)
+        {
+            CreateAccountResult[] r = await task;
+            for (int i = 0; i < r.Length; i++)
+                if (r[i] is not (CreateAccountResult.Ok or CreateAccountResult.Exists))
+                    throw new InvalidOperationException($"The ledger refused account {calls.Accounts[at + i].Id}: {r[i]}.");
+        }
+        var awaitedIndexes = new HashSet<int>();
+        if (plan is not null) foreach ((int i, _) in plan.Awaiting) awaitedIndexes.Add(i);
+        Transfer[] transfers = calls.Transfers;
+        foreach ((int start, _, Task<CreateTransferResult[]> task) in calls.TransferTasks)
+        {
+            CreateTransferResult[] r = await task;
             for (int i = 0; i < r.Length; i++)
             {
                 int index = start + i;
@@ -364,10 +406,8 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 if (resubmit && r[i] == CreateTransferResult.LinkedEventFailed && ChainFailedWithExists(transfers, r, start, i)) continue;
                 int failed = Array.FindIndex(r, x => x is not (CreateTransferResult.Ok or CreateTransferResult.Exists or CreateTransferResult.LinkedEventFailed));
                 string cause = failed < 0 ? "" : $"; the chain failed at transfer {transfers[start + failed].Id} (flags {transfers[start + failed].Flags}, code {transfers[start + failed].Code}): {r[failed]}";
-                throw new InvalidOperationException($"The ledger refused transfer {transfers[index].Id} (code {transfers[index].Code}): {r[i]}{cause}. Batch: "
-                    + string.Join("; ", Enumerable.Range(0, r.Length).Select(k => $"{transfers[start + k].Flags}/{transfers[start + k].Amount}/{transfers[start + k].PendingId != 0}: {r[k]}")));
+                throw new InvalidOperationException($"The ledger refused transfer {transfers[index].Id} (code {transfers[index].Code}): {r[i]}{cause}.");
             }
-            start = end;
         }
         return awaited;
     }
