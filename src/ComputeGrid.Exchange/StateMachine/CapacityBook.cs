@@ -79,14 +79,21 @@ internal sealed class CapacityBook
         }
     }
 
-    /// <summary>First fit: the provider's nodes that are up (by id) with room in every hour of the window take the GPUs.</summary>
+    /// <summary>
+    /// First fit: the provider's nodes that are up (by id) with room in every hour of the window take the GPUs. What no
+    /// node has room for in the whole window is placed hour by hour, first fit again: a node that was down while others
+    /// were leased leaves the pool's free hours on different nodes, and a sell is backed by GPUs free hour by hour
+    /// (<see cref="FreeGpus"/>), so every hour has the room. Such a node is named with the most GPUs it gives in one hour.
+    /// </summary>
     public List<(long Node, int Gpus)> Allocate(long provider, Instrument i, int gpus, long leaseId)
     {
         var result = new List<(long, int)>();
         int left = gpus;
         if (_byPool.TryGetValue((provider, i.Gpu, i.Region), out List<NodeState>? pool))
+        {
             foreach (NodeState n in pool)
             {
+                if (left == 0) break;
                 if (n.DownSince is not null) continue;
                 int room = n.Gpus;
                 for (long h = i.DeliveryStart; h < i.DeliveryEnd; h += DeliveryCalendar.NsPerHour) room = Math.Min(room, n.Gpus - _leased.GetValueOrDefault((n.Id, h)));
@@ -94,13 +101,49 @@ internal sealed class CapacityBook
                 if (take <= 0) continue;
                 for (long h = i.DeliveryStart; h < i.DeliveryEnd; h += DeliveryCalendar.NsPerHour) _leased[(n.Id, h)] = _leased.GetValueOrDefault((n.Id, h)) + take;
                 result.Add((n.Id, take));
-                if (!_leasesOn.TryGetValue(n.Id, out List<long>? on)) _leasesOn[n.Id] = on = [];
-                on.Add(leaseId);
+                LeaseOn(n.Id, leaseId);
                 left -= take;
-                if (left == 0) break;
             }
+            if (left > 0)
+            {
+                var byHour = new Dictionary<long, int>(); // node → the most GPUs it gives in one hour
+                for (long h = i.DeliveryStart; h < i.DeliveryEnd; h += DeliveryCalendar.NsPerHour)
+                {
+                    int need = left;
+                    foreach (NodeState n in pool)
+                    {
+                        if (need == 0) break;
+                        if (n.DownSince is not null) continue;
+                        int take = Math.Min(need, n.Gpus - _leased.GetValueOrDefault((n.Id, h)));
+                        if (take <= 0) continue;
+                        _leased[(n.Id, h)] = _leased.GetValueOrDefault((n.Id, h)) + take;
+                        byHour[n.Id] = Math.Max(byHour.GetValueOrDefault(n.Id), take);
+                        need -= take;
+                    }
+                    if (need != 0) throw new InvalidOperationException("Committed capacity was not available at allocation: capacity accounting is broken.");
+                }
+                foreach (NodeState n in pool)
+                {
+                    if (!byHour.TryGetValue(n.Id, out int most)) continue;
+                    int at = result.FindIndex(x => x.Item1 == n.Id);
+                    if (at >= 0) result[at] = (n.Id, result[at].Item2 + most);
+                    else
+                    {
+                        result.Add((n.Id, most));
+                        LeaseOn(n.Id, leaseId);
+                    }
+                }
+                left = 0;
+            }
+        }
         if (left != 0) throw new InvalidOperationException("Committed capacity was not available at allocation: capacity accounting is broken.");
         return result;
+    }
+
+    private void LeaseOn(long node, long leaseId)
+    {
+        if (!_leasesOn.TryGetValue(node, out List<long>? on)) _leasesOn[node] = on = [];
+        on.Add(leaseId);
     }
 
     /// <summary>Leases with GPUs on the node, oldest first.</summary>

@@ -97,9 +97,23 @@ public sealed partial class ExchangeStateMachine
     }
 
     private readonly List<OrderState> _sells = [];
+    private readonly List<int> _sellBooks = [];
 
     private void CancelUnbackedSells(NodeState node)
     {
+        // The books of the provider's sells there first drop what expired by now (as before any command on a book):
+        // an expired sell backs nothing, and is not the node's to cancel. Collected before, so no order seen here
+        // leaves while it is looked at.
+        _sellBooks.Clear();
+        foreach (long id in _traders[node.Provider].OpenOrders)
+        {
+            OrderState o = _orders[id];
+            if (o.Side == Side.Sell && o.Instrument.Gpu == node.Gpu && o.Instrument.Region == node.Region && !_sellBooks.Contains(o.Instrument.Id))
+                _sellBooks.Add(o.Instrument.Id);
+        }
+        _sellBooks.Sort();
+        foreach (int id in _sellBooks)
+            if (_books[id].NextExpiry <= _now) ApplyBook(_books[id], new OrderCommand { Kind = CommandKind.Expire, Timestamp = _now }, 0);
         _sells.Clear();
         foreach (long id in _traders[node.Provider].OpenOrders)
         {

@@ -35,6 +35,11 @@ public sealed partial class ExchangeStateMachine
             && (current is null || current.AvailableToTaker(c.Side, c.Owner, c.Type == OrderType.Market ? 0 : c.Price, c.Quantity) < c.Quantity))
             return Refused(ExchangeError.BookRejected, RefusalDetail.FillOrKillUnfillable, 0, RejectReason.FillOrKillUnfillable);
         if (c.TimeInForce == TimeInForce.GoodTillTime && c.ExpiresAt <= _now) return Refused(ExchangeError.InvalidRequest);
+        // The book's last refusals, asked here too: nothing may reach the book that it would refuse after the hold.
+        if (c.Type == OrderType.Market && c.TimeInForce == TimeInForce.GoodTillTime)
+            return Refused(ExchangeError.BookRejected, book: RejectReason.MarketOrderMustBeImmediate);
+        if (c.Type == OrderType.Limit && c.TimeInForce is TimeInForce.GoodTillCancel or TimeInForce.GoodTillTime && current is not null && current.Count >= current.OrdersMax)
+            return Refused(ExchangeError.BookRejected, book: RejectReason.BookFull);
 
         long limit = c.Type == OrderType.Market ? (c.Side == Side.Buy ? band.MaxPrice : band.MinPrice) : c.Price;
         long gpus = c.Quantity / hours;
@@ -143,10 +148,10 @@ public sealed partial class ExchangeStateMachine
                     Code = HoldCode, Flags = TransferFlags.Pending, UserData64 = (ulong)o.Id,
                 });
             }
-            o.Limit = c.Price;
         }
         else if (extraGpus > 0) _capacity.Commit(o.Owner, o.Instrument, (int)extraGpus);
         else if (extraGpus < 0) _capacity.Commit(o.Owner, o.Instrument, (int)extraGpus);
+        o.Limit = c.Price; // a sell's too: views show the price it rests at
         o.Remaining = c.Quantity;
         var command = new OrderCommand { Kind = CommandKind.Replace, OrderId = o.Id, Owner = o.Owner, Side = o.Side, Price = c.Price, Quantity = c.Quantity, Timestamp = _now };
         return ApplyBook(book, command, o.Id);

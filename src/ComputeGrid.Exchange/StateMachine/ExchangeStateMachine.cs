@@ -54,6 +54,7 @@ public sealed partial class ExchangeStateMachine
     private readonly Dictionary<long, TraderState> _traders = [];
     private readonly Dictionary<long, ProviderState> _providers = [];
     private readonly Dictionary<long, PendingDeposit> _pendingDeposits = [];
+    private readonly HashSet<UInt128> _collateralAccounts = [];
     private readonly CapacityBook _capacity = new();
     private readonly LeaseBook _leases = new();
     private long _tradeSequence;
@@ -118,6 +119,8 @@ public sealed partial class ExchangeStateMachine
     /// <summary>
     /// Applies one command: its result, its fills appended to <paramref name="fills"/>, its ledger effects appended to
     /// <paramref name="plan"/>. A command applies whole or not at all: a refusal changes no state and plans nothing.
+    /// Time comes first, whatever the outcome: the book a place, cancel or replace names drops the good-till-time orders
+    /// that expired by the command's time (their releases in a span of their own, with the command's sequence).
     /// </summary>
     /// <exception cref="ArgumentException">The command's sequence or time goes backwards (the sequencer's bug).</exception>
     public CommandResult Apply(in ExchangeCommand c, SettlementPlan plan, List<FillRecord> fills)
@@ -131,6 +134,16 @@ public sealed partial class ExchangeStateMachine
         _transferIndex = 0;
         _leaseIndex = 0;
         int fillsBefore = fills.Count;
+        // Time first: the book a place, cancel or replace acts on drops the orders that expired by now, in a span of
+        // its own that stays whatever the command's outcome; so the command is checked against the book it will meet
+        // and the book can refuse nothing the checks let through (a refusal's plan is dropped, and with it would go
+        // the releases of those expired orders' holds).
+        if (BookActedOn(in c) is OrderBook due && due.NextExpiry <= c.Time)
+        {
+            plan.BeginCommand(c.Seq);
+            ApplyBook(due, new OrderCommand { Kind = CommandKind.Expire, Timestamp = c.Time }, 0);
+            plan.EndCommand();
+        }
         plan.BeginCommand(c.Seq);
         CommandResult r = c.Kind switch
         {
@@ -160,6 +173,13 @@ public sealed partial class ExchangeStateMachine
         return r;
     }
 
+    private OrderBook? BookActedOn(in ExchangeCommand c) => c.Kind switch
+    {
+        ExchangeCommandKind.Place => _books.GetValueOrDefault(c.Instrument),
+        ExchangeCommandKind.Cancel or ExchangeCommandKind.Replace => _orders.TryGetValue(c.Target, out OrderState? o) ? _books[o.Instrument.Id] : null,
+        _ => null,
+    };
+
     private static CommandResult Refused(ExchangeError e, RefusalDetail detail = RefusalDetail.None, long value = 0, RejectReason book = RejectReason.None) =>
         new() { Error = e, Detail = detail, DetailValue = value, BookReject = book, Status = OrderStatus.Rejected };
 
@@ -186,6 +206,7 @@ public sealed partial class ExchangeStateMachine
         if (c.Owner <= 0 || c.Amount < 0 || c.Account == 0 || c.Account2 == 0) return Refused(ExchangeError.InvalidRequest);
         if (_providers.ContainsKey(c.Owner)) return Refused(ExchangeError.AlreadyRegistered);
         _providers[c.Owner] = new ProviderState(c.Owner, c.Account, c.Account2) { CollateralAvailable = c.Amount };
+        _collateralAccounts.Add(c.Account2);
         RegisterTrader(c.Owner);
         return new CommandResult { Subject = c.Owner };
     }
@@ -202,7 +223,7 @@ public sealed partial class ExchangeStateMachine
 
     private CommandResult Deposit(in ExchangeCommand c, bool collateral)
     {
-        if (c.Amount <= 0 || c.Account == 0) return Refused(ExchangeError.InvalidRequest);
+        if (c.Amount <= 0 || c.Account == 0 || KeptByExchange(c.Account)) return Refused(ExchangeError.InvalidRequest);
         UInt128 to;
         if (collateral)
         {
@@ -223,6 +244,15 @@ public sealed partial class ExchangeStateMachine
         _pendingDeposits[(long)_seq] = new PendingDeposit(c.Owner, c.Amount, collateral);
         return new CommandResult { Subject = (long)_seq, Status = OrderStatus.Resting };
     }
+
+    /// <summary>
+    /// Accounts the exchange keeps and mirrors (trading accounts, its escrows, providers' collateral): never a deposit's
+    /// source, or the ledger would take from them behind the mirror and a hold or penalty planned within it could fail.
+    /// </summary>
+    private bool KeptByExchange(UInt128 account) =>
+        (ChartOfAccounts.TryDecode(account, out ushort code, out _, out _)
+         && code is (ushort)AccountCode.ExchangeTrading or (ushort)AccountCode.ExchangeEscrow or (ushort)AccountCode.LeaseEscrow)
+        || _collateralAccounts.Contains(account);
 
     private CommandResult TransferSettled(in ExchangeCommand c)
     {

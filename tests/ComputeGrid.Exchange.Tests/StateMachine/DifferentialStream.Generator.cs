@@ -1,0 +1,312 @@
+using ComputeGrid.Exchange.Instruments;
+using ComputeGrid.Exchange.Matching;
+using ComputeGrid.Exchange.StateMachine;
+using ComputeGrid.Exchange.Trading;
+
+namespace ComputeGrid.Exchange.Tests.StateMachine;
+
+/// <summary>The generator of <see cref="DifferentialStream"/>: the next command, valid or not, of every kind.</summary>
+internal sealed partial class DifferentialStream
+{
+    private T Pick<T>(IReadOnlyList<T> items) => items[_rng.Next(items.Count)];
+
+    private bool Chance(int percent) => _rng.Next(100) < percent;
+
+    private long AnyOwner() => Chance(5) ? 99 : Chance(60) ? Pick(Traders) : Pick(ProviderIds);
+
+    /// <summary>A registered trader (providers trade too), mostly; sometimes anyone.</summary>
+    private long Trader() => _reference.Traders.Count > 0 && Chance(90) ? _reference.Traders.ElementAt(_rng.Next(_reference.Traders.Count)) : AnyOwner();
+
+    /// <summary>A registered trader with money, mostly.</summary>
+    private long Buyer()
+    {
+        long[] funded = _reference.Traders.Where(t => _reference.Available(t) > 0).ToArray();
+        return funded.Length > 0 && Chance(85) ? Pick(funded) : Trader();
+    }
+
+    /// <summary>A registered provider, mostly; sometimes anyone.</summary>
+    private long Seller() => _reference.Providers.Count > 0 && Chance(88) ? _reference.Providers.ElementAt(_rng.Next(_reference.Providers.Count)) : AnyOwner();
+
+    private ExchangeCommand Next()
+    {
+        _seq++;
+        _now += Chance(10) ? 0 : _rng.NextInt64(1, _stepMaxNs);
+        ExchangeCommand c;
+        if (_script is not null)
+        {
+            c = _script[_index](this);
+            _now = Math.Max(_now, c.Time);
+        }
+        else if (_index == 0) c = ExchangeCommand.Tick();
+        else if (_setup.Count > 0) c = _setup.Dequeue()();
+        else
+        {
+            // Mostly trading, with money, nodes and the clock moving around it.
+            int[] w = [1, 1, 3, 5, 2, 3, 10, 38, 6, 6, 7, 2, 1, 3, 10, 1];
+            int kind = 0, roll = _rng.Next(w.Sum());
+            while (roll >= w[kind]) roll -= w[kind++];
+            if (kind == 6 && _settlements.Count == 0) kind = 7;
+            if (kind is 8 or 9 && _reference.OpenOrders().Count == 0 && Chance(80)) kind = 7;
+            if (kind == 10 && !_reference.Leases.Any(l => l.Status == LeaseStatus.Active && l.Start < _now) && Chance(80)) kind = 7;
+            c = kind switch
+            {
+                0 => new ExchangeCommand { Kind = ExchangeCommandKind.RegisterTrader, Owner = Chance(4) ? -1 : AnyOwner() },
+                1 => RegisterProvider(),
+                2 => AdmitNode(),
+                3 => Deposit(collateral: false),
+                4 => Deposit(collateral: true),
+                5 => Withdraw(),
+                6 => Settle(),
+                7 => Place(),
+                8 => Cancel(),
+                9 => Replace(),
+                10 => Deliver(),
+                11 => NodeCommand(ExchangeCommandKind.Outage),
+                12 => NodeCommand(ExchangeCommandKind.NodeTimeout),
+                13 => NodeCommand(ExchangeCommandKind.NodeUp),
+                14 => ExchangeCommand.Tick(),
+                _ => new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = Chance(50) && _settled.Count > 0 ? Pick(_settled.ToList()) : 777_777, Ok = Chance(50) },
+            };
+            // A tick often jumps: instruments list and close, orders expire, leases start.
+            if (c.Kind == ExchangeCommandKind.Tick && Chance(30)) _now += _rng.NextInt64(0, 45 * NsPerMinute);
+        }
+        c.Seq = _seq;
+        c.Time = _now;
+        return c;
+    }
+
+    /// <summary>The first commands: providers and traders register (some not, some wrongly), nodes are admitted, money comes in.</summary>
+    private Queue<Func<ExchangeCommand>> SetupScript()
+    {
+        var script = new List<Func<ExchangeCommand>>();
+        foreach (long p in ProviderIds.OrderBy(_ => _rng.Next())) script.Add(() => RegisterProvider(p));
+        foreach (long t in Traders) if (t < 4 || Chance(70)) script.Add(() => new ExchangeCommand { Kind = ExchangeCommandKind.RegisterTrader, Owner = t });
+        for (int i = _rng.Next(4, 9); i > 0; i--) script.Add(AdmitNode);
+        foreach (long owner in Traders.Concat(ProviderIds)) if (Chance(85)) script.Add(() => Deposit(owner, collateral: false));
+        script.Add(() => Deposit(collateral: true));
+        script.Add(Settle);
+        return new Queue<Func<ExchangeCommand>>(script);
+    }
+
+    private ExchangeCommand RegisterProvider()
+    {
+        long[] unregistered = ProviderIds.Where(p => !_reference.Providers.Contains(p)).ToArray();
+        return RegisterProvider(unregistered.Length > 0 && Chance(90) ? Pick(unregistered) : Pick(ProviderIds));
+    }
+
+    private ExchangeCommand RegisterProvider(long p)
+    {
+        long funded = _collateralFunded[p];
+        // The collateral observed never exceeds what the account holds.
+        var c = new ExchangeCommand
+        {
+            Kind = ExchangeCommandKind.RegisterProvider, Owner = p, Account = Revenue(p), Account2 = Collateral(p),
+            Amount = new[] { funded, funded / 2, 0 }[_rng.Next(3)],
+        };
+        switch (_rng.Next(30))
+        {
+            case 0: c.Account = 0; break;
+            case 1: c.Account2 = 0; break;
+            case 2: c.Amount = -1; break;
+            case 3: c.Owner = 0; break;
+        }
+        return c;
+    }
+
+    private ExchangeCommand AdmitNode()
+    {
+        long owner = Chance(90) ? Pick(ProviderIds) : Pick(Traders);
+        (GpuClass gpu, string? region) = Chance(75) ? _hot : Chance(70) ? _second : (Pick(Classes), Pick(Regions));
+        if (Chance(5)) gpu = Chance(80) ? GpuClass.B200 : (GpuClass)99; // a class the schedule does not list; one that does not exist
+        if (Chance(4)) region = Chance(60) ? "london" : null;
+        return new ExchangeCommand
+        {
+            Kind = ExchangeCommandKind.AdmitNode, Owner = owner, Gpu = gpu, Region = region, Gpus = Chance(4) ? _rng.Next(-1, 1) : Chance(35) ? _rng.Next(1, 3) : _rng.Next(1, 13),
+            Name = Chance(97) ? $"node-{_seq}" : " ",
+        };
+    }
+
+    private ExchangeCommand Deposit(bool collateral) => Deposit(collateral ? Seller() : Trader(), collateral);
+
+    private ExchangeCommand Deposit(long owner, bool collateral)
+    {
+        UInt128 account = _rng.Next(100) switch
+        {
+            < 68 => Source(owner),
+            < 82 => Poor(owner),
+            < 88 => ProviderIds.Contains(owner) ? Revenue(owner) : Source(owner),
+            < 93 => Nowhere,
+            < 94 => ExchangeStateMachine.TradingAccount(owner),
+            < 95 => ProviderIds.Contains(owner) ? Collateral(owner) : ExchangeStateMachine.EscrowAccount,
+            < 96 => _reference.Leases.Count > 0 ? Pick(_reference.Leases).EscrowAccount : Nowhere,
+            _ => 0,
+        };
+        long amount = Chance(3) ? -_rng.Next(0, 2) : (long)(new long[] { 5_000_000, 50_000_000, 500_000_000, 3_000_000_000, 10_000_000_000 }[_rng.Next(5)] * (0.5 + _rng.NextDouble()));
+        return new ExchangeCommand { Kind = collateral ? ExchangeCommandKind.FundCollateral : ExchangeCommandKind.Deposit, Owner = owner, Account = account, Amount = amount };
+    }
+
+    private ExchangeCommand Withdraw()
+    {
+        long owner = Trader();
+        long available = _reference.Available(owner) ?? 1_000_000;
+        long amount = Chance(4) ? 0 : Chance(25) ? (long)(available * _rng.NextDouble() * 1.2) + 1 : Chance(50) ? available / 10 + 1 : _rng.NextInt64(1, 50_000_000);
+        return new ExchangeCommand { Kind = ExchangeCommandKind.Withdraw, Owner = owner, Account = Chance(97) ? Source(owner) : 0, Amount = amount };
+    }
+
+    private ExchangeCommand Settle()
+    {
+        if (_settlements.Count == 0) return ExchangeCommand.Tick();
+        // Answers come back in any order, some after several more commands.
+        int i = _rng.Next(_settlements.Count);
+        (long seq, bool ok) = _settlements[i];
+        _settlements.RemoveAt(i);
+        _settled.Add(seq);
+        return new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = seq, Ok = ok };
+    }
+
+    private Instrument? PickInstrument()
+    {
+        IReadOnlyList<Instrument> active = _reference.ActiveInstruments;
+        if (active.Count == 0) return null;
+        DeliveryKind kind = _rng.Next(100) switch { < 68 => DeliveryKind.HourlySpot, < 95 => DeliveryKind.DailyForward, _ => DeliveryKind.MonthlyForward };
+        (GpuClass gpu, string region) = Chance(90) ? _hot : _second;
+        // Mostly one that trades now (the registry lists and closes at ticks; time moves in between).
+        bool now = Chance(90);
+        List<Instrument> matching = active.Where(i => i.Kind == kind && i.Gpu == gpu && i.Region == region && (!now || i.IsTradingAt(_now)))
+            .OrderBy(i => i.DeliveryStart).ToList();
+        if (matching.Count == 0) return Pick(active);
+        return matching[Chance(75) ? 0 : _rng.Next(Math.Min(matching.Count, 2))];
+    }
+
+    private long PriceNear(PriceBand band, long mid, Side side)
+    {
+        // Buyers lean high, sellers low: books cross often.
+        long p = mid + (side == Side.Buy ? _rng.Next(-4, 7) : _rng.Next(-6, 5)) * band.Tick;
+        return _rng.Next(100) switch
+        {
+            < 3 => p + band.Tick / 2,         // off tick
+            < 5 => band.MaxPrice + band.Tick,  // above the band
+            < 6 => 0,
+            < 7 => -band.Tick,
+            _ => p,
+        };
+    }
+
+    private long? BestOpposite(int instrument, Side side)
+    {
+        foreach (RestingOrder r in _reference.Resting(instrument)) if (r.Side != side) return r.Price;
+        return null;
+    }
+
+    private static long Mid(GpuClass gpu) => gpu == GpuClass.A100 ? 1_500_000 : 2_000_000;
+
+    private long Quantity(long hours) => _rng.Next(100) switch
+    {
+        < 3 => hours > 1 ? hours * _rng.Next(1, 3) + 1 : 0,
+        < 5 => -hours,
+        < 6 => hours * 1_000_000_000_000,
+        _ => hours * (Chance(65) ? 1 : _rng.Next(2, 4)),
+    };
+
+    private ExchangeCommand Place()
+    {
+        Instrument? instrument = PickInstrument();
+        if (instrument is not null) _seenInstruments.Add(instrument.Id);
+        int id = instrument?.Id ?? 1;
+        if (Chance(3)) id = _seenInstruments.Count > 0 ? Pick(_seenInstruments) : 0;
+        if (Chance(1)) id = 99_999;
+        Side side = Chance(50) ? Side.Buy : Side.Sell;
+        long owner = side == Side.Sell ? Seller() : Buyer();
+        OrderType type = Chance(12) ? OrderType.Market : OrderType.Limit;
+        TimeInForce tif = _rng.Next(100) switch { < 45 => TimeInForce.GoodTillCancel, < 65 => TimeInForce.GoodTillTime, < 85 => TimeInForce.ImmediateOrCancel, _ => TimeInForce.FillOrKill };
+        PriceBand band = instrument?.Band ?? GpuClasses.Spec(GpuClass.H100).Band;
+        long price = type == OrderType.Market ? (Chance(3) ? band.MinPrice : 0) : PriceNear(band, Mid(instrument?.Gpu ?? GpuClass.H100), side);
+        // Often at the other side's best, or a tick through it: a taker.
+        if (type == OrderType.Limit && instrument is not null && Chance(35) && BestOpposite(instrument.Id, side) is long best)
+            price = best + (Chance(50) ? 0 : side == Side.Buy ? band.Tick : -band.Tick);
+        long hours = instrument is null ? 1 : (instrument.DeliveryEnd - instrument.DeliveryStart) / NsPerHour;
+        long expires = tif == TimeInForce.GoodTillTime ? _now + _rng.NextInt64(-2 * NsPerMinute, 90 * NsPerMinute) : Chance(5) ? _now + NsPerMinute : 0;
+        ExchangeCommand c = ExchangeCommand.Place(owner, id, side, type, tif, price, Quantity(hours), postOnly: Chance(10), expiresAt: expires);
+        if (Chance(1)) c.Side = (Side)7;
+        return c;
+    }
+
+    private ExchangeCommand Cancel()
+    {
+        IReadOnlyList<OpenOrder> open = _reference.OpenOrders();
+        if (open.Count == 0 || Chance(12)) return ExchangeCommand.Cancel(AnyOwner(), Chance(50) ? (long)_seq - _rng.Next(1, 50) : 123_456);
+        OpenOrder o = Pick(open);
+        return ExchangeCommand.Cancel(Chance(92) ? o.Owner : AnyOwner(), o.OrderId);
+    }
+
+    private ExchangeCommand Replace()
+    {
+        IReadOnlyList<OpenOrder> open = _reference.OpenOrders();
+        if (open.Count == 0 || Chance(8)) return ExchangeCommand.Replace(AnyOwner(), 123_456, 2_000_000, 1);
+        OpenOrder o = Pick(open);
+        // An open order's instrument is active: its book closes at the tick that expires it.
+        Instrument i = _reference.ActiveInstruments.First(x => x.Id == o.Instrument);
+        long hours = (i.DeliveryEnd - i.DeliveryStart) / NsPerHour;
+        long price = Chance(10) ? PriceNear(i.Band, Mid(i.Gpu), o.Side)
+            : Chance(25) && BestOpposite(i.Id, o.Side) is long best ? best
+            : o.Price + (o.Side == Side.Buy ? 1 : -1) * _rng.Next(-2, 5) * i.Band.Tick;
+        long quantity = _rng.Next(100) switch
+        {
+            < 30 => o.Remaining,
+            < 55 => Math.Max(hours, o.Remaining - hours),
+            < 95 => o.Remaining + hours * _rng.Next(1, 3),
+            _ => Quantity(hours),
+        };
+        return ExchangeCommand.Replace(Chance(94) ? o.Owner : AnyOwner(), o.OrderId, price, quantity);
+    }
+
+    private ExchangeCommand Deliver()
+    {
+        IReadOnlyList<LeaseView> leases = _reference.Leases;
+        if (leases.Count == 0 || Chance(4)) return new ExchangeCommand { Kind = ExchangeCommandKind.Deliver, Owner = Pick(ProviderIds), Target = 5_555, From = _now - NsPerHour, To = _now };
+        List<LeaseView> started = leases.Where(l => l.Status == LeaseStatus.Active && l.Start + NsPerHour <= _now).ToList();
+        LeaseView lease = started.Count > 0 && Chance(85) ? Pick(started) : Pick(leases);
+        long owner = Chance(92) ? lease.Provider : AnyOwner();
+        long hours = (lease.End - lease.Start) / NsPerHour;
+        long passed = Math.Clamp((_now - lease.Start) / NsPerHour, 0, hours);
+        long delivered = lease.Gpus == 0 ? 0 : lease.DeliveredGpuHours / lease.Gpus;
+        long from, to;
+        if (passed > delivered && Chance(75))
+        {
+            // The next hours in order, up to what has passed.
+            from = lease.Start + delivered * NsPerHour;
+            to = lease.Start + (Chance(50) ? passed : _rng.NextInt64(delivered + 1, passed + 1)) * NsPerHour;
+        }
+        else if (passed >= 1)
+        {
+            long a = _rng.NextInt64(0, passed);
+            from = lease.Start + a * NsPerHour;
+            to = lease.Start + _rng.NextInt64(a + 1, passed + 1) * NsPerHour;
+        }
+        else
+        {
+            from = lease.Start;
+            to = lease.Start + NsPerHour; // not yet happened
+        }
+        switch (_rng.Next(14))
+        {
+            case 0: from += 1; break;
+            case 1: to = lease.End + NsPerHour; break;
+            case 2: (from, to) = (to, from); break;
+        }
+        return new ExchangeCommand { Kind = ExchangeCommandKind.Deliver, Owner = owner, Target = lease.Id, From = from, To = to };
+    }
+
+    private ExchangeCommand NodeCommand(ExchangeCommandKind kind)
+    {
+        IReadOnlyList<Node> nodes = _reference.Nodes;
+        var c = new ExchangeCommand { Kind = kind, Target = 88_888, Owner = Pick(ProviderIds), From = _now - _rng.NextInt64(0, 60 * NsPerMinute) };
+        if (nodes.Count == 0 || Chance(5)) return c;
+        List<Node> down = nodes.Where(n => n.DownSince is not null).ToList();
+        Node node = kind == ExchangeCommandKind.NodeUp && down.Count > 0 && Chance(75) ? Pick(down) : Pick(nodes);
+        c.Target = node.Id;
+        c.Owner = Chance(88) ? node.Provider : AnyOwner();
+        if (kind == ExchangeCommandKind.NodeTimeout && Chance(10)) c.From = _now + NsPerMinute;
+        return c;
+    }
+}

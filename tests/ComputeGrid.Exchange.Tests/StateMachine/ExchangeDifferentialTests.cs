@@ -1,0 +1,127 @@
+using System.Diagnostics;
+using ComputeGrid.Exchange.Instruments;
+using ComputeGrid.Exchange.Matching;
+using ComputeGrid.Exchange.StateMachine;
+using ComputeGrid.Ledger;
+using Xunit.Abstractions;
+
+namespace ComputeGrid.Exchange.Tests.StateMachine;
+
+/// <summary>
+/// <see cref="ExchangeStateMachine"/> against <see cref="ReferenceExchange"/> and a real <see cref="LedgerStateMachine"/>, on
+/// 2,000 seeded random streams of 100–300 commands of every kind (<see cref="DifferentialStream"/>). After every command:
+/// the same result and fills as the reference. After every batch (1–50 commands): the plan applied to the ledger with
+/// every result Ok (a deposit the ledger refuses comes back later as TransferSettled Ok=false), every account's posted
+/// and pending balances equal to the reference's, each open buy's hold pending in the ledger at limit × remaining, the
+/// mirrors (available balances, free collateral), open orders, books, leases and nodes equal to the reference's, both
+/// sides' invariants, and plans with the ids the spec derives from the command's sequence. Every fourth stream also
+/// runs a second state machine: the same results, fills, plans and state hash after every batch (replay determinism).
+/// A failure names its seed and command: <c>RunStream(seed)</c> replays it. The seeds are split in two classes so the
+/// test runner runs the halves side by side.
+/// </summary>
+public sealed class ExchangeDifferentialTests(ITestOutputHelper output)
+{
+    /// <summary>Streams per chunk; 8 chunks (4 here, 4 in <see cref="ExchangeDifferentialTestsSecondHalf"/>) make 2,000.</summary>
+    public const int StreamsPerChunk = 250;
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void The_state_machine_agrees_with_the_reference_and_the_ledger_on_random_streams(int chunk) => RunChunk(chunk, output);
+
+    /// <summary>
+    /// Runs the streams of one chunk and reports what they covered; fails if an outcome the streams exist to reach did not
+    /// happen (a generator that drifted into refusals would otherwise pass while testing little).
+    /// </summary>
+    internal static void RunChunk(int chunk, ITestOutputHelper output)
+    {
+        var clock = Stopwatch.StartNew();
+        long commands = 0;
+        var coverage = new Dictionary<string, int>();
+        for (int seed = chunk * StreamsPerChunk; seed < (chunk + 1) * StreamsPerChunk; seed++) commands += RunStream(seed, coverage);
+        output.WriteLine($"{StreamsPerChunk} streams × {(double)commands / StreamsPerChunk:F0} commands ({commands} in all) in {clock.Elapsed.TotalSeconds:F1} s");
+        foreach ((string outcome, int count) in coverage.OrderBy(x => x.Key, StringComparer.Ordinal)) output.WriteLine($"{count,8}  {outcome}");
+        string[] expected =
+        [
+            "Place with fills", "Replace with fills", "Place None PartiallyFilledCancelled", "Place BookRejected BookFull",
+            "Place BookRejected MarketOrderMustBeImmediate", "Place BookRejected FillOrKillUnfillable", "Place BookRejected PostOnlyWouldTake",
+            "Place InsufficientBalance BalanceShort", "Place InsufficientCapacity CapacityShortNodeDown", "Place after an expiry",
+            "Cancel after an expiry", "Replace after an expiry", "Deliver None Rejected", "Withdraw None Rejected", "TransferSettled None Rejected",
+            "TransferSettled None Filled", "FundCollateral None Resting", "lease Completed", "lease Failed with penalty", "lease Failed with shortfall",
+            "leases failed at their start", "order ended: NodeDown", "order ended: InstrumentClosed",
+        ];
+        foreach (string outcome in expected) Assert.True(coverage.GetValueOrDefault(outcome) > 0, $"No stream of chunk {chunk} reached '{outcome}'.");
+    }
+
+    /// <summary>Replays one stream (set COMPUTEGRID_EXCHANGE_SEED to the seed a failure printed).</summary>
+    [Fact]
+    public void One_stream_replays_from_its_seed()
+    {
+        string? seed = Environment.GetEnvironmentVariable("COMPUTEGRID_EXCHANGE_SEED");
+        RunStream(seed is null ? 424_242 : int.Parse(seed, System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>
+    /// Found by reasoning about the streams rather than by them (they reach it too rarely): a node down while its pool's
+    /// other node was leased for an hour, then back, leaves each of the two nodes busy in a different hour of a day. A
+    /// daily sell is backed hour by hour, but no single node has the day free; its lease takes the hours from whichever
+    /// node has them (the state machine used to throw in the middle of the match). Checked like a random stream.
+    /// </summary>
+    [Fact]
+    public void A_lease_no_node_can_take_for_its_whole_window_is_placed_hour_by_hour()
+    {
+        const long Provider = 11, Buyer = 1;
+        long start = new DateTimeOffset(2026, 11, 26, 21, 0, 1, TimeSpan.Zero).ToUnixTimeMilliseconds() * 1_000_000;
+        long nodeA = 0, nodeB = 0;
+        int Instrument(DifferentialStream s, string symbol) => s.Reference.ActiveInstruments.Single(i => i.Symbol == symbol).Id;
+        ExchangeCommand Sell(DifferentialStream s, string symbol, long quantity) =>
+            ExchangeCommand.Place(Provider, Instrument(s, symbol), Side.Sell, OrderType.Limit, TimeInForce.GoodTillCancel, 1_500_000, quantity);
+        ExchangeCommand Buy(DifferentialStream s, string symbol, long quantity) =>
+            ExchangeCommand.Place(Buyer, Instrument(s, symbol), Side.Buy, OrderType.Limit, TimeInForce.GoodTillCancel, 1_500_000, quantity);
+        ExchangeCommand Admit(DifferentialStream s, string name) =>
+            new() { Kind = ExchangeCommandKind.AdmitNode, Owner = Provider, Gpu = GpuClass.A100, Region = "frankfurt", Gpus = 1, Name = name };
+        var script = new List<Func<DifferentialStream, ExchangeCommand>>
+        {
+            _ => ExchangeCommand.Tick(),
+            _ => new() { Kind = ExchangeCommandKind.RegisterProvider, Owner = Provider, Account = DifferentialStream.RevenueOf(Provider), Account2 = DifferentialStream.CollateralOf(Provider) },
+            _ => new() { Kind = ExchangeCommandKind.RegisterTrader, Owner = Buyer },
+            s => { nodeA = s.Seq; return Admit(s, "a"); },
+            s => { nodeB = s.Seq; return Admit(s, "b"); },
+            _ => new() { Kind = ExchangeCommandKind.Deposit, Owner = Buyer, Account = DifferentialStream.SourceOf(Buyer), Amount = 40_000_000 },
+            s => s.SettleOldest(),
+            s => Sell(s, "A100.frankfurt.H.2026-11-27T00", 1),
+            s => Buy(s, "A100.frankfurt.H.2026-11-27T00", 1),   // on node a (first fit)
+            _ => new() { Kind = ExchangeCommandKind.Outage, Owner = Provider, Target = nodeA },
+            s => Sell(s, "A100.frankfurt.H.2026-11-27T01", 1),
+            s => Buy(s, "A100.frankfurt.H.2026-11-27T01", 1),   // on node b: a is down
+            _ => new() { Kind = ExchangeCommandKind.NodeUp, Target = nodeA },
+            s => Sell(s, "A100.frankfurt.D.2026-11-27", 24),      // backed: every hour of the day has a GPU free
+            s => Buy(s, "A100.frankfurt.D.2026-11-27", 24),
+        };
+        using var stream = new DifferentialStream(seed: 8, startNs: start, script: script); // (a seed that also runs the replica)
+        stream.Run();
+        LeaseView daily = stream.Machine.Leases().Last();
+        Assert.Equal(24 * 3_600_000_000_000L, daily.End - daily.Start);
+        Assert.Equal(new[] { (nodeA, 1), (nodeB, 1) }, daily.Nodes);
+    }
+
+    /// <summary>Runs the stream of <paramref name="seed"/>; throws naming the seed and the command index on any disagreement. Returns its length.</summary>
+    public static int RunStream(int seed, Dictionary<string, int>? coverage = null)
+    {
+        using var stream = new DifferentialStream(seed, coverage);
+        return stream.Run();
+    }
+}
+
+/// <summary>The other half of the seeds (a class of its own, so the test runner runs it beside the first half).</summary>
+public sealed class ExchangeDifferentialTestsSecondHalf(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(6)]
+    [InlineData(7)]
+    public void The_state_machine_agrees_with_the_reference_and_the_ledger_on_random_streams(int chunk) => ExchangeDifferentialTests.RunChunk(chunk, output);
+}
