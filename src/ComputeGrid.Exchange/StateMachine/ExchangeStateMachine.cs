@@ -183,9 +183,22 @@ public sealed partial class ExchangeStateMachine
     private static CommandResult Refused(ExchangeError e, RefusalDetail detail = RefusalDetail.None, long value = 0, RejectReason book = RejectReason.None) =>
         new() { Error = e, Detail = detail, DetailValue = value, BookReject = book, Status = OrderStatus.Rejected };
 
-    private UInt128 NextTransferId() => ChartOfAccounts.TransferId(TransferSpace.Exchange, _options.Epoch, checked((_seq << 16) | ++_transferIndex));
+    /// <summary>Bits of an id that number what one command causes (its transfers, its leases): up to 1,048,575 each.</summary>
+    public const int IdIndexBits = 20;
 
-    private long NextLeaseId() => checked((long)(_seq << 16) | (long)(uint)++_leaseIndex);
+    // Ids: the command's sequence in the high bits, the n-th thing it causes in the low IdIndexBits (a command that would
+    // cause more fails whole rather than reuse the next command's ids).
+    private UInt128 NextTransferId() => ChartOfAccounts.TransferId(TransferSpace.Exchange, _options.Epoch, IdOf(_seq, ++_transferIndex));
+
+    private long NextLeaseId() => checked((long)IdOf(_seq, (ulong)++_leaseIndex));
+
+    /// <summary>The id of the <paramref name="index"/>-th thing (from 1) command <paramref name="seq"/> causes.</summary>
+    public static ulong IdOf(ulong seq, ulong index)
+    {
+        if (index == 0 || index >= 1UL << IdIndexBits) throw new InvalidOperationException($"Command {seq} causes more than {(1UL << IdIndexBits) - 1} transfers or leases.");
+        if (seq >= 1UL << (63 - IdIndexBits)) throw new InvalidOperationException($"Sequence {seq} is beyond the ids' range.");
+        return (seq << IdIndexBits) | index;
+    }
 
     private UInt128 LeaseEscrowId(long leaseId) => ChartOfAccounts.ObjectAccount(AccountCode.LeaseEscrow, _options.Epoch, (ulong)leaseId);
 

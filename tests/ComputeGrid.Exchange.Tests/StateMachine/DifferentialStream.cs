@@ -284,7 +284,7 @@ internal sealed partial class DifferentialStream : IDisposable
             for (int i = span.FirstTransfer; i < span.FirstTransfer + span.Transfers; i++)
             {
                 Transfer t = _plan.Transfers[i];
-                UInt128 id = ChartOfAccounts.TransferId(TransferSpace.Exchange, _options.Epoch, (span.Seq << 16) | ++n);
+                UInt128 id = ChartOfAccounts.TransferId(TransferSpace.Exchange, _options.Epoch, ExchangeStateMachine.IdOf(span.Seq, (ulong)++n));
                 Require(t.Id == id, () => $"transfer {i} of command {span.Seq} has id {t.Id}, not the command's transfer {n}");
                 bool last = i == span.FirstTransfer + span.Transfers - 1;
                 bool linked = (t.Flags & TransferFlags.Linked) != 0;

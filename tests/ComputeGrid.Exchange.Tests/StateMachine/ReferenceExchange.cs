@@ -540,7 +540,7 @@ public sealed class ReferenceExchange
     {
         Instrument i = buy.Instrument;
         int gpus = (int)(quantity / HoursOf(i));
-        long id = (long)(_seq << 16) | (long)++_leasesOfCommand;
+        long id = (long)((_seq << 20) | (uint)++_leasesOfCommand);
         // First fit: the seller's nodes that are up, by id, each taking what it has free in every hour of the window;
         // what none has for the whole window, hour by hour (each hour first fit; a node is named with the most it gives).
         List<NodeRecord> up = Pool(sell.Owner, i.Gpu, i.Region).Where(n => n.DownSince is null).ToList();
