@@ -54,7 +54,7 @@ public sealed partial class ExchangeStateMachine
     /// <summary>A provider's collateral not reserved by its leases (null when not a provider).</summary>
     public long? CollateralAvailable(long provider) => _providers.TryGetValue(provider, out ProviderState? p) ? p.CollateralAvailable : null;
 
-    /// <summary>Deposits waiting for the ledger's answer: their command sequence numbers.</summary>
+    /// <summary>Deposits and withdrawals waiting for the ledger's answer: their command sequence numbers.</summary>
     public IReadOnlyList<long> PendingDeposits => _pendingDeposits.Keys.Order().ToList();
 
     /// <summary>The top levels of one side of an instrument's book.</summary>
@@ -142,7 +142,7 @@ public sealed partial class ExchangeStateMachine
         foreach (var kv in _capacity.Committed.OrderBy(k => k.Key.Provider).ThenBy(k => k.Key.Gpu).ThenBy(k => k.Key.Region, StringComparer.Ordinal).ThenBy(k => k.Key.Hour))
         { L(kv.Key.Provider); L((long)kv.Key.Gpu); S(kv.Key.Region); L(kv.Key.Hour); L(kv.Value); }
         foreach (var kv in _capacity.Leased.OrderBy(k => k.Key.Node).ThenBy(k => k.Key.Hour)) { L(kv.Key.Node); L(kv.Key.Hour); L(kv.Value); }
-        foreach (var kv in _pendingDeposits.OrderBy(k => k.Key)) { L(kv.Key); L(kv.Value.Owner); L(kv.Value.Amount); L(kv.Value.Collateral ? 1 : 0); }
+        foreach (var kv in _pendingDeposits.OrderBy(k => k.Key)) { L(kv.Key); L(kv.Value.Owner); L(kv.Value.Amount); L(kv.Value.Collateral ? 1 : 0); L(kv.Value.Withdrawal ? 1 : 0); }
         foreach (Instrument i in _instruments.Active) { L(i.Id); S(i.Symbol); }
         return sha.GetHashAndReset();
     }

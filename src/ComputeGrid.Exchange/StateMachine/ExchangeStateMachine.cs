@@ -98,7 +98,8 @@ public sealed partial class ExchangeStateMachine
         public long CollateralAvailable;
     }
 
-    private readonly record struct PendingDeposit(long Owner, long Amount, bool Collateral);
+    // A transfer waiting for the ledger's answer: a deposit (counted when taken) or a withdrawal (given back when refused).
+    private readonly record struct PendingDeposit(long Owner, long Amount, bool Collateral, bool Withdrawal = false);
 
     public ExchangeStateMachine(InstrumentRegistry instruments, StateMachineOptions? options = null)
     {
@@ -269,12 +270,18 @@ public sealed partial class ExchangeStateMachine
 
     private CommandResult TransferSettled(in ExchangeCommand c)
     {
-        if (!_pendingDeposits.Remove(c.Target, out PendingDeposit d)) return Refused(ExchangeError.InvalidRequest);
-        if (c.Ok)
+        if (!_pendingDeposits.TryGetValue(c.Target, out PendingDeposit d)) return Refused(ExchangeError.InvalidRequest);
+        // Computed before anything changes, so an overflow changes nothing.
+        if (d.Withdrawal)
+        {
+            if (!c.Ok) _traders[d.Owner].Available = checked(_traders[d.Owner].Available + d.Amount);
+        }
+        else if (c.Ok)
         {
             if (d.Collateral) _providers[d.Owner].CollateralAvailable = checked(_providers[d.Owner].CollateralAvailable + d.Amount);
             else _traders[d.Owner].Available = checked(_traders[d.Owner].Available + d.Amount);
         }
+        _pendingDeposits.Remove(c.Target);
         return new CommandResult { Subject = c.Target, Status = c.Ok ? OrderStatus.Filled : OrderStatus.Rejected };
     }
 
@@ -283,12 +290,14 @@ public sealed partial class ExchangeStateMachine
         if (c.Amount <= 0 || c.Account == 0) return Refused(ExchangeError.InvalidRequest);
         if (!_traders.TryGetValue(c.Owner, out TraderState? t)) return Refused(ExchangeError.UnknownTrader);
         if (t.Available < c.Amount) return Refused(ExchangeError.InsufficientBalance, RefusalDetail.WithdrawalShort, t.Available);
+        // Reserved at once; the ledger may still refuse the destination (then the money comes back when it says so).
         t.Available -= c.Amount;
-        _plan.Transfer(new Transfer
+        _plan.AwaitedTransfer(new Transfer
         {
             Id = NextTransferId(), DebitAccountId = t.Account, CreditAccountId = c.Account, Amount = c.Amount, Asset = Asset.Usd.Code,
             Code = WithdrawalCode, UserData64 = (ulong)c.Owner,
-        });
-        return new CommandResult { Subject = (long)_seq };
+        }, _seq);
+        _pendingDeposits[(long)_seq] = new PendingDeposit(c.Owner, c.Amount, Collateral: false, Withdrawal: true);
+        return new CommandResult { Subject = (long)_seq, Status = OrderStatus.Resting };
     }
 }

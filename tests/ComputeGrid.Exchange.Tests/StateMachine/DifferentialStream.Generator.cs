@@ -150,7 +150,9 @@ internal sealed partial class DifferentialStream
         long owner = Trader();
         long available = _reference.Available(owner) ?? 1_000_000;
         long amount = Chance(4) ? 0 : Chance(25) ? (long)(available * _rng.NextDouble() * 1.2) + 1 : Chance(50) ? available / 10 + 1 : _rng.NextInt64(1, 50_000_000);
-        return new ExchangeCommand { Kind = ExchangeCommandKind.Withdraw, Owner = owner, Account = Chance(97) ? Source(owner) : 0, Amount = amount };
+        // Now and then to an account the ledger does not have: it refuses, and the money must come back.
+        UInt128 to = Chance(95) ? Source(owner) : Chance(60) ? (UInt128)987_654_321 : 0;
+        return new ExchangeCommand { Kind = ExchangeCommandKind.Withdraw, Owner = owner, Account = to, Amount = amount };
     }
 
     private ExchangeCommand Settle()

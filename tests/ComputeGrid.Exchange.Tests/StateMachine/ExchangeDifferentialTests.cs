@@ -48,7 +48,7 @@ public sealed class ExchangeDifferentialTests(ITestOutputHelper output)
             "Place with fills", "Replace with fills", "Place None PartiallyFilledCancelled", "Place BookRejected BookFull",
             "Place BookRejected MarketOrderMustBeImmediate", "Place BookRejected FillOrKillUnfillable", "Place BookRejected PostOnlyWouldTake",
             "Place InsufficientBalance BalanceShort", "Place InsufficientCapacity CapacityShortNodeDown", "Place after an expiry",
-            "Cancel after an expiry", "Replace after an expiry", "Deliver None Rejected", "Withdraw None Rejected", "TransferSettled None Rejected",
+            "Cancel after an expiry", "Replace after an expiry", "Deliver None Rejected", "Withdraw None Resting", "TransferSettled None Rejected",
             "TransferSettled None Filled", "FundCollateral None Resting", "lease Completed", "lease Failed with penalty", "lease Failed with shortfall",
             "leases failed at their start", "order ended: NodeDown", "order ended: InstrumentClosed",
         ];

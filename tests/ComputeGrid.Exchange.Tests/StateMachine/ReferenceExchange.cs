@@ -70,7 +70,7 @@ public sealed class ReferenceExchange
         public long CollateralFree = collateralFree;
     }
 
-    private sealed record PendingDeposit(long Owner, long Amount, bool Collateral, bool LedgerTakes);
+    private sealed record PendingDeposit(long Owner, long Amount, bool Collateral, bool LedgerTakes, bool Withdrawal = false);
 
     private readonly SortedDictionary<long, Trader> _traders = [];
     private readonly SortedDictionary<long, Provider> _providers = [];
@@ -311,7 +311,12 @@ public sealed class ReferenceExchange
     private ReferenceResult Settled(in ExchangeCommand c)
     {
         if (!_deposits.Remove(c.Target, out PendingDeposit? d)) return Refuse(ExchangeError.InvalidRequest);
-        if (c.Ok)
+        if (d.Withdrawal)
+        {
+            // A refused withdrawal's money is the trader's again.
+            if (!c.Ok) _traders[d.Owner].Cash += d.Amount;
+        }
+        else if (c.Ok)
         {
             if (d.Collateral) _providers[d.Owner].CollateralFree += d.Amount;
             else _traders[d.Owner].Cash += d.Amount;
@@ -326,8 +331,11 @@ public sealed class ReferenceExchange
         long available = Available(c.Owner)!.Value;
         if (available < c.Amount) return Refuse(ExchangeError.InsufficientBalance, RefusalDetail.WithdrawalShort, available);
         t.Cash -= c.Amount;
-        Post(ExchangeStateMachine.TradingAccount(c.Owner), c.Account, c.Amount);
-        return Done((long)_seq);
+        // The ledger pays it out now if the destination exists; the exchange hears its answer later.
+        bool takes = LedgerTakes(ExchangeStateMachine.TradingAccount(c.Owner), c.Account, c.Amount);
+        if (takes) Post(ExchangeStateMachine.TradingAccount(c.Owner), c.Account, c.Amount);
+        _deposits[(long)_seq] = new PendingDeposit(c.Owner, c.Amount, false, takes, Withdrawal: true);
+        return Done((long)_seq, OrderStatus.Resting);
     }
 
     // ---- orders
