@@ -281,8 +281,10 @@ public sealed class InferenceNodeTests(NodePortFixture server) : IClassFixture<N
 
             customer = await TestServer.NewCustomerAsync(op, "t", "dallas", fundMicroUsd: 10_000_000);
 
-            // A request long enough to be cut: many sentences on a one-thread node; Dallas is killed while it runs.
-            string[] inputs = Enumerable.Range(0, 160).Select(i => $"sentence number {i} about grids, miners and ledgers").ToArray();
+            // A request long enough to be cut: the most inputs a request may carry, each a long sentence, on a one-thread
+            // node (a fast, idle machine finished 160 short ones before the kill landed); Dallas is killed while it runs.
+            string[] inputs = Enumerable.Range(0, 256)
+                .Select(i => $"sentence number {i} about grids, miners and ledgers, power prices and curtailment, leases of GPUs, and the nodes that serve them across regions").ToArray();
             using var req = new HttpRequestMessage(HttpMethod.Post, "/v1/embeddings")
             {
                 Content = new StringContent(JsonSerializer.Serialize(new { model = Model, input = inputs, encoding_format = "base64", provider = new { sort = "latency" } }), Encoding.UTF8, "application/json"),
