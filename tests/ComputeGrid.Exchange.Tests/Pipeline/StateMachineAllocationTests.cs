@@ -42,8 +42,9 @@ public class StateMachineAllocationTests
             }
         }
         Cycle(20_000); // warm: pools, dictionaries, plan buffers grown
-        // The runtime may still re-compile a hot method (tiering) during a run and allocate for it once: of three
-        // measured runs, one must allocate nothing at all.
+        // Nothing per order: an allocation on the path would cost at least 24 bytes a command (960 KB a run). The runtime
+        // itself may still allocate a few hundred bytes on this thread while it re-compiles hot methods (tiering), more
+        // while other tests load the machine; so the bar is under a quarter of a byte per command in the best of three runs.
         var runs = new List<long>();
         for (int r = 0; r < 3 && (runs.Count == 0 || runs[^1] != 0); r++)
         {
@@ -51,7 +52,7 @@ public class StateMachineAllocationTests
             Cycle(20_000);
             runs.Add(GC.GetAllocatedBytesForCurrentThread() - before);
         }
-        Assert.True(runs[^1] == 0, $"bytes per run of 40,000 commands: {string.Join(", ", runs)}");
+        Assert.True(runs.Min() < 40_000 / 4, $"bytes per run of 40,000 commands: {string.Join(", ", runs)}");
         sm.CheckInvariants();
     }
 }
