@@ -16,10 +16,20 @@ public sealed record PipelineOptions
 
     /// <summary>Batches at the journal's end whose ledger effects are submitted again at start (the ledger's ids make it idempotent).</summary>
     public int ResubmitBatches { get; init; } = 8;
+
+    /// <summary>
+    /// Called by the sequencer after each batch that traded, with the batch's fills in sequence order and the state
+    /// machine (both only for the call: copy what you keep). Its commands are in the journal by then, so a replay makes
+    /// the same fills. Market data hangs here, off the hot path: the callback should only hand the fills on.
+    /// </summary>
+    public Action<List<FillRecord>, ExchangeStateMachine>? Traded { get; init; }
 }
 
-/// <summary>What a submitted command did: its result and its fills.</summary>
-public readonly record struct CommandOutcome(CommandResult Result, FillRecord[] Fills);
+/// <summary>
+/// What a submitted command did: its result and its fills; for a command whose transfer waits for the ledger (a
+/// deposit, a withdrawal), the ledger's answer to it (<see cref="CreateTransferResult.Ok"/> when it moved the money).
+/// </summary>
+public readonly record struct CommandOutcome(CommandResult Result, FillRecord[] Fills, CreateTransferResult? Settlement = null);
 
 /// <summary>The pipeline stopped taking commands (a journal or ledger failure); a restart replays cleanly.</summary>
 public sealed class ExchangeUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
@@ -124,6 +134,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 fills.Clear();
                 for (int i = 0; i < batch.Commands.Count; i++)
                     sm.Apply(CommandCodec.Read(batch.Commands[i].Span, batch.FirstSeq + (ulong)i, batch.TimestampNs), plan, fills);
+                if (fills.Count > 0) options.Traded?.Invoke(fills, sm); // market data rebuilt from the replay as from live trades
                 tail.Enqueue((plan.Accounts.ToArray(), WithoutAwaited(plan)));
                 foreach ((int index, ulong seq) in plan.Awaiting) deposits[(long)seq] = plan.Transfers[index];
                 while (tail.Count > options.ResubmitBatches) tail.Dequeue();
@@ -257,6 +268,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 c.Time = time;
                 batch.Results[i] = _sm.Apply(in c, batch.Plan, batch.Fills);
             }
+            if (batch.Fills.Count > 0) _options.Traded?.Invoke(batch.Fills, _sm);
         }
         finally { _readGate.Release(); }
         Interlocked.Add(ref _applyTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t1);
@@ -291,15 +303,20 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 Dictionary<int, CreateTransferResult> awaited = await CheckLedgerAsync(calls, done.Plan);
                 Interlocked.Add(ref _ledgerTicks, System.Diagnostics.Stopwatch.GetTimestamp() - Math.Max(issued, _ledgerClock));
                 _ledgerClock = System.Diagnostics.Stopwatch.GetTimestamp();
+                Dictionary<ulong, CreateTransferResult>? settled = null;
                 foreach ((int index, ulong seq) in done.Plan.Awaiting)
+                {
                     _internal.Writer.TryWrite(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = (long)seq, Ok = awaited[index] == CreateTransferResult.Ok });
+                    (settled ??= [])[seq] = awaited[index];
+                }
                 for (int i = 0; i < done.Items.Count; i++)
                 {
                     TaskCompletionSource<CommandOutcome>? tcs = done.Items[i].Completion;
                     if (tcs is null) continue;
                     CommandResult r = done.Results[i];
                     FillRecord[] fills = r.Fills == 0 ? [] : done.Fills.GetRange(r.FirstFill, r.Fills).ToArray();
-                    tcs.TrySetResult(new CommandOutcome(r, fills));
+                    CreateTransferResult? settlement = settled is not null && settled.TryGetValue(done.Items[i].Command.Seq, out CreateTransferResult a) ? a : null;
+                    tcs.TrySetResult(new CommandOutcome(r, fills, settlement));
                 }
                 done.Items.Clear();
                 _free.Enqueue(done);

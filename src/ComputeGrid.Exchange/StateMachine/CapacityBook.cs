@@ -194,6 +194,9 @@ internal sealed class LeaseBook
 
     public IReadOnlyList<long> Of(long participant) => _byParticipant.TryGetValue(participant, out List<long>? l) ? l : [];
 
+    /// <summary>Whether a lease not yet handed out by <see cref="StartingBy"/> starts at or before <paramref name="now"/>.</summary>
+    public bool AnyStartingBy(long now) => _starting.TryPeek(out _, out (long Start, long Id) key) && key.Start <= now;
+
     /// <summary>Leases whose delivery starts at or before <paramref name="now"/>, each once, in start order.</summary>
     public List<Lease> StartingBy(long now)
     {

@@ -76,7 +76,11 @@ public struct ExchangeCommand
     public long Amount;
     /// <summary>An account of the owner: deposit source, withdrawal destination, provider revenue.</summary>
     public UInt128 Account;
-    /// <summary>A second account: provider collateral.</summary>
+    /// <summary>
+    /// A second account: provider collateral. For a deposit or collateral funding, the transfer's id when the caller
+    /// fixes it (0: derived from the seq): an operator's funding id, so that a retried funding moves the money once (the
+    /// ledger answers the retry <c>Exists</c> and it is not counted again).
+    /// </summary>
     public UInt128 Account2;
     public int Gpus;
     public GpuClass Gpu;

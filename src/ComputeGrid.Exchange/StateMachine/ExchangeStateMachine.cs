@@ -252,7 +252,7 @@ public sealed partial class ExchangeStateMachine
         // Counted once the ledger confirms: the source is the owner's and may lack the money.
         _plan.AwaitedTransfer(new Transfer
         {
-            Id = NextTransferId(), DebitAccountId = c.Account, CreditAccountId = to, Amount = c.Amount, Asset = Asset.Usd.Code,
+            Id = c.Account2 != 0 ? c.Account2 : NextTransferId(), DebitAccountId = c.Account, CreditAccountId = to, Amount = c.Amount, Asset = Asset.Usd.Code,
             Code = DepositCode, UserData64 = (ulong)c.Owner,
         }, _seq);
         _pendingDeposits[(long)_seq] = new PendingDeposit(c.Owner, c.Amount, collateral);

@@ -1,0 +1,282 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using ComputeGrid.Core;
+using ComputeGrid.Exchange.Instruments;
+using ComputeGrid.Exchange.MarketData;
+using ComputeGrid.Exchange.Matching;
+using ComputeGrid.Exchange.StateMachine;
+using ComputeGrid.Exchange.Trading;
+using ComputeGrid.Ledger;
+
+namespace ComputeGrid.Exchange.Pipeline;
+
+/// <summary>Settings of a running exchange.</summary>
+public sealed record ExchangeHostOptions
+{
+    /// <summary>The command journal; null runs in memory (tests, benchmarks).</summary>
+    public string? JournalPath { get; init; }
+
+    /// <summary>A node with a lease in delivery that sends no heartbeat for this long is down: its leases in delivery fail.</summary>
+    public TimeSpan HeartbeatTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The state machine's settings.</summary>
+    public StateMachineOptions StateMachine { get; init; } = new();
+
+    /// <summary>The pipeline's settings (its <see cref="PipelineOptions.Traded"/> is the host's).</summary>
+    public PipelineOptions Pipeline { get; init; } = new();
+
+    /// <summary>The journal's settings (fault hooks in tests).</summary>
+    public JournalOptions? Journal { get; init; }
+
+    /// <summary>Sizes of the market data buffers.</summary>
+    public MarketDataOptions? MarketData { get; init; }
+}
+
+/// <summary>
+/// A running exchange: the <see cref="ExchangePipeline"/> over its <see cref="ExchangeStateMachine"/>, and what lives
+/// beside it rather than in it.
+/// <list type="bullet">
+/// <item><b>Market data</b> (tape, candles, index) is a consumer of the pipeline's fills on a thread of its own, off
+/// the hot path; <see cref="TradeExecuted"/> is raised there, in trade order.</item>
+/// <item><b>Heartbeats</b> are not commands (a node sends one every few seconds): the host remembers the last one per
+/// node and, on <see cref="TickAsync"/>, sends a <see cref="ExchangeCommandKind.NodeTimeout"/> for each node in
+/// delivery that went quiet, and a <see cref="ExchangeCommandKind.NodeUp"/> when a down node is heard again.</item>
+/// <item><b>The clock</b>: <see cref="TickAsync"/> sends a <see cref="ExchangeCommandKind.Tick"/> only when one is due,
+/// so an idle exchange's journal does not grow.</item>
+/// </list>
+/// Reads go through <see cref="ReadAsync{T}"/> (between batches; the state machine's views are copies) and
+/// <see cref="ReadMarket{T}"/>.
+/// </summary>
+public sealed class ExchangeHost : IAsyncDisposable
+{
+    private readonly ExchangePipeline _pipeline;
+    private readonly InstrumentRegistry _instruments;
+    private readonly TimeProvider _time;
+    private readonly ExchangeHostOptions _options;
+    private readonly MarketDataHub _market;
+    private readonly Lock _marketLock = new();
+    private readonly Channel<Trade[]> _trades;
+    private readonly Task _marketLoop;
+    private readonly ConcurrentDictionary<long, long> _heartbeats = new();
+    private readonly long _startedAt;
+    private readonly ConcurrentDictionary<int, (string? IndexClass, long DeliveryEnd)> _traded; // instruments traded, for the index and forgetting
+    private readonly SemaphoreSlim _tickGate = new(1, 1);
+
+    private ExchangeHost(ExchangePipeline pipeline, InstrumentRegistry instruments, TimeProvider time, ExchangeHostOptions options, MarketDataHub market, Channel<Trade[]> trades,
+        ConcurrentDictionary<int, (string? IndexClass, long DeliveryEnd)> traded)
+    {
+        _traded = traded;
+        _pipeline = pipeline;
+        _instruments = instruments;
+        _time = time;
+        _options = options;
+        _market = market;
+        _trades = trades;
+        _startedAt = Clock.UnixNanoseconds(time);
+        _marketLoop = Task.Factory.StartNew(MarketLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+    }
+
+    /// <summary>
+    /// Starts the exchange: replays its journal (refusing to start on a damaged one), settles what the ledger had not
+    /// answered, and advances it to the clock (the instruments trading now are listed).
+    /// </summary>
+    /// <exception cref="JournalCorruptException">The journal is damaged anywhere but a torn tail.</exception>
+    public static async Task<ExchangeHost> StartAsync(LedgerEngine ledger, InstrumentRegistry instruments, TimeProvider time, ExchangeHostOptions? options = null,
+        CancellationToken ct = default)
+    {
+        options ??= new ExchangeHostOptions();
+        // What the market data needs of an instrument, taken on the sequencer (which owns the registry) when it first trades.
+        var traded = new ConcurrentDictionary<int, (string? IndexClass, long DeliveryEnd)>();
+        var market = new MarketDataHub(id => traded.TryGetValue(id, out var t) ? t.IndexClass : null, options.MarketData);
+        var trades = Channel.CreateUnbounded<Trade[]>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var sm = new ExchangeStateMachine(instruments, options.StateMachine);
+        // The sequencer hands each batch's trades on and goes on.
+        PipelineOptions pipelineOptions = options.Pipeline with
+        {
+            Traded = (fills, _) =>
+            {
+                var batch = new Trade[fills.Count];
+                for (int i = 0; i < fills.Count; i++)
+                {
+                    FillRecord f = fills[i];
+                    batch[i] = new Trade(f.Instrument, f.Price, f.Quantity, f.Time, f.TakerSide, f.Sequence);
+                    if (!traded.ContainsKey(f.Instrument) && instruments.TryGet(f.Instrument, out Instrument? instrument))
+                        traded[f.Instrument] = (instrument.Kind != DeliveryKind.MonthlyForward ? GpuClasses.Code(instrument.Gpu) : null, instrument.DeliveryEnd);
+                }
+                trades.Writer.TryWrite(batch);
+            },
+        };
+        ExchangePipeline pipeline = await ExchangePipeline.StartAsync(sm, ledger, options.JournalPath, time, pipelineOptions, options.Journal, ct);
+        var host = new ExchangeHost(pipeline, instruments, time, options, market, trades, traded);
+        try
+        {
+            // The replayed trades feed the market data as live ones do.
+            await host.TickAsync(ct);
+        }
+        catch
+        {
+            await host.DisposeAsync();
+            throw;
+        }
+        return host;
+    }
+
+    /// <summary>The instruments (read them inside <see cref="ReadAsync{T}"/>: ticks change them).</summary>
+    public InstrumentRegistry Instruments => _instruments;
+
+    /// <summary>The failure that stopped the exchange (503 until restarted), or null while it runs.</summary>
+    public Exception? Fault => _pipeline.Fault;
+
+    /// <summary>The pipeline's counters and per-stage seconds.</summary>
+    public ExchangePipeline Pipeline => _pipeline;
+
+    /// <summary>Raised on the market data thread for every trade, in trade order; a failing handler is ignored.</summary>
+    public event Action<Trade>? TradeExecuted;
+
+    /// <summary>Submits one command; answers when its journal record and ledger effects are durable.</summary>
+    /// <exception cref="ExchangeUnavailableException">The exchange stopped taking commands.</exception>
+    public ValueTask<CommandOutcome> SubmitAsync(ExchangeCommand command, CancellationToken ct = default) => _pipeline.SubmitAsync(command, ct);
+
+    /// <summary>
+    /// Submits many commands at once (a market maker's batch): they are queued in order, share journal fsyncs and ledger
+    /// batches, and each gets its own outcome, in order.
+    /// </summary>
+    public async Task<CommandOutcome[]> SubmitManyAsync(IReadOnlyList<ExchangeCommand> commands, CancellationToken ct = default)
+    {
+        var pending = new ValueTask<CommandOutcome>[commands.Count];
+        for (int i = 0; i < commands.Count; i++) pending[i] = _pipeline.SubmitAsync(commands[i], ct);
+        var outcomes = new CommandOutcome[commands.Count];
+        for (int i = 0; i < commands.Count; i++) outcomes[i] = await pending[i];
+        return outcomes;
+    }
+
+    /// <summary>Reads the state machine between batches (its views are copies, safe to keep).</summary>
+    public Task<T> ReadAsync<T>(Func<ExchangeStateMachine, T> read, CancellationToken ct = default) => _pipeline.ReadAsync(read, ct);
+
+    /// <summary>Reads the market data (tape, candles, index) under its lock.</summary>
+    public T ReadMarket<T>(Func<MarketDataHub, T> read)
+    {
+        lock (_marketLock) return read(_market);
+    }
+
+    /// <summary>Trades the market data thread has taken in (all of them once the pipeline is idle and it caught up).</summary>
+    public long TradesSeen => Interlocked.Read(ref _tradesSeen);
+    private long _tradesSeen;
+
+    /// <summary>When node <paramref name="node"/> was last heard (Unix ns); the host's start for a node not heard since.</summary>
+    public long LastHeartbeat(long node) => _heartbeats.TryGetValue(node, out long t) ? t : _startedAt;
+
+    /// <summary>
+    /// A node's heartbeat: remembered (not journaled); a node that was down is up again (a command, so its GPUs back
+    /// sells again). Unknown nodes are refused.
+    /// </summary>
+    public async Task<ExchangeError> HeartbeatAsync(long node, CancellationToken ct = default)
+    {
+        long now = Clock.UnixNanoseconds(_time);
+        (bool known, bool down) = await ReadAsync(sm => sm.Node(node) is { } n ? (true, n.DownSince is not null) : (false, false), ct);
+        if (!known) return ExchangeError.UnknownNode;
+        _heartbeats.AddOrUpdate(node, now, (_, old) => Math.Max(old, now));
+        if (down)
+        {
+            CommandOutcome o = await SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.NodeUp, Target = node }, CancellationToken.None);
+            return o.Result.Error;
+        }
+        return ExchangeError.None;
+    }
+
+    /// <summary>
+    /// Advances the exchange to the clock: a <see cref="ExchangeCommandKind.Tick"/> when one is due (instruments listed
+    /// and expired, good-till-time orders expired, leases entering delivery on a down node failed), then a
+    /// <see cref="ExchangeCommandKind.NodeTimeout"/> for each node in delivery not heard for the heartbeat timeout.
+    /// Returns how many commands it sent.
+    /// </summary>
+    public async Task<int> TickAsync(CancellationToken ct = default)
+    {
+        await _tickGate.WaitAsync(ct);
+        try
+        {
+            long now = Clock.UnixNanoseconds(_time);
+            long timeout = checked((long)_options.HeartbeatTimeout.TotalMilliseconds * 1_000_000L);
+            (bool due, IReadOnlyList<long> inDelivery) = await ReadAsync(sm => (sm.TickDue(Math.Max(now, sm.LastTime)), sm.NodesInDelivery(now)), ct);
+            int sent = 0;
+            if (due)
+            {
+                await SubmitAsync(ExchangeCommand.Tick(), CancellationToken.None);
+                sent++;
+            }
+            foreach (long node in inDelivery)
+            {
+                long last = LastHeartbeat(node);
+                if (now - last <= timeout) continue;
+                await SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.NodeTimeout, Target = node, From = last }, CancellationToken.None);
+                sent++;
+            }
+            ForgetOldMarketData(now);
+            return sent;
+        }
+        finally { _tickGate.Release(); }
+    }
+
+    private const long KeepMarketDataNs = 24 * 3_600_000_000_000L;
+    private long _lastForget;
+
+    // Market data of an instrument is kept for a day after its delivery ends; then its slots serve new ones.
+    private void ForgetOldMarketData(long now)
+    {
+        if (now - _lastForget < 3_600_000_000_000L) return;
+        _lastForget = now;
+        lock (_marketLock)
+        {
+            foreach (int id in _traded.Where(kv => kv.Value.DeliveryEnd + KeepMarketDataNs <= now).Select(kv => kv.Key).ToList())
+            {
+                _market.Forget(id);
+                _traded.TryRemove(id, out _);
+            }
+        }
+    }
+
+    private async Task MarketLoopAsync()
+    {
+        ChannelReader<Trade[]> reader = _trades.Reader;
+        while (await reader.WaitToReadAsync())
+        {
+            while (reader.TryRead(out Trade[]? batch))
+            {
+                lock (_marketLock)
+                {
+                    foreach (Trade t in batch)
+                    {
+                        try { _market.OnTrade(t); }
+                        catch (Exception e) when (e is OverflowException or ArgumentException or InvalidOperationException) { MarketDataErrors++; }
+                    }
+                }
+                foreach (Trade t in batch)
+                {
+                    Action<Trade>? handlers = TradeExecuted;
+                    if (handlers is null) continue;
+                    foreach (Action<Trade> h in handlers.GetInvocationList().Cast<Action<Trade>>())
+                    {
+                        try { h(t); }
+                        catch (Exception) { HandlerErrors++; } // a subscriber's bug must not stop the market data
+                    }
+                }
+                Interlocked.Add(ref _tradesSeen, batch.Length);
+            }
+        }
+    }
+
+    /// <summary>Trades the market data could not take (an overflow): counted, never stopping the exchange.</summary>
+    public long MarketDataErrors { get; private set; }
+
+    /// <summary>Trade handlers that threw.</summary>
+    public long HandlerErrors { get; private set; }
+
+    /// <summary>Stops the pipeline (after the batch in flight), closes the journal, and drains the market data.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _pipeline.DisposeAsync();
+        _trades.Writer.TryComplete();
+        await _marketLoop;
+        _tickGate.Dispose();
+    }
+}
