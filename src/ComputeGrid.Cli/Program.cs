@@ -112,7 +112,7 @@ serve.SetAction(async (pr, ct) =>
     try
     {
         await DemoFleet.AdmitAsync(app.Services.GetRequiredService<ComputeGrid.Server.Trust.TrustStore>(), app.Services.GetRequiredService<ComputeGrid.Server.Trust.PrincipalLedger>(),
-            app.Services.GetRequiredService<ComputeGrid.Exchange.Trading.ExchangeService>(), options.DataDirectory, ct);
+            app.Services.GetRequiredService<ComputeGrid.Exchange.Pipeline.ExchangeHost>(), options.DataDirectory, ct);
     }
     catch (Exception e) when (e is InvalidOperationException or ComputeGrid.Server.Trust.TrustStoreException)
     {

@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography.X509Certificates;
 using ComputeGrid.Exchange.Instruments;
-using ComputeGrid.Exchange.Trading;
+using ComputeGrid.Exchange.Pipeline;
 using ComputeGrid.Inference.Model;
 using ComputeGrid.Inference.Routing;
 using ComputeGrid.Ledger;
@@ -219,9 +219,11 @@ public static class ServerHost
             regionWarning = e.Message;
         }
         var instruments = new InstrumentRegistry(new InstrumentSchedule(regions, ListingPolicy.Default));
-        // The journal brings the books, orders, leases and nodes back after a restart, beside the ledger it settles in.
-        var exchange = new ExchangeService(ledger, instruments, options.Time,
-            new ExchangeOptions { JournalPath = Path.Combine(options.DataDirectory, "exchange", "exchange.journal") });
+        // The command journal brings the books, orders, leases and nodes back after a restart, beside the ledger it settles in.
+        string exchangeDir = Path.Combine(options.DataDirectory, "exchange");
+        if (File.Exists(Path.Combine(exchangeDir, "exchange.journal")))
+            throw new InvalidOperationException($"{exchangeDir} holds an exchange journal of an older format (exchange.journal); start on a new data folder.");
+        var exchange = new ExchangeHost(ledger, instruments, options.Time, new ExchangeHostOptions { JournalPath = Path.Combine(exchangeDir, "commands.journal") });
         builder.Services.AddSingleton(instruments);
         builder.Services.AddSingleton(exchange);
         builder.Services.AddSingleton(new ExchangeFeed(exchange, instruments, options.Time));

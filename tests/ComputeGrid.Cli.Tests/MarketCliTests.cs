@@ -41,6 +41,9 @@ public sealed class MarketServerFixture : IAsyncLifetime
         HttpClient op = Operator = Keep(Api.Client(Url, Api.OperatorKey(_dir)));
         Buyer = await Api.NewCustomerAsync(op, "buyer", fundMicroUsd: 1_000_000_000);
         Rival = await Api.NewCustomerAsync(op, "rival", fundMicroUsd: 1_000_000_000);
+        // Buys are held from the trading account: $900 of the buyer's $1,000 go there (a test deposits more with the CLI).
+        await Rival.Http.PostJsonAsync("/api/exchange/deposits", new { amount = 1_000_000_000 });
+        await Buyer.Http.PostJsonAsync("/api/exchange/deposits", new { amount = 900_000_000 });
         Provider = await Api.NewProviderAsync(op, "provider", collateralMicroUsd: 100_000_000);
         foreach (var p in new[] { Buyer, Rival, Provider }) Keep(p.Http);
         await Api.AdmitNodeAsync(op, Provider.Id, "fra-01");
@@ -90,6 +93,24 @@ public sealed class MarketCliTests(MarketServerFixture f) : IClassFixture<Market
         var r = await MarketAsync("instruments", "--gpu", "H100", "--region", "frankfurt", "--kind", "H", "--limit", "3", "--json");
         Assert.True(r.Code == 0, r.Err);
         return JsonDocument.Parse(r.Out).RootElement.GetProperty("instruments")[2].GetProperty("symbol").GetString()!;
+    }
+
+    [Fact]
+    public async Task Deposit_moves_money_to_the_trading_account_and_bad_amounts_are_one_line()
+    {
+        var before = await AsAsync(f.Buyer, "account", "--json");
+        Assert.True(before.Code == 0, before.Err);
+        long available = JsonDocument.Parse(before.Out).RootElement.GetProperty("available").GetInt64();
+        var r = await AsAsync(f.Buyer, "deposit", "12.5", "--json");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal(available + 12_500_000, JsonDocument.Parse(r.Out).RootElement.GetProperty("available").GetInt64());
+        var table = await AsAsync(f.Buyer, "account");
+        Assert.True(table.Code == 0, table.Err);
+        Assert.Contains("available", table.Out);
+
+        Assert.Contains("amount must be a positive amount", OneErrorLine(await AsAsync(f.Buyer, "deposit", "-3")));
+        Assert.Contains("available", OneErrorLine(await AsAsync(f.Buyer, "withdraw", "1000000000")));
+        Assert.Contains("cannot cover", OneErrorLine(await AsAsync(f.Buyer, "deposit", "5000")));
     }
 
     [Fact]

@@ -29,6 +29,7 @@ public sealed class AttackFixture : IAsyncLifetime
         (App, Operator) = await TestServer.StartInProcessAsync(Dir, nodeUrls: "http://127.0.0.1:0");
         Alice = await TestServer.NewCustomerAsync(Operator, "alice", fundMicroUsd: 5_000_000);
         Bob = await TestServer.NewCustomerAsync(Operator, "bob", fundMicroUsd: 7_000_000);
+        await TestServer.DepositAsync(Bob, 2_000_000); // Bob's buy below is held from his trading account
         Provider = await TestServer.NewProviderAsync(Operator, "acme", collateralMicroUsd: 3_000_000);
         NodePrivateKey = await TestServer.AdmitNodeAsync(Operator, Provider.Id, "acme-1");
         var listed = await Provider.Http.PostAsJsonAsync("/api/exchange/nodes", new { node_id = "acme-1", gpu = "H200", region = "tokyo", gpus = 4 }, TestServer.Json);

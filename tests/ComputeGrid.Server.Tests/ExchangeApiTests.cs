@@ -410,13 +410,17 @@ public sealed class ExchangeApiTests(ExchangeApiFixture f) : IClassFixture<Excha
         await OrderAsync(f.Provider, symbol, "sell", 2_300_000, 1);
         long leaseId = (await OrderAsync(f.Buyer, symbol, "buy", 2_300_000, 1)).GetProperty("fills")[0].GetProperty("lease_id").GetInt64();
         var transfers = new List<JsonElement>();
-        string url = $"/api/ledger/accounts/{f.Buyer.Account}/transfers?limit=100";
-        while (true)
+        // The buyer's balance (the funding, the deposit) and its trading account (the deposit, the hold, the settlement).
+        foreach (UInt128 account in new[] { ChartOfAccounts.PrincipalAccount(AccountCode.CustomerBalance, f.Buyer.Id), f.Buyer.Account })
         {
-            var page = await f.Buyer.Http.GetJsonAsync(url);
-            transfers.AddRange(page.GetProperty("transfers").EnumerateArray());
-            if (page.GetProperty("next").ValueKind == JsonValueKind.Null) break;
-            url = $"/api/ledger/accounts/{f.Buyer.Account}/transfers?limit=100&before={Uri.EscapeDataString(page.GetProperty("next").GetString()!)}";
+            string url = $"/api/ledger/accounts/{account}/transfers?limit=100";
+            while (true)
+            {
+                var page = await f.Buyer.Http.GetJsonAsync(url);
+                transfers.AddRange(page.GetProperty("transfers").EnumerateArray());
+                if (page.GetProperty("next").ValueKind == JsonValueKind.Null) break;
+                url = $"/api/ledger/accounts/{account}/transfers?limit=100&before={Uri.EscapeDataString(page.GetProperty("next").GetString()!)}";
+            }
         }
         var lease = await f.Buyer.Http.GetJsonAsync($"/api/exchange/leases/{leaseId}");
         transfers.AddRange((await Op.GetJsonAsync($"/api/ledger/accounts/{lease.GetProperty("escrow_account").GetString()}/transfers")).GetProperty("transfers").EnumerateArray());
@@ -708,7 +712,7 @@ public sealed class ExchangeRestartTests : IDisposable
         var (app, op) = await TestServer.StartInProcessAsync(_dir);
         using (op)
         {
-            buyer = await TestServer.NewCustomerAsync(op, "buyer", fundMicroUsd: 100_000_000);
+            buyer = await TestServer.DepositAsync(await TestServer.NewCustomerAsync(op, "buyer", fundMicroUsd: 100_000_000), 100_000_000);
             provider = await TestServer.NewProviderAsync(op, "provider", collateralMicroUsd: 10_000_000);
             await TestServer.AdmitNodeAsync(op, provider.Id, "osaka-01");
             await ApiTestHelpers.OkAsync(await provider.Http.PostSnakeAsync("/api/exchange/nodes", new { node_id = "osaka-01", gpu = "H100", region = "osaka", gpus = 8 }));

@@ -7,7 +7,7 @@ using ComputeGrid.Inference.Model;
 using ComputeGrid.Inference.Nodes;
 using ComputeGrid.Ledger;
 using ComputeGrid.Server.Inference;
-using ExchangeService = ComputeGrid.Exchange.Trading.ExchangeService;
+using ExchangeStateMachine = ComputeGrid.Exchange.StateMachine.ExchangeStateMachine;
 using Xunit.Abstractions;
 
 namespace ComputeGrid.Server.Tests;
@@ -67,7 +67,7 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
             {
                 Index = c,
                 Customer = await TestServer.NewCustomerAsync(op, $"mixed-customer-{c}", "frankfurt", CustomerFunding),
-                Buyer = await TestServer.NewCustomerAsync(op, $"mixed-buyer-{c}", "frankfurt", BuyerFunding),
+                Buyer = await TestServer.DepositAsync(await TestServer.NewCustomerAsync(op, $"mixed-buyer-{c}", "frankfurt", BuyerFunding), BuyerFunding),
                 Rest = symbols[2 + c],
                 Cross = symbols[2 + Clients + c],
             });
@@ -410,7 +410,7 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
         }
 
         // Money: read in one ledger lookup (one consistent state).
-        UInt128[] ids = [ExchangeService.EscrowAccount, .. clients.Select(c => c.Buyer.Account)];
+        UInt128[] ids = [ExchangeStateMachine.EscrowAccount, .. clients.Select(c => c.Buyer.Account)];
         JsonElement[] accounts = await LookupAsync(op, ids);
         long openHolds = 0;
         for (int i = 0; i < clients.Count; i++)

@@ -43,7 +43,7 @@ public sealed class NodeReportTests : IAsyncLifetime
         byte[] key = await TestServer.AdmitNodeAsync(_op, provider.Id, "n1");
         var listed = await provider.Http.PostAsJsonAsync("/api/exchange/nodes", new { node_id = "n1", gpu = "H100", region = "frankfurt", gpus = 8 }, TestServer.Json);
         long node = (await listed.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetInt64();
-        Party buyer = await TestServer.NewCustomerAsync(_op, "buyer", fundMicroUsd: 100_000_000);
+        Party buyer = await TestServer.DepositAsync(await TestServer.NewCustomerAsync(_op, "buyer", fundMicroUsd: 100_000_000), 100_000_000);
         string symbol = (await _op.GetFromJsonAsync<JsonElement>("/api/exchange/instruments?gpu=H100&region=frankfurt&kind=H&limit=3"))
             .GetProperty("instruments")[0].GetProperty("symbol").GetString()!;
         await provider.Http.PostJsonAsync("/api/exchange/orders", new { instrument = symbol, side = "sell", price = 2_000_000, quantity = 2 });

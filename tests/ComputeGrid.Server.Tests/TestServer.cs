@@ -117,13 +117,23 @@ public static class TestServer
     }
 
     /// <summary>
+    /// Moves <paramref name="amount"/> from the party's balance to its exchange trading account (<c>POST
+    /// /api/exchange/deposits</c>, with its own key); the party returned names the trading account as its account.
+    /// </summary>
+    public static async Task<Party> DepositAsync(Party p, long amount)
+    {
+        JsonElement account = await p.Http.PostJsonAsync("/api/exchange/deposits", new { amount });
+        return p with { Account = UInt128.Parse(account.GetProperty("account").GetString()!) };
+    }
+
+    /// <summary>
     /// Seeds an exchange through the API: customers <c>buyer</c> ($1,000) and <c>poor</c> ($1), and a provider with $100
     /// of collateral and an admitted node of 8 GPUs listed for each (gpu, region) given. The exchange fixtures share it.
     /// </summary>
     public static async Task<ExchangeSeed> SeedExchangeAsync(HttpClient op, params (string Gpu, string Region)[] nodes)
     {
-        Party buyer = await NewCustomerAsync(op, "buyer", fundMicroUsd: 1_000_000_000);
-        Party poor = await NewCustomerAsync(op, "poor", fundMicroUsd: 1_000_000);
+        Party buyer = await DepositAsync(await NewCustomerAsync(op, "buyer", fundMicroUsd: 1_000_000_000), 1_000_000_000);
+        Party poor = await DepositAsync(await NewCustomerAsync(op, "poor", fundMicroUsd: 1_000_000), 1_000_000);
         Party provider = await NewProviderAsync(op, "provider", collateralMicroUsd: 100_000_000);
         var listed = new Dictionary<(string, string), long>();
         foreach (var (gpu, region) in nodes)

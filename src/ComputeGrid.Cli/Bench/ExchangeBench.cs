@@ -101,19 +101,7 @@ public static class ExchangeBench
         double refPerSecond = referenceCommands / refSeconds;
         output.WriteLine($"  reference book (SortedDictionary): {referenceCommands:N0} commands in {refSeconds:F3} s = {refPerSecond:N0}/s (same {refEvents:N0} events)");
 
-        // 4. The full path: exchange service, ledger holds, leases, settlement (in-memory and durable ledger).
-        var (memPerSecond, memOrders, memFills) = await ExchangeFullPathBench.RunAsync(null, quick ? 20_000 : 100_000, Seed, ct);
-        output.WriteLine($"  full path, in-memory ledger: {memOrders:N0} orders ({memFills:N0} fills) at {memPerSecond:N0} orders/s; invariants hold");
-        string durableDir = Path.Combine(Path.GetTempPath(), "cg-exchange-bench-" + Guid.NewGuid().ToString("N"));
-        double durablePerSecond;
-        try
-        {
-            (durablePerSecond, int durableOrders, int durableFills) = await ExchangeFullPathBench.RunAsync(durableDir, quick ? 300 : 1_000, Seed, ct);
-            output.WriteLine($"  full path, durable ledger (fdatasync per ledger batch): {durableOrders:N0} orders ({durableFills:N0} fills) at {durablePerSecond:N0} orders/s");
-        }
-        finally { if (Directory.Exists(durableDir)) Directory.Delete(durableDir, recursive: true); }
-
-        // 5. The new pipeline under load (issue 14): many submitters, many orders in flight, in memory and durable.
+        // 4. The whole path under load: many submitters, many orders in flight, in memory and durable.
         TimeSpan runFor = TimeSpan.FromSeconds(quick ? 3 : 10);
         PipelineRun pipeMem = await ExchangePipelineBench.RunAsync(null, runFor, 32, 64, Seed, ct);
         output.WriteLine($"  pipeline, in memory: {pipeMem.Orders:N0} orders ({pipeMem.Fills:N0} fills) at {pipeMem.OrdersPerSecond:N0} orders/s, ack p50 {pipeMem.AckP50Ms} ms p99 {pipeMem.AckP99Ms} ms, {pipeMem.AvgBatch:F0} commands per batch; stages (commands/s of their own time): state machine {pipeMem.StateMachineCommandsPerSecond:N0}, ledger {pipeMem.LedgerCommandsPerSecond:N0}");
@@ -149,8 +137,6 @@ public static class ExchangeBench
             ["alloc_bytes_per_order"] = Math.Round((double)allocated / stream.Length, 4),
             ["reference_orders_per_s"] = Math.Round(refPerSecond),
             ["speedup_vs_reference"] = Math.Round(perSecond / refPerSecond, 1),
-            ["full_path_orders_per_s_inmem_ledger"] = Math.Round(memPerSecond),
-            ["full_path_orders_per_s_durable_ledger"] = Math.Round(durablePerSecond),
             ["commands"] = stream.Length,
             ["price_levels"] = Band.Levels,
             ["quick"] = quick ? 1 : 0,

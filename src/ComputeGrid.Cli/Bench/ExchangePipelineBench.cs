@@ -13,7 +13,7 @@ public sealed record PipelineRun(double OrdersPerSecond, long Orders, long Fills
 
 /// <summary>
 /// Orders through the new pipeline (sequencer → journal → state machine → ledger → answers) under load: many submitters,
-/// each keeping many orders in flight, the seeded mix of <see cref="ExchangeFullPathBench"/> (limit and market buys and
+/// each keeping many orders in flight, a seeded mix (limit and market buys and
 /// sells, IOC, cancels) on one hourly book. In memory (no journal, in-memory ledger) or durable (journal fsync per batch,
 /// durable ledger). Reports the rate, the acknowledgement latency, and each stage's own rate (commands per second of the
 /// time that stage spent working), so the stage that bounds the rate is named.

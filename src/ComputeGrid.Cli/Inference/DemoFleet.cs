@@ -29,14 +29,13 @@ internal sealed class DemoFleet : IAsyncDisposable
     /// if missing) with a price ceiling. Nothing is done twice on a later start.
     /// </summary>
     public static async Task AdmitAsync(ComputeGrid.Server.Trust.TrustStore store, ComputeGrid.Server.Trust.PrincipalLedger accounts,
-        ComputeGrid.Exchange.Trading.ExchangeService exchange, string dataDirectory, CancellationToken ct)
+        ComputeGrid.Exchange.Pipeline.ExchangeHost exchange, string dataDirectory, CancellationToken ct)
     {
         ulong by = store.List(ComputeGrid.Server.Trust.PrincipalKind.Operator, 0, 1)[0].Id;
         var provider = store.Find(ComputeGrid.Server.Trust.PrincipalKind.Provider, Provider)
             ?? store.CreatePrincipal(ComputeGrid.Server.Trust.PrincipalKind.Provider, Provider, by);
         await accounts.CreateAccountsAsync(provider, ct);
-        await exchange.RegisterProviderAsync((long)provider.Id, ComputeGrid.Ledger.ChartOfAccounts.PrincipalAccount(ComputeGrid.Ledger.AccountCode.ProviderRevenue, provider.Id),
-            ComputeGrid.Ledger.ChartOfAccounts.PrincipalAccount(ComputeGrid.Ledger.AccountCode.ProviderCollateral, provider.Id), CancellationToken.None);
+        await ComputeGrid.Server.Exchange.ExchangeCalls.RegisterProviderAsync(exchange, (long)provider.Id);
         string keys = Path.Combine(dataDirectory, "nodes");
         Directory.CreateDirectory(keys);
         foreach (var (id, _, _, _) in Nodes)

@@ -125,6 +125,19 @@ internal static class MarketCommand
         leases.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
             (await c.GetAsync("/api/exchange/leases", ct), MarketFormat.Leases)));
 
+        // ------------------------------------------------------------ the trading account
+        var account = new Command("account", "Show your trading account: available, held by open buys.");
+        account.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c => (await c.GetAsync("/api/exchange/account", ct), MarketFormat.Account)));
+        var amountArg = new Argument<string>("amount") { Description = "USD, e.g. 250 or 12.50 (exact to the micro-dollar)." };
+        var deposit = new Command("deposit", "Move money from your balance to your trading account (buys are held from it).") { amountArg };
+        deposit.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
+            (await c.SendJsonAsync(HttpMethod.Post, "/api/exchange/deposits", new Dictionary<string, object?> { ["amount"] = PriceArg(pr.GetValue(amountArg), true, "amount") }, ct),
+                MarketFormat.Account)));
+        var withdraw = new Command("withdraw", "Move available money from your trading account back to your balance.") { amountArg };
+        withdraw.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
+            (await c.SendJsonAsync(HttpMethod.Post, "/api/exchange/withdrawals", new Dictionary<string, object?> { ["amount"] = PriceArg(pr.GetValue(amountArg), true, "amount") }, ct),
+                MarketFormat.Account)));
+
         // ------------------------------------------------------------ block orders
         // Separate, required options: the market-data --gpu/--region are optional filters, a block needs both.
         var blockGpu = new Option<string>("--gpu") { Description = "GPU class: H100, H200, B200, A100, RTX4090.", Required = true };
@@ -151,7 +164,7 @@ internal static class MarketCommand
         block.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
             (await c.SendJsonAsync(HttpMethod.Post, "/api/exchange/blocks", BlockBody(pr), ct), MarketFormat.BlockResult)));
 
-        foreach (var sub in new[] { instruments, book, trades, candles, index, order, cancel, replace, orders, leases, blockQuote, block }) market.Subcommands.Add(sub);
+        foreach (var sub in new[] { instruments, book, trades, candles, index, account, deposit, withdraw, order, cancel, replace, orders, leases, blockQuote, block }) market.Subcommands.Add(sub);
         return market;
     }
 

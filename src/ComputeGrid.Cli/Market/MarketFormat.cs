@@ -110,6 +110,10 @@ internal static class MarketFormat
         if (fills.Count > 0) Table(o, ["AGAINST", "PRICE", "QUANTITY", "LEASE", "SEQ"], fills, "AGAINST", "PRICE", "QUANTITY", "LEASE", "SEQ");
     }
 
+    public static void Account(TextWriter o, JsonElement a) =>
+        Table(o, ["account", "available", "held", "open orders"],
+            [[a.GetProperty("account").GetString()!, Usd(Long(a, "available")), Usd(Long(a, "held")), Num(Long(a, "open_orders"))]], "available", "held", "open orders");
+
     public static void Orders(TextWriter o, JsonElement page)
     {
         var rows = page.GetProperty("orders").EnumerateArray().Select(x => new[]

@@ -49,31 +49,38 @@ public sealed record ExchangeHostOptions
 /// </summary>
 public sealed class ExchangeHost : IAsyncDisposable
 {
-    private readonly ExchangePipeline _pipeline;
+    private readonly LedgerEngine _ledger;
     private readonly InstrumentRegistry _instruments;
     private readonly TimeProvider _time;
     private readonly ExchangeHostOptions _options;
     private readonly MarketDataHub _market;
     private readonly Lock _marketLock = new();
-    private readonly Channel<Trade[]> _trades;
-    private readonly Task _marketLoop;
+    private readonly Channel<Trade[]> _trades = Channel.CreateUnbounded<Trade[]>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     private readonly ConcurrentDictionary<long, long> _heartbeats = new();
-    private readonly long _startedAt;
-    private readonly ConcurrentDictionary<int, (string? IndexClass, long DeliveryEnd)> _traded; // instruments traded, for the index and forgetting
+    // Instruments traded, with what the market data needs of them (taken on the sequencer, which owns the registry).
+    private readonly ConcurrentDictionary<int, (string? IndexClass, long DeliveryEnd)> _traded = new();
     private readonly SemaphoreSlim _tickGate = new(1, 1);
+    private ExchangePipeline? _pipeline;
+    private Task _marketLoop = Task.CompletedTask;
+    private long _startedAt;
 
-    private ExchangeHost(ExchangePipeline pipeline, InstrumentRegistry instruments, TimeProvider time, ExchangeHostOptions options, MarketDataHub market, Channel<Trade[]> trades,
-        ConcurrentDictionary<int, (string? IndexClass, long DeliveryEnd)> traded)
+    /// <summary>An exchange not started yet (<see cref="StartAsync(CancellationToken)"/>).</summary>
+    public ExchangeHost(LedgerEngine ledger, InstrumentRegistry instruments, TimeProvider time, ExchangeHostOptions? options = null)
     {
-        _traded = traded;
-        _pipeline = pipeline;
+        _ledger = ledger;
         _instruments = instruments;
         _time = time;
-        _options = options;
-        _market = market;
-        _trades = trades;
-        _startedAt = Clock.UnixNanoseconds(time);
-        _marketLoop = Task.Factory.StartNew(MarketLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        _options = options ?? new ExchangeHostOptions();
+        _market = new MarketDataHub(id => _traded.TryGetValue(id, out var t) ? t.IndexClass : null, _options.MarketData);
+    }
+
+    /// <summary>Starts a new exchange (<see cref="StartAsync(CancellationToken)"/>).</summary>
+    public static async Task<ExchangeHost> StartAsync(LedgerEngine ledger, InstrumentRegistry instruments, TimeProvider time, ExchangeHostOptions? options = null,
+        CancellationToken ct = default)
+    {
+        var host = new ExchangeHost(ledger, instruments, time, options);
+        await host.StartAsync(ct);
+        return host;
     }
 
     /// <summary>
@@ -81,61 +88,48 @@ public sealed class ExchangeHost : IAsyncDisposable
     /// answered, and advances it to the clock (the instruments trading now are listed).
     /// </summary>
     /// <exception cref="JournalCorruptException">The journal is damaged anywhere but a torn tail.</exception>
-    public static async Task<ExchangeHost> StartAsync(LedgerEngine ledger, InstrumentRegistry instruments, TimeProvider time, ExchangeHostOptions? options = null,
-        CancellationToken ct = default)
+    public async Task StartAsync(CancellationToken ct = default)
     {
-        options ??= new ExchangeHostOptions();
-        // What the market data needs of an instrument, taken on the sequencer (which owns the registry) when it first trades.
-        var traded = new ConcurrentDictionary<int, (string? IndexClass, long DeliveryEnd)>();
-        var market = new MarketDataHub(id => traded.TryGetValue(id, out var t) ? t.IndexClass : null, options.MarketData);
-        var trades = Channel.CreateUnbounded<Trade[]>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var sm = new ExchangeStateMachine(instruments, options.StateMachine);
-        // The sequencer hands each batch's trades on and goes on.
-        PipelineOptions pipelineOptions = options.Pipeline with
-        {
-            Traded = (fills, _) =>
-            {
-                var batch = new Trade[fills.Count];
-                for (int i = 0; i < fills.Count; i++)
-                {
-                    FillRecord f = fills[i];
-                    batch[i] = new Trade(f.Instrument, f.Price, f.Quantity, f.Time, f.TakerSide, f.Sequence);
-                    if (!traded.ContainsKey(f.Instrument) && instruments.TryGet(f.Instrument, out Instrument? instrument))
-                        traded[f.Instrument] = (instrument.Kind != DeliveryKind.MonthlyForward ? GpuClasses.Code(instrument.Gpu) : null, instrument.DeliveryEnd);
-                }
-                trades.Writer.TryWrite(batch);
-            },
-        };
-        ExchangePipeline pipeline = await ExchangePipeline.StartAsync(sm, ledger, options.JournalPath, time, pipelineOptions, options.Journal, ct);
-        var host = new ExchangeHost(pipeline, instruments, time, options, market, trades, traded);
-        try
-        {
-            // The replayed trades feed the market data as live ones do.
-            await host.TickAsync(ct);
-        }
-        catch
-        {
-            await host.DisposeAsync();
-            throw;
-        }
-        return host;
+        if (_pipeline is not null) throw new InvalidOperationException("The exchange has started.");
+        var sm = new ExchangeStateMachine(_instruments, _options.StateMachine);
+        PipelineOptions pipelineOptions = _options.Pipeline with { Traded = OnTraded };
+        _startedAt = Clock.UnixNanoseconds(_time);
+        _marketLoop = Task.Factory.StartNew(MarketLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        _pipeline = await ExchangePipeline.StartAsync(sm, _ledger, _options.JournalPath, _time, pipelineOptions, _options.Journal, ct);
+        await TickAsync(ct);
     }
+
+    // On the sequencer, under its gate: the batch's trades are handed on, and the sequencer goes on.
+    private void OnTraded(List<FillRecord> fills, ExchangeStateMachine sm)
+    {
+        var batch = new Trade[fills.Count];
+        for (int i = 0; i < fills.Count; i++)
+        {
+            FillRecord f = fills[i];
+            batch[i] = new Trade(f.Instrument, f.Price, f.Quantity, f.Time, f.TakerSide, f.Sequence);
+            if (!_traded.ContainsKey(f.Instrument) && sm.Instruments.TryGet(f.Instrument, out Instrument? instrument))
+                _traded[f.Instrument] = (instrument.Kind != DeliveryKind.MonthlyForward ? GpuClasses.Code(instrument.Gpu) : null, instrument.DeliveryEnd);
+        }
+        _trades.Writer.TryWrite(batch);
+    }
+
+    private ExchangePipeline Running => _pipeline ?? throw new InvalidOperationException("The exchange has not started.");
 
     /// <summary>The instruments (read them inside <see cref="ReadAsync{T}"/>: ticks change them).</summary>
     public InstrumentRegistry Instruments => _instruments;
 
     /// <summary>The failure that stopped the exchange (503 until restarted), or null while it runs.</summary>
-    public Exception? Fault => _pipeline.Fault;
+    public Exception? Fault => _pipeline?.Fault;
 
     /// <summary>The pipeline's counters and per-stage seconds.</summary>
-    public ExchangePipeline Pipeline => _pipeline;
+    public ExchangePipeline Pipeline => Running;
 
     /// <summary>Raised on the market data thread for every trade, in trade order; a failing handler is ignored.</summary>
     public event Action<Trade>? TradeExecuted;
 
     /// <summary>Submits one command; answers when its journal record and ledger effects are durable.</summary>
     /// <exception cref="ExchangeUnavailableException">The exchange stopped taking commands.</exception>
-    public ValueTask<CommandOutcome> SubmitAsync(ExchangeCommand command, CancellationToken ct = default) => _pipeline.SubmitAsync(command, ct);
+    public ValueTask<CommandOutcome> SubmitAsync(ExchangeCommand command, CancellationToken ct = default) => Running.SubmitAsync(command, ct);
 
     /// <summary>
     /// Submits many commands at once (a market maker's batch): they are queued in order, share journal fsyncs and ledger
@@ -144,14 +138,14 @@ public sealed class ExchangeHost : IAsyncDisposable
     public async Task<CommandOutcome[]> SubmitManyAsync(IReadOnlyList<ExchangeCommand> commands, CancellationToken ct = default)
     {
         var pending = new ValueTask<CommandOutcome>[commands.Count];
-        for (int i = 0; i < commands.Count; i++) pending[i] = _pipeline.SubmitAsync(commands[i], ct);
+        for (int i = 0; i < commands.Count; i++) pending[i] = Running.SubmitAsync(commands[i], ct);
         var outcomes = new CommandOutcome[commands.Count];
         for (int i = 0; i < commands.Count; i++) outcomes[i] = await pending[i];
         return outcomes;
     }
 
     /// <summary>Reads the state machine between batches (its views are copies, safe to keep).</summary>
-    public Task<T> ReadAsync<T>(Func<ExchangeStateMachine, T> read, CancellationToken ct = default) => _pipeline.ReadAsync(read, ct);
+    public Task<T> ReadAsync<T>(Func<ExchangeStateMachine, T> read, CancellationToken ct = default) => Running.ReadAsync(read, ct);
 
     /// <summary>Reads the market data (tape, candles, index) under its lock.</summary>
     public T ReadMarket<T>(Func<MarketDataHub, T> read)
@@ -274,7 +268,7 @@ public sealed class ExchangeHost : IAsyncDisposable
     /// <summary>Stops the pipeline (after the batch in flight), closes the journal, and drains the market data.</summary>
     public async ValueTask DisposeAsync()
     {
-        await _pipeline.DisposeAsync();
+        if (_pipeline is not null) await _pipeline.DisposeAsync();
         _trades.Writer.TryComplete();
         await _marketLoop;
         _tickGate.Dispose();

@@ -35,4 +35,20 @@ public sealed partial class ExchangeStateMachine
         }
         return [.. nodes];
     }
+
+    // ================================================================== paged views (copies), for the API
+
+    /// <summary>How many orders a trader has open.</summary>
+    public int OpenOrderCount(long owner) => _traders.TryGetValue(owner, out TraderState? t) ? t.OpenOrders.Count : 0;
+
+    /// <summary>Open orders (of one owner, or all) with ids after <paramref name="after"/>, by id, at most <paramref name="limit"/>.</summary>
+    public IReadOnlyList<OpenOrder> OpenOrders(long? owner, long after, int limit)
+    {
+        IEnumerable<long> ids = owner is long who ? (_traders.TryGetValue(who, out TraderState? t) ? t.OpenOrders : []) : _orders.Keys;
+        return ids.Where(id => id > after).Order().Take(limit).Select(id => View(_orders[id])).ToList();
+    }
+
+    /// <summary>Leases (of one participant, or all) with ids after <paramref name="after"/>, by id, at most <paramref name="limit"/>.</summary>
+    public IReadOnlyList<LeaseView> Leases(long? participant, long after, int limit) =>
+        (participant is long who ? _leases.Of(who) : _leases.Ids).Where(id => id > after).Order().Take(limit).Select(id => View(_leases.Get(id))).ToList();
 }

@@ -8,7 +8,7 @@ using ComputeGrid.Exchange.Trading;
 namespace ComputeGrid.Exchange.StateMachine;
 
 /// <summary>A lease as a view sees it: a copy.</summary>
-public sealed record LeaseView(long Id, int Instrument, long Buyer, long Provider, long Payee, long Start, long End, int Gpus, long Price, long Notional,
+public sealed record LeaseView(long Id, int Instrument, long Buyer, long Provider, long Payee, UInt128 PayeeAccount, long? Parent, long Start, long End, int Gpus, long Price, long Notional,
     UInt128 EscrowAccount, IReadOnlyList<(long Node, int Gpus)> Nodes, LeaseStatus Status, long DeliveredGpuHours, long Paid, long Refunded, long Penalty,
     long PenaltyShortfall, long PenaltyReserve);
 
@@ -37,7 +37,7 @@ public sealed partial class ExchangeStateMachine
     public IReadOnlyList<LeaseView> Leases(long? participant = null) =>
         (participant is long who ? _leases.Of(who) : _leases.Ids).Select(id => View(_leases.Get(id))).ToList();
 
-    private static LeaseView View(Lease l) => new(l.Id, l.Instrument, l.Buyer, l.Provider, l.Payee, l.Start, l.End, l.Gpus, l.Price, l.Notional, l.EscrowAccount,
+    private static LeaseView View(Lease l) => new(l.Id, l.Instrument, l.Buyer, l.Provider, l.Payee, l.PayeeAccount, l.Parent, l.Start, l.End, l.Gpus, l.Price, l.Notional, l.EscrowAccount,
         l.Nodes.ToArray(), l.Status, l.DeliveredGpuHours, l.Paid, l.Refunded, l.Penalty, l.PenaltyShortfall, l.PenaltyReserve);
 
     /// <summary>Admitted nodes, by id.</summary>

@@ -210,10 +210,10 @@ public sealed record LeaseView(
     /// <summary>The asset amounts are in.</summary>
     public string Asset => ExchangeViews.Asset;
 
-    /// <summary>The view of the exchange's object (take it under the exchange's gate).</summary>
-    public static LeaseView From(Lease l, string? symbol) => new(l.Id, l.Instrument, symbol, l.Buyer, l.Provider, l.Payee, l.PayeeAccount, l.Parent,
-        new(l.Start), new(l.End), l.Gpus, l.Price, l.Notional, l.EscrowAccount, l.Nodes.Select(n => new LeaseNodeView(n.Node, n.Gpus)).ToArray(), l.Status,
-        l.GpuHours, l.DeliveredGpuHours, l.Paid, l.Refunded, l.Penalty, l.PenaltyShortfall);
+    /// <summary>The view of the exchange's copy.</summary>
+    public static LeaseView From(ComputeGrid.Exchange.StateMachine.LeaseView l, string? symbol) => new(l.Id, l.Instrument, symbol, l.Buyer, l.Provider, l.Payee,
+        l.PayeeAccount, l.Parent, new(l.Start), new(l.End), l.Gpus, l.Price, l.Notional, l.EscrowAccount, l.Nodes.Select(n => new LeaseNodeView(n.Node, n.Gpus)).ToArray(),
+        l.Status, (long)l.Gpus * ((l.End - l.Start) / 3_600_000_000_000L), l.DeliveredGpuHours, l.Paid, l.Refunded, l.Penalty, l.PenaltyShortfall);
 }
 
 /// <summary>A page of leases by id; <c>next</c> is the <c>after</c> of the next page, null on the last.</summary>
@@ -222,9 +222,58 @@ public sealed record LeasePage(IReadOnlyList<LeaseView> Leases, long? Next);
 /// <summary>A node's listed capacity; <c>name</c> is the admitted node's id; <c>down_since</c> is set once it was reported down or missed its heartbeats.</summary>
 public sealed record NodeView(long Id, long Provider, string Name, string Gpu, string Region, int Gpus, ApiTime LastHeartbeat, ApiTime? DownSince)
 {
-    /// <summary>The view of the exchange's object (take it under the exchange's gate).</summary>
-    public static NodeView From(Node n) => new(n.Id, n.Provider, n.Name, GpuClasses.Code(n.Gpu), n.Region, n.Gpus, new(n.LastHeartbeat), ApiTime.Of(n.DownSince));
+    /// <summary>The view of the exchange's copy, with when the exchange last heard the node.</summary>
+    public static NodeView From(Node n, long lastHeartbeat) => new(n.Id, n.Provider, n.Name, GpuClasses.Code(n.Gpu), n.Region, n.Gpus, new(lastHeartbeat), ApiTime.Of(n.DownSince));
 }
+
+/// <summary>Money to move, micro-USD.</summary>
+public sealed record MoneyInput
+{
+    /// <summary>Micro-USD, positive.</summary>
+    public long Amount { get; init; }
+}
+
+/// <summary>
+/// The caller's trading account on the exchange: <c>available</c> backs new buys (and withdrawals), <c>held</c> is on
+/// hold for its open buys. Money arrives by deposit from the caller's balance and leaves by withdrawal back to it.
+/// </summary>
+public sealed record TradingAccountView(long Owner, UInt128 Account, long Available, long Held, int OpenOrders)
+{
+    /// <summary>The asset amounts are in.</summary>
+    public string Asset => ExchangeViews.Asset;
+
+    /// <summary>The account as the exchange mirrors it now (call inside the exchange's read).</summary>
+    public static TradingAccountView Of(long owner, ComputeGrid.Exchange.StateMachine.ExchangeStateMachine sm)
+    {
+        var open = sm.OpenOrders(owner);
+        return new(owner, ComputeGrid.Exchange.StateMachine.ExchangeStateMachine.TradingAccount(owner), sm.Available(owner) ?? 0,
+            open.Where(o => o.Side == Side.Buy).Sum(o => o.HoldAmount), open.Count);
+    }
+}
+
+/// <summary>A batch of orders (market makers): each as the single-order endpoint takes it.</summary>
+public sealed record BatchInput
+{
+    /// <summary>The orders, at most 4,096.</summary>
+    public IReadOnlyList<OrderInput>? Orders { get; init; }
+}
+
+/// <summary>One order's result in a batch: the order's outcome, or the problem that refused it (its status and detail).</summary>
+public sealed record BatchItemView(OrderResultView? Order, int? Status, string? Error, string? Detail)
+{
+    /// <summary>An accepted order.</summary>
+    public static BatchItemView Of(OrderResultView order) => new(order, null, null, null);
+
+    /// <summary>A refused order: the status, error code and detail the single-order endpoint would have answered.</summary>
+    public static BatchItemView Refused(Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult p) =>
+        new(null, p.StatusCode, p.ProblemDetails.Extensions.TryGetValue("error", out object? e) ? e?.ToString() : null, p.ProblemDetails.Detail);
+
+    /// <summary>A refused order with a status and a detail.</summary>
+    public static BatchItemView Refused(int status, string detail) => new(null, status, null, detail);
+}
+
+/// <summary>A batch's results, one per order in order; <c>accepted</c> counts the orders the exchange took.</summary>
+public sealed record BatchResultView(IReadOnlyList<BatchItemView> Results, int Accepted);
 
 /// <summary>Listed capacity.</summary>
 public sealed record NodeList(IReadOnlyList<NodeView> Nodes);

@@ -6,6 +6,8 @@ using ComputeGrid.Core;
 using ComputeGrid.Exchange.Instruments;
 using ComputeGrid.Exchange.MarketData;
 using ComputeGrid.Exchange.Matching;
+using ComputeGrid.Exchange.Pipeline;
+using ComputeGrid.Exchange.StateMachine;
 using ComputeGrid.Exchange.Trading;
 using ComputeGrid.Ledger;
 using ComputeGrid.Server.Inference;
@@ -58,6 +60,10 @@ public static class ExchangeEndpoints
 
         var trade = g.MapGroup("").RequireAuthorization(Policies.Trader);
         trade.MapPost("/orders", PlaceAsync).WithSummary("Places an order for the caller.");
+        trade.MapPost("/orders/batch", PlaceBatchAsync).WithSummary("Places up to 4,096 orders for the caller at once (market makers): one result per order, in order.");
+        trade.MapGet("/account", AccountAsync).WithSummary("The caller's trading account: available, held by open buys, deposits and withdrawals waiting for the ledger.");
+        trade.MapPost("/deposits", DepositAsync).WithSummary("Moves money from the caller's balance (a provider's: its revenue) to its trading account.");
+        trade.MapPost("/withdrawals", WithdrawAsync).WithSummary("Moves available money from the caller's trading account back to its balance.");
         trade.MapPut("/orders/{id}", ReplaceAsync).WithSummary("Replaces one of the caller's open orders.");
         trade.MapDelete("/orders/{id}", CancelAsync).WithSummary("Cancels one of the caller's open orders.");
         trade.MapPost("/blocks/quote", QuoteBlockAsync).WithSummary("Quotes a block order (changes nothing).");
@@ -84,7 +90,7 @@ public static class ExchangeEndpoints
     // ================================================================ market data (public)
 
     private static async Task<Results<Ok<InstrumentPage>, ProblemHttpResult>> InstrumentsAsync(string? gpu, string? region, string? kind,
-        [Range(1, 1000)] int? limit, [Range(0, int.MaxValue)] int? after, ExchangeService ex, InstrumentRegistry reg, CancellationToken ct)
+        [Range(1, 1000)] int? limit, [Range(0, int.MaxValue)] int? after, ExchangeHost ex, InstrumentRegistry reg, CancellationToken ct)
     {
         GpuClass? gpuFilter = null;
         if (gpu is not null)
@@ -107,61 +113,62 @@ public static class ExchangeEndpoints
         return TypedResults.Ok(new InstrumentPage(page.Take(n).ToList(), page.Count > n ? page[n - 1].Id : null));
     }
 
-    private static async Task<Results<Ok<InstrumentView>, ProblemHttpResult>> InstrumentAsync(string symbol, ExchangeService ex, InstrumentRegistry reg, TimeProvider time, CancellationToken ct)
+    private static async Task<Results<Ok<InstrumentView>, ProblemHttpResult>> InstrumentAsync(string symbol, ExchangeHost ex, InstrumentRegistry reg, TimeProvider time, CancellationToken ct)
     {
         var view = await ex.ReadAsync(_ => TryResolve(reg, symbol, out var i)
             ? InstrumentView.From(i, reg.IsActive(i.Id) && i.IsTradingAt(Clock.UnixNanoseconds(time))) : null, ct);
         return view is null ? NoInstrument(symbol) : TypedResults.Ok(view);
     }
 
-    private static async Task<Results<Ok<BookView>, ProblemHttpResult>> BookAsync(string symbol, [Range(1, DepthMax)] int? depth, ExchangeService ex,
+    private static async Task<Results<Ok<BookView>, ProblemHttpResult>> BookAsync(string symbol, [Range(1, DepthMax)] int? depth, ExchangeHost ex,
         InstrumentRegistry reg, TimeProvider time, CancellationToken ct)
     {
         var book = await ex.ReadAsync(v => TryResolve(reg, symbol, out var i) ? ExchangeFeed.Book(v, i.Id, i.Symbol, depth ?? 10, Clock.UnixNanoseconds(time)) : null, ct);
         return book is null ? NoInstrument(symbol) : TypedResults.Ok(book);
     }
 
-    private static async Task<Results<Ok<TradesView>, ProblemHttpResult>> TradesAsync(string symbol, [Range(1, 1000)] int? limit, ExchangeService ex, InstrumentRegistry reg, CancellationToken ct)
+    private static async Task<Results<Ok<TradesView>, ProblemHttpResult>> TradesAsync(string symbol, [Range(1, 1000)] int? limit, ExchangeHost ex, InstrumentRegistry reg, CancellationToken ct)
     {
-        var trades = await ex.ReadAsync(_ => TryResolve(reg, symbol, out var i)
-            ? new TradesView(i.Symbol, ex.MarketData.Tape.Recent(i.Id, limit ?? 100).Select(t => TradeView.From(t, i.Symbol)).ToArray()) : null, ct);
-        return trades is null ? NoInstrument(symbol) : TypedResults.Ok(trades);
+        var instrument = await ex.ReadAsync(_ => TryResolve(reg, symbol, out var i) ? (i.Id, i.Symbol) : default, ct);
+        if (instrument.Symbol is null) return NoInstrument(symbol);
+        return TypedResults.Ok(new TradesView(instrument.Symbol,
+            ex.ReadMarket(m => m.Tape.Recent(instrument.Id, limit ?? 100).Select(t => TradeView.From(t, instrument.Symbol)).ToArray())));
     }
 
     private static async Task<Results<Ok<CandlesView>, ProblemHttpResult>> CandlesAsync(string symbol, string? interval, ApiTime? from, ApiTime? to,
-        [Range(1, 5000)] int? limit, ExchangeService ex, InstrumentRegistry reg, CancellationToken ct)
+        [Range(1, 5000)] int? limit, ExchangeHost ex, InstrumentRegistry reg, CancellationToken ct)
     {
         string name = interval ?? "1h";
         if (!TryInterval(name, out var iv)) return Problems.BadRequest($"interval must be 1m, 1h or 1d; got '{interval}'.");
         long fromNs = from?.UnixNanoseconds ?? 0, toNs = to?.UnixNanoseconds ?? long.MaxValue;
-        var candles = await ex.ReadAsync(_ => TryResolve(reg, symbol, out var i)
-            ? new CandlesView(i.Symbol, name.ToLowerInvariant(), ex.MarketData.Candles.Get(i.Id, iv, fromNs, toNs, limit ?? 500).Select(c => CandleView.From(c)).ToArray())
-            : null, ct);
-        return candles is null ? NoInstrument(symbol) : TypedResults.Ok(candles);
+        var instrument = await ex.ReadAsync(_ => TryResolve(reg, symbol, out var i) ? (i.Id, i.Symbol) : default, ct);
+        if (instrument.Symbol is null) return NoInstrument(symbol);
+        return TypedResults.Ok(new CandlesView(instrument.Symbol, name.ToLowerInvariant(),
+            ex.ReadMarket(m => m.Candles.Get(instrument.Id, iv, fromNs, toNs, limit ?? 500).Select(c => CandleView.From(c)).ToArray())));
     }
 
-    private static async Task<Ok<IndexesView>> IndexAsync(ExchangeService ex, TimeProvider time, CancellationToken ct) =>
-        TypedResults.Ok(await ex.ReadAsync(_ =>
+    private static async Task<Ok<IndexesView>> IndexAsync(ExchangeHost ex, TimeProvider time, CancellationToken ct) =>
+        TypedResults.Ok(await Task.FromResult(ex.ReadMarket(m =>
         {
             long now = Clock.UnixNanoseconds(time);
-            var index = ex.MarketData.Index;
+            var index = m.Index;
             return new IndexesView(new ApiTime(now), index.WindowNs / 1_000_000_000L,
                 GpuClasses.All.Select(c => IndexView.Of(GpuClasses.Code(c), index.Get(GpuClasses.Code(c), now), now, index.WindowNs)).ToArray());
-        }, ct));
+        })));
 
-    private static async Task<Results<Ok<IndexView>, ProblemHttpResult>> IndexOfAsync(string gpu, ExchangeService ex, TimeProvider time, CancellationToken ct)
+    private static async Task<Results<Ok<IndexView>, ProblemHttpResult>> IndexOfAsync(string gpu, ExchangeHost ex, TimeProvider time, CancellationToken ct)
     {
         if (!TryGpu(gpu, out var c)) return Problems.NotFound($"No GPU class '{gpu}'; the classes are {string.Join(", ", GpuClasses.All.Select(GpuClasses.Code))}.");
-        return TypedResults.Ok(await ex.ReadAsync(_ =>
+        return TypedResults.Ok(await Task.FromResult(ex.ReadMarket(m =>
         {
             long now = Clock.UnixNanoseconds(time);
-            var index = ex.MarketData.Index;
+            var index = m.Index;
             return IndexView.Of(GpuClasses.Code(c), index.Get(GpuClasses.Code(c), now), now, index.WindowNs);
-        }, ct));
+        })));
     }
 
     private static async Task<Results<EmptyHttpResult, ProblemHttpResult>> StreamAsync(HttpContext http, string? symbol, [Range(1, DepthMax)] int? depth,
-        ExchangeService ex, InstrumentRegistry reg, ExchangeFeed feed, FeedSubscribers subscribers, ServerOptions options, IHostApplicationLifetime life)
+        ExchangeHost ex, InstrumentRegistry reg, ExchangeFeed feed, FeedSubscribers subscribers, ServerOptions options, IHostApplicationLifetime life)
     {
         int? instrument = null;
         if (symbol is not null)
@@ -195,38 +202,80 @@ public static class ExchangeEndpoints
 
     // ================================================================ trading (the caller's own)
 
-    private static async Task<Results<Ok<OrderResultView>, ProblemHttpResult>> PlaceAsync(OrderInput input, ClaimsPrincipal user, ExchangeService ex,
+    private static async Task<Results<Ok<OrderResultView>, ProblemHttpResult>> PlaceAsync(OrderInput input, ClaimsPrincipal user, ExchangeHost ex,
         InstrumentRegistry reg, ServerLimits limits)
     {
         long owner = Owner(user);
-        if (!TrySide(input.Side, out var side)) return Problems.BadRequest($"side must be buy or sell; got '{input.Side}'.");
-        if (!TryOrderType(input.Type ?? "limit", out var type)) return Problems.BadRequest($"type must be limit or market; got '{input.Type}'.");
-        if (!TryTimeInForce(input.TimeInForce ?? "gtc", out var tif)) return Problems.BadRequest($"time_in_force must be gtc, gtt, ioc or fok; got '{input.TimeInForce}'.");
-        if (type == OrderType.Limit && input.Price is not > 0) return Problems.BadRequest("price must be a positive integer (micro-USD per GPU-hour) for a limit order.");
-        if (type == OrderType.Market && input.Price is not (null or 0)) return Problems.BadRequest("A market order takes no price: it trades at the resting orders' prices.");
-        if (input.Quantity <= 0) return Problems.BadRequest("quantity must be a positive integer (GPU-hours).");
-        if (tif == TimeInForce.GoodTillTime && input.ExpiresAt is null) return Problems.BadRequest("A gtt order needs expires_at (RFC 3339).");
-        if (tif != TimeInForce.GoodTillTime && input.ExpiresAt is not null) return Problems.BadRequest("expires_at applies only to gtt orders.");
+        if (!TryOrder(input, owner, out ExchangeCommand command, out ProblemHttpResult? bad)) return bad;
         var (instrument, open) = await ex.ReadAsync(v => (TryResolve(reg, input.Instrument.Text, out var i) ? i : null, v.OpenOrderCount(owner)), CancellationToken.None);
         if (instrument is null) return NoInstrument(input.Instrument.Text);
         if (open >= limits.OpenOrdersPerTraderMax)
             throw new QuotaExceededException($"You have {open} open orders, the most one trader may have; cancel some or wait for fills.", TimeSpan.FromSeconds(60));
-        var r = await ex.PlaceAsync(new PlaceOrder(owner, instrument.Id, side, type, tif, input.Price ?? 0, input.Quantity, input.PostOnly, input.ExpiresAt?.UnixNanoseconds ?? 0),
-            CancellationToken.None);
+        command.Instrument = instrument.Id;
+        OrderResult r = ExchangeCalls.Order(await ex.SubmitAsync(command, CancellationToken.None));
         return r.Ok ? TypedResults.Ok(View(r, instrument.Symbol)) : ExchangeProblems.From(r, new ProblemContext(Owner: owner, Instrument: instrument.Symbol));
     }
 
-    private static async Task<Results<Ok<OrderResultView>, ProblemHttpResult>> CancelAsync(long id, ClaimsPrincipal user, ExchangeService ex, InstrumentRegistry reg)
+    /// <summary>The most orders one batch request may carry.</summary>
+    public const int BatchOrdersMax = 4096;
+
+    /// <summary>
+    /// A market maker's batch: up to <see cref="BatchOrdersMax"/> orders, each checked as the single-order endpoint
+    /// checks it, submitted together (they share the journal's fsyncs and the ledger's batches), one result per order
+    /// in order: the order's outcome, or its problem. The batch is not atomic: each order stands alone.
+    /// </summary>
+    private static async Task<Results<Ok<BatchResultView>, ProblemHttpResult>> PlaceBatchAsync(BatchInput input, ClaimsPrincipal user, ExchangeHost ex,
+        InstrumentRegistry reg, ServerLimits limits)
+    {
+        long owner = Owner(user);
+        if (input.Orders is not { Count: > 0 } orders) return Problems.BadRequest("orders must be a non-empty array of orders.");
+        if (orders.Count > BatchOrdersMax) return Problems.BadRequest($"A batch carries at most {BatchOrdersMax} orders; this one has {orders.Count}.");
+        var results = new BatchItemView[orders.Count];
+        var commands = new List<ExchangeCommand>(orders.Count);
+        var at = new List<int>(orders.Count);
+        var symbols = new string?[orders.Count];
+        int open = 0;
+        await ex.ReadAsync(v =>
+        {
+            open = v.OpenOrderCount(owner);
+            for (int k = 0; k < orders.Count; k++)
+            {
+                OrderInput o = orders[k];
+                if (o is null) { results[k] = BatchItemView.Refused(400, "Each order must be an object."); continue; }
+                if (!TryOrder(o, owner, out ExchangeCommand c, out ProblemHttpResult? bad)) { results[k] = BatchItemView.Refused(bad); continue; }
+                if (!TryResolve(reg, o.Instrument.Text, out var i)) { results[k] = BatchItemView.Refused(NoInstrument(o.Instrument.Text)); continue; }
+                c.Instrument = i.Id;
+                symbols[k] = i.Symbol;
+                commands.Add(c);
+                at.Add(k);
+            }
+            return 0;
+        }, CancellationToken.None);
+        if (open + commands.Count > limits.OpenOrdersPerTraderMax)
+            throw new QuotaExceededException($"You have {open} open orders and this batch would add up to {commands.Count}; one trader may have {limits.OpenOrdersPerTraderMax}.",
+                TimeSpan.FromSeconds(60));
+        CommandOutcome[] outcomes = await ex.SubmitManyAsync(commands, CancellationToken.None);
+        for (int j = 0; j < outcomes.Length; j++)
+        {
+            int k = at[j];
+            OrderResult r = ExchangeCalls.Order(outcomes[j]);
+            results[k] = r.Ok ? BatchItemView.Of(View(r, symbols[k]))
+                : BatchItemView.Refused(ExchangeProblems.From(r, new ProblemContext(Owner: owner, Instrument: symbols[k])));
+        }
+        return TypedResults.Ok(new BatchResultView(results, results.Count(x => x.Order is not null)));
+    }
+
+    private static async Task<Results<Ok<OrderResultView>, ProblemHttpResult>> CancelAsync(long id, ClaimsPrincipal user, ExchangeHost ex, InstrumentRegistry reg)
     {
         long owner = Owner(user);
         // Another trader's order answers as one that does not exist: its existence is none of the caller's business.
         var order = await ex.ReadAsync(v => v.Order(id), CancellationToken.None);
         if (order is null || order.Owner != owner) return Problems.NotFound($"No open order {id} of yours.", Ext(ExchangeError.UnknownOrder));
-        var r = await ex.CancelAsync(owner, id, CancellationToken.None);
+        OrderResult r = ExchangeCalls.Order(await ex.SubmitAsync(ExchangeCommand.Cancel(owner, id), CancellationToken.None));
         return r.Ok ? TypedResults.Ok(View(r, await SymbolAsync(ex, reg, order.Instrument))) : ExchangeProblems.From(r, new ProblemContext(Owner: owner, Order: id));
     }
 
-    private static async Task<Results<Ok<OrderResultView>, ProblemHttpResult>> ReplaceAsync(long id, ReplaceInput input, ClaimsPrincipal user, ExchangeService ex, InstrumentRegistry reg)
+    private static async Task<Results<Ok<OrderResultView>, ProblemHttpResult>> ReplaceAsync(long id, ReplaceInput input, ClaimsPrincipal user, ExchangeHost ex, InstrumentRegistry reg)
     {
         long owner = Owner(user);
         if (input.Price <= 0) return Problems.BadRequest("price must be a positive integer (micro-USD per GPU-hour).");
@@ -234,33 +283,44 @@ public static class ExchangeEndpoints
         var order = await ex.ReadAsync(v => v.Order(id), CancellationToken.None);
         if (order is null || order.Owner != owner) return Problems.NotFound($"No open order {id} of yours.", Ext(ExchangeError.UnknownOrder));
         string? symbol = await SymbolAsync(ex, reg, order.Instrument);
-        var r = await ex.ReplaceAsync(owner, id, input.Price, input.Quantity, CancellationToken.None);
+        OrderResult r = ExchangeCalls.Order(await ex.SubmitAsync(ExchangeCommand.Replace(owner, id, input.Price, input.Quantity), CancellationToken.None));
         return r.Ok ? TypedResults.Ok(View(r, symbol)) : ExchangeProblems.From(r, new ProblemContext(Owner: owner, Order: id, Instrument: symbol));
     }
 
-    private static async Task<Results<Ok<BlockQuoteView>, ProblemHttpResult>> QuoteBlockAsync(BlockInput input, ClaimsPrincipal user, HttpContext http, ExchangeService ex, InstrumentRegistry reg)
+    private static async Task<Results<Ok<BlockQuoteView>, ProblemHttpResult>> QuoteBlockAsync(BlockInput input, ClaimsPrincipal user, HttpContext http, ExchangeHost ex,
+        InstrumentRegistry reg, TimeProvider time)
     {
         long owner = Owner(user);
         if (!TryBlock(input, owner, reg, out var block, out var bad)) return bad;
-        // QuoteBlockAsync throws on a malformed block; its rules (whole hours, length, notional) answer 422 here.
-        var e = ex.ValidateBlock(block, out var detail);
-        if (e != ExchangeError.None) return ExchangeProblems.From(e, RejectReason.None, detail, new ProblemContext(Owner: owner));
-        var quote = await ex.QuoteBlockAsync(block, http.RequestAborted);
-        return TypedResults.Ok(BlockQuoteView.From(block, quote));
+        // The exchange's own rules (whole hours, length, notional) answer 422 here.
+        var (quote, invalid) = await ex.ReadAsync(v =>
+        {
+            try { return (v.QuoteBlock(block, Math.Max(Clock.UnixNanoseconds(time), v.LastTime)), (string?)null); }
+            catch (ArgumentException e) { return (null, e.Message); }
+        }, http.RequestAborted);
+        if (invalid is not null) return ExchangeProblems.From(ExchangeError.InvalidRequest, RejectReason.None, invalid, new ProblemContext(Owner: owner));
+        return TypedResults.Ok(BlockQuoteView.From(block, quote!));
     }
 
-    private static async Task<Results<Ok<BlockResultView>, ProblemHttpResult>> PlaceBlockAsync(BlockInput input, ClaimsPrincipal user, ExchangeService ex, InstrumentRegistry reg)
+    private static async Task<Results<Ok<BlockResultView>, ProblemHttpResult>> PlaceBlockAsync(BlockInput input, ClaimsPrincipal user, ExchangeHost ex, InstrumentRegistry reg,
+        TimeProvider time)
     {
         long owner = Owner(user);
         if (!TryBlock(input, owner, reg, out var block, out var bad)) return bad;
-        var r = await ex.PlaceBlockAsync(block, CancellationToken.None);
+        var command = new ExchangeCommand
+        {
+            Kind = ExchangeCommandKind.Block, Owner = owner, Gpu = block.Gpu, Region = block.Region, From = block.StartHour, To = block.EndHour, Gpus = block.Gpus,
+            Price = block.MaxAveragePrice,
+        };
+        CommandOutcome o = await ex.SubmitAsync(command, CancellationToken.None);
+        BlockOutcome r = await ExchangeCalls.BlockAsync(ex, block, o, time);
         if (!r.Ok) return ExchangeProblems.From(r, block, new ProblemContext(Owner: owner));
-        // The leases are the exchange's live objects (delivery and resale change them): copy them under its gate.
-        var leases = await ex.ReadAsync(_ => r.Leases.Select(l => LeaseView.From(l, SymbolOrNull(reg, l.Instrument))).ToArray(), CancellationToken.None);
+        var leases = r.Leases.Select(l => LeaseView.From(l, null)).ToArray();
+        await ex.ReadAsync(_ => { for (int k = 0; k < leases.Length; k++) leases[k] = leases[k] with { Symbol = SymbolOrNull(reg, leases[k].Instrument) }; return 0; }, CancellationToken.None);
         return TypedResults.Ok(new BlockResultView(r.BlockId, r.Fills, leases, r.TotalCost, r.AveragePrice));
     }
 
-    private static async Task<Results<Ok<OrderResultView>, ProblemHttpResult>> ResellAsync(long id, ResellInput input, ClaimsPrincipal user, ExchangeService ex, InstrumentRegistry reg)
+    private static async Task<Results<Ok<OrderResultView>, ProblemHttpResult>> ResellAsync(long id, ResellInput input, ClaimsPrincipal user, ExchangeHost ex, InstrumentRegistry reg)
     {
         long owner = Owner(user);
         if (input.Price <= 0) return Problems.BadRequest("price must be a positive integer (micro-USD per GPU-hour).");
@@ -270,12 +330,49 @@ public static class ExchangeEndpoints
         var (instrument, lease) = await ex.ReadAsync(v => (TryResolve(reg, input.Instrument.Text, out var i) ? i : null, v.Lease(id)), CancellationToken.None);
         if (lease is null || lease.Buyer != owner) return Problems.NotFound($"No lease {id} of yours.", Ext(ExchangeError.UnknownLease));
         if (instrument is null) return NoInstrument(input.Instrument.Text);
-        var r = await ex.ResellAsync(owner, id, instrument.Id, input.Price, input.Quantity, tif, CancellationToken.None);
+        var command = new ExchangeCommand
+        {
+            Kind = ExchangeCommandKind.Resell, Owner = owner, Target = id, Instrument = instrument.Id, Side = Side.Sell, Type = OrderType.Limit, TimeInForce = tif,
+            Price = input.Price, Quantity = input.Quantity,
+        };
+        OrderResult r = ExchangeCalls.Order(await ex.SubmitAsync(command, CancellationToken.None));
         return r.Ok ? TypedResults.Ok(View(r, instrument.Symbol)) : ExchangeProblems.From(r, new ProblemContext(Owner: owner, Lease: id, Instrument: instrument.Symbol));
     }
 
+    // ================================================================ the trading account (deposits and withdrawals)
+
+    private static async Task<Ok<TradingAccountView>> AccountAsync(ClaimsPrincipal user, ExchangeHost ex, CancellationToken ct)
+    {
+        long owner = Owner(user);
+        return TypedResults.Ok(await ex.ReadAsync(v => TradingAccountView.Of(owner, v), ct));
+    }
+
+    private static Task<Results<Ok<TradingAccountView>, ProblemHttpResult>> DepositAsync(MoneyInput input, ClaimsPrincipal user, ExchangeHost ex) =>
+        MoveAsync(input, user, ex, ExchangeCommandKind.Deposit);
+
+    private static Task<Results<Ok<TradingAccountView>, ProblemHttpResult>> WithdrawAsync(MoneyInput input, ClaimsPrincipal user, ExchangeHost ex) =>
+        MoveAsync(input, user, ex, ExchangeCommandKind.Withdraw);
+
+    // Money moves between the caller's own balance (a customer's balance, a provider's revenue) and its trading account:
+    // nobody names an account, so nobody moves another's money.
+    private static async Task<Results<Ok<TradingAccountView>, ProblemHttpResult>> MoveAsync(MoneyInput input, ClaimsPrincipal user, ExchangeHost ex, ExchangeCommandKind kind)
+    {
+        long owner = Owner(user);
+        if (input.Amount <= 0) return Problems.BadRequest("amount must be a positive integer (micro-USD).");
+        CallerIdentity caller = user.RequireCaller();
+        UInt128 own = ChartOfAccounts.PrincipalAccount(caller.Principal.Kind == PrincipalKind.Provider ? AccountCode.ProviderRevenue : AccountCode.CustomerBalance, caller.Principal.Id);
+        CommandOutcome o = await ex.SubmitAsync(new ExchangeCommand { Kind = kind, Owner = owner, Amount = input.Amount, Account = own }, CancellationToken.None);
+        if (!o.Result.Ok)
+            return ExchangeProblems.From(o.Result.Error, RejectReason.None, Refusals.Describe(o.Result), new ProblemContext(Owner: owner));
+        if (o.Settlement is not CreateTransferResult.Ok)
+            return kind == ExchangeCommandKind.Deposit
+                ? Problems.Conflict($"Your balance cannot cover a deposit of {input.Amount} micro-USD (the ledger said {o.Settlement}).", Ext(ExchangeError.InsufficientBalance))
+                : Problems.Conflict($"The withdrawal was refused by the ledger ({o.Settlement}); the money stays on your trading account.", Ext(ExchangeError.LedgerRejected));
+        return TypedResults.Ok(await ex.ReadAsync(v => TradingAccountView.Of(owner, v), CancellationToken.None));
+    }
+
     private static async Task<Results<Ok<OrderPage>, ProblemHttpResult>> OrdersAsync(long? owner, [Range(1, 1000)] int? limit, [Range(0, long.MaxValue)] long? after,
-        ClaimsPrincipal user, ExchangeService ex, InstrumentRegistry reg, CancellationToken ct)
+        ClaimsPrincipal user, ExchangeHost ex, InstrumentRegistry reg, CancellationToken ct)
     {
         if (!TryListOwner(user, owner, out long? who, out var refused)) return refused;
         int n = limit ?? 100;
@@ -284,7 +381,7 @@ public static class ExchangeEndpoints
     }
 
     private static async Task<Results<Ok<LeasePage>, ProblemHttpResult>> LeasesAsync(long? owner, [Range(1, 1000)] int? limit, [Range(0, long.MaxValue)] long? after,
-        ClaimsPrincipal user, ExchangeService ex, InstrumentRegistry reg, CancellationToken ct)
+        ClaimsPrincipal user, ExchangeHost ex, InstrumentRegistry reg, CancellationToken ct)
     {
         if (!TryListOwner(user, owner, out long? who, out var refused)) return refused;
         int n = limit ?? 100;
@@ -292,7 +389,7 @@ public static class ExchangeEndpoints
         return TypedResults.Ok(new LeasePage(page.Take(n).ToList(), page.Count > n ? page[n - 1].Id : null));
     }
 
-    private static async Task<Results<Ok<LeaseView>, ProblemHttpResult>> LeaseAsync(long id, ClaimsPrincipal user, ExchangeService ex, InstrumentRegistry reg,
+    private static async Task<Results<Ok<LeaseView>, ProblemHttpResult>> LeaseAsync(long id, ClaimsPrincipal user, ExchangeHost ex, InstrumentRegistry reg,
         IAuthorizationService authz, CancellationToken ct)
     {
         var lease = await ex.ReadAsync(v => v.Lease(id) is { } l ? (l.Buyer, l.Payee, l.Provider, View: LeaseView.From(l, SymbolOrNull(reg, l.Instrument))) : default, ct);
@@ -304,7 +401,7 @@ public static class ExchangeEndpoints
 
     // ================================================================ capacity (providers) and its reports
 
-    private static async Task<Results<Created<NodeView>, ProblemHttpResult>> ListCapacityAsync(NodeInput input, ClaimsPrincipal user, TrustStore store, ExchangeService ex, InstrumentRegistry reg)
+    private static async Task<Results<Created<NodeView>, ProblemHttpResult>> ListCapacityAsync(NodeInput input, ClaimsPrincipal user, TrustStore store, ExchangeHost ex, InstrumentRegistry reg)
     {
         long provider = Owner(user);
         if (store.FindNode(input.NodeId) is not { Revoked: null } admission || admission.Provider != (ulong)provider)
@@ -312,52 +409,78 @@ public static class ExchangeEndpoints
         if (!TryGpu(input.Gpu, out var gpu)) return UnknownGpu(input.Gpu);
         string region = input.Region.Trim().ToLowerInvariant();
         if (!reg.Schedule.Regions.Contains(region)) return UnknownRegion(input.Region, reg);
-        var (e, node) = await ex.RegisterNodeAsync(provider, admission.NodeId, gpu, region, input.Gpus, CancellationToken.None);
-        if (e != ExchangeError.None) return ExchangeProblems.From(e, new ProblemContext(Provider: provider));
-        var view = await ex.ReadAsync(_ => NodeView.From(node!), CancellationToken.None);
-        return TypedResults.Created($"/api/exchange/nodes/{view.Id}", view);
+        if (input.Gpus <= 0) return Problems.BadRequest("gpus must be a positive number of GPUs.");
+        CommandOutcome o = await ex.SubmitAsync(new ExchangeCommand
+        {
+            Kind = ExchangeCommandKind.AdmitNode, Owner = provider, Name = admission.NodeId, Gpu = gpu, Region = region, Gpus = input.Gpus,
+        }, CancellationToken.None);
+        if (!o.Result.Ok) return ExchangeProblems.From(o.Result.Error, new ProblemContext(Provider: provider));
+        var view = await NodeViewAsync(ex, o.Result.Subject, CancellationToken.None);
+        return TypedResults.Created($"/api/exchange/nodes/{view!.Id}", view);
     }
 
-    private static async Task<Ok<NodeList>> NodesAsync(ClaimsPrincipal user, ExchangeService ex, CancellationToken ct)
+    private static async Task<Ok<NodeList>> NodesAsync(ClaimsPrincipal user, ExchangeHost ex, CancellationToken ct)
     {
         CallerIdentity caller = user.RequireCaller();
         long? provider = caller.Principal.Kind == PrincipalKind.Operator ? null : (long)caller.Principal.Id;
-        return TypedResults.Ok(new NodeList(await ex.ReadAsync(v => v.Nodes.Where(x => provider is null || x.Provider == provider).Select(NodeView.From).ToList(), ct)));
+        var nodes = await ex.ReadAsync(v => v.Nodes.Where(x => provider is null || x.Provider == provider).ToList(), ct);
+        return TypedResults.Ok(new NodeList(nodes.Select(n => NodeView.From(n, ex.LastHeartbeat(n.Id))).ToList()));
     }
 
-    private static async Task<Results<Ok<NodeView>, ProblemHttpResult>> NodeAsync(long id, ClaimsPrincipal user, ExchangeService ex, IAuthorizationService authz, CancellationToken ct)
+    private static async Task<Results<Ok<NodeView>, ProblemHttpResult>> NodeAsync(long id, ClaimsPrincipal user, ExchangeHost ex, IAuthorizationService authz, CancellationToken ct)
     {
-        var node = await ex.ReadAsync(v => v.Node(id) is { } n ? NodeView.From(n) : null, ct);
+        var node = await NodeViewAsync(ex, id, ct);
         return node is not null && await authz.MayAsync(user, (ulong)node.Provider) ? TypedResults.Ok(node) : NoNode(id);
     }
 
-    private static async Task<Results<Ok<NodeView>, ProblemHttpResult>> OutageAsync(long id, ExchangeService ex)
+    /// <summary>A node as the API shows it (with the host's last heartbeat), or null.</summary>
+    internal static async Task<NodeView?> NodeViewAsync(ExchangeHost ex, long id, CancellationToken ct) =>
+        await ex.ReadAsync(v => v.Node(id), ct) is { } n ? NodeView.From(n, ex.LastHeartbeat(id)) : null;
+
+    private static async Task<Results<Ok<NodeView>, ProblemHttpResult>> OutageAsync(long id, ExchangeHost ex)
     {
         var node = await ex.ReadAsync(v => v.Node(id), CancellationToken.None);
         if (node is null) return NoNode(id);
-        var e = await ex.ReportOutageAsync(node.Provider, id, CancellationToken.None);
+        var e = await ExchangeCalls.OutageAsync(ex, node.Provider, id);
         if (e != ExchangeError.None) return ExchangeProblems.From(e, new ProblemContext(Node: id, Provider: node.Provider));
-        return TypedResults.Ok((await ex.ReadAsync(v => v.Node(id) is { } n ? NodeView.From(n) : null, CancellationToken.None))!);
+        return TypedResults.Ok((await NodeViewAsync(ex, id, CancellationToken.None))!);
     }
 
-    private static async Task<Results<Ok<NodeView>, ProblemHttpResult>> HeartbeatAsync(long id, ExchangeService ex)
+    private static async Task<Results<Ok<NodeView>, ProblemHttpResult>> HeartbeatAsync(long id, ExchangeHost ex)
     {
         var e = await ex.HeartbeatAsync(id, CancellationToken.None);
         if (e != ExchangeError.None) return ExchangeProblems.From(e, new ProblemContext(Node: id));
-        return TypedResults.Ok((await ex.ReadAsync(v => v.Node(id) is { } n ? NodeView.From(n) : null, CancellationToken.None))!);
+        return TypedResults.Ok((await NodeViewAsync(ex, id, CancellationToken.None))!);
     }
 
-    private static async Task<Results<Ok<LeaseView>, ProblemHttpResult>> DeliveryAsync(long id, DeliveryInput input, ExchangeService ex, InstrumentRegistry reg)
+    private static async Task<Results<Ok<LeaseView>, ProblemHttpResult>> DeliveryAsync(long id, DeliveryInput input, ExchangeHost ex, InstrumentRegistry reg)
     {
         if (input.From >= input.To) return Problems.BadRequest("from must be before to.");
         var provider = await ex.ReadAsync(v => v.Lease(id)?.Provider, CancellationToken.None);
         if (provider is null) return NoLease(id);
-        var (e, _) = await ex.ReportDeliveryAsync(provider.Value, id, input.From.UnixNanoseconds, input.To.UnixNanoseconds, CancellationToken.None);
+        var e = await ExchangeCalls.DeliverAsync(ex, provider.Value, id, input.From.UnixNanoseconds, input.To.UnixNanoseconds);
         if (e != ExchangeError.None) return ExchangeProblems.From(e, new ProblemContext(Lease: id, Provider: provider));
         return TypedResults.Ok((await ex.ReadAsync(v => v.Lease(id) is { } l ? LeaseView.From(l, SymbolOrNull(reg, l.Instrument)) : null, CancellationToken.None))!);
     }
 
     // ================================================================ helpers
+
+    /// <summary>An order's shape checked (400s), as a command without its instrument; the instrument is resolved under the gate.</summary>
+    private static bool TryOrder(OrderInput input, long owner, out ExchangeCommand command, [NotNullWhen(false)] out ProblemHttpResult? bad)
+    {
+        command = default;
+        bad = null;
+        if (!TrySide(input.Side, out var side)) bad = Problems.BadRequest($"side must be buy or sell; got '{input.Side}'.");
+        else if (!TryOrderType(input.Type ?? "limit", out var type)) bad = Problems.BadRequest($"type must be limit or market; got '{input.Type}'.");
+        else if (!TryTimeInForce(input.TimeInForce ?? "gtc", out var tif)) bad = Problems.BadRequest($"time_in_force must be gtc, gtt, ioc or fok; got '{input.TimeInForce}'.");
+        else if (type == OrderType.Limit && input.Price is not > 0) bad = Problems.BadRequest("price must be a positive integer (micro-USD per GPU-hour) for a limit order.");
+        else if (type == OrderType.Market && input.Price is not (null or 0)) bad = Problems.BadRequest("A market order takes no price: it trades at the resting orders' prices.");
+        else if (input.Quantity <= 0) bad = Problems.BadRequest("quantity must be a positive integer (GPU-hours).");
+        else if (tif == TimeInForce.GoodTillTime && input.ExpiresAt is null) bad = Problems.BadRequest("A gtt order needs expires_at (RFC 3339).");
+        else if (tif != TimeInForce.GoodTillTime && input.ExpiresAt is not null) bad = Problems.BadRequest("expires_at applies only to gtt orders.");
+        else command = ExchangeCommand.Place(owner, 0, side, type, tif, input.Price ?? 0, input.Quantity, input.PostOnly, input.ExpiresAt?.UnixNanoseconds ?? 0);
+        return bad is null;
+    }
 
     /// <summary>The trader of a request: the caller's principal (the policy admits only customers and providers here).</summary>
     private static long Owner(ClaimsPrincipal user) => (long)user.RequireCaller().Principal.Id;
@@ -414,7 +537,7 @@ public static class ExchangeEndpoints
 
     private static string? SymbolOrNull(InstrumentRegistry reg, int id) => reg.TryGet(id, out var i) ? i.Symbol : null;
 
-    private static Task<string?> SymbolAsync(ExchangeService ex, InstrumentRegistry reg, int instrument) =>
+    private static Task<string?> SymbolAsync(ExchangeHost ex, InstrumentRegistry reg, int instrument) =>
         ex.ReadAsync(_ => SymbolOrNull(reg, instrument), CancellationToken.None);
 
     private static ProblemHttpResult NoInstrument(string text) =>

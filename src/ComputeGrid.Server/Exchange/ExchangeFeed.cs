@@ -4,7 +4,8 @@ using System.Threading.Channels;
 using ComputeGrid.Core;
 using ComputeGrid.Exchange.Instruments;
 using ComputeGrid.Exchange.Matching;
-using ComputeGrid.Exchange.Trading;
+using ComputeGrid.Exchange.Pipeline;
+using ComputeGrid.Exchange.StateMachine;
 using Microsoft.AspNetCore.Http;
 
 namespace ComputeGrid.Server.Exchange;
@@ -28,7 +29,7 @@ public sealed class ExchangeFeed : IDisposable
     /// <summary>Most trades replayed from the tape for a client reconnecting with <c>Last-Event-ID</c>.</summary>
     public const int CatchUpMax = 4096;
 
-    private readonly ExchangeService _exchange;
+    private readonly ExchangeHost _exchange;
     private readonly InstrumentRegistry _instruments;
     private readonly TimeProvider _time;
     private readonly object _lock = new();
@@ -36,7 +37,7 @@ public sealed class ExchangeFeed : IDisposable
     private Subscription[] _subscribers = [];
 
     /// <summary>Subscribes to the exchange's trades for as long as the feed lives.</summary>
-    public ExchangeFeed(ExchangeService exchange, InstrumentRegistry instruments, TimeProvider time)
+    public ExchangeFeed(ExchangeHost exchange, InstrumentRegistry instruments, TimeProvider time)
     {
         _exchange = exchange;
         _instruments = instruments;
@@ -124,11 +125,11 @@ public sealed class ExchangeFeed : IDisposable
         if (lastEventId is long since)
         {
             // Trades already in the channel are skipped below by sequence, so replay and live never duplicate.
-            var missed = await _exchange.ReadAsync(_ =>
+            var missed = _exchange.ReadMarket(m =>
             {
-                var c = _exchange.MarketData.Tape.Since(since, CatchUpMax);
+                var c = m.Tape.Since(since, CatchUpMax);
                 return (Trades: c.Trades.Where(t => sub.Instrument is null || t.Instrument == sub.Instrument).ToArray(), Incomplete: c.Gap || c.HasMore);
-            }, ct);
+            });
             if (missed.Incomplete) text.Append(": some trades after ").Append(since).Append(" are no longer on the tape\n\n");
             if (missed.Trades.Length > 0) lastSent = await AppendBatchAsync(text, missed.Trades, symbols, depth, ct);
         }
@@ -185,8 +186,8 @@ public sealed class ExchangeFeed : IDisposable
         return trades[^1].Sequence;
     }
 
-    /// <summary>The top <paramref name="depth"/> levels of both sides; call inside <see cref="ExchangeService.ReadAsync{T}"/>.</summary>
-    internal static BookView Book(ExchangeService.ExchangeView v, int instrument, string symbol, int depth, long now)
+    /// <summary>The top <paramref name="depth"/> levels of both sides; call inside <see cref="ExchangeHost.ReadAsync{T}"/>.</summary>
+    internal static BookView Book(ExchangeStateMachine v, int instrument, string symbol, int depth, long now)
     {
         var bids = new DepthLevel[depth];
         var asks = new DepthLevel[depth];

@@ -39,7 +39,7 @@ internal static class ExchangeProblems
     /// <c>refusal</c> and, when the exchange quoted the block, <c>quote</c>: what the decision was made on, so a
     /// client sees which hours are short without quoting again (the books may have moved since).
     /// </summary>
-    public static ProblemHttpResult From(BlockResult r, BlockOrder b, ProblemContext c)
+    public static ProblemHttpResult From(BlockOutcome r, BlockOrder b, ProblemContext c)
     {
         var ext = new Dictionary<string, object?> { ["error"] = Snake(r.Error.ToString()) };
         if (r.Refusal != BlockRefusal.None) ext["refusal"] = Snake(r.Refusal.ToString());

@@ -76,7 +76,7 @@ public sealed class LazyEmbeddingModel(string id, int dimensions, int maxTokens,
 /// revenue accounts are their principals' and survive restarts), and sets up the demo customer.
 /// </summary>
 internal sealed class InferenceLifetime(InferenceHost host, InferenceServerOptions options, ServerOptions server, LocalNodes nodes, TrustStore store,
-    PrincipalLedger accounts, ExchangeService exchange, ILogger<InferenceLifetime> log) : BackgroundService
+    PrincipalLedger accounts, ComputeGrid.Exchange.Pipeline.ExchangeHost exchange, ILogger<InferenceLifetime> log) : BackgroundService
 {
     /// <summary>The provider the server's in-process nodes are admitted for.</summary>
     public const string LocalProvider = "local";
@@ -150,7 +150,7 @@ internal sealed class InferenceLifetime(InferenceHost host, InferenceServerOptio
         string region = nodes.All.Count > 0 ? nodes.All[0].Spec.Region : host.Latency.Regions[0];
         Principal customer = store.Find(PrincipalKind.Customer, DemoCustomer) ?? store.CreatePrincipal(PrincipalKind.Customer, DemoCustomer, by, region);
         await accounts.CreateAccountsAsync(customer, ct);
-        await exchange.RegisterTraderAsync((long)customer.Id, InferencePayments.CustomerAccount(customer.Id), CancellationToken.None);
+        await ComputeGrid.Server.Exchange.ExchangeCalls.RegisterTraderAsync(exchange, (long)customer.Id);
         var (outcome, transfer) = await accounts.FundAsync(customer, AccountCode.CustomerBalance, options.DemoCustomerFundingMicroUsd, "demo", by, ct);
         if (outcome == FundOutcome.Funded)
             store.Record(by, "fund", $"customer {customer.Id} {AccountCode.CustomerBalance} (demo)", options.DemoCustomerFundingMicroUsd, ComputeGrid.Core.Asset.Usd.Code, transfer);

@@ -173,7 +173,7 @@ public static class NodeProtocolEndpoints
     }
 
     private static async Task<Results<Ok<NodeSessionGrant>, ProblemHttpResult>> RegisterAsync(NodeRegisterRequest r, InferenceHost host, NodeSessions sessions,
-        RemoteNodes nodes, ExchangeService exchange, TimeProvider time)
+        RemoteNodes nodes, ComputeGrid.Exchange.Pipeline.ExchangeHost exchange, TimeProvider time)
     {
         if (!host.Latency.TryGetRegion(r.Region, out int regionIndex)) return Problems.BadRequest($"'region' must be one of: {string.Join(", ", host.Latency.Regions)}.");
         if (r.Models is not { Length: > 0 } || r.Models.Any(m => !host.Gateway.Models.TryGet(m, out _)))
@@ -206,7 +206,7 @@ public static class NodeProtocolEndpoints
     }
 
     private static async Task<Results<NoContent, ProblemHttpResult>> HeartbeatAsync(SignedTelemetry signed, ClaimsPrincipal user, InferenceHost host, RemoteNodes nodes,
-        NodeSessions sessions, ExchangeService exchange)
+        NodeSessions sessions, ComputeGrid.Exchange.Pipeline.ExchangeHost exchange)
     {
         string id = user.RequireCaller().Principal.Name;
         if (nodes.Find(id) is not { } node) return Problems.NotFound($"Node {id} has not registered.");
@@ -247,7 +247,7 @@ public static class NodeProtocolEndpoints
     }
 
     private static async Task<Results<Ok<NodeReportAnswer>, ProblemHttpResult>> ReportAsync(SignedReport signed, ClaimsPrincipal user, RemoteNodes nodes,
-        NodeSessions sessions, ExchangeService exchange, InstrumentRegistry reg)
+        NodeSessions sessions, ComputeGrid.Exchange.Pipeline.ExchangeHost exchange, InstrumentRegistry reg)
     {
         string id = user.RequireCaller().Principal.Name;
         if (sessions.Current(id) is not { } session) return Problems.NotFound($"Node {id} has not registered.");
@@ -271,7 +271,7 @@ public static class NodeProtocolEndpoints
                 // The node reports only leases it serves: one of the lease's nodes is this admitted node's listed capacity.
                 var served = await exchange.ReadAsync(v => v.Lease(report.Lease) is { } l && l.Nodes.Any(n => v.Node(n.Node) is { } x && x.Name == id && x.Provider == provider), CancellationToken.None);
                 if (!served) return Problems.NotFound($"Node {id} serves no lease {report.Lease}.");
-                var (e, _) = await exchange.ReportDeliveryAsync(provider, report.Lease, ApiTime.Of(report.From).UnixNanoseconds, ApiTime.Of(report.To).UnixNanoseconds, CancellationToken.None);
+                var e = await ComputeGrid.Server.Exchange.ExchangeCalls.DeliverAsync(exchange, provider, report.Lease, ApiTime.Of(report.From).UnixNanoseconds, ApiTime.Of(report.To).UnixNanoseconds);
                 if (e != ExchangeError.None) return ComputeGrid.Server.Exchange.ExchangeProblems.From(e, new ComputeGrid.Server.Exchange.ProblemContext(Lease: report.Lease, Provider: provider));
                 return TypedResults.Ok(new NodeReportAnswer(report.Kind, report.Sequence,
                     await exchange.ReadAsync(v => v.Lease(report.Lease) is { } l ? ComputeGrid.Server.Exchange.LeaseView.From(l, reg.TryGet(l.Instrument, out var i) ? i.Symbol : null) : null, CancellationToken.None), []));
@@ -282,7 +282,7 @@ public static class NodeProtocolEndpoints
                 long[] listed = await exchange.ReadAsync(v => v.Nodes.Where(n => n.Name == id && n.Provider == provider).Select(n => n.Id).ToArray(), CancellationToken.None);
                 foreach (long n in listed)
                 {
-                    var e = await exchange.ReportOutageAsync(provider, n, CancellationToken.None);
+                    var e = await ComputeGrid.Server.Exchange.ExchangeCalls.OutageAsync(exchange, provider, n);
                     if (e != ExchangeError.None) return ComputeGrid.Server.Exchange.ExchangeProblems.From(e, new ComputeGrid.Server.Exchange.ProblemContext(Node: n, Provider: provider));
                 }
                 return TypedResults.Ok(new NodeReportAnswer(report.Kind, report.Sequence, null, listed));

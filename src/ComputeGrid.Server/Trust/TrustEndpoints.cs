@@ -1,5 +1,7 @@
 using System.Security.Claims;
-using ComputeGrid.Exchange.Trading;
+using ComputeGrid.Exchange.Pipeline;
+using ComputeGrid.Exchange.StateMachine;
+using ComputeGrid.Server.Exchange;
 using ComputeGrid.Ledger;
 using ComputeGrid.Server.Inference;
 using Microsoft.AspNetCore.Authorization;
@@ -132,7 +134,7 @@ public static class TrustEndpoints
     }
 
     private static async Task<Results<Created<CreatedPrincipalView>, ProblemHttpResult>> NewCustomerAsync(NewCustomerInput input, ClaimsPrincipal user,
-        TrustStore store, PrincipalLedger accounts, ExchangeService exchange, InferenceHost inference, CancellationToken ct)
+        TrustStore store, PrincipalLedger accounts, ExchangeHost exchange, InferenceHost inference, CancellationToken ct)
     {
         if (!inference.Latency.TryGetRegion(input.Region, out int region))
             return Problems.BadRequest($"'region' must be one of: {string.Join(", ", inference.Latency.Regions)}.");
@@ -141,23 +143,22 @@ public static class TrustEndpoints
         try { p = store.CreatePrincipal(PrincipalKind.Customer, input.Name, by, inference.Latency.Regions[region]); }
         catch (TrustStoreException e) when (e.Error is TrustError.NameTaken or TrustError.Invalid) { return Refused(e); }
         await accounts.CreateAccountsAsync(p, ct);
-        // A customer trades from its one balance: the exchange knows it as a trader from the start.
-        await exchange.RegisterTraderAsync((long)p.Id, InferencePayments.CustomerAccount(p.Id), CancellationToken.None);
+        // The exchange knows a customer as a trader from the start: its trading account is made now (money reaches it by deposit).
+        await ExchangeCalls.RegisterTraderAsync(exchange, (long)p.Id);
         var (info, key) = store.IssueKey(p.Id, "default", Principal.AllowedScopes(PrincipalKind.Customer), by);
         store.Record(by, "customer-added", $"customer {p.Id} {p.Name}");
         return TypedResults.Created($"/api/principals/{p.Id}", new CreatedPrincipalView(PrincipalView.From(p), PrincipalLedger.AccountsOf(p), key, ApiKeyView.From(info)));
     }
 
     private static async Task<Results<Created<CreatedPrincipalView>, ProblemHttpResult>> NewProviderAsync(NewNamedInput input, ClaimsPrincipal user,
-        TrustStore store, PrincipalLedger accounts, ExchangeService exchange, CancellationToken ct)
+        TrustStore store, PrincipalLedger accounts, ExchangeHost exchange, CancellationToken ct)
     {
         ulong by = user.RequireCaller().Principal.Id;
         Principal p;
         try { p = store.CreatePrincipal(PrincipalKind.Provider, input.Name, by); }
         catch (TrustStoreException e) when (e.Error is TrustError.NameTaken or TrustError.Invalid) { return Refused(e); }
         await accounts.CreateAccountsAsync(p, ct);
-        await exchange.RegisterProviderAsync((long)p.Id, ChartOfAccounts.PrincipalAccount(AccountCode.ProviderRevenue, p.Id),
-            ChartOfAccounts.PrincipalAccount(AccountCode.ProviderCollateral, p.Id), CancellationToken.None);
+        await ExchangeCalls.RegisterProviderAsync(exchange, (long)p.Id);
         var (info, key) = store.IssueKey(p.Id, "default", Principal.AllowedScopes(PrincipalKind.Provider), by);
         store.Record(by, "provider-added", $"provider {p.Id} {p.Name}");
         return TypedResults.Created($"/api/principals/{p.Id}", new CreatedPrincipalView(PrincipalView.From(p), PrincipalLedger.AccountsOf(p), key, ApiKeyView.From(info)));
@@ -166,8 +167,35 @@ public static class TrustEndpoints
     private static Task<Results<Ok<FundView>, ProblemHttpResult>> FundCustomerAsync(ulong id, FundInput input, ClaimsPrincipal user, TrustStore store, PrincipalLedger accounts, CancellationToken ct) =>
         FundAsync(id, PrincipalKind.Customer, AccountCode.CustomerBalance, input, user, store, accounts, ct);
 
-    private static Task<Results<Ok<FundView>, ProblemHttpResult>> FundCollateralAsync(ulong id, FundInput input, ClaimsPrincipal user, TrustStore store, PrincipalLedger accounts, CancellationToken ct) =>
-        FundAsync(id, PrincipalKind.Provider, AccountCode.ProviderCollateral, input, user, store, accounts, ct);
+    /// <summary>
+    /// Collateral is funded through the exchange, which mirrors it (each lease reserves its penalty from the mirror): the
+    /// funding is an exchange command whose transfer id derives from the funding id, so a retry moves the money once.
+    /// </summary>
+    private static async Task<Results<Ok<FundView>, ProblemHttpResult>> FundCollateralAsync(ulong id, FundInput input, ClaimsPrincipal user, TrustStore store,
+        PrincipalLedger accounts, ExchangeHost exchange, CancellationToken ct)
+    {
+        if (store.Find(id) is not { } target || target.Kind != PrincipalKind.Provider) return Problems.NotFound($"No provider {id}.");
+        if (target.Disabled is not null) return Problems.Conflict($"Provider {id} is disabled.");
+        ulong by = user.RequireCaller().Principal.Id;
+        await accounts.CreateAccountsAsync(target, ct); // a provider whose accounts a crash left unmade gets them now
+        await ExchangeCalls.RegisterProviderAsync(exchange, (long)id); // and one a crash left unregistered is registered now
+        UInt128 transfer = PrincipalLedger.FundingId(id, AccountCode.ProviderCollateral, input.FundingId);
+        var o = await exchange.SubmitAsync(new ExchangeCommand
+        {
+            Kind = ExchangeCommandKind.FundCollateral, Owner = (long)id, Amount = input.Amount,
+            Account = ChartOfAccounts.SystemAccount(AccountCode.Treasury, ComputeGrid.Core.Asset.Usd), Account2 = transfer,
+        }, CancellationToken.None);
+        if (!o.Result.Ok) return Problems.Conflict($"The exchange refused the funding: {o.Result.Error}.");
+        bool replayed = o.Settlement == CreateTransferResult.Exists;
+        if (!replayed && o.Settlement != CreateTransferResult.Ok)
+            return o.Settlement.ToString()!.StartsWith("ExistsWith", StringComparison.Ordinal)
+                ? Problems.Conflict($"funding_id '{input.FundingId}' was used before with another amount or by another operator; use a new funding_id.")
+                : Problems.Conflict($"The ledger refused the funding: {o.Settlement}.");
+        if (!replayed) store.Record(by, "fund", $"provider {id} {AccountCode.ProviderCollateral}", input.Amount, ComputeGrid.Core.Asset.Usd.Code, transfer);
+        UInt128 account = ChartOfAccounts.PrincipalAccount(AccountCode.ProviderCollateral, id);
+        Account[] now = await accounts.Ledger.LookupAccountsAsync([account], ct);
+        return TypedResults.Ok(new FundView(id, account, input.Amount, ComputeGrid.Core.Asset.Usd.Symbol, transfer, replayed, now.Length == 1 ? now[0].AvailableCredit : 0));
+    }
 
     private static async Task<Results<Ok<FundView>, ProblemHttpResult>> FundAsync(ulong id, PrincipalKind kind, AccountCode code, FundInput input, ClaimsPrincipal user,
         TrustStore store, PrincipalLedger accounts, CancellationToken ct)
