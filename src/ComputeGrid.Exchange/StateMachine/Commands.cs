@@ -1,6 +1,7 @@
 using ComputeGrid.Exchange.Instruments;
 using ComputeGrid.Exchange.Matching;
 using ComputeGrid.Exchange.Trading;
+using ComputeGrid.Ledger;
 
 namespace ComputeGrid.Exchange.StateMachine;
 
@@ -26,6 +27,17 @@ public enum ExchangeCommandKind : byte
     Cancel = 11,
     /// <summary>Replaces an open order's price and quantity.</summary>
     Replace = 12,
+    /// <summary>
+    /// A lease holder offers time of its lease (<see cref="ExchangeCommand.Target"/>) for resale: a limit sell on an
+    /// instrument whose window the lease covers (same class and region), good-till-cancel, immediate-or-cancel or fill-or-kill.
+    /// </summary>
+    Resell = 13,
+    /// <summary>
+    /// A block order: <see cref="ExchangeCommand.Gpus"/> GPUs of a class in a region for every hour of
+    /// [<see cref="ExchangeCommand.From"/>, <see cref="ExchangeCommand.To"/>), all-or-none across the hourly spot books,
+    /// at an average price per GPU-hour of at most <see cref="ExchangeCommand.Price"/>.
+    /// </summary>
+    Block = 14,
 
     /// <summary>Delivery of a lease (<see cref="ExchangeCommand.Target"/>) over [From, To) is reported by its provider.</summary>
     Deliver = 20,
@@ -105,6 +117,21 @@ public struct ExchangeCommand
 
     public static ExchangeCommand Tick() => new() { Kind = ExchangeCommandKind.Tick };
 
+    /// <summary>Offers <paramref name="quantity"/> GPU-hours of lease <paramref name="lease"/> on <paramref name="instrument"/> at <paramref name="price"/>.</summary>
+    public static ExchangeCommand Resell(long owner, long lease, int instrument, long price, long quantity, TimeInForce tif = TimeInForce.GoodTillCancel) =>
+        new()
+        {
+            Kind = ExchangeCommandKind.Resell, Owner = owner, Target = lease, Instrument = instrument, Side = Side.Sell, Type = OrderType.Limit,
+            TimeInForce = tif, Price = price, Quantity = quantity,
+        };
+
+    /// <summary>A block: <paramref name="gpus"/> GPUs for every hour of [<paramref name="startHour"/>, <paramref name="endHour"/>) at an average of at most <paramref name="maxAveragePrice"/>.</summary>
+    public static ExchangeCommand Block(long owner, GpuClass gpu, string region, long startHour, long endHour, int gpus, long maxAveragePrice) =>
+        new() { Kind = ExchangeCommandKind.Block, Owner = owner, Gpu = gpu, Region = region, From = startHour, To = endHour, Gpus = gpus, Price = maxAveragePrice };
+
+    /// <summary>The block order a <see cref="ExchangeCommandKind.Block"/> command describes.</summary>
+    public readonly BlockOrder AsBlock() => new(Owner, Gpu, Region ?? "", From, To, Gpus, Price);
+
     public override readonly string ToString() => $"#{Seq} {Kind} owner {Owner} instrument {Instrument} {Side} {Type} {Price}×{Quantity} target {Target}";
 }
 
@@ -124,6 +151,8 @@ public struct CommandResult
     public int FirstFill, Fills;
     /// <summary>A number the detail refers to (GPUs free, the node that is down, the balance available…).</summary>
     public long DetailValue;
+    /// <summary>For a block: the total paid (micro-USD); its average price per GPU-hour is ceil(Cost / (GPUs × hours)).</summary>
+    public long Cost;
 
     public readonly bool Ok => Error == ExchangeError.None;
 }
@@ -156,6 +185,36 @@ public enum RefusalDetail : byte
     WithdrawalShort = 11,
     /// <summary>The resting sell was cancelled because a node of its provider went down (DetailValue: the node).</summary>
     NodeDown = 12,
+    /// <summary>The lease offered for resale is no longer active (DetailValue: its status).</summary>
+    LeaseNotActive = 13,
+    /// <summary>The lease does not cover the instrument's window, class and region from now on (DetailValue: the lease).</summary>
+    LeaseDoesNotCover = 14,
+    /// <summary>The lease has fewer GPUs not yet offered or sold (DetailValue) in some hour of the window.</summary>
+    LeaseTimeShort = 15,
+    /// <summary>The block is malformed (DetailValue: which rule, see <see cref="BlockRule"/>).</summary>
+    BlockInvalid = 16,
+    /// <summary>Some hour of the block has no hourly instrument trading now (DetailValue: the first such hour, Unix ns).</summary>
+    BlockNotTrading = 17,
+    /// <summary>Some hour's book offers the block fewer GPUs than it wants (DetailValue: the first such hour, Unix ns).</summary>
+    BlockShort = 18,
+    /// <summary>The block's quoted average price (DetailValue) is above its limit.</summary>
+    BlockAboveLimit = 19,
+    /// <summary>The block would trade with more makers (DetailValue) than one ledger chain settles atomically.</summary>
+    BlockTooManyFills = 20,
+}
+
+/// <summary>Which shape rule a malformed block breaks (the <see cref="CommandResult.DetailValue"/> of <see cref="RefusalDetail.BlockInvalid"/>).</summary>
+public enum BlockRule : byte
+{
+    None = 0,
+    GpusNotPositive = 1,
+    LimitNotPositive = 2,
+    UnknownGpuClass = 3,
+    UnknownRegion = 4,
+    NotWholeHours = 5,
+    EndNotAfterStart = 6,
+    TooLong = 7,
+    NotionalOverflows = 8,
 }
 
 /// <summary>Why an order left the book, beyond the matcher's own reasons.</summary>
@@ -171,6 +230,8 @@ public enum OrderEndReason : byte
     NodeDown = 5,
     /// <summary>Cancelled by self-trade prevention, IOC/market remainder.</summary>
     Unfilled = 6,
+    /// <summary>A resale sell whose lease failed.</summary>
+    LeaseEnded = 7,
 }
 
 /// <summary>One fill: the taker's order, the maker's, the price and quantity, and the lease it created.</summary>
@@ -194,6 +255,25 @@ public static class Refusals
         RefusalDetail.NotWholeGpus => $"the quantity must be a positive multiple of the window's {r.DetailValue} hours (whole GPUs)",
         RefusalDetail.WithdrawalShort => $"the trading account has {r.DetailValue} micro-USD available",
         RefusalDetail.NodeDown => $"node {r.DetailValue} of the provider went down",
+        RefusalDetail.LeaseNotActive => $"the lease is no longer active (it is {(LeaseStatus)r.DetailValue})",
+        RefusalDetail.LeaseDoesNotCover => $"lease {r.DetailValue} does not cover this instrument's class, region and window from now on",
+        RefusalDetail.LeaseTimeShort => $"the lease has {r.DetailValue} GPUs not yet offered or sold in some hour of the window",
+        RefusalDetail.BlockInvalid => (BlockRule)r.DetailValue switch
+        {
+            BlockRule.GpusNotPositive => "a block needs a positive number of GPUs",
+            BlockRule.LimitNotPositive => "the average price limit must be positive",
+            BlockRule.UnknownGpuClass => "unknown GPU class",
+            BlockRule.UnknownRegion => "unknown region",
+            BlockRule.NotWholeHours => "start and end must be whole UTC hours",
+            BlockRule.EndNotAfterStart => "the end must be after the start",
+            BlockRule.TooLong => $"a block spans at most {ExchangeStateMachine.BlockHoursMax} hours",
+            BlockRule.NotionalOverflows => "the block's notional at the band's maximum price does not fit",
+            _ => "the block is malformed",
+        },
+        RefusalDetail.BlockNotTrading => $"some hours of the block have no hourly instrument trading now (the first starts at {r.DetailValue} Unix ns)",
+        RefusalDetail.BlockShort => $"some hours offer fewer GPUs than the block wants (the first starts at {r.DetailValue} Unix ns)",
+        RefusalDetail.BlockAboveLimit => $"the average price {r.DetailValue} is above the block's limit",
+        RefusalDetail.BlockTooManyFills => $"the block would trade with {r.DetailValue} orders; at most {LedgerLimits.BatchEventsMax - 1} settle atomically",
         _ => r.Detail.ToString(),
     };
 }

@@ -35,6 +35,8 @@ public sealed partial class ExchangeStateMachine
         long gpuHours = lease.Gpus * ((c.To - c.From) / DeliveryCalendar.NsPerHour);
         if (lease.DeliveredGpuHours + gpuHours > lease.GpuHours) return Refused(ExchangeError.InvalidDelivery);
         Pay(lease, gpuHours);
+        // Leases resold from it got those hours too: their resellers are paid.
+        DeliverResold(lease.Id, c.From, c.To);
         return new CommandResult { Subject = lease.Id };
     }
 
@@ -50,6 +52,8 @@ public sealed partial class ExchangeStateMachine
         });
         lease.DeliveredGpuHours += gpuHours;
         lease.Paid += amount;
+        // A resold lease pays its reseller's trading account, which the exchange mirrors.
+        if (lease.Parent is not null) _traders[lease.Payee].Available = checked(_traders[lease.Payee].Available + amount);
         if (lease.DeliveredGpuHours == lease.GpuHours)
         {
             lease.Status = LeaseStatus.Completed;
@@ -108,7 +112,7 @@ public sealed partial class ExchangeStateMachine
         foreach (long id in _traders[node.Provider].OpenOrders)
         {
             OrderState o = _orders[id];
-            if (o.Side == Side.Sell && o.Instrument.Gpu == node.Gpu && o.Instrument.Region == node.Region && !_sellBooks.Contains(o.Instrument.Id))
+            if (o.Side == Side.Sell && o.ResoldLease == 0 && o.Instrument.Gpu == node.Gpu && o.Instrument.Region == node.Region && !_sellBooks.Contains(o.Instrument.Id))
                 _sellBooks.Add(o.Instrument.Id);
         }
         _sellBooks.Sort();
@@ -118,7 +122,7 @@ public sealed partial class ExchangeStateMachine
         foreach (long id in _traders[node.Provider].OpenOrders)
         {
             OrderState o = _orders[id];
-            if (o.Side == Side.Sell && o.Instrument.Gpu == node.Gpu && o.Instrument.Region == node.Region) _sells.Add(o);
+            if (o.Side == Side.Sell && o.ResoldLease == 0 && o.Instrument.Gpu == node.Gpu && o.Instrument.Region == node.Region) _sells.Add(o);
         }
         _sells.Sort((a, b) => b.Id.CompareTo(a.Id)); // newest first
         foreach (OrderState o in _sells)
@@ -139,7 +143,7 @@ public sealed partial class ExchangeStateMachine
     /// <summary>
     /// Refunds the undelivered part from the lease's escrow to the buyer and pays the buyer the penalty from the
     /// provider's collateral, as much as the lease's reserve covers (the rest is recorded as a shortfall) — in one
-    /// linked chain. Leases resold from it fail with it.
+    /// linked chain. Leases resold from it fail with it, and its resting resale sells are cancelled (<see cref="EndResale"/>).
     /// </summary>
     private void FailLease(Lease lease)
     {
@@ -166,6 +170,7 @@ public sealed partial class ExchangeStateMachine
         lease.Penalty = paid;
         lease.PenaltyShortfall = penalty - paid;
         lease.Status = LeaseStatus.Failed;
+        EndResale(lease);
     }
 
     // ================================================================== clock
@@ -207,7 +212,7 @@ public sealed partial class ExchangeStateMachine
         foreach (OrderBook book in _books.Values)
             if (book.NextExpiry <= _now) ApplyBook(book, new OrderCommand { Kind = CommandKind.Expire, Timestamp = _now }, 0);
         foreach (Lease lease in _leases.StartingBy(_now))
-            if (lease.Status == LeaseStatus.Active && _capacity.AnyDown(lease.Nodes)) FailLease(lease);
+            if (lease.Status == LeaseStatus.Active && lease.Parent is null && _capacity.AnyDown(lease.Nodes)) FailLease(lease); // resold ones fail with theirs
         return new CommandResult { Subject = changes.Listed.Count };
     }
 }

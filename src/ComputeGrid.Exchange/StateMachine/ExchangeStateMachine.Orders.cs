@@ -69,6 +69,7 @@ public sealed partial class ExchangeStateMachine
         order.Side = c.Side;
         order.Limit = limit;
         order.Remaining = c.Quantity;
+        order.ResoldLease = 0;
         if (c.Side == Side.Buy)
         {
             trader.Available -= hold;
@@ -126,6 +127,11 @@ public sealed partial class ExchangeStateMachine
             if (newHold > o.HoldAmount && trader.Available < newHold - o.HoldAmount)
                 return Refused(ExchangeError.InsufficientBalance, RefusalDetail.BalanceShort, trader.Available);
         }
+        else if (extraGpus > 0 && o.ResoldLease != 0)
+        {
+            CommandResult? refused = CheckLeaseTime(o.Owner, o.ResoldLease, o.Instrument, extraGpus);
+            if (refused is CommandResult r) return r;
+        }
         else if (extraGpus > 0)
         {
             long free = _capacity.FreeGpus(o.Owner, o.Instrument);
@@ -149,8 +155,7 @@ public sealed partial class ExchangeStateMachine
                 });
             }
         }
-        else if (extraGpus > 0) _capacity.Commit(o.Owner, o.Instrument, (int)extraGpus);
-        else if (extraGpus < 0) _capacity.Commit(o.Owner, o.Instrument, (int)extraGpus);
+        else CommitSell(o, (int)extraGpus);
         o.Limit = c.Price; // a sell's too: views show the price it rests at
         o.Remaining = c.Quantity;
         var command = new OrderCommand { Kind = CommandKind.Replace, OrderId = o.Id, Owner = o.Owner, Side = o.Side, Price = c.Price, Quantity = c.Quantity, Timestamp = _now };
@@ -176,6 +181,7 @@ public sealed partial class ExchangeStateMachine
         _orders.Remove(o.Id);
         _traders[o.Owner].OpenOrders.Remove(o.Id);
         o.Instrument = null!;
+        o.ResoldLease = 0;
         _orderPool.Push(o);
     }
 
@@ -223,7 +229,7 @@ public sealed partial class ExchangeStateMachine
                 {
                     if (e.Reason == CancelReason.Replaced) break; // the same order re-enters at once
                     OrderState o = _orders[e.OrderId];
-                    if (o.Side == Side.Sell) _capacity.Commit(o.Owner, o.Instrument, -(int)(e.Quantity / o.Instrument.Hours));
+                    if (o.Side == Side.Sell) CommitSell(o, -(int)(e.Quantity / o.Instrument.Hours));
                     o.Remaining = 0;
                     _closed.Add(o);
                     if (o.Id == subject) subjectCancelled = true;
@@ -234,7 +240,7 @@ public sealed partial class ExchangeStateMachine
                     bookReject = e.Reject;
                     if (e.OrderId == subject && command.Kind == CommandKind.Place && _orders.TryGetValue(e.OrderId, out OrderState? o))
                     {
-                        if (o.Side == Side.Sell) _capacity.Commit(o.Owner, o.Instrument, -(int)(o.Remaining / o.Instrument.Hours));
+                        if (o.Side == Side.Sell) CommitSell(o, -(int)(o.Remaining / o.Instrument.Hours));
                         o.Remaining = 0;
                         _closed.Add(o);
                     }
@@ -305,6 +311,7 @@ public sealed partial class ExchangeStateMachine
     /// <summary>A trade's lease: the seller's GPUs on named nodes for the window, paid from its own escrow, its penalty reserved from the provider's collateral.</summary>
     private Lease CreateLease(OrderState buy, OrderState sell, long price, long quantity)
     {
+        if (sell.ResoldLease != 0) return CreateResoldLease(buy, sell, price, quantity);
         Instrument instrument = buy.Instrument;
         int gpus = (int)(quantity / instrument.Hours);
         long id = NextLeaseId();

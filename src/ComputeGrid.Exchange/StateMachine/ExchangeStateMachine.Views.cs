@@ -28,7 +28,7 @@ public sealed partial class ExchangeStateMachine
         return orders.OrderBy(o => o.Id).Select(View).ToList();
     }
 
-    private static OpenOrder View(OrderState o) => new(o.Id, o.Owner, o.Instrument.Id, o.Side, o.Limit, o.Remaining, o.HoldAmount, null);
+    private static OpenOrder View(OrderState o) => new(o.Id, o.Owner, o.Instrument.Id, o.Side, o.Limit, o.Remaining, o.HoldAmount, o.ResoldLease == 0 ? null : o.ResoldLease);
 
     /// <summary>A lease, or null.</summary>
     public LeaseView? Lease(long id) => _leases.TryGet(id, out Lease? l) ? View(l) : null;
@@ -90,8 +90,16 @@ public sealed partial class ExchangeStateMachine
         }
         if (resting != _orders.Count) throw new InvalidOperationException($"{_orders.Count} open orders, {resting} resting.");
         var committed = new Dictionary<(long, GpuClass, string, long), int>();
+        var resold = new Dictionary<(long Lease, long Hour), int>();
         foreach (OrderState o in _orders.Values)
         {
+            if (o.ResoldLease != 0)
+            {
+                if (o.Side != Side.Sell) throw new InvalidOperationException($"Order {o.Id} resells a lease but buys.");
+                for (long h = o.Instrument.DeliveryStart; h < o.Instrument.DeliveryEnd; h += DeliveryCalendar.NsPerHour)
+                    resold[(o.ResoldLease, h)] = resold.GetValueOrDefault((o.ResoldLease, h)) + (int)(o.Remaining / o.Instrument.Hours);
+                continue;
+            }
             if (o.Side == Side.Buy)
             {
                 if (o.HoldAmount != checked(o.Limit * o.Remaining)) throw new InvalidOperationException($"Buy {o.Id} holds {o.HoldAmount}, not {o.Limit} × {o.Remaining}.");
@@ -107,6 +115,18 @@ public sealed partial class ExchangeStateMachine
             throw new InvalidOperationException("Committed capacity differs from the open sells.");
         foreach (((long node, long hour), int gpus) in _capacity.Leased)
             if (!_capacity.TryGetNode(node, out NodeState? n) || gpus > n.Gpus) throw new InvalidOperationException($"Node {node} is leased {gpus} GPUs at {hour}.");
+        // Each lease's time offered or sold, hour by hour: its open resale sells' GPUs plus the leases resold from it.
+        foreach (Lease l in _leases.All)
+            if (l.Parent is long parent)
+                for (long h = l.Start; h < l.End; h += DeliveryCalendar.NsPerHour) resold[(parent, h)] = resold.GetValueOrDefault((parent, h)) + l.Gpus;
+        foreach (Lease l in _leases.All)
+        {
+            foreach ((long h, int gpus) in l.ResoldGpus)
+                if (gpus <= 0 || gpus > l.Gpus || resold.GetValueOrDefault((l.Id, h)) != gpus)
+                    throw new InvalidOperationException($"Lease {l.Id} has {gpus} GPUs resold at {h}, its resale sells and leases {resold.GetValueOrDefault((l.Id, h))}.");
+        }
+        if (resold.Count(kv => kv.Value != 0) != _leases.All.Sum(l => l.ResoldGpus.Count))
+            throw new InvalidOperationException("Resold lease time differs from the open resale sells and resold leases.");
         foreach (Lease l in _leases.All)
             if (l.Paid < 0 || l.Refunded < 0 || l.Paid + l.Refunded > l.Notional) throw new InvalidOperationException($"Lease {l.Id} paid {l.Paid} and refunded {l.Refunded} of {l.Notional}.");
         foreach (TraderState t in _traders.Values)
@@ -127,7 +147,7 @@ public sealed partial class ExchangeStateMachine
         void U(UInt128 v) { BinaryPrimitives.WriteUInt128LittleEndian(b, v); sha.AppendData(b); }
         void S(string s) { L(s.Length); sha.AppendData(Encoding.UTF8.GetBytes(s)); }
         L((long)_lastSeq); L(_lastTime); L(_tradeSequence); L(_lastPrune);
-        foreach (OrderState o in _orders.Values.OrderBy(o => o.Id)) { L(o.Id); L(o.Owner); L(o.Instrument.Id); L((long)o.Side); L(o.Limit); L(o.Remaining); U(o.HoldId); L(o.HoldAmount); }
+        foreach (OrderState o in _orders.Values.OrderBy(o => o.Id)) { L(o.Id); L(o.Owner); L(o.Instrument.Id); L((long)o.Side); L(o.Limit); L(o.Remaining); U(o.HoldId); L(o.HoldAmount); L(o.ResoldLease); }
         foreach (int id in _books.Keys.Order())
             foreach (RestingOrder r in _books[id].Orders()) { L(id); L(r.Id); L(r.Price); L(r.Remaining); L(r.ExpiresAt); L(r.PostOnly ? 1 : 0); }
         foreach (TraderState t in _traders.Values.OrderBy(t => t.Owner)) { L(t.Owner); U(t.Account); L(t.Available); }
@@ -137,7 +157,9 @@ public sealed partial class ExchangeStateMachine
         {
             L(l.Id); L(l.Instrument); L(l.Buyer); L(l.Provider); L(l.Payee); U(l.PayeeAccount); L(l.Start); L(l.End); L(l.Gpus); L(l.Price); L(l.Notional); U(l.EscrowAccount);
             foreach ((long node, int gpus) in l.Nodes) { L(node); L(gpus); }
-            L((long)l.Status); L(l.DeliveredGpuHours); L(l.Paid); L(l.Refunded); L(l.Penalty); L(l.PenaltyShortfall); L(l.PenaltyReserve);
+            L((long)l.Status); L(l.DeliveredGpuHours); L(l.Paid); L(l.Refunded); L(l.Penalty); L(l.PenaltyShortfall); L(l.PenaltyReserve); L(l.Parent ?? 0);
+            L(l.ResoldGpus.Count);
+            foreach ((long hour, int gpus) in l.ResoldGpus.OrderBy(kv => kv.Key)) { L(hour); L(gpus); }
         }
         foreach (var kv in _capacity.Committed.OrderBy(k => k.Key.Provider).ThenBy(k => k.Key.Gpu).ThenBy(k => k.Key.Region, StringComparer.Ordinal).ThenBy(k => k.Key.Hour))
         { L(kv.Key.Provider); L((long)kv.Key.Gpu); S(kv.Key.Region); L(kv.Key.Hour); L(kv.Value); }

@@ -79,6 +79,7 @@ public sealed partial class ExchangeStateMachine
         public long Remaining;
         public UInt128 HoldId;
         public long HoldAmount;
+        public long ResoldLease;    // a sell backed by time of this lease (resale) instead of provider capacity; 0 for none
     }
 
     private sealed class TraderState(long owner, UInt128 account)
@@ -158,6 +159,8 @@ public sealed partial class ExchangeStateMachine
             ExchangeCommandKind.Place => Place(in c),
             ExchangeCommandKind.Cancel => Cancel(in c),
             ExchangeCommandKind.Replace => Replace(in c),
+            ExchangeCommandKind.Resell => Resell(in c),
+            ExchangeCommandKind.Block => Block(in c),
             ExchangeCommandKind.Deliver => Deliver(in c),
             ExchangeCommandKind.Outage => Outage(in c),
             ExchangeCommandKind.NodeTimeout => NodeDown(c.Target, c.From),
@@ -176,7 +179,7 @@ public sealed partial class ExchangeStateMachine
 
     private OrderBook? BookActedOn(in ExchangeCommand c) => c.Kind switch
     {
-        ExchangeCommandKind.Place => _books.GetValueOrDefault(c.Instrument),
+        ExchangeCommandKind.Place or ExchangeCommandKind.Resell => _books.GetValueOrDefault(c.Instrument),
         ExchangeCommandKind.Cancel or ExchangeCommandKind.Replace => _orders.TryGetValue(c.Target, out OrderState? o) ? _books[o.Instrument.Id] : null,
         _ => null,
     };

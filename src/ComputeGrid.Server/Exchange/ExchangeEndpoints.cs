@@ -295,8 +295,8 @@ public static class ExchangeEndpoints
         // The exchange's own rules (whole hours, length, notional) answer 422 here.
         var (quote, invalid) = await ex.ReadAsync(v =>
         {
-            try { return (v.QuoteBlock(block, Math.Max(Clock.UnixNanoseconds(time), v.LastTime)), (string?)null); }
-            catch (ArgumentException e) { return (null, e.Message); }
+            try { return ((BlockQuote?)v.QuoteBlock(block, Math.Max(Clock.UnixNanoseconds(time), v.LastTime)), (string?)null); }
+            catch (ArgumentException e) { return ((BlockQuote?)null, (string?)e.Message); }
         }, http.RequestAborted);
         if (invalid is not null) return ExchangeProblems.From(ExchangeError.InvalidRequest, RejectReason.None, invalid, new ProblemContext(Owner: owner));
         return TypedResults.Ok(BlockQuoteView.From(block, quote!));

@@ -11,7 +11,7 @@ using Microsoft.AspNetCore.Http;
 namespace ComputeGrid.Server.Exchange;
 
 /// <summary>
-/// The live trade feed: fans the exchange's <see cref="ExchangeService.TradeExecuted"/> out to subscribers and writes
+/// The live trade feed: fans the exchange's <see cref="ExchangeHost.TradeExecuted"/> out to subscribers and writes
 /// each subscriber's Server-Sent Events stream.
 /// <para>
 /// The exchange raises the event under its gate, in the middle of a command, so the handler does only non-blocking

@@ -201,7 +201,7 @@ public sealed class ReferenceExchange
 
     public IReadOnlyList<Node> Nodes => _nodes.Select(n => new Node(n.Id, n.Provider, n.Name, n.Gpu, n.Region, n.Gpus) { DownSince = n.DownSince }).ToList();
 
-    public IReadOnlyList<LeaseView> Leases => _leases.Select(l => new LeaseView(l.Id, l.Instrument, l.Buyer, l.Provider, l.Provider, l.Start, l.End, l.Gpus,
+    public IReadOnlyList<LeaseView> Leases => _leases.Select(l => new LeaseView(l.Id, l.Instrument, l.Buyer, l.Provider, l.Provider, l.PayeeAccount, null, l.Start, l.End, l.Gpus,
         l.Price, l.Notional, l.Escrow, l.Nodes.ToArray(), l.Status, l.Delivered, l.Paid, l.Refunded, l.Penalty, l.Shortfall, l.Reserve)).ToList();
 
     /// <summary>Why orders ended other than by their owner or the matcher (instrument closed, node down).</summary>

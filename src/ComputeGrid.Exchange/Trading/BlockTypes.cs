@@ -1,8 +1,4 @@
-using System.Text.Json;
-using ComputeGrid.Core;
 using ComputeGrid.Exchange.Instruments;
-using ComputeGrid.Exchange.Matching;
-using ComputeGrid.Ledger;
 
 namespace ComputeGrid.Exchange.Trading;
 
@@ -71,4 +67,3 @@ public enum BlockRefusal : byte
     /// <summary>The block would trade with more makers than one atomic ledger chain can settle.</summary>
     TooManyFills = 3,
 }
-
