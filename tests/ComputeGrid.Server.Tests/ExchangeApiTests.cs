@@ -376,15 +376,23 @@ public sealed class ExchangeApiTests(ExchangeApiFixture f) : IClassFixture<Excha
         await ApiTestHelpers.AssertProblemAsync(await f.Buyer.Http.PostAsync($"/api/exchange/nodes/{node}/outage", null), HttpStatusCode.Forbidden);
         Assert.Equal(before, await StateAsync());
 
-        // An operator's report takes the node down: the lease fails, the buyer gets the notional back and a 20 % penalty from the collateral.
+        // An operator's report takes the node down. The lease delivers two hours from now: it is not in delivery, so it
+        // stays (it fails at its start if the node is still down then; a node back up by then delivers it), and no money
+        // moves. The node backs no new sells meanwhile, and the refusal says which node is down.
         var down = await ApiTestHelpers.OkAsync(await Op.PostAsync($"/api/exchange/nodes/{node}/outage", null));
         Assert.True(ApiTime.TryParse(down.GetProperty("down_since").GetString(), null, out _));
         var lease = await f.Buyer.Http.GetJsonAsync($"/api/exchange/leases/{leaseId}");
-        Assert.Equal("failed", lease.GetProperty("status").GetString());
-        Assert.Equal(Price * 2, lease.GetProperty("refunded").GetInt64());
-        Assert.Equal(Price * 2 / 5, lease.GetProperty("penalty").GetInt64());
-        Assert.Equal(buyerBefore + Price * 2 + Price * 2 / 5, (await AccountAsync(f.Buyer)).GetProperty("credit_balance").GetInt64());
-        Assert.Equal(collateralBefore - Price * 2 / 5, (await Op.GetJsonAsync($"/api/ledger/accounts/{f.Collateral}")).GetProperty("credit_balance").GetInt64());
+        Assert.Equal("active", lease.GetProperty("status").GetString());
+        Assert.Equal(buyerBefore, (await AccountAsync(f.Buyer)).GetProperty("credit_balance").GetInt64());
+        Assert.Equal(collateralBefore, (await Op.GetJsonAsync($"/api/ledger/accounts/{f.Collateral}")).GetProperty("credit_balance").GetInt64());
+        var refused = await ApiTestHelpers.AssertProblemAsync(await f.Provider.Http.PostSnakeAsync("/api/exchange/orders",
+            new { instrument = symbol, side = "sell", price = Price, quantity = 7 }), HttpStatusCode.Conflict, "insufficient_capacity");
+        Assert.Contains($"node {node}", refused.GetProperty("detail").GetString());
+        Assert.Contains("down", refused.GetProperty("detail").GetString());
+        // Heard again, the node is up and its free GPUs back sells again.
+        await ApiTestHelpers.OkAsync(await Op.PostAsync($"/api/exchange/nodes/{node}/heartbeat", null));
+        Assert.Equal(JsonValueKind.Null, (await Op.GetJsonAsync($"/api/exchange/nodes/{node}")).GetProperty("down_since").ValueKind);
+        await OrderAsync(f.Provider, symbol, "sell", Price, 6);
     }
 
     /// <summary>The transfer space each component's transfer codes belong to.</summary>
@@ -392,7 +400,8 @@ public sealed class ExchangeApiTests(ExchangeApiFixture f) : IClassFixture<Excha
     {
         TransferCode.Funding => TransferSpace.Funding,
         TransferCode.InferenceHold or TransferCode.InferenceRevenue or TransferCode.InferenceFee => TransferSpace.Inference,
-        TransferCode.ExchangeHold or TransferCode.LeaseFunding or TransferCode.DeliveryPayment or TransferCode.Refund or TransferCode.Penalty => TransferSpace.Exchange,
+        TransferCode.ExchangeHold or TransferCode.LeaseFunding or TransferCode.DeliveryPayment or TransferCode.Refund or TransferCode.Penalty
+            or TransferCode.ExchangeDeposit or TransferCode.ExchangeWithdrawal => TransferSpace.Exchange,
         _ => throw new Xunit.Sdk.XunitException($"transfer code {code} belongs to no component"),
     };
 

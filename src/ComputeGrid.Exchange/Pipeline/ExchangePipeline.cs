@@ -55,7 +55,8 @@ public sealed class ExchangePipeline : IAsyncDisposable
     private readonly PipelineOptions _options;
     private readonly Channel<Pending> _queue;
     // Commands the pipeline makes itself (the ledger's answers to deposits), sequenced before the next submitted ones.
-    private readonly Channel<ExchangeCommand> _internal = Channel.CreateUnbounded<ExchangeCommand>(new UnboundedChannelOptions { SingleReader = false });
+    // A deposit's or withdrawal's submitter is answered with its TransferSettled: by then the money is counted (or given back).
+    private readonly Channel<Pending> _internal = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = false });
     // Batches the state machine applied, on their way to the ledger (bounded: the sequencer runs at most a few ahead).
     private readonly Channel<Batch> _applied = Channel.CreateBounded<Batch>(new BoundedChannelOptions(3) { SingleReader = true, SingleWriter = true });
     private readonly System.Collections.Concurrent.ConcurrentQueue<Batch> _free = new();
@@ -68,10 +69,12 @@ public sealed class ExchangePipeline : IAsyncDisposable
     private long _batches, _commands, _ledgerBatches;
     private long _journalTicks, _applyTicks, _ledgerTicks; // Stopwatch ticks spent in each stage's work
 
-    private sealed class Pending(ExchangeCommand command, TaskCompletionSource<CommandOutcome>? completion)
+    private sealed class Pending(ExchangeCommand command, TaskCompletionSource<CommandOutcome>? completion, CommandOutcome? deferred = null)
     {
         public ExchangeCommand Command = command;
         public readonly TaskCompletionSource<CommandOutcome>? Completion = completion;
+        /// <summary>For a TransferSettled carrying a deposit's submitter: the deposit's outcome, answered once this is applied.</summary>
+        public readonly CommandOutcome? Deferred = deferred;
     }
 
     /// <summary>One batch through the stages: its commands, and what the state machine made of them.</summary>
@@ -151,7 +154,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 if (!deposits.TryGetValue(seq, out Transfer t)) throw new InvalidOperationException($"Deposit {seq} waits for the ledger but its transfer was not replayed.");
                 CreateTransferResult[] r = await ledger.CreateTransfersAsync(new[] { t }, ct);
                 bool ok = r[0] is CreateTransferResult.Ok or CreateTransferResult.Exists;
-                pipeline._internal.Writer.TryWrite(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = seq, Ok = ok });
+                pipeline._internal.Writer.TryWrite(new Pending(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = seq, Ok = ok }, null));
             }
         }
         catch
@@ -201,7 +204,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
     private async Task RunAsync()
     {
         ChannelReader<Pending> reader = _queue.Reader;
-        ChannelReader<ExchangeCommand> internals = _internal.Reader;
+        ChannelReader<Pending> internals = _internal.Reader;
         Batch? batch = null;
         try
         {
@@ -209,13 +212,13 @@ public sealed class ExchangePipeline : IAsyncDisposable
             {
                 batch = _free.TryDequeue(out Batch? b) ? b : new Batch();
                 batch.Items.Clear();
-                while (internals.TryRead(out ExchangeCommand ic)) batch.Items.Add(new Pending(ic, null));
+                while (internals.TryRead(out Pending? ic)) batch.Items.Add(ic);
                 if (batch.Items.Count == 0 && !reader.TryPeek(out _))
                 {
                     Task<bool> external = reader.WaitToReadAsync(_stop.Token).AsTask(), own = internals.WaitToReadAsync(_stop.Token).AsTask();
                     await Task.WhenAny(external, own);
                     if (external.IsCompleted && !external.Result && !own.IsCompleted) break; // closed
-                    while (internals.TryRead(out ExchangeCommand ic)) batch.Items.Add(new Pending(ic, null));
+                    while (internals.TryRead(out Pending? ic)) batch.Items.Add(ic);
                 }
                 while (batch.Items.Count < _options.BatchMax && reader.TryRead(out Pending? p)) batch.Items.Add(p);
                 if (batch.Items.Count == 0)
@@ -303,20 +306,22 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 Dictionary<int, CreateTransferResult> awaited = await CheckLedgerAsync(calls, done.Plan);
                 Interlocked.Add(ref _ledgerTicks, System.Diagnostics.Stopwatch.GetTimestamp() - Math.Max(issued, _ledgerClock));
                 _ledgerClock = System.Diagnostics.Stopwatch.GetTimestamp();
-                Dictionary<ulong, CreateTransferResult>? settled = null;
-                foreach ((int index, ulong seq) in done.Plan.Awaiting)
-                {
-                    _internal.Writer.TryWrite(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = (long)seq, Ok = awaited[index] == CreateTransferResult.Ok });
-                    (settled ??= [])[seq] = awaited[index];
-                }
+                Dictionary<ulong, (int Index, CreateTransferResult Answer)>? settled = null;
+                foreach ((int index, ulong seq) in done.Plan.Awaiting) (settled ??= [])[seq] = (index, awaited[index]);
                 for (int i = 0; i < done.Items.Count; i++)
                 {
-                    TaskCompletionSource<CommandOutcome>? tcs = done.Items[i].Completion;
-                    if (tcs is null) continue;
+                    Pending item = done.Items[i];
                     CommandResult r = done.Results[i];
                     FillRecord[] fills = r.Fills == 0 ? [] : done.Fills.GetRange(r.FirstFill, r.Fills).ToArray();
-                    CreateTransferResult? settlement = settled is not null && settled.TryGetValue(done.Items[i].Command.Seq, out CreateTransferResult a) ? a : null;
-                    tcs.TrySetResult(new CommandOutcome(r, fills, settlement));
+                    if (settled is not null && settled.TryGetValue(item.Command.Seq, out var a))
+                    {
+                        // The ledger's answer goes back as a command; the submitter is answered when that is applied.
+                        var settle = new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = (long)item.Command.Seq, Ok = a.Answer == CreateTransferResult.Ok };
+                        _internal.Writer.TryWrite(new Pending(settle, item.Completion, item.Completion is null ? null : new CommandOutcome(r, fills, a.Answer)));
+                        continue;
+                    }
+                    if (item.Completion is null) continue;
+                    item.Completion.TrySetResult(item.Deferred ?? new CommandOutcome(r, fills));
                 }
                 done.Items.Clear();
                 _free.Enqueue(done);
@@ -339,6 +344,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
         _queue.Writer.TryComplete();
         if (batch is not null) Fail(batch.Items, e);
         while (_queue.Reader.TryRead(out Pending? p)) p.Completion?.TrySetException(Unavailable(e));
+        while (_internal.Reader.TryRead(out Pending? p)) p.Completion?.TrySetException(Unavailable(e));
     }
 
     private static void Fail(List<Pending> items, Exception e)
@@ -453,6 +459,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
         catch (Exception e) when (e is OperationCanceledException or ExchangeUnavailableException) { }
         var stopped = new ExchangeUnavailableException("The exchange stopped.");
         while (_queue.Reader.TryRead(out Pending? p)) p.Completion?.TrySetException(stopped);
+        while (_internal.Reader.TryRead(out Pending? p)) p.Completion?.TrySetException(stopped);
         _journal?.Dispose();
         _stop.Dispose();
         _readGate.Dispose();

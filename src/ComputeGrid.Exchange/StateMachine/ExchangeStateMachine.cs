@@ -255,8 +255,9 @@ public sealed partial class ExchangeStateMachine
         // Counted once the ledger confirms: the source is the owner's and may lack the money.
         _plan.AwaitedTransfer(new Transfer
         {
+            // A funding with its own id (an operator's, from the treasury) keeps the funding code, as its id is in the funding space.
             Id = c.Account2 != 0 ? c.Account2 : NextTransferId(), DebitAccountId = c.Account, CreditAccountId = to, Amount = c.Amount, Asset = Asset.Usd.Code,
-            Code = DepositCode, UserData64 = (ulong)c.Owner,
+            Code = c.Account2 != 0 ? (ushort)TransferCode.Funding : DepositCode, UserData64 = (ulong)c.Owner,
         }, _seq);
         _pendingDeposits[(long)_seq] = new PendingDeposit(c.Owner, c.Amount, collateral);
         return new CommandResult { Subject = (long)_seq, Status = OrderStatus.Resting };

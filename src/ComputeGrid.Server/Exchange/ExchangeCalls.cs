@@ -81,7 +81,7 @@ public static class ExchangeCalls
         string? detail = Refusals.Describe(r);
         BlockRefusal refusal = r.Detail switch
         {
-            RefusalDetail.BlockShort => BlockRefusal.Short,
+            RefusalDetail.BlockShort or RefusalDetail.BlockNotTrading => BlockRefusal.Short,
             RefusalDetail.BlockAboveLimit => BlockRefusal.AboveLimit,
             RefusalDetail.BlockTooManyFills => BlockRefusal.TooManyFills,
             _ => BlockRefusal.None,
