@@ -44,7 +44,7 @@ public sealed class ExchangeApiFixture : IAsyncLifetime
         (App, Operator) = await TestServer.StartInProcessAsync(Dir, limits: new ServerLimits { Anonymous = new RateLimit(10_000, 20_000) });
         Anonymous = TestServer.Client(Operator.BaseAddress!.ToString(), null);
         Seed = await TestServer.SeedExchangeAsync(Operator, ("B200", "frankfurt"), ("H100", "tokyo"), ("A100", "dallas"), ("H200", "london"), ("H100", "madrid"),
-            ("H100", "osaka"), ("H200", "mumbai"), ("A100", "sydney"));
+            ("H100", "osaka"), ("H200", "mumbai"), ("A100", "sydney"), ("RTX4090", "frankfurt"));
         Other = await TestServer.NewProviderAsync(Operator, "other", collateralMicroUsd: 10_000_000);
         await TestServer.AdmitNodeAsync(Operator, Other.Id, OtherNode);
         // The nodes are alive: the exchange would fail a lease whose node missed its heartbeats for 30 s.
@@ -89,6 +89,54 @@ public sealed class ExchangeApiTests(ExchangeApiFixture f) : IClassFixture<Excha
     private static long[] OrderIds(JsonElement page) => page.GetProperty("orders").EnumerateArray().Select(o => o.GetProperty("order_id").GetInt64()).ToArray();
 
     private static long[] LeaseIds(JsonElement page) => page.GetProperty("leases").EnumerateArray().Select(l => l.GetProperty("id").GetInt64()).ToArray();
+
+    [Fact]
+    public async Task A_batch_answers_each_order_in_order_refusing_bad_ones_alone_and_crossing_batches_trade()
+    {
+        string symbol = await HourlyAsync("RTX4090", "frankfurt");
+        long tick = (await f.Anonymous.GetJsonAsync($"/api/exchange/instruments/{symbol}")).GetProperty("tick").GetInt64();
+        var sells = new object[]
+        {
+            new { instrument = symbol, side = "sell", price = 500_000, quantity = 2 },
+            new { instrument = "RTX4090.nowhere.H.2020-01-01T00", side = "sell", price = 500_000, quantity = 1 },
+            new { instrument = symbol, side = "sell", price = 500_000 + tick / 2 + 1, quantity = 1 }, // off the tick
+            new { instrument = symbol, side = "sideways", price = 500_000, quantity = 1 },
+            new { instrument = symbol, side = "sell", price = 510_000, quantity = 3 },
+        };
+        var answer = await ApiTestHelpers.OkAsync(await f.Provider.Http.PostSnakeAsync("/api/exchange/orders/batch", new { orders = sells }));
+        var results = answer.GetProperty("results").EnumerateArray().ToArray();
+        Assert.Equal(5, results.Length);
+        Assert.Equal(2, answer.GetProperty("accepted").GetInt32());
+        Assert.Equal("resting", results[0].GetProperty("order").GetProperty("status").GetString());
+        Assert.Equal((404, "unknown_instrument"), (results[1].GetProperty("status").GetInt32(), results[1].GetProperty("error").GetString()));
+        Assert.Equal(JsonValueKind.Null, results[2].GetProperty("order").ValueKind);
+        Assert.Equal(422, results[2].GetProperty("status").GetInt32());
+        Assert.Equal(400, results[3].GetProperty("status").GetInt32());
+        Assert.Equal("resting", results[4].GetProperty("order").GetProperty("status").GetString());
+        Assert.True(results[0].GetProperty("order").GetProperty("order_id").GetInt64() < results[4].GetProperty("order").GetProperty("order_id").GetInt64());
+
+        // A buyer's batch crosses them: each buy fills against the book as the single endpoint would, in order.
+        var buys = new object[]
+        {
+            new { instrument = symbol, side = "buy", price = 500_000, quantity = 2 },
+            new { instrument = symbol, side = "buy", price = 510_000, quantity = 1, time_in_force = "ioc" },
+        };
+        answer = await ApiTestHelpers.OkAsync(await f.Buyer.Http.PostSnakeAsync("/api/exchange/orders/batch", new { orders = buys }));
+        results = answer.GetProperty("results").EnumerateArray().ToArray();
+        Assert.Equal("filled", results[0].GetProperty("order").GetProperty("status").GetString());
+        Assert.Equal(500_000, results[0].GetProperty("order").GetProperty("fills")[0].GetProperty("price").GetInt64());
+        Assert.Equal("filled", results[1].GetProperty("order").GetProperty("status").GetString());
+        Assert.Equal(510_000, results[1].GetProperty("order").GetProperty("fills")[0].GetProperty("price").GetInt64());
+
+        // The batch's own shape: empty, too many, no credential.
+        await ApiTestHelpers.AssertProblemAsync(await f.Buyer.Http.PostSnakeAsync("/api/exchange/orders/batch", new { orders = Array.Empty<object>() }), HttpStatusCode.BadRequest);
+        var many = Enumerable.Range(0, 4097).Select(_ => (object)new { instrument = symbol, side = "buy", price = 100_000, quantity = 1 }).ToArray();
+        await ApiTestHelpers.AssertProblemAsync(await f.Buyer.Http.PostSnakeAsync("/api/exchange/orders/batch", new { orders = many }), HttpStatusCode.BadRequest);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await f.Anonymous.PostSnakeAsync("/api/exchange/orders/batch", new { orders = buys })).StatusCode);
+        // Nobody trades for another: a batch has no owner field, and one given is refused as an unknown member or ignored, never obeyed.
+        var orders = await f.Buyer.Http.GetJsonAsync("/api/exchange/orders");
+        Assert.DoesNotContain(orders.GetProperty("orders").EnumerateArray(), o => o.GetProperty("owner").GetInt64() != (long)f.Buyer.Id);
+    }
 
     [Fact]
     public async Task A_crossing_pair_fills_and_shows_in_the_lease_tape_candles_index_and_book()

@@ -18,6 +18,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
 namespace ComputeGrid.Server.Exchange;
@@ -60,7 +61,8 @@ public static class ExchangeEndpoints
 
         var trade = g.MapGroup("").RequireAuthorization(Policies.Trader);
         trade.MapPost("/orders", PlaceAsync).WithSummary("Places an order for the caller.");
-        trade.MapPost("/orders/batch", PlaceBatchAsync).WithSummary("Places up to 4,096 orders for the caller at once (market makers): one result per order, in order.");
+        long batchBytes = app.ServiceProvider.GetRequiredService<ServerLimits>().BatchBodyBytesMax;
+        trade.MapPost("/orders/batch", PlaceBatchAsync).WithMetadata(new BodyLimitAttribute(batchBytes)).WithSummary("Places up to 4,096 orders for the caller at once (market makers): one result per order, in order.");
         trade.MapGet("/account", AccountAsync).WithSummary("The caller's trading account: available, held by open buys, deposits and withdrawals waiting for the ledger.");
         trade.MapPost("/deposits", DepositAsync).WithSummary("Moves money from the caller's balance (a provider's: its revenue) to its trading account.");
         trade.MapPost("/withdrawals", WithdrawAsync).WithSummary("Moves available money from the caller's trading account back to its balance.");
