@@ -51,6 +51,10 @@ public sealed class ExchangeDifferentialTests(ITestOutputHelper output)
             "Cancel after an expiry", "Replace after an expiry", "Deliver None Rejected", "Withdraw None Resting", "TransferSettled None Rejected",
             "TransferSettled None Filled", "FundCollateral None Resting", "lease Completed", "lease Failed with penalty", "lease Failed with shortfall",
             "leases failed at their start", "order ended: NodeDown", "order ended: InstrumentClosed",
+            "Resell with fills", "Resell None Resting", "Resell None Cancelled", "Resell InsufficientCapacity LeaseTimeShort",
+            "Resell InsufficientCapacity LeaseDoesNotCover", "resold lease Completed", "resold lease Failed",
+            "Block with fills", "Block BookRejected BlockShort", "Block BookRejected BlockAboveLimit", "Block InstrumentNotTrading BlockNotTrading",
+            "Block InvalidRequest BlockInvalid", "Block NotionalOverflows BlockInvalid", "Block InsufficientBalance BalanceShort",
         ];
         foreach (string outcome in expected) Assert.True(coverage.GetValueOrDefault(outcome) > 0, $"No stream of chunk {chunk} reached '{outcome}'.");
     }
