@@ -71,7 +71,8 @@ public sealed partial class ExchangeStateMachine
     /// <summary>
     /// Checks the state's invariants; throws <see cref="InvalidOperationException"/> naming the first broken one:
     /// every open order rests in its book with the same remaining quantity and every resting order is open; each open
-    /// buy holds its limit × remaining; committed capacity equals the open sells' GPUs, hour by hour; no node is
+    /// buy holds its limit × remaining; committed capacity equals the open sells' GPUs, hour by hour (resale sells aside);
+    /// each lease's time offered or sold equals its open resale sells' GPUs plus the leases resold from it; no node is
     /// leased beyond its GPUs; each lease's payments and refunds stay within its notional; no mirror is negative.
     /// </summary>
     public void CheckInvariants()

@@ -121,7 +121,7 @@ public sealed partial class ExchangeStateMachine
     /// <summary>
     /// Applies one command: its result, its fills appended to <paramref name="fills"/>, its ledger effects appended to
     /// <paramref name="plan"/>. A command applies whole or not at all: a refusal changes no state and plans nothing.
-    /// Time comes first, whatever the outcome: the book a place, cancel or replace names drops the good-till-time orders
+    /// Time comes first, whatever the outcome: the book a place, resale, cancel or replace names drops the good-till-time orders
     /// that expired by the command's time (their releases in a span of their own, with the command's sequence).
     /// </summary>
     /// <exception cref="ArgumentException">The command's sequence or time goes backwards (the sequencer's bug).</exception>

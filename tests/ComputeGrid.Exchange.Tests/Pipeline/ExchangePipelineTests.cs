@@ -50,6 +50,57 @@ public sealed class ExchangePipelineTests : IDisposable
     }
 
     [Fact]
+    public async Task Blocks_and_resales_go_through_the_journal_and_a_restart_replays_them_to_the_same_state()
+    {
+        await using LedgerEngine ledger = await LedgerAsync();
+        byte[] hash;
+        long resale;
+        await using (ExchangePipeline pipeline = await ExchangePipeline.StartAsync(NewMachine(), ledger, Journal, _time))
+        {
+            Assert.True((await pipeline.SubmitAsync(ExchangeCommand.Tick())).Result.Ok);
+            Assert.True((await pipeline.SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.RegisterTrader, Owner = Buyer })).Result.Ok);
+            Assert.True((await pipeline.SubmitAsync(new ExchangeCommand
+            {
+                Kind = ExchangeCommandKind.RegisterProvider, Owner = Provider, Account = Revenue, Account2 = Collateral, Amount = 50_000_000,
+            })).Result.Ok);
+            Assert.True((await pipeline.SubmitAsync(new ExchangeCommand
+            {
+                Kind = ExchangeCommandKind.AdmitNode, Owner = Provider, Gpus = 8, Gpu = GpuClass.H100, Region = "frankfurt", Name = "fra-01",
+            })).Result.Ok);
+            Assert.True((await pipeline.SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.Deposit, Owner = Buyer, Account = BuyerWallet, Amount = 500_000_000 })).Result.Ok);
+            await WaitAsync(() => pipeline.ReadAsync(sm => sm.PendingDeposits.Count == 0));
+            int h14 = await pipeline.ReadAsync(sm => sm.Instruments.GetBySymbol("H100.frankfurt.H.2026-11-26T14").Id);
+            int h15 = await pipeline.ReadAsync(sm => sm.Instruments.GetBySymbol("H100.frankfurt.H.2026-11-26T15").Id);
+            Assert.True((await pipeline.SubmitAsync(ExchangeCommand.Place(Provider, h14, Side.Sell, OrderType.Limit, TimeInForce.GoodTillCancel, 2_000_000, 4))).Result.Ok);
+            Assert.True((await pipeline.SubmitAsync(ExchangeCommand.Place(Provider, h15, Side.Sell, OrderType.Limit, TimeInForce.GoodTillCancel, 2_100_000, 4))).Result.Ok);
+
+            long start = new DateTimeOffset(2026, 11, 26, 14, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds() * 1_000_000;
+            CommandOutcome block = await pipeline.SubmitAsync(ExchangeCommand.Block(Buyer, GpuClass.H100, "frankfurt", start, start + 2 * 3_600_000_000_000L, 2, 2_050_000));
+            Assert.True(block.Result.Ok, block.Result.Error.ToString());
+            Assert.Equal(2 * 2_000_000 + 2 * 2_100_000, block.Result.Cost);
+            Assert.Equal(2, block.Fills.Length);
+            CommandOutcome resell = await pipeline.SubmitAsync(ExchangeCommand.Resell(Buyer, block.Fills[0].LeaseId, h14, 2_500_000, 1));
+            Assert.Equal(OrderStatus.Resting, resell.Result.Status);
+            resale = resell.Result.Subject;
+            Account trading = (await ledger.LookupAccountsAsync([ExchangeStateMachine.TradingAccount(Buyer)]))[0];
+            Assert.Equal((8_200_000L, 0L), (trading.DebitsPosted, trading.DebitsPending));
+            await pipeline.ReadAsync(sm => { sm.CheckInvariants(); return 0; });
+            hash = await pipeline.ReadAsync(sm => sm.StateHash());
+        }
+
+        await using (ExchangePipeline again = await ExchangePipeline.StartAsync(NewMachine(), ledger, Journal, _time))
+        {
+            Assert.Equal(hash, await again.ReadAsync(sm => sm.StateHash()));
+            OpenOrder open = Assert.Single(await again.ReadAsync(sm => sm.OpenOrders(Buyer)));
+            Assert.Equal(resale, open.OrderId);
+            Assert.NotNull(open.LeaseId);
+            // The lease time the resale reserved is given back by the cancel: it can be offered again.
+            Assert.Equal(OrderStatus.Cancelled, (await again.SubmitAsync(ExchangeCommand.Cancel(Buyer, resale))).Result.Status);
+            Assert.Equal(OrderStatus.Resting, (await again.SubmitAsync(ExchangeCommand.Resell(Buyer, open.LeaseId!.Value, open.Instrument, 2_500_000, 2))).Result.Status);
+        }
+    }
+
+    [Fact]
     public async Task Orders_trade_and_settle_through_the_pipeline_and_a_restart_replays_to_the_same_state()
     {
         await using LedgerEngine ledger = await LedgerAsync();

@@ -173,6 +173,23 @@ public sealed class BlockAndResaleTests : IDisposable
         return string.Join("\n", parts);
     }
 
+    [Fact]
+    public void Resell_and_block_commands_round_trip_through_the_journal_codec()
+    {
+        ExchangeCommand[] commands =
+        [
+            ExchangeCommand.Resell(Buyer, 123_456_789, 42, 2_500_000, 3, TimeInForce.FillOrKill),
+            ExchangeCommand.Block(Buyer2, GpuClass.A100, "tokyo", Hour(2), Hour(9), 7, 1_900_000),
+        ];
+        foreach (ExchangeCommand c in commands)
+        {
+            byte[] bytes = new byte[ComputeGrid.Exchange.Pipeline.CommandCodec.Size(in c)];
+            Assert.Equal(bytes.Length, ComputeGrid.Exchange.Pipeline.CommandCodec.Write(in c, bytes));
+            ExchangeCommand read = ComputeGrid.Exchange.Pipeline.CommandCodec.Read(bytes, 9, 10);
+            Assert.Equal(c with { Seq = 9, Time = 10 }, read);
+        }
+    }
+
     // ================================================================== resale
 
     [Fact]

@@ -42,12 +42,13 @@ internal sealed partial class DifferentialStream
         else
         {
             // Mostly trading, with money, nodes and the clock moving around it.
-            int[] w = [1, 1, 3, 5, 2, 3, 10, 38, 6, 6, 7, 2, 1, 3, 10, 1];
+            int[] w = [1, 1, 3, 5, 2, 3, 10, 38, 6, 6, 7, 2, 1, 3, 10, 1, 5, 3, 8];
             int kind = 0, roll = _rng.Next(w.Sum());
             while (roll >= w[kind]) roll -= w[kind++];
             if (kind == 6 && _settlements.Count == 0) kind = 7;
             if (kind is 8 or 9 && _reference.OpenOrders().Count == 0 && Chance(80)) kind = 7;
             if (kind == 10 && !_reference.Leases.Any(l => l.Status == LeaseStatus.Active && l.Start < _now) && Chance(80)) kind = 7;
+            if (kind == 16 && !_reference.Leases.Any(l => l.Status == LeaseStatus.Active && l.End > _now) && Chance(80)) kind = 18;
             c = kind switch
             {
                 0 => new ExchangeCommand { Kind = ExchangeCommandKind.RegisterTrader, Owner = Chance(4) ? -1 : AnyOwner() },
@@ -65,6 +66,9 @@ internal sealed partial class DifferentialStream
                 12 => NodeCommand(ExchangeCommandKind.NodeTimeout),
                 13 => NodeCommand(ExchangeCommandKind.NodeUp),
                 14 => ExchangeCommand.Tick(),
+                16 => Resell(),
+                17 => Block(),
+                18 => BlockLiquidity(),
                 _ => new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = Chance(50) && _settled.Count > 0 ? Pick(_settled.ToList()) : 777_777, Ok = Chance(50) },
             };
             // A tick often jumps: instruments list and close, orders expire, leases start.
@@ -310,5 +314,66 @@ internal sealed partial class DifferentialStream
         c.Owner = Chance(88) ? node.Provider : AnyOwner();
         if (kind == ExchangeCommandKind.NodeTimeout && Chance(10)) c.From = _now + NsPerMinute;
         return c;
+    }
+
+    /// <summary>A lease's buyer offers some of it again: mostly on an instrument the lease covers, sometimes not (or not its own).</summary>
+    private ExchangeCommand Resell()
+    {
+        List<LeaseView> leases = _reference.Leases.Where(l => l.Status == LeaseStatus.Active && l.End > _now).ToList();
+        if (leases.Count == 0 || Chance(4))
+            return ExchangeCommand.Resell(Trader(), Chance(50) ? 5_555 : (long)_seq, PickInstrument()?.Id ?? 1, 2_000_000, 1);
+        LeaseView lease = Pick(leases);
+        Instrument? leased = _reference.InstrumentOf(lease.Instrument);
+        List<Instrument> covered = _reference.ActiveInstruments.Where(i => leased is not null && i.Gpu == leased.Gpu && i.Region == leased.Region
+            && i.DeliveryStart >= lease.Start && i.DeliveryEnd <= lease.End && i.IsTradingAt(_now)).OrderBy(i => i.Id).ToList();
+        Instrument? target = covered.Count > 0 && Chance(92) ? (Chance(60) && covered.Any(i => i.Id == lease.Instrument) ? covered.First(i => i.Id == lease.Instrument) : Pick(covered))
+            : PickInstrument();
+        int id = target?.Id ?? 1;
+        long hours = target is null ? 1 : (target.DeliveryEnd - target.DeliveryStart) / NsPerHour;
+        long gpus = Chance(85) ? _rng.Next(1, lease.Gpus + 1) : lease.Gpus + 1;
+        long quantity = Chance(94) ? hours * gpus : Quantity(hours);
+        TimeInForce tif = _rng.Next(100) switch { < 50 => TimeInForce.GoodTillCancel, < 72 => TimeInForce.ImmediateOrCancel, < 95 => TimeInForce.FillOrKill, _ => TimeInForce.GoodTillTime };
+        PriceBand band = target?.Band ?? GpuClasses.Spec(GpuClass.H100).Band;
+        long price = PriceNear(band, Mid(target?.Gpu ?? GpuClass.H100), Side.Sell);
+        if (target is not null && Chance(40) && BestOpposite(target.Id, Side.Sell) is long best) price = best;
+        return ExchangeCommand.Resell(Chance(92) ? lease.Buyer : AnyOwner(), lease.Id, id, price, quantity, tif);
+    }
+
+    /// <summary>A block over consecutive hours of a class and region that trade now, mostly; sometimes malformed, too long or too dear.</summary>
+    private ExchangeCommand Block()
+    {
+        (GpuClass gpu, string region) = Chance(85) ? _hot : _second;
+        List<Instrument> hourly = _reference.ActiveInstruments.Where(i => i.Kind == DeliveryKind.HourlySpot && i.Gpu == gpu && i.Region == region && i.IsTradingAt(_now))
+            .OrderBy(i => i.DeliveryStart).ToList();
+        long from = hourly.Count > 0 ? hourly[Chance(60) ? 0 : _rng.Next(hourly.Count)].DeliveryStart : _now - _now % NsPerHour + NsPerHour;
+        long to = from + (Chance(90) ? _rng.Next(1, 3) : _rng.Next(3, 9)) * NsPerHour;
+        int gpus = Chance(65) ? 1 : _rng.Next(2, 5);
+        PriceBand band = GpuClasses.Spec(gpu).Band;
+        long price = Chance(75) ? Mid(gpu) + _rng.Next(-3, 8) * band.Tick : Chance(50) ? band.MaxPrice : band.MinPrice;
+        ExchangeCommand c = ExchangeCommand.Block(Buyer(), gpu, region, from, to, gpus, price);
+        switch (_rng.Next(40))
+        {
+            case 0: c.Gpus = 0; break;
+            case 1: c.From += 1; break;
+            case 2: c.To = c.From; break;
+            case 3: c.Region = Chance(50) ? null : "london"; break;
+            case 4: c.Price = 0; break;
+            case 5: c.To = c.From + (ExchangeStateMachine.BlockHoursMax + 1) * NsPerHour; break;
+            case 6: c.Gpus = int.MaxValue; c.To = c.From + ExchangeStateMachine.BlockHoursMax * NsPerHour; break;
+            case 7: c.Gpu = (GpuClass)99; break;
+        }
+        return c;
+    }
+
+    /// <summary>An ask in any hourly book of the hot class and region that trades now: liquidity across consecutive hours, for blocks.</summary>
+    private ExchangeCommand BlockLiquidity()
+    {
+        List<Instrument> hourly = _reference.ActiveInstruments.Where(i => i.Kind == DeliveryKind.HourlySpot && i.Gpu == _hot.Gpu && i.Region == _hot.Region && i.IsTradingAt(_now))
+            .ToList();
+        if (hourly.Count == 0) return Place();
+        Instrument i = Pick(hourly);
+        TimeInForce tif = Chance(80) ? TimeInForce.GoodTillCancel : TimeInForce.GoodTillTime;
+        long expires = tif == TimeInForce.GoodTillTime ? _now + _rng.NextInt64(NsPerMinute, 30 * NsPerMinute) : 0;
+        return ExchangeCommand.Place(Seller(), i.Id, Side.Sell, OrderType.Limit, tif, PriceNear(i.Band, Mid(i.Gpu), Side.Sell), _rng.Next(1, 4), expiresAt: expires);
     }
 }

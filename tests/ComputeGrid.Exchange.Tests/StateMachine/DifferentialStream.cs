@@ -173,6 +173,7 @@ internal sealed partial class DifferentialStream : IDisposable
         if (_coverage is not null)
         {
             void Count(string key, int n) => _coverage[key] = _coverage.GetValueOrDefault(key) + n;
+            foreach (LeaseView l in _reference.Leases.Where(l => l.Parent != 0)) Count($"resold lease {l.Status}", 1);
             foreach (LeaseView l in _reference.Leases)
                 Count($"lease {l.Status}{(l.Penalty > 0 ? " with penalty" : "")}{(l.PenaltyShortfall > 0 ? " with shortfall" : "")}{(l.Paid > 0 && l.Status != LeaseStatus.Completed ? " part-paid" : "")}", 1);
             foreach ((OrderEndReason reason, _) in _reference.Ended.Values) Count($"order ended: {reason}", 1);
@@ -187,10 +188,10 @@ internal sealed partial class DifferentialStream : IDisposable
     }
 
     private static string Show(in CommandResult r) =>
-        $"{r.Error} book {r.BookReject} {r.Status} {r.Detail}({r.DetailValue}) subject {r.Subject} remaining {r.Remaining}";
+        $"{r.Error} book {r.BookReject} {r.Status} {r.Detail}({r.DetailValue}) subject {r.Subject} remaining {r.Remaining} cost {r.Cost}";
 
     private static string Show(ReferenceResult r) =>
-        $"{r.Error} book {r.BookReject} {r.Status} {r.Detail}({r.DetailValue}) subject {r.Subject} remaining {r.Remaining}";
+        $"{r.Error} book {r.BookReject} {r.Status} {r.Detail}({r.DetailValue}) subject {r.Subject} remaining {r.Remaining} cost {r.Cost}";
 
     /// <summary>One command to both machines and the reference; results and fills compared.</summary>
     private void Step(in ExchangeCommand c)
@@ -213,9 +214,10 @@ internal sealed partial class DifferentialStream : IDisposable
         Require(r.Equals(r2), () => $"replica disagrees: {Show(in r)} vs {Show(in r2)}");
         Require(_replica is null || _fills.Skip(before).SequenceEqual(_replicaFills.Skip(replicaBefore)), () => "replica's fills differ");
         Require(r.Error == expected.Error && r.BookReject == expected.BookReject && r.Detail == expected.Detail && r.DetailValue == expected.DetailValue
-                && r.Subject == expected.Subject && r.Remaining == expected.Remaining,
+                && r.Subject == expected.Subject && r.Remaining == expected.Remaining && r.Cost == expected.Cost,
             () => $"result {Show(in r)}, reference {Show(expected)}");
-        if (c.Kind is ExchangeCommandKind.Place or ExchangeCommandKind.Cancel or ExchangeCommandKind.Replace or ExchangeCommandKind.Deposit
+        if (c.Kind is ExchangeCommandKind.Place or ExchangeCommandKind.Cancel or ExchangeCommandKind.Replace or ExchangeCommandKind.Resell or ExchangeCommandKind.Block
+            or ExchangeCommandKind.Deposit
             or ExchangeCommandKind.FundCollateral or ExchangeCommandKind.TransferSettled || !r.Ok)
             Require(r.Status == expected.Status, () => $"status {r.Status}, reference {expected.Status}");
         Require(r.FirstFill == before && r.Fills == _fills.Count - before, () => "the result's fill span is not the command's fills");
@@ -239,6 +241,8 @@ internal sealed partial class DifferentialStream : IDisposable
     {
         ExchangeCommandKind.Place => $"#{c.Seq} t={c.Time} Place owner {c.Owner} instr {c.Instrument} {c.Side} {c.Type} {c.TimeInForce}{(c.PostOnly ? " post-only" : "")} {c.Price}x{c.Quantity} exp {c.ExpiresAt}",
         ExchangeCommandKind.Cancel or ExchangeCommandKind.Replace => $"#{c.Seq} t={c.Time} {c.Kind} owner {c.Owner} order {c.Target} {c.Price}x{c.Quantity}",
+        ExchangeCommandKind.Resell => $"#{c.Seq} t={c.Time} Resell owner {c.Owner} lease {c.Target} instr {c.Instrument} {c.TimeInForce} {c.Price}x{c.Quantity}",
+        ExchangeCommandKind.Block => $"#{c.Seq} t={c.Time} Block owner {c.Owner} {c.Gpus} {c.Gpu} {c.Region} [{c.From}, {c.To}) limit {c.Price}",
         ExchangeCommandKind.Deposit or ExchangeCommandKind.FundCollateral or ExchangeCommandKind.Withdraw => $"#{c.Seq} t={c.Time} {c.Kind} owner {c.Owner} {c.Amount} account {c.Account}",
         ExchangeCommandKind.TransferSettled => $"#{c.Seq} t={c.Time} TransferSettled {c.Target} ok={c.Ok}",
         ExchangeCommandKind.Deliver => $"#{c.Seq} t={c.Time} Deliver owner {c.Owner} lease {c.Target} [{c.From}, {c.To})",
@@ -382,7 +386,7 @@ internal sealed partial class DifferentialStream : IDisposable
     private static string Show(LeaseView l) =>
         $"{l.Id} i{l.Instrument} buyer {l.Buyer} provider {l.Provider} payee {l.Payee} [{l.Start},{l.End}) {l.Gpus}x{l.Price}={l.Notional} escrow {l.EscrowAccount} "
         + $"nodes [{string.Join(",", l.Nodes)}] {l.Status} delivered {l.DeliveredGpuHours} paid {l.Paid} refunded {l.Refunded} penalty {l.Penalty} "
-        + $"shortfall {l.PenaltyShortfall} reserve {l.PenaltyReserve}";
+        + $"shortfall {l.PenaltyShortfall} reserve {l.PenaltyReserve} parent {l.Parent}";
 
     /// <summary>Each open buy has exactly one hold pending in the ledger, of limit × remaining; no other order has one.</summary>
     private void CheckHolds(IReadOnlyList<OpenOrder> open)

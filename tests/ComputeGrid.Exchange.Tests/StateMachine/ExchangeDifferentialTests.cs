@@ -2,6 +2,7 @@ using System.Diagnostics;
 using ComputeGrid.Exchange.Instruments;
 using ComputeGrid.Exchange.Matching;
 using ComputeGrid.Exchange.StateMachine;
+using ComputeGrid.Exchange.Trading;
 using ComputeGrid.Ledger;
 using Xunit.Abstractions;
 
@@ -51,6 +52,10 @@ public sealed class ExchangeDifferentialTests(ITestOutputHelper output)
             "Cancel after an expiry", "Replace after an expiry", "Deliver None Rejected", "Withdraw None Resting", "TransferSettled None Rejected",
             "TransferSettled None Filled", "FundCollateral None Resting", "lease Completed", "lease Failed with penalty", "lease Failed with shortfall",
             "leases failed at their start", "order ended: NodeDown", "order ended: InstrumentClosed",
+            "Resell with fills", "Resell None Resting", "Resell None Cancelled", "Resell InsufficientCapacity LeaseTimeShort",
+            "Resell InsufficientCapacity LeaseDoesNotCover", "resold lease Completed", "resold lease Failed",
+            "Block with fills", "Block BookRejected BlockShort", "Block BookRejected BlockAboveLimit", "Block InstrumentNotTrading BlockNotTrading",
+            "Block InvalidRequest BlockInvalid", "Block NotionalOverflows BlockInvalid", "Block InsufficientBalance BalanceShort",
         ];
         foreach (string outcome in expected) Assert.True(coverage.GetValueOrDefault(outcome) > 0, $"No stream of chunk {chunk} reached '{outcome}'.");
     }
@@ -105,6 +110,63 @@ public sealed class ExchangeDifferentialTests(ITestOutputHelper output)
         LeaseView daily = stream.Machine.Leases().Last();
         Assert.Equal(24 * 3_600_000_000_000L, daily.End - daily.Start);
         Assert.Equal(new[] { (nodeA, 1), (nodeB, 1) }, daily.Nodes);
+    }
+
+    /// <summary>
+    /// Resale chains, which random streams reach rarely: a lease resold, the resold lease resold again; the provider's
+    /// delivery of the first lease pays both resellers down the chain; a second lease fails on an outage, refunding the
+    /// lease resold from it and cancelling its resting resale sell. Checked like a random stream (with the replica).
+    /// </summary>
+    [Fact]
+    public void Resold_leases_are_delivered_and_fail_down_the_resale_chain()
+    {
+        const long Provider = 11, B1 = 1, B2 = 2, B3 = 3;
+        const long Hour = 3_600_000_000_000L;
+        long start = new DateTimeOffset(2026, 11, 26, 21, 0, 1, TimeSpan.Zero).ToUnixTimeMilliseconds() * 1_000_000;
+        long day = new DateTimeOffset(2026, 11, 27, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds() * 1_000_000;
+        long nodeA = 0, nodeB = 0, l1 = 0, l2 = 0, c1 = 0, g1 = 0, c2 = 0, sellOnT01 = 0;
+        int Instrument(DifferentialStream s, string symbol) => s.Reference.ActiveInstruments.Single(i => i.Symbol == symbol).Id;
+        ExchangeCommand Place(DifferentialStream s, long owner, string symbol, Side side, long quantity) =>
+            ExchangeCommand.Place(owner, Instrument(s, symbol), side, OrderType.Limit, TimeInForce.GoodTillCancel, 1_500_000, quantity);
+        ExchangeCommand Admit(string name) =>
+            new() { Kind = ExchangeCommandKind.AdmitNode, Owner = Provider, Gpu = GpuClass.A100, Region = "frankfurt", Gpus = 1, Name = name };
+        ExchangeCommand Deposit(long owner) => new() { Kind = ExchangeCommandKind.Deposit, Owner = owner, Account = DifferentialStream.SourceOf(owner), Amount = 80_000_000 };
+        long LastLease(DifferentialStream s) => s.Machine.Leases().Last().Id;
+        const string Daily = "A100.frankfurt.D.2026-11-27", T00 = "A100.frankfurt.H.2026-11-27T00", T01 = "A100.frankfurt.H.2026-11-27T01";
+        var script = new List<Func<DifferentialStream, ExchangeCommand>>
+        {
+            _ => ExchangeCommand.Tick(),
+            _ => new() { Kind = ExchangeCommandKind.RegisterProvider, Owner = Provider, Account = DifferentialStream.RevenueOf(Provider), Account2 = DifferentialStream.CollateralOf(Provider), Amount = 1_000_000 },
+            _ => new() { Kind = ExchangeCommandKind.RegisterTrader, Owner = B1 },
+            _ => new() { Kind = ExchangeCommandKind.RegisterTrader, Owner = B2 },
+            _ => new() { Kind = ExchangeCommandKind.RegisterTrader, Owner = B3 },
+            s => { nodeA = s.Seq; return Admit("a"); },
+            s => { nodeB = s.Seq; return Admit("b"); },
+            _ => Deposit(B1), _ => Deposit(B2), _ => Deposit(B3),
+            s => s.SettleOldest(), s => s.SettleOldest(), s => s.SettleOldest(),
+            s => Place(s, Provider, Daily, Side.Sell, 24),
+            s => Place(s, B1, Daily, Side.Buy, 24),                                   // L1, on node a (36 USD of B1's 80)
+            s => { l1 = LastLease(s); return Place(s, Provider, Daily, Side.Sell, 24); },
+            s => Place(s, B1, Daily, Side.Buy, 24),                                   // L2, on node b
+            s => { l2 = LastLease(s); return ExchangeCommand.Resell(B1, l1, Instrument(s, T00), 1_600_000, 1); },
+            s => Place(s, B2, T00, Side.Buy, 1) with { Price = 1_600_000 },           // C1: B2 buys L1's first hour
+            s => { c1 = LastLease(s); return ExchangeCommand.Resell(B2, c1, Instrument(s, T00), 1_700_000, 1, TimeInForce.GoodTillCancel); },
+            s => Place(s, B3, T00, Side.Buy, 1) with { Price = 1_700_000 },           // G1: B3 buys it from B2
+            s => { g1 = LastLease(s); return ExchangeCommand.Resell(B1, l2, Instrument(s, T00), 1_600_000, 1); },
+            s => Place(s, B2, T00, Side.Buy, 1) with { Price = 1_600_000 },           // C2: B2 buys L2's first hour
+            s => { c2 = LastLease(s); sellOnT01 = s.Seq; return ExchangeCommand.Resell(B1, l2, Instrument(s, T01), 1_600_000, 1); },
+            _ => new() { Kind = ExchangeCommandKind.Deliver, Owner = Provider, Target = l1, From = day, To = day + Hour, Time = day + Hour + 1 },
+            _ => new() { Kind = ExchangeCommandKind.Outage, Owner = Provider, Target = nodeB },
+            _ => ExchangeCommand.Tick(),
+        };
+        using var stream = new DifferentialStream(seed: 8, startNs: start, script: script);
+        stream.Run();
+        LeaseView L(long id) => stream.Machine.Lease(id)!;
+        Assert.Equal((l1, c1), (L(c1).Parent, L(g1).Parent));
+        Assert.Equal((LeaseStatus.Active, LeaseStatus.Completed, LeaseStatus.Completed), (L(l1).Status, L(c1).Status, L(g1).Status));
+        Assert.Equal((1_500_000L, 1_600_000L, 1_700_000L), (L(l1).Paid, L(c1).Paid, L(g1).Paid));
+        Assert.Equal((LeaseStatus.Failed, LeaseStatus.Failed, 1_600_000L, 0L), (L(l2).Status, L(c2).Status, L(c2).Refunded, L(c2).Penalty));
+        Assert.Equal((OrderEndReason.LeaseEnded, l2), stream.Machine.EndOf(sellOnT01));
     }
 
     /// <summary>Runs the stream of <paramref name="seed"/>; throws naming the seed and the command index on any disagreement. Returns its length.</summary>

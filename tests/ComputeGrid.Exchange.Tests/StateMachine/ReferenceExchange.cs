@@ -8,7 +8,7 @@ namespace ComputeGrid.Exchange.Tests.StateMachine;
 
 /// <summary>What one command did, as the reference says: comparable with a <see cref="CommandResult"/> and its fills.</summary>
 public sealed record ReferenceResult(ExchangeError Error, RejectReason BookReject, OrderStatus Status, RefusalDetail Detail, long DetailValue,
-    long Subject, long Remaining, IReadOnlyList<FillRecord> Fills)
+    long Subject, long Remaining, IReadOnlyList<FillRecord> Fills, long Cost = 0)
 {
     public bool Ok => Error == ExchangeError.None;
 }
@@ -36,7 +36,7 @@ public readonly record struct Balances(long DebitsPending, long DebitsPosted, lo
 /// theirs is still down.
 /// </para>
 /// </summary>
-public sealed class ReferenceExchange
+public sealed partial class ReferenceExchange
 {
     private const long NsPerHour = 3_600_000_000_000L;
 
@@ -84,6 +84,8 @@ public sealed class ReferenceExchange
         public required Side Side;
         public required long Limit;
         public long Remaining;
+        /// <summary>The lease whose time a resale sell offers (null: the provider's capacity backs it).</summary>
+        public long? ResoldLease;
         public long Hold => Side == Side.Buy ? checked(Limit * Remaining) : 0;
     }
 
@@ -103,7 +105,9 @@ public sealed class ReferenceExchange
 
     private sealed class LeaseRecord
     {
-        public required long Id, Buyer, Provider, Start, End, Price, Notional;
+        public required long Id, Buyer, Provider, Payee, Start, End, Price, Notional;
+        /// <summary>The lease this one was resold from.</summary>
+        public long? Parent;
         public required int Instrument, Gpus;
         public required UInt128 Escrow, PayeeAccount;
         public required List<(long Node, int Gpus)> Nodes;
@@ -191,7 +195,7 @@ public sealed class ReferenceExchange
 
     /// <summary>Open orders by id (Price is the limit; HoldAmount is limit × remaining for buys).</summary>
     public IReadOnlyList<OpenOrder> OpenOrders() =>
-        _orders.Values.Select(o => new OpenOrder(o.Id, o.Owner, o.Instrument.Id, o.Side, o.Limit, o.Remaining, o.Hold, null)).ToList();
+        _orders.Values.Select(o => new OpenOrder(o.Id, o.Owner, o.Instrument.Id, o.Side, o.Limit, o.Remaining, o.Hold, o.ResoldLease)).ToList();
 
     /// <summary>Instruments that have a book now.</summary>
     public IReadOnlyCollection<int> Books => _books.Keys;
@@ -201,8 +205,11 @@ public sealed class ReferenceExchange
 
     public IReadOnlyList<Node> Nodes => _nodes.Select(n => new Node(n.Id, n.Provider, n.Name, n.Gpu, n.Region, n.Gpus) { DownSince = n.DownSince }).ToList();
 
-    public IReadOnlyList<LeaseView> Leases => _leases.Select(l => new LeaseView(l.Id, l.Instrument, l.Buyer, l.Provider, l.Provider, l.PayeeAccount, null, l.Start, l.End, l.Gpus,
+    public IReadOnlyList<LeaseView> Leases => _leases.Select(l => new LeaseView(l.Id, l.Instrument, l.Buyer, l.Provider, l.Payee, l.PayeeAccount, l.Parent, l.Start, l.End, l.Gpus,
         l.Price, l.Notional, l.Escrow, l.Nodes.ToArray(), l.Status, l.Delivered, l.Paid, l.Refunded, l.Penalty, l.Shortfall, l.Reserve)).ToList();
+
+    /// <summary>An instrument the registry still knows (active or not), or null.</summary>
+    public Instrument? InstrumentOf(int id) => _registry.TryGet(id, out Instrument? i) ? i : null;
 
     /// <summary>Why orders ended other than by their owner or the matcher (instrument closed, node down).</summary>
     public IReadOnlyDictionary<long, (OrderEndReason Reason, long Value)> Ended => _ended;
@@ -223,7 +230,7 @@ public sealed class ReferenceExchange
         var fills = new List<FillRecord>();
         // Time first: the book a place, cancel or replace acts on drops the orders that expired by now, whatever the
         // command's outcome, so the command is checked against the book it will meet.
-        if (c.Kind == ExchangeCommandKind.Place && _books.ContainsKey(c.Instrument)) ExpireBook(c.Instrument);
+        if (c.Kind is ExchangeCommandKind.Place or ExchangeCommandKind.Resell && _books.ContainsKey(c.Instrument)) ExpireBook(c.Instrument);
         if (c.Kind is ExchangeCommandKind.Cancel or ExchangeCommandKind.Replace && _orders.TryGetValue(c.Target, out Order? target)) ExpireBook(target.Instrument.Id);
         return c.Kind switch
         {
@@ -237,6 +244,8 @@ public sealed class ReferenceExchange
             ExchangeCommandKind.Place => Place(in c, fills),
             ExchangeCommandKind.Cancel => Cancel(in c, fills),
             ExchangeCommandKind.Replace => Replace(in c, fills),
+            ExchangeCommandKind.Resell => Resell(in c, fills),
+            ExchangeCommandKind.Block => Block(in c, fills),
             ExchangeCommandKind.Deliver => Deliver(in c),
             ExchangeCommandKind.Outage => Outage(in c),
             ExchangeCommandKind.NodeTimeout => NodeDown(c.Target, c.From),
@@ -456,6 +465,11 @@ public sealed class ReferenceExchange
             long more = (long)hold - o.Hold, available = Available(o.Owner)!.Value;
             if (more > 0 && available < more) return Refuse(ExchangeError.InsufficientBalance, RefusalDetail.BalanceShort, available);
         }
+        else if (o.ResoldLease is long resold)
+        {
+            long moreGpus = (c.Quantity - o.Remaining) / hours;
+            if (moreGpus > 0 && LeaseTimeRefusal(o.Owner, resold, o.Instrument, moreGpus) is ReferenceResult refused) return refused;
+        }
         else
         {
             long moreGpus = (c.Quantity - o.Remaining) / hours;
@@ -531,7 +545,7 @@ public sealed class ReferenceExchange
         List<NodeRecord> pool = Pool(provider, i.Gpu, i.Region).ToList();
         if (pool.Count == 0) return 0;
         List<NodeRecord> up = pool.Where(n => n.DownSince is null).ToList();
-        List<Order> sells = _orders.Values.Where(o => o.Side == Side.Sell && o.Owner == provider && o.Instrument.Gpu == i.Gpu && o.Instrument.Region == i.Region).ToList();
+        List<Order> sells = _orders.Values.Where(o => o.Side == Side.Sell && o.ResoldLease is null && o.Owner == provider && o.Instrument.Gpu == i.Gpu && o.Instrument.Region == i.Region).ToList();
         long min = long.MaxValue;
         foreach (long h in HourStarts(i))
         {
@@ -549,6 +563,7 @@ public sealed class ReferenceExchange
         Instrument i = buy.Instrument;
         int gpus = (int)(quantity / HoursOf(i));
         long id = (long)((_seq << 20) | (uint)++_leasesOfCommand);
+        if (sell.ResoldLease is long resold) return NewResoldLease(buy, sell, _leases.Single(l => l.Id == resold), id, gpus, price, quantity);
         // First fit: the seller's nodes that are up, by id, each taking what it has free in every hour of the window;
         // what none has for the whole window, hour by hour (each hour first fit; a node is named with the most it gives).
         List<NodeRecord> up = Pool(sell.Owner, i.Gpu, i.Region).Where(n => n.DownSince is null).ToList();
@@ -591,7 +606,7 @@ public sealed class ReferenceExchange
         p.CollateralFree -= reserve;
         var lease = new LeaseRecord
         {
-            Id = id, Instrument = i.Id, Buyer = buy.Owner, Provider = sell.Owner, Start = i.DeliveryStart, End = i.DeliveryEnd, Gpus = gpus, Price = price,
+            Id = id, Instrument = i.Id, Buyer = buy.Owner, Provider = sell.Owner, Payee = sell.Owner, Start = i.DeliveryStart, End = i.DeliveryEnd, Gpus = gpus, Price = price,
             Notional = notional, Escrow = ChartOfAccounts.ObjectAccount(AccountCode.LeaseEscrow, _epoch, (ulong)id), PayeeAccount = p.Revenue, Nodes = nodes,
             Reserve = reserve,
         };
@@ -617,9 +632,17 @@ public sealed class ReferenceExchange
             return Refuse(ExchangeError.InvalidDelivery);
         long gpuHours = lease.Gpus * ((c.To - c.From) / NsPerHour);
         if (lease.Delivered + gpuHours > lease.GpuHours) return Refuse(ExchangeError.InvalidDelivery);
+        PayFor(lease, gpuHours);
+        DeliverResold(lease, c.From, c.To);
+        return Done(lease.Id);
+    }
+
+    private void PayFor(LeaseRecord lease, long gpuHours)
+    {
         bool last = lease.Delivered + gpuHours == lease.GpuHours;
         long amount = last ? lease.Notional - lease.Paid : lease.Price * gpuHours;
         Post(lease.Escrow, lease.PayeeAccount, amount);
+        if (lease.Parent is not null) _traders[lease.Payee].Cash += amount; // a reseller is paid into its trading account
         lease.Delivered += gpuHours;
         lease.Paid += amount;
         if (last)
@@ -628,7 +651,6 @@ public sealed class ReferenceExchange
             _providers[lease.Provider].CollateralFree += lease.Reserve;
             lease.Reserve = 0;
         }
-        return Done(lease.Id);
     }
 
     private void Fail(LeaseRecord lease)
@@ -647,6 +669,7 @@ public sealed class ReferenceExchange
         lease.Penalty = paid;
         lease.Shortfall = penalty - paid;
         lease.Status = LeaseStatus.Failed;
+        FailResale(lease);
     }
 
     private ReferenceResult Outage(in ExchangeCommand c)
@@ -664,10 +687,10 @@ public sealed class ReferenceExchange
         if (node is null) return Refuse(ExchangeError.UnknownNode);
         node.DownSince ??= Math.Min(since, _now);
         // Leases in delivery on it fail now; later ones wait for their start.
-        foreach (LeaseRecord lease in _leases.Where(l => l.Status == LeaseStatus.Active && l.Start <= _now && l.Nodes.Any(n => n.Node == id)).ToList()) Fail(lease);
+        foreach (LeaseRecord lease in _leases.Where(l => l.Status == LeaseStatus.Active && l.Parent is null && l.Start <= _now && l.Nodes.Any(n => n.Node == id)).ToList()) Fail(lease);
         // The provider's sells of that class and region: their books first drop what expired, then, newest first,
         // each sell whose window the provider's capacity no longer covers is cancelled.
-        bool Candidate(Order o) => o.Side == Side.Sell && o.Owner == node.Provider && o.Instrument.Gpu == node.Gpu && o.Instrument.Region == node.Region;
+        bool Candidate(Order o) => o.Side == Side.Sell && o.ResoldLease is null && o.Owner == node.Provider && o.Instrument.Gpu == node.Gpu && o.Instrument.Region == node.Region;
         foreach (int book in _orders.Values.Where(Candidate).Select(o => o.Instrument.Id).Distinct().ToList()) ExpireBook(book);
         foreach (Order o in _orders.Values.Where(Candidate).OrderByDescending(o => o.Id).ToList())
         {
@@ -707,7 +730,7 @@ public sealed class ReferenceExchange
         foreach (LeaseRecord lease in _leases.Where(l => !l.StartChecked && l.Start <= _now).OrderBy(l => l.Start).ThenBy(l => l.Id).ToList())
         {
             lease.StartChecked = true;
-            if (lease.Status == LeaseStatus.Active && lease.Nodes.Any(n => _nodes.Find(x => x.Id == n.Node)!.DownSince is not null))
+            if (lease.Status == LeaseStatus.Active && lease.Parent is null && lease.Nodes.Any(n => _nodes.Find(x => x.Id == n.Node)!.DownSince is not null))
             {
                 Fail(lease);
                 FailedAtStart++;
