@@ -121,6 +121,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
         Assert.Equal(HttpStatusCode.Created, listed.StatusCode);
         string symbol = (await op.GetFromJsonAsync<JsonElement>("/api/exchange/instruments?gpu=H100&region=frankfurt&kind=H&limit=3"))
             .GetProperty("instruments")[2].GetProperty("symbol").GetString()!;
+        await TestServer.DepositAsync(bob, 5_000_000); // bob's buy is held from his trading account
         JsonElement bobOrder = await bob.Http.PostJsonAsync("/api/exchange/orders", new { instrument = symbol, side = "buy", price = 2_000_000, quantity = 1 });
         long bobOrderId = bobOrder.GetProperty("order_id").GetInt64();
         string nodeToken = await TestServer.RegisterNodeAsync(_server.NodeUrl, "acme-node-1", nodeKey);
