@@ -36,6 +36,7 @@ public static class ExchangeCalls
     /// <summary>Makes a principal a trader (its trading account); again is a no-op.</summary>
     public static async Task RegisterTraderAsync(ExchangeHost ex, long owner)
     {
+        if (await ex.ReadAsync(sm => sm.Available(owner) is not null, CancellationToken.None)) return; // journal no command that changes nothing
         CommandOutcome o = await ex.SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.RegisterTrader, Owner = owner }, CancellationToken.None);
         if (!o.Result.Ok) throw new InvalidOperationException($"The exchange refused to register trader {owner}: {o.Result.Error}.");
     }
@@ -46,6 +47,7 @@ public static class ExchangeCalls
     /// </summary>
     public static async Task RegisterProviderAsync(ExchangeHost ex, long provider)
     {
+        if (await ex.ReadAsync(sm => sm.CollateralAvailable(provider) is not null, CancellationToken.None)) return;
         CommandOutcome o = await ex.SubmitAsync(new ExchangeCommand
         {
             Kind = ExchangeCommandKind.RegisterProvider, Owner = provider,
@@ -72,8 +74,8 @@ public static class ExchangeCalls
     }
 
     /// <summary>
-    /// A block command's outcome: its leases (copies) when it filled; when the books refused it, the quote at the same
-    /// moment (the refusal's time: nothing ran between, the pipeline answers in order) so the client sees the short hours.
+    /// A block command's outcome: its leases (copies) when it filled; when the books refused it, a quote taken just
+    /// after the refusal (other commands may have moved the books since) so the client sees which hours are short.
     /// </summary>
     public static async Task<BlockOutcome> BlockAsync(ExchangeHost ex, BlockOrder block, CommandOutcome o, TimeProvider time)
     {

@@ -236,22 +236,27 @@ public static class ExchangeEndpoints
         var commands = new List<ExchangeCommand>(orders.Count);
         var at = new List<int>(orders.Count);
         var symbols = new string?[orders.Count];
-        int open = 0;
-        await ex.ReadAsync(v =>
+        // Each order's shape is checked here; its instrument is resolved under the exchange's gate (the registry is its sequencer's).
+        var shaped = new (ExchangeCommand Command, string Instrument)?[orders.Count];
+        for (int k = 0; k < orders.Count; k++)
         {
-            open = v.OpenOrderCount(owner);
-            for (int k = 0; k < orders.Count; k++)
+            if (orders[k] is not { } o) results[k] = BatchItemView.Refused(400, "Each order must be an object.");
+            else if (!TryOrder(o, owner, out ExchangeCommand c, out ProblemHttpResult? bad)) results[k] = BatchItemView.Refused(bad);
+            else shaped[k] = (c, o.Instrument.Text);
+        }
+        int open = await ex.ReadAsync(v =>
+        {
+            for (int k = 0; k < shaped.Length; k++)
             {
-                OrderInput o = orders[k];
-                if (o is null) { results[k] = BatchItemView.Refused(400, "Each order must be an object."); continue; }
-                if (!TryOrder(o, owner, out ExchangeCommand c, out ProblemHttpResult? bad)) { results[k] = BatchItemView.Refused(bad); continue; }
-                if (!TryResolve(reg, o.Instrument.Text, out var i)) { results[k] = BatchItemView.Refused(NoInstrument(o.Instrument.Text)); continue; }
+                if (shaped[k] is not { } one) continue;
+                (ExchangeCommand c, string text) = one;
+                if (!TryResolve(reg, text, out var i)) { results[k] = BatchItemView.Refused(NoInstrument(text)); continue; }
                 c.Instrument = i.Id;
                 symbols[k] = i.Symbol;
                 commands.Add(c);
                 at.Add(k);
             }
-            return 0;
+            return v.OpenOrderCount(owner);
         }, CancellationToken.None);
         if (open + commands.Count > limits.OpenOrdersPerTraderMax)
             throw new QuotaExceededException($"You have {open} open orders and this batch would add up to {commands.Count}; one trader may have {limits.OpenOrdersPerTraderMax}.",
@@ -317,8 +322,8 @@ public static class ExchangeEndpoints
         CommandOutcome o = await ex.SubmitAsync(command, CancellationToken.None);
         BlockOutcome r = await ExchangeCalls.BlockAsync(ex, block, o, time);
         if (!r.Ok) return ExchangeProblems.From(r, block, new ProblemContext(Owner: owner));
-        var leases = r.Leases.Select(l => LeaseView.From(l, null)).ToArray();
-        await ex.ReadAsync(_ => { for (int k = 0; k < leases.Length; k++) leases[k] = leases[k] with { Symbol = SymbolOrNull(reg, leases[k].Instrument) }; return 0; }, CancellationToken.None);
+        string?[] symbols = await ex.ReadAsync(_ => r.Leases.Select(l => SymbolOrNull(reg, l.Instrument)).ToArray(), CancellationToken.None);
+        var leases = r.Leases.Select((l, k) => LeaseView.From(l, symbols[k])).ToArray();
         return TypedResults.Ok(new BlockResultView(r.BlockId, r.Fills, leases, r.TotalCost, r.AveragePrice));
     }
 

@@ -16,9 +16,10 @@ internal sealed class ExchangeLifetime(ExchangeHost exchange, ExchangeFeed feed,
     {
         // Hosted services start before Kestrel listens, so no request can reach an exchange that has not started.
         await exchange.StartAsync(cancellationToken);
-        var (batches, commands, _) = exchange.Pipeline.Counters;
-        long replayed = await exchange.ReadAsync(sm => (long)sm.LastSeq, cancellationToken);
-        log.LogInformation("Exchange started: {Replayed} journal commands replayed ({Commands} sent since, in {Batches} batches)", replayed, commands, batches);
+        var (_, commands, _) = exchange.Pipeline.Counters;
+        long last = await exchange.ReadAsync(sm => (long)sm.LastSeq, cancellationToken);
+        // What start itself sent (ledger answers left waiting, the first tick) is counted apart from the replay.
+        log.LogInformation("Exchange started: {Replayed} journal commands replayed, {Commands} sent at start", last - commands, commands);
         await base.StartAsync(cancellationToken);
     }
 

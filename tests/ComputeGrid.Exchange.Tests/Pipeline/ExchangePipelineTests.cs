@@ -49,6 +49,17 @@ public sealed class ExchangePipelineTests : IDisposable
         return ledger;
     }
 
+    /// <summary>The clock, the buyer as a trader, the provider with $50 of collateral.</summary>
+    private static async Task RegisterPartiesAsync(ExchangePipeline pipeline)
+    {
+        Assert.True((await pipeline.SubmitAsync(ExchangeCommand.Tick())).Result.Ok);
+        Assert.True((await pipeline.SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.RegisterTrader, Owner = Buyer })).Result.Ok);
+        Assert.True((await pipeline.SubmitAsync(new ExchangeCommand
+        {
+            Kind = ExchangeCommandKind.RegisterProvider, Owner = Provider, Account = Revenue, Account2 = Collateral, Amount = 50_000_000,
+        })).Result.Ok);
+    }
+
     [Fact]
     public async Task Blocks_and_resales_go_through_the_journal_and_a_restart_replays_them_to_the_same_state()
     {
@@ -57,12 +68,7 @@ public sealed class ExchangePipelineTests : IDisposable
         long resale;
         await using (ExchangePipeline pipeline = await ExchangePipeline.StartAsync(NewMachine(), ledger, Journal, _time))
         {
-            Assert.True((await pipeline.SubmitAsync(ExchangeCommand.Tick())).Result.Ok);
-            Assert.True((await pipeline.SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.RegisterTrader, Owner = Buyer })).Result.Ok);
-            Assert.True((await pipeline.SubmitAsync(new ExchangeCommand
-            {
-                Kind = ExchangeCommandKind.RegisterProvider, Owner = Provider, Account = Revenue, Account2 = Collateral, Amount = 50_000_000,
-            })).Result.Ok);
+            await RegisterPartiesAsync(pipeline);
             Assert.True((await pipeline.SubmitAsync(new ExchangeCommand
             {
                 Kind = ExchangeCommandKind.AdmitNode, Owner = Provider, Gpus = 8, Gpu = GpuClass.H100, Region = "frankfurt", Name = "fra-01",
@@ -109,12 +115,7 @@ public sealed class ExchangePipelineTests : IDisposable
         int instrument;
         await using (ExchangePipeline pipeline = await ExchangePipeline.StartAsync(NewMachine(), ledger, Journal, _time))
         {
-            Assert.True((await pipeline.SubmitAsync(ExchangeCommand.Tick())).Result.Ok);
-            Assert.True((await pipeline.SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.RegisterTrader, Owner = Buyer })).Result.Ok);
-            Assert.True((await pipeline.SubmitAsync(new ExchangeCommand
-            {
-                Kind = ExchangeCommandKind.RegisterProvider, Owner = Provider, Account = Revenue, Account2 = Collateral, Amount = 50_000_000,
-            })).Result.Ok);
+            await RegisterPartiesAsync(pipeline);
             CommandOutcome node = await pipeline.SubmitAsync(new ExchangeCommand
             {
                 Kind = ExchangeCommandKind.AdmitNode, Owner = Provider, Gpus = 8, Gpu = GpuClass.H100, Region = "frankfurt", Name = "fra-01",

@@ -19,12 +19,7 @@ public sealed partial class ReferenceExchange
 
     private ReferenceResult Resell(in ExchangeCommand c, List<FillRecord> fills)
     {
-        if (!_registry.TryGet(c.Instrument, out Instrument? instrument) || !_registry.IsActive(c.Instrument)) return Refuse(ExchangeError.UnknownInstrument);
-        if (_now < instrument.TradingStart || _now >= instrument.TradingEnd)
-            return Refuse(ExchangeError.InstrumentNotTrading, RefusalDetail.NotTrading, _now < instrument.TradingStart ? instrument.TradingStart : instrument.TradingEnd);
-        if (!_traders.ContainsKey(c.Owner)) return Refuse(ExchangeError.UnknownTrader);
-        long hours = HoursOf(instrument);
-        if (c.Quantity <= 0 || c.Quantity % hours != 0) return Refuse(ExchangeError.QuantityMustBeWholeGpus, RefusalDetail.NotWholeGpus, hours);
+        if (Untradable(in c, out Instrument instrument, out long hours) is { } untradable) return untradable;
         if (c.TimeInForce != TimeInForce.GoodTillCancel && c.TimeInForce != TimeInForce.ImmediateOrCancel && c.TimeInForce != TimeInForce.FillOrKill)
             return Refuse(ExchangeError.InvalidRequest);
         PriceBand band = instrument.Band;

@@ -358,14 +358,27 @@ public sealed partial class ReferenceExchange
 
     private static bool Crosses(Side taker, long limit, long makerPrice) => taker == Side.Buy ? makerPrice <= limit : makerPrice >= limit;
 
-    private ReferenceResult Place(in ExchangeCommand c, List<FillRecord> fills)
+    /// <summary>Why an order on <c>c.Instrument</c> cannot trade now (unknown, outside its window, not a trader, not whole GPUs), or null.</summary>
+    private ReferenceResult? Untradable(in ExchangeCommand c, out Instrument instrument, out long hours)
     {
-        if (!_registry.TryGet(c.Instrument, out Instrument? instrument) || !_registry.IsActive(c.Instrument)) return Refuse(ExchangeError.UnknownInstrument);
+        hours = 0;
+        if (!_registry.TryGet(c.Instrument, out Instrument? known) || !_registry.IsActive(c.Instrument))
+        {
+            instrument = null!;
+            return Refuse(ExchangeError.UnknownInstrument);
+        }
+        instrument = known;
         if (_now < instrument.TradingStart || _now >= instrument.TradingEnd)
             return Refuse(ExchangeError.InstrumentNotTrading, RefusalDetail.NotTrading, _now < instrument.TradingStart ? instrument.TradingStart : instrument.TradingEnd);
         if (!_traders.ContainsKey(c.Owner)) return Refuse(ExchangeError.UnknownTrader);
-        long hours = HoursOf(instrument);
+        hours = HoursOf(instrument);
         if (c.Quantity <= 0 || c.Quantity % hours != 0) return Refuse(ExchangeError.QuantityMustBeWholeGpus, RefusalDetail.NotWholeGpus, hours);
+        return null;
+    }
+
+    private ReferenceResult Place(in ExchangeCommand c, List<FillRecord> fills)
+    {
+        if (Untradable(in c, out Instrument instrument, out long hours) is { } untradable) return untradable;
         if (!Enum.IsDefined(c.Side) || !Enum.IsDefined(c.Type) || !Enum.IsDefined(c.TimeInForce)) return Refuse(ExchangeError.InvalidRequest);
         PriceBand band = instrument.Band;
         bool market = c.Type == OrderType.Market, buy = c.Side == Side.Buy;
