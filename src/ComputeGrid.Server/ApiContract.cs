@@ -29,7 +29,7 @@ internal static class ApiContract
     /// <summary>The status of an exception that reached the exception handler.</summary>
     public static int StatusOf(Exception e) => e switch
     {
-        LedgerFaultedException => StatusCodes.Status503ServiceUnavailable,
+        LedgerFaultedException or ComputeGrid.Exchange.Pipeline.ExchangeUnavailableException => StatusCodes.Status503ServiceUnavailable,
         BadHttpRequestException b => b.StatusCode,
         QuotaExceededException => StatusCodes.Status429TooManyRequests,
         TrustStoreException { Error: TrustError.QuotaReached } => StatusCodes.Status429TooManyRequests,
@@ -59,9 +59,10 @@ internal static class ApiContract
                 p.Extensions[ApiErrors.CodeExtension] = "quota_reached";
                 RetryAfter(context.HttpContext, TimeSpan.FromSeconds(60));
                 break;
-            case LedgerFaultedException l:
+            case LedgerFaultedException or ComputeGrid.Exchange.Pipeline.ExchangeUnavailableException:
+                // Fail-stop: nothing half-done was acknowledged; a restart replays cleanly.
                 p.Title = "Service unavailable";
-                p.Detail = l.Message;
+                p.Detail = context.Exception.Message;
                 break;
             case not null:
                 // An unexpected exception: a bug. The client gets no internals.

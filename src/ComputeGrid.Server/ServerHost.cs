@@ -223,7 +223,12 @@ public static class ServerHost
         string exchangeDir = Path.Combine(options.DataDirectory, "exchange");
         if (File.Exists(Path.Combine(exchangeDir, "exchange.journal")))
             throw new InvalidOperationException($"{exchangeDir} holds an exchange journal of an older format (exchange.journal); start on a new data folder.");
-        var exchange = new ExchangeHost(ledger, instruments, options.Time, new ExchangeHostOptions { JournalPath = Path.Combine(exchangeDir, "commands.journal") });
+        // CG_FAULT=journal-… (test-only) makes the journal fail at a chosen append: the exchange stops taking commands (503).
+        var exchange = new ExchangeHost(ledger, instruments, options.Time, new ExchangeHostOptions
+        {
+            JournalPath = Path.Combine(exchangeDir, "commands.journal"),
+            Journal = JournalFaults.FromEnvironment() is { } journalFault ? new JournalOptions { InjectFault = journalFault } : null,
+        });
         builder.Services.AddSingleton(instruments);
         builder.Services.AddSingleton(exchange);
         builder.Services.AddSingleton(new ExchangeFeed(exchange, instruments, options.Time));

@@ -116,13 +116,17 @@ public static class InferenceFaults
     /// <summary>The environment variable.</summary>
     public const string Variable = "CG_FAULT";
 
-    /// <summary>The fault <c>CG_FAULT</c> asks for; an unknown value throws <see cref="ArgumentException"/>.</summary>
+    /// <summary>
+    /// The fault <c>CG_FAULT</c> asks for; an unknown value throws <see cref="ArgumentException"/>. Values starting with
+    /// <c>journal-</c> are the exchange journal's (<c>JournalFaults</c>): no inference fault.
+    /// </summary>
     public static InferenceFault FromEnvironment() => Environment.GetEnvironmentVariable(Variable) switch
     {
         null or "" => InferenceFault.None,
+        var journal when journal.StartsWith("journal-", StringComparison.Ordinal) => InferenceFault.None,
         "kill-before-answer" => InferenceFault.KillBeforeAnswer,
         "kill-after-answer" => InferenceFault.KillAfterAnswer,
-        var other => throw new ArgumentException($"{Variable}='{other}' is not a fault (kill-before-answer, kill-after-answer)."),
+        var other => throw new ArgumentException($"{Variable}='{other}' is not a fault (kill-before-answer, kill-after-answer, journal-write-error, journal-torn-write, journal-fsync-error)."),
     };
 }
 
