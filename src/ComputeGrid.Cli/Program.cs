@@ -99,6 +99,13 @@ serve.SetAction(async (pr, ct) =>
         await app.DisposeAsync();
         return CliDefaults.Fail(e.Message);
     }
+    catch (ComputeGrid.Exchange.Pipeline.JournalCorruptException e)
+    {
+        // The exchange's journal is damaged anywhere but a torn tail: nothing was truncated. One line; exit 1 (as the ledger).
+        await app.DisposeAsync();
+        Console.Error.WriteLine("error: " + e.Message);
+        return 1;
+    }
     var bound = ServerHost.Endpoints(app);
     Console.Out.WriteLine($"computegrid serving on {string.Join(';', bound.ApiUrls)} with data in {options.DataDirectory}");
     if (bound.NodeUrls.Count > 0) Console.Out.WriteLine($"  node endpoint on {string.Join(';', bound.NodeUrls)}");

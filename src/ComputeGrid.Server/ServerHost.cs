@@ -222,7 +222,7 @@ public static class ServerHost
         // The command journal brings the books, orders, leases and nodes back after a restart, beside the ledger it settles in.
         string exchangeDir = Path.Combine(options.DataDirectory, "exchange");
         if (File.Exists(Path.Combine(exchangeDir, "exchange.journal")))
-            throw new InvalidOperationException($"{exchangeDir} holds an exchange journal of an older format (exchange.journal); start on a new data folder.");
+            throw new ServerStartException($"{exchangeDir} holds an exchange journal of an older format (exchange.journal); start on a new data folder.");
         // CG_FAULT=journal-… (test-only) makes the journal fail at a chosen append: the exchange stops taking commands (503).
         var exchange = new ExchangeHost(ledger, instruments, options.Time, new ExchangeHostOptions
         {
