@@ -115,8 +115,19 @@ public static class ExchangeBench
         }
         finally { if (Directory.Exists(pipeDir)) Directory.Delete(pipeDir, recursive: true); }
 
+        // 5. Through HTTP: the batch endpoint on loopback, durable, market makers' batches of 1,000 orders.
+        ApiBatchRun api = await ExchangeApiBench.RunAsync(TimeSpan.FromSeconds(quick ? 3 : 10), 4, 1_000, ct);
+        output.WriteLine($"  HTTP batch API (loopback, durable; {api.Clients} clients, batches of {api.BatchSize:N0}): {api.Orders:N0} orders ({api.Accepted:N0} accepted, {api.Fills:N0} fills) at {api.OrdersPerSecond:N0} orders/s, request p50 {api.RequestP50Ms} ms p99 {api.RequestP99Ms} ms; stages (commands/s of their own time): journal {api.JournalCommandsPerSecond:N0}, state machine {api.StateMachineCommandsPerSecond:N0}, ledger {api.LedgerCommandsPerSecond:N0}; CPU busy {api.CpuBusyShare:P0} of {Environment.ProcessorCount} cores (server and clients)");
+
         var metrics = new SortedDictionary<string, object>(StringComparer.Ordinal)
         {
+            ["api_batch_orders_per_s"] = Math.Round(api.OrdersPerSecond),
+            ["api_batch_request_p99_ms"] = api.RequestP99Ms,
+            ["api_batch_accepted_share"] = api.Orders == 0 ? 0 : Math.Round((double)api.Accepted / api.Orders, 4),
+            ["api_batch_stage_journal_commands_per_s"] = api.JournalCommandsPerSecond,
+            ["api_batch_stage_state_machine_commands_per_s"] = api.StateMachineCommandsPerSecond,
+            ["api_batch_stage_ledger_commands_per_s"] = api.LedgerCommandsPerSecond,
+            ["api_batch_cpu_busy_share"] = api.CpuBusyShare,
             ["full_path_orders_per_s_inmem"] = Math.Round(pipeMem.OrdersPerSecond),
             ["full_path_orders_per_s_durable"] = Math.Round(pipeDurable.OrdersPerSecond),
             ["full_path_ack_p50_ms"] = pipeDurable.AckP50Ms,
