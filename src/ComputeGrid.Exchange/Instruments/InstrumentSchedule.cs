@@ -389,6 +389,19 @@ public sealed class InstrumentRegistry
     /// <summary>The schedule that decides what is listed.</summary>
     public InstrumentSchedule Schedule { get; }
 
+    /// <summary>Back to empty, as constructed (a state machine rebuilt from its journal lists everything again).</summary>
+    public void Reset()
+    {
+        _byId.Clear();
+        _bySymbol.Clear();
+        _active.Clear();
+        _activeIds.Clear();
+        _activeSnapshot = [];
+        _now = 0;
+        _started = false;
+        _lastId = 0;
+    }
+
     /// <summary>The time of the last <see cref="Advance(long)"/>, or null before the first.</summary>
     public long? Now => _started ? _now : null;
 

@@ -188,6 +188,19 @@ public sealed class CommandJournal : IDisposable
     }
 
     /// <summary>
+    /// Reads the journal again from its start to its end as it is now, handing each batch to <paramref name="onBatch"/>
+    /// (its payloads valid only during the call): a state machine rebuilt without a command that failed part-way.
+    /// </summary>
+    /// <exception cref="JournalCorruptException">What was written reads back otherwise (the storage changed under it).</exception>
+    public void Replay(Action<JournalBatch> onBatch)
+    {
+        ArgumentNullException.ThrowIfNull(onBatch);
+        var scan = JournalFormat.Scan(_file, Path, JournalPosition.Start, onBatch, _end);
+        if (scan.StopReason is not null || scan.ValidBytes != _end)
+            throw new JournalCorruptException(Path, scan.ValidBytes, $"reading back the journal: {scan.StopReason ?? "it ends early"}");
+    }
+
+    /// <summary>
     /// Stages a command of <paramref name="length"/> bytes for the next <see cref="Commit"/> and returns the span to
     /// write it into (serialize in place: no copy). Its seq will be <see cref="NextSeq"/> + its index among the staged.
     /// </summary>

@@ -55,7 +55,9 @@ public sealed class ExchangeHost : IAsyncDisposable
     private readonly ExchangeHostOptions _options;
     private readonly MarketDataHub _market;
     private readonly Lock _marketLock = new();
-    private readonly Channel<Trade[]> _trades = Channel.CreateUnbounded<Trade[]>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    // The sequencer's trades, in order; an item with Forget set (a replay begun again) first drops those instruments' data.
+    private readonly Channel<MarketItem> _trades = Channel.CreateUnbounded<MarketItem>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private sealed record MarketItem(Trade[] Trades, int[]? Forget = null);
     private readonly ConcurrentDictionary<long, long> _heartbeats = new();
     // Instruments traded, with what the market data needs of them (taken on the sequencer, which owns the registry).
     private readonly ConcurrentDictionary<int, (string? IndexClass, long DeliveryEnd)> _traded = new();
@@ -92,7 +94,22 @@ public sealed class ExchangeHost : IAsyncDisposable
     {
         if (_pipeline is not null) throw new InvalidOperationException("The exchange has started.");
         var sm = new ExchangeStateMachine(_instruments, _options.StateMachine);
-        PipelineOptions pipelineOptions = _options.Pipeline with { Traded = OnTraded };
+        PipelineOptions pipelineOptions = _options.Pipeline with
+        {
+            Traded = OnTraded,
+            // A rebuild starts from an empty registry too: the machine lists its instruments again as it replays.
+            Rebuild = () =>
+            {
+                _instruments.Reset();
+                return new ExchangeStateMachine(_instruments, _options.StateMachine);
+            },
+            ReplayRestarting = () =>
+            {
+                int[] forget = [.. _traded.Keys];
+                _traded.Clear();
+                _trades.Writer.TryWrite(new MarketItem([], forget));
+            },
+        };
         _startedAt = Clock.UnixNanoseconds(_time);
         _marketLoop = Task.Factory.StartNew(MarketLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
         _pipeline = await ExchangePipeline.StartAsync(sm, _ledger, _options.JournalPath, _time, pipelineOptions, _options.Journal, ct);
@@ -110,7 +127,7 @@ public sealed class ExchangeHost : IAsyncDisposable
             if (!_traded.ContainsKey(f.Instrument) && sm.Instruments.TryGet(f.Instrument, out Instrument? instrument))
                 _traded[f.Instrument] = (instrument.Kind != DeliveryKind.MonthlyForward ? GpuClasses.Code(instrument.Gpu) : null, instrument.DeliveryEnd);
         }
-        _trades.Writer.TryWrite(batch);
+        _trades.Writer.TryWrite(new MarketItem(batch));
     }
 
     private ExchangePipeline Running => _pipeline ?? throw new InvalidOperationException("The exchange has not started.");
@@ -231,13 +248,15 @@ public sealed class ExchangeHost : IAsyncDisposable
 
     private async Task MarketLoopAsync()
     {
-        ChannelReader<Trade[]> reader = _trades.Reader;
+        ChannelReader<MarketItem> reader = _trades.Reader;
         while (await reader.WaitToReadAsync())
         {
-            while (reader.TryRead(out Trade[]? batch))
+            while (reader.TryRead(out MarketItem? item))
             {
+                Trade[] batch = item.Trades;
                 lock (_marketLock)
                 {
+                    foreach (int id in item.Forget ?? []) _market.Forget(id);
                     foreach (Trade t in batch)
                     {
                         try { _market.OnTrade(t); }

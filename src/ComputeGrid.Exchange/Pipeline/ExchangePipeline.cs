@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using ComputeGrid.Core;
 using ComputeGrid.Exchange.StateMachine;
+using ComputeGrid.Exchange.Trading;
 using ComputeGrid.Ledger;
 
 namespace ComputeGrid.Exchange.Pipeline;
@@ -23,6 +24,16 @@ public sealed record PipelineOptions
     /// the same fills. Market data hangs here, off the hot path: the callback should only hand the fills on.
     /// </summary>
     public Action<List<FillRecord>, ExchangeStateMachine>? Traded { get; init; }
+
+    /// <summary>
+    /// A new, empty state machine (over an empty registry) for a rebuild: a command that throws part-way is excluded and
+    /// the machine rebuilt from the journal without it, so it leaves no trace. Without it (or without a journal) such a
+    /// command stops the pipeline.
+    /// </summary>
+    public Func<ExchangeStateMachine>? Rebuild { get; init; }
+
+    /// <summary>Called when a replay at start begins again from the first record (a command was excluded): what <see cref="Traded"/> fed is to be forgotten.</summary>
+    public Action? ReplayRestarting { get; init; }
 }
 
 /// <summary>
@@ -48,7 +59,10 @@ public sealed class ExchangeUnavailableException(string message, Exception? inne
 /// </summary>
 public sealed class ExchangePipeline : IAsyncDisposable
 {
-    private readonly ExchangeStateMachine _sm;
+    private ExchangeStateMachine _sm;
+    // Commands that failed part-way and are never applied (from the journal's Excluded records, and this run's failures).
+    private readonly HashSet<ulong> _excluded = [];
+    private long _failedCommands;
     private readonly LedgerEngine _ledger;
     private readonly CommandJournal? _journal;
     private readonly TimeProvider _time;
@@ -108,6 +122,10 @@ public sealed class ExchangePipeline : IAsyncDisposable
         (Interlocked.Read(ref _journalTicks) / (double)System.Diagnostics.Stopwatch.Frequency, Interlocked.Read(ref _applyTicks) / (double)System.Diagnostics.Stopwatch.Frequency,
          Interlocked.Read(ref _ledgerTicks) / (double)System.Diagnostics.Stopwatch.Frequency);
 
+    /// <summary>Commands that failed part-way since start (each excluded, the state machine rebuilt without it), and the last failure.</summary>
+    public (long Count, Exception? Last) FailedCommands => (Interlocked.Read(ref _failedCommands), _lastFailure);
+    private volatile Exception? _lastFailure;
+
     /// <summary>The failure that stopped the pipeline, if it stopped.</summary>
     public Exception? Fault => _fault;
 
@@ -127,23 +145,64 @@ public sealed class ExchangePipeline : IAsyncDisposable
         CommandJournal? journal = null;
         var tail = new Queue<(Account[] Accounts, Transfer[] Transfers)>();
         var deposits = new Dictionary<long, Transfer>(); // awaited transfers met in the replay, by their command's seq
+        var excluded = new HashSet<ulong>();             // commands never applied (they failed part-way)
+        var thrown = new List<ulong>();                  // ... found failing in this replay
+        var recorded = new HashSet<ulong>();             // ... named by the journal's Excluded records
+        bool restart = false;                            // the state so far includes a command now excluded: replay again
         if (journalPath is not null)
         {
             var plan = new SettlementPlan();
             var fills = new List<FillRecord>();
-            journal = CommandJournal.Open(journalPath, batch =>
+            void Replayed(JournalBatch batch)
             {
                 plan.Clear();
                 fills.Clear();
                 for (int i = 0; i < batch.Commands.Count; i++)
-                    sm.Apply(CommandCodec.Read(batch.Commands[i].Span, batch.FirstSeq + (ulong)i, batch.TimestampNs), plan, fills);
+                {
+                    ExchangeCommand c = CommandCodec.Read(batch.Commands[i].Span, batch.FirstSeq + (ulong)i, batch.TimestampNs);
+                    // An Excluded record names a command applied above (this pass did not know): the pass is void.
+                    if (c.Kind == ExchangeCommandKind.Excluded && recorded.Add((ulong)c.Target) && excluded.Add((ulong)c.Target)) restart = true;
+                    if (restart || excluded.Contains(c.Seq)) continue; // once void, only Excluded records are read
+                    try { sm.Apply(in c, plan, fills); }
+                    catch (Exception) when (options.Rebuild is not null && c.Kind != ExchangeCommandKind.Excluded)
+                    {
+                        excluded.Add(c.Seq);
+                        thrown.Add(c.Seq);
+                        restart = true;
+                    }
+                }
+                if (restart) return;
                 if (fills.Count > 0) options.Traded?.Invoke(fills, sm); // market data rebuilt from the replay as from live trades
                 tail.Enqueue((plan.Accounts.ToArray(), WithoutAwaited(plan)));
                 foreach ((int index, ulong seq) in plan.Awaiting) deposits[(long)seq] = plan.Transfers[index];
                 while (tail.Count > options.ResubmitBatches) tail.Dequeue();
-            }, journalOptions);
+            }
+            journal = CommandJournal.Open(journalPath, Replayed, journalOptions);
+            try
+            {
+                // A command failed part-way (now, or in an earlier run): the machine is rebuilt from the first record
+                // without it, until a pass applies everything else whole.
+                while (restart)
+                {
+                    restart = false;
+                    sm = options.Rebuild!();
+                    options.ReplayRestarting?.Invoke();
+                    tail.Clear();
+                    deposits.Clear();
+                    journal.Replay(Replayed);
+                }
+            }
+            catch
+            {
+                journal.Dispose();
+                throw;
+            }
         }
         var pipeline = new ExchangePipeline(sm, ledger, journal, time, options);
+        foreach (ulong seq in excluded) pipeline._excluded.Add(seq);
+        // Failures found in the replay are recorded, so a later start excludes them even if they would not fail again.
+        foreach (ulong seq in thrown.Where(s => !recorded.Contains(s)))
+            pipeline._internal.Writer.TryWrite(new Pending(new ExchangeCommand { Kind = ExchangeCommandKind.Excluded, Target = (long)seq }, null));
         try
         {
             // The last batches' effects again: what the ledger has answers Exists, what it never got is applied now.
@@ -269,7 +328,21 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 ref ExchangeCommand c = ref items[i].Command;
                 c.Seq = first + (ulong)i;
                 c.Time = time;
-                batch.Results[i] = _sm.Apply(in c, batch.Plan, batch.Fills);
+                int fillsBefore = batch.Fills.Count;
+                try { batch.Results[i] = _sm.Apply(in c, batch.Plan, batch.Fills); }
+                catch (Exception e) when (_journal is not null && _options.Rebuild is not null && e is not OutOfMemoryException)
+                {
+                    // It threw part-way: what it planned and traded is dropped, and the machine is rebuilt from the journal
+                    // and this batch's commands before it, without it. It leaves no trace; an Excluded record says so.
+                    batch.Plan.AbandonAll(c.Seq);
+                    batch.Fills.RemoveRange(fillsBefore, batch.Fills.Count - fillsBefore);
+                    _excluded.Add(c.Seq);
+                    _sm = RebuildBefore(first, items, i);
+                    batch.Results[i] = new CommandResult { Error = ExchangeError.CommandFailed, Status = OrderStatus.Rejected, Subject = (long)c.Seq };
+                    _lastFailure = e;
+                    Interlocked.Increment(ref _failedCommands);
+                    _internal.Writer.TryWrite(new Pending(new ExchangeCommand { Kind = ExchangeCommandKind.Excluded, Target = (long)c.Seq }, null));
+                }
             }
             if (batch.Fills.Count > 0) _options.Traded?.Invoke(batch.Fills, _sm);
         }
@@ -277,6 +350,29 @@ public sealed class ExchangePipeline : IAsyncDisposable
         Interlocked.Add(ref _applyTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t1);
         Interlocked.Increment(ref _batches);
         Interlocked.Add(ref _commands, n);
+    }
+
+    // A new machine with every journaled command before seq first (none excluded), then this batch's commands before index i.
+    private ExchangeStateMachine RebuildBefore(ulong first, List<Pending> items, int i)
+    {
+        ExchangeStateMachine sm = _options.Rebuild!();
+        var plan = new SettlementPlan();
+        var fills = new List<FillRecord>();
+        _journal!.Replay(batch =>
+        {
+            plan.Clear();
+            fills.Clear();
+            for (int k = 0; k < batch.Commands.Count; k++)
+            {
+                ulong seq = batch.FirstSeq + (ulong)k;
+                if (seq >= first) return;
+                if (!_excluded.Contains(seq)) sm.Apply(CommandCodec.Read(batch.Commands[k].Span, seq, batch.TimestampNs), plan, fills);
+            }
+        });
+        plan.Clear();
+        for (int k = 0; k < i; k++)
+            if (!_excluded.Contains(items[k].Command.Seq)) sm.Apply(in items[k].Command, plan, fills);
+        return sm;
     }
 
     // Stage 2, the ledger: settles each applied batch in order (its plan as one or a few ledger batches), feeds the

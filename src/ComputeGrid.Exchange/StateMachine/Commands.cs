@@ -53,6 +53,12 @@ public enum ExchangeCommandKind : byte
 
     /// <summary>The ledger's answer to a transfer that waits for it (a deposit): <see cref="ExchangeCommand.Target"/> is its command's sequence.</summary>
     TransferSettled = 40,
+
+    /// <summary>
+    /// The command <see cref="ExchangeCommand.Target"/> (a sequence number) failed part-way and is excluded: replay
+    /// never applies it. Written by the pipeline after the rebuild that dropped it; changes nothing itself.
+    /// </summary>
+    Excluded = 41,
 }
 
 /// <summary>

@@ -83,6 +83,7 @@ public sealed partial class ExchangeStateMachine
         }
         else _capacity.Commit(c.Owner, instrument, (int)gpus);
         AddOrder(order, trader);
+        if (_options.InjectFault is { } fault && fault(c)) throw new InvalidOperationException($"Injected fault in command {c.Seq}.");
 
         OrderBook book = BookFor(instrument);
         var command = new OrderCommand

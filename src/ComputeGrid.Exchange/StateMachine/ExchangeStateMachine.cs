@@ -17,6 +17,12 @@ public sealed record StateMachineOptions
 
     /// <summary>The qualifier every id of this exchange carries (48 bits): fixed by the journal's first record.</summary>
     public ulong Epoch { get; init; } = 1;
+
+    /// <summary>
+    /// Test-only: asked for each place accepted, after its hold is reserved and the order recorded (part-way through);
+    /// true makes the command throw there, leaving the state half-changed, as a bug would.
+    /// </summary>
+    public Func<ExchangeCommand, bool>? InjectFault { get; init; }
 }
 
 /// <summary>
@@ -166,6 +172,7 @@ public sealed partial class ExchangeStateMachine
             ExchangeCommandKind.NodeTimeout => NodeDown(c.Target, c.From),
             ExchangeCommandKind.NodeUp => NodeUp(c.Target),
             ExchangeCommandKind.Tick => Tick(),
+            ExchangeCommandKind.Excluded => new CommandResult { Subject = c.Target },
             _ => Refused(ExchangeError.InvalidRequest),
         };
         if (r.Ok) plan.EndCommand();

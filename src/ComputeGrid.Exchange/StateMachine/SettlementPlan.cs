@@ -60,6 +60,12 @@ public sealed class SettlementPlan
         _chainStart = -1;
     }
 
+    /// <summary>Drops everything command <paramref name="seq"/> planned (its spans are the last): it threw part-way.</summary>
+    internal void AbandonAll(ulong seq)
+    {
+        while (_commandCount > 0 && _commands[_commandCount - 1].Seq == seq) AbandonCommand();
+    }
+
     internal void Account(in Account a)
     {
         if (_accountCount == _accounts.Length) Array.Resize(ref _accounts, _accounts.Length * 2);

@@ -29,6 +29,8 @@ public enum ExchangeError : byte
     AlreadyRegistered = 15,
     LedgerRejected = 16,
     InvalidRequest = 17,
+    /// <summary>The exchange failed while applying the command (a bug): nothing of it was applied, and it never will be.</summary>
+    CommandFailed = 18,
 }
 
 /// <summary>A request to place an order.</summary>

@@ -73,6 +73,8 @@ internal static class ExchangeProblems
     {
         return error switch
         {
+            // A bug met while applying it: nothing of it was applied (it was excluded); retrying is safe.
+            ExchangeError.CommandFailed => Problems.Status(StatusCodes.Status500InternalServerError, "Command failed", text),
             ExchangeError.InsufficientBalance => Problems.PaymentRequired(text, ext),
             ExchangeError.NotOwner => Problems.Forbidden(text, ext),
             ExchangeError.UnknownInstrument or ExchangeError.UnknownTrader or ExchangeError.UnknownOrder or ExchangeError.UnknownProvider
@@ -113,6 +115,7 @@ internal static class ExchangeProblems
         ExchangeError.AlreadyRegistered => "Already registered with different accounts.",
         ExchangeError.LedgerRejected => "The ledger refused the order's hold.",
         ExchangeError.InvalidRequest => "The request is invalid (GPU class, region, count or name).",
+        ExchangeError.CommandFailed => "The exchange failed while applying this command; nothing of it was applied, and it never will be (retry it).",
         _ => e.ToString(),
     };
 
