@@ -389,7 +389,11 @@ public sealed class ExchangePipeline : IAsyncDisposable
             {
                 while (inFlight.Count < 4 && reader.TryRead(out Batch? b))
                 {
-                    if (_fault is not null) throw _fault;
+                    if (_fault is not null)
+                    {
+                        batch = b; // failed below with the rest: a batch taken off the channel must not go unanswered
+                        throw _fault;
+                    }
                     inFlight.Enqueue((b, IssueToLedger(b.Plan.Accounts.ToArray(), b.Plan.Transfers.ToArray()), System.Diagnostics.Stopwatch.GetTimestamp()));
                 }
                 if (inFlight.Count == 0)
