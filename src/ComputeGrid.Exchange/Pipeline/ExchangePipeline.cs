@@ -434,6 +434,13 @@ public sealed class ExchangePipeline : IAsyncDisposable
             foreach ((Batch b, _, _) in inFlight) Fail(b.Items, e);
             while (_applied.Reader.TryRead(out Batch? left)) Fail(left.Items, e);
         }
+        finally
+        {
+            // Once stopped, nothing reads the internal queue again: a deposit whose answer rides a TransferSettled queued
+            // after the sequencer stopped (this stage settled its last batches) is answered unavailable, not left waiting.
+            if (_fault is { } f)
+                while (_internal.Reader.TryRead(out Pending? p)) p.Completion?.TrySetException(Unavailable(f));
+        }
     }
 
     private long _ledgerClock; // when the ledger stage last finished answering a batch (its busy time is counted once)
