@@ -115,6 +115,18 @@ public static class ExchangeBench
         }
         finally { if (Directory.Exists(pipeDir)) Directory.Delete(pipeDir, recursive: true); }
 
+        // The acknowledgement latency at half the durable rate just measured (the target is asked there): the
+        // same mix, paced, with fewer orders in flight per submitter so each waits for little more than its own batch.
+        string halfDir = Path.Combine(Path.GetTempPath(), "cg-exchange-pipeline-half-" + Guid.NewGuid().ToString("N"));
+        PipelineRun pipeHalf;
+        try
+        {
+            Directory.CreateDirectory(halfDir);
+            pipeHalf = await ExchangePipelineBench.RunAsync(halfDir, runFor, 32, 8, Seed, ct, targetRate: pipeDurable.OrdersPerSecond / 2);
+            output.WriteLine($"  pipeline, durable, paced at half that rate ({pipeDurable.OrdersPerSecond / 2:N0}/s): {pipeHalf.OrdersPerSecond:N0} orders/s reached, ack p50 {pipeHalf.AckP50Ms} ms p99 {pipeHalf.AckP99Ms} ms, {pipeHalf.AvgBatch:F0} commands per batch");
+        }
+        finally { if (Directory.Exists(halfDir)) Directory.Delete(halfDir, recursive: true); }
+
         // 5. Through HTTP: the batch endpoint on loopback, durable, market makers' batches of 1,000 orders.
         ApiBatchRun api = await ExchangeApiBench.RunAsync(TimeSpan.FromSeconds(quick ? 3 : 10), 4, 1_000, ct);
         output.WriteLine($"  HTTP batch API (loopback, durable; {api.Clients} clients, batches of {api.BatchSize:N0}): {api.Orders:N0} orders ({api.Accepted:N0} accepted, {api.Fills:N0} fills) at {api.OrdersPerSecond:N0} orders/s, request p50 {api.RequestP50Ms} ms p99 {api.RequestP99Ms} ms; stages (commands/s of their own time): journal {api.JournalCommandsPerSecond:N0}, state machine {api.StateMachineCommandsPerSecond:N0}, ledger {api.LedgerCommandsPerSecond:N0}; CPU busy {api.CpuBusyShare:P0} of {Environment.ProcessorCount} cores (server and clients)");
@@ -133,6 +145,9 @@ public static class ExchangeBench
             ["full_path_ack_p50_ms"] = pipeDurable.AckP50Ms,
             ["full_path_ack_p99_ms"] = pipeDurable.AckP99Ms,
             ["full_path_ack_p99_ms_inmem"] = pipeMem.AckP99Ms,
+            ["full_path_ack_p50_ms_half_rate"] = pipeHalf.AckP50Ms,
+            ["full_path_ack_p99_ms_half_rate"] = pipeHalf.AckP99Ms,
+            ["full_path_orders_per_s_half_rate"] = Math.Round(pipeHalf.OrdersPerSecond),
             ["full_path_commands_per_batch"] = Math.Round(pipeDurable.AvgBatch),
             ["stage_journal_commands_per_s"] = Math.Round(pipeDurable.JournalCommandsPerSecond),
             ["stage_state_machine_commands_per_s"] = Math.Round(pipeMem.StateMachineCommandsPerSecond),

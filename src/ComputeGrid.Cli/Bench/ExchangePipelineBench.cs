@@ -20,7 +20,11 @@ public sealed record PipelineRun(double OrdersPerSecond, long Orders, long Fills
 /// </summary>
 public static class ExchangePipelineBench
 {
-    public static async Task<PipelineRun> RunAsync(string? dataDir, TimeSpan duration, int submitters, int inFlight, int seed, CancellationToken ct)
+    /// <summary>
+    /// One run. With a <c>targetRate</c> (orders per second of all submitters together), each submitter sends its round of
+    /// <c>inFlight</c> orders on a schedule and waits when ahead of it; 0 sends as fast as the pipeline answers.
+    /// </summary>
+    public static async Task<PipelineRun> RunAsync(string? dataDir, TimeSpan duration, int submitters, int inFlight, int seed, CancellationToken ct, double targetRate = 0)
     {
         var time = TimeProvider.System;
         await using var ledger = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = dataDir is null ? null : Path.Combine(dataDir, "ledger"), SnapshotLogBytesMin = 0 }, time);
@@ -66,8 +70,18 @@ public static class ExchangePipelineBench
             var kinds = new ExchangeCommand[inFlight];
             var started = new long[inFlight];
             long owner = who + 1;
+            // Paced: round r of this submitter is due at r × (its share of the rate), offset so submitters interleave.
+            double roundSeconds = targetRate > 0 ? inFlight * submitters / targetRate : 0;
+            long round = 0;
             while (clock.Elapsed < duration)
             {
+                if (roundSeconds > 0)
+                {
+                    double due = (round++ + (double)who / submitters) * roundSeconds;
+                    double wait = due - clock.Elapsed.TotalSeconds;
+                    if (wait > 0) await Task.Delay(TimeSpan.FromSeconds(wait), ct);
+                    if (clock.Elapsed >= duration) break;
+                }
                 for (int k = 0; k < inFlight; k++)
                 {
                     int roll = rng.Next(100);
