@@ -562,8 +562,18 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
         }
         Assert.True(accounts[0].GetProperty("credits_pending").GetInt64() == openHolds,
             $"{when}: the exchange escrow holds {accounts[0].GetProperty("credits_pending")} pending, the open buys hold {openHolds}");
-        // What became of the orders whose answer never came (allowed either way; reported to show the kills hit them).
         var ackedLeases = clients.SelectMany(c => c.Orders).SelectMany(o => o.Fills).Select(f => f.GetProperty("lease_id").GetInt64()).ToHashSet();
+        // A crossing buy whose answer never came (alone or in its batch) filled whole or not at all: the GPUs its buyer
+        // leased beyond the acknowledged fills add up to the quantities of some of those buys.
+        foreach (Client c in clients)
+        {
+            long extra = leases.Where(kv => kv.Value.GetProperty("buyer").GetInt64() == (long)c.Buyer.Id && !ackedLeases.Contains(kv.Key)).Sum(kv => kv.Value.GetProperty("gpus").GetInt64());
+            var sums = new HashSet<long> { 0 };
+            foreach (SentOrder buy in c.Orders.Where(o => o.Kind == OrderKind.CrossBuy && o.Id is null))
+                foreach (long sum in sums.ToArray()) sums.Add(sum + buy.Quantity);
+            Assert.True(sums.Contains(extra), $"{when}: buyer {c.Index} leased {extra} GPUs beyond its acknowledged fills: no set of its unanswered crossing buys adds up to it");
+        }
+        // What became of the orders whose answer never came (allowed either way; reported to show the kills hit them).
         var unacked = clients.SelectMany(c => c.Orders).Where(o => o.Id is null && o.Kind is OrderKind.Rest or OrderKind.CrossSell).ToList();
         output.WriteLine($"  {when}: exchange: {open.Count} open orders, {leases.Count} leases, {openHolds} held for open buys; every acknowledged order and fill "
             + $"present; of {unacked.Count} orders never answered {unacked.Count(found.Contains)} were placed; {leases.Keys.Count(l => !ackedLeases.Contains(l))} "
