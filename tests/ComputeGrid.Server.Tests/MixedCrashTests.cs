@@ -13,28 +13,38 @@ using Xunit.Abstractions;
 namespace ComputeGrid.Server.Tests;
 
 /// <summary>
-/// kill -9 at seeded moments under a mixed load of paid embeddings requests and exchange orders, against a real
-/// <c>computegrid serve</c> child (data folder and ports kept across restarts; a node agent with the real model in this
-/// process). Only the external contract is relied on: an answered paid request (200) is charged exactly once, one whose
+/// kill -9 at seeded moments under a mixed load of paid embeddings requests and exchange orders (single orders, and
+/// batches through <c>POST /api/exchange/orders/batch</c>), against a real <c>computegrid serve</c> child (data folder
+/// and ports kept across restarts; a node agent with the real model in this process). Only the external contract is relied on: an answered paid request (200) is charged exactly once, one whose
 /// answer never came is charged at most once and exactly once when retried with its Idempotency-Key; an acknowledged
-/// order (or cancel) is never lost. After every kill: the ledger as the kill left it (a copy, recovered offline) keeps
+/// order (or cancel) is never lost, whether a single answer or a result inside a batch's 200 acknowledged it; each order
+/// of a batch whose answer never came stands alone (present whole, or absent). After every kill: the ledger as the kill left it (a copy, recovered offline) keeps
 /// its invariants; after every restart: every acknowledged order is there as acknowledged, every fill's lease too, every
 /// open order and lease is one the clients sent, the buyers paid exactly their leases and hold exactly their open buys, the
-/// exchange escrow holds exactly the open buys, the inference escrow exactly the customers' open holds (none once the
-/// requests in flight are retried), and debits equal credits. Seeded: set CG_SEED to replay the kill moments.
+/// exchange escrow holds exactly the open buys, each open buy holds limit × remaining, the books are uncrossed, the
+/// inference escrow exactly the customers' open holds (none once the requests in flight are retried), and debits equal
+/// credits. At the end a kill with nothing in flight and a restart replay the same exchange state. Seeded: set CG_SEED
+/// to replay the kill moments.
 /// </summary>
 public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper output) : IClassFixture<CrashModelFixture>, IDisposable
 {
     private const string NodeId = "mixed-1";
     private const long InferencePrice = 20;          // micro-USD per 1,000 tokens
     private const long CustomerFunding = 10_000_000; // $10 per inference customer
-    private const long BuyerFunding = 100_000_000_000; // $100,000 per exchange buyer: holds never run short
+    private const long BuyerFunding = 1_000_000_000_000; // $1,000,000 per exchange buyer: holds never run short
     private const int Clients = 3, Kills = 4;
     // Every order of a client gets a price of its own (per instrument and side), so whatever the server holds after a
     // kill (an order or a lease, acknowledged or not) names the order the client sent: resting buys at $0.50 + k ticks,
-    // resting sells at $5.00 + k ticks (they never cross), crossing pairs at $2.00 + k ticks on another instrument.
-    private const long Tick = 1_000, RestBuyBase = 500_000, RestSellBase = 5_000_000, CrossBase = 2_000_000;
-    private const int PricesPerKind = 1_000;
+    // resting sells at $5.00 + k ticks (they never cross), crossing pairs at $0.001 + k ticks on another instrument (H100's
+    // band: $0.001 to $20 on a tick of $0.001). IOC buys that find nothing go at $4.999 on the resting instrument.
+    private const long Tick = 1_000, RestBuyBase = 500_000, RestSellBase = 5_000_000, CrossBase = 1_000, LoneIocPrice = RestSellBase - Tick;
+    // Resting orders a client sends per side, and crossing pairs: within one trader's quota of open orders (1,000, each
+    // client's seller and buyer its own) with a batch and the crossing sells a kill may leave on top, and within the band.
+    private const int RestPerSide = 300, CrossPrices = 15_000;
+    // A batch client's batches: each order of a batch a crossing pair (its sell in the seller's batch, its IOC buy in the
+    // buyer's), a resting buy or sell, or an IOC buy that finds nothing. Client 0 sends single orders only.
+    private const int BatchMin = 10, BatchMax = 150;
+    private const double BatchShare = 0.25;
 
     private readonly string _dir = TestServer.TempDir("mixed-crash");
 
@@ -52,28 +62,32 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
         await using var rig = await Rig.StartAsync(_dir, fixture.Model);
         HttpClient op = rig.Operator;
 
-        // The seller: a provider with one listed node of far more GPUs than the test can sell.
-        Party seller = await TestServer.NewProviderAsync(op, "mixed-seller", collateralMicroUsd: 100_000_000);
-        await TestServer.AdmitNodeAsync(op, seller.Id, "mixed-h100-01");
-        await ApiTestHelpers.OkAsync(await seller.Http.PostSnakeAsync("/api/exchange/nodes", new { node_id = "mixed-h100-01", gpu = "H100", region = "frankfurt", gpus = 100_000 }));
         // Hourly instruments two hours ahead and later: trading for the whole test whatever the minute it starts.
         var page = await op.GetJsonAsync($"/api/exchange/instruments?gpu=H100&region=frankfurt&kind=H&limit={2 + 2 * Clients}");
         string[] symbols = page.GetProperty("instruments").EnumerateArray().Select(i => i.GetProperty("symbol").GetString()!).ToArray();
         Assert.Equal(2 + 2 * Clients, symbols.Length);
         var clients = new List<Client>();
-        for (int c = 0; c < Clients; c++)
-        {
-            clients.Add(new Client
-            {
-                Index = c,
-                Customer = await TestServer.NewCustomerAsync(op, $"mixed-customer-{c}", "frankfurt", CustomerFunding),
-                Buyer = await TestServer.DepositAsync(await TestServer.NewCustomerAsync(op, $"mixed-buyer-{c}", "frankfurt", BuyerFunding), BuyerFunding),
-                Rest = symbols[2 + c],
-                Cross = symbols[2 + Clients + c],
-            });
-        }
         try
         {
+            for (int c = 0; c < Clients; c++)
+            {
+                // The client's seller: a provider with one listed node of far more GPUs than the test can sell (a seller
+                // per client: each trader's open orders stay within its quota).
+                Party seller = await TestServer.NewProviderAsync(op, $"mixed-seller-{c}", collateralMicroUsd: 100_000_000);
+                clients.Add(new Client
+                {
+                    Index = c,
+                    Customer = await TestServer.NewCustomerAsync(op, $"mixed-customer-{c}", "frankfurt", CustomerFunding),
+                    Buyer = await TestServer.DepositAsync(await TestServer.NewCustomerAsync(op, $"mixed-buyer-{c}", "frankfurt", BuyerFunding), BuyerFunding),
+                    Seller = seller,
+                    Rest = symbols[2 + c],
+                    Cross = symbols[2 + Clients + c],
+                    BatchShare = c == 0 ? 0 : BatchShare,
+                });
+                await TestServer.AdmitNodeAsync(op, seller.Id, $"mixed-h100-{c}");
+                await ApiTestHelpers.OkAsync(await seller.Http.PostSnakeAsync("/api/exchange/nodes", new { node_id = $"mixed-h100-{c}", gpu = "H100", region = "frankfurt", gpus = 100_000 }));
+            }
+
             for (int round = 0; round < Kills; round++)
             {
                 using var stop = new CancellationTokenSource();
@@ -82,7 +96,7 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
                 var loops = clients.SelectMany(c => new[]
                 {
                     Task.Run(() => PaidLoopAsync(c, new Random(seed * 31 + round * 7 + c.Index), round, stop.Token)),
-                    Task.Run(() => OrderLoopAsync(c, seller, new Random(seed * 37 + round * 11 + c.Index), stop.Token)),
+                    Task.Run(() => OrderLoopAsync(c, new Random(seed * 37 + round * 11 + c.Index), stop.Token)),
                 }).ToArray();
                 await Task.Delay(killAfterMs);
                 rig.Kill();
@@ -92,10 +106,18 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
 
                 await CheckLedgerAsLeftAsync(Path.Combine(_dir, "ledger"), clients, $"after kill {round}");
                 await rig.RestartAsync();
-                await CheckExchangeAsync(op, clients, seller, $"after restart {round}");
+                await CheckExchangeAsync(op, clients, $"after restart {round}");
                 await CheckPaidAsync(rig, clients, new Random(seed * 17 + round), $"after restart {round}");
                 await CheckDebitsEqualCreditsAsync(op);
             }
+
+            // Replay: a kill with nothing in flight and a restart give back the exchange state as it was, the same orders,
+            // leases and money.
+            string state = await ExchangeStateAsync(op, clients);
+            rig.Kill();
+            await rig.RestartAsync();
+            Assert.Equal(state, await ExchangeStateAsync(op, clients));
+            output.WriteLine("  a kill with nothing in flight and a restart replay the same exchange state");
 
             // A graceful stop: the log verifies to its end, the CLI agrees, and the state it leaves keeps every invariant.
             await rig.StopGracefullyAsync();
@@ -112,19 +134,19 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
         }
         finally
         {
-            foreach (Client c in clients) { c.Customer.Http.Dispose(); c.Buyer.Http.Dispose(); }
-            seller.Http.Dispose();
+            foreach (Client c in clients) { c.Customer.Http.Dispose(); c.Buyer.Http.Dispose(); c.Seller.Http.Dispose(); }
         }
 
         int answered = clients.Sum(c => c.Paid.Count(p => p.AnsweredInLoad));
         int acked = clients.Sum(c => c.Orders.Count(o => o.Id is not null));
         int fills = clients.Sum(c => c.Orders.Sum(o => o.Fills.Length));
-        Assert.True(answered > 10 && acked > 10 && fills > 3, $"the load did too little: {Summary(clients)}");
+        int batched = clients.Sum(c => c.Batches), batchFills = clients.Sum(c => c.Orders.Where(o => o.Batched).Sum(o => o.Fills.Length));
+        Assert.True(answered > 10 && acked > 10 && fills > 3 && batched > 3 && batchFills > 3, $"the load did too little: {Summary(clients)}");
     }
 
     // ================================================================== the load
 
-    private enum OrderKind { Rest, CrossSell, CrossBuy }
+    private enum OrderKind { Rest, CrossSell, CrossBuy, LoneIoc }
 
     private enum CancelState { None, Sent, Done }
 
@@ -140,7 +162,10 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
         public bool AnsweredInLoad { get; set; }
     }
 
-    /// <summary>An order as sent: <see cref="Id"/> once acknowledged (with its fills), and the fate of a cancel of it.</summary>
+    /// <summary>
+    /// An order as sent (alone or in a batch): <see cref="Id"/> once acknowledged (with its fills), and the fate of a
+    /// cancel of it.
+    /// </summary>
     private sealed class SentOrder
     {
         public required OrderKind Kind { get; init; }
@@ -149,11 +174,17 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
         public required long Price { get; init; }
         public required long Quantity { get; init; }
         public required ulong Owner { get; init; }
+        public string TimeInForce => Kind is OrderKind.CrossBuy or OrderKind.LoneIoc ? "ioc" : "gtc";
+        /// <summary>Sent in a batch.</summary>
+        public bool Batched { get; init; }
         public long? Id { get; set; }
         public JsonElement[] Fills { get; set; } = [];
         public CancelState Cancel { get; set; }
 
-        public override string ToString() => $"{Kind} {Side} {Quantity} {Symbol} @ {Price} by {Owner}{(Id is { } id ? $" (order {id})" : " (not acknowledged)")}";
+        public object Body => new { instrument = Symbol, side = Side, price = Price, quantity = Quantity, time_in_force = TimeInForce };
+
+        public override string ToString() =>
+            $"{Kind} {Side} {Quantity} {Symbol} @ {Price} {TimeInForce} by {Owner}{(Batched ? " in a batch" : "")}{(Id is { } id ? $" (order {id})" : " (not acknowledged)")}";
     }
 
     /// <summary>One client task's parties, instruments and history (touched by its task only, checked between rounds).</summary>
@@ -162,20 +193,25 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
         public required int Index { get; init; }
         public required Party Customer { get; init; }
         public required Party Buyer { get; init; }
+        public required Party Seller { get; init; }
         /// <summary>The instrument of this client's resting orders (never crossed).</summary>
         public required string Rest { get; init; }
         /// <summary>The instrument of this client's crossing pairs (a resting sell, then an IOC buy at its price).</summary>
         public required string Cross { get; init; }
+        /// <summary>The share of its order loop's steps that send a pair of batches (the seller's, then the buyer's).</summary>
+        public required double BatchShare { get; init; }
         public List<Paid> Paid { get; } = new();
         public List<SentOrder> Orders { get; } = new();
-        public int NextRestBuy, NextRestSell, NextCross, Refused;
+        public int NextRestBuy, NextRestSell, NextCross, Refused, Batches;
+        public bool Exhausted => NextRestBuy >= RestPerSide && NextRestSell >= RestPerSide && NextCross >= CrossPrices;
     }
 
     private static string Summary(List<Client> clients) =>
         $"{clients.Sum(c => c.Paid.Count(p => p.AnsweredInLoad))} paid requests answered of {clients.Sum(c => c.Paid.Count)} sent "
         + $"({clients.Sum(c => c.Refused)} refused); {clients.Sum(c => c.Orders.Count(o => o.Id is not null))} orders acknowledged of "
-        + $"{clients.Sum(c => c.Orders.Count)} sent, {clients.Sum(c => c.Orders.Sum(o => o.Fills.Length))} fills, "
-        + $"{clients.Sum(c => c.Orders.Count(o => o.Cancel == CancelState.Done))} cancels acknowledged";
+        + $"{clients.Sum(c => c.Orders.Count)} sent ({clients.Sum(c => c.Orders.Count(o => o.Batched && o.Id is not null))} of "
+        + $"{clients.Sum(c => c.Orders.Count(o => o.Batched))} in {clients.Sum(c => c.Batches)} batches acknowledged), "
+        + $"{clients.Sum(c => c.Orders.Sum(o => o.Fills.Length))} fills, {clients.Sum(c => c.Orders.Count(o => o.Cancel == CancelState.Done))} cancels acknowledged";
 
     private async Task PaidLoopAsync(Client c, Random rng, int round, CancellationToken stop)
     {
@@ -186,16 +222,22 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
         }
     }
 
-    private static async Task OrderLoopAsync(Client c, Party seller, Random rng, CancellationToken stop)
+    private static async Task OrderLoopAsync(Client c, Random rng, CancellationToken stop)
     {
-        while (!stop.IsCancellationRequested)
+        // A client whose prices are all used stops (its cancels alone would not need the kill to find them in flight).
+        while (!stop.IsCancellationRequested && !c.Exhausted)
         {
             try
             {
+                if (rng.NextDouble() < c.BatchShare)
+                {
+                    await BatchesAsync(c, rng);
+                    continue;
+                }
                 double roll = rng.NextDouble();
-                if (roll < 0.5) await RestingOrderAsync(c, seller, rng);
-                else if (roll < 0.85) await CrossingPairAsync(c, seller, rng);
-                else await CancelAsync(c, seller, rng);
+                if (roll < 0.5) await RestingOrderAsync(c, rng);
+                else if (roll < 0.85) await CrossingPairAsync(c, rng);
+                else await CancelAsync(c, rng);
             }
             catch (Exception e) when (Died(e)) { return; } // likewise
         }
@@ -220,60 +262,143 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
         p.Answered = p.AnsweredInLoad = true;
     }
 
-    private static async Task RestingOrderAsync(Client c, Party seller, Random rng)
+    /// <summary>A resting order of the client's next price on its side, or null once the side's prices are used.</summary>
+    private static SentOrder? NextResting(Client c, bool buy, long quantity, bool batched)
     {
-        bool buy = rng.Next(2) == 0;
-        int k = buy ? c.NextRestBuy++ : c.NextRestSell++;
-        if (k >= PricesPerKind) return;
-        var o = new SentOrder
+        int k = buy ? c.NextRestBuy : c.NextRestSell;
+        if (k >= RestPerSide) return null;
+        if (buy) c.NextRestBuy++;
+        else c.NextRestSell++;
+        return new SentOrder
         {
             Kind = OrderKind.Rest, Symbol = c.Rest, Side = buy ? "buy" : "sell", Price = (buy ? RestBuyBase : RestSellBase) + Tick * k,
-            Quantity = rng.Next(1, 4), Owner = buy ? c.Buyer.Id : seller.Id,
+            Quantity = quantity, Owner = buy ? c.Buyer.Id : c.Seller.Id, Batched = batched,
         };
-        c.Orders.Add(o);
-        JsonElement ack = await PlaceAsync(buy ? c.Buyer : seller, o, "gtc");
-        Assert.True(ack.GetProperty("status").GetString() == "resting" && ack.GetProperty("remaining").GetInt64() == o.Quantity, $"{o}: {ack}");
-        o.Id = ack.GetProperty("order_id").GetInt64();
     }
 
-    private static async Task CrossingPairAsync(Client c, Party seller, Random rng)
+    /// <summary>A crossing pair of the client's next price (a sell, then an IOC buy at its price), or null once they are used.</summary>
+    private static (SentOrder Sell, SentOrder Buy)? NextPair(Client c, long quantity, bool batched)
     {
-        int k = c.NextCross++;
-        if (k >= PricesPerKind) return;
-        long price = CrossBase + Tick * k, quantity = rng.Next(1, 4);
-        var sell = new SentOrder { Kind = OrderKind.CrossSell, Symbol = c.Cross, Side = "sell", Price = price, Quantity = quantity, Owner = seller.Id };
-        c.Orders.Add(sell);
-        JsonElement sold = await PlaceAsync(seller, sell, "gtc");
-        Assert.True(sold.GetProperty("status").GetString() == "resting", $"{sell}: {sold}");
-        sell.Id = sold.GetProperty("order_id").GetInt64();
-        // The buy takes the cheapest sells first: a sell left by a kill before its buy (a lower price) fills before this one.
-        var buy = new SentOrder { Kind = OrderKind.CrossBuy, Symbol = c.Cross, Side = "buy", Price = price, Quantity = quantity, Owner = c.Buyer.Id };
-        c.Orders.Add(buy);
-        JsonElement bought = await PlaceAsync(c.Buyer, buy, "ioc");
-        JsonElement[] fills = bought.GetProperty("fills").EnumerateArray().ToArray();
-        Assert.True(bought.GetProperty("status").GetString() == "filled" && fills.Sum(f => f.GetProperty("quantity").GetInt64()) == quantity, $"{buy}: {bought}");
-        buy.Id = bought.GetProperty("order_id").GetInt64();
-        buy.Fills = fills;
+        int k = c.NextCross;
+        if (k >= CrossPrices) return null;
+        c.NextCross++;
+        long price = CrossBase + Tick * k;
+        return (new SentOrder { Kind = OrderKind.CrossSell, Symbol = c.Cross, Side = "sell", Price = price, Quantity = quantity, Owner = c.Seller.Id, Batched = batched },
+            new SentOrder { Kind = OrderKind.CrossBuy, Symbol = c.Cross, Side = "buy", Price = price, Quantity = quantity, Owner = c.Buyer.Id, Batched = batched });
     }
 
-    private static async Task CancelAsync(Client c, Party seller, Random rng)
+    private static async Task RestingOrderAsync(Client c, Random rng)
+    {
+        bool buy = rng.Next(2) == 0;
+        if (NextResting(c, buy, rng.Next(1, 4), batched: false) is not { } o) return;
+        c.Orders.Add(o);
+        Acknowledge(o, await PlaceAsync(buy ? c.Buyer : c.Seller, o));
+    }
+
+    private static async Task CrossingPairAsync(Client c, Random rng)
+    {
+        if (NextPair(c, rng.Next(1, 4), batched: false) is not { } pair) return;
+        var (sell, buy) = pair;
+        c.Orders.Add(sell);
+        Acknowledge(sell, await PlaceAsync(c.Seller, sell));
+        // The buy takes the cheapest sells first: a sell left by a kill before its buy (a lower price) fills before this one.
+        c.Orders.Add(buy);
+        Acknowledge(buy, await PlaceAsync(c.Buyer, buy));
+    }
+
+    /// <summary>
+    /// Two batches: the seller's (the sells of crossing pairs and resting sells, mixed), and once it is acknowledged the
+    /// buyer's (the pairs' IOC buys, resting buys and IOC buys that find nothing, mixed, in the order drawn). A buy takes
+    /// the cheapest sells first: within a batch, each crossing buy fills whole (the sells up to its price add up to at
+    /// least the buys up to it).
+    /// </summary>
+    private static async Task BatchesAsync(Client c, Random rng)
+    {
+        int n = rng.Next(BatchMin, BatchMax + 1);
+        var sells = new List<SentOrder>();
+        var buys = new List<SentOrder>();
+        for (int i = 0; i < n; i++)
+        {
+            double roll = rng.NextDouble();
+            long quantity = rng.Next(1, 4);
+            // Resting orders are drawn less often than in the single-order steps: their prices last the kills through.
+            if (roll < 0.55)
+            {
+                if (NextPair(c, quantity, batched: true) is not { } pair) continue;
+                sells.Add(pair.Sell);
+                buys.Add(pair.Buy);
+            }
+            else if (roll < 0.65) { if (NextResting(c, buy: true, quantity, batched: true) is { } o) buys.Add(o); }
+            else if (roll < 0.75) { if (NextResting(c, buy: false, quantity, batched: true) is { } o) sells.Add(o); }
+            else
+            {
+                buys.Add(new SentOrder
+                {
+                    Kind = OrderKind.LoneIoc, Symbol = c.Rest, Side = "buy", Price = LoneIocPrice, Quantity = quantity, Owner = c.Buyer.Id, Batched = true,
+                });
+            }
+        }
+        foreach (var (trader, orders) in new[] { (c.Seller, sells), (c.Buyer, buys) })
+        {
+            if (orders.Count == 0) continue;
+            c.Orders.AddRange(orders);
+            JsonElement answer = await PlaceBatchAsync(trader, orders);
+            JsonElement[] results = answer.GetProperty("results").EnumerateArray().ToArray();
+            Assert.True(results.Length == orders.Count && answer.GetProperty("accepted").GetInt32() == orders.Count,
+                $"a batch of {orders.Count} orders of {trader.Id}: {results.Length} results, {answer.GetProperty("accepted")} accepted: {answer}");
+            for (int k = 0; k < orders.Count; k++)
+            {
+                JsonElement order = results[k].GetProperty("order");
+                Assert.True(order.ValueKind == JsonValueKind.Object, $"{orders[k]} refused in a batch: {results[k]}");
+                Acknowledge(orders[k], order);
+            }
+            c.Batches++;
+        }
+    }
+
+    /// <summary>An order's acknowledgement (a single answer, or its result in a batch's answer) as its kind expects.</summary>
+    private static void Acknowledge(SentOrder o, JsonElement ack)
+    {
+        string status = ack.GetProperty("status").GetString()!;
+        JsonElement[] fills = ack.GetProperty("fills").EnumerateArray().ToArray();
+        bool expected = o.Kind switch
+        {
+            // Resting orders and crossing sells cross nothing: no buy rests on the crossing instruments.
+            OrderKind.Rest or OrderKind.CrossSell => status == "resting" && ack.GetProperty("remaining").GetInt64() == o.Quantity && fills.Length == 0,
+            OrderKind.CrossBuy => status == "filled" && fills.Sum(f => f.GetProperty("quantity").GetInt64()) == o.Quantity,
+            _ => status == "cancelled" && fills.Length == 0, // a lone IOC: nothing to take, nothing left
+        };
+        Assert.True(expected, $"{o}: {ack}");
+        Assert.Equal(o.Symbol, ack.GetProperty("symbol").GetString());
+        o.Id = ack.GetProperty("order_id").GetInt64();
+        o.Fills = fills;
+    }
+
+    private static async Task CancelAsync(Client c, Random rng)
     {
         var open = c.Orders.Where(o => o.Kind == OrderKind.Rest && o.Id is not null && o.Cancel == CancelState.None).ToList();
         if (open.Count == 0) return;
         SentOrder o = open[rng.Next(open.Count)];
         o.Cancel = CancelState.Sent;
-        using var r = await (o.Side == "buy" ? c.Buyer : seller).Http.DeleteAsync($"/api/exchange/orders/{o.Id}");
+        using var r = await (o.Side == "buy" ? c.Buyer : c.Seller).Http.DeleteAsync($"/api/exchange/orders/{o.Id}");
         JsonElement ack = await ApiTestHelpers.OkAsync(r);
         Assert.True(ack.GetProperty("status").GetString() == "cancelled", $"cancel of {o}: {ack}");
         o.Cancel = CancelState.Done;
     }
 
-    private static async Task<JsonElement> PlaceAsync(Party trader, SentOrder o, string timeInForce)
+    private static async Task<JsonElement> PlaceAsync(Party trader, SentOrder o)
     {
-        using var r = await trader.Http.PostSnakeAsync("/api/exchange/orders",
-            new { instrument = o.Symbol, side = o.Side, price = o.Price, quantity = o.Quantity, time_in_force = timeInForce });
+        using var r = await trader.Http.PostSnakeAsync("/api/exchange/orders", o.Body);
         string body = await r.Content.ReadAsStringAsync();
         Assert.True(r.IsSuccessStatusCode, $"{o}: {(int)r.StatusCode} {body}");
+        return JsonDocument.Parse(body).RootElement.Clone();
+    }
+
+    private static async Task<JsonElement> PlaceBatchAsync(Party trader, List<SentOrder> orders)
+    {
+        using var r = await trader.Http.PostSnakeAsync("/api/exchange/orders/batch", new { orders = orders.Select(o => o.Body).ToArray() });
+        string body = await r.Content.ReadAsStringAsync();
+        Assert.True(r.IsSuccessStatusCode, $"a batch of {orders.Count} orders of {trader.Id} (the first {orders[0]}): {(int)r.StatusCode} {body[..Math.Min(body.Length, 2_000)]}");
         return JsonDocument.Parse(body).RootElement.Clone();
     }
 
@@ -331,18 +456,21 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
     }
 
     /// <summary>
-    /// Every acknowledged order is open as acknowledged (resting ones are never crossed) unless its cancel was
-    /// acknowledged; every acknowledged fill's lease exists; every open order and lease is one the clients sent; each
-    /// crossing sell's leases and remaining add up to its quantity; each buyer paid exactly its leases and holds exactly
-    /// its open buys; the exchange escrow holds exactly the open buys.
+    /// Every acknowledged order (alone or in a batch) is open as acknowledged (resting ones are never crossed) unless its
+    /// cancel was acknowledged, and no acknowledged IOC is open; every acknowledged fill's lease exists; every open order
+    /// and lease is one the clients sent; each crossing sell's leases and remaining add up to its quantity (an order whose
+    /// answer never came, its batch's included, is whole or absent); each open buy holds limit × remaining; the books are
+    /// uncrossed; each buyer paid exactly its leases and holds exactly its open buys; the exchange escrow holds exactly the
+    /// open buys.
     /// </summary>
-    private async Task CheckExchangeAsync(HttpClient op, List<Client> clients, Party seller, string when)
+    private async Task CheckExchangeAsync(HttpClient op, List<Client> clients, string when)
     {
         var open = (await AllAsync(op, "/api/exchange/orders", "orders")).ToDictionary(o => o.GetProperty("order_id").GetInt64());
         var leases = (await AllAsync(op, "/api/exchange/leases", "leases")).ToDictionary(l => l.GetProperty("id").GetInt64());
         var bySymbol = clients.SelectMany(c => new[] { (c.Rest, c), (c.Cross, c) }).ToDictionary(x => x.Item1, x => x.c);
-        // Sent orders by (symbol, side, price): unique by construction (crossing buys share their sell's price, not its side).
-        var sent = clients.SelectMany(c => c.Orders).Where(o => o.Kind != OrderKind.CrossBuy).ToDictionary(o => (o.Symbol, o.Side, o.Price));
+        // Sent orders that may rest, by (symbol, side, price): unique by construction (crossing buys share their sell's
+        // price, not its side; IOC buys never rest).
+        var sent = clients.SelectMany(c => c.Orders).Where(o => o.Kind is OrderKind.Rest or OrderKind.CrossSell).ToDictionary(o => (o.Symbol, o.Side, o.Price));
 
         foreach (SentOrder o in clients.SelectMany(c => c.Orders))
         {
@@ -352,6 +480,7 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
                 if (o.Cancel == CancelState.Done) Assert.False(open.ContainsKey(id), $"{when}: {o} was cancelled (acknowledged) but is open again");
                 else if (o.Cancel == CancelState.None) Assert.True(open.ContainsKey(id), $"{when}: acknowledged {o} is missing");
             }
+            else if (o.Kind is OrderKind.CrossBuy or OrderKind.LoneIoc) Assert.False(open.ContainsKey(id), $"{when}: acknowledged {o} is open");
             foreach (JsonElement fill in o.Fills)
             {
                 long leaseId = fill.GetProperty("lease_id").GetInt64();
@@ -380,6 +509,13 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
             else Assert.True(remaining > 0 && remaining <= o.Quantity, $"{when}: {o} has {remaining} left");
             Assert.True(v.GetProperty("hold_amount").GetInt64() == (side == "buy" ? checked(price * remaining) : 0), $"{when}: {o} holds {v}");
         }
+        // Uncrossed: on every book the best bid is below the best ask.
+        foreach (var book in open.Values.GroupBy(v => v.GetProperty("symbol").GetString()!))
+        {
+            long bid = book.Where(v => v.GetProperty("side").GetString() == "buy").Select(v => v.GetProperty("price").GetInt64()).DefaultIfEmpty(0).Max();
+            long ask = book.Where(v => v.GetProperty("side").GetString() == "sell").Select(v => v.GetProperty("price").GetInt64()).DefaultIfEmpty(long.MaxValue).Min();
+            Assert.True(bid < ask, $"{when}: the book of {book.Key} is crossed: bid {bid}, ask {ask}");
+        }
 
         var leasedBySell = new Dictionary<SentOrder, long>();
         foreach (var (id, l) in leases)
@@ -393,7 +529,7 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
                 continue;
             }
             Assert.Equal((long)c.Buyer.Id, l.GetProperty("buyer").GetInt64());
-            Assert.Equal((long)seller.Id, l.GetProperty("provider").GetInt64());
+            Assert.Equal((long)c.Seller.Id, l.GetProperty("provider").GetInt64());
             Assert.Equal(checked(price * gpus), l.GetProperty("notional").GetInt64()); // hourly: one hour per GPU
             leasedBySell[sell] = leasedBySell.GetValueOrDefault(sell) + gpus;
             found.Add(sell);
@@ -426,9 +562,19 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
         }
         Assert.True(accounts[0].GetProperty("credits_pending").GetInt64() == openHolds,
             $"{when}: the exchange escrow holds {accounts[0].GetProperty("credits_pending")} pending, the open buys hold {openHolds}");
-        // What became of the orders whose answer never came (allowed either way; reported to show the kills hit them).
         var ackedLeases = clients.SelectMany(c => c.Orders).SelectMany(o => o.Fills).Select(f => f.GetProperty("lease_id").GetInt64()).ToHashSet();
-        var unacked = clients.SelectMany(c => c.Orders).Where(o => o.Id is null && o.Kind != OrderKind.CrossBuy).ToList();
+        // A crossing buy whose answer never came (alone or in its batch) filled whole or not at all: the GPUs its buyer
+        // leased beyond the acknowledged fills add up to the quantities of some of those buys.
+        foreach (Client c in clients)
+        {
+            long extra = leases.Where(kv => kv.Value.GetProperty("buyer").GetInt64() == (long)c.Buyer.Id && !ackedLeases.Contains(kv.Key)).Sum(kv => kv.Value.GetProperty("gpus").GetInt64());
+            var sums = new HashSet<long> { 0 };
+            foreach (SentOrder buy in c.Orders.Where(o => o.Kind == OrderKind.CrossBuy && o.Id is null))
+                foreach (long sum in sums.ToArray()) sums.Add(sum + buy.Quantity);
+            Assert.True(sums.Contains(extra), $"{when}: buyer {c.Index} leased {extra} GPUs beyond its acknowledged fills: no set of its unanswered crossing buys adds up to it");
+        }
+        // What became of the orders whose answer never came (allowed either way; reported to show the kills hit them).
+        var unacked = clients.SelectMany(c => c.Orders).Where(o => o.Id is null && o.Kind is OrderKind.Rest or OrderKind.CrossSell).ToList();
         output.WriteLine($"  {when}: exchange: {open.Count} open orders, {leases.Count} leases, {openHolds} held for open buys; every acknowledged order and fill "
             + $"present; of {unacked.Count} orders never answered {unacked.Count(found.Contains)} were placed; {leases.Keys.Count(l => !ackedLeases.Contains(l))} "
             + $"leases from buys never answered; {clients.Sum(c => c.Orders.Count(o => o.Cancel == CancelState.Sent))} cancels never answered");
@@ -510,6 +656,17 @@ public sealed class MixedCrashTests(CrashModelFixture fixture, ITestOutputHelper
         Assert.Equal(0, after[0].GetProperty("credits_pending").GetInt64());
         output.WriteLine($"  {when}: paid: {retried} requests never answered retried ({chargedBefore} of them charged before the kill), each charged once; "
             + $"every customer paid exactly its requests{(unavailable > 0 ? $" ({unavailable} retries answered 503 no_node_available first)" : "")}");
+    }
+
+    /// <summary>The exchange's state as the API shows it: every open order and lease, and the exchange's money (its escrow, the buyers' trading accounts).</summary>
+    private static async Task<string> ExchangeStateAsync(HttpClient op, List<Client> clients)
+    {
+        static string Canonical(IEnumerable<JsonElement> items, string id) =>
+            string.Join('\n', items.OrderBy(x => x.GetProperty(id).GetInt64()).Select(x => x.GetRawText()));
+        UInt128[] ids = [ExchangeStateMachine.EscrowAccount, .. clients.Select(c => c.Buyer.Account)];
+        string money = string.Join('\n', (await LookupAsync(op, ids)).Select(a => string.Join(' ',
+            new[] { "id", "debits_pending", "debits_posted", "credits_pending", "credits_posted" }.Select(f => a.GetProperty(f).ToString()))));
+        return $"{Canonical(await AllAsync(op, "/api/exchange/orders", "orders"), "order_id")}\n--\n{Canonical(await AllAsync(op, "/api/exchange/leases", "leases"), "id")}\n--\n{money}";
     }
 
     /// <summary>Per asset, posted debits equal posted credits over all accounts (a checkpoint's Merkle sum roots).</summary>
