@@ -131,8 +131,30 @@ public static class ExchangeBench
         ApiBatchRun api = await ExchangeApiBench.RunAsync(TimeSpan.FromSeconds(quick ? 3 : 10), 4, 1_000, ct);
         output.WriteLine($"  HTTP batch API (loopback, durable; {api.Clients} clients, batches of {api.BatchSize:N0}): {api.Orders:N0} orders ({api.Accepted:N0} accepted, {api.Fills:N0} fills) at {api.OrdersPerSecond:N0} orders/s, request p50 {api.RequestP50Ms} ms p99 {api.RequestP99Ms} ms; stages (commands/s of their own time): journal {api.JournalCommandsPerSecond:N0}, state machine {api.StateMachineCommandsPerSecond:N0}, ledger {api.LedgerCommandsPerSecond:N0}; CPU busy {api.CpuBusyShare:P0} of {Environment.ProcessorCount} cores (server and clients)");
 
+        // 6. Restart: snapshot + journal tail against the full replay, over a journal of 10M orders (1M in quick mode).
+        long restartOrders = quick ? 1_000_000 : 10_000_000;
+        string restartDir = Path.Combine(Path.GetTempPath(), "cg-exchange-restart-" + Guid.NewGuid().ToString("N"));
+        RestartRun restart;
+        try
+        {
+            Directory.CreateDirectory(restartDir);
+            restart = await ExchangeRestartBench.RunAsync(restartDir, restartOrders, ct);
+            output.WriteLine($"  restart after {restart.Orders:N0} orders (journal {restart.JournalBytes / 1e6:F0} MB, seq {restart.LastSeq:N0}, built in {restart.BuildSeconds:F1} s; {restart.OpenOrders:N0} open orders): "
+                + $"from the snapshot at seq {restart.SnapshotSeq:N0} ({restart.SnapshotBytes / 1e6:F1} MB) + {restart.LastSeq - restart.SnapshotSeq:N0} commands of tail {restart.SnapshotStartSeconds:F2} s; full replay {restart.FullReplaySeconds:F2} s");
+        }
+        finally { if (Directory.Exists(restartDir)) Directory.Delete(restartDir, recursive: true); }
+
         var metrics = new SortedDictionary<string, object>(StringComparer.Ordinal)
         {
+            // Named for the 10M orders; quick mode measures restart_orders (1M) instead.
+            ["restart_seconds_after_10m_orders"] = Math.Round(restart.SnapshotStartSeconds, 3),
+            ["restart_seconds_full_replay"] = Math.Round(restart.FullReplaySeconds, 3),
+            ["restart_orders"] = restart.Orders,
+            ["restart_tail_commands"] = (long)(restart.LastSeq - restart.SnapshotSeq),
+            ["restart_snapshot_every_commands"] = restart.SnapshotEvery,
+            ["restart_snapshot_bytes"] = restart.SnapshotBytes,
+            ["restart_journal_bytes"] = restart.JournalBytes,
+            ["restart_build_seconds"] = Math.Round(restart.BuildSeconds, 1),
             ["api_batch_orders_per_s"] = Math.Round(api.OrdersPerSecond),
             ["api_batch_request_p99_ms"] = api.RequestP99Ms,
             ["api_batch_accepted_share"] = api.Orders == 0 ? 0 : Math.Round((double)api.Accepted / api.Orders, 4),

@@ -474,6 +474,44 @@ public sealed class InstrumentRegistry
     }
 
     /// <summary>Looks an instrument up by id (active, or expired and not pruned).</summary>
+    /// <summary>Every instrument still known (active or not yet pruned), by id: for snapshots.</summary>
+    internal IEnumerable<Instrument> All => _byId.Values.OrderBy(i => i.Id);
+
+    /// <summary>
+    /// Restores the registry as a snapshot recorded it: its clock (<paramref name="now"/>, null when never advanced), the
+    /// last id spent, every instrument it knows and which of them trade (<paramref name="activeIds"/>, in id order).
+    /// Checked whole before anything changes.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The registry is not empty.</exception>
+    /// <exception cref="InvalidDataException">The parts do not fit together.</exception>
+    internal void Restore(long? now, int lastId, IReadOnlyList<Instrument> all, IReadOnlyList<int> activeIds)
+    {
+        if (_started || _byId.Count > 0) throw new InvalidOperationException("Only an empty registry is restored.");
+        var byId = new Dictionary<int, Instrument>(all.Count);
+        var bySymbol = new Dictionary<string, Instrument>(all.Count, StringComparer.Ordinal);
+        foreach (Instrument i in all)
+        {
+            if (i.Id <= 0 || i.Id > lastId || !byId.TryAdd(i.Id, i) || !bySymbol.TryAdd(i.Symbol, i))
+                throw new InvalidDataException($"Instrument {i.Id} ({i.Symbol}) is restored twice or beyond the last id {lastId}.");
+        }
+        var active = new List<Instrument>(activeIds.Count);
+        foreach (int id in activeIds)
+        {
+            if (!byId.TryGetValue(id, out Instrument? i) || (active.Count > 0 && active[^1].Id >= id))
+                throw new InvalidDataException($"Active instrument {id} is unknown or out of order.");
+            active.Add(i);
+        }
+        if (now is null && (lastId != 0 || all.Count > 0)) throw new InvalidDataException("A registry never advanced has no instruments.");
+        foreach (var kv in byId) _byId.Add(kv.Key, kv.Value);
+        foreach (var kv in bySymbol) _bySymbol.Add(kv.Key, kv.Value);
+        _active.AddRange(active);
+        foreach (Instrument i in active) _activeIds.Add(i.Id);
+        _activeSnapshot = [.. _active];
+        _now = now ?? 0;
+        _started = now is not null;
+        _lastId = lastId;
+    }
+
     public bool TryGet(int id, [MaybeNullWhen(false)] out Instrument instrument) => _byId.TryGetValue(id, out instrument);
 
     /// <summary>Looks an instrument up by its exact symbol (active, or expired and not pruned).</summary>

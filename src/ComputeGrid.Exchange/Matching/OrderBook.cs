@@ -481,6 +481,31 @@ public sealed unsafe class OrderBook
         return list;
     }
 
+    /// <summary>
+    /// Puts back a resting order as a snapshot recorded it (<see cref="Orders"/>): at the tail of its level, so orders
+    /// restored in priority order keep it; no matching, no events. The expiry heap orders by (expiry, id), so restored
+    /// orders leave in the same order as the originals would.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The order cannot rest here (off the band or tick, a duplicate id, the book full, or crossing).</exception>
+    public void Restore(in RestingOrder o)
+    {
+        if (o.Id <= 0 || o.Remaining <= 0 || o.ExpiresAt < 0 || o.Side is not (Side.Buy or Side.Sell) || !_band.Contains(o.Price) || !TryLevel(o.Price, out int level))
+            throw new InvalidDataException($"Resting order {o.Id} cannot be restored: price {o.Price}, remaining {o.Remaining}, expiry {o.ExpiresAt}.");
+        if (_byId.TryGet(o.Id, out _)) throw new InvalidDataException($"Resting order {o.Id} is restored twice.");
+        if (_free < 0) throw new InvalidDataException($"Resting order {o.Id} does not fit: the book holds {OrdersMax}.");
+        Ladder opposite = o.Side == Side.Buy ? _asks : _bids;
+        if (opposite.Best >= 0 && (o.Side == Side.Buy ? opposite.Best <= level : opposite.Best >= level))
+            throw new InvalidDataException($"Resting order {o.Id} would cross the book.");
+        var c = new OrderCommand
+        {
+            Kind = CommandKind.Place, Side = o.Side, Owner = o.Owner, OrderId = o.Id,
+            TimeInForce = o.ExpiresAt != 0 ? TimeInForce.GoodTillTime : TimeInForce.GoodTillCancel, ExpiresAt = o.ExpiresAt,
+        };
+        _eventCount = 0;
+        Rest(in c, o.Id, o.Price, level, o.Remaining, o.PostOnly);
+        _eventCount = 0;
+    }
+
     /// <summary>Checks every structural invariant in full; throws <see cref="InvalidOperationException"/> naming the first broken one.</summary>
     public void AssertInvariants()
     {

@@ -192,10 +192,20 @@ public sealed class CommandJournal : IDisposable
     /// (its payloads valid only during the call): a state machine rebuilt without a command that failed part-way.
     /// </summary>
     /// <exception cref="JournalCorruptException">What was written reads back otherwise (the storage changed under it).</exception>
-    public void Replay(Action<JournalBatch> onBatch)
+    public void Replay(Action<JournalBatch> onBatch) => Replay(onBatch, JournalPosition.Start);
+
+    /// <summary>
+    /// Reads the journal again from <paramref name="from"/> (a position in it, a snapshot's) to its end as it is now, as
+    /// <see cref="Replay(Action{JournalBatch})"/> does from its start.
+    /// </summary>
+    /// <exception cref="JournalCorruptException">What was written reads back otherwise, or the position is not in it.</exception>
+    public void Replay(Action<JournalBatch> onBatch, JournalPosition from)
     {
         ArgumentNullException.ThrowIfNull(onBatch);
-        var scan = JournalFormat.Scan(_file, Path, JournalPosition.Start, onBatch, _end);
+        ArgumentNullException.ThrowIfNull(from);
+        if (from.Offset < 0 || from.Offset > _end || from.Hash.Length != JournalLimits.HashBytes)
+            throw new JournalCorruptException(Path, from.Offset, $"replaying from {from}, which is not in the journal (it ends at byte {_end})");
+        var scan = JournalFormat.Scan(_file, Path, from, onBatch, _end);
         if (scan.StopReason is not null || scan.ValidBytes != _end)
             throw new JournalCorruptException(Path, scan.ValidBytes, $"reading back the journal: {scan.StopReason ?? "it ends early"}");
     }

@@ -34,6 +34,16 @@ public sealed record PipelineOptions
 
     /// <summary>Called when a replay at start begins again from the first record (a command was excluded): what <see cref="Traded"/> fed is to be forgotten.</summary>
     public Action? ReplayRestarting { get; init; }
+
+    /// <summary>
+    /// Commands between snapshots of the state machine (0: none). A start restores the newest snapshot and replays only
+    /// the journal after it, so a restart takes time in the size of the state, not the length of the history. (Market data
+    /// fed through <see cref="Traded"/> is then rebuilt from the replayed tail only.)
+    /// </summary>
+    public long SnapshotEveryCommands { get; init; } = 1_000_000;
+
+    /// <summary>Where the snapshots are kept (the newest two); null: beside the journal, in the folder <c>{journal file}.snapshots</c>.</summary>
+    public string? SnapshotFolder { get; init; }
 }
 
 /// <summary>
@@ -82,6 +92,25 @@ public sealed class ExchangePipeline : IAsyncDisposable
     private volatile Exception? _fault;
     private long _batches, _commands, _ledgerBatches;
     private long _journalTicks, _applyTicks, _ledgerTicks; // Stopwatch ticks spent in each stage's work
+    // Excluded records applied (so a start knows which exclusions the journal holds, and records the others).
+    private readonly HashSet<ulong> _recorded = [];
+
+    // Snapshots. The sequencer runs up to a few batches ahead of the ledger stage, so a state it just made may have ledger
+    // effects not yet durable, and a start from it would never submit them (it resubmits only the journal after it). So
+    // the sequencer serializes the state at a batch boundary, under its gate (nothing else touches the machine then), and
+    // hands the bytes on with the batch; the ledger stage writes the file only once that batch is settled, and the ledger
+    // settles batches in order: every effect of every command in the snapshot is durable before the snapshot exists. A
+    // start replays and resubmits only what follows it; deposits it still waits for carry their transfer in the state.
+    private readonly string? _snapshotFolder;
+    private long _sinceSnapshot;
+    private SnapshotTaken? _lastSnapshot; // the sequencer's newest (maybe not yet written): a rebuild starts from it
+    private volatile bool _snapshotBusy;  // one snapshot between the sequencer and its file at a time
+    private Task _snapshotWrite = Task.CompletedTask;
+    private long _snapshotsWritten;
+    private volatile Exception? _snapshotFailure;
+
+    /// <summary>A snapshot taken at a batch boundary: the machine's bytes, the journal after that batch, the exclusions it includes, and the file's payload.</summary>
+    private sealed record SnapshotTaken(byte[] Machine, JournalPosition Position, HashSet<ulong> Excluded, HashSet<ulong> Recorded, byte[] Payload);
 
     private sealed class Pending(ExchangeCommand command, TaskCompletionSource<CommandOutcome>? completion, CommandOutcome? deferred = null)
     {
@@ -98,11 +127,14 @@ public sealed class ExchangePipeline : IAsyncDisposable
         public readonly SettlementPlan Plan = new();
         public readonly List<FillRecord> Fills = [];
         public CommandResult[] Results = new CommandResult[256];
+        /// <summary>A snapshot taken after this batch, written once the batch is settled.</summary>
+        public SnapshotTaken? Snapshot;
     }
 
-    private ExchangePipeline(ExchangeStateMachine sm, LedgerEngine ledger, CommandJournal? journal, TimeProvider time, PipelineOptions options)
+    private ExchangePipeline(ExchangeStateMachine sm, LedgerEngine ledger, CommandJournal? journal, TimeProvider time, PipelineOptions options, string? snapshotFolder)
     {
         _sm = sm;
+        _snapshotFolder = journal is null || options.SnapshotEveryCommands <= 0 ? null : snapshotFolder;
         _ledger = ledger;
         _journal = journal;
         _time = time;
@@ -129,6 +161,59 @@ public sealed class ExchangePipeline : IAsyncDisposable
     /// <summary>The failure that stopped the pipeline, if it stopped.</summary>
     public Exception? Fault => _fault;
 
+    /// <summary>Snapshots written since start, and the last write that failed (the journal still holds everything: a start then replays more).</summary>
+    public (long Written, Exception? LastFailure) Snapshots => (Interlocked.Read(ref _snapshotsWritten), _snapshotFailure);
+
+    /// <summary>The snapshot this start restored (null: it replayed the whole journal), and the newer ones it refused, each with why.</summary>
+    public (string? File, ulong LastSeq, IReadOnlyList<string> Refused) Restored { get; private set; } = (null, 0, []);
+
+    /// <summary>The snapshot folder of a journal under these options.</summary>
+    public static string SnapshotFolderOf(string journalPath, PipelineOptions options) =>
+        options.SnapshotFolder ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(journalPath))!, Path.GetFileName(journalPath) + ".snapshots");
+
+    private const uint PayloadMagic = 0x53504743; // "CGPS"
+
+    // A snapshot file's payload: the exclusions it includes (and which of them the journal recorded before it), then the machine.
+    private static byte[] EncodePayload(HashSet<ulong> excluded, HashSet<ulong> recorded, byte[] machine)
+    {
+        var ms = new MemoryStream(machine.Length + 16 + 8 * (excluded.Count + recorded.Count));
+        using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write(PayloadMagic);
+            w.Write(1u);
+            w.Write(excluded.Count);
+            foreach (ulong seq in excluded.Order()) w.Write(seq);
+            w.Write(recorded.Count);
+            foreach (ulong seq in recorded.Order()) w.Write(seq);
+            w.Write(machine);
+        }
+        return ms.ToArray();
+    }
+
+    private static SnapshotTaken DecodePayload(byte[] payload, JournalPosition position)
+    {
+        try
+        {
+            using var r = new BinaryReader(new MemoryStream(payload, writable: false));
+            if (r.ReadUInt32() != PayloadMagic || r.ReadUInt32() != 1) throw new InvalidDataException("not a pipeline snapshot of version 1");
+            HashSet<ulong> Set()
+            {
+                int n = r.ReadInt32();
+                if (n < 0 || n > (payload.Length - r.BaseStream.Position) / 8) throw new InvalidDataException($"a count of {n}");
+                var set = new HashSet<ulong>();
+                for (int i = 0; i < n; i++) set.Add(r.ReadUInt64());
+                return set;
+            }
+            HashSet<ulong> excluded = Set(), recorded = Set();
+            if (excluded.Any(s => s > position.LastSeq) || !recorded.IsSubsetOf(excluded)) throw new InvalidDataException("exclusions beyond the snapshot");
+            return new SnapshotTaken(payload[(int)r.BaseStream.Position..], position, excluded, recorded, payload);
+        }
+        catch (Exception e) when (e is InvalidDataException or EndOfStreamException)
+        {
+            throw new SnapshotInvalidException(e.Message, e);
+        }
+    }
+
     /// <summary>
     /// Starts the exchange: creates the escrow account, replays the journal (when there is one) through the state
     /// machine, submits the ledger effects of its last batches again (idempotent), settles deposits left waiting, and
@@ -144,13 +229,36 @@ public sealed class ExchangePipeline : IAsyncDisposable
 
         CommandJournal? journal = null;
         var tail = new Queue<(Account[] Accounts, Transfer[] Transfers)>();
-        var deposits = new Dictionary<long, Transfer>(); // awaited transfers met in the replay, by their command's seq
         var excluded = new HashSet<ulong>();             // commands never applied (they failed part-way)
-        var thrown = new List<ulong>();                  // ... found failing in this replay
         var recorded = new HashSet<ulong>();             // ... named by the journal's Excluded records
         bool restart = false;                            // the state so far includes a command now excluded: replay again
+        string? snapshotFolder = journalPath is null ? null : SnapshotFolderOf(journalPath, options);
+        SnapshotTaken? snapshot = null;                  // the snapshot the replay starts from
+        string? snapshotFile = null;
+        var refused = new List<string>();
         if (journalPath is not null)
         {
+            // The newest snapshot that reads back whole; a damaged or invalid one is refused (and said so), the one before it
+            // tried, then the whole journal (it holds every record: snapshots only shorten the replay).
+            if (sm.LastSeq == 0 && sm.Instruments.Count == 0 && sm.Instruments.Now is null)
+                foreach (string file in SnapshotStore.Files(snapshotFolder!))
+                {
+                    try
+                    {
+                        JournalSnapshot js = SnapshotStore.ReadFile(file);
+                        SnapshotTaken taken = DecodePayload(js.State, js.Position);
+                        sm = ExchangeStateMachine.ReadSnapshot(taken.Machine, sm.Instruments, sm.Options);
+                        snapshot = taken;
+                        snapshotFile = file;
+                        foreach (ulong seq in taken.Excluded) excluded.Add(seq);
+                        foreach (ulong seq in taken.Recorded) recorded.Add(seq);
+                        break;
+                    }
+                    catch (Exception e) when (e is JournalCorruptException or SnapshotInvalidException or IOException)
+                    {
+                        refused.Add($"{file}: {e.Message}");
+                    }
+                }
             var plan = new SettlementPlan();
             var fills = new List<FillRecord>();
             void Replayed(JournalBatch batch)
@@ -167,29 +275,35 @@ public sealed class ExchangePipeline : IAsyncDisposable
                     catch (Exception) when (options.Rebuild is not null && c.Kind != ExchangeCommandKind.Excluded)
                     {
                         excluded.Add(c.Seq);
-                        thrown.Add(c.Seq);
                         restart = true;
                     }
                 }
                 if (restart) return;
                 if (fills.Count > 0) options.Traded?.Invoke(fills, sm); // market data rebuilt from the replay as from live trades
                 tail.Enqueue((plan.Accounts.ToArray(), WithoutAwaited(plan)));
-                foreach ((int index, ulong seq) in plan.Awaiting) deposits[(long)seq] = plan.Transfers[index];
                 while (tail.Count > options.ResubmitBatches) tail.Dequeue();
             }
-            journal = CommandJournal.Open(journalPath, Replayed, journalOptions);
+            // From the snapshot's position (the journal's prefix up to it checked against its chain hash), or the start.
+            journal = CommandJournal.Open(journalPath, Replayed, journalOptions, snapshot?.Position);
             try
             {
-                // A command failed part-way (now, or in an earlier run): the machine is rebuilt from the first record
-                // without it, until a pass applies everything else whole.
+                // A command failed part-way (now, or in an earlier run): the machine is rebuilt without it, until a pass
+                // applies everything else whole: from the snapshot again when the snapshot has none of the commands now
+                // excluded, else from the first record.
                 while (restart)
                 {
                     restart = false;
+                    SnapshotTaken? from = snapshot;
+                    if (from is not null && !excluded.All(seq => seq > from.Position.LastSeq || from.Excluded.Contains(seq)))
+                    {
+                        snapshot = null;
+                        snapshotFile = null;
+                    }
                     sm = options.Rebuild!();
+                    if (snapshot is not null) sm = ExchangeStateMachine.ReadSnapshot(snapshot.Machine, sm.Instruments, sm.Options);
                     options.ReplayRestarting?.Invoke();
                     tail.Clear();
-                    deposits.Clear();
-                    journal.Replay(Replayed);
+                    journal.Replay(Replayed, snapshot?.Position ?? JournalPosition.Start);
                 }
             }
             catch
@@ -198,19 +312,24 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 throw;
             }
         }
-        var pipeline = new ExchangePipeline(sm, ledger, journal, time, options);
+        var pipeline = new ExchangePipeline(sm, ledger, journal, time, options, snapshotFolder);
+        pipeline.Restored = (snapshotFile, snapshot?.Position.LastSeq ?? 0, refused);
+        pipeline._lastSnapshot = snapshot;
         foreach (ulong seq in excluded) pipeline._excluded.Add(seq);
-        // Failures found in the replay are recorded, so a later start excludes them even if they would not fail again.
-        foreach (ulong seq in thrown.Where(s => !recorded.Contains(s)))
+        foreach (ulong seq in recorded) pipeline._recorded.Add(seq);
+        // Failures found in the replay (or excluded in a run whose Excluded record a snapshot has but the journal lost) are
+        // recorded, so a later start excludes them even if they would not fail again.
+        foreach (ulong seq in excluded.Where(s => !recorded.Contains(s)).Order())
             pipeline._internal.Writer.TryWrite(new Pending(new ExchangeCommand { Kind = ExchangeCommandKind.Excluded, Target = (long)seq }, null));
         try
         {
             // The last batches' effects again: what the ledger has answers Exists, what it never got is applied now.
             foreach ((Account[] accounts, Transfer[] transfers) in tail) await CheckLedgerAsync(pipeline.IssueToLedger(accounts, transfers), null);
             // Deposits the state machine still waits for: their one transfer was submitted (found) or not (submitted now).
+            // The machine keeps it (a snapshot's deposits were planned before the replayed tail).
             foreach (long seq in sm.PendingDeposits)
             {
-                if (!deposits.TryGetValue(seq, out Transfer t)) throw new InvalidOperationException($"Deposit {seq} waits for the ledger but its transfer was not replayed.");
+                if (!sm.TryGetAwaitedTransfer(seq, out Transfer t)) throw new InvalidOperationException($"Deposit {seq} waits for the ledger but its transfer is unknown.");
                 CreateTransferResult[] r = await ledger.CreateTransfersAsync(new[] { t }, ct);
                 bool ok = r[0] is CreateTransferResult.Ok or CreateTransferResult.Exists;
                 pipeline._internal.Writer.TryWrite(new Pending(new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = seq, Ok = ok }, null));
@@ -329,7 +448,11 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 c.Seq = first + (ulong)i;
                 c.Time = time;
                 int fillsBefore = batch.Fills.Count;
-                try { batch.Results[i] = _sm.Apply(in c, batch.Plan, batch.Fills); }
+                try
+                {
+                    batch.Results[i] = _sm.Apply(in c, batch.Plan, batch.Fills);
+                    if (c.Kind == ExchangeCommandKind.Excluded) _recorded.Add((ulong)c.Target);
+                }
                 catch (Exception e) when (_journal is not null && _options.Rebuild is not null && e is not OutOfMemoryException)
                 {
                     // It threw part-way: what it planned and traded is dropped, and the machine is rebuilt from the journal
@@ -345,6 +468,18 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 }
             }
             if (batch.Fills.Count > 0) _options.Traded?.Invoke(batch.Fills, _sm);
+            batch.Snapshot = null;
+            _sinceSnapshot += n;
+            if (_snapshotFolder is not null && _sinceSnapshot >= _options.SnapshotEveryCommands && !_snapshotBusy)
+            {
+                // At the batch boundary: the journal's end is this batch's last record. Written once the batch is settled.
+                _sinceSnapshot = 0;
+                _snapshotBusy = true;
+                byte[] machine = _sm.WriteSnapshot();
+                var excluded = new HashSet<ulong>(_excluded);
+                var recorded = new HashSet<ulong>(_recorded);
+                batch.Snapshot = _lastSnapshot = new SnapshotTaken(machine, _journal!.Position, excluded, recorded, EncodePayload(excluded, recorded, machine));
+            }
         }
         finally { _readGate.Release(); }
         Interlocked.Add(ref _applyTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t1);
@@ -352,10 +487,14 @@ public sealed class ExchangePipeline : IAsyncDisposable
         Interlocked.Add(ref _commands, n);
     }
 
-    // A new machine with every journaled command before seq first (none excluded), then this batch's commands before index i.
+    // A new machine with every journaled command before seq first (none excluded), then this batch's commands before index i:
+    // from the newest snapshot when it has none of the commands excluded since, else from the first record.
     private ExchangeStateMachine RebuildBefore(ulong first, List<Pending> items, int i)
     {
+        SnapshotTaken? from = _lastSnapshot;
+        if (from is not null && (from.Position.LastSeq >= first || !_excluded.All(seq => seq > from.Position.LastSeq || from.Excluded.Contains(seq)))) from = null;
         ExchangeStateMachine sm = _options.Rebuild!();
+        if (from is not null) sm = ExchangeStateMachine.ReadSnapshot(from.Machine, sm.Instruments, sm.Options);
         var plan = new SettlementPlan();
         var fills = new List<FillRecord>();
         _journal!.Replay(batch =>
@@ -368,7 +507,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 if (seq >= first) return;
                 if (!_excluded.Contains(seq)) sm.Apply(CommandCodec.Read(batch.Commands[k].Span, seq, batch.TimestampNs), plan, fills);
             }
-        });
+        }, from?.Position ?? JournalPosition.Start);
         plan.Clear();
         for (int k = 0; k < i; k++)
             if (!_excluded.Contains(items[k].Command.Seq)) sm.Apply(in items[k].Command, plan, fills);
@@ -404,6 +543,12 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 (Batch done, LedgerCalls calls, long issued) = inFlight.Dequeue();
                 batch = done;
                 Dictionary<int, CreateTransferResult> awaited = await CheckLedgerAsync(calls, done.Plan);
+                // Settled, and every batch before it: the snapshot taken after it holds only durable ledger effects.
+                if (done.Snapshot is { } snapshot)
+                {
+                    done.Snapshot = null;
+                    WriteSnapshot(snapshot);
+                }
                 Interlocked.Add(ref _ledgerTicks, System.Diagnostics.Stopwatch.GetTimestamp() - Math.Max(issued, _ledgerClock));
                 _ledgerClock = System.Diagnostics.Stopwatch.GetTimestamp();
                 Dictionary<ulong, (int Index, CreateTransferResult Answer)>? settled = null;
@@ -444,6 +589,24 @@ public sealed class ExchangePipeline : IAsyncDisposable
     }
 
     private long _ledgerClock; // when the ledger stage last finished answering a batch (its busy time is counted once)
+
+    // Off the ledger stage (a file write and two fsyncs): a failure costs only a longer replay at the next start.
+    private void WriteSnapshot(SnapshotTaken snapshot)
+    {
+        _snapshotWrite = Task.Run(() =>
+        {
+            try
+            {
+                SnapshotStore.Write(_snapshotFolder!, snapshot.Position.LastSeq, snapshot.Position, snapshot.Payload);
+                Interlocked.Increment(ref _snapshotsWritten);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _snapshotFailure = e;
+            }
+            finally { _snapshotBusy = false; }
+        });
+    }
 
     private void Stop(Exception e, Batch? batch)
     {
@@ -564,6 +727,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
         catch (Exception e) when (e is OperationCanceledException or ExchangeUnavailableException) { }
         try { await _ledgerLoop; }
         catch (Exception e) when (e is OperationCanceledException or ExchangeUnavailableException) { }
+        await _snapshotWrite;
         var stopped = new ExchangeUnavailableException("The exchange stopped.");
         while (_queue.Reader.TryRead(out Pending? p)) p.Completion?.TrySetException(stopped);
         while (_internal.Reader.TryRead(out Pending? p)) p.Completion?.TrySetException(stopped);

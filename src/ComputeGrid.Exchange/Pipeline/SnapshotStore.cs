@@ -105,6 +105,19 @@ public static class SnapshotStore
         return newest.Path is null ? null : Read(newest.Path, newest.LastSeq);
     }
 
+    /// <summary>The snapshot files of <paramref name="folder"/>, newest first (by the seq in their names), not read yet.</summary>
+    public static IReadOnlyList<string> Files(string folder) => Directory.Exists(folder) ? List(folder).Select(f => f.Path).ToList() : [];
+
+    /// <summary>Reads and checks one snapshot file (see <see cref="Latest"/>), including the seq in its name.</summary>
+    /// <exception cref="JournalCorruptException">The snapshot is damaged.</exception>
+    public static JournalSnapshot ReadFile(string path)
+    {
+        string name = Path.GetFileName(path);
+        ulong? named = name.Length == Prefix.Length + 20 + Suffix.Length && name.StartsWith(Prefix, StringComparison.Ordinal)
+            && ulong.TryParse(name.AsSpan(Prefix.Length, 20), NumberStyles.None, CultureInfo.InvariantCulture, out ulong seq) ? seq : null;
+        return Read(path, named);
+    }
+
     /// <summary>Reads and checks one snapshot file (see <see cref="Latest"/>).</summary>
     /// <exception cref="JournalCorruptException">The snapshot is damaged.</exception>
     public static JournalSnapshot Read(string path) => Read(path, null);

@@ -155,6 +155,21 @@ internal sealed class CapacityBook
         return false;
     }
 
+    /// <summary>Nodes with leases on them, each with its leases oldest first: for snapshots.</summary>
+    public IReadOnlyDictionary<long, List<long>> LeasesOnAll => _leasesOn;
+
+    /// <summary>Restores capacity as a snapshot recorded it (nodes are added first, with <see cref="AddNode"/>, in id order).</summary>
+    public void Restore(IEnumerable<KeyValuePair<(long Provider, GpuClass Gpu, string Region, long Hour), int>> committed,
+        IEnumerable<KeyValuePair<(long Node, long Hour), int>> leased, IEnumerable<KeyValuePair<long, List<long>>> leasesOn)
+    {
+        foreach (var kv in committed)
+            if (kv.Value <= 0 || !_committed.TryAdd(kv.Key, kv.Value)) throw new InvalidDataException($"Committed capacity {kv.Key} is restored twice or not positive.");
+        foreach (var kv in leased)
+            if (kv.Value <= 0 || !_nodes.ContainsKey(kv.Key.Node) || !_leased.TryAdd(kv.Key, kv.Value)) throw new InvalidDataException($"Leased capacity {kv.Key} is restored twice, not positive, or on no node.");
+        foreach (var kv in leasesOn)
+            if (!_nodes.ContainsKey(kv.Key) || !_leasesOn.TryAdd(kv.Key, kv.Value)) throw new InvalidDataException($"Leases on node {kv.Key} are restored twice or on no node.");
+    }
+
     /// <summary>GPUs committed to sells, per (provider, class, region, hour): for the invariants.</summary>
     public IReadOnlyDictionary<(long Provider, GpuClass Gpu, string Region, long Hour), int> Committed => _committed;
 
@@ -186,6 +201,23 @@ internal sealed class LeaseBook
             list.Add(lease.Id);
         }
         _starting.Enqueue(lease.Id, (lease.Start, lease.Id));
+    }
+
+    /// <summary>Leases not yet handed out by <see cref="StartingBy"/>: for snapshots.</summary>
+    public IEnumerable<long> NotStarted => _starting.UnorderedItems.Select(x => x.Element);
+
+    /// <summary>Restores a lease as a snapshot recorded it (in id order, as they were added); <paramref name="notStarted"/>: still waiting for its start.</summary>
+    public void Restore(Lease lease, bool notStarted)
+    {
+        if (_leases.ContainsKey(lease.Id) || (_ids.Count > 0 && _ids[^1] >= lease.Id)) throw new InvalidDataException($"Lease {lease.Id} is restored twice or out of order.");
+        _leases.Add(lease.Id, lease);
+        _ids.Add(lease.Id);
+        foreach (long who in lease.Buyer == lease.Payee ? [lease.Buyer] : new[] { lease.Buyer, lease.Payee })
+        {
+            if (!_byParticipant.TryGetValue(who, out List<long>? list)) _byParticipant[who] = list = [];
+            list.Add(lease.Id);
+        }
+        if (notStarted) _starting.Enqueue(lease.Id, (lease.Start, lease.Id));
     }
 
     public Lease Get(long id) => _leases[id];

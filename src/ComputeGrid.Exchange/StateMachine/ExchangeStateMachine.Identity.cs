@@ -7,4 +7,7 @@ public sealed partial class ExchangeStateMachine
 
     /// <summary>The qualifier every id of this exchange carries.</summary>
     public ulong Epoch => _options.Epoch;
+
+    /// <summary>The machine's settings.</summary>
+    public StateMachineOptions Options => _options;
 }

@@ -209,8 +209,13 @@ public sealed partial class ExchangeStateMachine
             }
             _books.Remove(id);
         }
-        foreach (OrderBook book in _books.Values)
-            if (book.NextExpiry <= _now) ApplyBook(book, new OrderCommand { Kind = CommandKind.Expire, Timestamp = _now }, 0);
+        // In instrument order, not the dictionary's (which depends on the history of its inserts and removals): a machine
+        // restored from a snapshot expires in the same order as the one that wrote it.
+        _closedBooks.Clear();
+        foreach ((int id, OrderBook book) in _books)
+            if (book.NextExpiry <= _now) _closedBooks.Add(id);
+        _closedBooks.Sort();
+        foreach (int id in _closedBooks) ApplyBook(_books[id], new OrderCommand { Kind = CommandKind.Expire, Timestamp = _now }, 0);
         foreach (Lease lease in _leases.StartingBy(_now))
             if (lease.Status == LeaseStatus.Active && lease.Parent is null && _capacity.AnyDown(lease.Nodes)) FailLease(lease); // resold ones fail with theirs
         return new CommandResult { Subject = changes.Listed.Count };

@@ -4,6 +4,7 @@ using System.Text;
 using ComputeGrid.Exchange.Instruments;
 using ComputeGrid.Exchange.Matching;
 using ComputeGrid.Exchange.Trading;
+using ComputeGrid.Ledger;
 
 namespace ComputeGrid.Exchange.StateMachine;
 
@@ -56,6 +57,14 @@ public sealed partial class ExchangeStateMachine
 
     /// <summary>Deposits and withdrawals waiting for the ledger's answer: their command sequence numbers.</summary>
     public IReadOnlyList<long> PendingDeposits => _pendingDeposits.Keys.Order().ToList();
+
+    /// <summary>The transfer a pending deposit or withdrawal (by its command's seq) waits on: submitted again at a restart (the ledger's id makes it idempotent).</summary>
+    public bool TryGetAwaitedTransfer(long seq, out Transfer transfer)
+    {
+        bool found = _pendingDeposits.TryGetValue(seq, out PendingDeposit d);
+        transfer = d.Transfer;
+        return found;
+    }
 
     /// <summary>The top levels of one side of an instrument's book.</summary>
     public int Depth(int instrument, Side side, Span<DepthLevel> into) => _books.TryGetValue(instrument, out OrderBook? b) ? b.Depth(side, into) : 0;

@@ -106,7 +106,11 @@ public sealed partial class ExchangeStateMachine
     }
 
     // A transfer waiting for the ledger's answer: a deposit (counted when taken) or a withdrawal (given back when refused).
-    private readonly record struct PendingDeposit(long Owner, long Amount, bool Collateral, bool Withdrawal = false);
+    // The transfer itself is kept until the answer, so a restart from a snapshot can submit it again (idempotent).
+    private readonly record struct PendingDeposit(long Owner, long Amount, bool Collateral, bool Withdrawal = false)
+    {
+        public Transfer Transfer { get; init; }
+    }
 
     public ExchangeStateMachine(InstrumentRegistry instruments, StateMachineOptions? options = null)
     {
@@ -260,13 +264,14 @@ public sealed partial class ExchangeStateMachine
             to = t.Account;
         }
         // Counted once the ledger confirms: the source is the owner's and may lack the money.
-        _plan.AwaitedTransfer(new Transfer
+        var transfer = new Transfer
         {
             // A funding with its own id (an operator's, from the treasury) keeps the funding code, as its id is in the funding space.
             Id = c.Account2 != 0 ? c.Account2 : NextTransferId(), DebitAccountId = c.Account, CreditAccountId = to, Amount = c.Amount, Asset = Asset.Usd.Code,
             Code = c.Account2 != 0 ? (ushort)TransferCode.Funding : DepositCode, UserData64 = (ulong)c.Owner,
-        }, _seq);
-        _pendingDeposits[(long)_seq] = new PendingDeposit(c.Owner, c.Amount, collateral);
+        };
+        _plan.AwaitedTransfer(transfer, _seq);
+        _pendingDeposits[(long)_seq] = new PendingDeposit(c.Owner, c.Amount, collateral) { Transfer = transfer };
         return new CommandResult { Subject = (long)_seq, Status = OrderStatus.Resting };
     }
 
@@ -303,12 +308,13 @@ public sealed partial class ExchangeStateMachine
         if (t.Available < c.Amount) return Refused(ExchangeError.InsufficientBalance, RefusalDetail.WithdrawalShort, t.Available);
         // Reserved at once; the ledger may still refuse the destination (then the money comes back when it says so).
         t.Available -= c.Amount;
-        _plan.AwaitedTransfer(new Transfer
+        var transfer = new Transfer
         {
             Id = NextTransferId(), DebitAccountId = t.Account, CreditAccountId = c.Account, Amount = c.Amount, Asset = Asset.Usd.Code,
             Code = WithdrawalCode, UserData64 = (ulong)c.Owner,
-        }, _seq);
-        _pendingDeposits[(long)_seq] = new PendingDeposit(c.Owner, c.Amount, Collateral: false, Withdrawal: true);
+        };
+        _plan.AwaitedTransfer(transfer, _seq);
+        _pendingDeposits[(long)_seq] = new PendingDeposit(c.Owner, c.Amount, Collateral: false, Withdrawal: true) { Transfer = transfer };
         return new CommandResult { Subject = (long)_seq, Status = OrderStatus.Resting };
     }
 }

@@ -27,17 +27,25 @@ public sealed class CommandFailureTests : IDisposable
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 
+    private long _snapshotEvery;
+
     private ExchangeHostOptions Options(bool bug) => new()
     {
         JournalPath = Path.Combine(_dir, "commands.journal"),
+        Pipeline = new PipelineOptions { SnapshotEveryCommands = _snapshotEvery },
         StateMachine = new StateMachineOptions { Epoch = 7, InjectFault = bug ? c => c.Kind == ExchangeCommandKind.Place && c.Quantity == Faulty : null },
     };
 
     private static InstrumentRegistry Registry() => new(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default));
 
-    [Fact]
-    public async Task A_command_that_throws_part_way_leaves_no_trace_its_batch_stands_and_restarts_replay_to_the_same_state()
+    /// <summary>Also with snapshots after every batch (or every few): the rebuild starts from the newest, and so does each restart.</summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(3)]
+    public async Task A_command_that_throws_part_way_leaves_no_trace_its_batch_stands_and_restarts_replay_to_the_same_state(long snapshotEvery)
     {
+        _snapshotEvery = snapshotEvery;
         LedgerEngine ledger = LedgerEngine.Open(new LedgerEngineOptions(), _time);
         await using var _ = ledger;
         Assert.All(await ledger.CreateAccountsAsync(new Account[] { new() { Id = Funding, Asset = 1, Code = 1 },
@@ -93,12 +101,14 @@ public sealed class CommandFailureTests : IDisposable
         // Restarted without the bug, the command would now apply: the journal's Excluded record keeps it out.
         await using (ExchangeHost host = await ExchangeHost.StartAsync(ledger, Registry(), _time, Options(bug: false)))
         {
+            Assert.Equal(snapshotEvery > 0, host.Pipeline.Restored.File is not null);
             Assert.Equal(hash, await host.ReadAsync(sm => sm.StateHash()));
             await host.ReadAsync(sm => { sm.CheckInvariants(); Assert.Null(sm.Order(failedSeq)); return 0; });
         }
         // And with the bug still there, replay meets it again and excludes it again.
         await using (ExchangeHost host = await ExchangeHost.StartAsync(ledger, Registry(), _time, Options(bug: true)))
         {
+            Assert.Equal(snapshotEvery > 0, host.Pipeline.Restored.File is not null);
             Assert.Equal(hash, await host.ReadAsync(sm => sm.StateHash()));
             // The journal already says it is excluded: the start records nothing more (a refused cancel is the barrier:
             // anything the start queued is sequenced before it).

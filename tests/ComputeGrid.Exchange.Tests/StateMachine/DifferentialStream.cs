@@ -66,7 +66,6 @@ internal sealed partial class DifferentialStream : IDisposable
         // (A100 first: its band has half the H100's ticks, and a book's ladder is allocated for every tick of its band.)
         _hot = (_rng.Next(4) == 0 ? GpuClass.H100 : GpuClass.A100, Regions[_rng.Next(Regions.Length)]);
         _second = _rng.Next(3) == 0 ? (Classes.First(g => g != _hot.Gpu), _hot.Region) : (_hot.Gpu, Regions.First(r => r != _hot.Region));
-        InstrumentRegistry Registry() => new(new InstrumentSchedule(Classes, Regions, Policy));
         _machine = new ExchangeStateMachine(Registry(), _options);
         if (seed % 4 == 0) _replica = new ExchangeStateMachine(Registry(), _options);
         _reference = new ReferenceExchange(Registry(), _options.OrdersPerBookMax, _options.PenaltyBasisPoints, _options.Epoch);
@@ -75,6 +74,15 @@ internal sealed partial class DifferentialStream : IDisposable
     }
 
     private readonly Queue<Func<ExchangeCommand>> _setup;
+
+    /// <summary>A new, empty registry over the streams' schedule.</summary>
+    public static InstrumentRegistry Registry() => new(new InstrumentSchedule(Classes, Regions, Policy));
+
+    /// <summary>The state machine's settings of this stream.</summary>
+    public StateMachineOptions Options => _options;
+
+    /// <summary>When set, every command applied is added to it (with its sequence and time): a stream to apply elsewhere.</summary>
+    public List<ExchangeCommand>? Recorded { get; init; }
 
     public void Dispose() => _ledger.Dispose();
 
@@ -198,6 +206,7 @@ internal sealed partial class DifferentialStream : IDisposable
     {
         int before = _fills.Count, replicaBefore = _replicaFills.Count, spansBefore = _plan.Commands.Length;
         CommandResult r = _machine.Apply(in c, _plan, _fills);
+        Recorded?.Add(c);
         CommandResult r2 = _replica is null ? r : _replica.Apply(in c, _replicaPlan, _replicaFills);
         ReferenceResult expected = _reference.Apply(in c);
         ExchangeCommand shown = c;
