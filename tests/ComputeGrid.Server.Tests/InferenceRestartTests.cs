@@ -56,6 +56,9 @@ public sealed class InferenceRestartTests
     {
         await using MoneyServer server = await MoneyServer.StartAsync("restart-voided", Options);
         Party c = await server.CustomerAsync("frankfurt", 10_000_000);
+        // The request must reach the nodes (a hold, then failover to each): on a loaded machine a late heartbeat can leave
+        // a node unhealthy for a moment, and a request with no healthy node is refused before any hold. Wait for all.
+        for (int i = 0; i < 400 && server.Host.Gateway.Registry.Snapshot().Count(n => n.Healthy) < server.Nodes.All.Count; i++) await Task.Delay(25);
         foreach (var (_, channel) in server.Nodes.All) channel.Broken = true;
         var failed = await server.EmbedAsync(c.Key, Body("every node was down"), "voided");
         await MoneyServer.AssertStatusAsync(HttpStatusCode.ServiceUnavailable, failed);
