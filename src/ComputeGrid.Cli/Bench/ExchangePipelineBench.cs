@@ -30,17 +30,7 @@ public static class ExchangePipelineBench
         await using var ledger = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = dataDir is null ? null : Path.Combine(dataDir, "ledger"), SnapshotLogBytesMin = 0 }, time);
         var registry = new InstrumentRegistry(new InstrumentSchedule(RegionCatalog.Fallback, ListingPolicy.Default));
         var sm = new ExchangeStateMachine(registry, new StateMachineOptions { OrdersPerBookMax = 1 << 18, Epoch = (ulong)(DateTime.UtcNow.Ticks & 0xFFFF_FFFF) + 1 });
-        UInt128 funding = 10, revenue = 12, collateral = 13;
-        var accounts = new List<Account>
-        {
-            new() { Id = funding, Asset = 1, Code = 1 },
-            new() { Id = revenue, Asset = 1, Code = 3 },
-            new() { Id = collateral, Asset = 1, Code = 4 },
-        };
-        for (int i = 0; i < submitters; i++) accounts.Add(new Account { Id = (UInt128)(1_000 + i), Asset = 1, Code = 2, Flags = AccountFlags.DebitsMustNotExceedCredits });
-        await ledger.CreateAccountsAsync(accounts.ToArray(), ct);
-        await ledger.CreateTransfersAsync(Enumerable.Range(0, submitters).Select(i => new Transfer
-        { Id = (UInt128)(1 + i), DebitAccountId = funding, CreditAccountId = (UInt128)(1_000 + i), Amount = 1L << 50, Asset = 1, Code = 1 }).ToArray(), ct);
+        var (revenue, collateral) = await SeedLedgerAsync(ledger, submitters, ct);
 
         await using ExchangePipeline pipeline = await ExchangePipeline.StartAsync(sm, ledger, dataDir is null ? null : Path.Combine(dataDir, "exchange.journal"), time, ct: ct);
         const long provider = 1_000_000;
@@ -126,6 +116,26 @@ public static class ExchangePipelineBench
         return new PipelineRun(orders / seconds, orders, fills, Percentile(all, 0.50), Percentile(all, 0.99), (double)commands / Math.Max(1, batches),
             measured / Math.Max(1e-9, stages.Journal - stagesBefore.Journal), measured / Math.Max(1e-9, stages.StateMachine - stagesBefore.StateMachine),
             measured / Math.Max(1e-9, stages.Ledger - stagesBefore.Ledger));
+    }
+
+    /// <summary>
+    /// The bench's ledger accounts: a funding account, a provider's revenue and collateral, and one wallet per trader
+    /// (<c>1000 + i</c>, funded with 2^50 micro-USD); returns the provider's two accounts.
+    /// </summary>
+    internal static async Task<(UInt128 Revenue, UInt128 Collateral)> SeedLedgerAsync(LedgerEngine ledger, int traders, CancellationToken ct)
+    {
+        UInt128 funding = 10, revenue = 12, collateral = 13;
+        var accounts = new List<Account>
+        {
+            new() { Id = funding, Asset = 1, Code = 1 },
+            new() { Id = revenue, Asset = 1, Code = 3 },
+            new() { Id = collateral, Asset = 1, Code = 4 },
+        };
+        for (int i = 0; i < traders; i++) accounts.Add(new Account { Id = (UInt128)(1_000 + i), Asset = 1, Code = 2, Flags = AccountFlags.DebitsMustNotExceedCredits });
+        await ledger.CreateAccountsAsync(accounts.ToArray(), ct);
+        await ledger.CreateTransfersAsync(Enumerable.Range(0, traders).Select(i => new Transfer
+        { Id = (UInt128)(1 + i), DebitAccountId = funding, CreditAccountId = (UInt128)(1_000 + i), Amount = 1L << 50, Asset = 1, Code = 1 }).ToArray(), ct);
+        return (revenue, collateral);
     }
 
     private static double Percentile(double[] sorted, double q) => sorted.Length == 0 ? 0 : Math.Round(sorted[Math.Min(sorted.Length - 1, (int)(q * sorted.Length))], 3);

@@ -25,17 +25,7 @@ public static class ExchangeRestartBench
         var time = TimeProvider.System;
         await using var ledger = LedgerEngine.Open(new LedgerEngineOptions(), time);
         const int Traders = 16;
-        UInt128 funding = 10, revenue = 12, collateral = 13;
-        var accounts = new List<Account>
-        {
-            new() { Id = funding, Asset = 1, Code = 1 },
-            new() { Id = revenue, Asset = 1, Code = 3 },
-            new() { Id = collateral, Asset = 1, Code = 4 },
-        };
-        for (int i = 0; i < Traders; i++) accounts.Add(new Account { Id = (UInt128)(1_000 + i), Asset = 1, Code = 2, Flags = AccountFlags.DebitsMustNotExceedCredits });
-        await ledger.CreateAccountsAsync(accounts.ToArray(), ct);
-        await ledger.CreateTransfersAsync(Enumerable.Range(0, Traders).Select(i => new Transfer
-        { Id = (UInt128)(1 + i), DebitAccountId = funding, CreditAccountId = (UInt128)(1_000 + i), Amount = 1L << 50, Asset = 1, Code = 1 }).ToArray(), ct);
+        var (revenue, collateral) = await ExchangePipelineBench.SeedLedgerAsync(ledger, Traders, ct);
 
         string journal = Path.Combine(dir, "exchange.journal");
         var smOptions = new StateMachineOptions { OrdersPerBookMax = 1 << 16, Epoch = 99 };
