@@ -25,6 +25,12 @@ public enum AccountCode : ushort
     Mining = 1006,
     /// <summary>Settlement: stablecoin that left for, or arrived from, the chain.</summary>
     ChainBridge = 1007,
+    /// <summary>Node shares: the issuance side of one node's shares (qualifier: the share asset); its balance is the supply issued.</summary>
+    ShareIssuance = 1008,
+    /// <summary>Node shares: shares offered by open sell orders are pending credits here (one per share asset).</summary>
+    ShareEscrow = 1009,
+    /// <summary>Lending against pledged shares: the pool loans are paid from and repaid to (stablecoin).</summary>
+    LendingPool = 1010,
 
     // ---- accounts owned by a principal: the id's low 64 bits are the principal's id ----
 
@@ -41,6 +47,10 @@ public enum AccountCode : ushort
     ProviderCollateral = 2102,
     /// <summary>An admitted node's inference revenue (the node's share of every request it served).</summary>
     NodeRevenue = 2201,
+    /// <summary>A holder's shares of one node (asset: the node's shares; qualifier: the node's id). Never below zero.</summary>
+    ShareHolding = 2301,
+    /// <summary>A holder's pledged shares of one node: locked as a loan's collateral (qualifier: the node's id). Never below zero.</summary>
+    SharePledge = 2302,
 
     // ---- accounts of an object, owned by the system: the id's low 64 bits are the object's id ----
 
@@ -75,6 +85,22 @@ public enum TransferCode : ushort
     ExchangeDeposit = 1206,
     /// <summary>Exchange: a principal takes money from its exchange trading account back to its own account.</summary>
     ExchangeWithdrawal = 1207,
+    /// <summary>Node shares: the issuance of a node's fixed supply to its provider.</summary>
+    ShareIssue = 1301,
+    /// <summary>Node shares: the hold of shares a sell order offers, and a fill's shares to the buyer.</summary>
+    ShareTrade = 1302,
+    /// <summary>Node shares: a fill's stablecoin from the order escrow to the seller.</summary>
+    SharePayment = 1303,
+    /// <summary>Node shares: revenue of a node paid into its share pool (each inference capture, each lease delivery).</summary>
+    ShareRevenue = 1304,
+    /// <summary>Node shares: a holder claims its entitlement from the node's share pool.</summary>
+    ShareClaim = 1305,
+    /// <summary>Node shares: a holder moves shares to another principal (not through the book).</summary>
+    ShareTransfer = 1306,
+    /// <summary>Pledges: shares moved into, or released from, a pledge.</summary>
+    SharePledge = 1307,
+    /// <summary>Pledges: a loan paid out of the lending pool, its repayment and its interest.</summary>
+    Loan = 1308,
 }
 
 /// <summary>Who owns the accounts of a code.</summary>
@@ -143,11 +169,16 @@ public static class ChartOfAccounts
         new(AccountCode.Utility, AccountOwnership.System, AccountFlags.None, "sites' power bills"),
         new(AccountCode.Mining, AccountOwnership.System, AccountFlags.None, "sites' mining revenue"),
         new(AccountCode.ChainBridge, AccountOwnership.System, AccountFlags.None, "stablecoin on the chain"),
+        new(AccountCode.ShareIssuance, AccountOwnership.System, AccountFlags.None, "the issuance side of a node's shares"),
+        new(AccountCode.ShareEscrow, AccountOwnership.System, AccountFlags.None, "shares offered by open sell orders"),
+        new(AccountCode.LendingPool, AccountOwnership.System, AccountFlags.DebitsMustNotExceedCredits, "the pool loans against pledges are paid from"),
         new(AccountCode.CustomerBalance, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a customer's balance"),
         new(AccountCode.ExchangeTrading, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a principal's funds on the exchange"),
         new(AccountCode.ProviderRevenue, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a provider's revenue"),
         new(AccountCode.ProviderCollateral, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a provider's collateral"),
         new(AccountCode.NodeRevenue, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a node's inference revenue"),
+        new(AccountCode.ShareHolding, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a holder's shares of one node"),
+        new(AccountCode.SharePledge, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a holder's pledged shares of one node"),
         new(AccountCode.LeaseEscrow, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "one lease's escrow"),
         new(AccountCode.SharePool, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "one node's share pool"),
     ];
@@ -178,6 +209,33 @@ public static class ChartOfAccounts
         if (principal == 0) throw new ArgumentOutOfRangeException(nameof(principal), "principal ids start at 1");
         return Compose((ushort)code, 0, principal);
     }
+
+    /// <summary>
+    /// The account of <paramref name="code"/> that <paramref name="principal"/> owns for <paramref name="qualifier"/>
+    /// (48 bits): one per node for <see cref="AccountCode.ShareHolding"/> and <see cref="AccountCode.SharePledge"/>.
+    /// </summary>
+    public static UInt128 PrincipalAccount(AccountCode code, ulong principal, ulong qualifier)
+    {
+        Require(code, AccountOwnership.Principal);
+        if (principal == 0) throw new ArgumentOutOfRangeException(nameof(principal), "principal ids start at 1");
+        return Compose((ushort)code, qualifier, principal);
+    }
+
+    /// <summary>A system account of <paramref name="code"/> in <paramref name="asset"/> (any asset, node shares included).</summary>
+    public static UInt128 SystemAccount(AccountCode code, uint asset)
+    {
+        Require(code, AccountOwnership.System);
+        return Compose((ushort)code, asset, 1);
+    }
+
+    /// <summary>A holder's shares of <paramref name="node"/>.</summary>
+    public static UInt128 ShareHolding(ulong holder, ulong node) => PrincipalAccount(AccountCode.ShareHolding, holder, node);
+
+    /// <summary>A holder's pledged shares of <paramref name="node"/>.</summary>
+    public static UInt128 SharePledge(ulong holder, ulong node) => PrincipalAccount(AccountCode.SharePledge, holder, node);
+
+    /// <summary>The share pool of <paramref name="node"/>: its holders' revenue until they claim it (stablecoin).</summary>
+    public static UInt128 SharePool(ulong node) => ObjectAccount(AccountCode.SharePool, 1, node);
 
     /// <summary>The account of <paramref name="code"/> for object <paramref name="objectId"/> within <paramref name="qualifier"/> (48 bits).</summary>
     public static UInt128 ObjectAccount(AccountCode code, ulong qualifier, ulong objectId)
