@@ -171,7 +171,7 @@ public static class ChartOfAccounts
         new(AccountCode.ChainBridge, AccountOwnership.System, AccountFlags.None, "stablecoin on the chain"),
         new(AccountCode.ShareIssuance, AccountOwnership.System, AccountFlags.None, "the issuance side of a node's shares"),
         new(AccountCode.ShareEscrow, AccountOwnership.System, AccountFlags.None, "shares offered by open sell orders"),
-        new(AccountCode.LendingPool, AccountOwnership.System, AccountFlags.DebitsMustNotExceedCredits, "the pool loans against pledges are paid from"),
+        new(AccountCode.LendingPool, AccountOwnership.System, AccountFlags.None, "the pool loans against pledges are paid from (its balance: what is lent out less what was funded)"),
         new(AccountCode.CustomerBalance, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a customer's balance"),
         new(AccountCode.ExchangeTrading, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a principal's funds on the exchange"),
         new(AccountCode.ProviderRevenue, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a provider's revenue"),
