@@ -18,8 +18,17 @@ public enum DeliveryKind : byte
     MonthlyForward = 2,
 }
 
+/// <summary>What an instrument trades. Stable values (snapshots): add new classes at the end.</summary>
+public enum InstrumentClass : byte
+{
+    /// <summary>GPU capacity of one class in one region over one delivery window; a fill makes a lease.</summary>
+    Compute = 0,
+    /// <summary>The share tokens of one node (<see cref="Instrument.Node"/>), priced in micro-USD per share; a fill moves shares.</summary>
+    NodeShares = 1,
+}
+
 /// <summary>
-/// A tradable contract: GPU capacity of one class, in one region, over one delivery window. Prices are micro-USD
+/// A tradable contract. Most are GPU capacity of one class, in one region, over one delivery window. Prices are micro-USD
 /// per GPU-hour within <paramref name="Band"/>; quantities are GPU-hours. All times are Unix nanoseconds, UTC.
 /// Instruments are made by <see cref="InstrumentSchedule"/> and numbered by <see cref="InstrumentRegistry"/>.
 /// </summary>
@@ -45,8 +54,33 @@ public sealed record Instrument(
     long TradingEnd,
     PriceBand Band)
 {
-    /// <summary>Whole hours in the delivery window (1 for hourly spot, 24 for a day, 672–744 for a month).</summary>
-    public long Hours => checked(DeliveryEnd - DeliveryStart) / DeliveryCalendar.NsPerHour;
+    /// <summary>What the instrument trades (compute capacity unless made by <see cref="ForNodeShares"/>).</summary>
+    public InstrumentClass Class { get; init; }
+
+    /// <summary>For <see cref="InstrumentClass.NodeShares"/>: the node (its principal id) whose shares trade; 0 otherwise.</summary>
+    public long Node { get; init; }
+
+    /// <summary>
+    /// The unit quantities come in: whole hours in the delivery window (1 for hourly spot, 24 for a day, 672–744 for a
+    /// month), so a quantity is whole GPUs over the window; 1 for shares (whole shares).
+    /// </summary>
+    public long Hours => Class == InstrumentClass.NodeShares ? 1 : checked(DeliveryEnd - DeliveryStart) / DeliveryCalendar.NsPerHour;
+
+    /// <summary>The price band of share instruments: 0.001 to 100,000 USD per share in steps of 0.001 USD (micro-USD).</summary>
+    public static PriceBand ShareBand { get; } = new(1_000, 100_000_000_000, 1_000);
+
+    /// <summary>The symbol of node <paramref name="node"/>'s shares: <c>SHR-{node}</c>.</summary>
+    public static string NodeSharesSymbol(long node) => "SHR-" + node.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// The instrument of node <paramref name="node"/>'s shares, listed at <paramref name="listedAt"/>: it trades from then
+    /// on and never expires (no delivery window; its "delivery" fields are the listing time and the end of time).
+    /// </summary>
+    public static Instrument ForNodeShares(int id, long node, long listedAt) =>
+        new(id, NodeSharesSymbol(node), default, "", DeliveryKind.HourlySpot, listedAt, long.MaxValue, listedAt, long.MaxValue, ShareBand)
+        {
+            Class = InstrumentClass.NodeShares, Node = node,
+        };
 
     /// <summary>The GPU-hours delivered by <paramref name="gpus"/> GPUs over the whole window (checked).</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="gpus"/> is negative.</exception>

@@ -473,7 +473,27 @@ public sealed class InstrumentRegistry
         return new InstrumentChanges(nowNs, listed, expired, skipped);
     }
 
-    /// <summary>Looks an instrument up by id (active, or expired and not pruned).</summary>
+    /// <summary>
+    /// Lists node <paramref name="node"/>'s shares as an instrument with the next id (they trade from the registry's
+    /// current time and never expire). The exchange's sequencing thread calls it while applying a share issuance, so ids
+    /// stay a function of the commands.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The registry was never advanced, or the node's shares are listed already.</exception>
+    public Instrument ListNodeShares(long node)
+    {
+        if (!_started) throw new InvalidOperationException("Shares are listed once the registry has a clock.");
+        string symbol = Instrument.NodeSharesSymbol(node);
+        if (_bySymbol.ContainsKey(symbol)) throw new InvalidOperationException($"{symbol} is listed already.");
+        Instrument instrument = Instrument.ForNodeShares(checked(_lastId + 1), node, _now);
+        _lastId = instrument.Id;
+        _active.Add(instrument);
+        _activeIds.Add(instrument.Id);
+        _byId.Add(instrument.Id, instrument);
+        _bySymbol.Add(symbol, instrument);
+        _activeSnapshot = [.. _active];
+        return instrument;
+    }
+
     /// <summary>Every instrument still known (active or not yet pruned), by id: for snapshots.</summary>
     internal IEnumerable<Instrument> All => _byId.Values.OrderBy(i => i.Id);
 
@@ -512,6 +532,7 @@ public sealed class InstrumentRegistry
         _lastId = lastId;
     }
 
+    /// <summary>Looks an instrument up by id (active, or expired and not pruned).</summary>
     public bool TryGet(int id, [MaybeNullWhen(false)] out Instrument instrument) => _byId.TryGetValue(id, out instrument);
 
     /// <summary>Looks an instrument up by its exact symbol (active, or expired and not pruned).</summary>

@@ -125,7 +125,7 @@ public sealed class ExchangeHost : IAsyncDisposable
             FillRecord f = fills[i];
             batch[i] = new Trade(f.Instrument, f.Price, f.Quantity, f.Time, f.TakerSide, f.Sequence);
             if (!_traded.ContainsKey(f.Instrument) && sm.Instruments.TryGet(f.Instrument, out Instrument? instrument))
-                _traded[f.Instrument] = (instrument.Kind != DeliveryKind.MonthlyForward ? GpuClasses.Code(instrument.Gpu) : null, instrument.DeliveryEnd);
+                _traded[f.Instrument] = (instrument.Class == InstrumentClass.Compute && instrument.Kind != DeliveryKind.MonthlyForward ? GpuClasses.Code(instrument.Gpu) : null, instrument.DeliveryEnd);
         }
         _trades.Writer.TryWrite(new MarketItem(batch));
     }
@@ -238,7 +238,7 @@ public sealed class ExchangeHost : IAsyncDisposable
         _lastForget = now;
         lock (_marketLock)
         {
-            foreach (int id in _traded.Where(kv => kv.Value.DeliveryEnd + KeepMarketDataNs <= now).Select(kv => kv.Key).ToList())
+            foreach (int id in _traded.Where(kv => kv.Value.DeliveryEnd <= now - KeepMarketDataNs).Select(kv => kv.Key).ToList())
             {
                 _market.Forget(id);
                 _traded.TryRemove(id, out _);

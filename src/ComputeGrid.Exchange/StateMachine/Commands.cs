@@ -59,6 +59,16 @@ public enum ExchangeCommandKind : byte
     /// never applies it. Written by the pipeline after the rebuild that dropped it; changes nothing itself.
     /// </summary>
     Excluded = 41,
+
+    /// <summary>An operator approves a provider (<see cref="ExchangeCommand.Owner"/>) to issue shares of its nodes.</summary>
+    ApproveIssuer = 50,
+    /// <summary>
+    /// An approved provider issues a fixed supply (<see cref="ExchangeCommand.Quantity"/>) of shares of its node
+    /// (<see cref="ExchangeCommand.Target"/>): all to itself, and the node's share instrument is listed.
+    /// </summary>
+    IssueShares = 51,
+    /// <summary>A holder moves <see cref="ExchangeCommand.Quantity"/> free shares of node <see cref="ExchangeCommand.Target"/> to principal <see cref="ExchangeCommand.To"/>.</summary>
+    TransferShares = 52,
 }
 
 /// <summary>
@@ -122,6 +132,14 @@ public struct ExchangeCommand
         new() { Kind = ExchangeCommandKind.Replace, Owner = owner, Target = order, Price = price, Quantity = quantity };
 
     public static ExchangeCommand Tick() => new() { Kind = ExchangeCommandKind.Tick };
+
+    /// <summary>Provider <paramref name="provider"/> issues <paramref name="supply"/> shares of its node <paramref name="node"/>.</summary>
+    public static ExchangeCommand IssueShares(long provider, long node, long supply) =>
+        new() { Kind = ExchangeCommandKind.IssueShares, Owner = provider, Target = node, Quantity = supply };
+
+    /// <summary>Holder <paramref name="from"/> moves <paramref name="shares"/> shares of <paramref name="node"/> to <paramref name="to"/>.</summary>
+    public static ExchangeCommand TransferShares(long from, long node, long to, long shares) =>
+        new() { Kind = ExchangeCommandKind.TransferShares, Owner = from, Target = node, To = to, Quantity = shares };
 
     /// <summary>Offers <paramref name="quantity"/> GPU-hours of lease <paramref name="lease"/> on <paramref name="instrument"/> at <paramref name="price"/>.</summary>
     public static ExchangeCommand Resell(long owner, long lease, int instrument, long price, long quantity, TimeInForce tif = TimeInForce.GoodTillCancel) =>
@@ -207,6 +225,8 @@ public enum RefusalDetail : byte
     BlockAboveLimit = 19,
     /// <summary>The block would trade with more makers (DetailValue) than one ledger chain settles atomically.</summary>
     BlockTooManyFills = 20,
+    /// <summary>The holder has fewer free shares (DetailValue): shares offered by open sells or pledged are not free.</summary>
+    SharesShort = 40,
 }
 
 /// <summary>Which shape rule a malformed block breaks (the <see cref="CommandResult.DetailValue"/> of <see cref="RefusalDetail.BlockInvalid"/>).</summary>
@@ -279,6 +299,7 @@ public static class Refusals
         RefusalDetail.BlockNotTrading => $"some hours of the block have no hourly instrument trading now (the first starts at {r.DetailValue} Unix ns)",
         RefusalDetail.BlockShort => $"some hours offer fewer GPUs than the block wants (the first starts at {r.DetailValue} Unix ns)",
         RefusalDetail.BlockAboveLimit => $"the average price {r.DetailValue} is above the block's limit",
+        RefusalDetail.SharesShort => $"the holder has {r.DetailValue} free shares of this node (shares offered by open sells or pledged are not free)",
         RefusalDetail.BlockTooManyFills => $"the block would trade with {r.DetailValue} orders; at most {LedgerLimits.BatchEventsMax - 1} settle atomically",
         _ => r.Detail.ToString(),
     };

@@ -45,11 +45,7 @@ public sealed partial class ExchangeStateMachine
         long amount = checked(lease.Price * gpuHours);
         // The last payment takes whatever is left, so the escrow always ends at exactly zero.
         if (lease.DeliveredGpuHours + gpuHours == lease.GpuHours) amount = lease.Notional - lease.Paid - lease.Refunded;
-        _plan.Transfer(new Transfer
-        {
-            Id = NextTransferId(), DebitAccountId = lease.EscrowAccount, CreditAccountId = lease.PayeeAccount, Amount = amount, Asset = Asset.Usd.Code,
-            Code = DeliveryPaymentCode, UserData64 = (ulong)lease.Id,
-        });
+        PayDelivery(lease, amount);
         lease.DeliveredGpuHours += gpuHours;
         lease.Paid += amount;
         // A resold lease pays its reseller's trading account, which the exchange mirrors.

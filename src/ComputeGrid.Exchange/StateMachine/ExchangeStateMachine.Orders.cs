@@ -42,24 +42,14 @@ public sealed partial class ExchangeStateMachine
             return Refused(ExchangeError.BookRejected, book: RejectReason.BookFull);
 
         long limit = c.Type == OrderType.Market ? (c.Side == Side.Buy ? band.MaxPrice : band.MinPrice) : c.Price;
-        long gpus = c.Quantity / hours;
+        IInstrumentKind kind = KindOf(instrument);
         long hold = 0;
         if (c.Side == Side.Buy)
         {
             if (!TryMul(limit, c.Quantity, out hold)) return Refused(ExchangeError.NotionalOverflows);
             if (trader.Available < hold) return Refused(ExchangeError.InsufficientBalance, RefusalDetail.BalanceShort, trader.Available);
         }
-        else
-        {
-            if (!_providers.ContainsKey(c.Owner)) return Refused(ExchangeError.InsufficientCapacity, RefusalDetail.NotAProvider);
-            long free = _capacity.FreeGpus(c.Owner, instrument);
-            if (free < gpus)
-            {
-                long down = _capacity.DownNode(c.Owner, instrument.Gpu, instrument.Region);
-                return down != 0 ? Refused(ExchangeError.InsufficientCapacity, RefusalDetail.CapacityShortNodeDown, down)
-                    : Refused(ExchangeError.InsufficientCapacity, RefusalDetail.CapacityShort, free);
-            }
-        }
+        else if (kind.CheckSell(c.Owner, instrument, c.Quantity, null) is CommandResult refused) return refused;
 
         // Accepted: from here the command applies whole.
         OrderState order = NewOrder();
@@ -70,6 +60,8 @@ public sealed partial class ExchangeStateMachine
         order.Limit = limit;
         order.Remaining = c.Quantity;
         order.ResoldLease = 0;
+        order.HoldId = 0;
+        order.HoldAmount = 0;
         if (c.Side == Side.Buy)
         {
             trader.Available -= hold;
@@ -81,7 +73,7 @@ public sealed partial class ExchangeStateMachine
                 Code = HoldCode, Flags = TransferFlags.Pending, UserData64 = (ulong)order.Id,
             });
         }
-        else _capacity.Commit(c.Owner, instrument, (int)gpus);
+        else kind.Reserve(order, c.Quantity);
         AddOrder(order, trader);
         if (_options.InjectFault is { } fault && fault(c)) throw new InvalidOperationException($"Injected fault in command {c.Seq}.");
 
@@ -120,7 +112,7 @@ public sealed partial class ExchangeStateMachine
                 return Refused(ExchangeError.BookRejected, RefusalDetail.PostOnlyWouldTake, 0, RejectReason.PostOnlyWouldTake);
         }
         TraderState trader = _traders[o.Owner];
-        long extraGpus = (c.Quantity - o.Remaining) / hours;
+        long extra = c.Quantity - o.Remaining; // in the instrument's quantity (GPU-hours, shares)
         long newHold = 0;
         if (o.Side == Side.Buy)
         {
@@ -128,16 +120,7 @@ public sealed partial class ExchangeStateMachine
             if (newHold > o.HoldAmount && trader.Available < newHold - o.HoldAmount)
                 return Refused(ExchangeError.InsufficientBalance, RefusalDetail.BalanceShort, trader.Available);
         }
-        else if (extraGpus > 0 && o.ResoldLease != 0)
-        {
-            CommandResult? refused = CheckLeaseTime(o.Owner, o.ResoldLease, o.Instrument, extraGpus);
-            if (refused is CommandResult r) return r;
-        }
-        else if (extraGpus > 0)
-        {
-            long free = _capacity.FreeGpus(o.Owner, o.Instrument);
-            if (free < extraGpus) return Refused(ExchangeError.InsufficientCapacity, RefusalDetail.CapacityShort, free);
-        }
+        else if (extra > 0 && KindOf(o.Instrument).CheckSell(o.Owner, o.Instrument, extra, o) is CommandResult refused) return refused;
 
         // Accepted.
         if (o.Side == Side.Buy)
@@ -156,7 +139,7 @@ public sealed partial class ExchangeStateMachine
                 });
             }
         }
-        else CommitSell(o, (int)extraGpus);
+        else if (extra != 0) KindOf(o.Instrument).Reserve(o, extra);
         o.Limit = c.Price; // a sell's too: views show the price it rests at
         o.Remaining = c.Quantity;
         var command = new OrderCommand { Kind = CommandKind.Replace, OrderId = o.Id, Owner = o.Owner, Side = o.Side, Price = c.Price, Quantity = c.Quantity, Timestamp = _now };
@@ -213,12 +196,11 @@ public sealed partial class ExchangeStateMachine
                 {
                     OrderState taker = _orders[e.OrderId], maker = _orders[e.MakerOrderId];
                     (OrderState buy, OrderState sell) = taker.Side == Side.Buy ? (taker, maker) : (maker, taker);
-                    Lease lease = CreateLease(buy, sell, e.Price, e.Quantity);
+                    long leaseId = KindOf(taker.Instrument).Trade(buy, sell, e.Price, e.Quantity, out long notional);
                     taker.Remaining -= e.Quantity;
                     maker.Remaining -= e.Quantity;
-                    _newLeases.Add((lease, buy.Id));
-                    _touchedBuys[buy.Id] = checked(_touchedBuys.GetValueOrDefault(buy.Id) + lease.Notional);
-                    _fills.Add(new FillRecord(taker.Id, maker.Id, e.Price, e.Quantity, lease.Id, ++_tradeSequence, taker.Instrument.Id, taker.Side, _now));
+                    _touchedBuys[buy.Id] = checked(_touchedBuys.GetValueOrDefault(buy.Id) + notional);
+                    _fills.Add(new FillRecord(taker.Id, maker.Id, e.Price, e.Quantity, leaseId, ++_tradeSequence, taker.Instrument.Id, taker.Side, _now));
                     if (maker.Remaining == 0) _closed.Add(maker);
                     if (taker.Remaining == 0) _closed.Add(taker);
                     break;
@@ -230,7 +212,7 @@ public sealed partial class ExchangeStateMachine
                 {
                     if (e.Reason == CancelReason.Replaced) break; // the same order re-enters at once
                     OrderState o = _orders[e.OrderId];
-                    if (o.Side == Side.Sell) CommitSell(o, -(int)(e.Quantity / o.Instrument.Hours));
+                    if (o.Side == Side.Sell) KindOf(o.Instrument).Reserve(o, -e.Quantity);
                     o.Remaining = 0;
                     _closed.Add(o);
                     if (o.Id == subject) subjectCancelled = true;
@@ -241,7 +223,7 @@ public sealed partial class ExchangeStateMachine
                     bookReject = e.Reject;
                     if (e.OrderId == subject && command.Kind == CommandKind.Place && _orders.TryGetValue(e.OrderId, out OrderState? o))
                     {
-                        if (o.Side == Side.Sell) CommitSell(o, -(int)(o.Remaining / o.Instrument.Hours));
+                        if (o.Side == Side.Sell) KindOf(o.Instrument).Reserve(o, -o.Remaining);
                         o.Remaining = 0;
                         _closed.Add(o);
                     }
@@ -266,15 +248,9 @@ public sealed partial class ExchangeStateMachine
         return new CommandResult { Subject = subject, Status = status, Remaining = remaining };
     }
 
-    /// <summary>The running command's settlement: lease escrows created and funded, holds posted and re-held, or voided.</summary>
+    /// <summary>The running command's settlement: buyers' holds posted and re-held, or voided; then what the instrument kind settles.</summary>
     private void Settle()
     {
-        foreach ((Lease lease, _) in _newLeases)
-        {
-            Account a = ChartOfAccounts.NewAccount(AccountCode.LeaseEscrow, lease.EscrowAccount, Asset.Usd);
-            a.UserData64 = (ulong)lease.Id;
-            _plan.Account(a);
-        }
         foreach ((long orderId, long bought) in _touchedBuys)
         {
             OrderState o = _orders[orderId];
@@ -301,12 +277,9 @@ public sealed partial class ExchangeStateMachine
                 o.HoldAmount = 0;
             }
         }
-        foreach ((Lease lease, _) in _newLeases)
-            _plan.Transfer(new Transfer
-            {
-                Id = NextTransferId(), DebitAccountId = EscrowAccount, CreditAccountId = lease.EscrowAccount, Amount = lease.Notional,
-                Asset = Asset.Usd.Code, Code = LeaseFundingCode, UserData64 = (ulong)lease.Id,
-            });
+        // Each kind settles only what its trades recorded (one book per call: one kind has work).
+        _computeKind.Settle();
+        _shareKind.Settle();
     }
 
     /// <summary>A trade's lease: the seller's GPUs on named nodes for the window, paid from its own escrow, its penalty reserved from the provider's collateral.</summary>

@@ -19,7 +19,7 @@ public sealed partial class ExchangeStateMachine
     public const uint SnapshotMagic = 0x4D534743;
 
     /// <summary>The snapshot format written.</summary>
-    public const uint SnapshotVersion = 1;
+    public const uint SnapshotVersion = 2;
 
     private const int SnapshotHeaderBytes = 16, SnapshotChecksumBytes = 32;
 
@@ -144,6 +144,7 @@ public sealed partial class ExchangeStateMachine
             w.Write(i.Id); w.Write(i.Symbol); w.Write((byte)i.Gpu); w.Write(i.Region); w.Write((byte)i.Kind);
             w.Write(i.DeliveryStart); w.Write(i.DeliveryEnd); w.Write(i.TradingStart); w.Write(i.TradingEnd);
             w.Write(i.Band.MinPrice); w.Write(i.Band.MaxPrice); w.Write(i.Band.Tick);
+            w.Write((byte)i.Class); w.Write(i.Node);
         }
         w.Write(_instruments.Active.Count);
         foreach (Instrument i in _instruments.Active) w.Write(i.Id);
@@ -221,6 +222,15 @@ public sealed partial class ExchangeStateMachine
         // Why orders ended (what refusals and views still mention; its size decides when it is cleared).
         w.Write(_ended.Count);
         foreach ((long id, (OrderEndReason reason, long value)) in _ended.OrderBy(kv => kv.Key)) { w.Write(id); w.Write((byte)reason); w.Write(value); }
+
+        // The share register.
+        w.Write(_approvedIssuers.Count);
+        foreach (long p in _approvedIssuers.Order()) w.Write(p);
+        w.Write(_shareNodes.Count);
+        foreach (ShareNodeState n in _shareNodes.Values.OrderBy(n => n.Node)) { w.Write(n.Node); w.Write(n.Issuer); w.Write(n.Supply); w.Write(n.Instrument); w.Write(n.IssuedAt); }
+        w.Write(_holdings.Count);
+        foreach (var kv in _holdings.OrderBy(k => k.Key.Node).ThenBy(k => k.Key.Holder))
+        { w.Write(kv.Key.Holder); w.Write(kv.Key.Node); w.Write(kv.Value.Free); w.Write(kv.Value.Offered); w.Write(kv.Value.Pledged); }
     }
 
     private RegistryParts ReadBody(BinaryReader r)
@@ -240,7 +250,8 @@ public sealed partial class ExchangeStateMachine
         for (int k = ReadCount(r); k > 0; k--)
         {
             var i = new Instrument(r.ReadInt32(), r.ReadString(), ReadEnum<GpuClass>(r), r.ReadString(), ReadEnum<DeliveryKind>(r),
-                r.ReadInt64(), r.ReadInt64(), r.ReadInt64(), r.ReadInt64(), new PriceBand(r.ReadInt64(), r.ReadInt64(), r.ReadInt64()));
+                r.ReadInt64(), r.ReadInt64(), r.ReadInt64(), r.ReadInt64(), new PriceBand(r.ReadInt64(), r.ReadInt64(), r.ReadInt64()))
+            { Class = ReadEnum<InstrumentClass>(r), Node = r.ReadInt64() };
             if (!instruments.TryAdd(i.Id, i)) throw new InvalidDataException($"instrument {i.Id} twice");
             all.Add(i);
         }
@@ -358,6 +369,24 @@ public sealed partial class ExchangeStateMachine
         {
             long id = r.ReadInt64();
             if (!_ended.TryAdd(id, (ReadEnum<OrderEndReason>(r), r.ReadInt64()))) throw new InvalidDataException($"order end {id} twice");
+        }
+
+        for (int k = ReadCount(r); k > 0; k--)
+        {
+            long p = r.ReadInt64();
+            if (!_providers.ContainsKey(p) || !_approvedIssuers.Add(p)) throw new InvalidDataException($"issuer {p} twice or no provider");
+        }
+        for (int k = ReadCount(r); k > 0; k--)
+        {
+            var n = new ShareNodeState(r.ReadInt64(), r.ReadInt64(), r.ReadInt64(), r.ReadInt32(), r.ReadInt64());
+            if (!instruments.TryGetValue(n.Instrument, out Instrument? si) || si.Class != InstrumentClass.NodeShares || si.Node != n.Node || !_shareNodes.TryAdd(n.Node, n))
+                throw new InvalidDataException($"share node {n.Node} twice or without its instrument");
+        }
+        for (int k = ReadCount(r); k > 0; k--)
+        {
+            long holder = r.ReadInt64(), node = r.ReadInt64();
+            var h = new HoldingState { Free = r.ReadInt64(), Offered = r.ReadInt64(), Pledged = r.ReadInt64() };
+            if (!_shareNodes.ContainsKey(node) || !_holdings.TryAdd((holder, node), h)) throw new InvalidDataException($"holding of {holder} in node {node} twice or of no share node");
         }
 
         // The instruments go to the registry only once everything is read and checked (the invariants read orders' own).

@@ -110,6 +110,7 @@ public sealed partial class ExchangeStateMachine
                     resold[(o.ResoldLease, h)] = resold.GetValueOrDefault((o.ResoldLease, h)) + (int)(o.Remaining / o.Instrument.Hours);
                 continue;
             }
+            if (o.Instrument.Class == InstrumentClass.NodeShares && o.Side == Side.Sell) continue; // the share register's own check
             if (o.Side == Side.Buy)
             {
                 if (o.HoldAmount != checked(o.Limit * o.Remaining)) throw new InvalidOperationException($"Buy {o.Id} holds {o.HoldAmount}, not {o.Limit} × {o.Remaining}.");
@@ -143,6 +144,7 @@ public sealed partial class ExchangeStateMachine
             if (t.Available < 0) throw new InvalidOperationException($"Trader {t.Owner}'s available balance is {t.Available}.");
         foreach (ProviderState p in _providers.Values)
             if (p.CollateralAvailable < 0) throw new InvalidOperationException($"Provider {p.Id}'s free collateral is {p.CollateralAvailable}.");
+        CheckShareInvariants();
     }
 
     /// <summary>
@@ -176,6 +178,9 @@ public sealed partial class ExchangeStateMachine
         foreach (var kv in _capacity.Leased.OrderBy(k => k.Key.Node).ThenBy(k => k.Key.Hour)) { L(kv.Key.Node); L(kv.Key.Hour); L(kv.Value); }
         foreach (var kv in _pendingDeposits.OrderBy(k => k.Key)) { L(kv.Key); L(kv.Value.Owner); L(kv.Value.Amount); L(kv.Value.Collateral ? 1 : 0); L(kv.Value.Withdrawal ? 1 : 0); }
         foreach (Instrument i in _instruments.Active) { L(i.Id); S(i.Symbol); }
+        foreach (long p in _approvedIssuers.Order()) L(p);
+        foreach (ShareNodeState n in _shareNodes.Values.OrderBy(n => n.Node)) { L(n.Node); L(n.Issuer); L(n.Supply); L(n.Instrument); L(n.IssuedAt); }
+        foreach (var kv in _holdings.OrderBy(k => k.Key.Node).ThenBy(k => k.Key.Holder)) { L(kv.Key.Node); L(kv.Key.Holder); L(kv.Value.Free); L(kv.Value.Offered); L(kv.Value.Pledged); }
         return sha.GetHashAndReset();
     }
 }

@@ -63,6 +63,8 @@ public sealed partial class ExchangeStateMachine
     private readonly HashSet<UInt128> _collateralAccounts = [];
     private readonly CapacityBook _capacity = new();
     private readonly LeaseBook _leases = new();
+    private readonly ComputeKind _computeKind;
+    private readonly ShareKind _shareKind;
     private long _tradeSequence;
     private long _lastTime;
     private ulong _lastSeq;
@@ -114,6 +116,8 @@ public sealed partial class ExchangeStateMachine
 
     public ExchangeStateMachine(InstrumentRegistry instruments, StateMachineOptions? options = null)
     {
+        _computeKind = new ComputeKind(this);
+        _shareKind = new ShareKind(this);
         _instruments = instruments;
         _options = options ?? new StateMachineOptions();
         if (_options.Epoch == 0 || _options.Epoch > ChartOfAccounts.QualifierMax) throw new ArgumentOutOfRangeException(nameof(options), "The epoch must be in [1, 2^48).");
@@ -145,6 +149,7 @@ public sealed partial class ExchangeStateMachine
         _now = c.Time;
         _transferIndex = 0;
         _leaseIndex = 0;
+        _shareKind.Begin();
         int fillsBefore = fills.Count;
         // Time first: the book a place, cancel or replace acts on drops the orders that expired by now, in a span of
         // its own that stays whatever the command's outcome; so the command is checked against the book it will meet
@@ -177,6 +182,9 @@ public sealed partial class ExchangeStateMachine
             ExchangeCommandKind.NodeUp => NodeUp(c.Target),
             ExchangeCommandKind.Tick => Tick(),
             ExchangeCommandKind.Excluded => new CommandResult { Subject = c.Target },
+            ExchangeCommandKind.ApproveIssuer => ApproveIssuer(in c),
+            ExchangeCommandKind.IssueShares => IssueShares(in c),
+            ExchangeCommandKind.TransferShares => TransferShares(in c),
             _ => Refused(ExchangeError.InvalidRequest),
         };
         if (r.Ok) plan.EndCommand();

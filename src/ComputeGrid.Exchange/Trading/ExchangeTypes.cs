@@ -31,6 +31,15 @@ public enum ExchangeError : byte
     InvalidRequest = 17,
     /// <summary>The exchange failed while applying the command (a bug): nothing of it was applied, and it never will be.</summary>
     CommandFailed = 18,
+
+    /// <summary>The seller or sender has too few free shares of the node.</summary>
+    InsufficientShares = 30,
+    /// <summary>The provider is not approved by an operator to issue shares.</summary>
+    NotApprovedIssuer = 31,
+    /// <summary>The node has issued its shares already (the supply is fixed).</summary>
+    SharesAlreadyIssued = 32,
+    /// <summary>The node has not issued shares.</summary>
+    NoShares = 33,
 }
 
 /// <summary>A request to place an order.</summary>
