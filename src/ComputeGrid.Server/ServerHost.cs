@@ -10,6 +10,7 @@ using ComputeGrid.Server.Exchange;
 using ComputeGrid.Server.Inference;
 using ComputeGrid.Server.Ledger;
 using ComputeGrid.Server.Trust;
+using ComputeGrid.Server.Tokens;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Authorization.Infrastructure;
@@ -324,6 +325,7 @@ public static class ServerHost
         app.MapTrust();
         app.MapLedger();
         app.MapExchange();
+        app.MapShares();
         app.MapEnergy();
         app.MapInference();
         app.MapNodeProtocol();

@@ -12,7 +12,11 @@ public enum ExchangeCommandKind : byte
     RegisterTrader = 1,
     /// <summary>A principal becomes a provider (and a trader): revenue and collateral accounts named, collateral observed.</summary>
     RegisterProvider = 2,
-    /// <summary>A provider's node is admitted: <see cref="ExchangeCommand.Gpus"/> GPUs of a class in a region.</summary>
+    /// <summary>
+    /// A provider's node is admitted: <see cref="ExchangeCommand.Gpus"/> GPUs of a class in a region. Its id is
+    /// <see cref="ExchangeCommand.Target"/> when given (the node's principal id: one id for its capacity, inference
+    /// revenue and shares), else the command's sequence.
+    /// </summary>
     AdmitNode = 3,
     /// <summary>Money moves from one of the owner's accounts into its trading account (counted once the ledger confirms).</summary>
     Deposit = 4,

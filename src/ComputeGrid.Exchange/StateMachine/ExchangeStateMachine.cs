@@ -252,7 +252,10 @@ public sealed partial class ExchangeStateMachine
         if (c.Gpus <= 0 || string.IsNullOrWhiteSpace(c.Name) || !GpuClasses.IsDefined(c.Gpu) || c.Region is null || !_instruments.Schedule.Regions.Contains(c.Region))
             return Refused(ExchangeError.InvalidRequest);
         if (!_providers.ContainsKey(c.Owner)) return Refused(ExchangeError.UnknownProvider);
-        long id = (long)_seq;
+        // One node identity: a node the server admitted carries its principal id (Target), the id its inference revenue
+        // and its shares use too; a command without one (tests, benches) is numbered by its sequence.
+        long id = c.Target > 0 ? c.Target : (long)_seq;
+        if (_capacity.TryGetNode(id, out _)) return Refused(ExchangeError.AlreadyRegistered);
         _capacity.AddNode(new NodeState(id, c.Owner, c.Name, c.Gpu, c.Region, c.Gpus));
         return new CommandResult { Subject = id };
     }

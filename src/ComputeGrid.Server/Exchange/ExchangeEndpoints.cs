@@ -419,7 +419,7 @@ public static class ExchangeEndpoints
         if (input.Gpus <= 0) return Problems.BadRequest("gpus must be a positive number of GPUs.");
         CommandOutcome o = await ex.SubmitAsync(new ExchangeCommand
         {
-            Kind = ExchangeCommandKind.AdmitNode, Owner = provider, Name = admission.NodeId, Gpu = gpu, Region = region, Gpus = input.Gpus,
+            Kind = ExchangeCommandKind.AdmitNode, Owner = provider, Target = (long)admission.Principal, Name = admission.NodeId, Gpu = gpu, Region = region, Gpus = input.Gpus,
         }, CancellationToken.None);
         if (!o.Result.Ok) return ExchangeProblems.From(o.Result.Error, new ProblemContext(Provider: provider));
         var view = await NodeViewAsync(ex, o.Result.Subject, CancellationToken.None);

@@ -80,7 +80,9 @@ internal static class ExchangeProblems
             ExchangeError.UnknownInstrument or ExchangeError.UnknownTrader or ExchangeError.UnknownOrder or ExchangeError.UnknownProvider
                 or ExchangeError.UnknownNode or ExchangeError.UnknownLease => Problems.NotFound(text, ext),
             ExchangeError.InstrumentNotTrading or ExchangeError.InsufficientCapacity or ExchangeError.AlreadyRegistered
-                or ExchangeError.LedgerRejected => Problems.Conflict(text, ext),
+                or ExchangeError.LedgerRejected or ExchangeError.InsufficientShares or ExchangeError.SharesAlreadyIssued => Problems.Conflict(text, ext),
+            ExchangeError.NotApprovedIssuer => Problems.Forbidden(text, ext),
+            ExchangeError.NoShares => Problems.NotFound(text, ext),
             ExchangeError.BookRejected when reject is RejectReason.NoLiquidity or RejectReason.PostOnlyWouldTake
                 or RejectReason.FillOrKillUnfillable or RejectReason.BookFull => Problems.Conflict(text, ext),
             _ => Problems.Unprocessable(text, ext),
@@ -116,6 +118,10 @@ internal static class ExchangeProblems
         ExchangeError.LedgerRejected => "The ledger refused the order's hold.",
         ExchangeError.InvalidRequest => "The request is invalid (GPU class, region, count or name).",
         ExchangeError.CommandFailed => "The exchange failed while applying this command; nothing of it was applied, and it never will be (retry it).",
+        ExchangeError.InsufficientShares => "Too few free shares of the node (shares offered by open sells or pledged are not free).",
+        ExchangeError.NotApprovedIssuer => "The provider is not approved to issue shares (an operator approves issuers: POST /api/shares/issuers/{id}).",
+        ExchangeError.SharesAlreadyIssued => $"Node {c.Node} has issued its shares already; the supply is fixed.",
+        ExchangeError.NoShares => $"Node {c.Node} has issued no shares.",
         _ => e.ToString(),
     };
 

@@ -1,0 +1,122 @@
+using System.ComponentModel.DataAnnotations;
+using System.Security.Claims;
+using ComputeGrid.Core;
+using ComputeGrid.Exchange.Pipeline;
+using ComputeGrid.Exchange.StateMachine;
+using ComputeGrid.Server.Exchange;
+using ComputeGrid.Server.Trust;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+
+namespace ComputeGrid.Server.Tokens;
+
+/// <summary>A provider issues shares of one of its nodes: the node's id (its principal id) and the fixed supply.</summary>
+public sealed record ShareIssueInput
+{
+    /// <summary>The node (its id on the exchange, which is its principal id).</summary>
+    public required long NodeId { get; init; }
+    /// <summary>Shares issued, all to the provider at first; the supply never changes.</summary>
+    [Range(1, ExchangeStateMachine.ShareSupplyMax)]
+    public required long Supply { get; init; }
+}
+
+/// <summary>A holder moves free shares of a node to another principal.</summary>
+public sealed record ShareTransferInput
+{
+    /// <summary>The principal receiving the shares.</summary>
+    [Range(1, long.MaxValue)]
+    public required long To { get; init; }
+    /// <summary>Whole shares.</summary>
+    [Range(1, ExchangeStateMachine.ShareSupplyMax)]
+    public required long Shares { get; init; }
+}
+
+/// <summary>A node's shares as the API shows them.</summary>
+public sealed record ShareNodeDto(long Node, long Issuer, long Supply, string Symbol, ApiTime IssuedAt, int Holders);
+
+/// <summary>The node share instruments, by node.</summary>
+public sealed record ShareNodeList(IReadOnlyList<ShareNodeDto> Nodes);
+
+/// <summary>A holder's shares of one node.</summary>
+public sealed record HoldingDto(long Node, string Symbol, long Shares, long Free, long Offered, long Pledged);
+
+/// <summary>The caller's holdings.</summary>
+public sealed record HoldingList(long Holder, IReadOnlyList<HoldingDto> Holdings);
+
+/// <summary>An approved issuer.</summary>
+public sealed record IssuerDto(long Provider, bool Approved);
+
+/// <summary>
+/// Node share tokens (<c>/api/shares</c>): operators approve issuers; an approved provider issues a fixed supply of
+/// shares of one of its nodes, which then trade on the exchange's book as the instrument <c>SHR-{node}</c> (orders
+/// through <c>/api/exchange/orders</c>); holders see and move their shares. The exchange is the register of record:
+/// every share movement is one of its journaled commands, settled in the ledger (an asset per node). Nobody names an
+/// account: the holder is the caller.
+/// </summary>
+public static class ShareEndpoints
+{
+    /// <summary>Maps <c>/api/shares</c>.</summary>
+    public static RouteGroupBuilder MapShares(this IEndpointRouteBuilder app)
+    {
+        var g = app.MapGroup("/api/shares").WithTags("shares");
+        g.MapGet("", ListAsync).AllowAnonymous().WithSummary("Every node that issued shares: supply, symbol, number of holders.");
+        g.MapGet("/{node:long}", NodeAsync).AllowAnonymous().WithSummary("One node's shares.");
+        g.MapPost("/issuers/{provider:long}", ApproveAsync).RequireAuthorization(Policies.Operator).WithSummary("Approves a provider to issue shares of its nodes.");
+        g.MapPost("", IssueAsync).RequireAuthorization(Policies.Provider).WithSummary("Issues a fixed supply of shares of one of the caller's nodes (an approved issuer).");
+        g.MapGet("/holdings", HoldingsAsync).RequireAuthorization(Policies.Reader).WithSummary("The caller's shares, by node.");
+        g.MapPost("/{node:long}/transfers", TransferAsync).RequireAuthorization(Policies.Trader).WithSummary("Moves free shares of a node from the caller to another principal.");
+        return g;
+    }
+
+    private static async Task<Ok<ShareNodeList>> ListAsync(ExchangeHost ex, CancellationToken ct) =>
+        TypedResults.Ok(new ShareNodeList(await ex.ReadAsync(v => v.ShareNodes.Select(n => Dto(v, n)).ToList(), ct)));
+
+    private static async Task<Results<Ok<ShareNodeDto>, ProblemHttpResult>> NodeAsync(long node, ExchangeHost ex, CancellationToken ct)
+    {
+        ShareNodeDto? dto = await ex.ReadAsync(v => v.ShareNode(node) is { } n ? Dto(v, n) : null, ct);
+        return dto is null ? Problems.NotFound($"Node {node} has issued no shares.") : TypedResults.Ok(dto);
+    }
+
+    private static ShareNodeDto Dto(ExchangeStateMachine v, ShareNodeView n) =>
+        new(n.Node, n.Issuer, n.Supply, n.Symbol, ApiTime.Of(DateTimeOffset.UnixEpoch.AddTicks(n.IssuedAt / 100)), v.HoldersOf(n.Node).Count);
+
+    private static async Task<Results<Ok<IssuerDto>, ProblemHttpResult>> ApproveAsync(long provider, ClaimsPrincipal user, ExchangeHost ex, TrustStore store)
+    {
+        if (store.Find((ulong)provider) is not { Kind: PrincipalKind.Provider, Disabled: null }) return Problems.NotFound($"No provider {provider}.");
+        await ExchangeCalls.RegisterProviderAsync(ex, provider);
+        CommandOutcome o = await ex.SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.ApproveIssuer, Owner = provider }, CancellationToken.None);
+        if (!o.Result.Ok) return ExchangeProblems.From(o.Result.Error, new ProblemContext(Provider: provider));
+        store.Record(user.RequireCaller().Principal.Id, "share-issuer-approved", $"provider {provider}");
+        return TypedResults.Ok(new IssuerDto(provider, true));
+    }
+
+    private static async Task<Results<Created<ShareNodeDto>, ProblemHttpResult>> IssueAsync(ShareIssueInput input, ClaimsPrincipal user, ExchangeHost ex)
+    {
+        long provider = (long)user.RequireCaller().Principal.Id;
+        CommandOutcome o = await ex.SubmitAsync(ExchangeCommand.IssueShares(provider, input.NodeId, input.Supply), CancellationToken.None);
+        if (!o.Result.Ok) return ExchangeProblems.From(o.Result.Error, new ProblemContext(Provider: provider, Node: input.NodeId));
+        ShareNodeDto dto = (await ex.ReadAsync(v => v.ShareNode(input.NodeId) is { } n ? Dto(v, n) : null, CancellationToken.None))!;
+        return TypedResults.Created($"/api/shares/{input.NodeId}", dto);
+    }
+
+    private static async Task<Ok<HoldingList>> HoldingsAsync(ClaimsPrincipal user, ExchangeHost ex, CancellationToken ct)
+    {
+        long holder = (long)user.RequireCaller().Principal.Id;
+        var holdings = await ex.ReadAsync(v => v.HoldingsOf(holder)
+            .Select(h => new HoldingDto(h.Node, ComputeGrid.Exchange.Instruments.Instrument.NodeSharesSymbol(h.Node), h.Total, h.Free, h.Offered, h.Pledged)).ToList(), ct);
+        return TypedResults.Ok(new HoldingList(holder, holdings));
+    }
+
+    private static async Task<Results<Ok<HoldingDto>, ProblemHttpResult>> TransferAsync(long node, ShareTransferInput input, ClaimsPrincipal user, ExchangeHost ex, TrustStore store)
+    {
+        long holder = (long)user.RequireCaller().Principal.Id;
+        if (store.Find((ulong)input.To) is not { Disabled: null } to || to.Kind is not (PrincipalKind.Customer or PrincipalKind.Provider))
+            return Problems.NotFound($"No customer or provider {input.To} to receive the shares.");
+        CommandOutcome o = await ex.SubmitAsync(ExchangeCommand.TransferShares(holder, node, input.To, input.Shares), CancellationToken.None);
+        if (!o.Result.Ok) return ExchangeProblems.From(o.Result.Error, new ProblemContext(Owner: holder, Node: node));
+        ShareHoldingView h = await ex.ReadAsync(v => v.HoldingOf(holder, node), CancellationToken.None);
+        return TypedResults.Ok(new HoldingDto(node, ComputeGrid.Exchange.Instruments.Instrument.NodeSharesSymbol(node), h.Total, h.Free, h.Offered, h.Pledged));
+    }
+}
