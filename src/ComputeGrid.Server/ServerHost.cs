@@ -249,7 +249,7 @@ public static class ServerHost
         var miniLm = LazyEmbeddingModel.MiniLm(options.Inference.ModelParallelism.IntraOpThreads);
         models.Register(miniLm);
         var registry = new NodeRegistry(latency, options.Time);
-        var payments = new InferencePayments(ledger);
+        var payments = new InferencePayments(ledger) { HasShares = node => exchange.NodeHasShares((long)node) };
         var localNodes = new LocalNodes(options.Inference.LocalNodes.Select(n =>
         {
             if (!latency.TryGetRegion(n.Region, out int region)) throw new ServerStartException($"Local node {n.Id}: unknown region '{n.Region}'.");

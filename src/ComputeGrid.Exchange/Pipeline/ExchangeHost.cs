@@ -113,8 +113,17 @@ public sealed class ExchangeHost : IAsyncDisposable
         _startedAt = Clock.UnixNanoseconds(_time);
         _marketLoop = Task.Factory.StartNew(MarketLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
         _pipeline = await ExchangePipeline.StartAsync(sm, _ledger, _options.JournalPath, _time, pipelineOptions, _options.Journal, ct);
+        foreach (ShareNodeView n in await ReadAsync(m => m.ShareNodes, ct)) _shareNodes.TryAdd(n.Node, 0);
         await TickAsync(ct);
     }
+
+    private readonly ConcurrentDictionary<long, byte> _shareNodes = new();
+
+    /// <summary>
+    /// Whether node <paramref name="node"/> issued shares (its revenue then goes to its share pool): answered without the
+    /// exchange's gate, for the paid inference path. Known from the start's state and every issuance answered since.
+    /// </summary>
+    public bool NodeHasShares(long node) => _shareNodes.ContainsKey(node);
 
     // On the sequencer, under its gate: the batch's trades are handed on, and the sequencer goes on.
     private void OnTraded(List<FillRecord> fills, ExchangeStateMachine sm)
@@ -146,7 +155,15 @@ public sealed class ExchangeHost : IAsyncDisposable
 
     /// <summary>Submits one command; answers when its journal record and ledger effects are durable.</summary>
     /// <exception cref="ExchangeUnavailableException">The exchange stopped taking commands.</exception>
-    public ValueTask<CommandOutcome> SubmitAsync(ExchangeCommand command, CancellationToken ct = default) => Running.SubmitAsync(command, ct);
+    public ValueTask<CommandOutcome> SubmitAsync(ExchangeCommand command, CancellationToken ct = default) =>
+        command.Kind == ExchangeCommandKind.IssueShares ? IssueAsync(command, ct) : Running.SubmitAsync(command, ct);
+
+    private async ValueTask<CommandOutcome> IssueAsync(ExchangeCommand command, CancellationToken ct)
+    {
+        CommandOutcome o = await Running.SubmitAsync(command, ct);
+        if (o.Result.Ok) _shareNodes.TryAdd(command.Target, 0);
+        return o;
+    }
 
     /// <summary>
     /// Submits many commands at once (a market maker's batch): they are queued in order, share journal fsyncs and ledger

@@ -118,7 +118,7 @@ public sealed class CaptureSettler : IAsyncDisposable
             {
                 DueCapture c = captures[from + i];
                 starts[i] = batch.Count;
-                batch.AddRange(InferencePayments.CaptureChain(c.HoldId, c.Intent.CostMicroUsd, c.Intent.FeeMicroUsd, c.Intent.NodePrincipal));
+                batch.AddRange(InferencePayments.CaptureChain(c.HoldId, c.Intent.CostMicroUsd, c.Intent.FeeMicroUsd, c.Intent.NodePrincipal, _payments.HasShares(c.Intent.NodePrincipal)));
             }
             starts[n] = batch.Count;
             CreateTransferResult[] results = await _payments.SubmitAsync(batch.ToArray(), ct);
@@ -203,7 +203,7 @@ public sealed class CaptureSettler : IAsyncDisposable
             {
                 CaptureIntent i = c.Intent;
                 CreateTransferResult[] r = await _payments.SubmitAsync(
-                    InferencePayments.ChargeAfterExpiryChain(c.HoldId, c.Customer, i.CostMicroUsd, i.FeeMicroUsd, i.NodePrincipal), ct);
+                    InferencePayments.ChargeAfterExpiryChain(c.HoldId, c.Customer, i.CostMicroUsd, i.FeeMicroUsd, i.NodePrincipal, _payments.HasShares(i.NodePrincipal)), ct);
                 if (All(r, CreateTransferResult.Ok)) return new SettleCounts(0, 0, 1, 0);
                 if (All(r, CreateTransferResult.Exists)) return new SettleCounts(0, 1, 0, 0);
                 DeadLetter(c, $"capture refused: {DeadLetters.Describe(refused)}; the hold had expired; the charge by direct transfers refused: {DeadLetters.Describe(r)}");

@@ -75,6 +75,12 @@ public sealed class InferencePayments(LedgerEngine ledger)
     /// <summary>The ledger account of a customer (its balance; never below zero).</summary>
     public static UInt128 CustomerAccount(ulong customer) => ChartOfAccounts.PrincipalAccount(AccountCode.CustomerBalance, customer);
 
+    /// <summary>
+    /// Whether a node issued shares: its part of each charge then goes to its share pool (code
+    /// <see cref="TransferCode.ShareRevenue"/>), raising what its holders are owed; else to its revenue account.
+    /// </summary>
+    public Func<ulong, bool> HasShares { get; set; } = static _ => false;
+
     /// <summary>The revenue account of a node (by the node's principal id).</summary>
     public static UInt128 NodeRevenueAccount(ulong node) => ChartOfAccounts.PrincipalAccount(AccountCode.NodeRevenue, node);
 
@@ -170,7 +176,7 @@ public sealed class InferencePayments(LedgerEngine ledger)
     /// <returns>The outcome and the ledger's result codes (one per transfer of the chain).</returns>
     public async Task<(CaptureOutcome Outcome, CreateTransferResult[] Results)> CaptureAsync(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node, CancellationToken ct = default)
     {
-        Transfer[] chain = Chain(holdId, costMicroUsd, feeMicroUsd, node);
+        Transfer[] chain = Chain(holdId, costMicroUsd, feeMicroUsd, node, HasShares(node));
         CreateTransferResult[] r = await ledger.CreateTransfersAsync(chain, LedgerAck.Durable, ct);
         bool ok = true;
         foreach (CreateTransferResult x in r) ok &= x == CreateTransferResult.Ok;
@@ -209,7 +215,8 @@ public sealed class InferencePayments(LedgerEngine ledger)
     /// The capture of a hold, one linked chain: post the hold with the cost (the rest is released), pay the node
     /// (cost − fee) and the platform (fee). Ids: hold + 1, + 2, + 3.
     /// </summary>
-    public static Transfer[] CaptureChain(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node) => Chain(holdId, costMicroUsd, feeMicroUsd, node);
+    public static Transfer[] CaptureChain(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node, bool sharePool = false) =>
+        Chain(holdId, costMicroUsd, feeMicroUsd, node, sharePool);
 
     /// <summary>
     /// The charge of a request whose hold expired before its capture (its answer was sent, so the charge is due), one
@@ -217,9 +224,9 @@ public sealed class InferencePayments(LedgerEngine ledger)
     /// without the pending flag), hold + 2 escrow → node, hold + 3 escrow → platform. The customer's account may not go
     /// below zero, so the ledger refuses it when the released money was spent meanwhile.
     /// </summary>
-    public static Transfer[] ChargeAfterExpiryChain(UInt128 holdId, ulong customer, long costMicroUsd, long feeMicroUsd, ulong node)
+    public static Transfer[] ChargeAfterExpiryChain(UInt128 holdId, ulong customer, long costMicroUsd, long feeMicroUsd, ulong node, bool sharePool = false)
     {
-        Transfer[] chain = Chain(holdId, costMicroUsd, feeMicroUsd, node);
+        Transfer[] chain = Chain(holdId, costMicroUsd, feeMicroUsd, node, sharePool);
         chain[0] = new Transfer
         {
             Id = holdId + 1, DebitAccountId = CustomerAccount(customer), CreditAccountId = EscrowAccount, Amount = costMicroUsd,
@@ -233,7 +240,7 @@ public sealed class InferencePayments(LedgerEngine ledger)
         t.Id == holdId + 1 && t.PendingId == 0 && t.CreditAccountId == EscrowAccount && t.Code == HoldCode && (t.Flags & TransferFlags.Pending) == 0;
 
     // Post the hold with the cost (the rest is released), pay the node and the platform: one linked chain.
-    private static Transfer[] Chain(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node)
+    private static Transfer[] Chain(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node, bool sharePool)
     {
         if (feeMicroUsd < 0 || feeMicroUsd > costMicroUsd) throw new ArgumentOutOfRangeException(nameof(feeMicroUsd));
         var chain = new List<Transfer>(3)
@@ -242,7 +249,11 @@ public sealed class InferencePayments(LedgerEngine ledger)
         };
         long toNode = costMicroUsd - feeMicroUsd;
         if (toNode > 0)
-            chain.Add(new Transfer { Id = holdId + 2, DebitAccountId = EscrowAccount, CreditAccountId = NodeRevenueAccount(node), Amount = toNode, Asset = Asset.Usd.Code, Code = RevenueCode, Flags = TransferFlags.Linked });
+            chain.Add(new Transfer
+            {
+                Id = holdId + 2, DebitAccountId = EscrowAccount, CreditAccountId = sharePool ? ChartOfAccounts.SharePool(node) : NodeRevenueAccount(node), Amount = toNode,
+                Asset = Asset.Usd.Code, Code = sharePool ? (ushort)TransferCode.ShareRevenue : RevenueCode, Flags = TransferFlags.Linked,
+            });
         if (feeMicroUsd > 0)
             chain.Add(new Transfer { Id = holdId + 3, DebitAccountId = EscrowAccount, CreditAccountId = PlatformFeeAccount, Amount = feeMicroUsd, Asset = Asset.Usd.Code, Code = FeeCode, Flags = TransferFlags.Linked });
         chain[^1] = WithoutLink(chain[^1]);
