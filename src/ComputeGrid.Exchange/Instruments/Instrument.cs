@@ -66,8 +66,11 @@ public sealed record Instrument(
     /// </summary>
     public long Hours => Class == InstrumentClass.NodeShares ? 1 : checked(DeliveryEnd - DeliveryStart) / DeliveryCalendar.NsPerHour;
 
-    /// <summary>The price band of share instruments: 0.001 to 100,000 USD per share in steps of 0.001 USD (micro-USD).</summary>
-    public static PriceBand ShareBand { get; } = new(1_000, 100_000_000_000, 1_000);
+    /// <summary>
+    /// The price band of share instruments: 0.01 to 1,000 USD per share in steps of 0.01 USD (micro-USD) — 100,000
+    /// levels, the order of a GPU class's book (each level is a slot of the book's ladders).
+    /// </summary>
+    public static PriceBand ShareBand { get; } = new(10_000, 1_000_000_000, 10_000);
 
     /// <summary>The symbol of node <paramref name="node"/>'s shares: <c>SHR-{node}</c>.</summary>
     public static string NodeSharesSymbol(long node) => "SHR-" + node.ToString(CultureInfo.InvariantCulture);

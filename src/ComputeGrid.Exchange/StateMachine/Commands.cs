@@ -73,6 +73,14 @@ public enum ExchangeCommandKind : byte
     IssueShares = 51,
     /// <summary>A holder moves <see cref="ExchangeCommand.Quantity"/> free shares of node <see cref="ExchangeCommand.Target"/> to principal <see cref="ExchangeCommand.To"/>.</summary>
     TransferShares = 52,
+    /// <summary>
+    /// A holder pledges <see cref="ExchangeCommand.Quantity"/> free shares of node <see cref="ExchangeCommand.Target"/> for a
+    /// loan of <see cref="ExchangeCommand.Amount"/> micro-USD paid into its trading account (at most the collateral's value
+    /// after the haircut × the maximum loan-to-value, at the share's recent VWAP).
+    /// </summary>
+    Pledge = 53,
+    /// <summary>A borrower repays <see cref="ExchangeCommand.Amount"/> (at most what is due) of loan <see cref="ExchangeCommand.Target"/> from its trading account.</summary>
+    Repay = 54,
 }
 
 /// <summary>
@@ -140,6 +148,14 @@ public struct ExchangeCommand
     /// <summary>Provider <paramref name="provider"/> issues <paramref name="supply"/> shares of its node <paramref name="node"/>.</summary>
     public static ExchangeCommand IssueShares(long provider, long node, long supply) =>
         new() { Kind = ExchangeCommandKind.IssueShares, Owner = provider, Target = node, Quantity = supply };
+
+    /// <summary>Holder <paramref name="holder"/> pledges <paramref name="shares"/> of <paramref name="node"/> for a loan of <paramref name="loan"/>.</summary>
+    public static ExchangeCommand Pledge(long holder, long node, long shares, long loan) =>
+        new() { Kind = ExchangeCommandKind.Pledge, Owner = holder, Target = node, Quantity = shares, Amount = loan };
+
+    /// <summary>Borrower <paramref name="borrower"/> repays <paramref name="amount"/> of loan <paramref name="loan"/>.</summary>
+    public static ExchangeCommand Repay(long borrower, long loan, long amount) =>
+        new() { Kind = ExchangeCommandKind.Repay, Owner = borrower, Target = loan, Amount = amount };
 
     /// <summary>Holder <paramref name="from"/> moves <paramref name="shares"/> shares of <paramref name="node"/> to <paramref name="to"/>.</summary>
     public static ExchangeCommand TransferShares(long from, long node, long to, long shares) =>
@@ -231,6 +247,8 @@ public enum RefusalDetail : byte
     BlockTooManyFills = 20,
     /// <summary>The holder has fewer free shares (DetailValue): shares offered by open sells or pledged are not free.</summary>
     SharesShort = 40,
+    /// <summary>The loan asked exceeds the most the pledge allows (DetailValue, micro-USD).</summary>
+    LoanMax = 41,
 }
 
 /// <summary>Which shape rule a malformed block breaks (the <see cref="CommandResult.DetailValue"/> of <see cref="RefusalDetail.BlockInvalid"/>).</summary>
@@ -303,6 +321,7 @@ public static class Refusals
         RefusalDetail.BlockNotTrading => $"some hours of the block have no hourly instrument trading now (the first starts at {r.DetailValue} Unix ns)",
         RefusalDetail.BlockShort => $"some hours offer fewer GPUs than the block wants (the first starts at {r.DetailValue} Unix ns)",
         RefusalDetail.BlockAboveLimit => $"the average price {r.DetailValue} is above the block's limit",
+        RefusalDetail.LoanMax => $"the pledge allows a loan of at most {r.DetailValue} micro-USD (the collateral's value at its recent VWAP, less the haircut, times the maximum loan-to-value)",
         RefusalDetail.SharesShort => $"the holder has {r.DetailValue} free shares of this node (shares offered by open sells or pledged are not free)",
         RefusalDetail.BlockTooManyFills => $"the block would trade with {r.DetailValue} orders; at most {LedgerLimits.BatchEventsMax - 1} settle atomically",
         _ => r.Detail.ToString(),

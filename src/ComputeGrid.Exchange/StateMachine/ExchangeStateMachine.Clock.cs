@@ -20,7 +20,7 @@ public sealed partial class ExchangeStateMachine
         if (_instruments.Schedule.OpeningIn(last, now).Count > 0) return true;
         foreach (var book in _books.Values)
             if (book.NextExpiry <= now) return true;
-        return _leases.AnyStartingBy(now);
+        return _leases.AnyStartingBy(now) || LoansDue(now);
     }
 
     /// <summary>Nodes that are up and carry a lease in delivery at <paramref name="now"/> (active, started, not ended), by id.</summary>

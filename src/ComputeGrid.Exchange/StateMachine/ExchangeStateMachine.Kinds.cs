@@ -124,6 +124,7 @@ public sealed partial class ExchangeStateMachine
             buyer.Free = checked(buyer.Free + quantity);
             _touchedSells[sell.Id] = checked(_touchedSells.GetValueOrDefault(sell.Id) + quantity);
             _deliveries.Add((node, sell.Owner, buy.Owner, quantity, notional));
+            sm.RecordShareTrade(node, price, quantity);
             return 0;
         }
 

@@ -214,6 +214,7 @@ public sealed partial class ExchangeStateMachine
         foreach (int id in _closedBooks) ApplyBook(_books[id], new OrderCommand { Kind = CommandKind.Expire, Timestamp = _now }, 0);
         foreach (Lease lease in _leases.StartingBy(_now))
             if (lease.Status == LeaseStatus.Active && lease.Parent is null && _capacity.AnyDown(lease.Nodes)) FailLease(lease); // resold ones fail with theirs
+        TickLoans();
         return new CommandResult { Subject = changes.Listed.Count };
     }
 }

@@ -231,6 +231,24 @@ public sealed partial class ExchangeStateMachine
         w.Write(_holdings.Count);
         foreach (var kv in _holdings.OrderBy(k => k.Key.Node).ThenBy(k => k.Key.Holder))
         { w.Write(kv.Key.Holder); w.Write(kv.Key.Node); w.Write(kv.Value.Free); w.Write(kv.Value.Offered); w.Write(kv.Value.Pledged); }
+
+        // Loans against pledged shares (their terms first: a snapshot restores only under the same), recent share trades, pledge accounts made.
+        PledgeTerms terms = Terms;
+        w.Write(terms.HaircutBp); w.Write(terms.MaxLoanToValueBp); w.Write(terms.MarginCallBp); w.Write(terms.LiquidationBp); w.Write(terms.InterestBpPerYear); w.Write(terms.VwapTrades);
+        w.Write(_loans.Count);
+        foreach (LoanState l in _loans.Values)
+        {
+            w.Write(l.Id); w.Write(l.Borrower); w.Write(l.Node); w.Write(l.Shares); w.Write(l.Lent); w.Write(l.Principal); w.Write(l.Interest); w.Write(l.Repaid);
+            w.Write(l.OpenedAt); w.Write(l.AccruedTo); w.Write(l.Proceeds); w.Write(l.WrittenOff); Write(w, (UInt128)l.InterestRemainder); w.Write((byte)l.Status);
+        }
+        w.Write(_vwap.Count);
+        foreach (var kv in _vwap.OrderBy(k => k.Key))
+        {
+            w.Write(kv.Key); w.Write(kv.Value.Next); w.Write(kv.Value.Count);
+            for (int i = 0; i < kv.Value.Count; i++) { w.Write(kv.Value.Prices[i]); w.Write(kv.Value.Quantities[i]); }
+        }
+        w.Write(_pledgeAccounts.Count);
+        foreach ((long holder, long node) in _pledgeAccounts.OrderBy(k => k.Item1).ThenBy(k => k.Item2)) { w.Write(holder); w.Write(node); }
     }
 
     private RegistryParts ReadBody(BinaryReader r)
@@ -388,6 +406,37 @@ public sealed partial class ExchangeStateMachine
             var h = new HoldingState { Free = r.ReadInt64(), Offered = r.ReadInt64(), Pledged = r.ReadInt64() };
             if (!_shareNodes.ContainsKey(node) || !_holdings.TryAdd((holder, node), h)) throw new InvalidDataException($"holding of {holder} in node {node} twice or of no share node");
         }
+
+        PledgeTerms terms = Terms;
+        int[] written = [r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), r.ReadInt32()];
+        if (!written.SequenceEqual([terms.HaircutBp, terms.MaxLoanToValueBp, terms.MarginCallBp, terms.LiquidationBp, terms.InterestBpPerYear, terms.VwapTrades]))
+            throw new InvalidDataException($"written under pledge terms {string.Join('/', written)}, restored under other terms");
+        for (int k = ReadCount(r); k > 0; k--)
+        {
+            var l = new LoanState
+            {
+                Id = r.ReadInt64(), Borrower = r.ReadInt64(), Node = r.ReadInt64(), Shares = r.ReadInt64(), Lent = r.ReadInt64(), Principal = r.ReadInt64(),
+                Interest = r.ReadInt64(), Repaid = r.ReadInt64(), OpenedAt = r.ReadInt64(), AccruedTo = r.ReadInt64(), Proceeds = r.ReadInt64(), WrittenOff = r.ReadInt64(),
+                InterestRemainder = (Int128)ReadU128(r), Status = ReadEnum<LoanStatus>(r),
+            };
+            if (!_traders.ContainsKey(l.Borrower) || !_shareNodes.ContainsKey(l.Node) || !_loans.TryAdd(l.Id, l)) throw new InvalidDataException($"loan {l.Id} twice or of nobody");
+        }
+        for (int k = ReadCount(r); k > 0; k--)
+        {
+            long node = r.ReadInt64();
+            var v = new VwapState(terms.VwapTrades) { Next = r.ReadInt32(), Count = r.ReadInt32() };
+            if (v.Count < 0 || v.Count > terms.VwapTrades || v.Next < 0 || v.Next >= terms.VwapTrades || !_shareNodes.ContainsKey(node) || !_vwap.TryAdd(node, v))
+                throw new InvalidDataException($"recent trades of node {node} twice or malformed");
+            for (int i = 0; i < v.Count; i++)
+            {
+                v.Prices[i] = r.ReadInt64();
+                v.Quantities[i] = r.ReadInt64();
+                v.Notional += (Int128)v.Prices[i] * v.Quantities[i];
+                v.Volume = checked(v.Volume + v.Quantities[i]);
+            }
+        }
+        for (int k = ReadCount(r); k > 0; k--)
+            if (!_pledgeAccounts.Add((r.ReadInt64(), r.ReadInt64()))) throw new InvalidDataException("a pledge account twice");
 
         // The instruments go to the registry only once everything is read and checked (the invariants read orders' own).
         return new RegistryParts(started ? now : null, lastId, all, active);

@@ -145,6 +145,7 @@ public sealed partial class ExchangeStateMachine
         foreach (ProviderState p in _providers.Values)
             if (p.CollateralAvailable < 0) throw new InvalidOperationException($"Provider {p.Id}'s free collateral is {p.CollateralAvailable}.");
         CheckShareInvariants();
+        CheckLoanInvariants();
     }
 
     /// <summary>
@@ -181,6 +182,17 @@ public sealed partial class ExchangeStateMachine
         foreach (long p in _approvedIssuers.Order()) L(p);
         foreach (ShareNodeState n in _shareNodes.Values.OrderBy(n => n.Node)) { L(n.Node); L(n.Issuer); L(n.Supply); L(n.Instrument); L(n.IssuedAt); }
         foreach (var kv in _holdings.OrderBy(k => k.Key.Node).ThenBy(k => k.Key.Holder)) { L(kv.Key.Node); L(kv.Key.Holder); L(kv.Value.Free); L(kv.Value.Offered); L(kv.Value.Pledged); }
+        foreach (LoanState l in _loans.Values)
+        {
+            L(l.Id); L(l.Borrower); L(l.Node); L(l.Shares); L(l.Lent); L(l.Principal); L(l.Interest); L(l.Repaid); L(l.OpenedAt); L(l.AccruedTo); L(l.Proceeds); L(l.WrittenOff);
+            L((long)(l.InterestRemainder >> 64)); L((long)l.InterestRemainder); L((long)l.Status);
+        }
+        foreach (var kv in _vwap.OrderBy(k => k.Key))
+        {
+            L(kv.Key); L(kv.Value.Next); L(kv.Value.Count);
+            for (int i = 0; i < kv.Value.Count; i++) { L(kv.Value.Prices[i]); L(kv.Value.Quantities[i]); }
+        }
+        foreach ((long holder, long node) in _pledgeAccounts.OrderBy(k => k.Item1).ThenBy(k => k.Item2)) { L(holder); L(node); }
         return sha.GetHashAndReset();
     }
 }

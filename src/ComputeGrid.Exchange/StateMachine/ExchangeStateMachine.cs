@@ -23,6 +23,9 @@ public sealed record StateMachineOptions
     /// true makes the command throw there, leaving the state half-changed, as a bug would.
     /// </summary>
     public Func<ExchangeCommand, bool>? InjectFault { get; init; }
+
+    /// <summary>The terms of loans against pledged shares.</summary>
+    public PledgeTerms Pledges { get; init; } = new();
 }
 
 /// <summary>
@@ -185,6 +188,8 @@ public sealed partial class ExchangeStateMachine
             ExchangeCommandKind.ApproveIssuer => ApproveIssuer(in c),
             ExchangeCommandKind.IssueShares => IssueShares(in c),
             ExchangeCommandKind.TransferShares => TransferShares(in c),
+            ExchangeCommandKind.Pledge => Pledge(in c),
+            ExchangeCommandKind.Repay => Repay(in c),
             _ => Refused(ExchangeError.InvalidRequest),
         };
         if (r.Ok) plan.EndCommand();

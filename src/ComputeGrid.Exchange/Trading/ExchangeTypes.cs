@@ -40,6 +40,12 @@ public enum ExchangeError : byte
     SharesAlreadyIssued = 32,
     /// <summary>The node has not issued shares.</summary>
     NoShares = 33,
+    /// <summary>The share has not traded: it has no reference price to lend against.</summary>
+    NoPrice = 34,
+    /// <summary>The loan asked is more than the pledge allows.</summary>
+    LoanTooLarge = 35,
+    /// <summary>No open loan with that id.</summary>
+    UnknownLoan = 36,
 }
 
 /// <summary>A request to place an order.</summary>
