@@ -80,6 +80,29 @@ public sealed class ShareApiTests
             Assert.Equal(180, providerShares.GetProperty("debits_pending").GetInt64());
             JsonElement account = await provider.Http.GetJsonAsync("/api/exchange/account");
             Assert.Equal(120 * SharePrice, account.GetProperty("available").GetInt64());
+
+            // Pledges: 100 of the buyer's shares at the VWAP of $1.50, less 20 %, half of it lent at most: $60.
+            Assert.Equal(SharePrice, (await anonymous.GetJsonAsync($"/api/shares/{node}")).GetProperty("vwap_micro_usd").GetInt64());
+            await ApiTestHelpers.AssertProblemAsync(await buyer.Http.PostSnakeAsync($"/api/shares/{node}/pledges", new { shares = 100, loan = 60_000_001 }),
+                HttpStatusCode.UnprocessableEntity, "loan_too_large");
+            long before = (await buyer.Http.GetJsonAsync("/api/exchange/account")).GetProperty("available").GetInt64();
+            var pledged = await buyer.Http.PostSnakeAsync($"/api/shares/{node}/pledges", new { shares = 100, loan = 50_000_000 });
+            Assert.Equal(HttpStatusCode.Created, pledged.StatusCode);
+            JsonElement loan = await pledged.Content.ReadFromJsonAsync<JsonElement>();
+            long loanId = loan.GetProperty("id").GetInt64();
+            Assert.Equal("open", loan.GetProperty("status").GetString());
+            Assert.Equal(before + 50_000_000, (await buyer.Http.GetJsonAsync("/api/exchange/account")).GetProperty("available").GetInt64());
+            Assert.Equal(100, (await buyer.Http.GetJsonAsync("/api/shares/holdings")).GetProperty("holdings")[0].GetProperty("pledged").GetInt64());
+            // A pledged share cannot be sold or pledged twice; nobody else sees or repays the loan.
+            await ApiTestHelpers.AssertProblemAsync(await buyer.Http.PostSnakeAsync("/api/exchange/orders", new { instrument = symbol, side = "sell", price = SharePrice, quantity = 21 }),
+                HttpStatusCode.Conflict, "insufficient_shares");
+            await ApiTestHelpers.AssertProblemAsync(await buyer.Http.PostSnakeAsync($"/api/shares/{node}/pledges", new { shares = 21, loan = 1 }), HttpStatusCode.Conflict, "insufficient_shares");
+            await ApiTestHelpers.AssertProblemAsync(await poor.Http.PostSnakeAsync($"/api/shares/loans/{loanId}/repayments", new { amount = 1 }), HttpStatusCode.NotFound);
+            Assert.Empty((await poor.Http.GetJsonAsync("/api/shares/loans")).GetProperty("loans").EnumerateArray());
+            JsonElement repaid = await ApiTestHelpers.OkAsync(await buyer.Http.PostSnakeAsync($"/api/shares/loans/{loanId}/repayments", new { amount = 60_000_000 }));
+            Assert.Equal("repaid", repaid.GetProperty("status").GetString());
+            Assert.Equal(0, repaid.GetProperty("due").GetInt64());
+            Assert.Equal(0, (await buyer.Http.GetJsonAsync("/api/shares/holdings")).GetProperty("holdings")[0].GetProperty("pledged").GetInt64());
         }
         finally
         {

@@ -141,6 +141,9 @@ public sealed class ExchangeHost : IAsyncDisposable
 
     private ExchangePipeline Running => _pipeline ?? throw new InvalidOperationException("The exchange has not started.");
 
+    /// <summary>The state machine's settings (pledge terms, penalty, epoch).</summary>
+    public StateMachineOptions StateMachineOptions => _options.StateMachine;
+
     /// <summary>The instruments (read them inside <see cref="ReadAsync{T}"/>: ticks change them).</summary>
     public InstrumentRegistry Instruments => _instruments;
 

@@ -3,6 +3,7 @@ using System.Security.Claims;
 using ComputeGrid.Core;
 using ComputeGrid.Exchange.Pipeline;
 using ComputeGrid.Exchange.StateMachine;
+using ComputeGrid.Exchange.Trading;
 using ComputeGrid.Server.Exchange;
 using ComputeGrid.Server.Trust;
 using Microsoft.AspNetCore.Builder;
@@ -33,8 +34,43 @@ public sealed record ShareTransferInput
     public required long Shares { get; init; }
 }
 
-/// <summary>A node's shares as the API shows them.</summary>
-public sealed record ShareNodeDto(long Node, long Issuer, long Supply, string Symbol, ApiTime IssuedAt, int Holders);
+/// <summary>A holder pledges free shares of a node for a stablecoin loan paid into its trading account.</summary>
+public sealed record PledgeInput
+{
+    /// <summary>Whole shares pledged.</summary>
+    [Range(1, ExchangeStateMachine.ShareSupplyMax)]
+    public required long Shares { get; init; }
+    /// <summary>The loan, micro-USD (at most the pledge's value at the share's recent VWAP, less the haircut, times the maximum loan-to-value).</summary>
+    [Range(1, long.MaxValue)]
+    public required long Loan { get; init; }
+}
+
+/// <summary>A repayment of a loan from the borrower's trading account.</summary>
+public sealed record RepayInput
+{
+    /// <summary>Micro-USD (more than is due repays what is due).</summary>
+    [Range(1, long.MaxValue)]
+    public required long Amount { get; init; }
+}
+
+/// <summary>A loan against pledged shares as the API shows it (interest accrued to now).</summary>
+public sealed record LoanDto(long Id, long Borrower, long Node, string Symbol, long Shares, long Lent, long Principal, long Interest, long Due, long Repaid,
+    long CollateralValue, long LoanToValueBp, string Status, ApiTime OpenedAt, long Proceeds, long WrittenOff)
+{
+    /// <summary>The view of a loan.</summary>
+    public static LoanDto From(LoanView l) => new(l.Id, l.Borrower, l.Node, ComputeGrid.Exchange.Instruments.Instrument.NodeSharesSymbol(l.Node), l.Shares, l.Lent,
+        l.Principal, l.Interest, l.Principal + l.Interest, l.Repaid, l.CollateralValue, l.LoanToValueBp, ShareEndpoints.Snake(l.Status.ToString()),
+        ApiTime.Of(DateTimeOffset.UnixEpoch.AddTicks(l.OpenedAt / 100)), l.Proceeds, l.WrittenOff);
+}
+
+/// <summary>The caller's loans.</summary>
+public sealed record LoanList(IReadOnlyList<LoanDto> Loans);
+
+/// <summary>The terms every pledge is made under.</summary>
+public sealed record PledgeTermsDto(int HaircutBp, int MaxLoanToValueBp, int MarginCallBp, int LiquidationBp, int InterestBpPerYear, int VwapTrades);
+
+/// <summary>A node's shares as the API shows them: with the share's recent VWAP (its reference price for pledges).</summary>
+public sealed record ShareNodeDto(long Node, long Issuer, long Supply, string Symbol, ApiTime IssuedAt, int Holders, long VwapMicroUsd);
 
 /// <summary>The node share instruments, by node.</summary>
 public sealed record ShareNodeList(IReadOnlyList<ShareNodeDto> Nodes);
@@ -67,6 +103,10 @@ public static class ShareEndpoints
         g.MapPost("", IssueAsync).RequireAuthorization(Policies.Provider).WithSummary("Issues a fixed supply of shares of one of the caller's nodes (an approved issuer).");
         g.MapGet("/holdings", HoldingsAsync).RequireAuthorization(Policies.Reader).WithSummary("The caller's shares, by node.");
         g.MapPost("/{node:long}/transfers", TransferAsync).RequireAuthorization(Policies.Trader).WithSummary("Moves free shares of a node from the caller to another principal.");
+        g.MapGet("/pledge-terms", (ExchangeHost ex) => TypedResults.Ok(TermsDto(ex.StateMachineOptions.Pledges))).AllowAnonymous().WithSummary("The terms of loans against pledged shares.");
+        g.MapPost("/{node:long}/pledges", PledgeAsync).RequireAuthorization(Policies.Trader).WithSummary("Pledges free shares of a node for a loan paid into the caller's trading account.");
+        g.MapGet("/loans", LoansAsync).RequireAuthorization(Policies.Reader).WithSummary("The caller's loans against pledged shares (operators: everyone's).");
+        g.MapPost("/loans/{id:long}/repayments", RepayAsync).RequireAuthorization(Policies.Trader).WithSummary("Repays one of the caller's loans from its trading account; repaid in full, the shares are free again.");
         return g;
     }
 
@@ -80,7 +120,42 @@ public static class ShareEndpoints
     }
 
     private static ShareNodeDto Dto(ExchangeStateMachine v, ShareNodeView n) =>
-        new(n.Node, n.Issuer, n.Supply, n.Symbol, ApiTime.Of(DateTimeOffset.UnixEpoch.AddTicks(n.IssuedAt / 100)), v.HoldersOf(n.Node).Count);
+        new(n.Node, n.Issuer, n.Supply, n.Symbol, ApiTime.Of(DateTimeOffset.UnixEpoch.AddTicks(n.IssuedAt / 100)), v.HoldersOf(n.Node).Count, v.ShareVwap(n.Node));
+
+    private static PledgeTermsDto TermsDto(PledgeTerms t) => new(t.HaircutBp, t.MaxLoanToValueBp, t.MarginCallBp, t.LiquidationBp, t.InterestBpPerYear, t.VwapTrades);
+
+    /// <summary>snake_case of an enum member's name (MarginCall → margin_call).</summary>
+    internal static string Snake(string name) => string.Concat(name.Select((ch, i) => char.IsUpper(ch) ? (i > 0 ? "_" : "") + char.ToLowerInvariant(ch) : ch.ToString()));
+
+    private static async Task<Results<Created<LoanDto>, ProblemHttpResult>> PledgeAsync(long node, PledgeInput input, ClaimsPrincipal user, ExchangeHost ex, TimeProvider time)
+    {
+        long holder = (long)user.RequireCaller().Principal.Id;
+        CommandOutcome o = await ex.SubmitAsync(ExchangeCommand.Pledge(holder, node, input.Shares, input.Loan), CancellationToken.None);
+        if (!o.Result.Ok) return ExchangeProblems.From(ExchangeCalls.Order(o), new ProblemContext(Owner: holder, Node: node));
+        long now = Clock.UnixNanoseconds(time);
+        LoanView loan = (await ex.ReadAsync(v => v.Loan(o.Result.Subject, now), CancellationToken.None))!;
+        return TypedResults.Created($"/api/shares/loans/{loan.Id}", LoanDto.From(loan));
+    }
+
+    private static async Task<Ok<LoanList>> LoansAsync(ClaimsPrincipal user, ExchangeHost ex, TimeProvider time, CancellationToken ct)
+    {
+        CallerIdentity caller = user.RequireCaller();
+        long? borrower = caller.Principal.Kind == PrincipalKind.Operator ? null : (long)caller.Principal.Id;
+        long now = Clock.UnixNanoseconds(time);
+        return TypedResults.Ok(new LoanList(await ex.ReadAsync(v => v.Loans(borrower, now).Select(LoanDto.From).ToList(), ct)));
+    }
+
+    private static async Task<Results<Ok<LoanDto>, ProblemHttpResult>> RepayAsync(long id, RepayInput input, ClaimsPrincipal user, ExchangeHost ex, TimeProvider time)
+    {
+        long borrower = (long)user.RequireCaller().Principal.Id;
+        CommandOutcome o = await ex.SubmitAsync(ExchangeCommand.Repay(borrower, id, input.Amount), CancellationToken.None);
+        // Another's loan reads as no loan: a caller learns nothing of loans it does not hold.
+        if (o.Result.Error == ExchangeError.NotOwner) return Problems.NotFound($"No open loan {id} of yours.");
+        if (!o.Result.Ok) return o.Result.Error == ExchangeError.UnknownLoan ? Problems.NotFound($"No open loan {id} of yours.")
+            : ExchangeProblems.From(ExchangeCalls.Order(o), new ProblemContext(Owner: borrower));
+        long now = Clock.UnixNanoseconds(time);
+        return TypedResults.Ok(LoanDto.From((await ex.ReadAsync(v => v.Loan(id, now), CancellationToken.None))!));
+    }
 
     private static async Task<Results<Ok<IssuerDto>, ProblemHttpResult>> ApproveAsync(long provider, ClaimsPrincipal user, ExchangeHost ex, TrustStore store)
     {
