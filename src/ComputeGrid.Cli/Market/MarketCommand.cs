@@ -169,7 +169,7 @@ internal static class MarketCommand
     }
 
     /// <summary>Runs one request; prints its JSON or its table; any failure is one line on stderr and exit code 2.</summary>
-    private static async Task<int> RunAsync(ParseResult pr, Option<string> server, Option<bool> json, Option<string?> key,
+    internal static async Task<int> RunAsync(ParseResult pr, Option<string> server, Option<bool> json, Option<string?> key,
         Func<MarketClient, Task<(string Body, Action<TextWriter, JsonElement> Table)>> request)
     {
         try
@@ -200,7 +200,7 @@ internal static class MarketCommand
     }
 
     /// <summary>Dollars (e.g. <c>2.15</c>) to exact micro-USD; more than 6 decimals, zero or negative is an error.</summary>
-    private static long? PriceArg(string? text, bool required, string name = "--price")
+    internal static long? PriceArg(string? text, bool required, string name = "--price")
     {
         if (text is null)
         {

@@ -1,0 +1,109 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using ComputeGrid.Cli.Market;
+
+namespace ComputeGrid.Cli.Tokens;
+
+/// <summary>
+/// <c>computegrid shares …</c>: node share tokens through a running server's API — list and inspect nodes' shares,
+/// approve issuers (operators), issue (providers), holdings, transfers, pledges and loans. Share orders go through
+/// <c>computegrid market order --symbol SHR-{node}</c> like any instrument. Tables by default, JSON with <c>--json</c>;
+/// money typed in dollars and sent as exact micro-USD.
+/// </summary>
+internal static class SharesCommand
+{
+    public static Command Create()
+    {
+        var server = new Option<string>("--server") { Description = "The ComputeGrid server's URL.", DefaultValueFactory = _ => MarketCommand.DefaultServer, Recursive = true };
+        var json = new Option<bool>("--json") { Description = "Print the server's JSON instead of a table.", Recursive = true };
+        var key = new Option<string?>("--key")
+        {
+            Description = $"Your API key (default: ${MarketCommand.KeyVariable}).", Recursive = true,
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable(MarketCommand.KeyVariable) is { Length: > 0 } k ? k : null,
+        };
+        var shares = new Command("shares", "Node share tokens: issue, hold, move, pledge.") { server, json, key };
+
+        var list = new Command("list", "Every node that issued shares.");
+        list.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c => (await c.GetAsync("/api/shares", ct), Nodes)));
+
+        var nodeArg = new Argument<long>("node") { Description = "The node's id." };
+        var show = new Command("show", "One node's shares.") { nodeArg };
+        show.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c =>
+            (await c.GetAsync($"/api/shares/{pr.GetValue(nodeArg)}", ct), (o, e) => Nodes(o, Wrap("nodes", e)))));
+
+        var providerArg = new Argument<long>("provider") { Description = "The provider's principal id." };
+        var approve = new Command("approve", "Approve a provider to issue shares of its nodes (operators).") { providerArg };
+        approve.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c =>
+            (await c.SendJsonAsync(HttpMethod.Post, $"/api/shares/issuers/{pr.GetValue(providerArg)}", new { }, ct),
+             (o, e) => o.WriteLine($"provider {MarketFormat.Long(e, "provider")} may issue shares"))));
+
+        var node = new Option<long>("--node") { Description = "The node's id.", Required = true };
+        var supply = new Option<long>("--supply") { Description = "Shares issued (fixed for ever).", Required = true };
+        var issue = new Command("issue", "Issue a fixed supply of shares of one of your nodes (an approved provider).") { node, supply };
+        issue.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c =>
+            (await c.SendJsonAsync(HttpMethod.Post, "/api/shares", new Dictionary<string, object?> { ["node_id"] = pr.GetValue(node), ["supply"] = pr.GetValue(supply) }, ct),
+             (o, e) => Nodes(o, Wrap("nodes", e)))));
+
+        var holdings = new Command("holdings", "Your shares, by node.");
+        holdings.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c => (await c.GetAsync("/api/shares/holdings", ct), Holdings)));
+
+        var to = new Option<long>("--to") { Description = "The principal receiving the shares.", Required = true };
+        var count = new Option<long>("--shares") { Description = "Whole shares.", Required = true };
+        var transfer = new Command("transfer", "Move free shares to another principal.") { node, to, count };
+        transfer.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c =>
+            (await c.SendJsonAsync(HttpMethod.Post, $"/api/shares/{pr.GetValue(node)}/transfers", new Dictionary<string, object?> { ["to"] = pr.GetValue(to), ["shares"] = pr.GetValue(count) }, ct),
+             (o, e) => Holdings(o, Wrap("holdings", e)))));
+
+        var loan = new Option<string>("--loan") { Description = "The loan in USD, e.g. 150.00 (exact to the micro-dollar).", Required = true };
+        var pledge = new Command("pledge", "Pledge free shares for a loan paid into your trading account.") { node, count, loan };
+        pledge.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c =>
+            (await c.SendJsonAsync(HttpMethod.Post, $"/api/shares/{pr.GetValue(node)}/pledges",
+                new Dictionary<string, object?> { ["shares"] = pr.GetValue(count), ["loan"] = MarketCommand.PriceArg(pr.GetValue(loan), true, "--loan") }, ct),
+             (o, e) => Loans(o, Wrap("loans", e)))));
+
+        var loans = new Command("loans", "Your loans against pledged shares (operators: everyone's).");
+        loans.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c => (await c.GetAsync("/api/shares/loans", ct), Loans)));
+
+        var loanArg = new Argument<long>("loan") { Description = "The loan's id." };
+        var amount = new Option<string>("--amount") { Description = "USD, e.g. 50.00; more than is due repays what is due.", Required = true };
+        var repay = new Command("repay", "Repay a loan from your trading account.") { loanArg, amount };
+        repay.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c =>
+            (await c.SendJsonAsync(HttpMethod.Post, $"/api/shares/loans/{pr.GetValue(loanArg)}/repayments",
+                new Dictionary<string, object?> { ["amount"] = MarketCommand.PriceArg(pr.GetValue(amount), true, "--amount") }, ct),
+             (o, e) => Loans(o, Wrap("loans", e)))));
+
+        foreach (var sub in new[] { list, show, approve, issue, holdings, transfer, pledge, loans, repay }) shares.Subcommands.Add(sub);
+        return shares;
+    }
+
+    // One object shown as a one-row table.
+    private static JsonElement Wrap(string name, JsonElement e) =>
+        JsonDocument.Parse($"{{\"{name}\":[{e.GetRawText()}]}}").RootElement;
+
+    private static void Nodes(TextWriter o, JsonElement e) => MarketFormat.Table(o, ["NODE", "SYMBOL", "SUPPLY", "HOLDERS", "VWAP", "ISSUER", "ISSUED"],
+        e.GetProperty("nodes").EnumerateArray().Select(n => new[]
+        {
+            MarketFormat.Num(MarketFormat.Long(n, "node")), MarketFormat.Str(n, "symbol"), MarketFormat.Num(MarketFormat.Long(n, "supply")),
+            MarketFormat.Num(MarketFormat.Long(n, "holders")), MarketFormat.Long(n, "vwap_micro_usd") is var v and > 0 ? MarketFormat.Usd(v) : "-",
+            MarketFormat.Num(MarketFormat.Long(n, "issuer")), MarketFormat.Time(n, "issued_at"),
+        }), "SUPPLY", "HOLDERS", "VWAP");
+
+    private static void Holdings(TextWriter o, JsonElement e) => MarketFormat.Table(o, ["NODE", "SYMBOL", "SHARES", "FREE", "OFFERED", "PLEDGED"],
+        e.GetProperty("holdings").EnumerateArray().Select(h => new[]
+        {
+            MarketFormat.Num(MarketFormat.Long(h, "node")), MarketFormat.Str(h, "symbol"), MarketFormat.Num(MarketFormat.Long(h, "shares")),
+            MarketFormat.Num(MarketFormat.Long(h, "free")), MarketFormat.Num(MarketFormat.Long(h, "offered")), MarketFormat.Num(MarketFormat.Long(h, "pledged")),
+        }), "SHARES", "FREE", "OFFERED", "PLEDGED");
+
+    // Basis points as a percentage with two decimals, in integers (7512 → 75.12%).
+    private static string Percent(long bp) => string.Create(CultureInfo.InvariantCulture, $"{bp / 100}.{bp % 100:00}%");
+
+    private static void Loans(TextWriter o, JsonElement e) => MarketFormat.Table(o, ["LOAN", "SYMBOL", "SHARES", "LENT", "DUE", "COLLATERAL", "LTV", "STATUS"],
+        e.GetProperty("loans").EnumerateArray().Select(l => new[]
+        {
+            MarketFormat.Num(MarketFormat.Long(l, "id")), MarketFormat.Str(l, "symbol"), MarketFormat.Num(MarketFormat.Long(l, "shares")),
+            MarketFormat.Usd(MarketFormat.Long(l, "lent")), MarketFormat.Usd(MarketFormat.Long(l, "due")), MarketFormat.Usd(MarketFormat.Long(l, "collateral_value")),
+            Percent(MarketFormat.Long(l, "loan_to_value_bp")), MarketFormat.Str(l, "status"),
+        }), "SHARES", "LENT", "DUE", "COLLATERAL", "LTV");
+}
