@@ -24,7 +24,9 @@ public static class ExchangePipelineBench
     /// One run. With a <c>targetRate</c> (orders per second of all submitters together), each submitter sends its round of
     /// <c>inFlight</c> orders on a schedule and waits when ahead of it; 0 sends as fast as the pipeline answers.
     /// </summary>
-    public static async Task<PipelineRun> RunAsync(string? dataDir, TimeSpan duration, int submitters, int inFlight, int seed, CancellationToken ct, double targetRate = 0)
+    /// <param name="shares">Trade a node's shares (instrument <c>SHR-{node}</c>, the provider selling from its issue) instead of an hour of H100s.</param>
+    public static async Task<PipelineRun> RunAsync(string? dataDir, TimeSpan duration, int submitters, int inFlight, int seed, CancellationToken ct, double targetRate = 0,
+        bool shares = false)
     {
         var time = TimeProvider.System;
         await using var ledger = LedgerEngine.Open(new LedgerEngineOptions { DataDirectory = dataDir is null ? null : Path.Combine(dataDir, "ledger"), SnapshotLogBytesMin = 0 }, time);
@@ -36,8 +38,8 @@ public static class ExchangePipelineBench
         const long provider = 1_000_000;
         await pipeline.SubmitAsync(ExchangeCommand.Tick(), ct);
         await pipeline.SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.RegisterProvider, Owner = provider, Account = revenue, Account2 = collateral }, ct);
-        await pipeline.SubmitAsync(new ExchangeCommand
-        { Kind = ExchangeCommandKind.AdmitNode, Owner = provider, Gpus = 1_000_000_000, Gpu = GpuClass.H100, Region = RegionCatalog.Fallback.Codes[0], Name = "bench-node" }, ct);
+        long node = (await pipeline.SubmitAsync(new ExchangeCommand
+        { Kind = ExchangeCommandKind.AdmitNode, Owner = provider, Gpus = 1_000_000_000, Gpu = GpuClass.H100, Region = RegionCatalog.Fallback.Codes[0], Name = "bench-node" }, ct)).Result.Subject;
         for (int i = 0; i < submitters; i++)
         {
             await pipeline.SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.RegisterTrader, Owner = 1 + i }, ct);
@@ -46,6 +48,15 @@ public static class ExchangePipelineBench
         while ((await pipeline.ReadAsync(m => m.PendingDeposits.Count, ct)) > 0) await Task.Delay(1, ct);
         Instrument hour = registry.Active.First(i => i.Kind == DeliveryKind.HourlySpot && i.Gpu == GpuClass.H100 && i.Region == RegionCatalog.Fallback.Codes[0]
                                                    && i.TradingEnd - Core.Clock.UnixNanoseconds(time) > 3_600_000_000_000L);
+        long tick = 1_000;
+        if (shares)
+        {
+            await pipeline.SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.ApproveIssuer, Owner = provider }, ct);
+            CommandOutcome issued = await pipeline.SubmitAsync(ExchangeCommand.IssueShares(provider, node, ExchangeStateMachine.ShareSupplyMax), ct);
+            if (!issued.Result.Ok) throw new InvalidOperationException($"The bench's issuance was refused: {issued.Result.Error}.");
+            hour = await pipeline.ReadAsync(m => m.Instruments.Get((int)issued.Result.Subject), ct);
+            tick = hour.Band.Tick;
+        }
         var (_, commandsBefore, _) = pipeline.Counters;
         var stagesBefore = pipeline.StageSeconds;
         long orders = 0, fills = 0;
@@ -86,7 +97,7 @@ public static class ExchangePipelineBench
                     else
                     {
                         bool sell = rng.Next(2) == 0;
-                        long price = 2_000_000 + (sell ? 1 : -1) * rng.Next(0, 30) * 1_000 - (rng.Next(10) == 0 ? (sell ? 40_000 : -40_000) : 0);
+                        long price = 2_000_000 + (sell ? 1 : -1) * rng.Next(0, 30) * tick - (rng.Next(10) == 0 ? (sell ? 40 * tick : -40 * tick) : 0);
                         OrderType type = roll < 35 ? OrderType.Market : OrderType.Limit;
                         TimeInForce tif = roll < 40 && type == OrderType.Limit ? TimeInForce.ImmediateOrCancel : TimeInForce.GoodTillCancel;
                         c = ExchangeCommand.Place(sell ? provider : owner, hour.Id, sell ? Side.Sell : Side.Buy, type, tif, type == OrderType.Market ? 0 : price, 1 + rng.Next(8));
