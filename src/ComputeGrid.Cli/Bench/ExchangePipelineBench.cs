@@ -22,9 +22,10 @@ public static class ExchangePipelineBench
 {
     /// <summary>
     /// One run. With a <c>targetRate</c> (orders per second of all submitters together), each submitter sends its round of
-    /// <c>inFlight</c> orders on a schedule and waits when ahead of it; 0 sends as fast as the pipeline answers.
+    /// <c>inFlight</c> orders on a schedule and waits when ahead of it; 0 sends as fast as the pipeline answers. With
+    /// <c>shares</c>, the same mix trades a node's shares (instrument <c>SHR-{node}</c>, the provider selling from its
+    /// issue) instead of an hour of H100s.
     /// </summary>
-    /// <param name="shares">Trade a node's shares (instrument <c>SHR-{node}</c>, the provider selling from its issue) instead of an hour of H100s.</param>
     public static async Task<PipelineRun> RunAsync(string? dataDir, TimeSpan duration, int submitters, int inFlight, int seed, CancellationToken ct, double targetRate = 0,
         bool shares = false)
     {
