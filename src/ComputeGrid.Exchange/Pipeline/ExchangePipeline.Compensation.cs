@@ -69,13 +69,16 @@ public sealed partial class ExchangePipeline
         for (int i = 0; i < answers.Accounts.Length; i++)
             if (answers.Accounts[i] is not (CreateAccountResult.Ok or CreateAccountResult.Exists))
                 throw new InvalidOperationException($"The ledger refused account {calls.Accounts[i].Id}: {answers.Accounts[i]}.");
-        if (Array.TrueForAll(answers.Transfers, r => r == CreateTransferResult.Ok) && plan.Awaiting.Length == 0) return null;
-        var awaited = new HashSet<int>();
-        foreach ((int i, _) in plan.Awaiting) awaited.Add(i);
-        ulong[] seqs = SeqOf(plan);
+        // Allocates nothing unless the ledger refused something.
         for (int i = 0; i < answers.Transfers.Length; i++)
-            if (answers.Transfers[i] != CreateTransferResult.Ok && !awaited.Contains(i)) return Refused(calls.Transfers, answers.Transfers, i, seqs[i]);
+            if (answers.Transfers[i] != CreateTransferResult.Ok && !IsAwaited(plan, i)) return Refused(calls.Transfers, answers.Transfers, i, SeqOf(plan)[i]);
         return null;
+    }
+
+    private static bool IsAwaited(SettlementPlan plan, int transfer)
+    {
+        foreach ((int i, _) in plan.Awaiting) if (i == transfer) return true;
+        return false;
     }
 
     // The refusal of the chain holding event i: its failing event (the others answer LinkedEventFailed).

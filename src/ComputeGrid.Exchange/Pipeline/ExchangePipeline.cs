@@ -325,7 +325,7 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
         }
         var pipeline = new ExchangePipeline(sm, ledger, journal, time, options, snapshotFolder);
         pipeline.Restored = (snapshotFile, snapshot?.Position.LastSeq ?? 0, refused);
-        pipeline._lastSnapshot = snapshot;
+        pipeline._lastSnapshot = pipeline._settledSnapshot = snapshot;
         foreach (ulong seq in excluded) pipeline._excluded.Add(seq);
         foreach (ulong seq in recorded) pipeline._recorded.Add(seq);
         // Failures found in the replay (or excluded in a run whose Excluded record a snapshot has but the journal lost) are
@@ -335,7 +335,7 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
         try
         {
             // The last batches' effects again: what the ledger has answers Exists, what it never got is applied now.
-            foreach ((Account[] accounts, Transfer[] transfers) in tail) await CheckLedgerAsync(pipeline.IssueToLedger(accounts, transfers), null);
+            foreach ((Account[] accounts, Transfer[] transfers) in tail) await CheckResubmittedAsync(pipeline.IssueToLedger(accounts, transfers));
             // Deposits the state machine still waits for: their one transfer was submitted (found) or not (submitted now).
             // The machine keeps it (a snapshot's deposits were planned before the replayed tail).
             foreach (long seq in sm.PendingDeposits)
@@ -722,14 +722,11 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
     }
 
     /// <summary>
-    /// Waits for a batch's ledger calls and checks every answer: Ok (or Exists when resubmitting, including a chain the
-    /// ledger already applied); an awaited transfer (a deposit) may be refused — its answer is returned by index.
-    /// Anything else is a broken invariant: the pipeline stops.
+    /// Waits for the ledger calls of a batch resubmitted at start and checks every answer: Ok, or Exists (including a chain
+    /// the ledger already applied). Anything else is a broken invariant: the start fails.
     /// </summary>
-    private static async Task<Dictionary<int, CreateTransferResult>> CheckLedgerAsync(LedgerCalls calls, SettlementPlan? plan)
+    private static async Task CheckResubmittedAsync(LedgerCalls calls)
     {
-        bool resubmit = plan is null;
-        var awaited = new Dictionary<int, CreateTransferResult>();
         foreach ((int at, _, Task<CreateAccountResult[]> task) in calls.AccountTasks)
         {
             CreateAccountResult[] r = await task;
@@ -737,8 +734,6 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
                 if (r[i] is not (CreateAccountResult.Ok or CreateAccountResult.Exists))
                     throw new InvalidOperationException($"The ledger refused account {calls.Accounts[at + i].Id}: {r[i]}.");
         }
-        var awaitedIndexes = new HashSet<int>();
-        if (plan is not null) foreach ((int i, _) in plan.Awaiting) awaitedIndexes.Add(i);
         Transfer[] transfers = calls.Transfers;
         foreach ((int start, _, Task<CreateTransferResult[]> task) in calls.TransferTasks)
         {
@@ -746,17 +741,15 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
             for (int i = 0; i < r.Length; i++)
             {
                 int index = start + i;
-                if (awaitedIndexes.Contains(index)) { awaited[index] = r[i]; continue; }
-                if (r[i] == CreateTransferResult.Ok || (resubmit && r[i] == CreateTransferResult.Exists)) continue;
-                // Resubmitted, a chain the ledger already applied fails at its first event with Exists (the others answer
+                if (r[i] is CreateTransferResult.Ok or CreateTransferResult.Exists) continue;
+                // A chain the ledger already applied fails at its first event with Exists (the others answer
                 // LinkedEventFailed): chains are atomic, so it is whole in the ledger.
-                if (resubmit && r[i] == CreateTransferResult.LinkedEventFailed && ChainFailedWithExists(transfers, r, start, i)) continue;
+                if (r[i] == CreateTransferResult.LinkedEventFailed && ChainFailedWithExists(transfers, r, start, i)) continue;
                 int failed = Array.FindIndex(r, x => x is not (CreateTransferResult.Ok or CreateTransferResult.Exists or CreateTransferResult.LinkedEventFailed));
                 string cause = failed < 0 ? "" : $"; the chain failed at transfer {transfers[start + failed].Id} (flags {transfers[start + failed].Flags}, code {transfers[start + failed].Code}): {r[failed]}";
                 throw new InvalidOperationException($"The ledger refused transfer {transfers[index].Id} (code {transfers[index].Code}): {r[i]}{cause}.");
             }
         }
-        return awaited;
     }
 
     // The failing event of the linked chain holding event i (of a batch starting at start) answered Exists.
