@@ -32,7 +32,10 @@ public sealed record PipelineOptions
     /// </summary>
     public Func<ExchangeStateMachine>? Rebuild { get; init; }
 
-    /// <summary>Called when a replay at start begins again from the first record (a command was excluded): what <see cref="Traded"/> fed is to be forgotten.</summary>
+    /// <summary>
+    /// Called when a replay begins again (at start, a command was excluded; or a compensation changed trades already fed):
+    /// everything <see cref="Traded"/> fed is to be forgotten; the replay feeds it again (trade sequences included).
+    /// </summary>
     public Action? ReplayRestarting { get; init; }
 
     /// <summary>

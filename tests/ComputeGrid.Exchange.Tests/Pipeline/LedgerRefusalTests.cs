@@ -332,6 +332,36 @@ public sealed class LedgerRefusalTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>
+    /// Through <see cref="ExchangeHost"/>: a buy that traded is refused after its trade went to market data; the
+    /// compensation rebuilds the market data without it, so the tape holds only the trades that stand.
+    /// </summary>
+    [Fact]
+    public async Task A_refused_trade_leaves_the_market_data_too()
+    {
+        await using LedgerEngine ledger = await LedgerAsync(_time);
+        InstrumentRegistry registry = Registry();
+        await using ExchangeHost host = await ExchangeHost.StartAsync(ledger, registry, _time, new ExchangeHostOptions
+        {
+            JournalPath = Journal, StateMachine = MachineOptions,
+            Pipeline = new PipelineOptions { SnapshotEveryCommands = 0, InjectLedgerRefusal = seq => _refuse.ContainsKey(seq) },
+        });
+        await SetUpAsync(host.Pipeline);
+        int instrument = (await TradingAsync(host.Pipeline))[0];
+        Assert.Equal(OrderStatus.Resting, (await host.SubmitAsync(ExchangeCommand.Place(Provider, instrument, Side.Sell, OrderType.Limit, TimeInForce.GoodTillCancel, 2_000_000, 2))).Result.Status);
+        _refuse[await host.ReadAsync(sm => sm.LastSeq) + 1] = true;
+        CommandOutcome refused = await host.SubmitAsync(ExchangeCommand.Place(Buyer1, instrument, Side.Buy, OrderType.Limit, TimeInForce.ImmediateOrCancel, 2_000_000, 1));
+        Assert.Equal(ExchangeError.SettlementRefused, refused.Result.Error);
+        CommandOutcome taken = await host.SubmitAsync(ExchangeCommand.Place(Buyer2, instrument, Side.Buy, OrderType.Limit, TimeInForce.ImmediateOrCancel, 2_000_000, 1));
+        Assert.Equal(OrderStatus.Filled, taken.Result.Status);
+        // Both trades reached the market data thread (the refused one before the compensation); one stands.
+        await WaitAsync(() => Task.FromResult(host.TradesSeen == 2));
+        Assert.Equal(1, host.ReadMarket(m => m.Tape.Count(instrument)));
+        Assert.Equal(taken.Fills[0].Sequence, host.ReadMarket(m => m.Tape.Recent(instrument, 1))[0].Sequence);
+        Assert.Equal(1, host.Pipeline.Compensations.Count);
+        await CheckAsync(host.Pipeline, ledger);
+    }
+
+    /// <summary>
     /// Submits the commands one batch each while the ledger is held (its sequencer blocked by a read), behind a deposit
     /// whose answer the ledger stage then waits for: the later batches wait in the stage's channel, and once the ledger
     /// goes on the stage issues their calls together, before it checks the first one's answers. Returns the outcomes,
