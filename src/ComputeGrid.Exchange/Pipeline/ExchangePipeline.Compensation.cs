@@ -164,6 +164,7 @@ public sealed partial class ExchangePipeline
         }
         catch (Exception e)
         {
+            Stop(e, null); // the fault is set before any submitter hears of it
             foreach (Batch b in batches) Fail(b.Items, e);
             throw;
         }
