@@ -319,7 +319,7 @@ public static class ServerHost
         app.MapGet("/healthz", Results<Ok<HealthView>, ProblemHttpResult> (LedgerEngine l) =>
                 l.Fault is null ? TypedResults.Ok(new HealthView("ok")) : Problems.Unavailable(l.Fault.Message))
             .AllowAnonymous().WithTags("health").WithSummary("Whether the server is up and its ledger healthy.");
-        app.MapGet("/metrics", (LedgerEngine l) => TypedResults.Text(Metrics(l.Stats) + InferenceMetrics(deadLetters, settler), "text/plain; version=0.0.4"))
+        app.MapGet("/metrics", (LedgerEngine l, ExchangeHost x) => TypedResults.Text(Metrics(l.Stats) + InferenceMetrics(deadLetters, settler) + ExchangeMetrics(x.Pipeline), "text/plain; version=0.0.4"))
             .RequireAuthorization(Policies.OperatorRead).WithTags("health").WithSummary("Prometheus metrics of the ledger.");
         app.MapOpenApi().AllowAnonymous();
         app.MapTrust();
@@ -360,6 +360,13 @@ public static class ServerHost
         # HELP computegrid_ledger_transfers Transfers in the ledger.
         # TYPE computegrid_ledger_transfers gauge
         computegrid_ledger_transfers {s.Transfers}
+
+        """;
+
+    private static string ExchangeMetrics(ExchangePipeline p) => $"""
+        # HELP computegrid_exchange_compensations_total Settlements the ledger refused, each compensated (the command excluded), since start.
+        # TYPE computegrid_exchange_compensations_total counter
+        computegrid_exchange_compensations_total {p.Compensations.Count}
 
         """;
 

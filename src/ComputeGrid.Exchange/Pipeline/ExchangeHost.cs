@@ -53,11 +53,12 @@ public sealed class ExchangeHost : IAsyncDisposable
     private readonly InstrumentRegistry _instruments;
     private readonly TimeProvider _time;
     private readonly ExchangeHostOptions _options;
-    private readonly MarketDataHub _market;
+    private MarketDataHub _market; // replaced, under the lock, when what the pipeline fed is to be forgotten
     private readonly Lock _marketLock = new();
-    // The sequencer's trades, in order; an item with Forget set (a replay begun again) first drops those instruments' data.
+    // The sequencer's trades, in order; an item with Reset set (a replay begun again, a compensation that changed trades)
+    // first replaces the market data with an empty one: the trades fed again reuse the sequences of those forgotten.
     private readonly Channel<MarketItem> _trades = Channel.CreateUnbounded<MarketItem>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-    private sealed record MarketItem(Trade[] Trades, int[]? Forget = null);
+    private sealed record MarketItem(Trade[] Trades, bool Reset = false);
     private readonly ConcurrentDictionary<long, long> _heartbeats = new();
     // Instruments traded, with what the market data needs of them (taken on the sequencer, which owns the registry).
     private readonly ConcurrentDictionary<int, (string? IndexClass, long DeliveryEnd)> _traded = new();
@@ -73,8 +74,10 @@ public sealed class ExchangeHost : IAsyncDisposable
         _instruments = instruments;
         _time = time;
         _options = options ?? new ExchangeHostOptions();
-        _market = new MarketDataHub(id => _traded.TryGetValue(id, out var t) ? t.IndexClass : null, _options.MarketData);
+        _market = NewMarket();
     }
+
+    private MarketDataHub NewMarket() => new(id => _traded.TryGetValue(id, out var t) ? t.IndexClass : null, _options.MarketData);
 
     /// <summary>Starts a new exchange (<see cref="StartAsync(CancellationToken)"/>).</summary>
     public static async Task<ExchangeHost> StartAsync(LedgerEngine ledger, InstrumentRegistry instruments, TimeProvider time, ExchangeHostOptions? options = null,
@@ -105,9 +108,8 @@ public sealed class ExchangeHost : IAsyncDisposable
             },
             ReplayRestarting = () =>
             {
-                int[] forget = [.. _traded.Keys];
                 _traded.Clear();
-                _trades.Writer.TryWrite(new MarketItem([], forget));
+                _trades.Writer.TryWrite(new MarketItem([], Reset: true));
             },
         };
         _startedAt = Clock.UnixNanoseconds(_time);
@@ -276,7 +278,7 @@ public sealed class ExchangeHost : IAsyncDisposable
                 Trade[] batch = item.Trades;
                 lock (_marketLock)
                 {
-                    foreach (int id in item.Forget ?? []) _market.Forget(id);
+                    if (item.Reset) _market = NewMarket();
                     foreach (Trade t in batch)
                     {
                         try { _market.OnTrade(t); }

@@ -32,7 +32,10 @@ public sealed record PipelineOptions
     /// </summary>
     public Func<ExchangeStateMachine>? Rebuild { get; init; }
 
-    /// <summary>Called when a replay at start begins again from the first record (a command was excluded): what <see cref="Traded"/> fed is to be forgotten.</summary>
+    /// <summary>
+    /// Called when a replay begins again (at start, a command was excluded; or a compensation changed trades already fed):
+    /// everything <see cref="Traded"/> fed is to be forgotten; the replay feeds it again (trade sequences included).
+    /// </summary>
     public Action? ReplayRestarting { get; init; }
 
     /// <summary>
@@ -44,6 +47,15 @@ public sealed record PipelineOptions
 
     /// <summary>Where the snapshots are kept (the newest two); null: beside the journal, in the folder <c>{journal file}.snapshots</c>.</summary>
     public string? SnapshotFolder { get; init; }
+
+    /// <summary>
+    /// Test-only: asked with a command's sequence each time the ledger stage issues that command's transfers (maybe more
+    /// than once); true makes the real ledger refuse every chain of it: the last transfer of each chain is rewritten to name
+    /// an account (for a post or void, a pending transfer) that does not exist. Its awaited transfers (a deposit's, a
+    /// withdrawal's) are left alone. The refusal is then compensated (<see cref="ExchangePipeline.Compensations"/>). Never
+    /// set it in production.
+    /// </summary>
+    public Func<ulong, bool>? InjectLedgerRefusal { get; init; }
 }
 
 /// <summary>
@@ -63,11 +75,13 @@ public sealed class ExchangeUnavailableException(string message, Exception? inne
 /// One loop owns the journal, the state machine and the plan; commands are taken in batches of up to
 /// <see cref="PipelineOptions.BatchMax"/>, so many share each fsync and each ledger batch. A command is answered only
 /// when its journal record and its ledger effects are durable. The ledger's answers to deposits come back as
-/// <see cref="ExchangeCommandKind.TransferSettled"/> commands in the next batch. The first journal or ledger failure
-/// stops the pipeline (fail-stop): every command not answered fails with <see cref="ExchangeUnavailableException"/>,
-/// nothing half-done was acknowledged, and a restart replays the journal.
+/// <see cref="ExchangeCommandKind.TransferSettled"/> commands in the next batch. A settlement the ledger refuses is
+/// compensated (the command excluded, the later ones planned again; see ExchangePipeline.Compensation.cs). The first
+/// journal or ledger failure, or a refusal that cannot be compensated, stops the pipeline (fail-stop): every command not
+/// answered fails with <see cref="ExchangeUnavailableException"/>, nothing half-done was acknowledged, and a restart
+/// replays the journal.
 /// </summary>
-public sealed class ExchangePipeline : IAsyncDisposable
+public sealed partial class ExchangePipeline : IAsyncDisposable
 {
     private ExchangeStateMachine _sm;
     // Commands that failed part-way and are never applied (from the journal's Excluded records, and this run's failures).
@@ -314,7 +328,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
         }
         var pipeline = new ExchangePipeline(sm, ledger, journal, time, options, snapshotFolder);
         pipeline.Restored = (snapshotFile, snapshot?.Position.LastSeq ?? 0, refused);
-        pipeline._lastSnapshot = snapshot;
+        pipeline._lastSnapshot = pipeline._settledSnapshot = snapshot;
         foreach (ulong seq in excluded) pipeline._excluded.Add(seq);
         foreach (ulong seq in recorded) pipeline._recorded.Add(seq);
         // Failures found in the replay (or excluded in a run whose Excluded record a snapshot has but the journal lost) are
@@ -324,7 +338,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
         try
         {
             // The last batches' effects again: what the ledger has answers Exists, what it never got is applied now.
-            foreach ((Account[] accounts, Transfer[] transfers) in tail) await CheckLedgerAsync(pipeline.IssueToLedger(accounts, transfers), null);
+            foreach ((Account[] accounts, Transfer[] transfers) in tail) await CheckResubmittedAsync(pipeline.IssueToLedger(accounts, transfers));
             // Deposits the state machine still waits for: their one transfer was submitted (found) or not (submitted now).
             // The machine keeps it (a snapshot's deposits were planned before the replayed tail).
             foreach (long seq in sm.PendingDeposits)
@@ -388,13 +402,28 @@ public sealed class ExchangePipeline : IAsyncDisposable
         {
             while (!_stop.IsCancellationRequested && _fault is null)
             {
+                Pause pause = _pause;
+                if (pause.Requested.Task.IsCompleted)
+                {
+                    // The ledger stage compensates a refused settlement: the journal and the machine are its own until it
+                    // resumes this loop, at a batch boundary.
+                    pause.Parked.TrySetResult();
+                    await pause.Resumed.Task.WaitAsync(_stop.Token);
+                    continue;
+                }
                 batch = _free.TryDequeue(out Batch? b) ? b : new Batch();
                 batch.Items.Clear();
                 while (internals.TryRead(out Pending? ic)) batch.Items.Add(ic);
                 if (batch.Items.Count == 0 && !reader.TryPeek(out _))
                 {
                     Task<bool> external = reader.WaitToReadAsync(_stop.Token).AsTask(), own = internals.WaitToReadAsync(_stop.Token).AsTask();
-                    await Task.WhenAny(external, own);
+                    await Task.WhenAny(external, own, pause.Requested.Task);
+                    if (pause.Requested.Task.IsCompleted)
+                    {
+                        _free.Enqueue(batch);
+                        batch = null;
+                        continue;
+                    }
                     if (external.IsCompleted && !external.Result && !own.IsCompleted) break; // closed
                     while (internals.TryRead(out Pending? ic)) batch.Items.Add(ic);
                 }
@@ -412,7 +441,13 @@ public sealed class ExchangePipeline : IAsyncDisposable
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested) { }
         catch (Exception e) { Stop(e, batch); }
-        finally { _applied.Writer.TryComplete(); }
+        finally
+        {
+            // Exited: it touches nothing more (a compensation waiting for it to park must not wait forever).
+            _sequencerExited = true;
+            _pause.Parked.TrySetResult();
+            _applied.Writer.TryComplete();
+        }
     }
 
     private async Task SequenceAsync(Batch batch)
@@ -488,8 +523,9 @@ public sealed class ExchangePipeline : IAsyncDisposable
     }
 
     // A new machine with every journaled command before seq first (none excluded), then this batch's commands before index i:
-    // from the newest snapshot when it has none of the commands excluded since, else from the first record.
-    private ExchangeStateMachine RebuildBefore(ulong first, List<Pending> items, int i)
+    // from the newest snapshot when it has none of the commands excluded since, else from the first record. With traded,
+    // each replayed record's fills are fed to it (market data rebuilt as at a start).
+    private ExchangeStateMachine RebuildBefore(ulong first, List<Pending> items, int i, Action<List<FillRecord>, ExchangeStateMachine>? traded = null)
     {
         SnapshotTaken? from = _lastSnapshot;
         if (from is not null && (from.Position.LastSeq >= first || !_excluded.All(seq => seq > from.Position.LastSeq || from.Excluded.Contains(seq)))) from = null;
@@ -504,9 +540,10 @@ public sealed class ExchangePipeline : IAsyncDisposable
             for (int k = 0; k < batch.Commands.Count; k++)
             {
                 ulong seq = batch.FirstSeq + (ulong)k;
-                if (seq >= first) return;
+                if (seq >= first) break;
                 if (!_excluded.Contains(seq)) sm.Apply(CommandCodec.Read(batch.Commands[k].Span, seq, batch.TimestampNs), plan, fills);
             }
+            if (traded is not null && fills.Count > 0) traded(fills, sm);
         }, from?.Position ?? JournalPosition.Start);
         plan.Clear();
         for (int k = 0; k < i; k++)
@@ -533,43 +570,38 @@ public sealed class ExchangePipeline : IAsyncDisposable
                         batch = b; // failed below with the rest: a batch taken off the channel must not go unanswered
                         throw _fault;
                     }
-                    inFlight.Enqueue((b, IssueToLedger(b.Plan.Accounts.ToArray(), b.Plan.Transfers.ToArray()), System.Diagnostics.Stopwatch.GetTimestamp()));
+                    inFlight.Enqueue((b, IssueToLedger(b.Plan.Accounts.ToArray(), ToIssue(b.Plan)), System.Diagnostics.Stopwatch.GetTimestamp()));
                 }
                 if (inFlight.Count == 0)
                 {
                     if (!await reader.WaitToReadAsync()) break;
                     continue;
                 }
-                (Batch done, LedgerCalls calls, long issued) = inFlight.Dequeue();
+                (Batch done, LedgerCalls calls, long issued) = inFlight.Peek();
                 batch = done;
-                Dictionary<int, CreateTransferResult> awaited = await CheckLedgerAsync(calls, done.Plan);
+                LedgerAnswers answers = await AnswersAsync(calls);
+                if (FirstRefused(done.Plan, calls, answers) is { } refused)
+                {
+                    // Compensated: this batch and every later one issued or applied are planned again without the command.
+                    var unsettled = inFlight.Select(f => (f.Batch, f.Calls)).ToList();
+                    inFlight.Clear();
+                    batch = null;
+                    await CompensateAsync(unsettled, refused);
+                    continue;
+                }
+                inFlight.Dequeue();
                 // Settled, and every batch before it: the snapshot taken after it holds only durable ledger effects.
                 if (done.Snapshot is { } snapshot)
                 {
                     done.Snapshot = null;
+                    _settledSnapshot = snapshot;
                     WriteSnapshot(snapshot);
                 }
                 Interlocked.Add(ref _ledgerTicks, System.Diagnostics.Stopwatch.GetTimestamp() - Math.Max(issued, _ledgerClock));
                 _ledgerClock = System.Diagnostics.Stopwatch.GetTimestamp();
-                Dictionary<ulong, (int Index, CreateTransferResult Answer)>? settled = null;
-                foreach ((int index, ulong seq) in done.Plan.Awaiting) (settled ??= [])[seq] = (index, awaited[index]);
-                for (int i = 0; i < done.Items.Count; i++)
-                {
-                    Pending item = done.Items[i];
-                    CommandResult r = done.Results[i];
-                    FillRecord[] fills = r.Fills == 0 ? [] : done.Fills.GetRange(r.FirstFill, r.Fills).ToArray();
-                    if (settled is not null && settled.TryGetValue(item.Command.Seq, out var a))
-                    {
-                        // The ledger's answer goes back as a command; the submitter is answered when that is applied.
-                        var settle = new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = (long)item.Command.Seq, Ok = a.Answer == CreateTransferResult.Ok };
-                        _internal.Writer.TryWrite(new Pending(settle, item.Completion, item.Completion is null ? null : new CommandOutcome(r, fills, a.Answer)));
-                        continue;
-                    }
-                    if (item.Completion is null) continue;
-                    item.Completion.TrySetResult(item.Deferred ?? new CommandOutcome(r, fills));
-                }
-                done.Items.Clear();
-                _free.Enqueue(done);
+                var awaited = new Dictionary<int, CreateTransferResult>();
+                foreach ((int index, _) in done.Plan.Awaiting) awaited[index] = answers.Transfers[index];
+                Answer(done, awaited);
                 batch = null;
             }
         }
@@ -589,6 +621,30 @@ public sealed class ExchangePipeline : IAsyncDisposable
     }
 
     private long _ledgerClock; // when the ledger stage last finished answering a batch (its busy time is counted once)
+
+    // Answers a settled batch's submitters (the ledger's answers to its awaited transfers by index) and frees it.
+    private void Answer(Batch done, Dictionary<int, CreateTransferResult> awaited)
+    {
+        Dictionary<ulong, (int Index, CreateTransferResult Answer)>? settled = null;
+        foreach ((int index, ulong seq) in done.Plan.Awaiting) (settled ??= [])[seq] = (index, awaited[index]);
+        for (int i = 0; i < done.Items.Count; i++)
+        {
+            Pending item = done.Items[i];
+            CommandResult r = done.Results[i];
+            FillRecord[] fills = r.Fills == 0 ? [] : done.Fills.GetRange(r.FirstFill, r.Fills).ToArray();
+            if (settled is not null && settled.TryGetValue(item.Command.Seq, out var a))
+            {
+                // The ledger's answer goes back as a command; the submitter is answered when that is applied.
+                var settle = new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = (long)item.Command.Seq, Ok = a.Answer == CreateTransferResult.Ok };
+                _internal.Writer.TryWrite(new Pending(settle, item.Completion, item.Completion is null ? null : new CommandOutcome(r, fills, a.Answer)));
+                continue;
+            }
+            if (item.Completion is null) continue;
+            item.Completion.TrySetResult(item.Deferred ?? new CommandOutcome(r, fills));
+        }
+        done.Items.Clear();
+        _free.Enqueue(done);
+    }
 
     // Off the ledger stage (a file write and two fsyncs): a failure costs only a longer replay at the next start.
     private void WriteSnapshot(SnapshotTaken snapshot)
@@ -611,6 +667,7 @@ public sealed class ExchangePipeline : IAsyncDisposable
     private void Stop(Exception e, Batch? batch)
     {
         _fault ??= e;
+        _pause.Resumed.TrySetResult(); // a sequencer parked for a compensation sees the fault and exits
         _queue.Writer.TryComplete();
         if (batch is not null) Fail(batch.Items, e);
         while (_queue.Reader.TryRead(out Pending? p)) p.Completion?.TrySetException(Unavailable(e));
@@ -668,14 +725,11 @@ public sealed class ExchangePipeline : IAsyncDisposable
     }
 
     /// <summary>
-    /// Waits for a batch's ledger calls and checks every answer: Ok (or Exists when resubmitting, including a chain the
-    /// ledger already applied); an awaited transfer (a deposit) may be refused — its answer is returned by index.
-    /// Anything else is a broken invariant: the pipeline stops.
+    /// Waits for the ledger calls of a batch resubmitted at start and checks every answer: Ok, or Exists (including a chain
+    /// the ledger already applied). Anything else is a broken invariant: the start fails.
     /// </summary>
-    private static async Task<Dictionary<int, CreateTransferResult>> CheckLedgerAsync(LedgerCalls calls, SettlementPlan? plan)
+    private static async Task CheckResubmittedAsync(LedgerCalls calls)
     {
-        bool resubmit = plan is null;
-        var awaited = new Dictionary<int, CreateTransferResult>();
         foreach ((int at, _, Task<CreateAccountResult[]> task) in calls.AccountTasks)
         {
             CreateAccountResult[] r = await task;
@@ -683,8 +737,6 @@ public sealed class ExchangePipeline : IAsyncDisposable
                 if (r[i] is not (CreateAccountResult.Ok or CreateAccountResult.Exists))
                     throw new InvalidOperationException($"The ledger refused account {calls.Accounts[at + i].Id}: {r[i]}.");
         }
-        var awaitedIndexes = new HashSet<int>();
-        if (plan is not null) foreach ((int i, _) in plan.Awaiting) awaitedIndexes.Add(i);
         Transfer[] transfers = calls.Transfers;
         foreach ((int start, _, Task<CreateTransferResult[]> task) in calls.TransferTasks)
         {
@@ -692,17 +744,15 @@ public sealed class ExchangePipeline : IAsyncDisposable
             for (int i = 0; i < r.Length; i++)
             {
                 int index = start + i;
-                if (awaitedIndexes.Contains(index)) { awaited[index] = r[i]; continue; }
-                if (r[i] == CreateTransferResult.Ok || (resubmit && r[i] == CreateTransferResult.Exists)) continue;
-                // Resubmitted, a chain the ledger already applied fails at its first event with Exists (the others answer
+                if (r[i] is CreateTransferResult.Ok or CreateTransferResult.Exists) continue;
+                // A chain the ledger already applied fails at its first event with Exists (the others answer
                 // LinkedEventFailed): chains are atomic, so it is whole in the ledger.
-                if (resubmit && r[i] == CreateTransferResult.LinkedEventFailed && ChainFailedWithExists(transfers, r, start, i)) continue;
+                if (r[i] == CreateTransferResult.LinkedEventFailed && ChainFailedWithExists(transfers, r, start, i)) continue;
                 int failed = Array.FindIndex(r, x => x is not (CreateTransferResult.Ok or CreateTransferResult.Exists or CreateTransferResult.LinkedEventFailed));
                 string cause = failed < 0 ? "" : $"; the chain failed at transfer {transfers[start + failed].Id} (flags {transfers[start + failed].Flags}, code {transfers[start + failed].Code}): {r[failed]}";
                 throw new InvalidOperationException($"The ledger refused transfer {transfers[index].Id} (code {transfers[index].Code}): {r[i]}{cause}.");
             }
         }
-        return awaited;
     }
 
     // The failing event of the linked chain holding event i (of a batch starting at start) answered Exists.

@@ -59,8 +59,11 @@ public enum ExchangeCommandKind : byte
     TransferSettled = 40,
 
     /// <summary>
-    /// The command <see cref="ExchangeCommand.Target"/> (a sequence number) failed part-way and is excluded: replay
-    /// never applies it. Written by the pipeline after the rebuild that dropped it; changes nothing itself.
+    /// The command <see cref="ExchangeCommand.Target"/> (a sequence number) failed part-way, or the ledger refused its
+    /// settlement, and is excluded: replay never applies it. Written by the pipeline (after the rebuild that dropped a
+    /// command that threw; before the rebuild that compensates a refused settlement); changes nothing itself. For a
+    /// refused settlement, <see cref="ExchangeCommand.Account"/> is the transfer the ledger refused and
+    /// <see cref="ExchangeCommand.Amount"/> its answer (a <see cref="CreateTransferResult"/>); both are zero otherwise.
     /// </summary>
     Excluded = 41,
 
@@ -245,6 +248,8 @@ public enum RefusalDetail : byte
     BlockAboveLimit = 19,
     /// <summary>The block would trade with more makers (DetailValue) than one ledger chain settles atomically.</summary>
     BlockTooManyFills = 20,
+    /// <summary>The ledger refused the command's settlement (DetailValue: its answer, a <see cref="CreateTransferResult"/>).</summary>
+    LedgerRefused = 21,
     /// <summary>The holder has fewer free shares (DetailValue): shares offered by open sells or pledged are not free.</summary>
     SharesShort = 40,
     /// <summary>The loan asked exceeds the most the pledge allows (DetailValue, micro-USD).</summary>
@@ -324,6 +329,7 @@ public static class Refusals
         RefusalDetail.LoanMax => $"the pledge allows a loan of at most {r.DetailValue} micro-USD (the collateral's value at its recent VWAP, less the haircut, times the maximum loan-to-value)",
         RefusalDetail.SharesShort => $"the holder has {r.DetailValue} free shares of this node (shares offered by open sells or pledged are not free)",
         RefusalDetail.BlockTooManyFills => $"the block would trade with {r.DetailValue} orders; at most {LedgerLimits.BatchEventsMax - 1} settle atomically",
+        RefusalDetail.LedgerRefused => $"the ledger refused the command's settlement ({(CreateTransferResult)r.DetailValue}); nothing of it was applied",
         _ => r.Detail.ToString(),
     };
 }

@@ -31,6 +31,11 @@ public enum ExchangeError : byte
     InvalidRequest = 17,
     /// <summary>The exchange failed while applying the command (a bug): nothing of it was applied, and it never will be.</summary>
     CommandFailed = 18,
+    /// <summary>
+    /// The ledger refused the command's settlement (its chain of transfers): nothing of it was applied, on either side,
+    /// and it never will be; the exchange goes on without it (see <see cref="StateMachine.RefusalDetail.LedgerRefused"/>).
+    /// </summary>
+    SettlementRefused = 19,
 
     /// <summary>The seller or sender has too few free shares of the node.</summary>
     InsufficientShares = 30,

@@ -80,7 +80,8 @@ internal static class ExchangeProblems
             ExchangeError.UnknownInstrument or ExchangeError.UnknownTrader or ExchangeError.UnknownOrder or ExchangeError.UnknownProvider
                 or ExchangeError.UnknownNode or ExchangeError.UnknownLease => Problems.NotFound(text, ext),
             ExchangeError.InstrumentNotTrading or ExchangeError.InsufficientCapacity or ExchangeError.AlreadyRegistered
-                or ExchangeError.LedgerRejected or ExchangeError.InsufficientShares or ExchangeError.SharesAlreadyIssued => Problems.Conflict(text, ext),
+                or ExchangeError.LedgerRejected or ExchangeError.InsufficientShares or ExchangeError.SharesAlreadyIssued
+                or ExchangeError.SettlementRefused => Problems.Conflict(text, ext),
             ExchangeError.NotApprovedIssuer => Problems.Forbidden(text, ext),
             ExchangeError.NoShares => Problems.NotFound(text, ext),
             ExchangeError.BookRejected when reject is RejectReason.NoLiquidity or RejectReason.PostOnlyWouldTake
@@ -122,6 +123,7 @@ internal static class ExchangeProblems
         ExchangeError.NotApprovedIssuer => "The provider is not approved to issue shares (an operator approves issuers: POST /api/shares/issuers/{id}).",
         ExchangeError.SharesAlreadyIssued => $"Node {c.Node} has issued its shares already; the supply is fixed.",
         ExchangeError.NoShares => $"Node {c.Node} has issued no shares.",
+        ExchangeError.SettlementRefused => "The ledger refused this command's settlement; nothing of it was applied, and it never will be (the exchange goes on without it).",
         _ => e.ToString(),
     };
 
