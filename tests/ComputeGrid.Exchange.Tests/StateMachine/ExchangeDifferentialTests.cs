@@ -17,6 +17,10 @@ namespace ComputeGrid.Exchange.Tests.StateMachine;
 /// mirrors (available balances, free collateral), open orders, books, leases and nodes equal to the reference's, both
 /// sides' invariants, and plans with the ids the spec derives from the command's sequence. Every fourth stream also
 /// runs a second state machine: the same results, fills, plans and state hash after every batch (replay determinism).
+/// The streams trade both instrument kinds: compute capacity, and node shares (approvals, issuance, transfers, orders on
+/// share books, delivery revenue to share pools); after every batch the share register is checked too — every holding's
+/// mirror and its ledger account, each share escrow's pending credits against the open sells, each pool's balance, and
+/// each node's holdings against its supply (<c>DifferentialStream.Shares.cs</c>).
 /// A failure names its seed and command: <c>RunStream(seed)</c> replays it. The seeds are split in two classes so the
 /// test runner runs the halves side by side.
 /// </summary>
@@ -56,6 +60,13 @@ public sealed class ExchangeDifferentialTests(ITestOutputHelper output)
             "Resell InsufficientCapacity LeaseDoesNotCover", "resold lease Completed", "resold lease Failed",
             "Block with fills", "Block BookRejected BlockShort", "Block BookRejected BlockAboveLimit", "Block InstrumentNotTrading BlockNotTrading",
             "Block InvalidRequest BlockInvalid", "Block NotionalOverflows BlockInvalid", "Block InsufficientBalance BalanceShort",
+            "ApproveIssuer UnknownProvider Rejected", "IssueShares None Rejected", "IssueShares NotApprovedIssuer Rejected",
+            "IssueShares SharesAlreadyIssued Rejected", "IssueShares InvalidRequest Rejected", "TransferShares None Rejected",
+            "TransferShares InsufficientShares SharesShort", "TransferShares NoShares Rejected", "TransferShares InvalidRequest Rejected",
+            "share Place with fills", "share Place None PartiallyFilledCancelled", "share Place InsufficientShares SharesShort",
+            "share Place BookRejected PostOnlyWouldTake", "share Place BookRejected FillOrKillUnfillable", "share Place after an expiry",
+            "share Replace with fills", "share Replace InsufficientShares SharesShort", "share Cancel None Cancelled",
+            "share nodes with several holders", "share pools paid",
         ];
         foreach (string outcome in expected) Assert.True(coverage.GetValueOrDefault(outcome) > 0, $"No stream of chunk {chunk} reached '{outcome}'.");
     }
