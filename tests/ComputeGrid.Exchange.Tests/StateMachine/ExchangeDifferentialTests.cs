@@ -124,6 +124,55 @@ public sealed class ExchangeDifferentialTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// A lease placed hour by hour (as above) names each of its two nodes with one GPU though it has one: a delivery's
+    /// revenue is split by the nodes' GPUs over all the nodes' GPUs, half to each node's share pool. (The state machine
+    /// split by the lease's GPUs: the first node took the whole payment as the "remainder", the second took it again,
+    /// and the provider was to be paid a negative amount, which the ledger refused.) Checked like a random stream.
+    /// </summary>
+    [Fact]
+    public void A_delivery_of_a_lease_placed_hour_by_hour_pays_each_share_pool_its_part()
+    {
+        const long Provider = 11, Buyer = 1, Hour = 3_600_000_000_000L;
+        long start = new DateTimeOffset(2026, 11, 26, 21, 0, 1, TimeSpan.Zero).ToUnixTimeMilliseconds() * 1_000_000;
+        long day = new DateTimeOffset(2026, 11, 27, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds() * 1_000_000;
+        long nodeA = 0, nodeB = 0, lease = 0;
+        int Instrument(DifferentialStream s, string symbol) => s.Reference.ActiveInstruments.Single(i => i.Symbol == symbol).Id;
+        ExchangeCommand Place(DifferentialStream s, Side side, string symbol, long quantity) =>
+            ExchangeCommand.Place(side == Side.Sell ? Provider : Buyer, Instrument(s, symbol), side, OrderType.Limit, TimeInForce.GoodTillCancel, 1_500_000, quantity);
+        ExchangeCommand Admit(string name) =>
+            new() { Kind = ExchangeCommandKind.AdmitNode, Owner = Provider, Gpu = GpuClass.A100, Region = "frankfurt", Gpus = 1, Name = name };
+        var script = new List<Func<DifferentialStream, ExchangeCommand>>
+        {
+            _ => ExchangeCommand.Tick(),
+            _ => new() { Kind = ExchangeCommandKind.RegisterProvider, Owner = Provider, Account = DifferentialStream.RevenueOf(Provider), Account2 = DifferentialStream.CollateralOf(Provider) },
+            _ => new() { Kind = ExchangeCommandKind.RegisterTrader, Owner = Buyer },
+            s => { nodeA = s.Seq; return Admit("a"); },
+            s => { nodeB = s.Seq; return Admit("b"); },
+            _ => new() { Kind = ExchangeCommandKind.Deposit, Owner = Buyer, Account = DifferentialStream.SourceOf(Buyer), Amount = 40_000_000 },
+            s => s.SettleOldest(),
+            _ => new() { Kind = ExchangeCommandKind.ApproveIssuer, Owner = Provider },
+            _ => ExchangeCommand.IssueShares(Provider, nodeA, 1_000),
+            _ => ExchangeCommand.IssueShares(Provider, nodeB, 3_000),
+            s => Place(s, Side.Sell, "A100.frankfurt.H.2026-11-27T00", 1),
+            s => Place(s, Side.Buy, "A100.frankfurt.H.2026-11-27T00", 1),   // on node a
+            _ => new() { Kind = ExchangeCommandKind.Outage, Owner = Provider, Target = nodeA },
+            s => Place(s, Side.Sell, "A100.frankfurt.H.2026-11-27T01", 1),
+            s => Place(s, Side.Buy, "A100.frankfurt.H.2026-11-27T01", 1),   // on node b
+            _ => new() { Kind = ExchangeCommandKind.NodeUp, Target = nodeA },
+            s => Place(s, Side.Sell, "A100.frankfurt.D.2026-11-27", 24),
+            s => Place(s, Side.Buy, "A100.frankfurt.D.2026-11-27", 24),     // nodes a and b, one GPU each
+            s => { lease = s.Machine.Leases().Last().Id; return new() { Kind = ExchangeCommandKind.Deliver, Owner = Provider, Target = lease, From = day, To = day + Hour, Time = day + Hour + 1 }; },
+            _ => new() { Kind = ExchangeCommandKind.Deliver, Owner = Provider, Target = lease, From = day + Hour, To = day + 24 * Hour, Time = day + 24 * Hour + 1 },
+        };
+        using var stream = new DifferentialStream(seed: 8, startNs: start, script: script);
+        stream.Run();
+        Assert.Equal(new[] { (nodeA, 1), (nodeB, 1) }, stream.Machine.Lease(lease)!.Nodes);
+        Assert.Equal(LeaseStatus.Completed, stream.Machine.Lease(lease)!.Status);
+        // 36 USD in all: 18 to each pool (the provider's revenue account gets none of it: both nodes issued shares).
+        Assert.Equal((18_000_000L, 18_000_000L), (stream.Reference.PoolBalance(nodeA), stream.Reference.PoolBalance(nodeB)));
+    }
+
+    /// <summary>
     /// Resale chains, which random streams reach rarely: a lease resold, the resold lease resold again; the provider's
     /// delivery of the first lease pays both resellers down the chain; a second lease fails on an outage, refunding the
     /// lease resold from it and cancelling its resting resale sell. Checked like a random stream (with the replica).
