@@ -347,9 +347,10 @@ internal sealed partial class DifferentialStream
         List<Instrument> covered = _reference.ActiveInstruments.Where(i => leased is not null && i.Gpu == leased.Gpu && i.Region == leased.Region
             && i.DeliveryStart >= lease.Start && i.DeliveryEnd <= lease.End && i.IsTradingAt(_now)).OrderBy(i => i.Id).ToList();
         Instrument? target = covered.Count > 0 && Chance(92) ? (Chance(60) && covered.Any(i => i.Id == lease.Instrument) ? covered.First(i => i.Id == lease.Instrument) : Pick(covered))
+            : Chance(15) && ShareInstruments() is { Count: > 0 } shares ? Pick(shares) // a lease's GPUs offered on a share book
             : PickInstrument();
         int id = target?.Id ?? 1;
-        long hours = target is null ? 1 : (target.DeliveryEnd - target.DeliveryStart) / NsPerHour;
+        long hours = target is null ? 1 : HoursOf(target);
         long gpus = Chance(85) ? _rng.Next(1, lease.Gpus + 1) : lease.Gpus + 1;
         long quantity = Chance(94) ? hours * gpus : Quantity(hours);
         TimeInForce tif = _rng.Next(100) switch { < 50 => TimeInForce.GoodTillCancel, < 72 => TimeInForce.ImmediateOrCancel, < 95 => TimeInForce.FillOrKill, _ => TimeInForce.GoodTillTime };

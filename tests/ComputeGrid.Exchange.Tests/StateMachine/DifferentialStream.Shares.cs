@@ -139,7 +139,7 @@ internal sealed partial class DifferentialStream
     /// <summary>Whether a command acts on a share book (for the coverage report), asked before it applies.</summary>
     private bool OnShares(in ExchangeCommand c) => c.Kind switch
     {
-        ExchangeCommandKind.Place => _reference.InstrumentOf(c.Instrument)?.Class == InstrumentClass.NodeShares,
+        ExchangeCommandKind.Place or ExchangeCommandKind.Resell => _reference.InstrumentOf(c.Instrument)?.Class == InstrumentClass.NodeShares,
         ExchangeCommandKind.Cancel or ExchangeCommandKind.Replace => _reference.IsShareOrder(c.Target),
         _ => false,
     };
