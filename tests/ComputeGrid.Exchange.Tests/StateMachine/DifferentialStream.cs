@@ -349,16 +349,22 @@ internal sealed partial class DifferentialStream : IDisposable
                 _settlements.Add(((long)seq, ok));
             }
             else Require(r == CreateTransferResult.Ok, () => $"transfer {i} ({_plan.Transfers[i].Flags}, code {_plan.Transfers[i].Code}, {_plan.Transfers[i].Amount}) failed in the ledger: {r}"
-                + $"; the chain's cause: {string.Join(", ", tr.Select((x, k) => (x, k)).Where(p => p.x is not CreateTransferResult.Ok and not CreateTransferResult.LinkedEventFailed && !awaited.ContainsKey(p.k)).Select(p => $"transfer {p.k} of command {SeqOf(p.k)} ({_plan.Transfers[p.k].Flags}, code {_plan.Transfers[p.k].Code}, {_plan.Transfers[p.k].Amount}): {p.x}"))}");
+                + $"; the cause: {Causes(tr, awaited)}");
         }
     }
 
-    /// <summary>The sequence of the command that planned transfer <paramref name="index"/> of the batch.</summary>
-    private ulong SeqOf(int index)
+    /// <summary>The transfers the ledger refused on their own (not for a linked one), with the commands that planned them: what a chain failed on.</summary>
+    private string Causes(CreateTransferResult[] results, Dictionary<int, ulong> awaited)
     {
-        foreach (SettlementPlan.CommandSpan span in _plan.Commands)
-            if (index >= span.FirstTransfer && index < span.FirstTransfer + span.Transfers) return span.Seq;
-        return 0;
+        var causes = new List<string>();
+        for (int k = 0; k < results.Length; k++)
+        {
+            if (results[k] is CreateTransferResult.Ok or CreateTransferResult.LinkedEventFailed || awaited.ContainsKey(k)) continue;
+            ulong seq = _plan.Commands.ToArray().First(s => k >= s.FirstTransfer && k < s.FirstTransfer + s.Transfers).Seq;
+            Transfer t = _plan.Transfers[k];
+            causes.Add($"transfer {k} of command {seq} ({t.Flags}, code {t.Code}, {t.Amount}): {results[k]}");
+        }
+        return string.Join(", ", causes);
     }
 
     private void CheckState()
