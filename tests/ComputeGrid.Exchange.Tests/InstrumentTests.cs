@@ -60,6 +60,10 @@ public class InstrumentTests
             Assert.InRange(band.Levels, 2, GpuClasses.MaxLevels);
             Assert.InRange(band.MaxPrice, 1_000_000L, 65_536_000_000L); // at least $1/h, and far below overflow risk
         }
+        // The share books' band too (it once spanned 10^8 ticks: the first share order allocated gigabytes).
+        var shares = Instrument.ShareBand;
+        Assert.True(shares.MinPrice >= shares.Tick && shares.MinPrice % shares.Tick == 0 && shares.OnTick(shares.MaxPrice));
+        Assert.InRange(shares.Levels, 2, GpuClasses.MaxLevels);
     }
 
     [Fact]

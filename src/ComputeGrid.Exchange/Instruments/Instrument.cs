@@ -67,10 +67,12 @@ public sealed record Instrument(
     public long Hours => Class == InstrumentClass.NodeShares ? 1 : checked(DeliveryEnd - DeliveryStart) / DeliveryCalendar.NsPerHour;
 
     /// <summary>
-    /// The price band of share instruments: 0.01 to 1,000 USD per share in steps of 0.01 USD (micro-USD) — 100,000
-    /// levels, the order of a GPU class's book (each level is a slot of the book's ladders).
+    /// The price band of share instruments: 0.01 to 100 USD per share in steps of a cent (as stocks trade), 10,000 levels.
+    /// A book's ladder is indexed directly by tick and allocated whole with the book, so a band spans at most
+    /// <see cref="GpuClasses.MaxLevels"/> ticks, and fewer is cheaper (100,000 USD in steps of 0.001 would allocate 10^8
+    /// levels a side, some 4 GB, for the first order); an issuer picks its supply so that a share's price falls inside.
     /// </summary>
-    public static PriceBand ShareBand { get; } = new(10_000, 1_000_000_000, 10_000);
+    public static PriceBand ShareBand { get; } = new(10_000, 100_000_000, 10_000);
 
     /// <summary>The symbol of node <paramref name="node"/>'s shares: <c>SHR-{node}</c>.</summary>
     public static string NodeSharesSymbol(long node) => "SHR-" + node.ToString(CultureInfo.InvariantCulture);

@@ -111,7 +111,16 @@ public sealed partial class ExchangeStateMachine
                 sell.HoldAmount = quantity;
                 sm._plan.Transfer(ShareHold(sell, quantity));
             }
-            else _touchedSells.TryAdd(sell.Id, 0); // the hold is made again in Settle, for what rests then
+            else if (quantity > 0)
+            {
+                // A replace that grows a resting sell: its hold is made again at once for the whole new quantity (as a
+                // buy's is), because the replace may take in this same command and a trade posts from the hold.
+                sm._plan.Transfer(new Transfer { Id = sm.NextTransferId(), PendingId = sell.HoldId, Flags = TransferFlags.VoidPendingTransfer });
+                sell.HoldId = sm.NextTransferId();
+                sell.HoldAmount = checked(sell.HoldAmount + quantity);
+                sm._plan.Transfer(ShareHold(sell, sell.HoldAmount));
+            }
+            else _touchedSells.TryAdd(sell.Id, 0); // a release: the hold is made again in Settle, for what rests then
         }
 
         public long Trade(OrderState buy, OrderState sell, long price, long quantity, out long notional)

@@ -110,8 +110,10 @@ public sealed partial class ExchangeStateMachine
 
     /// <summary>
     /// Pays <paramref name="amount"/> of a delivery from the lease's escrow: a first-hand lease's payment is the revenue of
-    /// the nodes that deliver it, so each node's part (by its GPUs, the remainder to the last) goes to the node's share
-    /// pool when it issued shares, the rest to the payee; a resold lease pays its reseller.
+    /// the nodes that deliver it, so each node's part (by its GPUs over all the lease's nodes' GPUs, the remainder to the
+    /// last) goes to the node's share pool when it issued shares, the rest to the payee; a resold lease pays its reseller.
+    /// The nodes' GPUs, not the lease's: a lease placed hour by hour names each node with the most it gives in any hour,
+    /// so they may add up to more than the lease's GPUs.
     /// </summary>
     private void PayDelivery(Lease lease, long amount)
     {
@@ -119,10 +121,12 @@ public sealed partial class ExchangeStateMachine
         if (lease.Parent is null && amount > 0)
         {
             long left = amount;
-            int gpusLeft = lease.Gpus;
+            int gpusLeft = 0;
+            foreach ((_, int gpus) in lease.Nodes) gpusLeft += gpus;
+            int total = gpusLeft;
             foreach ((long node, int gpus) in lease.Nodes)
             {
-                long part = gpus == gpusLeft ? left : Money.MulDiv(amount, gpus, lease.Gpus);
+                long part = gpus == gpusLeft ? left : Money.MulDiv(amount, gpus, total);
                 left -= part;
                 gpusLeft -= gpus;
                 if (part == 0 || !HasShares(node)) continue;

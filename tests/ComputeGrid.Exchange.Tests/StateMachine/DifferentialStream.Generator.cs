@@ -42,13 +42,17 @@ internal sealed partial class DifferentialStream
         else
         {
             // Mostly trading, with money, nodes and the clock moving around it.
-            int[] w = [1, 1, 3, 5, 2, 3, 10, 38, 6, 6, 7, 2, 1, 3, 10, 1, 5, 3, 8];
+            // (19–23: node shares — approvals, issuance, transfers, orders on share books, their cancels and replaces.)
+            int[] w = [1, 1, 3, 5, 2, 3, 10, 38, 6, 6, 7, 2, 1, 3, 10, 1, 5, 3, 8, 1, 2, 3, 12, 5];
             int kind = 0, roll = _rng.Next(w.Sum());
             while (roll >= w[kind]) roll -= w[kind++];
             if (kind == 6 && _settlements.Count == 0) kind = 7;
             if (kind is 8 or 9 && _reference.OpenOrders().Count == 0 && Chance(80)) kind = 7;
             if (kind == 10 && !_reference.Leases.Any(l => l.Status == LeaseStatus.Active && l.Start < _now) && Chance(80)) kind = 7;
             if (kind == 16 && !_reference.Leases.Any(l => l.Status == LeaseStatus.Active && l.End > _now) && Chance(80)) kind = 18;
+            // Before any node has shares, a share command is mostly a compute order; sometimes a step towards shares.
+            if (kind is 21 or 22 or 23 && _reference.ShareNodes.Count == 0)
+                kind = !Chance(30) ? 7 : ProviderIds.Any(_reference.IsApprovedIssuer) ? 20 : 19;
             c = kind switch
             {
                 0 => new ExchangeCommand { Kind = ExchangeCommandKind.RegisterTrader, Owner = Chance(4) ? -1 : AnyOwner() },
@@ -69,6 +73,11 @@ internal sealed partial class DifferentialStream
                 16 => Resell(),
                 17 => Block(),
                 18 => BlockLiquidity(),
+                19 => ApproveIssuer(),
+                20 => IssueShares(),
+                21 => TransferShares(),
+                22 => PlaceShares(),
+                23 => ChangeShareOrder(),
                 _ => new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = Chance(50) && _settled.Count > 0 ? Pick(_settled.ToList()) : 777_777, Ok = Chance(50) },
             };
             // A tick often jumps: instruments list and close, orders expire, leases start.
@@ -89,6 +98,12 @@ internal sealed partial class DifferentialStream
         foreach (long owner in Traders.Concat(ProviderIds)) if (Chance(85)) script.Add(() => Deposit(owner, collateral: false));
         script.Add(() => Deposit(collateral: true));
         script.Add(Settle);
+        // Half the streams trade a node's shares from the start (others approve and issue later, or never).
+        if (Chance(50))
+        {
+            script.Add(() => new ExchangeCommand { Kind = ExchangeCommandKind.ApproveIssuer, Owner = Pick(ProviderIds) });
+            script.Add(IssueShares);
+        }
         return new Queue<Func<ExchangeCommand>>(script);
     }
 
@@ -180,7 +195,11 @@ internal sealed partial class DifferentialStream
         bool now = Chance(90);
         List<Instrument> matching = active.Where(i => i.Kind == kind && i.Gpu == gpu && i.Region == region && (!now || i.IsTradingAt(_now)))
             .OrderBy(i => i.DeliveryStart).ToList();
-        if (matching.Count == 0) return Pick(active);
+        if (matching.Count == 0)
+        {
+            List<Instrument> compute = active.Where(i => i.Class == InstrumentClass.Compute).ToList();
+            return compute.Count > 0 ? Pick(compute) : null;
+        }
         return matching[Chance(75) ? 0 : _rng.Next(Math.Min(matching.Count, 2))];
     }
 
@@ -250,6 +269,7 @@ internal sealed partial class DifferentialStream
         IReadOnlyList<OpenOrder> open = _reference.OpenOrders();
         if (open.Count == 0 || Chance(8)) return ExchangeCommand.Replace(AnyOwner(), 123_456, 2_000_000, 1);
         OpenOrder o = Pick(open);
+        if (_reference.IsShareOrder(o.OrderId)) return ReplaceShares(o);
         // An open order's instrument is active: its book closes at the tick that expires it.
         Instrument i = _reference.ActiveInstruments.First(x => x.Id == o.Instrument);
         long hours = (i.DeliveryEnd - i.DeliveryStart) / NsPerHour;
@@ -327,9 +347,10 @@ internal sealed partial class DifferentialStream
         List<Instrument> covered = _reference.ActiveInstruments.Where(i => leased is not null && i.Gpu == leased.Gpu && i.Region == leased.Region
             && i.DeliveryStart >= lease.Start && i.DeliveryEnd <= lease.End && i.IsTradingAt(_now)).OrderBy(i => i.Id).ToList();
         Instrument? target = covered.Count > 0 && Chance(92) ? (Chance(60) && covered.Any(i => i.Id == lease.Instrument) ? covered.First(i => i.Id == lease.Instrument) : Pick(covered))
+            : Chance(15) && ShareInstruments() is { Count: > 0 } shares ? Pick(shares) // a lease's GPUs offered on a share book
             : PickInstrument();
         int id = target?.Id ?? 1;
-        long hours = target is null ? 1 : (target.DeliveryEnd - target.DeliveryStart) / NsPerHour;
+        long hours = target is null ? 1 : HoursOf(target);
         long gpus = Chance(85) ? _rng.Next(1, lease.Gpus + 1) : lease.Gpus + 1;
         long quantity = Chance(94) ? hours * gpus : Quantity(hours);
         TimeInForce tif = _rng.Next(100) switch { < 50 => TimeInForce.GoodTillCancel, < 72 => TimeInForce.ImmediateOrCancel, < 95 => TimeInForce.FillOrKill, _ => TimeInForce.GoodTillTime };

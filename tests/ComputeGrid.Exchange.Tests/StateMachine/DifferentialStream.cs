@@ -186,6 +186,12 @@ internal sealed partial class DifferentialStream : IDisposable
                 Count($"lease {l.Status}{(l.Penalty > 0 ? " with penalty" : "")}{(l.PenaltyShortfall > 0 ? " with shortfall" : "")}{(l.Paid > 0 && l.Status != LeaseStatus.Completed ? " part-paid" : "")}", 1);
             foreach ((OrderEndReason reason, _) in _reference.Ended.Values) Count($"order ended: {reason}", 1);
             Count("leases failed at their start", _reference.FailedAtStart);
+            foreach (ShareNodeView n in _reference.ShareNodes)
+            {
+                Count("share nodes", 1);
+                if (_reference.PoolBalance(n.Node) > 0) Count("share pools paid", 1);
+                if (_reference.Holdings().Count(h => h.Node == n.Node && h.Total > 0) > 1) Count("share nodes with several holders", 1);
+            }
         }
         return length;
     }
@@ -208,6 +214,7 @@ internal sealed partial class DifferentialStream : IDisposable
         CommandResult r = _machine.Apply(in c, _plan, _fills);
         Recorded?.Add(c);
         CommandResult r2 = _replica is null ? r : _replica.Apply(in c, _replicaPlan, _replicaFills);
+        bool onShares = _coverage is not null && OnShares(in c); // asked of the reference before it applies
         ReferenceResult expected = _reference.Apply(in c);
         ExchangeCommand shown = c;
         if (_recent.Count == 16) _recent.Dequeue();
@@ -215,7 +222,12 @@ internal sealed partial class DifferentialStream : IDisposable
 
         if (_coverage is not null)
         {
-            void Count(string key) => _coverage[key] = _coverage.GetValueOrDefault(key) + 1;
+            // Commands on share books are counted twice: as any command, and as share commands.
+            void Count(string key)
+            {
+                _coverage[key] = _coverage.GetValueOrDefault(key) + 1;
+                if (onShares) _coverage["share " + key] = _coverage.GetValueOrDefault("share " + key) + 1;
+            }
             Count($"{c.Kind} {r.Error} {(r.BookReject != RejectReason.None ? r.BookReject : r.Detail != RefusalDetail.None ? r.Detail : r.Status)}");
             if (r.Fills > 0) Count($"{c.Kind} with fills");
             if (_plan.Commands.Length > spansBefore + 1 || (!r.Ok && _plan.Commands.Length > spansBefore)) Count($"{c.Kind} after an expiry");
@@ -257,6 +269,8 @@ internal sealed partial class DifferentialStream : IDisposable
         ExchangeCommandKind.Deliver => $"#{c.Seq} t={c.Time} Deliver owner {c.Owner} lease {c.Target} [{c.From}, {c.To})",
         ExchangeCommandKind.AdmitNode => $"#{c.Seq} t={c.Time} AdmitNode owner {c.Owner} {c.Gpus} {c.Gpu} {c.Region} '{c.Name}'",
         ExchangeCommandKind.RegisterProvider => $"#{c.Seq} t={c.Time} RegisterProvider {c.Owner} {c.Account}/{c.Account2} collateral {c.Amount}",
+        ExchangeCommandKind.IssueShares => $"#{c.Seq} t={c.Time} IssueShares owner {c.Owner} node {c.Target} supply {c.Quantity}",
+        ExchangeCommandKind.TransferShares => $"#{c.Seq} t={c.Time} TransferShares owner {c.Owner} node {c.Target} to {c.To} shares {c.Quantity}",
         _ => $"#{c.Seq} t={c.Time} {c.Kind} owner {c.Owner} target {c.Target} from {c.From}",
     };
 
@@ -334,8 +348,23 @@ internal sealed partial class DifferentialStream : IDisposable
                 Require(ok == _reference.DepositTaken((long)seq), () => $"deposit {seq}: the ledger answered {r}, the reference expected {(ok ? "a refusal" : "Ok")}");
                 _settlements.Add(((long)seq, ok));
             }
-            else Require(r == CreateTransferResult.Ok, () => $"transfer {i} ({_plan.Transfers[i].Flags}, code {_plan.Transfers[i].Code}, {_plan.Transfers[i].Amount}) failed in the ledger: {r}");
+            else Require(r == CreateTransferResult.Ok, () => $"transfer {i} ({_plan.Transfers[i].Flags}, code {_plan.Transfers[i].Code}, {_plan.Transfers[i].Amount}) failed in the ledger: {r}"
+                + $"; the cause: {Causes(tr, awaited)}");
         }
+    }
+
+    /// <summary>The transfers the ledger refused on their own (not for a linked one), with the commands that planned them: what a chain failed on.</summary>
+    private string Causes(CreateTransferResult[] results, Dictionary<int, ulong> awaited)
+    {
+        var causes = new List<string>();
+        for (int k = 0; k < results.Length; k++)
+        {
+            if (results[k] is CreateTransferResult.Ok or CreateTransferResult.LinkedEventFailed || awaited.ContainsKey(k)) continue;
+            ulong seq = _plan.Commands.ToArray().First(s => k >= s.FirstTransfer && k < s.FirstTransfer + s.Transfers).Seq;
+            Transfer t = _plan.Transfers[k];
+            causes.Add($"transfer {k} of command {seq} ({t.Flags}, code {t.Code}, {t.Amount}): {results[k]}");
+        }
+        return string.Join(", ", causes);
     }
 
     private void CheckState()
@@ -349,7 +378,7 @@ internal sealed partial class DifferentialStream : IDisposable
         for (int i = 0; i < _ledger.AccountCount; i++)
         {
             Account a = _ledger.AccountAt(i);
-            var actual = new Balances(a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted);
+            var actual = new Balances(a.Asset, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted);
             Require(expected.TryGetValue(a.Id, out Balances b) && b == actual, () => $"account {a.Id} (code {a.Code}): ledger {actual}, reference {b}");
         }
 
@@ -360,7 +389,10 @@ internal sealed partial class DifferentialStream : IDisposable
         Require(open.All(o => o.Side == Side.Sell || o.HoldAmount == o.Price * o.Remaining), () => "a buy's hold is not limit × remaining");
         Require(_ledger.TryGetAccount(ExchangeStateMachine.EscrowAccount, out Account escrow) && escrow.CreditsPending == holds,
             () => $"escrow pending {escrow.CreditsPending}, open buy holds {holds}");
+        int scanFrom = _transfersScanned;
         CheckHolds(open);
+        CheckShareHolds(open, scanFrom);
+        CheckShares(open);
 
         // The mirrors.
         foreach (long owner in Traders.Concat(ProviderIds).Append(99))

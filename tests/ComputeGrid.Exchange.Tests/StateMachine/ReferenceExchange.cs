@@ -13,17 +13,19 @@ public sealed record ReferenceResult(ExchangeError Error, RejectReason BookRejec
     public bool Ok => Error == ExchangeError.None;
 }
 
-/// <summary>An account's four balances (micro-USD), in the ledger's terms.</summary>
-public readonly record struct Balances(long DebitsPending, long DebitsPosted, long CreditsPending, long CreditsPosted);
+/// <summary>An account's asset and four balances (micro-USD, or whole shares of a node), in the ledger's terms.</summary>
+public readonly record struct Balances(uint Asset, long DebitsPending, long DebitsPosted, long CreditsPending, long CreditsPosted);
 
 /// <summary>
 /// A plain, obviously-correct model of the whole exchange, money included: the oracle of
 /// <see cref="ExchangeDifferentialTests"/> for <see cref="ExchangeStateMachine"/>. It shares the semantics, not the
 /// code: matching is <see cref="ReferenceOrderBook"/>; orders, nodes, leases and capacity are lists and dictionaries
 /// scanned naively (a sell's committed GPUs are not stored but summed from the open sells, hour by hour); money is
-/// a naive ledger of its own — every account's posted debits and credits moved directly by the reference's logic,
-/// its pending amounts derived from the open buy orders (each holds limit × remaining). It never reads the state
-/// machine's plan: the test compares this model with the real ledger the plan was applied to.
+/// a naive ledger of its own — every account's posted debits and credits moved directly by the reference's logic, in
+/// its own asset (USD, or one node's shares), its pending amounts derived from the open orders (each buy holds
+/// limit × remaining dollars, each share sell its remaining shares). It never reads the state machine's plan: the test
+/// compares this model with the real ledger the plan was applied to. Node shares (issuance, transfers, share orders and
+/// share pools) are in <c>ReferenceExchange.Shares.cs</c>.
 /// <para>
 /// Semantics (the old <c>ExchangeService</c>'s, with the state machine's deliberate changes): money for buys is the
 /// trader's exchange trading account, counted once a deposit's ledger result comes back Ok; a buy needs available
@@ -48,10 +50,11 @@ public sealed partial class ReferenceExchange
     private readonly int _penaltyBasisPoints;
     private readonly ulong _epoch;
 
-    // ---- money: every account, posted amounts moved directly; pending amounts derived from the open buys
-    private sealed class Money(AccountFlags flags)
+    // ---- money: every account, posted amounts moved directly; pending amounts derived from the open orders
+    private sealed class Money(AccountFlags flags, uint asset)
     {
         public readonly AccountFlags Flags = flags;
+        public readonly uint Asset = asset;
         public long DebitsPosted, CreditsPosted;
     }
 
@@ -86,7 +89,9 @@ public sealed partial class ReferenceExchange
         public long Remaining;
         /// <summary>The lease whose time a resale sell offers (null: the provider's capacity backs it).</summary>
         public long? ResoldLease;
-        public long Hold => Side == Side.Buy ? checked(Limit * Remaining) : 0;
+        public bool Shares => Instrument.Class == InstrumentClass.NodeShares;
+        /// <summary>What the order holds in the ledger: a buy limit × remaining micro-USD, a share sell its remaining shares, a compute sell nothing.</summary>
+        public long Hold => Side == Side.Buy ? checked(Limit * Remaining) : Shares ? Remaining : 0;
     }
 
     private readonly SortedDictionary<long, Order> _orders = [];
@@ -137,10 +142,10 @@ public sealed partial class ReferenceExchange
 
     // ================================================================== money
 
-    /// <summary>Opens an account in the reference's ledger (the test's setup opens the same in the real one).</summary>
-    public void CreateAccount(UInt128 id, AccountFlags flags)
+    /// <summary>Opens an account in the reference's ledger (the test's setup opens the same in the real one); USD unless told.</summary>
+    public void CreateAccount(UInt128 id, AccountFlags flags, uint asset = 0)
     {
-        if (!_accounts.ContainsKey(id)) _accounts[id] = new Money(flags);
+        if (!_accounts.ContainsKey(id)) _accounts[id] = new Money(flags, asset == 0 ? ComputeGrid.Core.Asset.Usd.Code : asset);
     }
 
     /// <summary>Moves posted money (the test's setup funds accounts through it too).</summary>
@@ -151,10 +156,13 @@ public sealed partial class ReferenceExchange
         c.CreditsPosted = checked(c.CreditsPosted + amount);
     }
 
-    private long DebitsPending(UInt128 account) =>
-        _orders.Values.Where(o => o.Side == Side.Buy && ExchangeStateMachine.TradingAccount(o.Owner) == account).Sum(o => o.Hold);
+    /// <summary>The holds of the open orders as pending transfers: a buy's from its owner's trading account to the order escrow, a share sell's from its owner's holding to the node's share escrow.</summary>
+    private IEnumerable<(UInt128 Debit, UInt128 Credit, long Amount)> Holds() =>
+        _orders.Values.Where(o => o.Hold > 0).Select(o => o.Side == Side.Buy
+            ? (ExchangeStateMachine.TradingAccount(o.Owner), Escrow, o.Hold)
+            : (HoldingAccount(o.Owner, o.Instrument.Node), ShareEscrow(o.Instrument.Node), o.Hold));
 
-    private long CreditsPending(UInt128 account) => account == Escrow ? _orders.Values.Sum(o => o.Hold) : 0;
+    private long DebitsPending(UInt128 account) => Holds().Where(h => h.Debit == account).Sum(h => h.Amount);
 
     /// <summary>Would the ledger take this transfer? (Both accounts exist and differ; a debit-limited account can pay it.)</summary>
     private bool LedgerTakes(UInt128 debit, UInt128 credit, long amount)
@@ -167,11 +175,16 @@ public sealed partial class ReferenceExchange
     /// <summary>Every account's balances, as the real ledger must hold them.</summary>
     public IReadOnlyDictionary<UInt128, Balances> Accounts()
     {
-        var holds = new Dictionary<UInt128, long>();
-        foreach (Order o in _orders.Values.Where(o => o.Side == Side.Buy))
-            holds[ExchangeStateMachine.TradingAccount(o.Owner)] = holds.GetValueOrDefault(ExchangeStateMachine.TradingAccount(o.Owner)) + o.Hold;
+        var debits = new Dictionary<UInt128, long>();
+        var credits = new Dictionary<UInt128, long>();
+        foreach ((UInt128 debit, UInt128 credit, long amount) in Holds())
+        {
+            debits[debit] = debits.GetValueOrDefault(debit) + amount;
+            credits[credit] = credits.GetValueOrDefault(credit) + amount;
+        }
         var result = new Dictionary<UInt128, Balances>();
-        foreach ((UInt128 id, Money m) in _accounts) result[id] = new Balances(holds.GetValueOrDefault(id), m.DebitsPosted, CreditsPending(id), m.CreditsPosted);
+        foreach ((UInt128 id, Money m) in _accounts)
+            result[id] = new Balances(m.Asset, debits.GetValueOrDefault(id), m.DebitsPosted, credits.GetValueOrDefault(id), m.CreditsPosted);
         return result;
     }
 
@@ -251,6 +264,9 @@ public sealed partial class ReferenceExchange
             ExchangeCommandKind.NodeTimeout => NodeDown(c.Target, c.From),
             ExchangeCommandKind.NodeUp => NodeUp(c.Target),
             ExchangeCommandKind.Tick => Tick(),
+            ExchangeCommandKind.ApproveIssuer => ApproveIssuer(c.Owner),
+            ExchangeCommandKind.IssueShares => IssueShares(in c),
+            ExchangeCommandKind.TransferShares => TransferShares(in c),
             _ => Refuse(ExchangeError.InvalidRequest),
         };
     }
@@ -349,7 +365,8 @@ public sealed partial class ReferenceExchange
 
     // ---- orders
 
-    private static long HoursOf(Instrument i) => (i.DeliveryEnd - i.DeliveryStart) / NsPerHour;
+    /// <summary>The unit of an instrument's quantities: the hours of its window (whole GPUs over it); 1 for shares (whole shares).</summary>
+    private static long HoursOf(Instrument i) => i.Class == InstrumentClass.NodeShares ? 1 : (i.DeliveryEnd - i.DeliveryStart) / NsPerHour;
 
     private static IEnumerable<long> HourStarts(Instrument i)
     {
@@ -423,6 +440,10 @@ public sealed partial class ReferenceExchange
             long available = Available(c.Owner)!.Value;
             if (available < hold) return Refuse(ExchangeError.InsufficientBalance, RefusalDetail.BalanceShort, available);
         }
+        else if (instrument.Class == InstrumentClass.NodeShares)
+        {
+            if (SharesShort(c.Owner, instrument.Node, c.Quantity) is ReferenceResult refused) return refused;
+        }
         else
         {
             if (!_providers.ContainsKey(c.Owner)) return Refuse(ExchangeError.InsufficientCapacity, RefusalDetail.NotAProvider);
@@ -478,6 +499,11 @@ public sealed partial class ReferenceExchange
             long more = (long)hold - o.Hold, available = Available(o.Owner)!.Value;
             if (more > 0 && available < more) return Refuse(ExchangeError.InsufficientBalance, RefusalDetail.BalanceShort, available);
         }
+        else if (o.Shares)
+        {
+            long more = c.Quantity - o.Remaining;
+            if (more > 0 && SharesShort(o.Owner, o.Instrument.Node, more) is ReferenceResult refused) return refused;
+        }
         else if (o.ResoldLease is long resold)
         {
             long moreGpus = (c.Quantity - o.Remaining) / hours;
@@ -501,8 +527,8 @@ public sealed partial class ReferenceExchange
 
     /// <summary>
     /// One command to a book and what its events mean: a trade is a lease (the buyer pays its notional out of its hold
-    /// into the lease's escrow); an order that leaves the book (filled, cancelled, expired, unfilled) holds and
-    /// commits nothing more.
+    /// into the lease's escrow), or on a share book a delivery of shares against payment; an order that leaves the book
+    /// (filled, cancelled, expired, unfilled) holds and commits nothing more.
     /// </summary>
     private ReferenceResult RunBook(int instrument, OrderCommand command, long subject, List<FillRecord> fills)
     {
@@ -517,10 +543,10 @@ public sealed partial class ReferenceExchange
                 {
                     Order taker = _orders[e.OrderId], maker = _orders[e.MakerOrderId];
                     (Order buy, Order sell) = taker.Side == Side.Buy ? (taker, maker) : (maker, taker);
-                    LeaseRecord lease = NewLease(buy, sell, e.Price, e.Quantity);
+                    long lease = buy.Shares ? TradeShares(buy, sell, e.Price, e.Quantity) : NewLease(buy, sell, e.Price, e.Quantity).Id;
                     taker.Remaining -= e.Quantity;
                     maker.Remaining -= e.Quantity;
-                    fills.Add(new FillRecord(taker.Id, maker.Id, e.Price, e.Quantity, lease.Id, ++_trades, instrument, taker.Side, _now));
+                    fills.Add(new FillRecord(taker.Id, maker.Id, e.Price, e.Quantity, lease, ++_trades, instrument, taker.Side, _now));
                     break;
                 }
                 case EventKind.Reduced:
@@ -654,7 +680,9 @@ public sealed partial class ReferenceExchange
     {
         bool last = lease.Delivered + gpuHours == lease.GpuHours;
         long amount = last ? lease.Notional - lease.Paid : lease.Price * gpuHours;
-        Post(lease.Escrow, lease.PayeeAccount, amount);
+        // A first-hand lease's payment is its nodes' revenue: the part of a node that issued shares goes to its pool.
+        long toPools = lease.Parent is null ? PayPools(lease, amount) : 0;
+        Post(lease.Escrow, lease.PayeeAccount, amount - toPools);
         if (lease.Parent is not null) _traders[lease.Payee].Cash += amount; // a reseller is paid into its trading account
         lease.Delivered += gpuHours;
         lease.Paid += amount;

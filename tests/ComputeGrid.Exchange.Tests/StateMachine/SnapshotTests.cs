@@ -7,7 +7,8 @@ using Xunit.Abstractions;
 namespace ComputeGrid.Exchange.Tests.StateMachine;
 
 /// <summary>
-/// Snapshot + tail == the whole history: on 300 seeded <see cref="DifferentialStream"/>s (every command kind), the machine is
+/// Snapshot + tail == the whole history: on 300 seeded <see cref="DifferentialStream"/>s (every command kind, node shares
+/// included: the register, share orders and their holds, share pools), the machine is
 /// snapshotted at a random command, restored over an empty registry, and the rest of the stream applied to both the
 /// original and the restored machine: the same result, fills and plan (accounts, transfers, spans, awaited transfers)
 /// after every command, and at the end the same state hash, the same snapshot bytes and both machines' invariants. A
@@ -44,7 +45,7 @@ public sealed class SnapshotTests(ITestOutputHelper output)
     {
         const int Streams = 100;
         long tailCommands = 0, stateBytes = 0;
-        int withOrders = 0, withLeases = 0, withPending = 0;
+        int withOrders = 0, withLeases = 0, withPending = 0, withShares = 0, withShareOrders = 0;
         for (int seed = 10_000 + chunk * Streams; seed < 10_000 + (chunk + 1) * Streams; seed++)
         {
             (List<ExchangeCommand> commands, StateMachineOptions options) = Record(seed);
@@ -56,6 +57,8 @@ public sealed class SnapshotTests(ITestOutputHelper output)
             if (original.OpenOrders().Count > 0) withOrders++;
             if (original.Leases().Count > 0) withLeases++;
             if (original.PendingDeposits.Count > 0) withPending++;
+            if (original.ShareNodes.Count > 0) withShares++;
+            if (original.OpenOrders().Any(o => original.Instruments.Get(o.Instrument).Class == InstrumentClass.NodeShares)) withShareOrders++;
             ExchangeStateMachine restored = ExchangeStateMachine.ReadSnapshot(snapshot, DifferentialStream.Registry(), options);
             Assert.True(original.StateHash().AsSpan().SequenceEqual(restored.StateHash()), $"seed {seed}: the restored state hash differs at {at}");
             Assert.Equal(snapshot, restored.WriteSnapshot());
@@ -82,9 +85,11 @@ public sealed class SnapshotTests(ITestOutputHelper output)
             restored.CheckInvariants();
         }
         output.WriteLine($"{Streams} streams, {tailCommands} commands after the snapshots, {stateBytes / Streams} snapshot bytes on average; "
-            + $"{withOrders} snapshots with open orders, {withLeases} with leases, {withPending} with pending deposits");
+            + $"{withOrders} snapshots with open orders, {withLeases} with leases, {withPending} with pending deposits, {withShares} with issued shares, "
+            + $"{withShareOrders} with open share orders");
         // The snapshots must have caught state worth restoring, or the comparison proves little.
-        Assert.True(withOrders > Streams / 4 && withLeases > Streams / 4 && withPending > 0, $"{withOrders} / {withLeases} / {withPending}");
+        Assert.True(withOrders > Streams / 4 && withLeases > Streams / 4 && withPending > 0 && withShares > Streams / 4 && withShareOrders > Streams / 20,
+            $"{withOrders} / {withLeases} / {withPending} / {withShares} / {withShareOrders}");
     }
 
     /// <summary>The awaited transfer of a pending deposit survives the snapshot (a restart submits it again from there).</summary>
