@@ -219,14 +219,17 @@ public sealed partial class LedgerStateMachine : IDisposable
     public static bool IsPosting(in Transfer stored) => (stored.Flags & (TransferFlags.Pending | TransferFlags.VoidPendingTransfer)) == 0;
 
     /// <summary>
-    /// Hands <paramref name="observer"/> every posting transfer stored so far, oldest first: the same calls, in the
-    /// same order, that an observer attached from the empty ledger received. The ledger keeps every transfer (a
-    /// snapshot holds them all), so a read model rebuilt this way at start equals one kept live.
+    /// Hands <paramref name="observer"/> every posting transfer stored from position <paramref name="fromTransfer"/>
+    /// on, oldest first: from 0, the same calls, in the same order, that an observer attached to the empty ledger
+    /// received. The ledger keeps every transfer (a snapshot holds them all), so a read model rebuilt this way at
+    /// start equals one kept live; from a later position, it catches up an observer detached at that count.
     /// </summary>
-    public void ReplayPosted(ILedgerObserver observer)
+    public void ReplayPosted(ILedgerObserver observer, int fromTransfer = 0)
     {
         ArgumentNullException.ThrowIfNull(observer);
-        NotifyPosted(observer, 0, _transfers.Count);
+        ArgumentOutOfRangeException.ThrowIfNegative(fromTransfer);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(fromTransfer, _transfers.Count);
+        NotifyPosted(observer, fromTransfer, _transfers.Count);
     }
 
     private void NotifyPosted(ILedgerObserver observer, int from, int to)
