@@ -22,7 +22,7 @@ namespace ComputeGrid.Cli.Bench;
 ///   projection watching (each batch's <c>CreateTransfers</c> timed: <c>payments_per_s_10_holders</c>,
 ///   <c>payments_per_s_1m_holders</c>, their ratio), and one to the large node with the observer detached (the ledger
 ///   alone, <c>ledger_only_payments_per_s</c>) that the projection then catches up on from the ledger
-///   (<c>projection_payments_per_s</c>): which part bounds the whole. The order rotates each round.</item>
+///   (<c>projection_payments_per_s</c>): which part bounds the whole. The order is shuffled each round.</item>
 /// </list>
 /// Then the checks (a failure exits 1 with no JSON): every pool's balance is the sum paid into it and the
 /// accumulator's R; both nodes' invariants (carry exact, supply conserved); the ledger's (debits == credits per asset).
@@ -96,19 +96,22 @@ public static class TokensBench
 
             // ---- main and parts, interleaved so all see the same ledger size and the same machine: each round pays a
             // batch to the 10-holder node and one to the 1,000,000-holder node with the projection watching, and one
-            // to the large node with the ledger alone, which the projection then catches up on from the ledger (in
-            // an order that rotates, so no contender always runs first). Each rate comes from the contender's median
+            // to the large node with the ledger alone, which the projection then catches up on from the ledger (in a
+            // seeded random order, so no contender always runs first or after the same one). Each rate comes from the contender's median
             // batch: on a shared machine a batch preempted by another process takes 10-50 times as long, and a few
             // of them would decide a mean at random; the means are printed beside.
             var small = new long[cfg.Rounds];
             var large = new long[cfg.Rounds];
             var ledgerOnly = new long[cfg.Rounds];
             var catchUp = new long[cfg.Rounds];
+            var order = new Random(Seed);
+            int[] contenders = [0, 1, 2];
             for (int round = 0; round < cfg.Rounds; round++)
             {
+                order.Shuffle(contenders);
                 for (int k = 0; k < 3; k++)
                 {
-                    switch ((round + k) % 3)
+                    switch (contenders[k])
                     {
                         case 0: small[round] = bench.PayBatch(SmallNode, BatchSize); break;
                         case 1: large[round] = bench.PayBatch(LargeNode, BatchSize); break;
