@@ -152,9 +152,9 @@ public static class TokensBench
                 w.WriteStartObject("metrics");
                 foreach (var m in measured) w.WriteNumber(m.Name, m.Value);
                 w.WriteNumber("ledger_only_payments_per_s", Math.Round(ledgerRate));
+                w.WriteNumber("projection_payments_per_s", Math.Round(projectionRate));
                 w.WriteNumber("payments_per_s_10_holders_mean", Math.Round(mainPayments / Seconds(small.Sum())));
                 w.WriteNumber("payments_per_s_1m_holders_mean", Math.Round(mainPayments / Seconds(large.Sum())));
-                w.WriteNumber("projection_payments_per_s", Math.Round(projectionRate));
                 w.WriteNumber("accumulator_vs_naive_1m_holders", Math.Round(largeRate / naiveRate, 1));
                 w.WriteNumber("rebuild_seconds", Math.Round(rebuildSeconds, 3));
                 w.WriteNumber("large_holders", cfg.LargeHolders);
