@@ -288,7 +288,7 @@ public class AccumulatorPropertyTests
         };
 
         /// <summary>Every holder's accumulator state and every node's R and claims: equal fingerprints, equal books.</summary>
-        private string Fingerprint() => FingerprintOf(World.Registry);
+        private string Fingerprint() => BookFingerprint.Of(World.Registry);
 
         public void Check()
         {
@@ -326,7 +326,7 @@ public class AccumulatorPropertyTests
             string live = Fingerprint();
             var rebuilt = new ShareRegistry();
             World.Ledger.ReplayPosted(new ShareLedgerProjection(rebuilt));
-            Assert.Equal(live, FingerprintOf(rebuilt));
+            Assert.Equal(live, BookFingerprint.Of(rebuilt));
 
             using var stream = new MemoryStream();
             World.Ledger.WriteState(stream);
@@ -334,18 +334,7 @@ public class AccumulatorPropertyTests
             using var restored = LedgerStateMachine.ReadState(stream);
             var fromSnapshot = new ShareRegistry();
             ShareLedgerProjection.Rebuild(restored, fromSnapshot);
-            Assert.Equal(live, FingerprintOf(fromSnapshot));
-        }
-
-        private static string FingerprintOf(ShareRegistry registry)
-        {
-            var parts = new List<string>();
-            foreach (var acc in registry.Nodes.OrderBy(a => a.Node))
-            {
-                parts.Add($"{acc.Node}:{acc.Revenue}:{acc.ClaimedTotal}");
-                foreach (ulong h in acc.Holders().Order()) parts.Add($"{h}={acc.HolderState(h)}/{acc.ClaimedBy(h)}");
-            }
-            return string.Join(";", parts);
+            Assert.Equal(live, BookFingerprint.Of(fromSnapshot));
         }
     }
 }
