@@ -134,8 +134,8 @@ serve.SetAction(async (pr, ct) =>
     return Environment.ExitCode;
 });
 
-var component = new Argument<string>("component") { Description = "What to measure: ledger, exchange, energy, inference." };
-component.AcceptOnlyFromAmong("ledger", "exchange", "energy", "inference");
+var component = new Argument<string>("component") { Description = "What to measure: ledger, exchange, energy, inference, tokens." };
+component.AcceptOnlyFromAmong("ledger", "exchange", "energy", "inference", "tokens");
 var quick = new Option<bool>("--quick") { Description = "A shorter run (under 30 seconds)." };
 var workDir = new Option<string?>("--work-dir") { Description = "Folder for the benchmark's files (default: a temporary folder)." };
 var benchPrices = new Option<string?>("--prices") { Description = "energy: a 15-minute hub price file of the shared ERCOT format, instead of the reference site's." };
@@ -148,6 +148,7 @@ bench.SetAction(async (pr, ct) => pr.GetValue(component) switch
     "exchange" => await ExchangeBench.RunAsync(pr.GetValue(quick), Console.Out, ct),
     "inference" => await InferenceBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, ct),
     "energy" => EnergyBench.Run(pr.GetValue(quick), pr.GetValue(benchPrices), pr.GetValue(benchPriceColumn), pr.GetValue(benchLoad), Console.Out),
+    "tokens" => TokensBench.Run(pr.GetValue(quick), Console.Out),
     var c => CliDefaults.Fail($"unknown benchmark '{c}'"),
 });
 

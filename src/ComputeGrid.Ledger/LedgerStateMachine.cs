@@ -48,6 +48,12 @@ public sealed partial class LedgerStateMachine : IDisposable
     /// <summary>Number of transfers (including post/void transfers).</summary>
     public int TransferCount => _transfers.Count;
 
+    /// <summary>
+    /// Sees each transfer that changed posted balances once its batch committed (see <see cref="ILedgerObserver"/>);
+    /// null (the default) costs one check per batch.
+    /// </summary>
+    public ILedgerObserver? Observer { get; set; }
+
     /// <summary>Creates an empty ledger sized for the given numbers of accounts and transfers.</summary>
     public LedgerStateMachine(int accountsCapacity = 1024, int transfersCapacity = 1 << 16)
     {
@@ -171,6 +177,9 @@ public sealed partial class LedgerStateMachine : IDisposable
     {
         BeginBatch(events.Length, timestamp, results.Length);
         ExpirePending(timestamp);
+        // Every Ok event appends one transfer and a failed chain removes its own, so at the end of the batch the
+        // transfers from here on are exactly the committed ones, in timestamp order.
+        int firstStored = _transfers.Count;
         int chainStart = -1;
         bool chainBroken = false;
         for (int i = 0; i < events.Length; i++)
@@ -199,6 +208,37 @@ public sealed partial class LedgerStateMachine : IDisposable
             }
         }
         EndBatch(events.Length, timestamp);
+        if (Observer is { } observer) NotifyPosted(observer, firstStored, _transfers.Count);
+    }
+
+    /// <summary>
+    /// True for a stored transfer that changed posted balances: a plain transfer or the post of a pending one
+    /// (not a pending hold, not a void).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool IsPosting(in Transfer stored) => (stored.Flags & (TransferFlags.Pending | TransferFlags.VoidPendingTransfer)) == 0;
+
+    /// <summary>
+    /// Hands <paramref name="observer"/> every posting transfer stored from position <paramref name="fromTransfer"/>
+    /// on, oldest first: from 0, the same calls, in the same order, that an observer attached to the empty ledger
+    /// received. The ledger keeps every transfer (a snapshot holds them all), so a read model rebuilt this way at
+    /// start equals one kept live; from a later position, it catches up an observer detached at that count.
+    /// </summary>
+    public void ReplayPosted(ILedgerObserver observer, int fromTransfer = 0)
+    {
+        ArgumentNullException.ThrowIfNull(observer);
+        ArgumentOutOfRangeException.ThrowIfNegative(fromTransfer);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(fromTransfer, _transfers.Count);
+        NotifyPosted(observer, fromTransfer, _transfers.Count);
+    }
+
+    private void NotifyPosted(ILedgerObserver observer, int from, int to)
+    {
+        for (int i = from; i < to; i++)
+        {
+            ref readonly Transfer t = ref _transfers.At(i);
+            if (IsPosting(in t)) observer.OnPosted(in t);
+        }
     }
 
     /// <summary>Advances the ledger clock to <paramref name="timestamp"/>, expiring pending transfers whose timeout passed.</summary>
