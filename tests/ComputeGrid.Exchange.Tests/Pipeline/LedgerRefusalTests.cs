@@ -460,7 +460,7 @@ public sealed class LedgerRefusalTests(ITestOutputHelper output) : IDisposable
         Account[] actual = await ledger.LookupAccountsAsync(ids);
         Assert.Equal(ids.Length, actual.Length);
         foreach (Account a in actual)
-            Assert.Equal(expected[a.Id], new Balances(a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted));
+            Assert.Equal(expected[a.Id], new Balances(a.Asset, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted));
     }
 
     private static async Task WaitAsync(Func<Task<bool>> condition)
