@@ -45,6 +45,9 @@ public sealed record ServerOptions
     /// <summary>How often the exchange is advanced to the clock (instrument listing and expiry, GTT expiry, heartbeats).</summary>
     public TimeSpan ExchangeTickInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>How often holders whose owed share revenue reached their auto-claim threshold are paid.</summary>
+    public TimeSpan AutoClaimInterval { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>How often an idle live-feed stream sends a heartbeat comment.</summary>
     public TimeSpan FeedHeartbeatInterval { get; init; } = TimeSpan.FromSeconds(15);
 
@@ -207,6 +210,13 @@ public static class ServerHost
         builder.Services.AddSingleton(ledger);
         builder.Services.AddSingleton(new PrincipalLedger(ledger));
         builder.Services.AddHostedService<LedgerLifetime>();
+        // Node shares' revenue: the book is rebuilt from the ledger before anything else can move money (registered
+        // right after the ledger's lifetime, so it starts before the exchange and the paid path).
+        ShareRevenue shareRevenue;
+        try { shareRevenue = ShareRevenue.Open(ledger, options.DataDirectory); }
+        catch (InvalidDataException e) { throw new ServerStartException(e.Message, e); }
+        builder.Services.AddSingleton(shareRevenue);
+        builder.Services.AddHostedService<ShareRevenueLifetime>();
         if (options.LongSliceRuntimeThreads) builder.Services.AddHostedService<RuntimeThreadSlices>();
 
         // The exchange trades the regions of the latency data file; a binary shipped without data/ still serves the

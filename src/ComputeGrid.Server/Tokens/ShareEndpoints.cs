@@ -4,6 +4,8 @@ using ComputeGrid.Core;
 using ComputeGrid.Exchange.Pipeline;
 using ComputeGrid.Exchange.StateMachine;
 using ComputeGrid.Exchange.Trading;
+using ComputeGrid.Ledger;
+using ComputeGrid.Tokens;
 using ComputeGrid.Server.Exchange;
 using ComputeGrid.Server.Trust;
 using Microsoft.AspNetCore.Builder;
@@ -63,6 +65,35 @@ public sealed record LoanDto(long Id, long Borrower, long Node, string Symbol, l
         ApiTime.Of(DateTimeOffset.UnixEpoch.AddTicks(l.OpenedAt / 100)), l.Proceeds, l.WrittenOff);
 }
 
+/// <summary>A claim of share revenue: micro-USD, or everything owed when absent or 0.</summary>
+public sealed record ClaimInput
+{
+    /// <summary>Micro-USD to claim (0 or absent: all that is owed).</summary>
+    [Range(0, long.MaxValue)]
+    public long? Amount { get; init; }
+}
+
+/// <summary>A holder's auto-claim threshold for a node: once owed revenue reaches it, all of it is claimed (0: off).</summary>
+public sealed record AutoClaimInput
+{
+    /// <summary>Micro-USD.</summary>
+    [Range(0, long.MaxValue)]
+    public required long Threshold { get; init; }
+}
+
+/// <summary>A holder's revenue of one node.</summary>
+public sealed record EntitlementDto(long Node, long Holder, long Shares, long EntitledMicroUsd, long ClaimedMicroUsd, long OwedMicroUsd, long AutoClaimThresholdMicroUsd,
+    long PoolRevenueMicroUsd, long Supply, long RevenuePerShareMicroUsd);
+
+/// <summary>A claim that moved money into the holder's balance.</summary>
+public sealed record ClaimDto(long Node, long AmountMicroUsd, long OwedBeforeMicroUsd, string TransferId, string Account);
+
+/// <summary>One bucket of a node's revenue history: revenue received in it and revenue per share since issuance at its end.</summary>
+public sealed record RevenuePoint(ApiTime Start, long RevenueMicroUsd, long CumulativeMicroUsd, long RevenuePerShareMicroUsd, long RevenuePerShareNanoUsd);
+
+/// <summary>A node's revenue per share over time (hourly buckets).</summary>
+public sealed record RevenueHistory(long Node, long Supply, IReadOnlyList<RevenuePoint> Points);
+
 /// <summary>The caller's loans.</summary>
 public sealed record LoanList(IReadOnlyList<LoanDto> Loans);
 
@@ -103,6 +134,10 @@ public static class ShareEndpoints
         g.MapPost("", IssueAsync).RequireAuthorization(Policies.Provider).WithSummary("Issues a fixed supply of shares of one of the caller's nodes (an approved issuer).");
         g.MapGet("/holdings", HoldingsAsync).RequireAuthorization(Policies.Reader).WithSummary("The caller's shares, by node.");
         g.MapPost("/{node:long}/transfers", TransferAsync).RequireAuthorization(Policies.Trader).WithSummary("Moves free shares of a node from the caller to another principal.");
+        g.MapGet("/{node:long}/entitlement", EntitlementAsync).RequireAuthorization(Policies.Reader).WithSummary("The caller's revenue of a node: entitled, claimed, owed, revenue per share.");
+        g.MapGet("/{node:long}/revenue", RevenueAsync).AllowAnonymous().WithSummary("A node's revenue per share over time (hourly), from its share pool's ledger postings.");
+        g.MapPost("/{node:long}/claims", ClaimAsync).RequireAuthorization(Policies.Trader).WithSummary("Claims revenue owed by a node's pool into the caller's balance (all of it unless an amount is given).");
+        g.MapPut("/{node:long}/auto-claim", AutoClaim).RequireAuthorization(Policies.Trader).WithSummary("Sets the caller's auto-claim threshold for a node (0 turns it off).");
         g.MapGet("/pledge-terms", (ExchangeHost ex) => TypedResults.Ok(TermsDto(ex.StateMachineOptions.Pledges))).AllowAnonymous().WithSummary("The terms of loans against pledged shares.");
         g.MapPost("/{node:long}/pledges", PledgeAsync).RequireAuthorization(Policies.Trader).WithSummary("Pledges free shares of a node for a loan paid into the caller's trading account.");
         g.MapGet("/loans", LoansAsync).RequireAuthorization(Policies.Reader).WithSummary("The caller's loans against pledged shares (operators: everyone's).");
@@ -121,6 +156,76 @@ public static class ShareEndpoints
 
     private static ShareNodeDto Dto(ExchangeStateMachine v, ShareNodeView n) =>
         new(n.Node, n.Issuer, n.Supply, n.Symbol, ApiTime.Of(DateTimeOffset.UnixEpoch.AddTicks(n.IssuedAt / 100)), v.HoldersOf(n.Node).Count, v.ShareVwap(n.Node));
+
+    /// <summary>Where a holder's claims are paid: a customer's balance, a provider's revenue account (null: not a holder kind).</summary>
+    internal static UInt128? BalanceOf(TrustStore store, ulong holder) => store.Find(holder) switch
+    {
+        { Kind: PrincipalKind.Customer, Disabled: null } => ChartOfAccounts.PrincipalAccount(AccountCode.CustomerBalance, holder),
+        { Kind: PrincipalKind.Provider, Disabled: null } => ChartOfAccounts.PrincipalAccount(AccountCode.ProviderRevenue, holder),
+        _ => null,
+    };
+
+    private static async Task<Results<Ok<EntitlementDto>, ProblemHttpResult>> EntitlementAsync(long node, ClaimsPrincipal user, ShareRevenue revenue, CancellationToken ct)
+    {
+        ulong holder = user.RequireCaller().Principal.Id;
+        if (await revenue.EntitlementAsync((ulong)node, holder, ct) is not { } e || await revenue.PoolAsync((ulong)node, ct) is not { } pool)
+            return Problems.NotFound($"Node {node} has issued no shares.");
+        return TypedResults.Ok(new EntitlementDto(node, (long)holder, e.Shares, e.Entitled, e.Claimed, e.Owed, e.AutoClaimThreshold, pool.Revenue, pool.Supply, pool.PerShare));
+    }
+
+    private static async Task<Results<Ok<ClaimDto>, ProblemHttpResult>> ClaimAsync(long node, ClaimInput input, ClaimsPrincipal user, ShareRevenue revenue, TrustStore store)
+    {
+        ulong holder = user.RequireCaller().Principal.Id;
+        if (BalanceOf(store, holder) is not UInt128 into) return Problems.Forbidden("Only customers and providers hold shares.");
+        if (await revenue.PoolAsync((ulong)node, CancellationToken.None) is null) return Problems.NotFound($"Node {node} has issued no shares.");
+        ClaimOutcome o = await revenue.ClaimAsync((ulong)node, holder, input.Amount ?? 0, into, CancellationToken.None);
+        return o.Decision switch
+        {
+            ClaimDecision.Claim => TypedResults.Ok(new ClaimDto(node, o.Amount, o.OwedBefore, o.TransferId.ToString(), into.ToString())),
+            ClaimDecision.ExceedsOwed => Problems.Conflict($"You are owed {o.OwedBefore} micro-USD of node {node}'s revenue; the claim asks for more."),
+            _ => Problems.Conflict($"Nothing is owed to you by node {node}'s pool now."),
+        };
+    }
+
+    private static async Task<Results<Ok<EntitlementDto>, ProblemHttpResult>> AutoClaim(long node, AutoClaimInput input, ClaimsPrincipal user, ShareRevenue revenue, CancellationToken ct)
+    {
+        ulong holder = user.RequireCaller().Principal.Id;
+        if (await revenue.PoolAsync((ulong)node, ct) is null) return Problems.NotFound($"Node {node} has issued no shares.");
+        revenue.SetThreshold(holder, (ulong)node, input.Threshold);
+        return await EntitlementAsync(node, user, revenue, ct);
+    }
+
+    /// <summary>Most pool postings a revenue history reads (newest first).</summary>
+    private const int RevenueHistoryTransfersMax = 100_000;
+
+    private static async Task<Results<Ok<RevenueHistory>, ProblemHttpResult>> RevenueAsync(long node, ShareRevenue revenue, LedgerEngine ledger, CancellationToken ct)
+    {
+        if (await revenue.PoolAsync((ulong)node, ct) is not { } pool) return Problems.NotFound($"Node {node} has issued no shares.");
+        // The pool's credits (revenue), newest first, a page at a time; bucketed by hour of the ledger's timestamp.
+        var credits = new List<(long At, long Amount)>();
+        long before = long.MaxValue;
+        UInt128 account = ChartOfAccounts.SharePool((ulong)node);
+        while (credits.Count < RevenueHistoryTransfersMax)
+        {
+            Transfer[]? page = await ledger.GetAccountTransfersAsync(account, before, 1_000, ct);
+            if (page is null || page.Length == 0) break;
+            foreach (Transfer t in page)
+                if (t.CreditAccountId == account) credits.Add(((long)t.Timestamp, t.Amount));
+            before = (long)page[^1].Timestamp;
+            if (page.Length < 1_000) break;
+        }
+        const long hour = 3_600_000_000_000L;
+        var points = new List<RevenuePoint>();
+        long cumulative = 0;
+        foreach (var bucket in credits.GroupBy(c => c.At - c.At % hour).OrderBy(g => g.Key))
+        {
+            long amount = bucket.Sum(c => c.Amount);
+            cumulative = checked(cumulative + amount);
+            points.Add(new RevenuePoint(new ApiTime(bucket.Key), amount, cumulative, cumulative / pool.Supply,
+                (long)((Int128)cumulative * 1_000 / pool.Supply)));
+        }
+        return TypedResults.Ok(new RevenueHistory(node, pool.Supply, points));
+    }
 
     private static PledgeTermsDto TermsDto(PledgeTerms t) => new(t.HaircutBp, t.MaxLoanToValueBp, t.MarginCallBp, t.LiquidationBp, t.InterestBpPerYear, t.VwapTrades);
 
