@@ -195,6 +195,38 @@ public sealed class NodeEpochReportTests(ReportModelFixture fixture) : IClassFix
     }
 
     [Fact]
+    public async Task Accepted_and_flagged_reports_and_the_chain_head_survive_a_restart()
+    {
+        EpochReport first;
+        using (HttpClient node = await TakeOverSessionAsync())
+        {
+            first = Report(await StatementAsync(node, _epoch), EpochReportEncoding.GenesisHash, _key);
+            Assert.Equal(HttpStatusCode.OK, (await node.PostAsJsonAsync("/node/v1/epoch-reports", first)).StatusCode);
+            await AssertRefusedAsync(node, first, HttpStatusCode.Conflict, "chain");
+        }
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+        _app = ServerHost.Build(new ServerOptions { Urls = "http://127.0.0.1:0", NodeUrls = "http://127.0.0.1:0", DataDirectory = _dir, Time = _time });
+        await _app.StartAsync();
+        _public.Dispose();
+        _public = TestServer.Client(ServerHost.Endpoints(_app).ApiUrl, null);
+
+        NodeReportsDocument doc = await PublishedAsync();
+        Assert.Equal(first, Assert.Single(doc.Reports));
+        Assert.Equal("chain", Assert.Single(doc.Flagged).Check);
+        Assert.Null(EpochReportChain.Verify(doc));
+        // The head came back too: the next report must follow the first, not start a new chain.
+        _time.Advance(TimeSpan.FromHours(1));
+        string token = await TestServer.RegisterNodeAsync(ServerHost.Endpoints(_app).NodeUrl, NodeId, _key, price: Price);
+        using HttpClient again = TestServer.NodeClient(ServerHost.Endpoints(_app).NodeUrl, token);
+        EpochClock clock = JsonSerializer.Deserialize<EpochClock>(await again.GetStringAsync("/node/v1/epochs"))!;
+        Assert.Equal((_epoch, first.Hash), (clock.LastEpoch, clock.LastHash));
+        EpochStatement next = await StatementAsync(again, _epoch + 1);
+        await AssertRefusedAsync(again, Report(next, EpochReportEncoding.GenesisHash, _key), HttpStatusCode.Conflict, "chain");
+        Assert.Equal(HttpStatusCode.OK, (await again.PostAsJsonAsync("/node/v1/epoch-reports", Report(next, first.Hash, _key))).StatusCode);
+    }
+
+    [Fact]
     public async Task Reports_are_public_to_read_and_node_only_to_file()
     {
         // Anyone reads a node's reports; an unknown node is a 404 problem.
