@@ -279,8 +279,10 @@ public static class ServerHost
             throw new ServerStartException(e.Message, e);
         }
         builder.Services.AddSingleton(deadLetters);
-        try { builder.Services.AddSingleton(new ComputeGrid.Server.Reports.NodeReports(ComputeGrid.Server.Reports.NodeReportStore.Open(options.DataDirectory), payments, options.NodeShares, options.Time, options.NodeReportEpoch)); }
+        ComputeGrid.Server.Reports.NodeReports nodeReports; // nodes' signed epoch reports, DATA/inference/reports.db
+        try { nodeReports = new(ComputeGrid.Server.Reports.NodeReportStore.Open(options.DataDirectory), payments, options.NodeShares, options.Time, options.NodeReportEpoch); }
         catch (Exception e) when (e is InvalidDataException or ArgumentException or IOException) { throw new ServerStartException(e.Message, e); }
+        builder.Services.AddSingleton(nodeReports);
         // Answered requests' captures, in the background (their holds carry them; recovery completes them after a crash).
         var settler = new CaptureSettler(payments, deadLetters);
         var gateway = new InferenceGateway(models, registry, new Router(registry), payments, deadLetters, settler, options.Inference.Gateway with { Fault = fault });
@@ -292,6 +294,7 @@ public static class ServerHost
 
         var app = builder.Build();
         app.Lifetime.ApplicationStarted.Register(() => starting.Value = false);
+        app.Lifetime.ApplicationStopped.Register(nodeReports.Store.Dispose);
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ComputeGrid.Server");
         gateway.Log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<InferenceGateway>();
         settler.Log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<CaptureSettler>();
