@@ -23,7 +23,8 @@ public sealed class NoNodeShares : INodeShareSupply
 
 /// <summary>
 /// A node's figures for one epoch, derived from the ledger alone: the transfers escrow → the node's revenue account
-/// with code <c>InferenceRevenue</c> whose ledger timestamp falls in [start, end) — one per paid request, its amount the
+/// with code <c>InferenceRevenue</c> (or, for a node that issued shares, escrow → its share pool with code
+/// <c>ShareRevenue</c>) whose ledger timestamp falls in [start, end) — one per paid request, its amount the
 /// node's revenue, its <c>user_data_32</c> the request's tokens as the gateway metered them (0 on a capture that
 /// recovery completed after a crash: the hold does not carry the tokens, so they are unknown and not counted). The
 /// account's history is read newest first, a page per ledger read, down to the epoch's start.
@@ -35,36 +36,43 @@ public static class NodeLedgerStatement
         long nowUnixNs, CancellationToken ct)
     {
         long start = checked(epoch * epochNs), end = checked(start + epochNs);
-        UInt128 account = InferencePayments.NodeRevenueAccount(nodePrincipal);
-        long requests = 0, tokens = 0, unknown = 0, revenue = 0;
+        var sums = new Sums();
+        // A node that issued shares is paid into its share pool (code ShareRevenue) instead of its revenue account: both count.
+        await AddAsync(payments, InferencePayments.NodeRevenueAccount(nodePrincipal), (ushort)TransferCode.InferenceRevenue, start, end, sums, ct);
+        await AddAsync(payments, ChartOfAccounts.SharePool(nodePrincipal), (ushort)TransferCode.ShareRevenue, start, end, sums, ct);
+        return new EpochStatement
+        {
+            NodePrincipal = nodePrincipal, Epoch = epoch, StartUnixNs = start, EndUnixNs = end, Complete = end <= nowUnixNs,
+            Requests = sums.Requests, Tokens = sums.Tokens, TokensUnknownRequests = sums.Unknown, RevenueMicroUsd = sums.Revenue,
+            SharesOutstanding = shares.SharesOutstanding(nodePrincipal, end),
+        };
+    }
+
+    // Adds the account's transfers escrow → account with the code whose timestamps fall in [start, end).
+    private static async Task AddAsync(InferencePayments payments, UInt128 account, ushort code, long start, long end, Sums sums, CancellationToken ct)
+    {
         long before = long.MaxValue;
         while (true)
         {
             Transfer[]? page = await payments.HistoryAsync(account, before, LedgerLimits.HistoryLimitMax, ct);
-            if (page is null || page.Length == 0) break;
-            bool older = false;
+            if (page is null || page.Length == 0) return;
             foreach (Transfer t in page)
             {
                 if (t.Timestamp >= end) continue;
-                if (t.Timestamp < start)
-                {
-                    older = true;
-                    break;
-                }
-                if (t.CreditAccountId != account || t.DebitAccountId != InferencePayments.EscrowAccount || t.Code != (ushort)TransferCode.InferenceRevenue) continue;
-                requests++;
-                revenue = checked(revenue + t.Amount);
-                if (t.UserData32 == 0) unknown++;
-                else tokens = checked(tokens + t.UserData32);
+                if (t.Timestamp < start) return;
+                if (t.CreditAccountId != account || t.DebitAccountId != InferencePayments.EscrowAccount || t.Code != code) continue;
+                sums.Requests++;
+                sums.Revenue = checked(sums.Revenue + t.Amount);
+                if (t.UserData32 == 0) sums.Unknown++;
+                else sums.Tokens = checked(sums.Tokens + t.UserData32);
             }
-            if (older || page.Length < LedgerLimits.HistoryLimitMax) break;
+            if (page.Length < LedgerLimits.HistoryLimitMax) return;
             before = page[^1].Timestamp;
         }
-        return new EpochStatement
-        {
-            NodePrincipal = nodePrincipal, Epoch = epoch, StartUnixNs = start, EndUnixNs = end, Complete = end <= nowUnixNs,
-            Requests = requests, Tokens = tokens, TokensUnknownRequests = unknown, RevenueMicroUsd = revenue,
-            SharesOutstanding = shares.SharesOutstanding(nodePrincipal, end),
-        };
+    }
+
+    private sealed class Sums
+    {
+        public long Requests, Tokens, Unknown, Revenue;
     }
 }
