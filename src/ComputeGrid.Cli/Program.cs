@@ -171,14 +171,16 @@ benchProbe.SetAction(async (pr, ct) =>
 var proofFile = new Option<FileInfo?>("--proof") { Description = "A balance proof (JSON) from GET /api/ledger/accounts/{id}/proof." };
 var root = new Option<string?>("--root") { Description = "The published checkpoint root (hex) to check the proof against." };
 var verifyDir = new Option<string?>("--ledger-dir") { Description = "Verify a ledger folder offline: the log's hash chain and a full replay." };
-var verify = new Command("verify", "Check a balance proof against a checkpoint root, or a ledger folder's hash chain.") { proofFile, root, verifyDir };
-verify.SetAction(pr =>
+var verifyNodeReports = new Option<string?>("--node-reports") { Description = "Verify a node's published reports (FILE or URL of GET /api/nodes/{id}/reports): signatures, hash chain, derived figures, totals." };
+var verify = new Command("verify", "Check a balance proof against a checkpoint root, a ledger folder's hash chain, or a node's signed epoch reports.") { proofFile, root, verifyDir, verifyNodeReports };
+verify.SetAction(async (pr, ct) =>
 {
     var file = pr.GetValue(proofFile);
     var dir = pr.GetValue(verifyDir);
     if (file is not null) return VerifyProof(file, pr.GetValue(root));
     if (dir is not null) return VerifyLedger(dir);
-    return CliDefaults.Fail("verify needs --proof FILE --root HEX, or --ledger-dir DIR");
+    if (pr.GetValue(verifyNodeReports) is { } reports) return await NodeReportsVerify.RunAsync(reports, Console.Out, ct);
+    return CliDefaults.Fail("verify needs --proof FILE --root HEX, --ledger-dir DIR, or --node-reports FILE|URL");
 });
 
 // Recursive: every command takes it (`computegrid serve --data-root DIR`, `computegrid backtest … --data-root DIR`).

@@ -60,6 +60,12 @@ public sealed record ServerOptions
     /// <summary>Where nodes connect (HTTP/2: cleartext with prior knowledge, or TLS), semicolon-separated; empty for none.</summary>
     public string NodeUrls { get; init; } = "";
 
+    /// <summary>The epoch of nodes' signed reports (whole seconds, 1 s to 1 day; one hour by default).</summary>
+    public TimeSpan NodeReportEpoch { get; init; } = ComputeGrid.Inference.Reports.EpochReportLimits.EpochDefault;
+
+    /// <summary>Nodes' shares outstanding, for revenue per share in their reports (none issued until node shares are wired in).</summary>
+    public ComputeGrid.Server.Reports.INodeShareSupply NodeShares { get; init; } = new ComputeGrid.Server.Reports.NoNodeShares();
+
     /// <summary>A PEM certificate (chain) for <c>https://</c> addresses, or null.</summary>
     public string? TlsCertificatePath { get; init; }
 
@@ -284,6 +290,10 @@ public static class ServerHost
             throw new ServerStartException(e.Message, e);
         }
         builder.Services.AddSingleton(deadLetters);
+        ComputeGrid.Server.Reports.NodeReports nodeReports; // nodes' signed epoch reports, DATA/inference/reports.db
+        try { nodeReports = new(ComputeGrid.Server.Reports.NodeReportStore.Open(options.DataDirectory), payments, options.NodeShares, options.Time, options.NodeReportEpoch); }
+        catch (Exception e) when (e is InvalidDataException or ArgumentException or IOException) { throw new ServerStartException(e.Message, e); }
+        builder.Services.AddSingleton(nodeReports);
         // Answered requests' captures, in the background (their holds carry them; recovery completes them after a crash).
         var settler = new CaptureSettler(payments, deadLetters);
         var gateway = new InferenceGateway(models, registry, new Router(registry), payments, deadLetters, settler, options.Inference.Gateway with { Fault = fault });
@@ -295,6 +305,7 @@ public static class ServerHost
 
         var app = builder.Build();
         app.Lifetime.ApplicationStarted.Register(() => starting.Value = false);
+        app.Lifetime.ApplicationStopped.Register(nodeReports.Store.Dispose);
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ComputeGrid.Server");
         gateway.Log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<InferenceGateway>();
         settler.Log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<CaptureSettler>();
@@ -339,6 +350,7 @@ public static class ServerHost
         app.MapEnergy();
         app.MapInference();
         app.MapNodeProtocol();
+        ComputeGrid.Server.Reports.NodeReportEndpoints.MapNodeReports(app);
         return app;
     }
 

@@ -90,7 +90,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
         "GET /api/exchange/instruments", "GET /api/exchange/instruments/{symbol}", "GET /api/exchange/book/{symbol}", "GET /api/exchange/trades/{symbol}",
         "GET /api/exchange/candles/{symbol}", "GET /api/exchange/index", "GET /api/exchange/index/{gpu}", "GET /api/exchange/stream",
         "GET /api/ledger/checkpoints/latest", "GET /api/ledger/chain", "GET /api/inference/nodes", "GET /api/inference/nodes/{id}/telemetry",
-        "POST /node/v1/challenge", "POST /node/v1/sessions",
+        "GET /api/nodes/{id}/reports", "POST /node/v1/challenge", "POST /node/v1/sessions",
     ];
 
     [Fact]
@@ -141,6 +141,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
             (_, "gpu") => "H100",
             (_, "name") => "ercot-west-reference",
             (_, "work") => "1",
+            (_, "epoch") => "0",
             (_, "documentName") => "v1",
             (var p, "id") when p.StartsWith("/api/ledger/accounts", StringComparison.Ordinal) => bob.Account.ToString(),
             (var p, "id") when p.StartsWith("/api/ledger/transfers", StringComparison.Ordinal) => bobTransfer,

@@ -24,18 +24,19 @@ internal static class NodeCommand
         var simulate = new Option<bool>("--simulate-distance") { Description = "Delay each request by the RTT between its region and the node's (from the latency data), reported as network time." };
         var threads = new Option<int?>("--threads") { Description = "ONNX Runtime intra-op threads per model call (default: 1 per worker, more on machines with over 8 cores)." };
         var workers = new Option<int?>("--workers") { Description = "Batches run at once, each on its own thread (default: one per processor up to 8 when --threads is not given, else 1)." };
-        var command = new Command("node", "Run an inference node: register with a server, take embedding work over HTTP/2 and send signed telemetry.")
+        var gpus = new Option<int>("--gpus") { Description = "The node's GPUs, for revenue per GPU-hour in its signed epoch reports (a CPU node counts as one).", DefaultValueFactory = _ => 1 };
+        var command = new Command("node", "Run an inference node: register with a server, take embedding work over HTTP/2, send signed telemetry and a signed report per epoch.")
         {
-            server, region, price, capacity, id, keyFile, simulate, threads, workers,
+            server, region, price, capacity, id, keyFile, simulate, threads, workers, gpus,
         };
         command.SetAction((pr, ct) => RunAsync(
             pr.GetValue(server)!, pr.GetValue(region)!, pr.GetValue(price), pr.GetValue(capacity), pr.GetValue(id), pr.GetValue(keyFile),
-            pr.GetValue(simulate), pr.GetValue(threads), pr.GetValue(workers), ct));
+            pr.GetValue(simulate), pr.GetValue(threads), pr.GetValue(workers), pr.GetValue(gpus), ct));
         return command;
     }
 
     private static async Task<int> RunAsync(string serverText, string regionText, long price, int capacity, string? id, string? keyFile,
-        bool simulate, int? threads, int? workers, CancellationToken ct)
+        bool simulate, int? threads, int? workers, int gpus, CancellationToken ct)
     {
         if (!Uri.TryCreate(serverText, UriKind.Absolute, out Uri? server) || (server.Scheme != Uri.UriSchemeHttp && server.Scheme != Uri.UriSchemeHttps)
             || string.IsNullOrEmpty(server.Host))
@@ -44,6 +45,7 @@ internal static class NodeCommand
         if (capacity < 1) return CliDefaults.Fail("--capacity must be at least 1");
         if (threads is < 1) return CliDefaults.Fail("--threads must be at least 1");
         if (workers is < 1) return CliDefaults.Fail("--workers must be at least 1");
+        if (gpus is < 1 or > ComputeGrid.Inference.Reports.EpochReportLimits.GpusMax) return CliDefaults.Fail($"--gpus must be 1 to {ComputeGrid.Inference.Reports.EpochReportLimits.GpusMax}");
         if (id is not null && !NodeAgentOptions.IsValidNodeId(id)) return CliDefaults.Fail($"--id '{id}' must be 1-64 letters, digits, '-' or '_'");
         LatencyMatrix latency;
         try { latency = LatencyMatrix.LoadDefault(); }
@@ -62,6 +64,7 @@ internal static class NodeCommand
             SimulateDistance = simulate,
             IntraOpThreads = threads,
             Workers = workers,
+            Gpus = gpus,
         };
 
         // Program invokes commands with ProcessTerminationTimeout = null, so the signals are handled here: the first

@@ -47,7 +47,7 @@ namespace ComputeGrid.Inference.Nodes;
 /// </para>
 /// <para>State changes (registered, stream connected or lost, heartbeats failing or back) are logged one line each.</para>
 /// </remarks>
-public sealed class NodeAgent : IAsyncDisposable, IDisposable
+public sealed partial class NodeAgent : IAsyncDisposable, IDisposable
 {
     /// <summary>The weight of the newest item in the telemetry's <c>ewma_model_ms</c>.</summary>
     public const double EwmaAlpha = 0.2;
@@ -259,10 +259,11 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
         using var items = new CancellationTokenSource();
         Task stream = Task.Run(() => ReadWorkAsync(items.Token, loops.Token), CancellationToken.None);
         Task beats = Task.Run(() => HeartbeatAsync(loops.Token), CancellationToken.None);
+        Task epochs = Task.Run(() => EpochReportsLoopAsync(loops.Token), CancellationToken.None);
         await Task.WhenAny(stream, beats).ConfigureAwait(false);
         // Both loops end only when stopped, or on a fatal error (a refused re-registration): stop the other one too.
         loops.Cancel();
-        try { await Task.WhenAll(stream, beats).ConfigureAwait(false); }
+        try { await Task.WhenAll(stream, beats, epochs).ConfigureAwait(false); }
         catch (Exception) { } // inspected below
         Exception? fatal = stream.Exception?.InnerException ?? beats.Exception?.InnerException;
 
@@ -703,6 +704,7 @@ public sealed class NodeAgent : IAsyncDisposable, IDisposable
                 last = now;
                 lastModel = model;
                 (double watts, string source) = await PowerAsync(utilization, ct).ConfigureAwait(false);
+                MeterEpoch(seconds, watts, utilization, source == NodePowerMeter.NvidiaSmiSource);
                 SignedTelemetry signed = NodeSigning.Sign(Telemetry(utilization, watts, source), _privateKey);
 
                 Session session = _session!;

@@ -52,6 +52,12 @@ public sealed class NodeAgentOptions
     /// <summary>How often the node sends its signed telemetry. Default 1 s.</summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>The node's GPUs (a CPU node counts as one): the denominator of revenue per GPU-hour in its epoch reports.</summary>
+    public int Gpus { get; init; } = 1;
+
+    /// <summary>How often the node asks whether an epoch ended that it has not reported yet.</summary>
+    public TimeSpan EpochReportCheckInterval { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>The first wait before reconnecting a broken work stream (or retrying registration); doubles per failure. Default 250 ms.</summary>
     public TimeSpan ReconnectMinDelay { get; init; } = TimeSpan.FromMilliseconds(250);
 
@@ -94,6 +100,8 @@ public sealed class NodeAgentOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(ReconnectMaxDelay, ReconnectMinDelay, nameof(ReconnectMaxDelay));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(StreamIdleTimeout, TimeSpan.Zero, nameof(StreamIdleTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThan(DrainTimeout, TimeSpan.Zero, nameof(DrainTimeout));
+        if (Gpus is < 1 or > Reports.EpochReportLimits.GpusMax) throw new ArgumentOutOfRangeException(nameof(Gpus), $"gpus must be 1 to {Reports.EpochReportLimits.GpusMax}.");
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(EpochReportCheckInterval, TimeSpan.Zero, nameof(EpochReportCheckInterval));
     }
 }
 

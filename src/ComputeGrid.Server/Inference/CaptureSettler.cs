@@ -14,7 +14,8 @@ namespace ComputeGrid.Server.Inference;
 /// <param name="Generation">The hold's generation (−1 when recovery found it).</param>
 /// <param name="Node">The node's id (for dead letters).</param>
 /// <param name="Intent">What to capture.</param>
-public sealed record DueCapture(UInt128 HoldId, ulong Customer, string RequestKey, int Generation, string Node, CaptureIntent Intent);
+/// <param name="Tokens">The request's metered tokens, recorded on the node's revenue transfer (0 when recovery found the hold: a hold does not carry them).</param>
+public sealed record DueCapture(UInt128 HoldId, ulong Customer, string RequestKey, int Generation, string Node, CaptureIntent Intent, int Tokens = 0);
 
 /// <summary>What a round of settlement did, per capture.</summary>
 /// <param name="Captured">Holds posted now.</param>
@@ -118,7 +119,7 @@ public sealed class CaptureSettler : IAsyncDisposable
             {
                 DueCapture c = captures[from + i];
                 starts[i] = batch.Count;
-                batch.AddRange(InferencePayments.CaptureChain(c.HoldId, c.Intent.CostMicroUsd, c.Intent.FeeMicroUsd, c.Intent.NodePrincipal, _payments.HasShares(c.Intent.NodePrincipal)));
+                batch.AddRange(InferencePayments.CaptureChain(c.HoldId, c.Intent.CostMicroUsd, c.Intent.FeeMicroUsd, c.Intent.NodePrincipal, c.Tokens, _payments.HasShares(c.Intent.NodePrincipal)));
             }
             starts[n] = batch.Count;
             CreateTransferResult[] results = await _payments.SubmitAsync(batch.ToArray(), ct);
@@ -203,7 +204,7 @@ public sealed class CaptureSettler : IAsyncDisposable
             {
                 CaptureIntent i = c.Intent;
                 CreateTransferResult[] r = await _payments.SubmitAsync(
-                    InferencePayments.ChargeAfterExpiryChain(c.HoldId, c.Customer, i.CostMicroUsd, i.FeeMicroUsd, i.NodePrincipal, _payments.HasShares(i.NodePrincipal)), ct);
+                    InferencePayments.ChargeAfterExpiryChain(c.HoldId, c.Customer, i.CostMicroUsd, i.FeeMicroUsd, i.NodePrincipal, c.Tokens, _payments.HasShares(i.NodePrincipal)), ct);
                 if (All(r, CreateTransferResult.Ok)) return new SettleCounts(0, 0, 1, 0);
                 if (All(r, CreateTransferResult.Exists)) return new SettleCounts(0, 1, 0, 0);
                 DeadLetter(c, $"capture refused: {DeadLetters.Describe(refused)}; the hold had expired; the charge by direct transfers refused: {DeadLetters.Describe(r)}");

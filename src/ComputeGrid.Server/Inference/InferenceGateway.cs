@@ -340,7 +340,7 @@ public sealed class InferenceGateway(
         {
             // The normal case: the durable hold carries this very charge. Answer now; capture in the background.
             if (options.Fault == InferenceFault.KillBeforeAnswer) KillSelf();
-            var due = new DueCapture(hold.HoldId, customer, requestKey, hold.Generation, node.NodeId, planned);
+            var due = new DueCapture(hold.HoldId, customer, requestKey, hold.Generation, node.NodeId, planned, tokens);
             // kill-after-answer (test-only): the endpoint kills the process once the answer is flushed; nothing is queued.
             if (options.Fault == InferenceFault.KillAfterAnswer || settler.TryEnqueue(due))
             {
@@ -355,7 +355,7 @@ public sealed class InferenceGateway(
         PendingCapture? capture = null;
         if (cost > 0)
         {
-            capture = new PendingCapture(payments.CaptureAsync(hold.HoldId, cost, fee, nodeNumber, CancellationToken.None),
+            capture = new PendingCapture(payments.CaptureAsync(hold.HoldId, cost, fee, nodeNumber, tokens, CancellationToken.None),
                 customer, requestKey, hold.HoldId, hold.Generation, node.NodeId, cost, fee, Stopwatch.GetTimestamp());
         }
         else if (holdsMoney) await payments.VoidAsync(hold.HoldId, CancellationToken.None); // free on this node: release the hold

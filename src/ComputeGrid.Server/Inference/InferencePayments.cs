@@ -174,9 +174,10 @@ public sealed class InferencePayments(LedgerEngine ledger)
     /// captures share the ledger's group commit.
     /// </summary>
     /// <returns>The outcome and the ledger's result codes (one per transfer of the chain).</returns>
-    public async Task<(CaptureOutcome Outcome, CreateTransferResult[] Results)> CaptureAsync(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node, CancellationToken ct = default)
+    public async Task<(CaptureOutcome Outcome, CreateTransferResult[] Results)> CaptureAsync(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node, int tokens,
+        CancellationToken ct = default)
     {
-        Transfer[] chain = Chain(holdId, costMicroUsd, feeMicroUsd, node, HasShares(node));
+        Transfer[] chain = Chain(holdId, costMicroUsd, feeMicroUsd, node, tokens, HasShares(node));
         CreateTransferResult[] r = await ledger.CreateTransfersAsync(chain, LedgerAck.Durable, ct);
         bool ok = true;
         foreach (CreateTransferResult x in r) ok &= x == CreateTransferResult.Ok;
@@ -213,10 +214,12 @@ public sealed class InferencePayments(LedgerEngine ledger)
 
     /// <summary>
     /// The capture of a hold, one linked chain: post the hold with the cost (the rest is released), pay the node
-    /// (cost − fee) and the platform (fee). Ids: hold + 1, + 2, + 3.
+    /// (cost − fee) and the platform (fee). Ids: hold + 1, + 2, + 3. The node's transfer carries the request's metered
+    /// tokens in <c>user_data_32</c> (0: unknown, a capture recovery completed from the hold alone), so a node's epoch
+    /// reports can be checked against the ledger (<c>Reports/NodeLedgerStatement</c>).
     /// </summary>
-    public static Transfer[] CaptureChain(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node, bool sharePool = false) =>
-        Chain(holdId, costMicroUsd, feeMicroUsd, node, sharePool);
+    public static Transfer[] CaptureChain(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node, int tokens, bool sharePool = false) =>
+        Chain(holdId, costMicroUsd, feeMicroUsd, node, tokens, sharePool);
 
     /// <summary>
     /// The charge of a request whose hold expired before its capture (its answer was sent, so the charge is due), one
@@ -224,9 +227,9 @@ public sealed class InferencePayments(LedgerEngine ledger)
     /// without the pending flag), hold + 2 escrow → node, hold + 3 escrow → platform. The customer's account may not go
     /// below zero, so the ledger refuses it when the released money was spent meanwhile.
     /// </summary>
-    public static Transfer[] ChargeAfterExpiryChain(UInt128 holdId, ulong customer, long costMicroUsd, long feeMicroUsd, ulong node, bool sharePool = false)
+    public static Transfer[] ChargeAfterExpiryChain(UInt128 holdId, ulong customer, long costMicroUsd, long feeMicroUsd, ulong node, int tokens, bool sharePool = false)
     {
-        Transfer[] chain = Chain(holdId, costMicroUsd, feeMicroUsd, node, sharePool);
+        Transfer[] chain = Chain(holdId, costMicroUsd, feeMicroUsd, node, tokens, sharePool);
         chain[0] = new Transfer
         {
             Id = holdId + 1, DebitAccountId = CustomerAccount(customer), CreditAccountId = EscrowAccount, Amount = costMicroUsd,
@@ -240,9 +243,10 @@ public sealed class InferencePayments(LedgerEngine ledger)
         t.Id == holdId + 1 && t.PendingId == 0 && t.CreditAccountId == EscrowAccount && t.Code == HoldCode && (t.Flags & TransferFlags.Pending) == 0;
 
     // Post the hold with the cost (the rest is released), pay the node and the platform: one linked chain.
-    private static Transfer[] Chain(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node, bool sharePool)
+    private static Transfer[] Chain(UInt128 holdId, long costMicroUsd, long feeMicroUsd, ulong node, int tokens, bool sharePool)
     {
         if (feeMicroUsd < 0 || feeMicroUsd > costMicroUsd) throw new ArgumentOutOfRangeException(nameof(feeMicroUsd));
+        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
         var chain = new List<Transfer>(3)
         {
             new() { Id = holdId + 1, PendingId = holdId, Amount = costMicroUsd, Flags = TransferFlags.PostPendingTransfer | TransferFlags.Linked },
@@ -252,7 +256,7 @@ public sealed class InferencePayments(LedgerEngine ledger)
             chain.Add(new Transfer
             {
                 Id = holdId + 2, DebitAccountId = EscrowAccount, CreditAccountId = sharePool ? ChartOfAccounts.SharePool(node) : NodeRevenueAccount(node), Amount = toNode,
-                Asset = Asset.Usd.Code, Code = sharePool ? (ushort)TransferCode.ShareRevenue : RevenueCode, Flags = TransferFlags.Linked,
+                Asset = Asset.Usd.Code, Code = sharePool ? (ushort)TransferCode.ShareRevenue : RevenueCode, Flags = TransferFlags.Linked, UserData32 = (uint)tokens,
             });
         if (feeMicroUsd > 0)
             chain.Add(new Transfer { Id = holdId + 3, DebitAccountId = EscrowAccount, CreditAccountId = PlatformFeeAccount, Amount = feeMicroUsd, Asset = Asset.Usd.Code, Code = FeeCode, Flags = TransferFlags.Linked });
