@@ -63,8 +63,8 @@ public sealed record ServerOptions
     /// <summary>The epoch of nodes' signed reports (whole seconds, 1 s to 1 day; one hour by default).</summary>
     public TimeSpan NodeReportEpoch { get; init; } = ComputeGrid.Inference.Reports.EpochReportLimits.EpochDefault;
 
-    /// <summary>Nodes' shares outstanding, for revenue per share in their reports (none issued until node shares are wired in).</summary>
-    public ComputeGrid.Server.Reports.INodeShareSupply NodeShares { get; init; } = new ComputeGrid.Server.Reports.NoNodeShares();
+    /// <summary>Nodes' shares outstanding, for revenue per share in their reports (null: the exchange's share register).</summary>
+    public ComputeGrid.Server.Reports.INodeShareSupply? NodeShares { get; init; }
 
     /// <summary>A PEM certificate (chain) for <c>https://</c> addresses, or null.</summary>
     public string? TlsCertificatePath { get; init; }
@@ -291,7 +291,7 @@ public static class ServerHost
         }
         builder.Services.AddSingleton(deadLetters);
         ComputeGrid.Server.Reports.NodeReports nodeReports; // nodes' signed epoch reports, DATA/inference/reports.db
-        try { nodeReports = new(ComputeGrid.Server.Reports.NodeReportStore.Open(options.DataDirectory), payments, options.NodeShares, options.Time, options.NodeReportEpoch); }
+        try { nodeReports = new(ComputeGrid.Server.Reports.NodeReportStore.Open(options.DataDirectory), payments, options.NodeShares ?? new ComputeGrid.Server.Reports.ExchangeShareSupply(exchange), options.Time, options.NodeReportEpoch); }
         catch (Exception e) when (e is InvalidDataException or ArgumentException or IOException) { throw new ServerStartException(e.Message, e); }
         builder.Services.AddSingleton(nodeReports);
         // Answered requests' captures, in the background (their holds carry them; recovery completes them after a crash).

@@ -115,17 +115,20 @@ public sealed class ExchangeHost : IAsyncDisposable
         _startedAt = Clock.UnixNanoseconds(_time);
         _marketLoop = Task.Factory.StartNew(MarketLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
         _pipeline = await ExchangePipeline.StartAsync(sm, _ledger, _options.JournalPath, _time, pipelineOptions, _options.Journal, ct);
-        foreach (ShareNodeView n in await ReadAsync(m => m.ShareNodes, ct)) _shareNodes.TryAdd(n.Node, 0);
+        foreach (ShareNodeView n in await ReadAsync(m => m.ShareNodes, ct)) _shareNodes.TryAdd(n.Node, n);
         await TickAsync(ct);
     }
 
-    private readonly ConcurrentDictionary<long, byte> _shareNodes = new();
+    private readonly ConcurrentDictionary<long, ShareNodeView> _shareNodes = new();
 
     /// <summary>
     /// Whether node <paramref name="node"/> issued shares (its revenue then goes to its share pool): answered without the
     /// exchange's gate, for the paid inference path. Known from the start's state and every issuance answered since.
     /// </summary>
     public bool NodeHasShares(long node) => _shareNodes.ContainsKey(node);
+
+    /// <summary>Node <paramref name="node"/>'s shares (supply, issuance time), or null: answered without the exchange's gate.</summary>
+    public ShareNodeView? SharesOf(long node) => _shareNodes.TryGetValue(node, out ShareNodeView? v) ? v : null;
 
     // On the sequencer, under its gate: the batch's trades are handed on, and the sequencer goes on.
     private void OnTraded(List<FillRecord> fills, ExchangeStateMachine sm)
@@ -166,7 +169,7 @@ public sealed class ExchangeHost : IAsyncDisposable
     private async ValueTask<CommandOutcome> IssueAsync(ExchangeCommand command, CancellationToken ct)
     {
         CommandOutcome o = await Running.SubmitAsync(command, ct);
-        if (o.Result.Ok) _shareNodes.TryAdd(command.Target, 0);
+        if (o.Result.Ok && await ReadAsync(m => m.ShareNode(command.Target), CancellationToken.None) is { } view) _shareNodes.TryAdd(command.Target, view);
         return o;
     }
 

@@ -14,6 +14,14 @@ public interface INodeShareSupply
     long? SharesOutstanding(ulong nodePrincipal, long atUnixNs);
 }
 
+/// <summary>The exchange's share register: a node's fixed supply from its issuance on.</summary>
+public sealed class ExchangeShareSupply(ComputeGrid.Exchange.Pipeline.ExchangeHost exchange) : INodeShareSupply
+{
+    /// <inheritdoc />
+    public long? SharesOutstanding(ulong nodePrincipal, long atUnixNs) =>
+        exchange.SharesOf((long)nodePrincipal) is { } s && s.IssuedAt <= atUnixNs ? s.Supply : null;
+}
+
 /// <summary>No node has issued shares.</summary>
 public sealed class NoNodeShares : INodeShareSupply
 {
