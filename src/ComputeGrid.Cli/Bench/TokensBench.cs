@@ -27,8 +27,8 @@ namespace ComputeGrid.Cli.Bench;
 /// Then the checks (a failure exits 1 with no JSON): every pool's balance is the sum paid into it and the
 /// accumulator's R; both nodes' invariants (carry exact, supply conserved); the ledger's (debits == credits per asset).
 /// Rates are per contender's median batch (see the main loop); means are given beside.
-/// The last line is <c>{"bench":"tokens","metrics":{…}}</c>; the measured rates come first (<see cref="Measured"/>), so a
-/// further one (share trades through the exchange) is one more entry.
+/// Last, share trades through the exchange's pipeline (durable journal and ledger), the exchange bench's seeded mix on a
+/// node's shares. The last line is <c>{"bench":"tokens","metrics":{…}}</c>; the measured rates come first (<see cref="Measured"/>).
 /// </summary>
 public static class TokensBench
 {
@@ -139,18 +139,38 @@ public static class TokensBench
             bench.CheckConservation();
             Line(output, $"checks: pools == sums paid == R, carries exact, supplies conserved, ledger debits == credits ({check.Elapsed.TotalSeconds:F2} s)");
 
+            // Share trades through the exchange's pipeline, durable (journal and ledger on disk), the seeded mix of the
+            // exchange bench on a node's shares: many submitters, many orders in flight.
+            string dir = Path.Combine(Path.GetTempPath(), $"cg-bench-shares-{Environment.ProcessId}");
+            PipelineRun shares;
+            try
+            {
+                shares = ExchangePipelineBench.RunAsync(dir, TimeSpan.FromSeconds(quick ? 4 : 15), submitters: 8, inFlight: 64, Seed, CancellationToken.None, shares: true)
+                    .GetAwaiter().GetResult();
+            }
+            finally
+            {
+                try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+            }
+            double shareSeconds = shares.Orders / Math.Max(1e-9, shares.OrdersPerSecond);
+            double shareTrades = shares.Fills / Math.Max(1e-9, shareSeconds);
+            Line(output, $"share trades (pipeline, durable): {shares.Orders:N0} orders, {shares.Fills:N0} trades in {shareSeconds:F1} s: {shares.OrdersPerSecond:N0} orders/s, {shareTrades:N0} trades/s, ack p99 {shares.AckP99Ms} ms");
+
             Measured[] measured =
             [
                 new("payments_per_s_10_holders", Math.Round(smallRate)),
                 new("payments_per_s_1m_holders", Math.Round(largeRate)),
                 new("holder_scaling_ratio", Math.Round(largeRate / smallRate, 3)),
                 new("naive_payments_per_s_1m_holders", Math.Round(naiveRate)),
+                new("share_trades_per_s", Math.Round(shareTrades)),
             ];
             output.WriteLine(Json(w =>
             {
                 w.WriteString("bench", "tokens");
                 w.WriteStartObject("metrics");
                 foreach (var m in measured) w.WriteNumber(m.Name, m.Value);
+                w.WriteNumber("share_orders_per_s", Math.Round(shares.OrdersPerSecond));
+                w.WriteNumber("share_trade_ack_p99_ms", shares.AckP99Ms);
                 w.WriteNumber("ledger_only_payments_per_s", Math.Round(ledgerRate));
                 w.WriteNumber("projection_payments_per_s", Math.Round(projectionRate));
                 w.WriteNumber("payments_per_s_10_holders_mean", Math.Round(mainPayments / Seconds(small.Sum())));
