@@ -73,9 +73,35 @@ internal static class SharesCommand
                 new Dictionary<string, object?> { ["amount"] = MarketCommand.PriceArg(pr.GetValue(amount), true, "--amount") }, ct),
              (o, e) => Loans(o, Wrap("loans", e)))));
 
-        foreach (var sub in new[] { list, show, approve, issue, holdings, transfer, pledge, loans, repay }) shares.Subcommands.Add(sub);
+        var entitlement = new Command("entitlement", "Your revenue of a node: entitled, claimed, owed, revenue per share.") { nodeArg };
+        entitlement.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c =>
+            (await c.GetAsync($"/api/shares/{pr.GetValue(nodeArg)}/entitlement", ct), Entitlement)));
+
+        var claimAmount = new Option<string?>("--amount") { Description = "USD to claim (default: everything owed)." };
+        var claim = new Command("claim", "Claim revenue a node's pool owes you into your balance.") { node, claimAmount };
+        claim.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c =>
+            (await c.SendJsonAsync(HttpMethod.Post, $"/api/shares/{pr.GetValue(node)}/claims",
+                new Dictionary<string, object?> { ["amount"] = pr.GetValue(claimAmount) is { } a ? MarketCommand.PriceArg(a, true, "--amount") : null }, ct),
+             (o, e) => o.WriteLine($"claimed {MarketFormat.Usd(MarketFormat.Long(e, "amount_micro_usd"))} USD into {MarketFormat.Str(e, "account")} (transfer {MarketFormat.Str(e, "transfer_id")})"))));
+
+        var threshold = new Option<string>("--threshold") { Description = "USD; once owed revenue reaches it, all of it is claimed (0 turns auto-claim off).", Required = true };
+        var autoClaim = new Command("auto-claim", "Set your auto-claim threshold for a node.") { node, threshold };
+        autoClaim.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c =>
+            (await c.SendJsonAsync(HttpMethod.Put, $"/api/shares/{pr.GetValue(node)}/auto-claim",
+                new Dictionary<string, object?> { ["threshold"] = pr.GetValue(threshold) is "0" ? 0L : MarketCommand.PriceArg(pr.GetValue(threshold), true, "--threshold") }, ct),
+             Entitlement)));
+
+        foreach (var sub in new[] { list, show, approve, issue, holdings, transfer, entitlement, claim, autoClaim, pledge, loans, repay }) shares.Subcommands.Add(sub);
         return shares;
     }
+
+    private static void Entitlement(TextWriter o, JsonElement e) => MarketFormat.Table(o, ["NODE", "SHARES", "ENTITLED", "CLAIMED", "OWED", "AUTO-CLAIM", "POOL", "PER SHARE"],
+        [[
+            MarketFormat.Num(MarketFormat.Long(e, "node")), MarketFormat.Num(MarketFormat.Long(e, "shares")), MarketFormat.Usd(MarketFormat.Long(e, "entitled_micro_usd")),
+            MarketFormat.Usd(MarketFormat.Long(e, "claimed_micro_usd")), MarketFormat.Usd(MarketFormat.Long(e, "owed_micro_usd")),
+            MarketFormat.Long(e, "auto_claim_threshold_micro_usd") is var t and > 0 ? MarketFormat.Usd(t) : "off",
+            MarketFormat.Usd(MarketFormat.Long(e, "pool_revenue_micro_usd")), MarketFormat.Usd(MarketFormat.Long(e, "revenue_per_share_micro_usd")),
+        ]], "SHARES", "ENTITLED", "CLAIMED", "OWED", "POOL", "PER SHARE");
 
     // One object shown as a one-row table.
     private static JsonElement Wrap(string name, JsonElement e) =>
