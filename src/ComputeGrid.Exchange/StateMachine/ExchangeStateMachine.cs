@@ -292,12 +292,15 @@ public sealed partial class ExchangeStateMachine
     }
 
     /// <summary>
-    /// Accounts the exchange keeps and mirrors (trading accounts, its escrows, providers' collateral): never a deposit's
-    /// source, or the ledger would take from them behind the mirror and a hold or penalty planned within it could fail.
+    /// Accounts the exchange keeps and mirrors (trading accounts, its escrows, providers' collateral) or that hold others'
+    /// money (a node's share pool, owed to its holders; the lending pool): never a deposit's source, or the ledger would
+    /// take from them behind the mirror (and a hold or penalty planned within it could fail) or pay one principal with
+    /// money owed to others.
     /// </summary>
     private bool KeptByExchange(UInt128 account) =>
         (ChartOfAccounts.TryDecode(account, out ushort code, out _, out _)
-         && code is (ushort)AccountCode.ExchangeTrading or (ushort)AccountCode.ExchangeEscrow or (ushort)AccountCode.LeaseEscrow)
+         && code is (ushort)AccountCode.ExchangeTrading or (ushort)AccountCode.ExchangeEscrow or (ushort)AccountCode.LeaseEscrow
+             or (ushort)AccountCode.SharePool or (ushort)AccountCode.LendingPool)
         || _collateralAccounts.Contains(account);
 
     private CommandResult TransferSettled(in ExchangeCommand c)

@@ -195,8 +195,8 @@ public static class ShareEndpoints
         return await EntitlementAsync(node, user, revenue, ct);
     }
 
-    /// <summary>Most pool postings a revenue history reads (newest first).</summary>
-    private const int RevenueHistoryTransfersMax = 100_000;
+    /// <summary>Most pool postings a revenue history reads (newest first): the endpoint is public, so its cost is bounded.</summary>
+    private const int RevenueHistoryTransfersMax = 10_000;
 
     private static async Task<Results<Ok<RevenueHistory>, ProblemHttpResult>> RevenueAsync(long node, ShareRevenue revenue, LedgerEngine ledger, CancellationToken ct)
     {
