@@ -91,6 +91,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
         "GET /api/exchange/candles/{symbol}", "GET /api/exchange/index", "GET /api/exchange/index/{gpu}", "GET /api/exchange/stream",
         "GET /api/ledger/checkpoints/latest", "GET /api/ledger/chain", "GET /api/inference/nodes", "GET /api/inference/nodes/{id}/telemetry",
         "GET /api/nodes/{id}/reports", "POST /node/v1/challenge", "POST /node/v1/sessions",
+        "GET /api/shares", "GET /api/shares/{node}", "GET /api/shares/{node}/revenue", "GET /api/shares/pledge-terms",
     ];
 
     [Fact]
@@ -143,6 +144,8 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
             (_, "work") => "1",
             (_, "epoch") => "0",
             (_, "documentName") => "v1",
+            (_, "node") => "1", // a node that issued no shares: nothing of it is anyone's to touch
+            (_, "provider") => provider.Id.ToString(),
             (var p, "id") when p.StartsWith("/api/ledger/accounts", StringComparison.Ordinal) => bob.Account.ToString(),
             (var p, "id") when p.StartsWith("/api/ledger/transfers", StringComparison.Ordinal) => bobTransfer,
             (var p, "id") when p.StartsWith("/api/exchange/orders", StringComparison.Ordinal) => bobOrderId.ToString(),
@@ -159,6 +162,10 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
             "PUT /api/exchange/orders/{id}" => """{"price":2100000,"quantity":1}""",
             "POST /api/exchange/leases/{id}/resell" => $$"""{"instrument":"{{symbol}}","price":2100000,"quantity":1}""",
             var s when s.StartsWith("POST /api/ledger/", StringComparison.Ordinal) => "[]",
+            "POST /api/shares/{node}/transfers" => $$"""{"to":{{bob.Id}},"shares":1}""",
+            "POST /api/shares/{node}/pledges" => """{"shares":1,"loan":1}""",
+            "PUT /api/shares/{node}/auto-claim" => """{"threshold":1}""",
+            "POST /api/shares/loans/{id}/repayments" => """{"amount":1}""",
             _ => "{}",
         };
 

@@ -128,20 +128,20 @@ public static class ShareEndpoints
     public static RouteGroupBuilder MapShares(this IEndpointRouteBuilder app)
     {
         var g = app.MapGroup("/api/shares").WithTags("shares");
-        g.MapGet("", ListAsync).AllowAnonymous().WithSummary("Every node that issued shares: supply, symbol, number of holders.");
-        g.MapGet("/{node:long}", NodeAsync).AllowAnonymous().WithSummary("One node's shares.");
-        g.MapPost("/issuers/{provider:long}", ApproveAsync).RequireAuthorization(Policies.Operator).WithSummary("Approves a provider to issue shares of its nodes.");
-        g.MapPost("", IssueAsync).RequireAuthorization(Policies.Provider).WithSummary("Issues a fixed supply of shares of one of the caller's nodes (an approved issuer).");
+        app.MapGet("/api/shares", ListAsync).WithTags("shares").AllowAnonymous().WithSummary("Every node that issued shares: supply, symbol, number of holders.");
+        g.MapGet("/{node}", NodeAsync).AllowAnonymous().WithSummary("One node's shares.");
+        g.MapPost("/issuers/{provider}", ApproveAsync).RequireAuthorization(Policies.Operator).WithSummary("Approves a provider to issue shares of its nodes.");
+        app.MapPost("/api/shares", IssueAsync).WithTags("shares").RequireAuthorization(Policies.Provider).WithSummary("Issues a fixed supply of shares of one of the caller's nodes (an approved issuer).");
         g.MapGet("/holdings", HoldingsAsync).RequireAuthorization(Policies.Reader).WithSummary("The caller's shares, by node.");
-        g.MapPost("/{node:long}/transfers", TransferAsync).RequireAuthorization(Policies.Trader).WithSummary("Moves free shares of a node from the caller to another principal.");
-        g.MapGet("/{node:long}/entitlement", EntitlementAsync).RequireAuthorization(Policies.Reader).WithSummary("The caller's revenue of a node: entitled, claimed, owed, revenue per share.");
-        g.MapGet("/{node:long}/revenue", RevenueAsync).AllowAnonymous().WithSummary("A node's revenue per share over time (hourly), from its share pool's ledger postings.");
-        g.MapPost("/{node:long}/claims", ClaimAsync).RequireAuthorization(Policies.Trader).WithSummary("Claims revenue owed by a node's pool into the caller's balance (all of it unless an amount is given).");
-        g.MapPut("/{node:long}/auto-claim", AutoClaim).RequireAuthorization(Policies.Trader).WithSummary("Sets the caller's auto-claim threshold for a node (0 turns it off).");
+        g.MapPost("/{node}/transfers", TransferAsync).RequireAuthorization(Policies.Trader).WithSummary("Moves free shares of a node from the caller to another principal.");
+        g.MapGet("/{node}/entitlement", EntitlementAsync).RequireAuthorization(Policies.Reader).WithSummary("The caller's revenue of a node: entitled, claimed, owed, revenue per share.");
+        g.MapGet("/{node}/revenue", RevenueAsync).AllowAnonymous().WithSummary("A node's revenue per share over time (hourly), from its share pool's ledger postings.");
+        g.MapPost("/{node}/claims", ClaimAsync).RequireAuthorization(Policies.Trader).WithSummary("Claims revenue owed by a node's pool into the caller's balance (all of it unless an amount is given).");
+        g.MapPut("/{node}/auto-claim", AutoClaim).RequireAuthorization(Policies.Trader).WithSummary("Sets the caller's auto-claim threshold for a node (0 turns it off).");
         g.MapGet("/pledge-terms", (ExchangeHost ex) => TypedResults.Ok(TermsDto(ex.StateMachineOptions.Pledges))).AllowAnonymous().WithSummary("The terms of loans against pledged shares.");
-        g.MapPost("/{node:long}/pledges", PledgeAsync).RequireAuthorization(Policies.Trader).WithSummary("Pledges free shares of a node for a loan paid into the caller's trading account.");
+        g.MapPost("/{node}/pledges", PledgeAsync).RequireAuthorization(Policies.Trader).WithSummary("Pledges free shares of a node for a loan paid into the caller's trading account.");
         g.MapGet("/loans", LoansAsync).RequireAuthorization(Policies.Reader).WithSummary("The caller's loans against pledged shares (operators: everyone's).");
-        g.MapPost("/loans/{id:long}/repayments", RepayAsync).RequireAuthorization(Policies.Trader).WithSummary("Repays one of the caller's loans from its trading account; repaid in full, the shares are free again.");
+        g.MapPost("/loans/{id}/repayments", RepayAsync).RequireAuthorization(Policies.Trader).WithSummary("Repays one of the caller's loans from its trading account; repaid in full, the shares are free again.");
         return g;
     }
 
