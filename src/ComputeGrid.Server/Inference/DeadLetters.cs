@@ -60,39 +60,14 @@ public sealed class DeadLetters : IDisposable
     public static DeadLetters Open(string dataDirectory, TimeProvider time)
     {
         string path = PathIn(dataDirectory);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        bool created = !File.Exists(path);
-        var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = false, DefaultTimeout = 30 }.ToString());
-        try
-        {
-            db.Open();
-            if (created && !OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            Exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000;");
-            string check = Scalar(db, "PRAGMA quick_check") as string ?? "no answer";
-            if (check != "ok") throw new InvalidDataException($"The money store {path} is corrupt ({check}); restore it from a backup.");
-            Exec(db, """
-                CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS dead_letters(
-                    id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, customer INTEGER NOT NULL, request_key TEXT NOT NULL,
-                    hold_id TEXT NOT NULL UNIQUE, generation INTEGER NOT NULL, node TEXT NOT NULL, cost INTEGER NOT NULL, fee INTEGER NOT NULL,
-                    reason TEXT NOT NULL);
-                INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1');
-                """);
-            if (Scalar(db, "SELECT value FROM meta WHERE key='schema'") as string != "1")
-                throw new InvalidDataException($"The money store {path} has an unknown schema; this version reads schema 1.");
-            long count = (long)(Scalar(db, "SELECT count(*) FROM dead_letters") ?? 0L);
-            return new DeadLetters(db, time, count);
-        }
-        catch (SqliteException e)
-        {
-            db.Dispose();
-            throw new InvalidDataException($"The money store {path} cannot be opened: {e.Message}", e);
-        }
-        catch
-        {
-            db.Dispose();
-            throw;
-        }
+        SqliteConnection db = DurableSqlite.Open(path, "money store", """
+            CREATE TABLE IF NOT EXISTS dead_letters(
+                id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, customer INTEGER NOT NULL, request_key TEXT NOT NULL,
+                hold_id TEXT NOT NULL UNIQUE, generation INTEGER NOT NULL, node TEXT NOT NULL, cost INTEGER NOT NULL, fee INTEGER NOT NULL,
+                reason TEXT NOT NULL);
+            """);
+        long count = (long)(Scalar(db, "SELECT count(*) FROM dead_letters") ?? 0L);
+        return new DeadLetters(db, time, count);
     }
 
     /// <summary>
@@ -173,19 +148,9 @@ public sealed class DeadLetters : IDisposable
     private static DeadLetter Read(SqliteDataReader r) => new(r.GetInt64(0), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(1)), unchecked((ulong)r.GetInt64(2)),
         r.GetString(3), UInt128.Parse(r.GetString(4), CultureInfo.InvariantCulture), r.GetInt32(5), r.GetString(6), r.GetInt64(7), r.GetInt64(8), r.GetString(9));
 
-    private static void Exec(SqliteConnection db, string sql)
-    {
-        using var c = db.CreateCommand();
-        c.CommandText = sql;
-        c.ExecuteNonQuery();
-    }
+    private static void Exec(SqliteConnection db, string sql) => DurableSqlite.Exec(db, sql);
 
-    private static object? Scalar(SqliteConnection db, string sql)
-    {
-        using var c = db.CreateCommand();
-        c.CommandText = sql;
-        return c.ExecuteScalar();
-    }
+    private static object? Scalar(SqliteConnection db, string sql) => DurableSqlite.Scalar(db, sql);
 
     /// <summary>The reason text of a refused chain: each transfer's result code.</summary>
     public static string Describe(CreateTransferResult[] results) => string.Join(", ", results);

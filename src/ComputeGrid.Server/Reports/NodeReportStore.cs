@@ -35,29 +35,17 @@ public sealed class NodeReportStore : IDisposable
     public static NodeReportStore Open(string dataDirectory)
     {
         string path = PathIn(dataDirectory);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        bool created = !File.Exists(path);
-        var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = false, DefaultTimeout = 30 }.ToString());
+        SqliteConnection db = DurableSqlite.Open(path, "report store", """
+            CREATE TABLE IF NOT EXISTS reports(
+                node_principal INTEGER NOT NULL, epoch INTEGER NOT NULL, hash TEXT NOT NULL, received_ns INTEGER NOT NULL, report TEXT NOT NULL,
+                PRIMARY KEY(node_principal, epoch));
+            CREATE TABLE IF NOT EXISTS flagged(
+                id INTEGER PRIMARY KEY AUTOINCREMENT, node_principal INTEGER NOT NULL, epoch INTEGER NOT NULL, received_ns INTEGER NOT NULL,
+                check_name TEXT NOT NULL, reason TEXT NOT NULL, report TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS flagged_node ON flagged(node_principal, id);
+            """);
         try
         {
-            db.Open();
-            if (created && !OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            Exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000;");
-            string check = Scalar(db, "PRAGMA quick_check") as string ?? "no answer";
-            if (check != "ok") throw new InvalidDataException($"The report store {path} is corrupt ({check}); restore it from a backup.");
-            Exec(db, """
-                CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS reports(
-                    node_principal INTEGER NOT NULL, epoch INTEGER NOT NULL, hash TEXT NOT NULL, received_ns INTEGER NOT NULL, report TEXT NOT NULL,
-                    PRIMARY KEY(node_principal, epoch));
-                CREATE TABLE IF NOT EXISTS flagged(
-                    id INTEGER PRIMARY KEY AUTOINCREMENT, node_principal INTEGER NOT NULL, epoch INTEGER NOT NULL, received_ns INTEGER NOT NULL,
-                    check_name TEXT NOT NULL, reason TEXT NOT NULL, report TEXT NOT NULL);
-                CREATE INDEX IF NOT EXISTS flagged_node ON flagged(node_principal, id);
-                INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1');
-                """);
-            if (Scalar(db, "SELECT value FROM meta WHERE key='schema'") as string != "1")
-                throw new InvalidDataException($"The report store {path} has an unknown schema; this version reads schema 1.");
             var heads = new Dictionary<ulong, EpochReport>();
             using (var c = db.CreateCommand())
             {
@@ -178,17 +166,4 @@ public sealed class NodeReportStore : IDisposable
     private static EpochReport Parse(string json, string path) =>
         JsonSerializer.Deserialize<EpochReport>(json) ?? throw new InvalidDataException($"The report store {path} holds a report that is not JSON.");
 
-    private static void Exec(SqliteConnection db, string sql)
-    {
-        using var c = db.CreateCommand();
-        c.CommandText = sql;
-        c.ExecuteNonQuery();
-    }
-
-    private static object? Scalar(SqliteConnection db, string sql)
-    {
-        using var c = db.CreateCommand();
-        c.CommandText = sql;
-        return c.ExecuteScalar();
-    }
 }

@@ -51,25 +51,9 @@ public sealed class ShareRevenue : IDisposable
     public static ShareRevenue Open(LedgerEngine ledger, string dataDirectory)
     {
         string path = Path.Combine(dataDirectory, "tokens", "auto-claim.db");
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = false, DefaultTimeout = 30 }.ToString());
-        try
-        {
-            db.Open();
-            using var cmd = db.CreateCommand();
-            cmd.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;";
-            cmd.ExecuteNonQuery();
-            cmd.CommandText = "PRAGMA quick_check";
-            if (cmd.ExecuteScalar() as string != "ok") throw new InvalidDataException($"The auto-claim store {path} is corrupt; restore it from a backup.");
-            cmd.CommandText = "CREATE TABLE IF NOT EXISTS auto_claim(holder INTEGER NOT NULL, node INTEGER NOT NULL, threshold INTEGER NOT NULL, PRIMARY KEY(holder, node));";
-            cmd.ExecuteNonQuery();
-            return new ShareRevenue(ledger, db);
-        }
-        catch (SqliteException e)
-        {
-            db.Dispose();
-            throw new InvalidDataException($"The auto-claim store {path} cannot be opened: {e.Message}", e);
-        }
+        SqliteConnection db = DurableSqlite.Open(path, "auto-claim store",
+            "CREATE TABLE IF NOT EXISTS auto_claim(holder INTEGER NOT NULL, node INTEGER NOT NULL, threshold INTEGER NOT NULL, PRIMARY KEY(holder, node));");
+        return new ShareRevenue(ledger, db);
     }
 
     /// <summary>Builds the book from the ledger's whole history and attaches it, before anything else moves money.</summary>
