@@ -246,18 +246,19 @@ public sealed partial class ExchangeStateMachine
     /// </summary>
     private void TickLoans()
     {
-        _loanScratch.Clear();
-        foreach (LoanState l in _loans.Values) if (l.IsOpen && StatusAt(l, _now) != l.Status) _loanScratch.Add(l);
-        foreach (LoanState l in _loanScratch)
+        // Each loan is judged at its turn, at the price the liquidations before it left: a sale that drops a share's VWAP
+        // brings the later loans on that node to their status in the same tick. (Choosing the loans before selling any
+        // left a loan the first sale had pushed past the threshold unliquidated, and a tick due right after the tick.)
+        foreach (LoanState l in _loans.Values)
         {
-            Accrue(l);
+            if (!l.IsOpen) continue;
             LoanStatus status = StatusAt(l, _now);
+            if (status == l.Status) continue;
+            Accrue(l);
             if (status != LoanStatus.Liquidated) { l.Status = status; continue; }
             Liquidate(l);
         }
     }
-
-    private readonly List<LoanState> _loanScratch = [];
 
     private void Liquidate(LoanState l)
     {

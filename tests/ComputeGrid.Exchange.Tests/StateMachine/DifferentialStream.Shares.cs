@@ -148,8 +148,8 @@ internal sealed partial class DifferentialStream
 
     /// <summary>
     /// The share register after a batch: the nodes and approvals as the reference has them; every holding's mirror (free,
-    /// offered, pledged) the reference's, and its ledger account's posted balance the holding's total, its pending debits
-    /// what it offers; each node's holdings adding up to its supply (in the mirror and in the ledger); each share escrow's
+    /// offered, pledged) the reference's, its holding account's posted balance what is free and offered, its pending debits
+    /// what it offers, its pledge account's balance what is pledged; each node's holdings adding up to its supply (in the mirror and in the ledger); each share escrow's
     /// pending credits the remaining of the node's open sells; each share pool's balance the reference's.
     /// </summary>
     private void CheckShares(IReadOnlyList<OpenOrder> open)
@@ -164,8 +164,11 @@ internal sealed partial class DifferentialStream
             ShareHoldingView mirror = _machine.HoldingOf(h.Holder, h.Node);
             Require(mirror == h, () => $"holding {mirror}, reference {h}");
             Require(_ledger.TryGetAccount(ReferenceExchange.HoldingAccount(h.Holder, h.Node), out Account a)
-                    && a.CreditBalance == h.Total && a.DebitsPending == h.Offered,
+                    && a.CreditBalance == h.Free + h.Offered && a.DebitsPending == h.Offered,
                 () => $"holding {h}: the ledger's account posts {a.CreditsPosted} − {a.DebitsPosted}, holds {a.DebitsPending}");
+            _ledger.TryGetAccount(ReferenceExchange.PledgeAccount(h.Holder, h.Node), out Account pledge);
+            Require(pledge.CreditBalance == h.Pledged && pledge.DebitsPending == 0,
+                () => $"holding {h}: the ledger's pledge account posts {pledge.CreditsPosted} − {pledge.DebitsPosted}, holds {pledge.DebitsPending}");
         }
         foreach (ShareNodeView n in nodes)
         {
@@ -173,8 +176,9 @@ internal sealed partial class DifferentialStream
             Require(holders.Sum(h => h.Total) == n.Supply, () => $"node {n.Node}'s holders hold {holders.Sum(h => h.Total)}, its supply is {n.Supply}");
             Require(holders.All(h => holdings.Contains(h)), () => $"node {n.Node} has holders the reference does not");
             long posted = holdings.Where(h => h.Node == n.Node).Sum(h =>
-                _ledger.TryGetAccount(ReferenceExchange.HoldingAccount(h.Holder, h.Node), out Account a) ? a.CreditBalance : 0);
-            Require(posted == n.Supply, () => $"node {n.Node}'s holding accounts post {posted}, its supply is {n.Supply}");
+                (_ledger.TryGetAccount(ReferenceExchange.HoldingAccount(h.Holder, h.Node), out Account a) ? a.CreditBalance : 0)
+                + (_ledger.TryGetAccount(ReferenceExchange.PledgeAccount(h.Holder, h.Node), out Account p) ? p.CreditBalance : 0));
+            Require(posted == n.Supply, () => $"node {n.Node}'s holding and pledge accounts post {posted}, its supply is {n.Supply}");
             Require(_ledger.TryGetAccount(ReferenceExchange.ShareIssuance(n.Node), out Account issuance) && issuance.DebitsPosted == n.Supply,
                 () => $"node {n.Node}'s issuance posted {issuance.DebitsPosted}, its supply is {n.Supply}");
             long offered = open.Where(o => o.Instrument == n.Instrument && o.Side == Side.Sell).Sum(o => o.Remaining);

@@ -43,8 +43,12 @@ internal sealed partial class DifferentialStream : IDisposable
 
     private readonly IReadOnlyList<Func<DifferentialStream, ExchangeCommand>>? _script;
 
-    /// <summary>A stream of <paramref name="seed"/>: generated, or <paramref name="script"/>ed from <paramref name="startNs"/> (then each command is its own batch).</summary>
-    public DifferentialStream(int seed, Dictionary<string, int>? coverage = null, long? startNs = null, IReadOnlyList<Func<DifferentialStream, ExchangeCommand>>? script = null)
+    /// <summary>
+    /// A stream of <paramref name="seed"/>: generated, or <paramref name="script"/>ed from <paramref name="startNs"/> (then each
+    /// command is its own batch); on <paramref name="pledges"/> terms when given (else drawn from the seed).
+    /// </summary>
+    public DifferentialStream(int seed, Dictionary<string, int>? coverage = null, long? startNs = null, IReadOnlyList<Func<DifferentialStream, ExchangeCommand>>? script = null,
+        PledgeTerms? pledges = null)
     {
         _script = script;
         _coverage = coverage;
@@ -55,6 +59,7 @@ internal sealed partial class DifferentialStream : IDisposable
             OrdersPerBookMax = _rng.Next(4) == 0 ? 3 : 64,
             PenaltyBasisPoints = new[] { 2_000, 500, 5_000 }[_rng.Next(3)],
             Epoch = (ulong)_rng.NextInt64(1, 1L << 48),
+            Pledges = pledges ?? DrawPledgeTerms(),
         };
         // Start mid-month or near a month's end (monthly forwards then deliver within the stream).
         var start = new DateTimeOffset(2026, 11, _rng.Next(2) == 0 ? 26 : 29, _rng.Next(24), _rng.Next(60), 0, TimeSpan.Zero);
@@ -68,7 +73,7 @@ internal sealed partial class DifferentialStream : IDisposable
         _second = _rng.Next(3) == 0 ? (Classes.First(g => g != _hot.Gpu), _hot.Region) : (_hot.Gpu, Regions.First(r => r != _hot.Region));
         _machine = new ExchangeStateMachine(Registry(), _options);
         if (seed % 4 == 0) _replica = new ExchangeStateMachine(Registry(), _options);
-        _reference = new ReferenceExchange(Registry(), _options.OrdersPerBookMax, _options.PenaltyBasisPoints, _options.Epoch);
+        _reference = new ReferenceExchange(Registry(), _options.OrdersPerBookMax, _options.PenaltyBasisPoints, _options.Epoch, _options.Pledges);
         SetUpLedger();
         _setup = SetupScript();
     }
@@ -192,6 +197,7 @@ internal sealed partial class DifferentialStream : IDisposable
                 if (_reference.PoolBalance(n.Node) > 0) Count("share pools paid", 1);
                 if (_reference.Holdings().Count(h => h.Node == n.Node && h.Total > 0) > 1) Count("share nodes with several holders", 1);
             }
+            foreach (string outcome in _reference.LoanOutcomes()) Count(outcome, 1);
         }
         return length;
     }
@@ -271,6 +277,8 @@ internal sealed partial class DifferentialStream : IDisposable
         ExchangeCommandKind.RegisterProvider => $"#{c.Seq} t={c.Time} RegisterProvider {c.Owner} {c.Account}/{c.Account2} collateral {c.Amount}",
         ExchangeCommandKind.IssueShares => $"#{c.Seq} t={c.Time} IssueShares owner {c.Owner} node {c.Target} supply {c.Quantity}",
         ExchangeCommandKind.TransferShares => $"#{c.Seq} t={c.Time} TransferShares owner {c.Owner} node {c.Target} to {c.To} shares {c.Quantity}",
+        ExchangeCommandKind.Pledge => $"#{c.Seq} t={c.Time} Pledge owner {c.Owner} node {c.Target} shares {c.Quantity} loan {c.Amount}",
+        ExchangeCommandKind.Repay => $"#{c.Seq} t={c.Time} Repay owner {c.Owner} loan {c.Target} amount {c.Amount}",
         _ => $"#{c.Seq} t={c.Time} {c.Kind} owner {c.Owner} target {c.Target} from {c.From}",
     };
 
@@ -393,6 +401,7 @@ internal sealed partial class DifferentialStream : IDisposable
         CheckHolds(open);
         CheckShareHolds(open, scanFrom);
         CheckShares(open);
+        CheckLoans();
 
         // The mirrors.
         foreach (long owner in Traders.Concat(ProviderIds).Append(99))

@@ -20,7 +20,10 @@ namespace ComputeGrid.Exchange.Tests.StateMachine;
 /// The streams trade both instrument kinds: compute capacity, and node shares (approvals, issuance, transfers, orders on
 /// share books, delivery revenue to share pools); after every batch the share register is checked too — every holding's
 /// mirror and its ledger account, each share escrow's pending credits against the open sells, each pool's balance, and
-/// each node's holdings against its supply (<c>DifferentialStream.Shares.cs</c>).
+/// each node's holdings against its supply (<c>DifferentialStream.Shares.cs</c>). And loans against pledged shares: pledges
+/// valid and not, repayments, and price falls on share books that call margins, liquidate through the book and write off,
+/// under terms that vary by stream; after every batch each loan, the lending pool, the pledge accounts and each share's VWAP
+/// are checked against the reference (<c>DifferentialStream.Pledges.cs</c>).
 /// A failure names its seed and command: <c>RunStream(seed)</c> replays it. The seeds are split in two classes so the
 /// test runner runs the halves side by side.
 /// </summary>
@@ -67,6 +70,10 @@ public sealed class ExchangeDifferentialTests(ITestOutputHelper output)
             "share Place BookRejected PostOnlyWouldTake", "share Place BookRejected FillOrKillUnfillable", "share Place after an expiry",
             "share Replace with fills", "share Replace InsufficientShares SharesShort", "share Cancel None Cancelled",
             "share nodes with several holders", "share pools paid",
+            "Pledge None Rejected", "Pledge NoShares Rejected", "Pledge UnknownTrader Rejected", "Pledge InvalidRequest Rejected",
+            "Pledge InsufficientShares SharesShort", "Pledge NoPrice Rejected", "Pledge LoanTooLarge LoanMax", "Repay None Rejected",
+            "Repay UnknownLoan Rejected", "Repay NotOwner Rejected", "Repay InvalidRequest Rejected", "Repay InsufficientBalance BalanceShort",
+            "Tick with fills", "loan opened", "loan margin called", "loan liquidated in part", "loan Liquidated", "loan Defaulted", "loan Repaid",
         ];
         foreach (string outcome in expected) Assert.True(coverage.GetValueOrDefault(outcome) > 0, $"No stream of chunk {chunk} reached '{outcome}'.");
     }
@@ -204,6 +211,56 @@ public sealed class ExchangeDifferentialTests(ITestOutputHelper output)
         Assert.Equal(new ShareHoldingView(Provider, node, 970, 13, 0), stream.Machine.HoldingOf(Provider, node));
         Assert.Equal(new ShareHoldingView(Buyer, node, 17, 0, 0), stream.Machine.HoldingOf(Buyer, node));
         Assert.Equal(13, stream.Machine.Order(sell)!.HoldAmount);
+    }
+
+    /// <summary>
+    /// Found by the streams (seeds 107, 410 and 902 of the first generator with loans): two loans on one node, the first at
+    /// the most it may borrow. A fall takes the first past the liquidation threshold, not the second; the first one's sale
+    /// into a low bid drops the VWAP further and takes the second past it too. The state machine chose the loans to act on
+    /// before selling any, so the second stayed open past the threshold until another tick (and a tick was due right after
+    /// the tick); each loan is now judged at its turn: both are sold in the one tick, and both write off what the sale
+    /// did not cover. Checked like a random stream (no interest, so the amounts are exact).
+    /// </summary>
+    [Fact]
+    public void A_liquidation_that_drops_the_price_liquidates_the_later_loans_it_takes_past_the_threshold_in_the_same_tick()
+    {
+        const long Provider = 11, B1 = 1, B2 = 2, Bidder = 3;
+        long start = new DateTimeOffset(2026, 11, 26, 21, 0, 1, TimeSpan.Zero).ToUnixTimeMilliseconds() * 1_000_000;
+        long node = 0, first = 0, second = 0;
+        int Shares(DifferentialStream s) => s.Machine.ShareNode(node)!.Instrument;
+        ExchangeCommand Order(DifferentialStream s, long owner, Side side, TimeInForce tif, long price, long quantity) =>
+            ExchangeCommand.Place(owner, Shares(s), side, OrderType.Limit, tif, price, quantity);
+        var script = new List<Func<DifferentialStream, ExchangeCommand>>
+        {
+            _ => ExchangeCommand.Tick(),
+            _ => new() { Kind = ExchangeCommandKind.RegisterProvider, Owner = Provider, Account = DifferentialStream.RevenueOf(Provider), Account2 = DifferentialStream.CollateralOf(Provider) },
+            _ => new() { Kind = ExchangeCommandKind.RegisterTrader, Owner = B1 },
+            _ => new() { Kind = ExchangeCommandKind.RegisterTrader, Owner = B2 },
+            _ => new() { Kind = ExchangeCommandKind.RegisterTrader, Owner = Bidder },
+            s => { node = s.Seq; return new() { Kind = ExchangeCommandKind.AdmitNode, Owner = Provider, Gpu = GpuClass.A100, Region = "frankfurt", Gpus = 1, Name = "a" }; },
+            _ => new() { Kind = ExchangeCommandKind.Deposit, Owner = Bidder, Account = DifferentialStream.SourceOf(Bidder), Amount = 100_000_000 },
+            s => s.SettleOldest(),
+            _ => new() { Kind = ExchangeCommandKind.ApproveIssuer, Owner = Provider },
+            _ => ExchangeCommand.IssueShares(Provider, node, 1_000),
+            _ => ExchangeCommand.TransferShares(Provider, node, B1, 100),
+            _ => ExchangeCommand.TransferShares(Provider, node, B2, 100),
+            s => Order(s, Provider, Side.Sell, TimeInForce.GoodTillCancel, 2_000_000, 10),
+            s => Order(s, Bidder, Side.Buy, TimeInForce.ImmediateOrCancel, 2_000_000, 10),     // VWAP $2.00
+            s => { first = s.Seq; return ExchangeCommand.Pledge(B1, node, 100, 80_000_000); },  // $160 after the haircut: the most, LTV 50 %
+            s => { second = s.Seq; return ExchangeCommand.Pledge(B2, node, 100, 50_000_000); }, // LTV 31 %
+            s => Order(s, Bidder, Side.Buy, TimeInForce.GoodTillCancel, 100_000, 300),
+            s => Order(s, Provider, Side.Sell, TimeInForce.ImmediateOrCancel, 100_000, 10),    // VWAP $1.05: LTV 95 % and 60 %
+            _ => ExchangeCommand.Tick(),
+        };
+        using var stream = new DifferentialStream(seed: 8, startNs: start, script: script, pledges: new PledgeTerms { InterestBpPerYear = 0 });
+        stream.Run();
+        LoanView a = stream.Machine.Loan(first, stream.Machine.LastTime)!, b = stream.Machine.Loan(second, stream.Machine.LastTime)!;
+        // The first sold at $0.10 takes the VWAP to $31 / 120 shares = $0.258: the second's LTV is 242 %, sold in the same tick.
+        Assert.Equal((LoanStatus.Defaulted, 10_000_000L, 70_000_000L), (a.Status, a.Proceeds, a.WrittenOff));
+        Assert.Equal((LoanStatus.Defaulted, 10_000_000L, 40_000_000L), (b.Status, b.Proceeds, b.WrittenOff));
+        // Both pledges sold into the bid: the bidder holds its 10 + 10 shares and the 200 pledged.
+        Assert.Equal((new ShareHoldingView(B1, node, 0, 0, 0), new ShareHoldingView(B2, node, 0, 0, 0)), (stream.Machine.HoldingOf(B1, node), stream.Machine.HoldingOf(B2, node)));
+        Assert.Equal(new ShareHoldingView(Bidder, node, 220, 0, 0), stream.Machine.HoldingOf(Bidder, node));
     }
 
     /// <summary>Seeds of random streams that found bugs in the share code (of the generator at the time; they run as any stream now).</summary>

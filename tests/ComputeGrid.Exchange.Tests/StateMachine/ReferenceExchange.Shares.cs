@@ -11,7 +11,7 @@ namespace ComputeGrid.Exchange.Tests.StateMachine;
 /// approves a provider; an approved provider issues a fixed supply of one of its nodes' shares, all to itself, and the
 /// node's share instrument is listed. The register stores only what each holder owns; what it offers is not stored but
 /// summed from its open sells (each holds its remaining shares in the node's share escrow), and what is free is the
-/// rest (nothing is pledged yet). A trade moves the shares sold from the seller's hold to the buyer and the notional
+/// rest less what its open loans pledge (<c>ReferenceExchange.Pledges.cs</c>). A trade moves the shares sold from the seller's hold to the buyer and the notional
 /// from the buyer's hold to the seller's trading account. A delivery of a first-hand lease pays each node of it that
 /// issued shares its part (by its GPUs over the lease's nodes' GPUs, the remainder to the last node) into its share pool.
 /// </summary>
@@ -21,7 +21,7 @@ public sealed partial class ReferenceExchange
 
     private readonly SortedSet<long> _approvedIssuers = [];
     private readonly SortedDictionary<long, ShareNode> _shareNodes = [];
-    // Every share each holder owns (its holding account's posted balance), whatever its state; a key once given shares.
+    // Every share each holder has in its holding account (its posted balance: free and offered, not pledged); a key once given shares.
     private readonly SortedDictionary<(long Node, long Holder), long> _owned = [];
 
     private static uint ShareAsset(long node) => ComputeGrid.Core.Asset.NodeShares((ulong)node).Code;
@@ -47,9 +47,10 @@ public sealed partial class ReferenceExchange
     /// <summary>Whether <paramref name="provider"/> was approved to issue shares.</summary>
     public bool IsApprovedIssuer(long provider) => _approvedIssuers.Contains(provider);
 
-    /// <summary>Every holding (of anyone ever given shares), by node then holder: free, offered by open sells, pledged (none).</summary>
+    /// <summary>Every holding (of anyone ever given shares), by node then holder: free, offered by open sells, pledged to open loans.</summary>
     public IReadOnlyList<ShareHoldingView> Holdings() =>
-        _owned.Select(kv => new ShareHoldingView(kv.Key.Holder, kv.Key.Node, kv.Value - Offered(kv.Key.Holder, kv.Key.Node), Offered(kv.Key.Holder, kv.Key.Node), 0)).ToList();
+        _owned.Select(kv => new ShareHoldingView(kv.Key.Holder, kv.Key.Node, kv.Value - Offered(kv.Key.Holder, kv.Key.Node), Offered(kv.Key.Holder, kv.Key.Node),
+            Pledged(kv.Key.Holder, kv.Key.Node))).ToList();
 
     /// <summary>A node's share pool balance (credits − debits posted), 0 when it has none.</summary>
     public long PoolBalance(long node) => _accounts.TryGetValue(SharePool(node), out Money? m) ? m.CreditsPosted - m.DebitsPosted : 0;
@@ -137,6 +138,7 @@ public sealed partial class ReferenceExchange
         Post(Escrow, ExchangeStateMachine.TradingAccount(sell.Owner), notional);
         _traders[buy.Owner].Cash -= notional;
         _traders[sell.Owner].Cash += notional;
+        RecordShareTrade(node, price, quantity);
         return 0;
     }
 

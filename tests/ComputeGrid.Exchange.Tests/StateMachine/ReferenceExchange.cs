@@ -49,6 +49,7 @@ public sealed partial class ReferenceExchange
     private readonly int _ordersPerBookMax;
     private readonly int _penaltyBasisPoints;
     private readonly ulong _epoch;
+    private readonly PledgeTerms _pledges;
 
     // ---- money: every account, posted amounts moved directly; pending amounts derived from the open orders
     private sealed class Money(AccountFlags flags, uint asset)
@@ -132,8 +133,9 @@ public sealed partial class ReferenceExchange
     private int _leasesOfCommand;
     private long _trades;
 
-    public ReferenceExchange(InstrumentRegistry registry, int ordersPerBookMax, int penaltyBasisPoints, ulong epoch)
+    public ReferenceExchange(InstrumentRegistry registry, int ordersPerBookMax, int penaltyBasisPoints, ulong epoch, PledgeTerms? pledges = null)
     {
+        _pledges = pledges ?? new PledgeTerms();
         _registry = registry;
         _ordersPerBookMax = ordersPerBookMax;
         _penaltyBasisPoints = penaltyBasisPoints;
@@ -263,10 +265,12 @@ public sealed partial class ReferenceExchange
             ExchangeCommandKind.Outage => Outage(in c),
             ExchangeCommandKind.NodeTimeout => NodeDown(c.Target, c.From),
             ExchangeCommandKind.NodeUp => NodeUp(c.Target),
-            ExchangeCommandKind.Tick => Tick(),
+            ExchangeCommandKind.Tick => Tick(fills),
             ExchangeCommandKind.ApproveIssuer => ApproveIssuer(c.Owner),
             ExchangeCommandKind.IssueShares => IssueShares(in c),
             ExchangeCommandKind.TransferShares => TransferShares(in c),
+            ExchangeCommandKind.Pledge => Pledge(in c),
+            ExchangeCommandKind.Repay => Repay(in c),
             _ => Refuse(ExchangeError.InvalidRequest),
         };
     }
@@ -752,7 +756,7 @@ public sealed partial class ReferenceExchange
 
     // ---- clock
 
-    private ReferenceResult Tick()
+    private ReferenceResult Tick(List<FillRecord> fills)
     {
         InstrumentChanges changes = _registry.Advance(_now);
         // Books of instruments that stopped trading: every order in them ends.
@@ -777,6 +781,8 @@ public sealed partial class ReferenceExchange
                 FailedAtStart++;
             }
         }
-        return Done(changes.Listed.Count);
+        // Loans last: their status at the prices after everything above; a liquidation's sale is the tick's fills.
+        TickLoans(fills);
+        return Done(changes.Listed.Count) with { Fills = fills };
     }
 }

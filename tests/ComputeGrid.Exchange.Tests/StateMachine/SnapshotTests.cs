@@ -8,10 +8,12 @@ namespace ComputeGrid.Exchange.Tests.StateMachine;
 
 /// <summary>
 /// Snapshot + tail == the whole history: on 300 seeded <see cref="DifferentialStream"/>s (every command kind, node shares
-/// included: the register, share orders and their holds, share pools), the machine is
+/// included: the register, share orders and their holds, share pools, loans against pledged shares open mid-interest with
+/// their recent trades), the machine is
 /// snapshotted at a random command, restored over an empty registry, and the rest of the stream applied to both the
 /// original and the restored machine: the same result, fills and plan (accounts, transfers, spans, awaited transfers)
-/// after every command, and at the end the same state hash, the same snapshot bytes and both machines' invariants. A
+/// after every command, and at the end the same state hash, the same snapshot bytes, the same loans an hour on, and both
+/// machines' invariants. A
 /// truncated or damaged snapshot is refused whole, the registry untouched.
 /// </summary>
 public sealed class SnapshotTests(ITestOutputHelper output)
@@ -45,7 +47,7 @@ public sealed class SnapshotTests(ITestOutputHelper output)
     {
         const int Streams = 100;
         long tailCommands = 0, stateBytes = 0;
-        int withOrders = 0, withLeases = 0, withPending = 0, withShares = 0, withShareOrders = 0;
+        int withOrders = 0, withLeases = 0, withPending = 0, withShares = 0, withShareOrders = 0, withLoans = 0;
         for (int seed = 10_000 + chunk * Streams; seed < 10_000 + (chunk + 1) * Streams; seed++)
         {
             (List<ExchangeCommand> commands, StateMachineOptions options) = Record(seed);
@@ -59,6 +61,9 @@ public sealed class SnapshotTests(ITestOutputHelper output)
             if (original.PendingDeposits.Count > 0) withPending++;
             if (original.ShareNodes.Count > 0) withShares++;
             if (original.OpenOrders().Any(o => original.Instruments.Get(o.Instrument).Class == InstrumentClass.NodeShares)) withShareOrders++;
+            // Open loans mid-interest: opened before the snapshot and accruing (their fraction of a micro-USD carried in it).
+            if (options.Pledges.InterestBpPerYear > 0 && original.Loans(null, original.LastTime).Any(l => l.Status is LoanStatus.Open or LoanStatus.MarginCall && l.OpenedAt < original.LastTime))
+                withLoans++;
             ExchangeStateMachine restored = ExchangeStateMachine.ReadSnapshot(snapshot, DifferentialStream.Registry(), options);
             Assert.True(original.StateHash().AsSpan().SequenceEqual(restored.StateHash()), $"seed {seed}: the restored state hash differs at {at}");
             Assert.Equal(snapshot, restored.WriteSnapshot());
@@ -81,15 +86,18 @@ public sealed class SnapshotTests(ITestOutputHelper output)
             }
             Assert.True(original.StateHash().AsSpan().SequenceEqual(restored.StateHash()), $"seed {seed}: the state hashes differ at the end");
             Assert.Equal(original.WriteSnapshot(), restored.WriteSnapshot());
+            long later = original.LastTime + 3_600_000_000_000L; // interest accrued alike an hour on
+            Assert.Equal(original.Loans(null, later), restored.Loans(null, later));
             original.CheckInvariants();
             restored.CheckInvariants();
         }
         output.WriteLine($"{Streams} streams, {tailCommands} commands after the snapshots, {stateBytes / Streams} snapshot bytes on average; "
             + $"{withOrders} snapshots with open orders, {withLeases} with leases, {withPending} with pending deposits, {withShares} with issued shares, "
-            + $"{withShareOrders} with open share orders");
+            + $"{withShareOrders} with open share orders, {withLoans} with open loans accruing interest");
         // The snapshots must have caught state worth restoring, or the comparison proves little.
-        Assert.True(withOrders > Streams / 4 && withLeases > Streams / 4 && withPending > 0 && withShares > Streams / 4 && withShareOrders > Streams / 20,
-            $"{withOrders} / {withLeases} / {withPending} / {withShares} / {withShareOrders}");
+        Assert.True(withOrders > Streams / 4 && withLeases > Streams / 4 && withPending > 0 && withShares > Streams / 4 && withShareOrders > Streams / 20
+                && withLoans > Streams / 20,
+            $"{withOrders} / {withLeases} / {withPending} / {withShares} / {withShareOrders} / {withLoans}");
     }
 
     /// <summary>The awaited transfer of a pending deposit survives the snapshot (a restart submits it again from there).</summary>
