@@ -88,19 +88,7 @@ public sealed class BlockAndResaleTests : IDisposable
         _plan.Clear();
         _fills.Clear();
         CommandResult r = _sm.Apply(in c, _plan, _fills);
-        if (_plan.Accounts.Length > 0)
-        {
-            var ar = new CreateAccountResult[_plan.Accounts.Length];
-            _ledger.CreateAccounts(_plan.Accounts, _ledger.LastTimestamp + 1, ar);
-            Assert.All(ar, x => Assert.Equal(CreateAccountResult.Ok, x));
-        }
-        if (_plan.Transfers.Length > 0)
-        {
-            var tr = new CreateTransferResult[_plan.Transfers.Length];
-            _ledger.CreateTransfers(_plan.Transfers, _ledger.LastTimestamp + 1, tr);
-            Assert.All(tr, x => Assert.Equal(CreateTransferResult.Ok, x));
-        }
-        _ledger.AssertInvariants();
+        PlanLedger.Apply(_ledger, _plan);
         _sm.CheckInvariants();
         foreach (long owner in c.Kind == ExchangeCommandKind.Deposit ? [] : new[] { Buyer, Buyer2, Provider, Provider2 })
         {

@@ -200,19 +200,7 @@ public sealed class PledgeTests : IDisposable
         c.Time = _now;
         _plan.Clear();
         CommandResult r = _sm.Apply(in c, _plan, _fills);
-        if (_plan.Accounts.Length > 0)
-        {
-            var ar = new CreateAccountResult[_plan.Accounts.Length];
-            _ledger.CreateAccounts(_plan.Accounts, _ledger.LastTimestamp + 1, ar);
-            Assert.All(ar, x => Assert.True(x is CreateAccountResult.Ok or CreateAccountResult.Exists, x.ToString()));
-        }
-        if (_plan.Transfers.Length > 0)
-        {
-            var tr = new CreateTransferResult[_plan.Transfers.Length];
-            _ledger.CreateTransfers(_plan.Transfers, _ledger.LastTimestamp + 1, tr);
-            Assert.All(tr, x => Assert.Equal(CreateTransferResult.Ok, x));
-        }
-        _ledger.AssertInvariants();
+        PlanLedger.Apply(_ledger, _plan);
         _sm.CheckInvariants();
         // The register and the ledger agree on every holding: free + offered in the holding account, pledged in the pledge account.
         foreach (long holder in new[] { Borrower, Bidder, Issuer })
