@@ -181,6 +181,9 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
     /// <summary>The snapshot this start restored (null: it replayed the whole journal), and the newer ones it refused, each with why.</summary>
     public (string? File, ulong LastSeq, IReadOnlyList<string> Refused) Restored { get; private set; } = (null, 0, []);
 
+    /// <summary>Where this start's seconds went (what the restart bench reports).</summary>
+    public StartProfile StartTimes { get; private set; } = new(0, 0, 0, 0, 0);
+
     /// <summary>The snapshot folder of a journal under these options.</summary>
     public static string SnapshotFolderOf(string journalPath, PipelineOptions options) =>
         options.SnapshotFolder ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(journalPath))!, Path.GetFileName(journalPath) + ".snapshots");
@@ -241,6 +244,8 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
         CreateAccountResult[] escrow = await ledger.CreateAccountsAsync(new[] { ChartOfAccounts.NewAccount(AccountCode.ExchangeEscrow, ExchangeStateMachine.EscrowAccount, Asset.Usd) }, ct);
         if (escrow[0] is not (CreateAccountResult.Ok or CreateAccountResult.Exists)) throw new InvalidOperationException($"Cannot create the exchange escrow account: {escrow[0]}.");
 
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp(), tRead = 0, tRestore = 0, tJournal = 0, tPrefix = 0;
+        static double Seconds(long ticks) => ticks / (double)System.Diagnostics.Stopwatch.Frequency;
         CommandJournal? journal = null;
         var tail = new Queue<(Account[] Accounts, Transfer[] Transfers)>();
         var excluded = new HashSet<ulong>();             // commands never applied (they failed part-way)
@@ -259,9 +264,13 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
                 {
                     try
                     {
+                        long r0 = System.Diagnostics.Stopwatch.GetTimestamp();
                         JournalSnapshot js = SnapshotStore.ReadFile(file);
                         SnapshotTaken taken = DecodePayload(js.State, js.Position);
+                        long r1 = System.Diagnostics.Stopwatch.GetTimestamp();
                         sm = ExchangeStateMachine.ReadSnapshot(taken.Machine, sm.Instruments, sm.Options);
+                        tRead += r1 - r0;
+                        tRestore += System.Diagnostics.Stopwatch.GetTimestamp() - r1;
                         snapshot = taken;
                         snapshotFile = file;
                         foreach (ulong seq in taken.Excluded) excluded.Add(seq);
@@ -298,7 +307,10 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
                 while (tail.Count > options.ResubmitBatches) tail.Dequeue();
             }
             // From the snapshot's position (the journal's prefix up to it checked against its chain hash), or the start.
+            long j0 = System.Diagnostics.Stopwatch.GetTimestamp();
             journal = CommandJournal.Open(journalPath, Replayed, journalOptions, snapshot?.Position);
+            tJournal = System.Diagnostics.Stopwatch.GetTimestamp() - j0;
+            tPrefix = journal.PrefixCheckTicks;
             try
             {
                 // A command failed part-way (now, or in an earlier run): the machine is rebuilt without it, until a pass
@@ -354,6 +366,9 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
             journal?.Dispose();
             throw;
         }
+        long tEnd = System.Diagnostics.Stopwatch.GetTimestamp();
+        pipeline.StartTimes = new StartProfile(Seconds(tRead), Seconds(tRestore), Seconds(tPrefix), Seconds(tJournal - tPrefix),
+            Seconds(tEnd - t0 - tRead - tRestore - tJournal));
         pipeline._lastTime = sm.LastTime;
         pipeline._loop = Task.Factory.StartNew(pipeline.RunAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
         pipeline._ledgerLoop = Task.Factory.StartNew(pipeline.LedgerLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
@@ -786,3 +801,10 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
         _readGate.Dispose();
     }
 }
+
+/// <summary>
+/// Where a start's seconds went: reading and checking the snapshot file (and its payload), building the state machine
+/// from it, checking the journal before the snapshot's position, reading and applying the journal after it, and the rest
+/// (the escrow account, the ledger effects of the last batches submitted again, deposits left waiting).
+/// </summary>
+public sealed record StartProfile(double SnapshotReadSeconds, double SnapshotRestoreSeconds, double PrefixCheckSeconds, double TailReplaySeconds, double OtherSeconds);
