@@ -181,6 +181,20 @@ public sealed class CommandJournal : IDisposable
         }
     }
 
+    /// <summary>
+    /// Checks that the chain from the first record ends exactly at <paramref name="from"/> (as <see cref="Open"/> does with
+    /// <see cref="JournalOptions.VerifyPrefix"/>), for a journal opened without that check. Reads only the bytes before
+    /// <paramref name="from"/>, which appends never touch: it may run on another thread while the owner appends (the
+    /// handle reads with pread), but not after <see cref="Dispose"/>.
+    /// </summary>
+    /// <exception cref="JournalCorruptException">The chain breaks before the position or does not end there.</exception>
+    public void CheckPrefix(JournalPosition from)
+    {
+        ArgumentNullException.ThrowIfNull(from);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (from.Offset > 0) VerifyPrefix(_file, Path, from);
+    }
+
     /// <summary>Checks that the chain from the first record ends exactly at <paramref name="from"/>.</summary>
     private static void VerifyPrefix(SafeFileHandle file, string path, JournalPosition from)
     {

@@ -268,6 +268,9 @@ public sealed partial class ExchangeStateMachine
         foreach ((long holder, long node) in _pledgeAccounts.OrderBy(k => k.Item1).ThenBy(k => k.Item2)) { w.Write(holder); w.Write(node); }
     }
 
+    // Run once per start over hundreds of thousands of items: compiled optimized at once, not first as tier-0 code that
+    // on-stack replacement swaps out only part-way through the loops.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private RegistryParts ReadBody(BinaryReader r)
     {
         ulong epoch = r.ReadUInt64();
