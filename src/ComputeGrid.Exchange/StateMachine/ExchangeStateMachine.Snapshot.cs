@@ -18,8 +18,11 @@ public sealed partial class ExchangeStateMachine
     /// <summary>"CGSM" little-endian.</summary>
     public const uint SnapshotMagic = 0x4D534743;
 
-    /// <summary>The snapshot format written.</summary>
-    public const uint SnapshotVersion = 2;
+    /// <summary>
+    /// The snapshot format written. 3: the layout of 2, from machines that prune ended leases in the Tick; a 2 may hold
+    /// leases a replay would have pruned by then, so it is refused (the start falls back to replaying the journal).
+    /// </summary>
+    public const uint SnapshotVersion = 3;
 
     private const int SnapshotHeaderBytes = 16, SnapshotChecksumBytes = 32;
 
