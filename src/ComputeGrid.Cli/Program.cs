@@ -141,11 +141,12 @@ var workDir = new Option<string?>("--work-dir") { Description = "Folder for the 
 var benchPrices = new Option<string?>("--prices") { Description = "energy: a 15-minute hub price file of the shared ERCOT format, instead of the reference site's." };
 var benchPriceColumn = new Option<string?>("--price-column") { Description = "energy: the price column to use (e.g. 'West LMP')." };
 var benchLoad = new Option<string?>("--load") { Description = "energy: an hourly native-load file of the shared ERCOT format." };
-var bench = new Command("bench", "Run a benchmark; the last line printed is one JSON object.") { component, quick, workDir, benchPrices, benchPriceColumn, benchLoad };
+var benchOnly = new Option<string?>("--only") { Description = "exchange: run one part alone ('restart': the restart after N orders)." };
+var bench = new Command("bench", "Run a benchmark; the last line printed is one JSON object.") { component, quick, workDir, benchPrices, benchPriceColumn, benchLoad, benchOnly };
 bench.SetAction(async (pr, ct) => pr.GetValue(component) switch
 {
     "ledger" => await LedgerBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, ct),
-    "exchange" => await ExchangeBench.RunAsync(pr.GetValue(quick), Console.Out, ct),
+    "exchange" => await ExchangeBench.RunAsync(pr.GetValue(quick), pr.GetValue(benchOnly), Console.Out, ct),
     "inference" => await InferenceBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, ct),
     "energy" => EnergyBench.Run(pr.GetValue(quick), pr.GetValue(benchPrices), pr.GetValue(benchPriceColumn), pr.GetValue(benchLoad), Console.Out),
     "tokens" => TokensBench.Run(pr.GetValue(quick), Console.Out),

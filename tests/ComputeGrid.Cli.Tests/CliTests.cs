@@ -30,6 +30,7 @@ public sealed class CliTests : IDisposable
     [InlineData("verify", "--proof", "/nonexistent/proof.json", "--root", "xyz")]
     [InlineData("verify", "--ledger-dir", "/nonexistent/ledger")]
     [InlineData("bench", "nothing")]
+    [InlineData("bench", "exchange", "--only", "nothing")]
     [InlineData("serve", "--urls")]
     [InlineData("node", "--server", "http://127.0.0.1:5081", "--region", "atlantis", "--price", "20", "--capacity", "4")]
     [InlineData("node", "--server", "http://127.0.0.1:5081", "--region", "dallas", "--price", "-1", "--capacity", "4")]

@@ -16,8 +16,22 @@ public static class ExchangeBench
     private const int Seed = 0x0B00C;
     public static readonly PriceBand Band = new(1_000_000, 1_000_000 + 999 * 1_000, 1_000); // $1.000 … $1.999 per GPU-hour
 
-    public static async Task<int> RunAsync(bool quick, TextWriter output, CancellationToken ct)
+    public static async Task<int> RunAsync(bool quick, TextWriter output, CancellationToken ct) => await RunAsync(quick, null, output, ct);
+
+    /// <summary>
+    /// The bench; <paramref name="only"/> "restart" runs the restart part alone (to iterate on it: the other parts take
+    /// minutes), its JSON the restart fields only. Null runs everything.
+    /// </summary>
+    public static async Task<int> RunAsync(bool quick, string? only, TextWriter output, CancellationToken ct)
     {
+        if (only == "restart")
+        {
+            RestartRun alone = await RunRestartAsync(quick, output, ct);
+            var fields = new SortedDictionary<string, object>(RestartMetrics(alone), StringComparer.Ordinal) { ["quick"] = quick ? 1 : 0 };
+            output.WriteLine(JsonSerializer.Serialize(new { bench = "exchange", metrics = fields }));
+            return 0;
+        }
+        if (only is not null) return CliDefaults.Fail($"unknown part '{only}' of the exchange bench (restart)");
         var total = Stopwatch.StartNew();
         int commands = quick ? 2_000_000 : 6_000_000;
         int referenceCommands = quick ? 300_000 : 1_000_000;
@@ -132,29 +146,10 @@ public static class ExchangeBench
         output.WriteLine($"  HTTP batch API (loopback, durable; {api.Clients} clients, batches of {api.BatchSize:N0}): {api.Orders:N0} orders ({api.Accepted:N0} accepted, {api.Fills:N0} fills) at {api.OrdersPerSecond:N0} orders/s, request p50 {api.RequestP50Ms} ms p99 {api.RequestP99Ms} ms; stages (commands/s of their own time): journal {api.JournalCommandsPerSecond:N0}, state machine {api.StateMachineCommandsPerSecond:N0}, ledger {api.LedgerCommandsPerSecond:N0}; CPU busy {api.CpuBusyShare:P0} of {Environment.ProcessorCount} cores (server and clients)");
 
         // 6. Restart: snapshot + journal tail against the full replay, over a journal of 10M orders (1M in quick mode).
-        long restartOrders = quick ? 1_000_000 : 10_000_000;
-        string restartDir = Path.Combine(Path.GetTempPath(), "cg-exchange-restart-" + Guid.NewGuid().ToString("N"));
-        RestartRun restart;
-        try
-        {
-            Directory.CreateDirectory(restartDir);
-            restart = await ExchangeRestartBench.RunAsync(restartDir, restartOrders, ct);
-            output.WriteLine($"  restart after {restart.Orders:N0} orders (journal {restart.JournalBytes / 1e6:F0} MB, seq {restart.LastSeq:N0}, built in {restart.BuildSeconds:F1} s; {restart.OpenOrders:N0} open orders): "
-                + $"from the snapshot at seq {restart.SnapshotSeq:N0} ({restart.SnapshotBytes / 1e6:F1} MB) + {restart.LastSeq - restart.SnapshotSeq:N0} commands of tail {restart.SnapshotStartSeconds:F2} s; full replay {restart.FullReplaySeconds:F2} s");
-        }
-        finally { if (Directory.Exists(restartDir)) Directory.Delete(restartDir, recursive: true); }
+        RestartRun restart = await RunRestartAsync(quick, output, ct);
 
-        var metrics = new SortedDictionary<string, object>(StringComparer.Ordinal)
+        var metrics = new SortedDictionary<string, object>(RestartMetrics(restart), StringComparer.Ordinal)
         {
-            // Named by what was measured: 10M orders in the full run (the figure), 1M in quick mode.
-            [$"restart_seconds_after_{restart.Orders / 1_000_000}m_orders"] = Math.Round(restart.SnapshotStartSeconds, 3),
-            ["restart_seconds_full_replay"] = Math.Round(restart.FullReplaySeconds, 3),
-            ["restart_orders"] = restart.Orders,
-            ["restart_tail_commands"] = (long)(restart.LastSeq - restart.SnapshotSeq),
-            ["restart_snapshot_every_commands"] = restart.SnapshotEvery,
-            ["restart_snapshot_bytes"] = restart.SnapshotBytes,
-            ["restart_journal_bytes"] = restart.JournalBytes,
-            ["restart_build_seconds"] = Math.Round(restart.BuildSeconds, 1),
             ["api_batch_orders_per_s"] = Math.Round(api.OrdersPerSecond),
             ["api_batch_request_p99_ms"] = api.RequestP99Ms,
             ["api_batch_accepted_share"] = api.Orders == 0 ? 0 : Math.Round((double)api.Accepted / api.Orders, 4),
@@ -194,6 +189,45 @@ public static class ExchangeBench
         output.WriteLine(JsonSerializer.Serialize(new { bench = "exchange", metrics }));
         return 0;
     }
+
+    private static async Task<RestartRun> RunRestartAsync(bool quick, TextWriter output, CancellationToken ct)
+    {
+        long restartOrders = quick ? 1_000_000 : 10_000_000;
+        string restartDir = Path.Combine(Path.GetTempPath(), "cg-exchange-restart-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            Directory.CreateDirectory(restartDir);
+            RestartRun restart = await ExchangeRestartBench.RunAsync(restartDir, restartOrders, ct);
+            output.WriteLine($"  restart after {restart.Orders:N0} orders (journal {restart.JournalBytes / 1e6:F0} MB, seq {restart.LastSeq:N0}, built in {restart.BuildSeconds:F1} s; {restart.OpenOrders:N0} open orders): "
+                + $"from the snapshot at seq {restart.SnapshotSeq:N0} ({restart.SnapshotBytes / 1e6:F1} MB) + {restart.LastSeq - restart.SnapshotSeq:N0} commands of tail {restart.SnapshotStartSeconds:F2} s; full replay {restart.FullReplaySeconds:F2} s");
+            output.WriteLine($"    from the snapshot: {Describe(restart.SnapshotStart, restart.PrefixCheckAfterStartSeconds)}");
+            output.WriteLine($"    full replay:       {Describe(restart.FullStart)}");
+            return restart;
+        }
+        finally { if (Directory.Exists(restartDir)) Directory.Delete(restartDir, recursive: true); }
+    }
+
+    private static string Describe(Exchange.Pipeline.StartProfile p, double background = 0) =>
+        $"snapshot read {p.SnapshotReadSeconds:F2} s, restore {p.SnapshotRestoreSeconds:F2} s, prefix check {p.PrefixCheckSeconds:F2} s (then {background:F2} s in the background), journal replay {p.TailReplaySeconds:F2} s, rest {p.OtherSeconds:F2} s";
+
+    private static Dictionary<string, object> RestartMetrics(RestartRun restart) => new()
+    {
+        // Named by what was measured: 10M orders in the full run (the figure), 1M in quick mode.
+        [$"restart_seconds_after_{restart.Orders / 1_000_000}m_orders"] = Math.Round(restart.SnapshotStartSeconds, 3),
+        ["restart_seconds_full_replay"] = Math.Round(restart.FullReplaySeconds, 3),
+        ["restart_orders"] = restart.Orders,
+        ["restart_tail_commands"] = (long)(restart.LastSeq - restart.SnapshotSeq),
+        ["restart_snapshot_every_commands"] = restart.SnapshotEvery,
+        ["restart_snapshot_bytes"] = restart.SnapshotBytes,
+        ["restart_journal_bytes"] = restart.JournalBytes,
+        ["restart_build_seconds"] = Math.Round(restart.BuildSeconds, 1),
+        ["restart_snapshot_read_seconds"] = Math.Round(restart.SnapshotStart.SnapshotReadSeconds, 3),
+        ["restart_snapshot_restore_seconds"] = Math.Round(restart.SnapshotStart.SnapshotRestoreSeconds, 3),
+        ["restart_prefix_check_seconds"] = Math.Round(restart.SnapshotStart.PrefixCheckSeconds, 3),
+        ["restart_prefix_check_background_seconds"] = Math.Round(restart.PrefixCheckAfterStartSeconds, 3),
+        ["restart_tail_replay_seconds"] = Math.Round(restart.SnapshotStart.TailReplaySeconds, 3),
+        ["restart_other_seconds"] = Math.Round(restart.SnapshotStart.OtherSeconds, 3),
+    };
 
     private const int BatchSize = 4096;
 

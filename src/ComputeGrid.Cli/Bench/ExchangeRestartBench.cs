@@ -9,7 +9,8 @@ namespace ComputeGrid.Cli.Bench;
 
 /// <summary>What the restart bench measured.</summary>
 public sealed record RestartRun(long Orders, long JournalBytes, ulong LastSeq, ulong SnapshotSeq, long SnapshotBytes, long SnapshotEvery,
-    double BuildSeconds, double SnapshotStartSeconds, double FullReplaySeconds, int OpenOrders);
+    double BuildSeconds, double SnapshotStartSeconds, double FullReplaySeconds, int OpenOrders, StartProfile SnapshotStart, StartProfile FullStart,
+    double PrefixCheckAfterStartSeconds);
 
 /// <summary>
 /// Restart time: a journal of N orders is built through the pipeline (durable journal with its fsync per batch, snapshots
@@ -104,10 +105,17 @@ public static class ExchangeRestartBench
         // From the newest snapshot and the journal after it.
         var clock = Stopwatch.StartNew();
         ulong lastSeq, snapshotSeq;
+        StartProfile snapshotStart, fullStart;
+        double prefixAfter;
         await using (ExchangePipeline pipeline = await ExchangePipeline.StartAsync(NewMachine(), ledger, journal, time, options with { SnapshotEveryCommands = 0 }, ct: ct))
         {
             clock.Stop();
             snapshotSeq = pipeline.Restored.LastSeq;
+            snapshotStart = pipeline.StartTimes;
+            // The journal before the snapshot is checked once the exchange runs: how long after the start that took.
+            var check = Stopwatch.StartNew();
+            await pipeline.PrefixCheck;
+            prefixAfter = check.Elapsed.TotalSeconds;
             if (pipeline.Restored.File is null) throw new InvalidOperationException("The restart found no snapshot.");
             byte[] restored = await pipeline.ReadAsync(m => m.StateHash(), ct);
             if (!hash.AsSpan().SequenceEqual(restored)) throw new InvalidOperationException("The restart from the snapshot reached another state.");
@@ -122,9 +130,10 @@ public static class ExchangeRestartBench
         {
             clock.Stop();
             if (pipeline.Restored.File is not null) throw new InvalidOperationException("The full replay started from a snapshot.");
+            fullStart = pipeline.StartTimes;
             byte[] replayed = await pipeline.ReadAsync(m => m.StateHash(), ct);
             if (!hash.AsSpan().SequenceEqual(replayed)) throw new InvalidOperationException("The full replay reached another state.");
         }
-        return new RestartRun(orders, journalBytes, lastSeq, snapshotSeq, snapshotBytes, every, build.Elapsed.TotalSeconds, fromSnapshot, clock.Elapsed.TotalSeconds, openOrders);
+        return new RestartRun(orders, journalBytes, lastSeq, snapshotSeq, snapshotBytes, every, build.Elapsed.TotalSeconds, fromSnapshot, clock.Elapsed.TotalSeconds, openOrders, snapshotStart, fullStart, prefixAfter);
     }
 }

@@ -87,6 +87,9 @@ public sealed class CommandJournal : IDisposable
     /// <summary>Why the torn tail dropped at open did not check (null when nothing was dropped).</summary>
     public string? TornTailReason { get; }
 
+    /// <summary>Stopwatch ticks the open spent checking the journal before the start position (0 when it started at the front).</summary>
+    public long PrefixCheckTicks { get; private init; }
+
     /// <summary>Records handed to the open's callback.</summary>
     public long RecoveredBatches { get; }
 
@@ -148,12 +151,14 @@ public sealed class CommandJournal : IDisposable
             // A new file's name must be durable before its first acknowledged record (fdatasync does not sync the folder).
             if (!existed) DurableFile.SyncDirectory(folder);
             long length = RandomAccess.GetLength(file);
+            long opened = System.Diagnostics.Stopwatch.GetTimestamp();
             if (from.Offset > 0)
             {
                 if (length < from.Offset)
                     throw new JournalCorruptException(path, length, $"the journal ends at byte {length}, before byte {from.Offset} where the start position (seq {from.LastSeq}) ends");
                 if (options.VerifyPrefix) VerifyPrefix(file, path, from);
             }
+            long prefixTicks = System.Diagnostics.Stopwatch.GetTimestamp() - opened;
             var scan = JournalFormat.Scan(file, path, from, onBatch);
             long truncated = 0;
             if (scan.StopReason is not null)
@@ -167,13 +172,27 @@ public sealed class CommandJournal : IDisposable
                 RandomAccess.SetLength(file, scan.ValidBytes);
                 RandomAccess.FlushToDisk(file);
             }
-            return new CommandJournal(path, file, options, scan, truncated, truncated > 0 ? scan.StopReason : null);
+            return new CommandJournal(path, file, options, scan, truncated, truncated > 0 ? scan.StopReason : null) { PrefixCheckTicks = prefixTicks };
         }
         catch
         {
             file.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Checks that the chain from the first record ends exactly at <paramref name="from"/> (as <see cref="Open"/> does with
+    /// <see cref="JournalOptions.VerifyPrefix"/>), for a journal opened without that check. Reads only the bytes before
+    /// <paramref name="from"/>, which appends never touch: it may run on another thread while the owner appends (the
+    /// handle reads with pread), but not after <see cref="Dispose"/>.
+    /// </summary>
+    /// <exception cref="JournalCorruptException">The chain breaks before the position or does not end there.</exception>
+    public void CheckPrefix(JournalPosition from)
+    {
+        ArgumentNullException.ThrowIfNull(from);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (from.Offset > 0) VerifyPrefix(_file, Path, from);
     }
 
     /// <summary>Checks that the chain from the first record ends exactly at <paramref name="from"/>.</summary>

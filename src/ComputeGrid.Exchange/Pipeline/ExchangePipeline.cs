@@ -45,6 +45,17 @@ public sealed record PipelineOptions
     /// </summary>
     public long SnapshotEveryCommands { get; init; } = 1_000_000;
 
+    /// <summary>
+    /// A start from a snapshot checks the journal before the snapshot's position (the hash chain from the first record
+    /// must end exactly there) in the background, once the exchange runs, instead of before it (that prefix is the whole
+    /// history: hashing it made the restart grow with the history again). A mismatch stops the exchange (fail-stop) and
+    /// leaves a marker (<see cref="ExchangePipeline.PrefixMarkerOf"/>) that refuses every later start with the same one-line error until
+    /// someone repairs the journal and removes it. What a start reads (the snapshot, the journal after it, chained from
+    /// the snapshot's hash) is always checked before it returns. False: the check runs before the start returns, when
+    /// <see cref="JournalOptions.VerifyPrefix"/> asks for it.
+    /// </summary>
+    public bool CheckPrefixInBackground { get; init; } = true;
+
     /// <summary>Where the snapshots are kept (the newest two); null: beside the journal, in the folder <c>{journal file}.snapshots</c>.</summary>
     public string? SnapshotFolder { get; init; }
 
@@ -181,6 +192,22 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
     /// <summary>The snapshot this start restored (null: it replayed the whole journal), and the newer ones it refused, each with why.</summary>
     public (string? File, ulong LastSeq, IReadOnlyList<string> Refused) Restored { get; private set; } = (null, 0, []);
 
+    /// <summary>Where this start's seconds went (what the restart bench reports).</summary>
+    public StartProfile StartTimes { get; private set; } = new(0, 0, 0, 0, 0);
+
+    /// <summary>
+    /// The check of the journal before the start's snapshot (<see cref="PipelineOptions.CheckPrefixInBackground"/>):
+    /// completed at once when it ran before the start returned or there was nothing to check; faulted with the
+    /// <see cref="JournalCorruptException"/> (or <see cref="IOException"/>) that stopped the exchange.
+    /// </summary>
+    public Task PrefixCheck { get; private set; } = Task.CompletedTask;
+
+    /// <summary>
+    /// The file a failed background prefix check leaves beside the journal: its first line the offset, its second the
+    /// reason. While it exists every start refuses with that <see cref="JournalCorruptException"/>.
+    /// </summary>
+    public static string PrefixMarkerOf(string journalPath) => Path.GetFullPath(journalPath) + ".corrupt";
+
     /// <summary>The snapshot folder of a journal under these options.</summary>
     public static string SnapshotFolderOf(string journalPath, PipelineOptions options) =>
         options.SnapshotFolder ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(journalPath))!, Path.GetFileName(journalPath) + ".snapshots");
@@ -241,6 +268,8 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
         CreateAccountResult[] escrow = await ledger.CreateAccountsAsync(new[] { ChartOfAccounts.NewAccount(AccountCode.ExchangeEscrow, ExchangeStateMachine.EscrowAccount, Asset.Usd) }, ct);
         if (escrow[0] is not (CreateAccountResult.Ok or CreateAccountResult.Exists)) throw new InvalidOperationException($"Cannot create the exchange escrow account: {escrow[0]}.");
 
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp(), tRead = 0, tRestore = 0, tJournal = 0, tPrefix = 0;
+        static double Seconds(long ticks) => ticks / (double)System.Diagnostics.Stopwatch.Frequency;
         CommandJournal? journal = null;
         var tail = new Queue<(Account[] Accounts, Transfer[] Transfers)>();
         var excluded = new HashSet<ulong>();             // commands never applied (they failed part-way)
@@ -250,6 +279,14 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
         SnapshotTaken? snapshot = null;                  // the snapshot the replay starts from
         string? snapshotFile = null;
         var refused = new List<string>();
+        if (journalPath is not null && File.Exists(PrefixMarkerOf(journalPath)))
+        {
+            // A background check found the journal damaged before a snapshot's position: refused as that check said.
+            string[] marker = File.ReadAllLines(PrefixMarkerOf(journalPath));
+            throw new JournalCorruptException(Path.GetFullPath(journalPath), marker.Length > 0 && long.TryParse(marker[0], System.Globalization.CultureInfo.InvariantCulture, out long at) ? at : 0,
+                (marker.Length > 1 ? marker[1] : "damaged before a snapshot's position") + $" (found after a start; remove {PrefixMarkerOf(journalPath)} once repaired)");
+        }
+        bool prefixLater = options.CheckPrefixInBackground && (journalOptions?.VerifyPrefix ?? true);
         if (journalPath is not null)
         {
             // The newest snapshot that reads back whole; a damaged or invalid one is refused (and said so), the one before it
@@ -259,9 +296,13 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
                 {
                     try
                     {
+                        long r0 = System.Diagnostics.Stopwatch.GetTimestamp();
                         JournalSnapshot js = SnapshotStore.ReadFile(file);
                         SnapshotTaken taken = DecodePayload(js.State, js.Position);
+                        long r1 = System.Diagnostics.Stopwatch.GetTimestamp();
                         sm = ExchangeStateMachine.ReadSnapshot(taken.Machine, sm.Instruments, sm.Options);
+                        tRead += r1 - r0;
+                        tRestore += System.Diagnostics.Stopwatch.GetTimestamp() - r1;
                         snapshot = taken;
                         snapshotFile = file;
                         foreach (ulong seq in taken.Excluded) excluded.Add(seq);
@@ -298,7 +339,13 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
                 while (tail.Count > options.ResubmitBatches) tail.Dequeue();
             }
             // From the snapshot's position (the journal's prefix up to it checked against its chain hash), or the start.
-            journal = CommandJournal.Open(journalPath, Replayed, journalOptions, snapshot?.Position);
+            long j0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            // The prefix before the snapshot's position is checked after the start (below) when the options say so; the
+            // records read here are checked now, chained from the snapshot's hash.
+            JournalOptions opening = prefixLater ? (journalOptions ?? new JournalOptions()) with { VerifyPrefix = false } : journalOptions ?? new JournalOptions();
+            journal = CommandJournal.Open(journalPath, Replayed, opening, snapshot?.Position);
+            tJournal = System.Diagnostics.Stopwatch.GetTimestamp() - j0;
+            tPrefix = journal.PrefixCheckTicks;
             try
             {
                 // A command failed part-way (now, or in an earlier run): the machine is rebuilt without it, until a pass
@@ -354,9 +401,18 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
             journal?.Dispose();
             throw;
         }
+        long tEnd = System.Diagnostics.Stopwatch.GetTimestamp();
+        pipeline.StartTimes = new StartProfile(Seconds(tRead), Seconds(tRestore), Seconds(tPrefix), Seconds(tJournal - tPrefix),
+            Seconds(tEnd - t0 - tRead - tRestore - tJournal));
         pipeline._lastTime = sm.LastTime;
         pipeline._loop = Task.Factory.StartNew(pipeline.RunAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
         pipeline._ledgerLoop = Task.Factory.StartNew(pipeline.LedgerLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        // A replay that fell back to the first record (snapshot null) checked the whole chain already.
+        if (prefixLater && journal is not null && snapshot is not null)
+        {
+            JournalPosition position = snapshot.Position;
+            pipeline.PrefixCheck = Task.Run(() => pipeline.CheckPrefixLater(journal, position));
+        }
         return pipeline;
     }
 
@@ -664,6 +720,23 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
         });
     }
 
+    private void CheckPrefixLater(CommandJournal journal, JournalPosition position)
+    {
+        try { journal.CheckPrefix(position); }
+        catch (JournalCorruptException e)
+        {
+            // Durable before the stop is visible: a start after a crash here must refuse too.
+            try { ComputeGrid.Core.DurableFile.ReplacePrivate(PrefixMarkerOf(journal.Path), $"{e.Offset.ToString(System.Globalization.CultureInfo.InvariantCulture)}\n{e.Reason}\n"); }
+            finally { Stop(e, null); }
+            throw;
+        }
+        catch (IOException e)
+        {
+            Stop(e, null);
+            throw;
+        }
+    }
+
     private void Stop(Exception e, Batch? batch)
     {
         _fault ??= e;
@@ -778,6 +851,8 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
         try { await _ledgerLoop; }
         catch (Exception e) when (e is OperationCanceledException or ExchangeUnavailableException) { }
         await _snapshotWrite;
+        try { await PrefixCheck; } // it reads the journal: done before the journal closes
+        catch (Exception e) when (e is JournalCorruptException or IOException) { }
         var stopped = new ExchangeUnavailableException("The exchange stopped.");
         while (_queue.Reader.TryRead(out Pending? p)) p.Completion?.TrySetException(stopped);
         while (_internal.Reader.TryRead(out Pending? p)) p.Completion?.TrySetException(stopped);
@@ -786,3 +861,10 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
         _readGate.Dispose();
     }
 }
+
+/// <summary>
+/// Where a start's seconds went: reading and checking the snapshot file (and its payload), building the state machine
+/// from it, checking the journal before the snapshot's position, reading and applying the journal after it, and the rest
+/// (the escrow account, the ledger effects of the last batches submitted again, deposits left waiting).
+/// </summary>
+public sealed record StartProfile(double SnapshotReadSeconds, double SnapshotRestoreSeconds, double PrefixCheckSeconds, double TailReplaySeconds, double OtherSeconds);

@@ -146,6 +146,13 @@ internal sealed class CapacityBook
         on.Add(leaseId);
     }
 
+    /// <summary>Forgets pruned leases (<see cref="ExchangeStateMachine"/>'s Tick) on the nodes they were on; a node left with none drops its list.</summary>
+    public void Forget(IReadOnlyList<(long Node, int Gpus)> nodes, HashSet<long> pruned)
+    {
+        foreach ((long node, _) in nodes)
+            if (_leasesOn.TryGetValue(node, out List<long>? on) && on.RemoveAll(pruned.Contains) > 0 && on.Count == 0) _leasesOn.Remove(node);
+    }
+
     /// <summary>Leases with GPUs on the node, oldest first.</summary>
     public IReadOnlyList<long> LeasesOn(long node) => _leasesOn.TryGetValue(node, out List<long>? on) ? on : [];
 
@@ -221,6 +228,26 @@ internal sealed class LeaseBook
     }
 
     public Lease Get(long id) => _leases[id];
+
+    /// <summary>
+    /// Removes leases (all handed out by <see cref="StartingBy"/> already) from the book and its indexes, keeping the
+    /// order of the rest.
+    /// </summary>
+    public void Remove(HashSet<long> pruned)
+    {
+        if (pruned.Count == 0) return;
+        var participants = new SortedSet<long>();
+        foreach (long id in pruned)
+        {
+            Lease lease = _leases[id];
+            participants.Add(lease.Buyer);
+            participants.Add(lease.Payee);
+            _leases.Remove(id);
+        }
+        _ids.RemoveAll(pruned.Contains);
+        foreach (long who in participants)
+            if (_byParticipant.TryGetValue(who, out List<long>? list) && list.RemoveAll(pruned.Contains) > 0 && list.Count == 0) _byParticipant.Remove(who);
+    }
 
     public bool TryGet(long id, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out Lease lease) => _leases.TryGetValue(id, out lease);
 

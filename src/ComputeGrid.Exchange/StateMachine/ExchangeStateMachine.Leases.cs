@@ -169,6 +169,57 @@ public sealed partial class ExchangeStateMachine
         EndResale(lease);
     }
 
+    // ================================================================== pruning
+
+    private readonly HashSet<long> _pruned = [];
+    private readonly HashSet<long> _resoldByOrders = [];
+    private readonly List<long> _tree = [];
+
+    /// <summary>
+    /// Forgets leases that ended (completed or failed, nothing left in their escrow to move) and whose delivery window
+    /// closed at or before <paramref name="cutoff"/>, so that the state (and a snapshot, and a restart) grows with what is
+    /// live, not with the history. A resale tree goes whole or not at all (a lease and every lease resold from it, all
+    /// ended, none offered by an open resale sell), so what is left stays consistent (time resold from a lease equals its
+    /// children). In id order, from the state alone: a replay prunes the same leases at the same Tick. Their ledger
+    /// accounts stay in the ledger (empty); views of the lease answer as for an unknown one.
+    /// </summary>
+    private void PruneLeases(long cutoff)
+    {
+        _pruned.Clear();
+        _resoldByOrders.Clear();
+        foreach (OrderState o in _orders.Values)
+            if (o.ResoldLease != 0) _resoldByOrders.Add(o.ResoldLease);
+        foreach (long id in _leases.Ids)
+        {
+            Lease root = _leases.Get(id);
+            if (root.Parent is not null || !Prunable(root, cutoff)) continue;
+            _tree.Clear();
+            if (CollectTree(root, cutoff)) foreach (long t in _tree) _pruned.Add(t);
+        }
+        if (_pruned.Count == 0) return;
+        foreach (long id in _pruned)
+        {
+            _capacity.Forget(_leases.Get(id).Nodes, _pruned);
+            _resoldFrom.Remove(id);
+        }
+        _leases.Remove(_pruned);
+    }
+
+    private bool Prunable(Lease lease, long cutoff) =>
+        lease.Status is LeaseStatus.Completed or LeaseStatus.Failed && lease.End <= cutoff && lease.Paid + lease.Refunded == lease.Notional
+        && !_resoldByOrders.Contains(lease.Id);
+
+    // Adds the lease and everything resold from it to _tree when all of them are prunable.
+    private bool CollectTree(Lease lease, long cutoff)
+    {
+        if (!Prunable(lease, cutoff)) return false;
+        _tree.Add(lease.Id);
+        if (_resoldFrom.TryGetValue(lease.Id, out List<long>? children))
+            foreach (long child in children)
+                if (!CollectTree(_leases.Get(child), cutoff)) return false;
+        return true;
+    }
+
     // ================================================================== clock
 
     private const long PruneEveryNs = 3_600_000_000_000L, KeepDeliveredNs = 40L * 24 * 3_600_000_000_000L;
@@ -183,7 +234,8 @@ public sealed partial class ExchangeStateMachine
     private CommandResult Tick()
     {
         InstrumentChanges changes = _instruments.Advance(_now);
-        if (_now - _lastPrune >= PruneEveryNs)
+        bool prune = _now - _lastPrune >= PruneEveryNs;
+        if (prune)
         {
             _instruments.Prune(_now - KeepDeliveredNs);
             _lastPrune = _now;
@@ -214,6 +266,8 @@ public sealed partial class ExchangeStateMachine
         foreach (int id in _closedBooks) ApplyBook(_books[id], new OrderCommand { Kind = CommandKind.Expire, Timestamp = _now }, 0);
         foreach (Lease lease in _leases.StartingBy(_now))
             if (lease.Status == LeaseStatus.Active && lease.Parent is null && _capacity.AnyDown(lease.Nodes)) FailLease(lease); // resold ones fail with theirs
+        // After the starts above: every lease that could be pruned has been handed out by StartingBy.
+        if (prune) PruneLeases(_now - KeepDeliveredNs);
         TickLoans();
         return new CommandResult { Subject = changes.Listed.Count };
     }

@@ -84,6 +84,7 @@ public sealed partial class ExchangeStateMachine
     /// each lease's time offered or sold equals its open resale sells' GPUs plus the leases resold from it; no node is
     /// leased beyond its GPUs; each lease's payments and refunds stay within its notional; no mirror is negative.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)] // once per restore, over the whole state
     public void CheckInvariants()
     {
         int resting = 0;

@@ -189,4 +189,59 @@ public sealed class PipelineSnapshotTests(ITestOutputHelper output) : IDisposabl
             Assert.Equal(second, await p.ReadAsync(sm => sm.StateHash()));
         }
     }
+    [Fact]
+    public async Task A_byte_flipped_before_the_snapshot_position_stops_the_exchange_after_the_start_and_refuses_every_later_start()
+    {
+        await using LedgerEngine ledger = await LedgerAsync();
+        var rng = new Random(9);
+        string folder = ExchangePipeline.SnapshotFolderOf(Journal, new PipelineOptions());
+        byte[] hash;
+        await using (ExchangePipeline p = await StartAsync(ledger, every: 150))
+        {
+            await SetUpAsync(p);
+            await TradeAsync(p, rng, 30);
+            hash = await p.ReadAsync(sm => sm.StateHash());
+        }
+        string newest = SnapshotStore.Files(folder)[0];
+        byte[] good = await File.ReadAllBytesAsync(Journal);
+        byte[] damaged = (byte[])good.Clone();
+        damaged[40] ^= 1; // the first record's chain hash: long before the snapshot's position
+        await File.WriteAllBytesAsync(Journal, damaged);
+        string marker = ExchangePipeline.PrefixMarkerOf(Journal);
+
+        // The start reads only the snapshot and the journal after it, both whole: it starts; the check of the prefix,
+        // once it runs, finds the record and stops the exchange.
+        await using (ExchangePipeline p = await StartAsync(ledger, every: 0))
+        {
+            Assert.Equal(newest, p.Restored.File);
+            var e = await Assert.ThrowsAsync<JournalCorruptException>(() => p.PrefixCheck);
+            Assert.Equal(0, e.Offset);
+            Assert.Same(e, p.Fault);
+            await Assert.ThrowsAsync<ExchangeUnavailableException>(async () => await p.SubmitAsync(ExchangeCommand.Tick()));
+        }
+        Assert.True(File.Exists(marker));
+        Assert.True(File.ReadAllBytes(Journal).AsSpan().SequenceEqual(damaged), "the journal changed");
+
+        // Every later start refuses, at the same record, saying which file to remove once repaired.
+        var again = await Assert.ThrowsAsync<JournalCorruptException>(() => StartAsync(ledger, every: 0));
+        Assert.Equal(0, again.Offset);
+        Assert.Contains(marker, again.Message);
+
+        // Checked before the start returns (the option off): refused by the start itself, and no marker is left.
+        File.Delete(marker);
+        var now = await Assert.ThrowsAsync<JournalCorruptException>(() => ExchangePipeline.StartAsync(NewMachine(), ledger, Journal, _time,
+            new PipelineOptions { SnapshotEveryCommands = 0, Rebuild = NewMachine, CheckPrefixInBackground = false }));
+        Assert.Equal(0, now.Offset);
+        Assert.False(File.Exists(marker));
+
+        // The journal repaired: the check passes and the exchange runs on, in the state it had.
+        await File.WriteAllBytesAsync(Journal, good);
+        await using (ExchangePipeline p = await StartAsync(ledger, every: 0))
+        {
+            await p.PrefixCheck;
+            Assert.Null(p.Fault);
+            Assert.Equal(hash, await p.ReadAsync(sm => sm.StateHash()));
+            Assert.True((await p.SubmitAsync(ExchangeCommand.Tick())).Result.Ok);
+        }
+    }
 }

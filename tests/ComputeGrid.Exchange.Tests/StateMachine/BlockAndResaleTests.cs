@@ -27,6 +27,7 @@ public sealed class BlockAndResaleTests : IDisposable
     private readonly long _start = new DateTimeOffset(2026, 11, 26, 12, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds() * 1_000_000;
     private ulong _seq;
     private long _now;
+    private readonly List<ExchangeCommand> _applied = []; // every command, as applied: a replay applies them again
     private long _node, _node2;
 
     private static UInt128 Source(long owner) => (UInt128)(10_000 + owner);
@@ -85,6 +86,7 @@ public sealed class BlockAndResaleTests : IDisposable
     {
         c.Seq = ++_seq;
         c.Time = _now;
+        _applied.Add(c);
         _plan.Clear();
         _fills.Clear();
         CommandResult r = _sm.Apply(in c, _plan, _fills);
@@ -176,6 +178,80 @@ public sealed class BlockAndResaleTests : IDisposable
             ExchangeCommand read = ComputeGrid.Exchange.Pipeline.CommandCodec.Read(bytes, 9, 10);
             Assert.Equal(c with { Seq = 9, Time = 10 }, read);
         }
+    }
+
+    // ================================================================== pruning ended leases
+
+    [Fact]
+    public void Ended_leases_are_pruned_40_days_after_their_delivery_whole_resale_trees_only_and_a_replay_or_a_snapshot_agrees()
+    {
+        // A: an hourly lease, delivered whole (completed).
+        Instrument hour = Hourly(2);
+        Ok(ExchangeCommand.Place(Provider, hour.Id, Side.Sell, OrderType.Limit, TimeInForce.GoodTillCancel, Price, 2));
+        Ok(ExchangeCommand.Place(Buyer2, hour.Id, Side.Buy, OrderType.Limit, TimeInForce.GoodTillCancel, Price, 2));
+        LeaseView a = _sm.Lease(_fills.Single().LeaseId)!;
+        // P: a daily lease, an hour of it resold as C; only the first two hours are delivered: C completes, P stays active.
+        Instrument day = Daily(Hour(12));
+        Ok(ExchangeCommand.Place(Provider, day.Id, Side.Sell, OrderType.Limit, TimeInForce.GoodTillCancel, Price, 24));
+        Ok(ExchangeCommand.Place(Buyer, day.Id, Side.Buy, OrderType.Limit, TimeInForce.GoodTillCancel, Price, 24));
+        LeaseView p = _sm.Lease(_fills.Single().LeaseId)!;
+        Ok(ExchangeCommand.Resell(Buyer, p.Id, Hourly(12).Id, 3_000_000, 1));
+        Ok(ExchangeCommand.Place(Buyer2, Hourly(12).Id, Side.Buy, OrderType.Limit, TimeInForce.GoodTillCancel, 3_000_000, 1));
+        LeaseView c = _sm.Lease(_fills.Single().LeaseId)!;
+        Assert.Equal(p.Id, c.Parent);
+        _now = a.End;
+        Ok(new ExchangeCommand { Kind = ExchangeCommandKind.Deliver, Owner = Provider, Target = a.Id, From = a.Start, To = a.End });
+        _now = p.Start + 2 * NsPerHour;
+        Ok(new ExchangeCommand { Kind = ExchangeCommandKind.Deliver, Owner = Provider, Target = p.Id, From = p.Start, To = p.Start + 2 * NsPerHour });
+        Assert.Equal((LeaseStatus.Completed, LeaseStatus.Completed, LeaseStatus.Active), (_sm.Lease(a.Id)!.Status, _sm.Lease(c.Id)!.Status, _sm.Lease(p.Id)!.Status));
+
+        // Just before A's window closed 40 days ago: kept.
+        const long Keep = 40 * 24 * NsPerHour;
+        _now = a.End + Keep - NsPerHour;
+        Ok(ExchangeCommand.Tick());
+        Assert.NotNull(_sm.Lease(a.Id));
+        byte[] before = _sm.WriteSnapshot();
+        int snapshotAt = _applied.Count;
+
+        // Past it: A is gone from every view; C ended too, but P (its parent, active) keeps the whole tree.
+        _now = a.End + Keep + NsPerHour;
+        Ok(ExchangeCommand.Tick());
+        Assert.Null(_sm.Lease(a.Id));
+        Assert.DoesNotContain(_sm.Leases(Buyer2), l => l.Id == a.Id);
+        Assert.DoesNotContain(_sm.Leases(null, 0, 1_000), l => l.Id == a.Id);
+        Assert.Contains(_sm.Leases(Buyer2), l => l.Id == c.Id);
+        Assert.NotNull(_sm.Lease(p.Id));
+        Assert.Equal(0, Balance(a.EscrowAccount)); // its ledger account stays, empty
+        byte[] hash = _sm.StateHash();
+
+        // A full replay of the commands, and the snapshot taken before the pruning plus the commands after it, reach the
+        // same state (pruning is a function of the commands); the state hash no longer covers A.
+        var replayed = new ExchangeStateMachine(new InstrumentRegistry(new InstrumentSchedule([GpuClass.A100, GpuClass.H100], ["frankfurt", "tokyo"], ListingPolicy.Default)), new StateMachineOptions { Epoch = 77 });
+        foreach (ExchangeCommand x in _applied) replayed.Apply(in x, new SettlementPlan(), []);
+        Assert.Equal(hash, replayed.StateHash());
+        ExchangeStateMachine restored = ExchangeStateMachine.ReadSnapshot(before,
+            new InstrumentRegistry(new InstrumentSchedule([GpuClass.A100, GpuClass.H100], ["frankfurt", "tokyo"], ListingPolicy.Default)), new StateMachineOptions { Epoch = 77 });
+        Assert.NotNull(restored.Lease(a.Id));
+        foreach (ExchangeCommand x in _applied.Skip(snapshotAt)) restored.Apply(in x, new SettlementPlan(), []);
+        Assert.Equal(hash, restored.StateHash());
+        Assert.Null(restored.Lease(a.Id));
+        ExchangeStateMachine again = ExchangeStateMachine.ReadSnapshot(_sm.WriteSnapshot(),
+            new InstrumentRegistry(new InstrumentSchedule([GpuClass.A100, GpuClass.H100], ["frankfurt", "tokyo"], ListingPolicy.Default)), new StateMachineOptions { Epoch = 77 });
+        Assert.Equal(hash, again.StateHash());
+        Assert.True(_sm.WriteSnapshot().Length < before.Length);
+
+        // P delivered to its end (late): the whole tree goes at the next pruning, its window having closed 40 days ago.
+        _now += NsPerHour;
+        Ok(new ExchangeCommand { Kind = ExchangeCommandKind.Deliver, Owner = Provider, Target = p.Id, From = p.Start + 2 * NsPerHour, To = p.End });
+        Assert.Equal(LeaseStatus.Completed, _sm.Lease(p.Id)!.Status);
+        _now = p.End + Keep - NsPerHour;
+        Ok(ExchangeCommand.Tick());
+        Assert.NotNull(_sm.Lease(c.Id)); // C's window closed 40 days ago, P's not yet: the tree stays whole
+        _now = p.End + Keep + NsPerHour;
+        Ok(ExchangeCommand.Tick());
+        Assert.Null(_sm.Lease(p.Id));
+        Assert.Null(_sm.Lease(c.Id));
+        _sm.CheckInvariants();
     }
 
     // ================================================================== resale
