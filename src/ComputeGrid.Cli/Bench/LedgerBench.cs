@@ -383,23 +383,9 @@ public static partial class LedgerBench
                 throw new BenchFailure($"{phase}: batch {batch}, transfer {i}: {results[i]}");
     }
 
-    private static void Collect()
-    {
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
-        GC.WaitForPendingFinalizers();
-    }
+    private static void Collect() => BenchStats.Collect();
 
-    private static void Line(TextWriter output, FormattableString text) => output.WriteLine(FormattableString.Invariant(text));
+    private static void Line(TextWriter output, FormattableString text) => BenchStats.Line(output, text);
 
-    private static string Json(Action<Utf8JsonWriter> body)
-    {
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream))
-        {
-            w.WriteStartObject();
-            body(w);
-            w.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(stream.ToArray());
-    }
+    private static string Json(Action<Utf8JsonWriter> body) => BenchStats.Json(body);
 }
