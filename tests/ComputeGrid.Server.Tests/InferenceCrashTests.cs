@@ -133,6 +133,14 @@ public sealed class InferenceCrashTests(CrashModelFixture fixture, ITestOutputHe
             foreach (var (key, text) in sent[c])
             {
                 var r = await Embed(customers[c].Http, text, key);
+                // A 503 charges nothing and is the client's cue to retry: the node may drop and reconnect
+                // while a busy machine recovers from the restart. Wait until it is healthy and send again.
+                for (int attempt = 0; r.StatusCode == HttpStatusCode.ServiceUnavailable && attempt < 5; attempt++)
+                {
+                    output.WriteLine($"{key}: 503 {await r.Content.ReadAsStringAsync()}; waiting for a healthy node");
+                    await rig.WaitNodeHealthyAsync();
+                    r = await Embed(customers[c].Http, text, key);
+                }
                 Assert.True(r.StatusCode == HttpStatusCode.OK, $"{key}: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
                 if (answered[c].ContainsKey(key)) Assert.Equal("false", r.Headers.GetValues("X-CG-Charged").Single());
             }
@@ -231,7 +239,7 @@ public sealed class InferenceCrashTests(CrashModelFixture fixture, ITestOutputHe
             await WaitNodeHealthyAsync();
         }
 
-        private async Task WaitNodeHealthyAsync()
+        public async Task WaitNodeHealthyAsync()
         {
             var deadline = DateTime.UtcNow.AddSeconds(60);
             while (DateTime.UtcNow < deadline)
