@@ -1,0 +1,52 @@
+using NBitcoin.Secp256k1;
+
+namespace ComputeGrid.Chain.X402;
+
+/// <summary>
+/// Signs EIP-3009 authorizations with a raw secp256k1 key (RFC 6979 deterministic nonces, low-s as EIP-2 requires):
+/// what a payer's wallet does. The server never holds payers' keys; this exists for tests, benchmarks and simulated
+/// payers, so that they exercise exactly the digest the verifier checks.
+/// </summary>
+public sealed class Eip3009Signer : IDisposable
+{
+    private readonly ECPrivKey _key;
+
+    /// <summary>The signer's address.</summary>
+    public EvmAddress Address { get; }
+
+    /// <summary>A signer for a 32-byte private key.</summary>
+    public Eip3009Signer(ReadOnlySpan<byte> privateKey32)
+    {
+        _key = ECPrivKey.Create(privateKey32);
+        Address = Eip3009.AddressOf(_key.CreatePubKey());
+    }
+
+    /// <summary>A signer for a <c>0x</c>-prefixed 64-digit hex private key (Anvil's development keys are written so).</summary>
+    public static Eip3009Signer FromHex(string privateKeyHex)
+    {
+        Span<byte> key = stackalloc byte[32];
+        if (!Hex.TryDecodeFixed(privateKeyHex, key)) throw new FormatException("a private key is 0x and 64 hex digits");
+        return new Eip3009Signer(key);
+    }
+
+    /// <summary>The 65-byte signature r ‖ s ‖ v (v = 27 or 28) of <paramref name="auth"/>, as <c>0x</c> hex.</summary>
+    public string Sign(Eip712Domain domain, in Eip3009Authorization auth, Eip3009Kind kind = Eip3009Kind.TransferWithAuthorization)
+    {
+        Span<byte> digest = stackalloc byte[32];
+        Eip3009.Digest(domain, auth, digest, kind);
+        return SignDigest(digest);
+    }
+
+    /// <summary>Signs a 32-byte digest; the signature as <c>0x</c> + 130 hex digits.</summary>
+    public string SignDigest(ReadOnlySpan<byte> digest32)
+    {
+        if (!_key.TrySignRecoverable(digest32, out var signature) || signature is null) throw new InvalidOperationException("secp256k1 signing failed");
+        Span<byte> sig = stackalloc byte[65];
+        signature.WriteToSpanCompact(sig[..64], out int recoveryId);
+        sig[64] = (byte)(27 + recoveryId);
+        return "0x" + Convert.ToHexStringLower(sig);
+    }
+
+    /// <summary>Clears the key from memory.</summary>
+    public void Dispose() => _key.Dispose();
+}
