@@ -124,6 +124,25 @@ public class X402HeadersTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new X402Requirements(1, default, "n", "1", default, X402Requirements.MaxTimeoutSecondsMax + 1));
     }
 
+    [Fact]
+    public void The_facilitator_bodies_read_and_write_the_official_shapes()
+    {
+        // What @x402/core's HTTPFacilitatorClient posts to /verify and /settle.
+        string payloadJson = Encoding.UTF8.GetString(Convert.FromBase64String(GoldenSignatureHeader));
+        string requirementsJson = GoldenRequiredJson[(GoldenRequiredJson.IndexOf("[{", StringComparison.Ordinal) + 1)..GoldenRequiredJson.LastIndexOf(']')];
+        string body = $$$"""{"x402Version":2,"paymentPayload":{{{payloadJson}}},"paymentRequirements":{{{requirementsJson}}}}""";
+        var request = JsonSerializer.Deserialize(body, X402Json.Default.FacilitatorRequest)!;
+        Assert.Equal(X402World.Offer().For(X402World.AmountMicro), request.PaymentRequirements);
+        Assert.Equal(X402World.DevAddress0, request.PaymentPayload.Payload.Authorization!.From);
+
+        var supported = new SupportedResponse([new SupportedKind(2, "exact", "eip155:31337")], [],
+            new Dictionary<string, IReadOnlyList<string>> { ["eip155:*"] = [X402World.PayTo] });
+        Assert.Equal($$$"""{"kinds":[{"x402Version":2,"scheme":"exact","network":"eip155:31337"}],"extensions":[],"signers":{"eip155:*":["{{{X402World.PayTo}}}"]}}""",
+            JsonSerializer.Serialize(supported, X402Json.Default.SupportedResponse));
+        Assert.Equal("""{"isValid":false,"invalidReason":"invalid_exact_evm_signature","payer":"0xabc"}""",
+            JsonSerializer.Serialize(new VerifyResponse(false, "invalid_exact_evm_signature", null, "0xabc"), X402Json.Default.VerifyResponse));
+    }
+
     private static string Json(PaymentRequired r) => JsonSerializer.Serialize(r, X402Json.Default.PaymentRequired);
     private static string Json(PaymentPayload p) => JsonSerializer.Serialize(p, X402Json.Default.PaymentPayload);
 }
