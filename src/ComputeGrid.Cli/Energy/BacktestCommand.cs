@@ -225,7 +225,8 @@ internal static class BacktestCommand
     // Where the controller loses against the perfect-foresight schedule, month by month and by cause (GapDecomposition).
     private static void PrintGap(TextWriter o, SiteBacktestResult r)
     {
-        if (r.GapReferenceName is not { } reference) return;
+        if (r.GapReferenceName is not { } gapReference) return;
+        string reference = gapReference == SiteBacktestResult.OptimumName ? SiteBacktestResult.LpBoundName : gapReference;
         o.WriteLine($"  controller's gap against {reference} (USD), by local month and cause (margin = mining revenue − energy, by why miners were off):");
         o.WriteLine($"    {"month",-7} {"gap",11} {"4CP charge",11} {"wear",9} {"margin: ran",12} {"price",9} {"4CP risk",9} {"other",9}");
         static string U(long micro) => (micro / 1e6).ToString("#,0;-#,0;0", CultureInfo.InvariantCulture);
