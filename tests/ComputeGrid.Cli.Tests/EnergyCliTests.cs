@@ -42,6 +42,8 @@ public sealed class EnergyCliTests : IDisposable
         Assert.Contains("controller captures", r.Out);
         Assert.Contains("of the controllable value (integer bound (day windows) − always-on = ", r.Out);
         Assert.Contains("the bound: integer bound (day windows), the tightest proved", r.Out);
+        Assert.Contains("controller's gap against whole-miner foresight (USD), by local month and cause", r.Out);
+        Assert.Contains("\n    2021-08 ", r.Out);
         Assert.Contains("100% done", r.Err); // the progress bar (plain lines when stderr is not a terminal)
         // The run's own folder: site, then the period run (UTC, with the time when it is not midnight).
         string site = Path.Combine(outDir, "ercot-west-reference", "2021-08-23T0500_2021-08-30T0500");
@@ -68,6 +70,10 @@ public sealed class EnergyCliTests : IDisposable
         Assert.True(root.GetProperty("integer_bound_seconds").GetDouble() > 0);
         Assert.Equal(7, root.GetProperty("integer_bound").GetProperty("windows").GetInt32());
         Assert.Equal(wholeMiners, root.GetProperty("policies").GetProperty("whole-miner foresight").GetProperty("value_micro_usd").GetInt64());
+        // The controller's gap by month adds up to the whole-miner schedule's value minus the controller's.
+        JsonElement gap = Assert.Single(root.GetProperty("controller_gap_by_month").EnumerateArray());
+        Assert.Equal("2021-08", gap.GetProperty("month").GetString());
+        Assert.Equal(wholeMiners - root.GetProperty("policies").GetProperty("controller").GetProperty("value_micro_usd").GetInt64(), gap.GetProperty("gap_micro_usd").GetInt64());
     }
 
     [Fact]

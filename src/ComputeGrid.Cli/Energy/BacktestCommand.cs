@@ -218,7 +218,20 @@ internal static class BacktestCommand
         if (r.IntegerBound is { } ib)
             o.WriteLine($"  {SiteBacktestResult.IntegerBoundName}: {r.IntegerUpperBoundMicroUsd!.Value / 1e6:N2} USD, {ib.TighteningUsd:N2} below the LP's; {ib.Windows} windows ({ib.OptimalWindows} proved optimal, {ib.RelaxedWindows} by their LP), {ib.Solver}; "
                 + $"{SiteBacktestResult.WholeMinersName} {ib.FeasibleValueUsd:N2} USD, {ib.GapUsd:N2} below the bound; {r.IntegerBoundTime.TotalSeconds:0.00} s");
+        PrintGap(o, r);
         o.WriteLine($"  files in {dir}{Path.DirectorySeparatorChar}: {IntervalsCsv}, {SummaryJson}{(File.Exists(Path.Combine(dir, PoliciesPng)) ? $", {WeekPng}, {ProfitPng}, {PoliciesPng}" : "")}");
+    }
+
+    // Where the controller loses against the perfect-foresight schedule, month by month and by cause (GapDecomposition).
+    private static void PrintGap(TextWriter o, SiteBacktestResult r)
+    {
+        if (r.GapReferenceName is not { } gapReference) return;
+        string reference = gapReference == SiteBacktestResult.OptimumName ? SiteBacktestResult.LpBoundName : gapReference;
+        o.WriteLine($"  controller's gap against {reference} (USD), by local month and cause (margin = mining revenue − energy, by why miners were off):");
+        o.WriteLine($"    {"month",-7} {"gap",11} {"4CP charge",11} {"wear",9} {"margin: ran",12} {"price",9} {"4CP risk",9} {"other",9}");
+        static string U(long micro) => (micro / 1e6).ToString("#,0;-#,0;0", CultureInfo.InvariantCulture);
+        foreach (MonthGap m in r.GapByMonth())
+            o.WriteLine($"    {m.Year:D4}-{m.Month:D2} {U(m.GapMicroUsd),11} {U(m.PeakChargeMicroUsd),11} {U(m.RestartWearMicroUsd),9} {U(m.MarginRunningMicroUsd),12} {U(m.MarginPriceMicroUsd),9} {U(m.MarginPeakRiskMicroUsd),9} {U(m.MarginOtherMicroUsd),9}");
     }
 
     private static void PrintTotals(TextWriter o, List<SiteBacktestResult> results)

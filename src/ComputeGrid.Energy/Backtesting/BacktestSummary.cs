@@ -41,8 +41,23 @@ public static class BacktestSummary
             ["bound_jul_dec_micro_usd"] = halves?.Item2,
             ["integer_bound"] = r.IntegerBound is { } b ? IntegerBound(b) : null,
             ["policies"] = policies,
+            // Where the controller loses against the perfect-foresight schedule, by local month and cause (GapDecomposition).
+            ["controller_gap_against"] = r.GapReferenceName,
+            ["controller_gap_by_month"] = new JsonArray(r.GapByMonth().Select(m => (JsonNode)MonthGap(m)).ToArray()),
         };
     }
+
+    private static JsonObject MonthGap(MonthGap m) => new()
+    {
+        ["month"] = $"{m.Year:D4}-{m.Month:D2}",
+        ["gap_micro_usd"] = m.GapMicroUsd,
+        ["peak_charge_micro_usd"] = m.PeakChargeMicroUsd,
+        ["restart_wear_micro_usd"] = m.RestartWearMicroUsd,
+        ["margin_running_micro_usd"] = m.MarginRunningMicroUsd,
+        ["margin_price_micro_usd"] = m.MarginPriceMicroUsd,
+        ["margin_peak_risk_micro_usd"] = m.MarginPeakRiskMicroUsd,
+        ["margin_other_micro_usd"] = m.MarginOtherMicroUsd,
+    };
 
     // The integer bound's own figures (USD as the solvers give them; see IntegerBoundResult).
     private static JsonObject IntegerBound(IntegerBoundResult b) => new()

@@ -276,6 +276,23 @@ public sealed class SiteBacktestResult
         return (first, second);
     }
 
+    /// <summary>
+    /// The perfect-foresight schedule a policy's gap is decomposed against (<see cref="GapByMonth"/>): the whole-miner
+    /// schedule under the integer bound (<see cref="WholeMinersName"/>) when it was computed, else the LP's
+    /// (<see cref="OptimumName"/>); null without the optimum.
+    /// </summary>
+    public string? GapReferenceName => IntegerBound is not null ? WholeMinersName : Optimum is not null ? OptimumName : null;
+
+    /// <summary>
+    /// Where <paramref name="policy"/> loses against <see cref="GapReferenceName"/>, by local month and cause
+    /// (<see cref="GapDecomposition"/>); empty without the optimum.
+    /// </summary>
+    public IReadOnlyList<MonthGap> GapByMonth(string policy = "controller")
+    {
+        double[][]? reference = IntegerBound?.FeasibleRunning ?? Optimum?.Running;
+        return reference is null ? [] : GapDecomposition.ByMonth(Site.Problem, Run(policy), reference);
+    }
+
     /// <summary>A policy's (or schedule's) value as a fraction of the LP optimum's whole value, AI revenue included (NaN without the optimum): near 1 for any policy, not the score.</summary>
     public double CapturedVsOptimum(string policy = "controller") =>
         OptimumValue is { } o && o.ValueMicroUsd != 0 ? (double)Value(policy).ValueMicroUsd / o.ValueMicroUsd : double.NaN;

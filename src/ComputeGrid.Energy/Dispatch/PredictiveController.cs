@@ -32,17 +32,20 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
     private const int MaxHorizonHours = 48;
     private readonly ControllerConfig _config;
     private readonly PriceForecaster _prices;
-    private readonly PeakRiskForecaster _peaks;
+    private readonly IPeakHourForecast _peaks;
     private double[] _price = [], _peakProbability = [];
     private int _horizon, _maxHorizon;
     private double _peakRatePerKw; // USD per facility kW per interval of the month's peak hour
 
-    /// <summary>Creates the controller with <paramref name="config"/> (default: the tuned defaults).</summary>
-    public PredictiveController(ControllerConfig? config = null)
+    /// <summary>
+    /// Creates the controller with <paramref name="config"/> (default: the tuned defaults) and its 4CP forecast
+    /// <paramref name="peaks"/> (default: a <see cref="PeakRiskForecaster"/> with the config's settings).
+    /// </summary>
+    public PredictiveController(ControllerConfig? config = null, IPeakHourForecast? peaks = null)
     {
         _config = config ?? new ControllerConfig();
         _prices = new PriceForecaster(_config.SeasonalDays);
-        _peaks = new PeakRiskForecaster(_config.PeakPriorFraction, _config.PeakMinRelativeError, _config.PeakRemainingDaysWeight, _config.PeakHourPriorExponent);
+        _peaks = peaks ?? new PeakRiskForecaster(_config.PeakPriorFraction, _config.PeakMinRelativeError, _config.PeakRemainingDaysWeight, _config.PeakHourPriorExponent);
     }
 
     /// <inheritdoc />
@@ -60,8 +63,8 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
     /// <summary>The price forecaster (its errors so far).</summary>
     public PriceForecaster Prices => _prices;
 
-    /// <summary>The peak-hour forecaster (its load forecast errors so far).</summary>
-    public PeakRiskForecaster Peaks => _peaks;
+    /// <summary>The peak-hour forecast (a <see cref="PeakRiskForecaster"/> unless another was composed in).</summary>
+    public IPeakHourForecast Peaks => _peaks;
 
     /// <inheritdoc />
     public void Reset(SiteProblem problem)

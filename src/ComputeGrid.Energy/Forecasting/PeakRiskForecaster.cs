@@ -25,7 +25,7 @@ namespace ComputeGrid.Energy.Forecasting;
 /// The controller multiplies it by the charge (USD per kW of the month's peak hour) to price each kW it runs in that
 /// hour. No allocation after <see cref="Reset"/>.
 /// </summary>
-public sealed class PeakRiskForecaster
+public sealed class PeakRiskForecaster : IPeakHourForecast
 {
     /// <summary>Hours of load history kept (31 days: the 30-day maximum plus yesterday's shape).</summary>
     private const int HistoryHours = 31 * 24;
