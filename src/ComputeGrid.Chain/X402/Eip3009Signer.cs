@@ -1,4 +1,5 @@
-using NBitcoin.Secp256k1;
+using System.Security.Cryptography;
+using Secp256k1Net;
 
 namespace ComputeGrid.Chain.X402;
 
@@ -9,7 +10,7 @@ namespace ComputeGrid.Chain.X402;
 /// </summary>
 public sealed class Eip3009Signer : IDisposable
 {
-    private readonly ECPrivKey _key;
+    private readonly byte[] _key;
 
     /// <summary>The signer's address.</summary>
     public EvmAddress Address { get; }
@@ -17,8 +18,9 @@ public sealed class Eip3009Signer : IDisposable
     /// <summary>A signer for a 32-byte private key.</summary>
     public Eip3009Signer(ReadOnlySpan<byte> privateKey32)
     {
-        _key = ECPrivKey.Create(privateKey32);
-        Address = Eip3009.AddressOf(_key.CreatePubKey());
+        if (!Secp256k1.IsValidSecretKey(privateKey32)) throw new ArgumentException("not a valid secp256k1 private key", nameof(privateKey32));
+        _key = privateKey32.ToArray();
+        Address = Eip3009.AddressOf(Secp256k1.CreatePublicKey(_key, compressed: false));
     }
 
     /// <summary>A signer for a <c>0x</c>-prefixed 64-digit hex private key (Anvil's development keys are written so).</summary>
@@ -40,13 +42,14 @@ public sealed class Eip3009Signer : IDisposable
     /// <summary>Signs a 32-byte digest; the signature as <c>0x</c> + 130 hex digits.</summary>
     public string SignDigest(ReadOnlySpan<byte> digest32)
     {
-        if (!_key.TrySignRecoverable(digest32, out var signature) || signature is null) throw new InvalidOperationException("secp256k1 signing failed");
+        // libsecp256k1 signs with RFC 6979 nonces and always returns the low-s form.
+        var (signature, recoveryId) = Secp256k1.SignRecoverable(digest32, _key);
         Span<byte> sig = stackalloc byte[65];
-        signature.WriteToSpanCompact(sig[..64], out int recoveryId);
+        signature.CopyTo(sig);
         sig[64] = (byte)(27 + recoveryId);
         return "0x" + Convert.ToHexStringLower(sig);
     }
 
     /// <summary>Clears the key from memory.</summary>
-    public void Dispose() => _key.Dispose();
+    public void Dispose() => CryptographicOperations.ZeroMemory(_key);
 }
