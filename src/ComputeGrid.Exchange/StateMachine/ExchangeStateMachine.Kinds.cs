@@ -55,7 +55,6 @@ public sealed partial class ExchangeStateMachine
         {
             Lease lease = sm.CreateLease(buy, sell, price, quantity);
             sm._newLeases.Add((lease, buy.Id));
-            sm.RecordComputeTrade(buy.Instrument.Id, price, quantity);
             notional = lease.Notional;
             return lease.Id;
         }
