@@ -164,6 +164,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
             var s when s.StartsWith("POST /api/ledger/", StringComparison.Ordinal) => "[]",
             "POST /api/shares/{node}/transfers" => $$"""{"to":{{bob.Id}},"shares":1}""",
             "POST /api/shares/{node}/pledges" => """{"shares":1,"loan":1}""",
+            "POST /api/shares/pledges" => """{"lease_id":1,"loan":1}""",
             "PUT /api/shares/{node}/auto-claim" => """{"threshold":1}""",
             "POST /api/shares/loans/{id}/repayments" => """{"amount":1}""",
             _ => "{}",

@@ -56,13 +56,17 @@ internal static class SharesCommand
              (o, e) => Holdings(o, Wrap("holdings", e)))));
 
         var loan = new Option<string>("--loan") { Description = "The loan in USD, e.g. 150.00 (exact to the micro-dollar).", Required = true };
-        var pledge = new Command("pledge", "Pledge free shares for a loan paid into your trading account.") { node, count, loan };
+        // Either shares of a node or a whole lease: neither option is required alone, their combination is checked.
+        var pledgeNode = new Option<long?>("--node") { Description = "The node whose free shares you pledge (with --shares)." };
+        var pledgeShares = new Option<long?>("--shares") { Description = "Whole shares pledged (with --node)." };
+        var lease = new Option<long?>("--lease") { Description = "One of your leases, pledged whole (instead of --node and --shares): still delivered to you, not resold while pledged." };
+        var pledge = new Command("pledge", "Pledge free shares (--node, --shares) or a lease (--lease) for a loan paid into your trading account.") { pledgeNode, pledgeShares, lease, loan };
         pledge.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c =>
-            (await c.SendJsonAsync(HttpMethod.Post, $"/api/shares/{pr.GetValue(node)}/pledges",
-                new Dictionary<string, object?> { ["shares"] = pr.GetValue(count), ["loan"] = MarketCommand.PriceArg(pr.GetValue(loan), true, "--loan") }, ct),
+            (await c.SendJsonAsync(HttpMethod.Post, "/api/shares/pledges", PledgeBody(pr.GetValue(pledgeNode), pr.GetValue(pledgeShares), pr.GetValue(lease),
+                MarketCommand.PriceArg(pr.GetValue(loan), true, "--loan")), ct),
              (o, e) => Loans(o, Wrap("loans", e)))));
 
-        var loans = new Command("loans", "Your loans against pledged shares (operators: everyone's).");
+        var loans = new Command("loans", "Your loans against pledged shares or leases (operators: everyone's).");
         loans.SetAction((pr, ct) => MarketCommand.RunAsync(pr, server, json, key, async c => (await c.GetAsync("/api/shares/loans", ct), Loans)));
 
         var loanArg = new Argument<long>("loan") { Description = "The loan's id." };
@@ -95,6 +99,17 @@ internal static class SharesCommand
         return shares;
     }
 
+    /// <summary>The pledge's body: <c>{node, shares, loan}</c> or <c>{lease_id, loan}</c>; any other combination is a usage error.</summary>
+    internal static Dictionary<string, object?> PledgeBody(long? node, long? shares, long? lease, long? loan) => (node, shares, lease) switch
+    {
+        (null, null, long l) when l > 0 => new() { ["lease_id"] = l, ["loan"] = loan },
+        (long n, long s, null) when n > 0 && s > 0 => new() { ["node"] = n, ["shares"] = s, ["loan"] = loan },
+        (not null, _, not null) or (_, not null, not null) => throw new MarketException("give either --lease, or --node and --shares, not both"),
+        (null, null, null) => throw new MarketException("give --lease ID, or --node ID and --shares N"),
+        (_, _, null) when node is null || shares is null => throw new MarketException("--node and --shares go together"),
+        _ => throw new MarketException("--node, --shares and --lease must be positive"),
+    };
+
     private static void Entitlement(TextWriter o, JsonElement e) => MarketFormat.Table(o, ["NODE", "SHARES", "ENTITLED", "CLAIMED", "OWED", "AUTO-CLAIM", "POOL", "PER SHARE"],
         [[
             MarketFormat.Num(MarketFormat.Long(e, "node")), MarketFormat.Num(MarketFormat.Long(e, "shares")), MarketFormat.Usd(MarketFormat.Long(e, "entitled_micro_usd")),
@@ -125,11 +140,16 @@ internal static class SharesCommand
     // Basis points as a percentage with two decimals, in integers (7512 → 75.12%).
     private static string Percent(long bp) => string.Create(CultureInfo.InvariantCulture, $"{bp / 100}.{bp % 100:00}%");
 
-    private static void Loans(TextWriter o, JsonElement e) => MarketFormat.Table(o, ["LOAN", "SYMBOL", "SHARES", "LENT", "DUE", "COLLATERAL", "LTV", "STATUS"],
+    // PLEDGED: shares of a node, or a lease's id and its undelivered GPU-hours.
+    private static void Loans(TextWriter o, JsonElement e) => MarketFormat.Table(o, ["LOAN", "KIND", "SYMBOL", "PLEDGED", "LENT", "DUE", "VALUE", "LTV", "STATUS"],
         e.GetProperty("loans").EnumerateArray().Select(l => new[]
         {
-            MarketFormat.Num(MarketFormat.Long(l, "id")), MarketFormat.Str(l, "symbol"), MarketFormat.Num(MarketFormat.Long(l, "shares")),
+            MarketFormat.Num(MarketFormat.Long(l, "id")), MarketFormat.Str(l, "collateral"),
+            l.TryGetProperty("symbol", out JsonElement s) && s.ValueKind == JsonValueKind.String ? s.GetString()! : "-",
+            MarketFormat.Str(l, "collateral") == "lease"
+                ? $"lease {MarketFormat.Long(l, "lease_id")} ({MarketFormat.Num(MarketFormat.Long(l, "gpu_hours"))} GPU-h)"
+                : $"{MarketFormat.Num(MarketFormat.Long(l, "shares"))} shares",
             MarketFormat.Usd(MarketFormat.Long(l, "lent")), MarketFormat.Usd(MarketFormat.Long(l, "due")), MarketFormat.Usd(MarketFormat.Long(l, "collateral_value")),
             Percent(MarketFormat.Long(l, "loan_to_value_bp")), MarketFormat.Str(l, "status"),
-        }), "SHARES", "LENT", "DUE", "COLLATERAL", "LTV");
+        }), "LENT", "DUE", "VALUE", "LTV");
 }

@@ -84,6 +84,12 @@ public enum ExchangeCommandKind : byte
     Pledge = 53,
     /// <summary>A borrower repays <see cref="ExchangeCommand.Amount"/> (at most what is due) of loan <see cref="ExchangeCommand.Target"/> from its trading account.</summary>
     Repay = 54,
+    /// <summary>
+    /// A lease holder pledges its lease <see cref="ExchangeCommand.Target"/> (active, none of its time offered or sold) for a
+    /// loan of <see cref="ExchangeCommand.Amount"/> micro-USD paid into its trading account (at most the undelivered
+    /// GPU-hours' value after the haircut × the maximum loan-to-value, at the lease instrument's recent VWAP); repaid by <see cref="Repay"/>.
+    /// </summary>
+    PledgeLease = 55,
 }
 
 /// <summary>
@@ -155,6 +161,10 @@ public struct ExchangeCommand
     /// <summary>Holder <paramref name="holder"/> pledges <paramref name="shares"/> of <paramref name="node"/> for a loan of <paramref name="loan"/>.</summary>
     public static ExchangeCommand Pledge(long holder, long node, long shares, long loan) =>
         new() { Kind = ExchangeCommandKind.Pledge, Owner = holder, Target = node, Quantity = shares, Amount = loan };
+
+    /// <summary>Lease holder <paramref name="holder"/> pledges its lease <paramref name="lease"/> for a loan of <paramref name="loan"/>.</summary>
+    public static ExchangeCommand PledgeLease(long holder, long lease, long loan) =>
+        new() { Kind = ExchangeCommandKind.PledgeLease, Owner = holder, Target = lease, Amount = loan };
 
     /// <summary>Borrower <paramref name="borrower"/> repays <paramref name="amount"/> of loan <paramref name="loan"/>.</summary>
     public static ExchangeCommand Repay(long borrower, long loan, long amount) =>
@@ -254,6 +264,8 @@ public enum RefusalDetail : byte
     SharesShort = 40,
     /// <summary>The loan asked exceeds the most the pledge allows (DetailValue, micro-USD).</summary>
     LoanMax = 41,
+    /// <summary>Some of the lease's time is offered or sold on the book (resale): a pledge needs the whole lease (DetailValue: the lease).</summary>
+    LeaseResold = 42,
 }
 
 /// <summary>Which shape rule a malformed block breaks (the <see cref="CommandResult.DetailValue"/> of <see cref="RefusalDetail.BlockInvalid"/>).</summary>
@@ -327,6 +339,7 @@ public static class Refusals
         RefusalDetail.BlockShort => $"some hours offer fewer GPUs than the block wants (the first starts at {r.DetailValue} Unix ns)",
         RefusalDetail.BlockAboveLimit => $"the average price {r.DetailValue} is above the block's limit",
         RefusalDetail.LoanMax => $"the pledge allows a loan of at most {r.DetailValue} micro-USD (the collateral's value at its recent VWAP, less the haircut, times the maximum loan-to-value)",
+        RefusalDetail.LeaseResold => $"some of lease {r.DetailValue}'s time is offered or sold on the book: only a whole lease can be pledged",
         RefusalDetail.SharesShort => $"the holder has {r.DetailValue} free shares of this node (shares offered by open sells or pledged are not free)",
         RefusalDetail.BlockTooManyFills => $"the block would trade with {r.DetailValue} orders; at most {LedgerLimits.BatchEventsMax - 1} settle atomically",
         RefusalDetail.LedgerRefused => $"the ledger refused the command's settlement ({(CreateTransferResult)r.DetailValue}); nothing of it was applied",

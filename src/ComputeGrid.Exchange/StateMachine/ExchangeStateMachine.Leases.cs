@@ -37,6 +37,8 @@ public sealed partial class ExchangeStateMachine
         Pay(lease, gpuHours);
         // Leases resold from it got those hours too: their resellers are paid.
         DeliverResold(lease.Id, c.From, c.To);
+        // A liquidated lease whose sold time is now all delivered and paid: what its loan still owes is written off.
+        EndLiquidatingLeaseLoans();
         return new CommandResult { Subject = lease.Id };
     }
 
@@ -49,7 +51,11 @@ public sealed partial class ExchangeStateMachine
         lease.DeliveredGpuHours += gpuHours;
         lease.Paid += amount;
         // A resold lease pays its reseller's trading account, which the exchange mirrors.
-        if (lease.Parent is not null) _traders[lease.Payee].Available = checked(_traders[lease.Payee].Available + amount);
+        if (lease.Parent is long parent)
+        {
+            _traders[lease.Payee].Available = checked(_traders[lease.Payee].Available + amount);
+            LeaseSaleProceeds(parent, lease.Payee, amount); // time sold by a liquidation repays its loan first
+        }
         if (lease.DeliveredGpuHours == lease.GpuHours)
         {
             lease.Status = LeaseStatus.Completed;
@@ -167,6 +173,7 @@ public sealed partial class ExchangeStateMachine
         lease.PenaltyShortfall = penalty - paid;
         lease.Status = LeaseStatus.Failed;
         EndResale(lease);
+        PledgedLeaseFailed(lease, refund + paid); // a pledged lease's refund repays its loan first
     }
 
     // ================================================================== pruning
@@ -207,7 +214,7 @@ public sealed partial class ExchangeStateMachine
 
     private bool Prunable(Lease lease, long cutoff) =>
         lease.Status is LeaseStatus.Completed or LeaseStatus.Failed && lease.End <= cutoff && lease.Paid + lease.Refunded == lease.Notional
-        && !_resoldByOrders.Contains(lease.Id);
+        && !_resoldByOrders.Contains(lease.Id) && !_leaseLoans.ContainsKey(lease.Id);
 
     // Adds the lease and everything resold from it to _tree when all of them are prunable.
     private bool CollectTree(Lease lease, long cutoff)
@@ -238,6 +245,7 @@ public sealed partial class ExchangeStateMachine
         if (prune)
         {
             _instruments.Prune(_now - KeepDeliveredNs);
+            PruneInstrumentVwap();
             _lastPrune = _now;
             if (_ended.Count > 65_536) _ended.Clear();
         }

@@ -285,6 +285,7 @@ public sealed partial class ExchangeStateMachine
     /// <summary>A trade's lease: the seller's GPUs on named nodes for the window, paid from its own escrow, its penalty reserved from the provider's collateral.</summary>
     private Lease CreateLease(OrderState buy, OrderState sell, long price, long quantity)
     {
+        RecordComputeTrade(buy.Instrument.Id, price, quantity); // every compute trade (order, resale, block) sets its instrument's VWAP
         if (sell.ResoldLease != 0) return CreateResoldLease(buy, sell, price, quantity);
         Instrument instrument = buy.Instrument;
         int gpus = (int)(quantity / instrument.Hours);

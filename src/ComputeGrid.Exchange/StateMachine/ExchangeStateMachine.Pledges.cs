@@ -6,7 +6,7 @@ using ComputeGrid.Ledger;
 
 namespace ComputeGrid.Exchange.StateMachine;
 
-/// <summary>Where a loan against pledged shares stands. Stable values (snapshots).</summary>
+/// <summary>Where a loan against pledged shares or a pledged lease stands. Stable values (snapshots).</summary>
 public enum LoanStatus : byte
 {
     /// <summary>Open, within its loan-to-value.</summary>
@@ -19,17 +19,34 @@ public enum LoanStatus : byte
     Liquidated = 3,
     /// <summary>Liquidated, and the proceeds did not cover the loan: the rest is the lending pool's loss.</summary>
     Defaulted = 4,
+    /// <summary>
+    /// A lease loan whose lease time was sold at liquidation: a resold lease pays as it is delivered, so the loan (its
+    /// interest stopped at the sale) is repaid from those payments as they come, or from the lease's refund if it fails;
+    /// then <see cref="Liquidated"/>, or <see cref="Defaulted"/> when the lease ends still owing.
+    /// </summary>
+    Liquidating = 5,
+}
+
+/// <summary>What a loan is secured by. Stable values.</summary>
+public enum LoanCollateral : byte
+{
+    /// <summary>Pledged shares of a node (<see cref="LoanView.Node"/>, <see cref="LoanView.Shares"/>).</summary>
+    Shares = 0,
+    /// <summary>A pledged lease (<see cref="LoanView.Lease"/>): its undelivered GPU-hours (<see cref="LoanView.GpuHours"/>).</summary>
+    Lease = 1,
 }
 
 /// <summary>
-/// A loan against pledged shares, as of <paramref name="AsOf"/>: what was lent, what is still owed (principal and interest
-/// accrued to then), the collateral's value (shares × the share's recent VWAP less the haircut) and the loan-to-value in
-/// basis points.
+/// A loan against pledged shares or a pledged lease, as of <paramref name="AsOf"/>: what was lent, what is still owed
+/// (principal and interest accrued to then), the collateral's value (shares × the share's recent VWAP, or the lease's
+/// undelivered GPU-hours × its instrument's recent VWAP, less the haircut) and the loan-to-value in basis points. A lease
+/// loan has <paramref name="Node"/> and <paramref name="Shares"/> 0, <paramref name="Lease"/> and <paramref name="GpuHours"/> set.
 /// </summary>
 public sealed record LoanView(long Id, long Borrower, long Node, long Shares, long Lent, long Principal, long Interest, long Repaid,
-    long CollateralValue, long LoanToValueBp, LoanStatus Status, long OpenedAt, long AsOf, long Proceeds, long WrittenOff);
+    long CollateralValue, long LoanToValueBp, LoanStatus Status, long OpenedAt, long AsOf, long Proceeds, long WrittenOff,
+    LoanCollateral Collateral = LoanCollateral.Shares, long Lease = 0, long GpuHours = 0);
 
-/// <summary>The terms of loans against pledged shares (part of the state machine's settings).</summary>
+/// <summary>The terms of loans against pledged shares and leases (part of the state machine's settings; one set for both).</summary>
 public sealed record PledgeTerms
 {
     /// <summary>Haircut on the collateral's market value, in basis points.</summary>
@@ -55,9 +72,11 @@ public sealed partial class ExchangeStateMachine
     private sealed class LoanState
     {
         public long Id, Borrower, Node, Shares, Lent, Principal, Interest, Repaid, OpenedAt, AccruedTo, Proceeds, WrittenOff;
+        public long Lease; // the pledged lease (0: a share loan, Node and Shares set)
         public Int128 InterestRemainder; // numerator over 10,000 × a year of ns, carried so no fraction of interest is lost
         public LoanStatus Status;
-        public bool IsOpen => Status is LoanStatus.Open or LoanStatus.MarginCall;
+        public bool IsOpen => Status is LoanStatus.Open or LoanStatus.MarginCall or LoanStatus.Liquidating;
+        public long Due => checked(Principal + Interest);
     }
 
     /// <summary>A share's recent trades (a ring), and their volume-weighted price.</summary>
@@ -107,9 +126,13 @@ public sealed partial class ExchangeStateMachine
     private long CollateralValue(long node, long shares) =>
         Money.MulDiv(checked(shares * ShareVwap(node)), 10_000 - Terms.HaircutBp, 10_000);
 
+    private long CollateralValue(LoanState l) => l.Lease != 0 ? LeaseCollateralValue(l.Lease) : CollateralValue(l.Node, l.Shares);
+
     // Interest accrued from the loan's last accrual to t (not applied): whole micro-USD and the carried numerator.
     private (long Interest, Int128 Remainder) AccrueTo(LoanState l, long t)
     {
+        // A liquidating lease loan owes what it owed at the sale: its collateral is gone, the loan waits for the sale's payments.
+        if (l.Status == LoanStatus.Liquidating) return (0, l.InterestRemainder);
         Int128 denominator = (Int128)10_000 * NsPerYear;
         Int128 n = (Int128)l.Principal * Terms.InterestBpPerYear * Math.Max(0, t - l.AccruedTo) + l.InterestRemainder;
         return ((long)(n / denominator), n % denominator);
@@ -128,9 +151,9 @@ public sealed partial class ExchangeStateMachine
     // What the loan's status would be at t (read-only: for the host's TickDue and for views).
     private LoanStatus StatusAt(LoanState l, long t)
     {
-        if (!l.IsOpen) return l.Status;
+        if (!l.IsOpen || l.Status == LoanStatus.Liquidating) return l.Status;
         long due = checked(l.Principal + l.Interest + AccrueTo(l, t).Interest);
-        long ltv = LtvBp(due, CollateralValue(l.Node, l.Shares));
+        long ltv = LtvBp(due, CollateralValue(l));
         return ltv >= Terms.LiquidationBp ? LoanStatus.Liquidated : ltv >= Terms.MarginCallBp ? LoanStatus.MarginCall : LoanStatus.Open;
     }
 
@@ -180,8 +203,8 @@ public sealed partial class ExchangeStateMachine
 
         Accrue(l);
         PayLoan(l, trader, pay);
-        if (l.Principal + l.Interest == 0) CloseLoan(l, LoanStatus.Repaid);
-        else l.Status = StatusAt(l, _now) == LoanStatus.Open ? LoanStatus.Open : LoanStatus.MarginCall;
+        if (l.Principal + l.Interest == 0) CloseLoan(l, l.Status == LoanStatus.Liquidating ? LoanStatus.Liquidated : LoanStatus.Repaid);
+        else if (l.Status != LoanStatus.Liquidating) l.Status = StatusAt(l, _now) == LoanStatus.Open ? LoanStatus.Open : LoanStatus.MarginCall;
         return new CommandResult { Subject = l.Id, Remaining = l.Principal + l.Interest };
     }
 
@@ -201,9 +224,10 @@ public sealed partial class ExchangeStateMachine
         });
     }
 
-    // The loan ends: what is still pledged goes back to the borrower's free shares.
+    // The loan ends: what is still pledged goes back to the borrower's free shares, or the lease is released.
     private void CloseLoan(LoanState l, LoanStatus status)
     {
+        if (l.Lease != 0) ReleaseLease(l);
         if (l.Shares > 0)
         {
             HoldingState h = _holdings[(l.Borrower, l.Node)];
@@ -256,7 +280,8 @@ public sealed partial class ExchangeStateMachine
             if (status == l.Status) continue;
             Accrue(l);
             if (status != LoanStatus.Liquidated) { l.Status = status; continue; }
-            Liquidate(l);
+            if (l.Lease != 0) LiquidateLease(l);
+            else Liquidate(l);
         }
     }
 
@@ -330,11 +355,12 @@ public sealed partial class ExchangeStateMachine
     private LoanView View(LoanState l, long now)
     {
         long interest = l.IsOpen ? checked(l.Interest + AccrueTo(l, Math.Max(now, l.AccruedTo)).Interest) : l.Interest;
-        long value = CollateralValue(l.Node, l.Shares);
-        long ltv = l.IsOpen ? LtvBp(l.Principal + interest, value) : 0;
+        long value = l.IsOpen ? CollateralValue(l) : 0;
+        long ltv = l.IsOpen && l.Status != LoanStatus.Liquidating ? LtvBp(l.Principal + interest, value) : 0;
         return new LoanView(l.Id, l.Borrower, l.Node, l.Shares, l.Lent, l.Principal, interest, l.Repaid, value, ltv,
             l.IsOpen ? StatusAt(l, Math.Max(now, l.AccruedTo)) switch { LoanStatus.Liquidated => LoanStatus.MarginCall, var s => s } : l.Status,
-            l.OpenedAt, now, l.Proceeds, l.WrittenOff);
+            l.OpenedAt, now, l.Proceeds, l.WrittenOff, l.Lease != 0 ? LoanCollateral.Lease : LoanCollateral.Shares, l.Lease,
+            l.IsOpen && l.Lease != 0 ? LeaseGpuHoursLeft(l.Lease) : 0);
     }
 
     private void CheckLoanInvariants()
@@ -344,8 +370,10 @@ public sealed partial class ExchangeStateMachine
         {
             if (l.Principal < 0 || l.Interest < 0 || l.Shares < 0) throw new InvalidOperationException($"Loan {l.Id} owes {l.Principal} + {l.Interest} on {l.Shares} shares.");
             if (!l.IsOpen && (l.Principal != 0 || l.Interest != 0 || l.Shares != 0)) throw new InvalidOperationException($"Closed loan {l.Id} still owes or holds shares.");
-            pledged[(l.Borrower, l.Node)] = pledged.GetValueOrDefault((l.Borrower, l.Node)) + l.Shares;
+            if (l.Lease == 0) pledged[(l.Borrower, l.Node)] = pledged.GetValueOrDefault((l.Borrower, l.Node)) + l.Shares;
+            else if (l.Shares != 0 || l.Node != 0) throw new InvalidOperationException($"Lease loan {l.Id} holds shares.");
         }
+        CheckLeaseLoanInvariants();
         foreach (((long holder, long node), HoldingState h) in _holdings)
             if (h.Pledged != pledged.GetValueOrDefault((holder, node)))
                 throw new InvalidOperationException($"Holder {holder} of node {node} has {h.Pledged} pledged, its loans {pledged.GetValueOrDefault((holder, node))}.");

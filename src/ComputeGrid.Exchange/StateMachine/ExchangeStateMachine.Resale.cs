@@ -72,6 +72,7 @@ public sealed partial class ExchangeStateMachine
     {
         if (!_leases.TryGet(leaseId, out Lease? lease)) return Refused(ExchangeError.UnknownLease);
         if (lease.Buyer != owner) return Refused(ExchangeError.NotOwner);
+        if (_leaseLoans.ContainsKey(leaseId)) return Refused(ExchangeError.LeasePledged);
         if (lease.Status != LeaseStatus.Active) return Refused(ExchangeError.InsufficientCapacity, RefusalDetail.LeaseNotActive, (long)lease.Status);
         if (!_instruments.TryGet(lease.Instrument, out Instrument? leased) || leased.Gpu != i.Gpu || leased.Region != i.Region
             || i.DeliveryStart < lease.Start || i.DeliveryEnd > lease.End || i.DeliveryStart < _now)
@@ -178,6 +179,7 @@ public sealed partial class ExchangeStateMachine
             child.Refunded += refund;
             child.Status = LeaseStatus.Failed;
             EndResale(child);
+            PledgedLeaseFailed(child, refund);
         }
     }
 }

@@ -22,7 +22,7 @@ public sealed partial class ExchangeStateMachine
     /// The snapshot format written. 3: the layout of 2, from machines that prune ended leases in the Tick; a 2 may hold
     /// leases a replay would have pruned by then, so it is refused (the start falls back to replaying the journal).
     /// </summary>
-    public const uint SnapshotVersion = 3;
+    public const uint SnapshotVersion = 4;
 
     private const int SnapshotHeaderBytes = 16, SnapshotChecksumBytes = 32;
 
@@ -260,6 +260,7 @@ public sealed partial class ExchangeStateMachine
         {
             w.Write(l.Id); w.Write(l.Borrower); w.Write(l.Node); w.Write(l.Shares); w.Write(l.Lent); w.Write(l.Principal); w.Write(l.Interest); w.Write(l.Repaid);
             w.Write(l.OpenedAt); w.Write(l.AccruedTo); w.Write(l.Proceeds); w.Write(l.WrittenOff); Write(w, (UInt128)l.InterestRemainder); w.Write((byte)l.Status);
+            w.Write(l.Lease);
         }
         w.Write(_vwap.Count);
         foreach (var kv in _vwap.OrderBy(k => k.Key))
@@ -269,6 +270,13 @@ public sealed partial class ExchangeStateMachine
         }
         w.Write(_pledgeAccounts.Count);
         foreach ((long holder, long node) in _pledgeAccounts.OrderBy(k => k.Item1).ThenBy(k => k.Item2)) { w.Write(holder); w.Write(node); }
+        // Since version 4: compute instruments' recent trades (the reference price of pledged leases).
+        w.Write(_instrumentVwap.Count);
+        foreach (var kv in _instrumentVwap.OrderBy(k => k.Key))
+        {
+            w.Write(kv.Key); w.Write(kv.Value.Next); w.Write(kv.Value.Count);
+            for (int i = 0; i < kv.Value.Count; i++) { w.Write(kv.Value.Prices[i]); w.Write(kv.Value.Quantities[i]); }
+        }
     }
 
     // Run once per start over hundreds of thousands of items: compiled optimized at once, not first as tier-0 code that
@@ -442,9 +450,10 @@ public sealed partial class ExchangeStateMachine
             {
                 Id = r.ReadInt64(), Borrower = r.ReadInt64(), Node = r.ReadInt64(), Shares = r.ReadInt64(), Lent = r.ReadInt64(), Principal = r.ReadInt64(),
                 Interest = r.ReadInt64(), Repaid = r.ReadInt64(), OpenedAt = r.ReadInt64(), AccruedTo = r.ReadInt64(), Proceeds = r.ReadInt64(), WrittenOff = r.ReadInt64(),
-                InterestRemainder = (Int128)ReadU128(r), Status = ReadEnum<LoanStatus>(r),
+                InterestRemainder = (Int128)ReadU128(r), Status = ReadEnum<LoanStatus>(r), Lease = r.ReadInt64(),
             };
-            if (!_traders.ContainsKey(l.Borrower) || !_shareNodes.ContainsKey(l.Node) || !_loans.TryAdd(l.Id, l)) throw new InvalidDataException($"loan {l.Id} twice or of nobody");
+            if (!_traders.ContainsKey(l.Borrower) || (l.Lease == 0 && !_shareNodes.ContainsKey(l.Node)) || !_loans.TryAdd(l.Id, l)) throw new InvalidDataException($"loan {l.Id} twice or of nobody");
+            if (l.Lease != 0 && l.IsOpen && (!_leases.TryGet(l.Lease, out _) || !_leaseLoans.TryAdd(l.Lease, l))) throw new InvalidDataException($"lease loan {l.Id}'s lease {l.Lease} gone or pledged twice");
         }
         for (int k = ReadCount(r); k > 0; k--)
         {
@@ -462,6 +471,20 @@ public sealed partial class ExchangeStateMachine
         }
         for (int k = ReadCount(r); k > 0; k--)
             if (!_pledgeAccounts.Add((r.ReadInt64(), r.ReadInt64()))) throw new InvalidDataException("a pledge account twice");
+        for (int k = ReadCount(r); k > 0; k--)
+        {
+            int instrument = r.ReadInt32();
+            var v = new VwapState(terms.VwapTrades) { Next = r.ReadInt32(), Count = r.ReadInt32() };
+            if (v.Count < 0 || v.Count > terms.VwapTrades || v.Next < 0 || v.Next >= terms.VwapTrades || !instruments.ContainsKey(instrument) || !_instrumentVwap.TryAdd(instrument, v))
+                throw new InvalidDataException($"recent trades of instrument {instrument} twice or malformed");
+            for (int i = 0; i < v.Count; i++)
+            {
+                v.Prices[i] = r.ReadInt64();
+                v.Quantities[i] = r.ReadInt64();
+                v.Notional += (Int128)v.Prices[i] * v.Quantities[i];
+                v.Volume = checked(v.Volume + v.Quantities[i]);
+            }
+        }
 
         // The instruments go to the registry only once everything is read and checked (the invariants read orders' own).
         return new RegistryParts(started ? now : null, lastId, all, active);

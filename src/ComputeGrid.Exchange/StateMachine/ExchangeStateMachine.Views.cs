@@ -186,7 +186,7 @@ public sealed partial class ExchangeStateMachine
         foreach (LoanState l in _loans.Values)
         {
             L(l.Id); L(l.Borrower); L(l.Node); L(l.Shares); L(l.Lent); L(l.Principal); L(l.Interest); L(l.Repaid); L(l.OpenedAt); L(l.AccruedTo); L(l.Proceeds); L(l.WrittenOff);
-            L((long)(l.InterestRemainder >> 64)); L((long)l.InterestRemainder); L((long)l.Status);
+            L((long)(l.InterestRemainder >> 64)); L((long)l.InterestRemainder); L((long)l.Status); L(l.Lease);
         }
         foreach (var kv in _vwap.OrderBy(k => k.Key))
         {
@@ -194,6 +194,11 @@ public sealed partial class ExchangeStateMachine
             for (int i = 0; i < kv.Value.Count; i++) { L(kv.Value.Prices[i]); L(kv.Value.Quantities[i]); }
         }
         foreach ((long holder, long node) in _pledgeAccounts.OrderBy(k => k.Item1).ThenBy(k => k.Item2)) { L(holder); L(node); }
+        foreach (var kv in _instrumentVwap.OrderBy(k => k.Key))
+        {
+            L(kv.Key); L(kv.Value.Next); L(kv.Value.Count);
+            for (int i = 0; i < kv.Value.Count; i++) { L(kv.Value.Prices[i]); L(kv.Value.Quantities[i]); }
+        }
         return sha.GetHashAndReset();
     }
 }

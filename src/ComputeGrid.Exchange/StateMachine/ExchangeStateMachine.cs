@@ -190,6 +190,7 @@ public sealed partial class ExchangeStateMachine
             ExchangeCommandKind.TransferShares => TransferShares(in c),
             ExchangeCommandKind.Pledge => Pledge(in c),
             ExchangeCommandKind.Repay => Repay(in c),
+            ExchangeCommandKind.PledgeLease => PledgeLease(in c),
             _ => Refused(ExchangeError.InvalidRequest),
         };
         if (r.Ok) plan.EndCommand();

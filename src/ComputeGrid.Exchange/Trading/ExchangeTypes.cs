@@ -51,6 +51,10 @@ public enum ExchangeError : byte
     LoanTooLarge = 35,
     /// <summary>No open loan with that id.</summary>
     UnknownLoan = 36,
+    /// <summary>The lease is pledged as collateral for a loan: it cannot be resold or pledged again until the loan ends.</summary>
+    LeasePledged = 37,
+    /// <summary>The lease cannot be pledged: it is not active with time left, or some of its time is offered or sold on the book.</summary>
+    LeaseNotPledgeable = 38,
 }
 
 /// <summary>A request to place an order.</summary>

@@ -81,7 +81,7 @@ internal static class ExchangeProblems
                 or ExchangeError.UnknownNode or ExchangeError.UnknownLease => Problems.NotFound(text, ext),
             ExchangeError.InstrumentNotTrading or ExchangeError.InsufficientCapacity or ExchangeError.AlreadyRegistered
                 or ExchangeError.LedgerRejected or ExchangeError.InsufficientShares or ExchangeError.SharesAlreadyIssued
-                or ExchangeError.SettlementRefused => Problems.Conflict(text, ext),
+                or ExchangeError.SettlementRefused or ExchangeError.LeasePledged or ExchangeError.LeaseNotPledgeable => Problems.Conflict(text, ext),
             ExchangeError.NotApprovedIssuer => Problems.Forbidden(text, ext),
             ExchangeError.NoShares => Problems.NotFound(text, ext),
             ExchangeError.BookRejected when reject is RejectReason.NoLiquidity or RejectReason.PostOnlyWouldTake
@@ -123,6 +123,8 @@ internal static class ExchangeProblems
         ExchangeError.NotApprovedIssuer => "The provider is not approved to issue shares (an operator approves issuers: POST /api/shares/issuers/{id}).",
         ExchangeError.SharesAlreadyIssued => $"Node {c.Node} has issued its shares already; the supply is fixed.",
         ExchangeError.NoShares => $"Node {c.Node} has issued no shares.",
+        ExchangeError.LeasePledged => $"Lease {c.Lease} is pledged for a loan: it cannot be resold or pledged again until the loan is repaid.",
+        ExchangeError.LeaseNotPledgeable => $"Lease {c.Lease} cannot be pledged: it must be active with time left, none of it offered or sold on the book.",
         ExchangeError.SettlementRefused => "The ledger refused this command's settlement; nothing of it was applied, and it never will be (the exchange goes on without it).",
         _ => e.ToString(),
     };

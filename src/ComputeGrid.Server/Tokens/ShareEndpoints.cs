@@ -47,6 +47,29 @@ public sealed record PledgeInput
     public required long Loan { get; init; }
 }
 
+/// <summary>
+/// A pledge for a stablecoin loan paid into the caller's trading account, of either free shares of a node
+/// (<see cref="Node"/> and <see cref="Shares"/>) or one of the caller's leases, whole (<see cref="LeaseId"/>).
+/// </summary>
+public sealed record CollateralPledgeInput
+{
+    /// <summary>The node whose free shares are pledged (with <see cref="Shares"/>; not with <see cref="LeaseId"/>).</summary>
+    [Range(1, long.MaxValue)]
+    public long? Node { get; init; }
+    /// <summary>Whole shares pledged (with <see cref="Node"/>).</summary>
+    [Range(1, ExchangeStateMachine.ShareSupplyMax)]
+    public long? Shares { get; init; }
+    /// <summary>The caller's lease pledged whole: active, none of its time offered or resold (not with <see cref="Node"/>).</summary>
+    [Range(1, long.MaxValue)]
+    public long? LeaseId { get; init; }
+    /// <summary>
+    /// The loan, micro-USD: at most the collateral's value (shares × the share's recent VWAP, or the lease's undelivered
+    /// GPU-hours × its instrument's recent VWAP) less the haircut, times the maximum loan-to-value.
+    /// </summary>
+    [Range(1, long.MaxValue)]
+    public required long Loan { get; init; }
+}
+
 /// <summary>A repayment of a loan from the borrower's trading account.</summary>
 public sealed record RepayInput
 {
@@ -55,14 +78,23 @@ public sealed record RepayInput
     public required long Amount { get; init; }
 }
 
-/// <summary>A loan against pledged shares as the API shows it (interest accrued to now).</summary>
-public sealed record LoanDto(long Id, long Borrower, long Node, string Symbol, long Shares, long Lent, long Principal, long Interest, long Due, long Repaid,
-    long CollateralValue, long LoanToValueBp, string Status, ApiTime OpenedAt, long Proceeds, long WrittenOff)
+/// <summary>
+/// A loan as the API shows it (interest accrued to now). <c>collateral</c> is <c>shares</c> (node, shares; symbol the
+/// share instrument's) or <c>lease</c> (lease_id, gpu_hours undelivered; symbol the lease's instrument, when still listed).
+/// </summary>
+public sealed record LoanDto(long Id, long Borrower, long Node, string? Symbol, long Shares, long Lent, long Principal, long Interest, long Due, long Repaid,
+    long CollateralValue, long LoanToValueBp, string Status, ApiTime OpenedAt, long Proceeds, long WrittenOff, string Collateral, long? LeaseId, long GpuHours)
 {
-    /// <summary>The view of a loan.</summary>
-    public static LoanDto From(LoanView l) => new(l.Id, l.Borrower, l.Node, ComputeGrid.Exchange.Instruments.Instrument.NodeSharesSymbol(l.Node), l.Shares, l.Lent,
+    /// <summary>The view of a loan; <paramref name="leaseSymbol"/>: a lease loan's instrument symbol.</summary>
+    public static LoanDto From(LoanView l, string? leaseSymbol = null) => new(l.Id, l.Borrower, l.Node,
+        l.Collateral == LoanCollateral.Lease ? leaseSymbol : ComputeGrid.Exchange.Instruments.Instrument.NodeSharesSymbol(l.Node), l.Shares, l.Lent,
         l.Principal, l.Interest, l.Principal + l.Interest, l.Repaid, l.CollateralValue, l.LoanToValueBp, ShareEndpoints.Snake(l.Status.ToString()),
-        ApiTime.Of(DateTimeOffset.UnixEpoch.AddTicks(l.OpenedAt / 100)), l.Proceeds, l.WrittenOff);
+        ApiTime.Of(DateTimeOffset.UnixEpoch.AddTicks(l.OpenedAt / 100)), l.Proceeds, l.WrittenOff, ShareEndpoints.Snake(l.Collateral.ToString()),
+        l.Collateral == LoanCollateral.Lease ? l.Lease : null, l.GpuHours);
+
+    /// <summary>The view of a loan read inside the exchange's read (a lease loan's symbol from its lease's instrument).</summary>
+    internal static LoanDto Read(ExchangeStateMachine v, ComputeGrid.Exchange.Instruments.InstrumentRegistry registry, LoanView l) =>
+        From(l, l.Collateral == LoanCollateral.Lease && v.Lease(l.Lease) is { } lease && registry.TryGet(lease.Instrument, out var i) ? i.Symbol : null);
 }
 
 /// <summary>A claim of share revenue: micro-USD, or everything owed when absent or 0.</summary>
@@ -138,10 +170,13 @@ public static class ShareEndpoints
         g.MapGet("/{node}/revenue", RevenueAsync).AllowAnonymous().WithSummary("A node's revenue per share over time (hourly), from its share pool's ledger postings.");
         g.MapPost("/{node}/claims", ClaimAsync).RequireAuthorization(Policies.Trader).WithSummary("Claims revenue owed by a node's pool into the caller's balance (all of it unless an amount is given).");
         g.MapPut("/{node}/auto-claim", AutoClaim).RequireAuthorization(Policies.Trader).WithSummary("Sets the caller's auto-claim threshold for a node (0 turns it off).");
-        g.MapGet("/pledge-terms", (ExchangeHost ex) => TypedResults.Ok(TermsDto(ex.StateMachineOptions.Pledges))).AllowAnonymous().WithSummary("The terms of loans against pledged shares.");
+        g.MapGet("/pledge-terms", (ExchangeHost ex) => TypedResults.Ok(TermsDto(ex.StateMachineOptions.Pledges))).AllowAnonymous().WithSummary("The terms of loans against pledged shares and leases.");
         g.MapPost("/{node}/pledges", PledgeAsync).RequireAuthorization(Policies.Trader).WithSummary("Pledges free shares of a node for a loan paid into the caller's trading account.");
-        g.MapGet("/loans", LoansAsync).RequireAuthorization(Policies.Reader).WithSummary("The caller's loans against pledged shares (operators: everyone's).");
-        g.MapPost("/loans/{id}/repayments", RepayAsync).RequireAuthorization(Policies.Trader).WithSummary("Repays one of the caller's loans from its trading account; repaid in full, the shares are free again.");
+        g.MapPost("/pledges", PledgeCollateralAsync).RequireAuthorization(Policies.Trader)
+            .WithSummary("Pledges free shares of a node ({node, shares, loan}) or one of the caller's leases, whole ({lease_id, loan}), for a loan paid into the caller's trading account.")
+            .WithDescription("A pledged lease is still delivered to its holder but cannot be resold or pledged again; its value (undelivered GPU-hours × its instrument's recent VWAP, less the haircut) falls as it is delivered. At the liquidation threshold its time is sold on the book through the resale path and the loan is repaid from the sale's payments as the time is delivered; a lease that fails repays the loan from its refund first.");
+        g.MapGet("/loans", LoansAsync).RequireAuthorization(Policies.Reader).WithSummary("The caller's loans against pledged shares or leases, each with its collateral kind (operators: everyone's).");
+        g.MapPost("/loans/{id}/repayments", RepayAsync).RequireAuthorization(Policies.Trader).WithSummary("Repays one of the caller's loans from its trading account; repaid in full, the shares or the lease are free again.");
         return g;
     }
 
@@ -242,15 +277,38 @@ public static class ShareEndpoints
         return TypedResults.Created($"/api/shares/loans/{loan.Id}", LoanDto.From(loan));
     }
 
-    private static async Task<Ok<LoanList>> LoansAsync(ClaimsPrincipal user, ExchangeHost ex, TimeProvider time, CancellationToken ct)
+    /// <summary>Either shares (as <c>/{node}/pledges</c>) or a lease of the caller's; a lease that is not the caller's reads as no lease.</summary>
+    private static async Task<Results<Created<LoanDto>, ProblemHttpResult>> PledgeCollateralAsync(CollateralPledgeInput input, ClaimsPrincipal user, ExchangeHost ex,
+        ComputeGrid.Exchange.Instruments.InstrumentRegistry registry, TimeProvider time)
+    {
+        if ((input.LeaseId is null) == (input.Node is null)) return Problems.BadRequest("Give either lease_id, or node and shares.");
+        if (input.LeaseId is not null && input.Shares is not null) return Problems.BadRequest("shares goes with node, not with lease_id (a lease is pledged whole).");
+        if (input.Node is long node)
+        {
+            if (input.Shares is not long shares) return Problems.BadRequest("shares is required with node.");
+            return await PledgeAsync(node, new PledgeInput { Shares = shares, Loan = input.Loan }, user, ex, time);
+        }
+        long holder = (long)user.RequireCaller().Principal.Id, leaseId = input.LeaseId!.Value;
+        CommandOutcome o = await ex.SubmitAsync(ExchangeCommand.PledgeLease(holder, leaseId, input.Loan), CancellationToken.None);
+        // Another's lease reads as no lease: a caller learns nothing of leases it does not hold.
+        if (o.Result.Error is ExchangeError.NotOwner or ExchangeError.UnknownLease) return Problems.NotFound($"No lease {leaseId} of yours.");
+        if (!o.Result.Ok) return ExchangeProblems.From(ExchangeCalls.Order(o), new ProblemContext(Owner: holder, Lease: leaseId));
+        long now = Clock.UnixNanoseconds(time);
+        LoanDto loan = (await ex.ReadAsync(v => LoanDto.Read(v, registry, v.Loan(o.Result.Subject, now)!), CancellationToken.None))!;
+        return TypedResults.Created($"/api/shares/loans/{loan.Id}", loan);
+    }
+
+    private static async Task<Ok<LoanList>> LoansAsync(ClaimsPrincipal user, ExchangeHost ex, ComputeGrid.Exchange.Instruments.InstrumentRegistry registry, TimeProvider time,
+        CancellationToken ct)
     {
         CallerIdentity caller = user.RequireCaller();
         long? borrower = caller.Principal.Kind == PrincipalKind.Operator ? null : (long)caller.Principal.Id;
         long now = Clock.UnixNanoseconds(time);
-        return TypedResults.Ok(new LoanList(await ex.ReadAsync(v => v.Loans(borrower, now).Select(LoanDto.From).ToList(), ct)));
+        return TypedResults.Ok(new LoanList(await ex.ReadAsync(v => v.Loans(borrower, now).Select(l => LoanDto.Read(v, registry, l)).ToList(), ct)));
     }
 
-    private static async Task<Results<Ok<LoanDto>, ProblemHttpResult>> RepayAsync(long id, RepayInput input, ClaimsPrincipal user, ExchangeHost ex, TimeProvider time)
+    private static async Task<Results<Ok<LoanDto>, ProblemHttpResult>> RepayAsync(long id, RepayInput input, ClaimsPrincipal user, ExchangeHost ex,
+        ComputeGrid.Exchange.Instruments.InstrumentRegistry registry, TimeProvider time)
     {
         long borrower = (long)user.RequireCaller().Principal.Id;
         CommandOutcome o = await ex.SubmitAsync(ExchangeCommand.Repay(borrower, id, input.Amount), CancellationToken.None);
@@ -259,7 +317,7 @@ public static class ShareEndpoints
         if (!o.Result.Ok) return o.Result.Error == ExchangeError.UnknownLoan ? Problems.NotFound($"No open loan {id} of yours.")
             : ExchangeProblems.From(ExchangeCalls.Order(o), new ProblemContext(Owner: borrower));
         long now = Clock.UnixNanoseconds(time);
-        return TypedResults.Ok(LoanDto.From((await ex.ReadAsync(v => v.Loan(id, now), CancellationToken.None))!));
+        return TypedResults.Ok((await ex.ReadAsync(v => LoanDto.Read(v, registry, v.Loan(id, now)!), CancellationToken.None))!);
     }
 
     private static async Task<Results<Ok<IssuerDto>, ProblemHttpResult>> ApproveAsync(long provider, ClaimsPrincipal user, ExchangeHost ex, TrustStore store)

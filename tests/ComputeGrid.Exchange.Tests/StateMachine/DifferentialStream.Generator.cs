@@ -44,7 +44,8 @@ internal sealed partial class DifferentialStream
             // Mostly trading, with money, nodes and the clock moving around it.
             // (19–23: node shares — approvals, issuance, transfers, orders on share books, their cancels and replaces;
             // 24–26: loans against them — pledges, repayments, and price falls on share books that call margins and liquidate.)
-            int[] w = [1, 1, 3, 5, 2, 3, 10, 38, 6, 6, 7, 2, 1, 3, 10, 1, 5, 3, 8, 1, 2, 3, 12, 5, 5, 4, 3];
+            // 27–28: loans against leases — pledges of leases, and price falls on a pledged lease's book.)
+            int[] w = [1, 1, 3, 5, 2, 3, 10, 38, 6, 6, 7, 2, 1, 3, 10, 1, 5, 3, 8, 1, 2, 3, 12, 5, 5, 4, 3, 4, 3];
             int kind = 0, roll = _rng.Next(w.Sum());
             while (roll >= w[kind]) roll -= w[kind++];
             if (kind == 6 && _settlements.Count == 0) kind = 7;
@@ -54,6 +55,7 @@ internal sealed partial class DifferentialStream
             // Before any node has shares, a share command is mostly a compute order; sometimes a step towards shares.
             if (kind is 21 or 22 or 23 or 24 or 25 or 26 && _reference.ShareNodes.Count == 0)
                 kind = !Chance(30) ? 7 : ProviderIds.Any(_reference.IsApprovedIssuer) ? 20 : 19;
+            if (kind == 28 && !_reference.Loans(_now).Any(IsOpenLeaseLoan) && Chance(70)) kind = 27;
             // Before any loan, a repayment or a price fall is mostly a pledge.
             if (kind is 25 or 26 && !_reference.Loans(_now).Any(IsOpen) && Chance(70)) kind = 24;
             c = kind switch
@@ -84,6 +86,8 @@ internal sealed partial class DifferentialStream
                 24 => Pledge(),
                 25 => Repay(),
                 26 => SharePriceFall(),
+                27 => PledgeLease(),
+                28 => LeasePriceFall(),
                 _ => new ExchangeCommand { Kind = ExchangeCommandKind.TransferSettled, Target = Chance(50) && _settled.Count > 0 ? Pick(_settled.ToList()) : 777_777, Ok = Chance(50) },
             };
             // A tick often jumps: instruments list and close, orders expire, leases start.

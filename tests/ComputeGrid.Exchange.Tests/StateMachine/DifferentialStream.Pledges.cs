@@ -91,7 +91,7 @@ internal sealed partial class DifferentialStream
     /// </summary>
     private ExchangeCommand SharePriceFall()
     {
-        List<long> loaned = _reference.Loans(_now).Where(IsOpen).Select(l => l.Node).Distinct().ToList();
+        List<long> loaned = _reference.Loans(_now).Where(l => IsOpen(l) && l.Collateral == LoanCollateral.Shares).Select(l => l.Node).Distinct().ToList();
         long node = loaned.Count > 0 && Chance(85) ? Pick(loaned) : Pick(_reference.ShareNodes).Node;
         Instrument i = _reference.InstrumentOf(_reference.ShareNodes.First(n => n.Node == node).Instrument)!;
         long vwap = _reference.Vwap(node) is long v and > 0 ? v : ShareMid;

@@ -402,6 +402,7 @@ internal sealed partial class DifferentialStream : IDisposable
         CheckShareHolds(open, scanFrom);
         CheckShares(open);
         CheckLoans();
+        CheckLeasePledges();
 
         // The mirrors.
         foreach (long owner in Traders.Concat(ProviderIds).Append(99))

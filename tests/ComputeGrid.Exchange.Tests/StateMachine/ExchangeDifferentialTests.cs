@@ -23,7 +23,10 @@ namespace ComputeGrid.Exchange.Tests.StateMachine;
 /// each node's holdings against its supply (<c>DifferentialStream.Shares.cs</c>). And loans against pledged shares: pledges
 /// valid and not, repayments, and price falls on share books that call margins, liquidate through the book and write off,
 /// under terms that vary by stream; after every batch each loan, the lending pool, the pledge accounts and each share's VWAP
-/// are checked against the reference (<c>DifferentialStream.Pledges.cs</c>).
+/// are checked against the reference (<c>DifferentialStream.Pledges.cs</c>). Leases are pledged too: pledges of whole
+/// leases valid and not, price falls on a pledged lease's book, leases that run down in delivery, liquidations through the
+/// resale path repaid from the sold time's payments, failures repaid from the refund, write-offs; after every batch each
+/// lease's pledge and its instrument's VWAP are checked as well (<c>DifferentialStream.LeasePledges.cs</c>).
 /// A failure names its seed and command: <c>RunStream(seed)</c> replays it. The seeds are split in two classes so the
 /// test runner runs the halves side by side.
 /// </summary>
@@ -74,6 +77,10 @@ public sealed class ExchangeDifferentialTests(ITestOutputHelper output)
             "Pledge InsufficientShares SharesShort", "Pledge NoPrice Rejected", "Pledge LoanTooLarge LoanMax", "Repay None Rejected",
             "Repay UnknownLoan Rejected", "Repay NotOwner Rejected", "Repay InvalidRequest Rejected", "Repay InsufficientBalance BalanceShort",
             "Tick with fills", "loan opened", "loan margin called", "loan liquidated in part", "loan Liquidated", "loan Defaulted", "loan Repaid",
+            "PledgeLease None Rejected", "PledgeLease LoanTooLarge LoanMax", "PledgeLease LeasePledged Rejected", "PledgeLease NotOwner Rejected",
+            "PledgeLease LeaseNotPledgeable LeaseResold", "PledgeLease LeaseNotPledgeable LeaseNotActive", "Resell LeasePledged Rejected",
+            "lease loan opened", "lease loan margin called", "lease loan liquidating", "lease loan Defaulted",
+            "lease loan Repaid", "lease loan repaid from a refund",
         ];
         foreach (string outcome in expected) Assert.True(coverage.GetValueOrDefault(outcome) > 0, $"No stream of chunk {chunk} reached '{outcome}'.");
     }
@@ -261,6 +268,58 @@ public sealed class ExchangeDifferentialTests(ITestOutputHelper output)
         // Both pledges sold into the bid: the bidder holds its 10 + 10 shares and the 200 pledged.
         Assert.Equal((new ShareHoldingView(B1, node, 0, 0, 0), new ShareHoldingView(B2, node, 0, 0, 0)), (stream.Machine.HoldingOf(B1, node), stream.Machine.HoldingOf(B2, node)));
         Assert.Equal(new ShareHoldingView(Bidder, node, 220, 0, 0), stream.Machine.HoldingOf(Bidder, node));
+    }
+
+    /// <summary>
+    /// A lease liquidated through the resale path and repaid as its sold time is delivered, and a second pledged lease that
+    /// fails and repays its loan from the refund, checked like a random stream (machine against reference and ledger after
+    /// every command). The random streams reach a lease loan repaid from its sale too rarely (the sold time is delivered
+    /// hours after the sale, often past a stream's end) for every chunk to be sure of one: this one always does.
+    /// </summary>
+    [Fact]
+    public void A_liquidated_lease_is_repaid_as_its_sold_time_is_delivered_and_a_failed_one_from_its_refund()
+    {
+        const long Provider = 11, B1 = 1, Bidder = 3;
+        const long NsPerHour = 3_600_000_000_000L;
+        long start = new DateTimeOffset(2026, 11, 26, 21, 0, 1, TimeSpan.Zero).ToUnixTimeMilliseconds() * 1_000_000;
+        long hour = start - 1_000_000_000 + 3 * NsPerHour; // 00:00, trading until 23:55
+        long node = 0, lease = 0, second = 0, loan = 0, failedLoan = 0;
+        int Hourly(DifferentialStream s, long at) => s.Reference.ActiveInstruments.Single(i => i.Kind == DeliveryKind.HourlySpot && i.Gpu == GpuClass.A100 && i.Region == "frankfurt" && i.DeliveryStart == at).Id;
+        ExchangeCommand Order(DifferentialStream s, long owner, Side side, TimeInForce tif, long price, long gpus, long at) =>
+            ExchangeCommand.Place(owner, Hourly(s, at), side, OrderType.Limit, tif, price, gpus);
+        var script = new List<Func<DifferentialStream, ExchangeCommand>>
+        {
+            _ => ExchangeCommand.Tick(),
+            _ => new() { Kind = ExchangeCommandKind.RegisterProvider, Owner = Provider, Account = DifferentialStream.RevenueOf(Provider), Account2 = DifferentialStream.CollateralOf(Provider) },
+            _ => new() { Kind = ExchangeCommandKind.RegisterTrader, Owner = B1 },
+            _ => new() { Kind = ExchangeCommandKind.RegisterTrader, Owner = Bidder },
+            s => { node = s.Seq; return new() { Kind = ExchangeCommandKind.AdmitNode, Owner = Provider, Gpu = GpuClass.A100, Region = "frankfurt", Gpus = 4, Name = "a" }; },
+            _ => new() { Kind = ExchangeCommandKind.Deposit, Owner = B1, Account = DifferentialStream.SourceOf(B1), Amount = 100_000_000 },
+            s => s.SettleOldest(),
+            _ => new() { Kind = ExchangeCommandKind.Deposit, Owner = Bidder, Account = DifferentialStream.SourceOf(Bidder), Amount = 100_000_000 },
+            s => s.SettleOldest(),
+            s => Order(s, Provider, Side.Sell, TimeInForce.GoodTillCancel, 2_000_000, 2, hour),
+            s => Order(s, B1, Side.Buy, TimeInForce.ImmediateOrCancel, 2_000_000, 2, hour),              // the lease: VWAP $2.00
+            s => { lease = s.Machine.Leases(B1).Single().Id; loan = s.Seq; return ExchangeCommand.PledgeLease(B1, lease, 1_600_000); }, // the most: LTV 50 %
+            s => Order(s, Provider, Side.Sell, TimeInForce.GoodTillCancel, 100_000, 2, hour),
+            s => Order(s, Bidder, Side.Buy, TimeInForce.ImmediateOrCancel, 100_000, 2, hour),           // VWAP $1.05: $1.68, LTV 95 %
+            s => Order(s, Bidder, Side.Buy, TimeInForce.GoodTillCancel, 1_500_000, 2, hour),
+            _ => ExchangeCommand.Tick(),                                                                  // sold to the $1.50 bid
+            // The next hour: a second lease, pledged, and its node goes down during delivery.
+            s => Order(s, Provider, Side.Sell, TimeInForce.GoodTillCancel, 2_000_000, 1, hour + NsPerHour),
+            s => Order(s, B1, Side.Buy, TimeInForce.ImmediateOrCancel, 2_000_000, 1, hour + NsPerHour),
+            s => { second = s.Machine.Leases(B1).Single(l => l.Instrument == Hourly(s, hour + NsPerHour)).Id; failedLoan = s.Seq; return ExchangeCommand.PledgeLease(B1, second, 800_000); },
+            _ => new() { Kind = ExchangeCommandKind.Deliver, Owner = Provider, Target = lease, From = hour, To = hour + NsPerHour, Time = hour + NsPerHour },
+            _ => new() { Kind = ExchangeCommandKind.Outage, Owner = Provider, Target = node, Time = hour + NsPerHour + 600_000_000_000 },
+        };
+        using var stream = new DifferentialStream(seed: 9, startNs: start, script: script, pledges: new PledgeTerms { InterestBpPerYear = 0 });
+        stream.Run();
+        LoanView sold = stream.Machine.Loan(loan, stream.Machine.LastTime)!, failed = stream.Machine.Loan(failedLoan, stream.Machine.LastTime)!;
+        // The sale at $1.50 × 2 paid $3.00 on delivery: $1.60 to the loan, the rest the borrower's.
+        Assert.Equal((LoanStatus.Liquidated, 3_000_000L, 1_600_000L, 0L), (sold.Status, sold.Proceeds, sold.Repaid, sold.WrittenOff));
+        // The failed lease refunded $2.00 (no penalty: the provider posted no collateral): the $0.80 loan repaid from it first.
+        Assert.Equal((LoanStatus.Repaid, 2_000_000L, 800_000L), (failed.Status, failed.Proceeds, failed.Repaid));
+        Assert.False(stream.Machine.IsLeasePledged(lease) || stream.Machine.IsLeasePledged(second));
     }
 
     /// <summary>Seeds of random streams that found bugs in the share code (of the generator at the time; they run as any stream now).</summary>

@@ -62,6 +62,7 @@ public sealed partial class ReferenceExchange
         LeaseRecord? lease = _leases.Find(l => l.Id == leaseId);
         if (lease is null) return Refuse(ExchangeError.UnknownLease);
         if (lease.Buyer != owner) return Refuse(ExchangeError.NotOwner);
+        if (IsPledged(leaseId)) return Refuse(ExchangeError.LeasePledged);
         if (lease.Status != LeaseStatus.Active) return Refuse(ExchangeError.InsufficientCapacity, RefusalDetail.LeaseNotActive, (long)lease.Status);
         Instrument? leased = InstrumentOf(lease.Instrument);
         bool covers = leased is not null && leased.Gpu == i.Gpu && leased.Region == i.Region && lease.Start <= i.DeliveryStart && i.DeliveryEnd <= lease.End
@@ -117,6 +118,7 @@ public sealed partial class ReferenceExchange
             child.Refunded += refund;
             child.Status = LeaseStatus.Failed;
             FailResale(child);
+            LeaseFailed(child, refund);
         }
     }
 

@@ -25,12 +25,16 @@ public sealed partial class ReferenceExchange
     {
         public required long Id, Borrower, Node, Lent, OpenedAt;
         public long Shares, Principal, Interest, Repaid, AccruedTo, Proceeds, WrittenOff;
+        /// <summary>For the coverage report (lease loans): its lease's time was sold; a failure refund paid it.</summary>
+        public bool WentLiquidating, RefundedToLoan;
         /// <summary>The interest numerator not yet a whole micro-USD (over 10,000 × a year of ns).</summary>
         public Int128 Carried;
         public LoanStatus Status;
         /// <summary>For the coverage report: it was in margin call once; a liquidation left shares unsold.</summary>
         public bool MarginCalled, SoldInPart;
-        public bool IsOpen => Status is LoanStatus.Open or LoanStatus.MarginCall;
+        /// <summary>The pledged lease (0 for a share loan, whose Node and Shares say what is pledged).</summary>
+        public long Lease;
+        public bool IsOpen => Status is LoanStatus.Open or LoanStatus.MarginCall or LoanStatus.Liquidating;
     }
 
     private readonly SortedDictionary<long, Loan> _loans = [];
@@ -79,6 +83,7 @@ public sealed partial class ReferenceExchange
     private (long Whole, Int128 Carried) InterestTo(Loan l, long t)
     {
         if (t < l.AccruedTo) throw new InvalidOperationException($"Reference: loan {l.Id} asked for interest to {t}, before its accrual at {l.AccruedTo}.");
+        if (l.Status == LoanStatus.Liquidating) return (0, l.Carried); // its interest stopped at the sale
         Int128 per = (Int128)10_000 * NsPerYear;
         Int128 n = (Int128)l.Principal * _pledges.InterestBpPerYear * (t - l.AccruedTo) + l.Carried;
         return ((long)(n / per), n % per);
@@ -97,8 +102,9 @@ public sealed partial class ReferenceExchange
     /// <summary>What an open loan's status is at <paramref name="t"/> (Liquidated meaning: at the liquidation threshold).</summary>
     private LoanStatus StatusAt(Loan l, long t)
     {
+        if (l.Status == LoanStatus.Liquidating) return l.Status; // waits for its sale's payments
         long due = l.Principal + l.Interest + InterestTo(l, t).Whole;
-        long ltv = LoanToValue(due, CollateralValue(l.Node, l.Shares));
+        long ltv = LoanToValue(due, ValueOf(l));
         if (ltv >= _pledges.LiquidationBp) return LoanStatus.Liquidated;
         return ltv >= _pledges.MarginCallBp ? LoanStatus.MarginCall : LoanStatus.Open;
     }
@@ -109,10 +115,12 @@ public sealed partial class ReferenceExchange
     public IReadOnlyList<LoanView> Loans(long now) => _loans.Values.Select(l =>
     {
         long interest = l.IsOpen ? l.Interest + InterestTo(l, now).Whole : l.Interest;
-        long value = CollateralValue(l.Node, l.Shares);
-        LoanStatus status = !l.IsOpen ? l.Status : StatusAt(l, now) == LoanStatus.Open ? LoanStatus.Open : LoanStatus.MarginCall;
+        long value = l.IsOpen ? ValueOf(l) : 0;
+        LoanStatus status = !l.IsOpen || l.Status == LoanStatus.Liquidating ? l.Status
+            : StatusAt(l, now) == LoanStatus.Open ? LoanStatus.Open : LoanStatus.MarginCall;
         return new LoanView(l.Id, l.Borrower, l.Node, l.Shares, l.Lent, l.Principal, interest, l.Repaid, value,
-            l.IsOpen ? LoanToValue(l.Principal + interest, value) : 0, status, l.OpenedAt, now, l.Proceeds, l.WrittenOff);
+            l.IsOpen && l.Status != LoanStatus.Liquidating ? LoanToValue(l.Principal + interest, value) : 0, status, l.OpenedAt, now, l.Proceeds, l.WrittenOff,
+            l.Lease != 0 ? LoanCollateral.Lease : LoanCollateral.Shares, l.Lease, l.IsOpen && l.Lease != 0 ? LeaseHoursLeft(l.Lease) : 0);
     }).ToList();
 
     /// <summary>Would a tick at <paramref name="now"/> change some open loan's status?</summary>
@@ -126,7 +134,8 @@ public sealed partial class ReferenceExchange
     {
         "loan opened", l.MarginCalled ? "loan margin called" : null, l.SoldInPart ? "loan liquidated in part" : null,
         l.IsOpen ? null : $"loan {l.Status}",
-    }).OfType<string>();
+    }.Select(o => o is null || l.Lease == 0 ? o : "lease " + o).Concat(l.Lease != 0 && l.WentLiquidating ? ["lease loan liquidating"] : [])
+        .Concat(l.Lease != 0 && l.RefundedToLoan ? ["lease loan repaid from a refund"] : [])).OfType<string>();
 
     // ================================================================== commands
 
@@ -172,9 +181,9 @@ public sealed partial class ReferenceExchange
         if (l.Principal + l.Interest == 0)
         {
             Unpledge(l, l.Shares);
-            l.Status = LoanStatus.Repaid;
+            l.Status = l.Status == LoanStatus.Liquidating ? LoanStatus.Liquidated : LoanStatus.Repaid;
         }
-        else SetStatus(l, StatusAt(l, _now) == LoanStatus.Open ? LoanStatus.Open : LoanStatus.MarginCall);
+        else if (l.Status != LoanStatus.Liquidating) SetStatus(l, StatusAt(l, _now) == LoanStatus.Open ? LoanStatus.Open : LoanStatus.MarginCall);
         return Done(l.Id) with { Remaining = l.Principal + l.Interest };
     }
 
@@ -213,8 +222,9 @@ public sealed partial class ReferenceExchange
             LoanStatus status = StatusAt(l, _now);
             if (status == l.Status) continue;
             Accrue(l);
-            if (status == LoanStatus.Liquidated) Liquidate(l, fills);
-            else SetStatus(l, status);
+            if (status != LoanStatus.Liquidated) SetStatus(l, status);
+            else if (l.Lease != 0) LiquidateLease(l, fills);
+            else Liquidate(l, fills);
         }
     }
 

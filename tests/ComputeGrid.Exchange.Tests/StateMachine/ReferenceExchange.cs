@@ -271,6 +271,7 @@ public sealed partial class ReferenceExchange
             ExchangeCommandKind.TransferShares => TransferShares(in c),
             ExchangeCommandKind.Pledge => Pledge(in c),
             ExchangeCommandKind.Repay => Repay(in c),
+            ExchangeCommandKind.PledgeLease => PledgeLease(in c),
             _ => Refuse(ExchangeError.InvalidRequest),
         };
     }
@@ -548,6 +549,7 @@ public sealed partial class ReferenceExchange
                     Order taker = _orders[e.OrderId], maker = _orders[e.MakerOrderId];
                     (Order buy, Order sell) = taker.Side == Side.Buy ? (taker, maker) : (maker, taker);
                     long lease = buy.Shares ? TradeShares(buy, sell, e.Price, e.Quantity) : NewLease(buy, sell, e.Price, e.Quantity).Id;
+                    if (!buy.Shares) RecordComputeTrade(instrument, e.Price, e.Quantity);
                     taker.Remaining -= e.Quantity;
                     maker.Remaining -= e.Quantity;
                     fills.Add(new FillRecord(taker.Id, maker.Id, e.Price, e.Quantity, lease, ++_trades, instrument, taker.Side, _now));
@@ -677,6 +679,7 @@ public sealed partial class ReferenceExchange
         if (lease.Delivered + gpuHours > lease.GpuHours) return Refuse(ExchangeError.InvalidDelivery);
         PayFor(lease, gpuHours);
         DeliverResold(lease, c.From, c.To);
+        EndLiquidatingLeaseLoans();
         return Done(lease.Id);
     }
 
@@ -687,7 +690,11 @@ public sealed partial class ReferenceExchange
         // A first-hand lease's payment is its nodes' revenue: the part of a node that issued shares goes to its pool.
         long toPools = lease.Parent is null ? PayPools(lease, amount) : 0;
         Post(lease.Escrow, lease.PayeeAccount, amount - toPools);
-        if (lease.Parent is not null) _traders[lease.Payee].Cash += amount; // a reseller is paid into its trading account
+        if (lease.Parent is long parent)
+        {
+            _traders[lease.Payee].Cash += amount; // a reseller is paid into its trading account
+            LeaseSaleProceeds(parent, lease.Payee, amount);
+        }
         lease.Delivered += gpuHours;
         lease.Paid += amount;
         if (last)
@@ -715,6 +722,7 @@ public sealed partial class ReferenceExchange
         lease.Shortfall = penalty - paid;
         lease.Status = LeaseStatus.Failed;
         FailResale(lease);
+        LeaseFailed(lease, refund + paid);
     }
 
     private ReferenceResult Outage(in ExchangeCommand c)
