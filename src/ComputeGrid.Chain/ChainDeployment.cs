@@ -106,7 +106,7 @@ public static class ChainDeployment
 
     private static async Task<string> DeployAsync<TDeployment>(Web3 web3, TDeployment deployment) where TDeployment : ContractDeploymentMessage, new()
     {
-        var receipt = await web3.Eth.GetContractDeploymentHandler<TDeployment>().SendRequestAndWaitForReceiptAsync(deployment).ConfigureAwait(false);
+        var receipt = await web3.Eth.GetContractDeploymentHandler<TDeployment>().SendRequestAndWaitForReceiptAsync(deployment, new CancellationTokenSource(Contracts.ChainCalls.ReceiptTimeout)).ConfigureAwait(false);
         if (receipt.Status?.Value != BigInteger.One || string.IsNullOrEmpty(receipt.ContractAddress))
             throw new InvalidOperationException($"deploying {typeof(TDeployment).Name} failed in transaction {receipt.TransactionHash}");
         return receipt.ContractAddress;

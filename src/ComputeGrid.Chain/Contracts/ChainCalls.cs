@@ -27,15 +27,23 @@ internal static class ChainCalls
 {
     private const string RevertedPrefix = "execution reverted: ";
 
+    /// <summary>How long a send waits for its receipt: a transaction never mined is an error, not a hang.</summary>
+    public static readonly TimeSpan ReceiptTimeout = TimeSpan.FromSeconds(60);
+
     public static async Task<ChainReceipt> SendAsync<TMessage>(IWeb3 web3, string contract, TMessage message)
         where TMessage : FunctionMessage, new()
     {
         string function = typeof(TMessage).Name;
         TransactionReceipt receipt;
+        using var timeout = new CancellationTokenSource(ReceiptTimeout);
         try
         {
             receipt = await web3.Eth.GetContractTransactionHandler<TMessage>()
-                .SendRequestAndWaitForReceiptAsync(contract, message).ConfigureAwait(false);
+                .SendRequestAndWaitForReceiptAsync(contract, message, timeout).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException e) when (timeout.IsCancellationRequested)
+        {
+            throw new TimeoutException($"{function} was not mined within {ReceiptTimeout.TotalSeconds} s", e);
         }
         catch (SmartContractRevertException e)
         {
