@@ -84,8 +84,10 @@ public static class ChainTools
     {
         string node = FindOnPath("node") ?? throw new ChainToolsException("node is not installed: the chain tools (Anvil, solc) need Node 20+ and npm on PATH");
         if (FindOnPath("npm") is null) throw new ChainToolsException("npm is not installed: the chain tools (Anvil, solc) need Node 20+ and npm on PATH");
-        string tools = FindToolsDirectory()
-            ?? throw new ChainToolsException($"tools/chain not found: set {ToolsVariable} or run from inside the repository (no ComputeGrid.slnx above {AppContext.BaseDirectory})");
+        string? named = Environment.GetEnvironmentVariable(ToolsVariable);
+        string tools = FindToolsDirectory() ?? throw new ChainToolsException(string.IsNullOrEmpty(named)
+            ? $"tools/chain not found: set {ToolsVariable} or run from inside the repository (no ComputeGrid.slnx above {AppContext.BaseDirectory})"
+            : $"{ToolsVariable}={named} is not a folder");
         string script = Path.Combine(tools, "install.sh");
         if (!File.Exists(script)) throw new ChainToolsException($"{script} is missing");
 

@@ -104,3 +104,44 @@ public sealed class StablecoinTests(AnvilFixture f)
         Assert.Equal(payerBefore - 1_250_000, await relayer.BalanceOfAsync(payer));
     }
 }
+
+[Collection(AnvilCollection.Name)]
+public sealed class AuthorizationOverloadTests(AnvilFixture f)
+{
+    [ChainFact]
+    public async Task The_vrs_overload_receive_by_the_payee_only_and_cancel_all_honour_one_nonce_space()
+    {
+        var random = new Random(3009);
+        string payer = AnvilFixture.Address(1), payee = AnvilFixture.Address(2);
+        StablecoinClient relayer = f.Stablecoin(3), payeeClient = f.Stablecoin(2), payerClient = f.Stablecoin(1);
+        Eip712Domain domain = await relayer.DomainAsync();
+        long now = await f.LatestTimestampAsync();
+        long payeeBefore = await relayer.BalanceOfAsync(payee);
+
+        var vrs = new TransferAuthorization(payer, payee, 10, now - 1, now + 600, ChainTestKit.Bytes32(random));
+        await relayer.TransferWithAuthorizationVrsAsync(vrs, vrs.Sign(domain, AnvilFixture.Key(1)));
+        Assert.True(await relayer.AuthorizationStateAsync(payer, vrs.Nonce));
+
+        var receive = vrs with { Value = 20, Nonce = ChainTestKit.Bytes32(random) };
+        string receiveSignature = receive.SignReceive(domain, AnvilFixture.Key(1));
+        var byRelayer = await Assert.ThrowsAsync<ChainRevertException>(() => relayer.ReceiveWithAuthorizationAsync(receive, receiveSignature));
+        Assert.Equal("caller must be the payee", byRelayer.Reason);
+        // A receive signature is not a transfer signature: another type hash, so it recovers someone else.
+        var asTransfer = await Assert.ThrowsAsync<ChainRevertException>(() => relayer.TransferWithAuthorizationAsync(receive, receiveSignature));
+        Assert.Equal("invalid signature", asTransfer.Reason);
+        await payeeClient.ReceiveWithAuthorizationAsync(receive, receiveSignature);
+
+        var canceled = vrs with { Value = 40, Nonce = ChainTestKit.Bytes32(random) };
+        string transferSignature = canceled.Sign(domain, AnvilFixture.Key(1));
+        var wrongCanceller = await Assert.ThrowsAsync<ChainRevertException>(() => relayer.CancelAuthorizationAsync(payer, canceled.Nonce, canceled.SignCancel(domain, AnvilFixture.Key(3))));
+        Assert.Equal("invalid signature", wrongCanceller.Reason);
+        await payerClient.CancelAuthorizationAsync(payer, canceled.Nonce, canceled.SignCancel(domain, AnvilFixture.Key(1)));
+        Assert.True(await relayer.AuthorizationStateAsync(payer, canceled.Nonce));
+        var afterCancel = await Assert.ThrowsAsync<ChainRevertException>(() => relayer.TransferWithAuthorizationAsync(canceled, transferSignature));
+        Assert.Equal("authorization used or canceled", afterCancel.Reason);
+        var usedTwice = await Assert.ThrowsAsync<ChainRevertException>(() => relayer.CancelAuthorizationAsync(payer, vrs.Nonce, vrs.SignCancel(domain, AnvilFixture.Key(1))));
+        Assert.Equal("authorization used or canceled", usedTwice.Reason);
+
+        Assert.Equal(payeeBefore + 30, await relayer.BalanceOfAsync(payee));
+    }
+}

@@ -76,6 +76,26 @@ public sealed record TransferAuthorization(string From, string To, long Value, l
         return new Eip712TypedDataSigner().SignTypedDataV4(
             message, domain.TypedData<TransferWithAuthorizationStruct>("TransferWithAuthorization"), new EthECKey(privateKey));
     }
+
+    /// <summary>Signs the same fields as a <c>ReceiveWithAuthorization</c> (another type hash: only the payee may submit it).</summary>
+    public string SignReceive(Eip712Domain domain, string privateKey)
+    {
+        var message = new ReceiveWithAuthorizationStruct
+        {
+            From = From, To = To, Value = Value, ValidAfter = ValidAfter, ValidBefore = ValidBefore,
+            Nonce = Nonce.HexToByteArray(),
+        };
+        return new Eip712TypedDataSigner().SignTypedDataV4(
+            message, domain.TypedData<ReceiveWithAuthorizationStruct>("ReceiveWithAuthorization"), new EthECKey(privateKey));
+    }
+
+    /// <summary>Signs an EIP-3009 <c>CancelAuthorization</c> of this nonce by <see cref="From"/>.</summary>
+    public string SignCancel(Eip712Domain domain, string privateKey)
+    {
+        var message = new CancelAuthorizationStruct { Authorizer = From, Nonce = Nonce.HexToByteArray() };
+        return new Eip712TypedDataSigner().SignTypedDataV4(
+            message, domain.TypedData<CancelAuthorizationStruct>("CancelAuthorization"), new EthECKey(privateKey));
+    }
 }
 
 /// <summary>An EIP-2612 <c>Permit</c>: <paramref name="Owner"/> approves <paramref name="Spender"/> for <paramref name="Value"/> by signature.</summary>
@@ -105,6 +125,24 @@ internal sealed class TransferWithAuthorizationStruct
     [Parameter("uint256", "validAfter", 4)] public BigInteger ValidAfter { get; set; }
     [Parameter("uint256", "validBefore", 5)] public BigInteger ValidBefore { get; set; }
     [Parameter("bytes32", "nonce", 6)] public byte[] Nonce { get; set; } = [];
+}
+
+[Struct("ReceiveWithAuthorization")]
+internal sealed class ReceiveWithAuthorizationStruct
+{
+    [Parameter("address", "from", 1)] public string From { get; set; } = "";
+    [Parameter("address", "to", 2)] public string To { get; set; } = "";
+    [Parameter("uint256", "value", 3)] public BigInteger Value { get; set; }
+    [Parameter("uint256", "validAfter", 4)] public BigInteger ValidAfter { get; set; }
+    [Parameter("uint256", "validBefore", 5)] public BigInteger ValidBefore { get; set; }
+    [Parameter("bytes32", "nonce", 6)] public byte[] Nonce { get; set; } = [];
+}
+
+[Struct("CancelAuthorization")]
+internal sealed class CancelAuthorizationStruct
+{
+    [Parameter("address", "authorizer", 1)] public string Authorizer { get; set; } = "";
+    [Parameter("bytes32", "nonce", 2)] public byte[] Nonce { get; set; } = [];
 }
 
 [Struct("Permit")]

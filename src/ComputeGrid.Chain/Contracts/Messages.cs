@@ -119,6 +119,45 @@ internal sealed class TransferWithAuthorizationFunction : FunctionMessage
     [Parameter("bytes", "signature", 7)] public byte[] Signature { get; set; } = [];
 }
 
+/// The v,r,s overload of transferWithAuthorization.
+[Function("transferWithAuthorization")]
+internal sealed class TransferWithAuthorizationVrsFunction : FunctionMessage
+{
+    [Parameter("address", "from", 1)] public string From { get; set; } = "";
+    [Parameter("address", "to", 2)] public string To { get; set; } = "";
+    [Parameter("uint256", "value", 3)] public BigInteger Value { get; set; }
+    [Parameter("uint256", "validAfter", 4)] public BigInteger ValidAfter { get; set; }
+    [Parameter("uint256", "validBefore", 5)] public BigInteger ValidBefore { get; set; }
+    [Parameter("bytes32", "nonce", 6)] public byte[] AuthorizationNonce { get; set; } = [];
+    [Parameter("uint8", "v", 7)] public byte V { get; set; }
+    [Parameter("bytes32", "r", 8)] public byte[] R { get; set; } = [];
+    [Parameter("bytes32", "s", 9)] public byte[] S { get; set; } = [];
+}
+
+/// The `bytes signature` overload of receiveWithAuthorization.
+[Function("receiveWithAuthorization")]
+internal sealed class ReceiveWithAuthorizationFunction : FunctionMessage
+{
+    [Parameter("address", "from", 1)] public string From { get; set; } = "";
+    [Parameter("address", "to", 2)] public string To { get; set; } = "";
+    [Parameter("uint256", "value", 3)] public BigInteger Value { get; set; }
+    [Parameter("uint256", "validAfter", 4)] public BigInteger ValidAfter { get; set; }
+    [Parameter("uint256", "validBefore", 5)] public BigInteger ValidBefore { get; set; }
+    [Parameter("bytes32", "nonce", 6)] public byte[] AuthorizationNonce { get; set; } = [];
+    [Parameter("bytes", "signature", 7)] public byte[] Signature { get; set; } = [];
+}
+
+/// The v,r,s overload of cancelAuthorization.
+[Function("cancelAuthorization")]
+internal sealed class CancelAuthorizationFunction : FunctionMessage
+{
+    [Parameter("address", "authorizer", 1)] public string Authorizer { get; set; } = "";
+    [Parameter("bytes32", "nonce", 2)] public byte[] AuthorizationNonce { get; set; } = [];
+    [Parameter("uint8", "v", 3)] public byte V { get; set; }
+    [Parameter("bytes32", "r", 4)] public byte[] R { get; set; } = [];
+    [Parameter("bytes32", "s", 5)] public byte[] S { get; set; } = [];
+}
+
 // ---- Vault ----
 
 [Function("deposit")]

@@ -56,6 +56,37 @@ public sealed class StablecoinClient(IWeb3 web3, string address)
             Signature = signature.HexToByteArray(),
         });
 
+    /// <summary>The same settlement through the v,r,s overload (the other one x402's facilitator may call).</summary>
+    public Task<ChainReceipt> TransferWithAuthorizationVrsAsync(TransferAuthorization authorization, string signature)
+    {
+        var (v, r, s) = SplitSignature(signature);
+        return SendAsync(web3, Address, new TransferWithAuthorizationVrsFunction
+        {
+            From = authorization.From, To = authorization.To, Value = FromMicro(authorization.Value, nameof(authorization)),
+            ValidAfter = authorization.ValidAfter, ValidBefore = authorization.ValidBefore,
+            AuthorizationNonce = Bytes32(authorization.Nonce, nameof(authorization)), V = v, R = r, S = s,
+        });
+    }
+
+    /// <summary>Settles an EIP-3009 <c>ReceiveWithAuthorization</c>; the sender must be the payee.</summary>
+    public Task<ChainReceipt> ReceiveWithAuthorizationAsync(TransferAuthorization authorization, string signature) =>
+        SendAsync(web3, Address, new ReceiveWithAuthorizationFunction
+        {
+            From = authorization.From, To = authorization.To, Value = FromMicro(authorization.Value, nameof(authorization)),
+            ValidAfter = authorization.ValidAfter, ValidBefore = authorization.ValidBefore,
+            AuthorizationNonce = Bytes32(authorization.Nonce, nameof(authorization)), Signature = signature.HexToByteArray(),
+        });
+
+    /// <summary>Cancels an unused authorization nonce of <paramref name="authorizer"/> with its signed <c>CancelAuthorization</c>.</summary>
+    public Task<ChainReceipt> CancelAuthorizationAsync(string authorizer, string nonce, string signature)
+    {
+        var (v, r, s) = SplitSignature(signature);
+        return SendAsync(web3, Address, new CancelAuthorizationFunction
+        {
+            Authorizer = authorizer, AuthorizationNonce = Bytes32(nonce, nameof(nonce)), V = v, R = r, S = s,
+        });
+    }
+
     /// <summary>Applies an EIP-2612 permit signed by its owner.</summary>
     public Task<ChainReceipt> PermitAsync(PermitAuthorization permit, string signature)
     {
