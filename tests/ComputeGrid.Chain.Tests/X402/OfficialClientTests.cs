@@ -4,8 +4,8 @@ using ComputeGrid.Chain.X402;
 namespace ComputeGrid.Chain.Tests.X402;
 
 /// <summary>
-/// A fact that needs Node and the repository's pinned x402 clients (tools/chain/node_modules, installed by
-/// <c>npm ci</c> in tools/chain): reported as skipped, with the reason, where either is missing.
+/// A fact that needs Node and the repository's pinned x402 clients (tools/chain/node_modules, installed once per process
+/// by <see cref="ChainTools.Ensure"/>): reported as skipped, with the reason, only where they cannot be installed.
 /// </summary>
 public sealed class OfficialClientFactAttribute : FactAttribute
 {
@@ -18,21 +18,13 @@ public sealed class OfficialClientFactAttribute : FactAttribute
 /// <summary>Runs official-client.cjs: the official @x402/fetch + @x402/evm client paying for a PAYMENT-REQUIRED header.</summary>
 internal static class OfficialClient
 {
-    public static string NodeModules => Path.Combine(X402World.RepoRoot(), "tools", "chain", "node_modules");
+    public static string NodeModules => Path.Combine(ChainTools.Ensure().ToolsDirectory, "node_modules");
 
     public static string? Missing()
     {
+        if (!ChainTools.TryEnsure(out _, out string reason)) return $"chain tools unavailable: {reason}";
         if (!Directory.Exists(Path.Combine(NodeModules, "@x402", "fetch")) || !Directory.Exists(Path.Combine(NodeModules, "@x402", "evm")))
-            return $"the pinned x402 clients are not installed ({NodeModules}): run 'npm ci' in tools/chain";
-        try
-        {
-            using var node = Process.Start(new ProcessStartInfo("node", "--version") { RedirectStandardOutput = true, RedirectStandardError = true });
-            if (node is null || !node.WaitForExit(30_000) || node.ExitCode != 0) return "node --version failed";
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            return "node is not on PATH: " + e.Message;
-        }
+            return $"the pinned x402 clients are not in {NodeModules} after installing the chain tools";
         return null;
     }
 
@@ -40,7 +32,7 @@ internal static class OfficialClient
     public static string Pay(string paymentRequired, string key)
     {
         string script = Path.Combine(X402World.RepoRoot(), "tests", "ComputeGrid.Chain.Tests", "X402", "official-client.cjs");
-        var start = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var start = new ProcessStartInfo(ChainTools.Ensure().Node) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string a in new[] { script, NodeModules, paymentRequired, key }) start.ArgumentList.Add(a);
         using var node = Process.Start(start)!;
         var stdout = node.StandardOutput.ReadToEndAsync();
