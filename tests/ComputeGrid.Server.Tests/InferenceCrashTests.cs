@@ -110,6 +110,10 @@ public sealed class InferenceCrashTests(CrashModelFixture fixture, ITestOutputHe
                     }
                 });
             }).ToArray();
+            // The seeded moment counts from the round's first answer, so that each round kills a server under paid load
+            // even on a machine slow enough that no request is answered within the first second or two.
+            int answeredBefore = answered.Sum(a => a.Count);
+            for (int w = 0; w < 600 && answered.Sum(a => a.Count) == answeredBefore; w++) await Task.Delay(50);
             await Task.Delay(killAfterMs);
             rig.Kill();
             stop.Cancel();
