@@ -166,7 +166,8 @@ public sealed class Router
         public readonly Span<Entry> Entries = entries;
         public int Count;
         // The k-th entry's keys once full. Until then Worst1 is long.MaxValue, which no key reaches (registry bounds keep
-        // every key below 2^60), so "key1 > Worst1" alone says whether a node is out of the running.
+        // every key below 2^60 in magnitude, plus at most the avoid penalty of 2^61), so "key1 > Worst1" alone says whether
+        // a node is out of the running.
         public long Worst1 = long.MaxValue;
         private long _worst2 = long.MaxValue;
         private int _worstRank = int.MaxValue;
