@@ -265,6 +265,8 @@ public static class ServerHost
         var miniLm = LazyEmbeddingModel.MiniLm(options.Inference.ModelParallelism.IntraOpThreads);
         models.Register(miniLm);
         var registry = new NodeRegistry(latency, options.Time);
+        // Sites that list nodes measure them (exchange leases, inference utilization) and publish their power state to the router.
+        foreach (LiveSite site in liveSites) site.Attach(new ServerSiteNodes(exchange, store, registry, options.Time));
         var payments = new InferencePayments(ledger) { HasShares = node => exchange.NodeHasShares((long)node) };
         var localNodes = new LocalNodes(options.Inference.LocalNodes.Select(n =>
         {

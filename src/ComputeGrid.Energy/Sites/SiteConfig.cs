@@ -37,6 +37,13 @@ public sealed record SiteConfig
     /// <summary>AI GPU nodes (firm load).</summary>
     public GpuFleetConfig[] Gpus { get; init; } = [];
 
+    /// <summary>
+    /// The GPU nodes that run at the site, by node id (the id the exchange and inference know them by). When a live site
+    /// lists nodes, its firm GPU load each interval is their measured load instead of <see cref="Gpus"/>' schedule; a
+    /// backtest, which has no nodes to measure, keeps the schedule.
+    /// </summary>
+    public SiteNodeConfig[] Nodes { get; init; } = [];
+
     /// <summary>The miner fleet (interruptible load).</summary>
     public MinerFleetConfig[] Miners { get; init; } = [];
 
@@ -119,6 +126,25 @@ public sealed record GpuFleetConfig
 
     /// <summary>How many of the GPUs are leased over time.</summary>
     public required GpuDemandConfig Demand { get; init; }
+}
+
+/// <summary>One GPU node of a site.</summary>
+public sealed record SiteNodeConfig
+{
+    /// <summary>The node's id, as admitted (1–128 characters).</summary>
+    public required string Id { get; init; }
+
+    /// <summary>GPUs in the node.</summary>
+    public required int Gpus { get; init; }
+
+    /// <summary>Power of one busy GPU at the wall (W, before cooling).</summary>
+    public required double WattsPerGpu { get; init; }
+
+    /// <summary>
+    /// Energy the node's GPUs draw for 1,000 tokens of inference (J, before cooling): the model of energy per request
+    /// the router prices power with (energy per request = tokens ÷ 1,000 × this × PUE).
+    /// </summary>
+    public required double JoulesPer1kTokens { get; init; }
 }
 
 public sealed record GpuDemandConfig
@@ -307,7 +333,7 @@ public static class SiteConfigLoader
         }
         if (!(c.InterconnectKw > 0) || double.IsInfinity(c.InterconnectKw)) Fail("interconnectKw", "must be a positive number of kW.");
         if (!(c.Pue >= 1.0 && c.Pue <= 3.0)) Fail("pue", "must be between 1.0 and 3.0.");
-        if (c.Gpus.Length == 0 && c.Miners.Length == 0) Fail("miners", "a site needs GPUs or miners.");
+        if (c.Gpus.Length == 0 && c.Miners.Length == 0 && c.Nodes.Length == 0) Fail("miners", "a site needs GPUs, nodes or miners.");
         for (int i = 0; i < c.Gpus.Length; i++)
         {
             GpuFleetConfig g = c.Gpus[i];
@@ -338,7 +364,19 @@ public static class SiteConfigLoader
             if (string.IsNullOrWhiteSpace(c.Miners[i].Model)) Fail($"miners[{i}].model", "is required.");
             if (c.Miners[i].Count <= 0) Fail($"miners[{i}].count", "must be positive.");
         }
-        double aiFullKw = c.Pue * c.Gpus.Sum(g => g.Count * g.WattsPerGpu / 1000.0);
+        var nodeIds = new HashSet<string>(StringComparer.Ordinal);
+        for (int i = 0; i < c.Nodes.Length; i++)
+        {
+            SiteNodeConfig n = c.Nodes[i];
+            string f = $"nodes[{i}]";
+            if (string.IsNullOrEmpty(n.Id) || n.Id.Length > 128) Fail($"{f}.id", "must be 1 to 128 characters.");
+            if (!nodeIds.Add(n.Id)) Fail($"{f}.id", $"'{n.Id}' is listed twice.");
+            if (n.Gpus is < 1 or > 1_024) Fail($"{f}.gpus", "must be 1 to 1024.");
+            if (!(n.WattsPerGpu > 0 && n.WattsPerGpu <= 5_000)) Fail($"{f}.wattsPerGpu", "must be in (0, 5000] W.");
+            if (!(n.JoulesPer1kTokens >= 0 && n.JoulesPer1kTokens <= 1_000_000)) Fail($"{f}.joulesPer1kTokens", "must be in [0, 1000000] J.");
+        }
+        // Listed nodes replace the GPU schedule as the firm load: whichever can draw more must fit the interconnect.
+        double aiFullKw = c.Pue * Math.Max(c.Gpus.Sum(g => g.Count * g.WattsPerGpu / 1000.0), c.Nodes.Sum(n => n.Gpus * n.WattsPerGpu / 1000.0));
         if (aiFullKw > c.InterconnectKw)
             Fail("gpus", $"the firm AI load alone ({aiFullKw:0.#} kW with PUE {c.Pue}) exceeds interconnectKw ({c.InterconnectKw:0.#} kW); it could not be served.");
         if (c.Ramp is { } ramp)

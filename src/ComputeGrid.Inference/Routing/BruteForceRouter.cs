@@ -65,11 +65,15 @@ public sealed class BruteForceRouter
         var free = matching.Where(x => x.Node.Inflight < x.Node.Capacity).ToList();
         if (free.Count == 0) return ([], RouteStatus.AllBusy);
 
+        // A node whose site is in a peak hour or an emergency comes after every other eligible node, whatever the sort.
+        var byPower = free.OrderBy(x => x.Node.Power is { Avoid: true });
         var ordered = p.Sort switch
         {
-            RouteSort.Latency => free.OrderBy(x => x.Latency).ThenBy(x => x.Node.PriceMicroUsdPer1kTokens),
-            RouteSort.Price => free.OrderBy(x => x.Node.PriceMicroUsdPer1kTokens).ThenBy(x => x.Latency),
-            _ => free.OrderBy(x => x.Latency + _priceWeight * x.Node.PriceMicroUsdPer1kTokens).ThenBy(x => x.Latency),
+            RouteSort.Latency => byPower.ThenBy(x => x.Latency).ThenBy(x => x.Node.PriceMicroUsdPer1kTokens),
+            RouteSort.Price => byPower.ThenBy(x => x.Node.PriceMicroUsdPer1kTokens).ThenBy(x => x.Latency),
+            RouteSort.Power => byPower.ThenBy(x => (Int128)x.Node.PriceMicroUsdPer1kTokens * 1000 + (x.Node.Power?.PowerCostNanoUsdPer1kTokens ?? 0))
+                .ThenBy(x => x.Latency),
+            _ => byPower.ThenBy(x => x.Latency + _priceWeight * x.Node.PriceMicroUsdPer1kTokens).ThenBy(x => x.Latency),
         };
         return ([.. ordered.ThenBy(x => x.Node.NodeId, StringComparer.Ordinal).Select(x => (x.Node, x.Latency))], RouteStatus.Routed);
     }

@@ -58,6 +58,12 @@ public sealed class NodeRegistry
     /// <summary>The longest public key accepted, bytes.</summary>
     public const int MaxPublicKeyBytes = 256;
 
+    /// <summary>The largest power price a site may publish, either sign: 10^12 micro-USD (USD 1,000,000) per MWh.</summary>
+    public const long MaxPowerPriceMicroUsdPerMwh = 1_000_000_000_000;
+
+    /// <summary>The most energy per 1,000 tokens a site may publish for a node: 10^9 mJ (1 MJ).</summary>
+    public const long MaxMilliJoulesPer1kTokens = 1_000_000_000;
+
     private const int MaxMaxNodes = 1 << 20;
 
     private readonly Lock _gate = new();
@@ -77,6 +83,8 @@ public sealed class NodeRegistry
     internal readonly int[] ReportedInflightOf;
     internal readonly long[] EwmaMicrosOf;
     internal readonly long[] Load;             // (generation << 32) | router-held inflight; generation ≥ 1
+    internal readonly long[] PowerCostOf;      // the node's site's marginal power cost, nano-USD per 1,000 tokens; 0 without a site
+    internal readonly int[] PowerFlagsOf;      // the node's site's PowerFlags; 0 without a site
 
     // Cold (snapshots and lookups), written under the lock.
     private readonly string?[] _ids;
@@ -84,6 +92,7 @@ public sealed class NodeRegistry
     private readonly byte[][] _keys;
     private readonly bool[] _failed;
     private readonly long[] _lastSeenUtcTicks;
+    private readonly Dictionary<string, NodePowerState> _powerById = new(StringComparer.Ordinal); // kept across re-registrations
 
     private volatile RegistryTopology _topology = RegistryTopology.Empty;
 
@@ -120,6 +129,8 @@ public sealed class NodeRegistry
         EwmaMicrosOf = new long[n];
         Load = new long[n];
         Array.Fill(Load, 1L << 32);
+        PowerCostOf = new long[n];
+        PowerFlagsOf = new int[n];
         _ids = new string?[n];
         _models = new string[n][];
         _keys = new byte[n][];
@@ -245,6 +256,7 @@ public sealed class NodeRegistry
         QueueLengthOf[slot] = 0;
         ReportedInflightOf[slot] = 0;
         EwmaMicrosOf[slot] = 0;
+        WritePowerLocked(slot, _powerById.TryGetValue(node.Id, out NodePowerState power) ? power : null);
         TouchLocked(slot);
         if (!existing)
         {
@@ -340,10 +352,57 @@ public sealed class NodeRegistry
             _models[slot] = [];
             _keys[slot] = [];
             _failed[slot] = false;
+            WritePowerLocked(slot, null);
             _freeSlots.Push(slot);
             RebuildTopologyLocked();
             return true;
         }
+    }
+
+    /// <summary>
+    /// Records the power state of a node's site (its site publishes it every interval). The router counts the state's
+    /// power cost in <see cref="RouteSort.Power"/> and avoids a node whose state says <see cref="NodePowerState.Avoid"/>
+    /// whenever another eligible node exists. A node not registered yet (or removed) gets the state when it registers.
+    /// </summary>
+    /// <param name="nodeId">The node.</param>
+    /// <param name="state">Its site's state.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The price or energy is outside its bounds, or flags are unknown.</exception>
+    public void PublishPower(string nodeId, in NodePowerState state)
+    {
+        ArgumentNullException.ThrowIfNull(nodeId);
+        ArgumentNullException.ThrowIfNull(state.Site, nameof(state));
+        if (state.PriceMicroUsdPerMwh is < -MaxPowerPriceMicroUsdPerMwh or > MaxPowerPriceMicroUsdPerMwh)
+            throw new ArgumentOutOfRangeException(nameof(state), $"The power price must be within ±{MaxPowerPriceMicroUsdPerMwh} micro-USD per MWh.");
+        if (state.MilliJoulesPer1kTokens is < 0 or > MaxMilliJoulesPer1kTokens)
+            throw new ArgumentOutOfRangeException(nameof(state), $"The energy per 1,000 tokens must be 0 to {MaxMilliJoulesPer1kTokens} mJ.");
+        if ((state.Flags & ~(PowerFlags.PeakHour | PowerFlags.Emergency)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(state), $"Unknown power flags {state.Flags}.");
+        lock (_gate)
+        {
+            _powerById[nodeId] = state;
+            if (_slotById.TryGetValue(nodeId, out int slot)) WritePowerLocked(slot, state);
+        }
+    }
+
+    /// <summary>Forgets a node's power state: it routes as a node without a site again.</summary>
+    /// <param name="nodeId">The node.</param>
+    /// <returns>False if the node had none.</returns>
+    public bool ClearPower(string nodeId)
+    {
+        ArgumentNullException.ThrowIfNull(nodeId);
+        lock (_gate)
+        {
+            if (!_powerById.Remove(nodeId)) return false;
+            if (_slotById.TryGetValue(nodeId, out int slot)) WritePowerLocked(slot, null);
+            return true;
+        }
+    }
+
+    // The two values a router reads; each is written atomically (a router may see one new and one old, harmless for one decision).
+    private void WritePowerLocked(int slot, NodePowerState? state)
+    {
+        Volatile.Write(ref PowerCostOf[slot], state?.PowerCostNanoUsdPer1kTokens ?? 0);
+        Volatile.Write(ref PowerFlagsOf[slot], (int)(state?.Flags ?? PowerFlags.None));
     }
 
     /// <summary>
@@ -477,7 +536,10 @@ public sealed class NodeRegistry
             new DateTimeOffset(_lastSeenUtcTicks[slot], TimeSpan.Zero),
             _failed[slot],
             now < Volatile.Read(ref AliveUntil[slot]),
-            (byte[])_keys[slot].Clone());
+            (byte[])_keys[slot].Clone())
+        {
+            Power = _powerById.TryGetValue(_ids[slot]!, out NodePowerState power) ? power : null,
+        };
     }
 
     // The position of a node id in _slotsById, or the bitwise complement of where it would be inserted.

@@ -89,4 +89,7 @@ public sealed record NodeSnapshot(
 {
     /// <summary>The node's reported EWMA model time in milliseconds.</summary>
     public double EwmaModelMs => EwmaModelMicros / 1000.0;
+
+    /// <summary>The power state its site last published (<see cref="NodeRegistry.PublishPower"/>); null for a node without a site.</summary>
+    public NodePowerState? Power { get; init; }
 }

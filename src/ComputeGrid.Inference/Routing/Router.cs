@@ -47,15 +47,22 @@ public sealed record RouterOptions
 /// capacity.</para>
 /// <para><b>Order.</b> <see cref="RouteSort.Latency"/>: (latency, price, node id); <see cref="RouteSort.Price"/>:
 /// (price, latency, node id); <see cref="RouteSort.Balanced"/>: (latency + <see cref="RouterOptions.BalancedMicrosPerPriceUnit"/>
-/// × price, latency, node id). Node ids compare ordinally. The best <c>k</c> are kept with a bounded insertion (top-k,
+/// × price, latency, node id); <see cref="RouteSort.Power"/>: (1,000 × price + power cost in nano-USD per 1,000 tokens,
+/// latency, node id). Node ids compare ordinally.</para>
+/// <para><b>Power.</b> Under every sort, a node whose site is in a peak hour or a grid emergency
+/// (<see cref="NodePowerState.Avoid"/>) ranks after every eligible node whose site is not: it is chosen only when no other
+/// eligible node exists (within the latency bound and the other preferences), and it is never dropped for its power alone.
+/// Inference is all flexible load; firm leases are not routed here (they are GPUs reserved on named nodes by the exchange),
+/// so they are never shed. The avoided flag is a penalty added to the first key, so every bound below stays a lower bound. The best <c>k</c> are kept with a bounded insertion (top-k,
 /// no sort of the fleet), where <c>k</c> is the length of the caller's span (at most <see cref="MaxRanked"/>), or 1 when
 /// <see cref="RoutingPreferences.AllowFallbacks"/> is false.</para>
 /// <para><b>Cost.</b> The result is exactly that of ranking every node (see <see cref="BruteForceRouter"/>), but not every
 /// node is examined. The price sort walks the model's nodes in (price, id) order and stops at the first price above the
 /// k-th ranked one. The latency-led sorts walk regions nearest first, skip a region whose RTT (plus its cheapest price,
 /// for balanced) cannot beat the k-th ranked key, stop within a region (kept in price order) at the first price that
-/// cannot, and skip a node whose RTT + EWMA cannot before computing its queue estimate. The worst case is a linear scan
-/// (every node in one region, latency sort): a few nanoseconds per node.</para>
+/// cannot, and skip a node whose RTT + EWMA cannot before computing its queue estimate. The power sort scans the model's
+/// nodes linearly (a site's power cost may be negative and changes every interval, so no static order bounds it). The
+/// worst case is a linear scan: a few nanoseconds per node.</para>
 /// <para><b>No node.</b> When nothing is eligible, the decision says why, checking in this order: no node serves the
 /// model; none of those is healthy; every healthy one is excluded by the preferences; every one left is at capacity.</para>
 /// <para>Choosing does not take a capacity slot: call <see cref="NodeRegistry.TryAcquire"/> on the best node, and on
@@ -124,6 +131,9 @@ public sealed class Router
             case RouteSort.Latency:
                 ScanByRegion<ByLatency>(registry, index, rtt, matrix.RegionsByDistance(request.Region), in query, ref top);
                 break;
+            case RouteSort.Power:
+                ScanByPower(registry, index, rtt, in query, ref top);
+                break;
             default:
                 ScanByRegion<ByBalanced>(registry, index, rtt, matrix.RegionsByDistance(request.Region), in query, ref top);
                 break;
@@ -137,6 +147,13 @@ public sealed class Router
 
     private readonly record struct Query(ulong AllowedRegions, long MaxPrice, long MaxLatencyMicros, long Now, long PriceWeight);
 
+    // Added to the first key of a node whose site asks flexible load to go elsewhere: above every real key (registry bounds
+    // keep those below 2^60), and twice it still below long.MaxValue, the empty top-k's sentinel.
+    private const long AvoidPenalty = 1L << 61;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long Penalty(int flags) => (flags & (int)NodePowerState.AvoidFlags) != 0 ? AvoidPenalty : 0;
+
     private struct Entry
     {
         public long Key1, Key2, Latency, Price;
@@ -149,7 +166,8 @@ public sealed class Router
         public readonly Span<Entry> Entries = entries;
         public int Count;
         // The k-th entry's keys once full. Until then Worst1 is long.MaxValue, which no key reaches (registry bounds keep
-        // every key below 2^60), so "key1 > Worst1" alone says whether a node is out of the running.
+        // every key below 2^60 in magnitude, plus at most the avoid penalty of 2^61), so "key1 > Worst1" alone says whether
+        // a node is out of the running.
         public long Worst1 = long.MaxValue;
         private long _worst2 = long.MaxValue;
         private int _worstRank = int.MaxValue;
@@ -232,6 +250,7 @@ public sealed class Router
         ref long ewmaOf = ref MemoryMarshal.GetArrayDataReference(registry.EwmaMicrosOf);
         ref int queueOf = ref MemoryMarshal.GetArrayDataReference(registry.QueueLengthOf);
         ref int reportedOf = ref MemoryMarshal.GetArrayDataReference(registry.ReportedInflightOf);
+        ref int flagsOf = ref MemoryMarshal.GetArrayDataReference(registry.PowerFlagsOf);
         IndexEntry[] entries = index.ByRegion;
         int[] regionStart = index.RegionStart;
         long[] regionMinPrice = index.RegionMinPrice;
@@ -273,6 +292,7 @@ public sealed class Router
                 latency += work * ewma / capacity;
                 if (latency > maxLatency) continue;
                 TSort.Keys(latency, price, weight, out long key1, out long key2);
+                key1 += Penalty(Unsafe.Add(ref flagsOf, s));
                 worst = top.Offer(key1, key2, e.Rank, latency, price, e.Slot, e.Generation);
             }
         }
@@ -288,6 +308,7 @@ public sealed class Router
         ref long ewmaOf = ref MemoryMarshal.GetArrayDataReference(registry.EwmaMicrosOf);
         ref int queueOf = ref MemoryMarshal.GetArrayDataReference(registry.QueueLengthOf);
         ref int reportedOf = ref MemoryMarshal.GetArrayDataReference(registry.ReportedInflightOf);
+        ref int flagsOf = ref MemoryMarshal.GetArrayDataReference(registry.PowerFlagsOf);
         ulong allowed = query.AllowedRegions;
         long maxPrice = query.MaxPrice, maxLatency = query.MaxLatencyMicros, now = query.Now;
         long worst = top.Worst1;
@@ -295,7 +316,7 @@ public sealed class Router
         foreach (ref readonly IndexEntry e in index.ByPrice.AsSpan())
         {
             long price = e.Price;
-            if (price > maxPrice || price > worst) break;
+            if (price > maxPrice || price > worst) break; // the penalty only adds, so the price alone is a lower bound
             int region = e.Region;
             if (((allowed >> region) & 1) == 0) continue;
             nint s = e.Slot;
@@ -309,7 +330,46 @@ public sealed class Router
             long work = Unsafe.Add(ref queueOf, s) + (long)Math.Max(Unsafe.Add(ref reportedOf, s), held);
             long latency = rtt[region] + ewma + work * ewma / capacity;
             if (latency > maxLatency) continue;
-            worst = top.Offer(price, latency, e.Rank, latency, price, e.Slot, e.Generation);
+            worst = top.Offer(price + Penalty(Unsafe.Add(ref flagsOf, s)), latency, e.Rank, latency, price, e.Slot, e.Generation);
+        }
+    }
+
+    // Power: every node of the model, in (price, id) order, keyed by (penalty + 1,000 × price + power cost, latency). A
+    // site's power cost is signed and changes every interval, so no order of the index bounds the key: a linear scan, with
+    // the cheap filters (region, max price, health, generation, capacity) before the queue estimate.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScanByPower(NodeRegistry registry, ModelIndex index, ReadOnlySpan<int> rtt, in Query query, ref TopK top)
+    {
+        ref long aliveUntil = ref MemoryMarshal.GetArrayDataReference(registry.AliveUntil);
+        ref long loadOf = ref MemoryMarshal.GetArrayDataReference(registry.Load);
+        ref long ewmaOf = ref MemoryMarshal.GetArrayDataReference(registry.EwmaMicrosOf);
+        ref int queueOf = ref MemoryMarshal.GetArrayDataReference(registry.QueueLengthOf);
+        ref int reportedOf = ref MemoryMarshal.GetArrayDataReference(registry.ReportedInflightOf);
+        ref int flagsOf = ref MemoryMarshal.GetArrayDataReference(registry.PowerFlagsOf);
+        ref long powerOf = ref MemoryMarshal.GetArrayDataReference(registry.PowerCostOf);
+        ulong allowed = query.AllowedRegions;
+        long maxPrice = query.MaxPrice, maxLatency = query.MaxLatencyMicros, now = query.Now;
+
+        foreach (ref readonly IndexEntry e in index.ByPrice.AsSpan())
+        {
+            long price = e.Price;
+            if (price > maxPrice) break;
+            int region = e.Region;
+            if (((allowed >> region) & 1) == 0) continue;
+            nint s = e.Slot;
+            if (Unsafe.Add(ref aliveUntil, s) <= now) continue;
+            long load = Unsafe.Add(ref loadOf, s);
+            if (NodeRegistry.Generation(load) != e.Generation) continue; // removed since the index was built
+            int held = NodeRegistry.Held(load);
+            int capacity = e.Capacity;
+            if (held >= capacity) continue;
+            long ewma = Unsafe.Add(ref ewmaOf, s);
+            long work = Unsafe.Add(ref queueOf, s) + (long)Math.Max(Unsafe.Add(ref reportedOf, s), held);
+            long latency = rtt[region] + ewma + work * ewma / capacity;
+            if (latency > maxLatency) continue;
+            // ≤ 10^15 + 2.8·10^11 in magnitude (registry bounds), plus the penalty: no overflow.
+            long key1 = price * 1000 + Unsafe.Add(ref powerOf, s) + Penalty(Unsafe.Add(ref flagsOf, s));
+            top.Offer(key1, latency, e.Rank, latency, price, e.Slot, e.Generation);
         }
     }
 

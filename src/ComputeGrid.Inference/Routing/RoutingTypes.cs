@@ -15,6 +15,14 @@ public enum RouteSort
 
     /// <summary>Lowest price first; ties by estimated latency, then by node id.</summary>
     Price = 2,
+
+    /// <summary>
+    /// Lowest total cost first: the node's price plus its site's marginal power cost per 1,000 tokens
+    /// (<see cref="NodePowerState.PowerCostNanoUsdPer1kTokens"/>; 0 for a node without a site), compared in nano-USD;
+    /// ties by estimated latency, then by node id. With <see cref="RoutingPreferences.MaxLatencyMs"/> it is "the cheapest
+    /// power within the latency bound".
+    /// </summary>
+    Power = 3,
 }
 
 /// <summary>

@@ -1,6 +1,7 @@
 using ComputeGrid.Energy.Dispatch;
 using ComputeGrid.Energy.Miners;
 using ComputeGrid.Energy.Sites;
+using ComputeGrid.Inference.Routing;
 using ComputeGrid.Simulation;
 
 namespace ComputeGrid.Server.Energy;
@@ -62,7 +63,43 @@ public sealed record LiveSiteState
     public required LiveEconomics Economics { get; init; }
     public required int MinersDown { get; init; }
     public required long CommandsSent { get; init; }
+
+    /// <summary>
+    /// The power state the site published for the interval (to its nodes' router entries): null before its first interval.
+    /// </summary>
+    public LiveSitePower? Power { get; init; }
+
+    /// <summary>
+    /// The GPU nodes the site file lists, each with its measured load; empty when it lists none (its firm load is then the
+    /// file's GPU schedule).
+    /// </summary>
+    public IReadOnlyList<LiveNodeLoad> Nodes { get; init; } = [];
 }
+
+/// <summary>
+/// A live site's power state for one interval, as published to the router for each of its nodes
+/// (<see cref="NodePowerState"/>).
+/// </summary>
+/// <param name="PriceMicroUsdPerMwh">The marginal power price: the last price known when the interval was decided, plus, in
+/// a peak-charge interval, that charge per MWh (micro-USD per MWh).</param>
+/// <param name="PeakHour">The controller's 4CP guard holds the miners off for peak risk, or the interval lies in the month's
+/// actual system-peak hour (a replay knows it; live, only the forecast would).</param>
+/// <param name="Emergency">A declared grid emergency.</param>
+/// <param name="MinerHeadroomKw">The miners' facility power running: what curtailing them frees for AI load (kW).</param>
+/// <param name="InterconnectHeadroomKw">The interconnect limit less the facility load (kW).</param>
+public sealed record LiveSitePower(long PriceMicroUsdPerMwh, bool PeakHour, bool Emergency, long MinerHeadroomKw, long InterconnectHeadroomKw);
+
+/// <summary>One GPU node of a live site and its measured load at the last decided interval.</summary>
+/// <param name="NodeId">The node's id.</param>
+/// <param name="Gpus">Its GPUs (site file).</param>
+/// <param name="LeasedGpus">GPUs in leases being delivered (exchange).</param>
+/// <param name="Utilization">Its inference utilization, 0 … 1 (requests running ÷ capacity).</param>
+/// <param name="Measured">False when it could not be measured and was counted at full power.</param>
+/// <param name="ItKw">Its IT load: (leased + utilization × the other GPUs) × watts per GPU, kW.</param>
+/// <param name="MilliJoulesPer1kTokens">The energy per 1,000 tokens the router prices it with, cooling included (mJ).</param>
+/// <param name="PowerCostNanoUsdPer1kTokens">Its marginal power cost per 1,000 tokens at the published price (nano-USD).</param>
+public sealed record LiveNodeLoad(string NodeId, int Gpus, int LeasedGpus, double Utilization, bool Measured, double ItKw,
+    long MilliJoulesPer1kTokens, long PowerCostNanoUsdPer1kTokens);
 
 /// <summary>One miner group of a live site.</summary>
 /// <param name="Model">The miner model.</param>
@@ -133,6 +170,12 @@ public sealed class LiveSite : IAsyncDisposable
     private readonly int[] _decided;
     private readonly int[] _targetRacks;
     private readonly SiteAccumulator _accumulator;
+    private readonly SiteProblem _accounted;
+    private readonly SiteNodeConfig[] _nodeConfigs;
+    private readonly NodeLoadSample[] _nodeSamples;
+    private readonly double[] _nodeKw;
+    private ISiteNodes? _nodes;
+    private LiveSitePower? _power;
     private readonly int _firstInterval;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private int _next;
@@ -175,8 +218,19 @@ public sealed class LiveSite : IAsyncDisposable
         _previous = new int[groups];
         _decided = new int[groups];
         _targetRacks = new int[groups];
+        // Listed nodes replace the file's GPU schedule: their load is measured as each interval is decided, and their AI
+        // revenue is the ledger's (leases and inference pay their nodes there), not the site accounting's.
+        _nodeConfigs = site.Config.Nodes;
+        _nodeSamples = new NodeLoadSample[_nodeConfigs.Length];
+        _nodeKw = new double[_nodeConfigs.Length];
+        if (_nodeConfigs.Length > 0)
+        {
+            Array.Clear(p.AiItKw);
+            Array.Clear(p.AiRevenueUsd);
+        }
         // The fleet starts asleep; the accounting starts from the same state.
-        _accumulator = new SiteAccumulator(WithStart(p, _firstInterval));
+        _accounted = WithStart(p, _firstInterval);
+        _accumulator = new SiteAccumulator(_accounted);
         Speed = options.Speed;
         _published = Snapshot();
     }
@@ -202,6 +256,13 @@ public sealed class LiveSite : IAsyncDisposable
     /// <summary>The fleet simulator serving the site's miners.</summary>
     public MinerFleetSimulator Simulator => _simulator;
 
+    /// <summary>
+    /// Connects the site to its nodes: from now on their measured load is its firm GPU load, and each interval's power state
+    /// goes to them. Without it, a site that lists nodes counts them at full power (the interconnect holds) and publishes
+    /// nothing.
+    /// </summary>
+    public void Attach(ISiteNodes nodes) => _nodes = nodes;
+
     /// <summary>Builds the site and starts its simulated fleet.</summary>
     public static LiveSite Start(LiveSiteOptions options, TimeProvider realTime)
     {
@@ -221,6 +282,8 @@ public sealed class LiveSite : IAsyncDisposable
             SiteProblem p = _site.Problem;
             DateTime now = _clock.GetUtcNow().UtcDateTime;
             int decided = 0;
+            // The nodes are measured once per step: the intervals a step catches up on see the same load.
+            if (_nodeConfigs.Length > 0 && _next < p.Count && p.IntervalStartUtc(_next) <= now) await MeasureNodesAsync(cancellationToken);
             while (_next < p.Count && decided < maxIntervals && p.IntervalStartUtc(_next) <= now)
             {
                 Decide(_next);
@@ -229,6 +292,7 @@ public sealed class LiveSite : IAsyncDisposable
             }
             if (decided > 0)
             {
+                PublishPower(_next - 1);
                 FleetApplyResult applied = await _driver.ApplyAsync((int[])_targetRacks.Clone(), cancellationToken);
                 _commands += applied.CommandsApplied;
             }
@@ -238,9 +302,67 @@ public sealed class LiveSite : IAsyncDisposable
         finally { _gate.Release(); }
     }
 
+    // The controller plans up to 48 hours ahead; a measured load is carried over that horizon (persistence: no lease or
+    // request is known ahead here) and overwritten as each interval is decided.
+    private int MeasuredLoadHorizon => 48 * 60 / _site.Problem.IntervalMinutes;
+
+    private async Task MeasureNodesAsync(CancellationToken cancellationToken)
+    {
+        NodeLoadSample[] samples = _nodes is null
+            ? [.. _nodeConfigs.Select(_ => new NodeLoadSample(0, 0, Measured: false))]
+            : await _nodes.MeasureAsync(_nodeConfigs, cancellationToken);
+        if (samples.Length != _nodeConfigs.Length) throw new InvalidOperationException($"{samples.Length} samples for {_nodeConfigs.Length} nodes.");
+        for (int i = 0; i < samples.Length; i++)
+        {
+            SiteNodeConfig n = _nodeConfigs[i];
+            NodeLoadSample x = samples[i];
+            int leased = Math.Clamp(x.LeasedGpus, 0, n.Gpus);
+            // Leased GPUs are reserved for their buyer; inference runs on the others. An unmeasured node draws its full power.
+            double busy = x.Measured ? leased + Math.Clamp(x.Utilization, 0, 1) * (n.Gpus - leased) : n.Gpus;
+            _nodeSamples[i] = x with { LeasedGpus = leased };
+            _nodeKw[i] = busy * n.WattsPerGpu / 1000.0;
+        }
+    }
+
+    // A site with listed nodes: interval t's firm load is their measured load.
+    private void ApplyMeasuredLoad(int t)
+    {
+        SiteProblem p = _site.Problem;
+        double kw = 0;
+        foreach (double k in _nodeKw) kw += k;
+        Array.Fill(p.AiItKw, kw, t, Math.Min(p.Count, t + MeasuredLoadHorizon) - t);
+        _accounted.AiItKw[t - _firstInterval] = kw; // the same array when the replay starts at 0; a copy otherwise
+    }
+
+    // Interval t's power state, to every listed node's router entry.
+    private void PublishPower(int t)
+    {
+        SiteProblem p = _site.Problem;
+        int known = Math.Min(p.PricesKnownUntil(t), t + 1) - 1; // the interval's own price when published already, else the last
+        double price = known >= 0 ? p.PriceUsdPerMwh[known] : 0;
+        bool peakInterval = p.PeakChargeUsdPerKw[t] > 0;
+        // A kW drawn through a peak-charge interval costs its weight (USD per kW) for IntervalHours × 1 kW of energy.
+        if (peakInterval) price += p.PeakChargeUsdPerKw[t] * 1000.0 / p.IntervalHours;
+        long priceMicro = (long)Math.Clamp(Math.Round(price * 1e6), -NodeRegistry.MaxPowerPriceMicroUsdPerMwh, NodeRegistry.MaxPowerPriceMicroUsdPerMwh);
+        double minerKw = 0;
+        for (int g = 0; g < p.Groups.Length; g++) minerKw += _previous[g] * p.Groups[g].WattsEach / 1000.0;
+        double facilityKw = p.Pue * (p.AiItKw[t] + minerKw);
+        var power = new LiveSitePower(priceMicro, _controller.PeakGuardActive || peakInterval, p.Emergency[t],
+            (long)Math.Round(p.Pue * minerKw), (long)Math.Floor(p.InterconnectKw - facilityKw));
+        _power = power;
+        if (_nodes is null) return;
+        PowerFlags flags = (power.PeakHour ? PowerFlags.PeakHour : PowerFlags.None) | (power.Emergency ? PowerFlags.Emergency : PowerFlags.None);
+        foreach (SiteNodeConfig n in _nodeConfigs)
+            _nodes.PublishPower(n.Id, new NodePowerState(Name, priceMicro, MilliJoules(n), power.MinerHeadroomKw, power.InterconnectHeadroomKw, flags));
+    }
+
+    // The router's energy per 1,000 tokens: the node's figure with the site's cooling (PUE), in mJ.
+    private long MilliJoules(SiteNodeConfig n) => (long)Math.Round(n.JoulesPer1kTokens * _site.Problem.Pue * 1000.0);
+
     private void Decide(int t)
     {
         SiteProblem p = _site.Problem;
+        if (_nodeConfigs.Length > 0) ApplyMeasuredLoad(t);
         _controller.Decide(new RealTimeView(p, t, _previous), _decided);
         DispatchLimits.Enforce(p, t, _previous, _decided);
 
@@ -312,7 +434,7 @@ public sealed class LiveSite : IAsyncDisposable
             SystemLoadMw = t >= 4 && !double.IsNaN(p.SystemLoadMw[t - 4]) ? p.SystemLoadMw[t - 4] : null,
             Emergency = p.Emergency[t],
             PeakGuardActive = _controller.PeakGuardActive,
-            LeasedGpus = _site.LeasedGpus[t],
+            LeasedGpus = _nodeConfigs.Length > 0 ? _nodeSamples.Sum(x => x.LeasedGpus) : _site.LeasedGpus[t],
             AiFacilityKw = Math.Round(p.Pue * p.AiItKw[t], 1),
             MinerFacilityKw = Math.Round(p.Pue * minerKw, 1),
             FacilityKw = Math.Round(p.Pue * (p.AiItKw[t] + minerKw), 1),
@@ -324,6 +446,10 @@ public sealed class LiveSite : IAsyncDisposable
                 v.PeakChargeMicroUsd, v.RestartWearMicroUsd, Math.Round(v.CurtailedMwh, 3), v.Restarts),
             MinersDown = _snapshot?.Groups.Sum(x => x.Down) ?? 0,
             CommandsSent = _commands,
+            Power = _power,
+            Nodes = [.. _nodeConfigs.Select((n, i) => new LiveNodeLoad(n.Id, n.Gpus, _nodeSamples[i].LeasedGpus, Math.Round(_nodeSamples[i].Utilization, 4),
+                _nodeSamples[i].Measured, Math.Round(_nodeKw[i], 3), MilliJoules(n),
+                _power is { } pw ? new NodePowerState(Name, pw.PriceMicroUsdPerMwh, MilliJoules(n), 0, 0, PowerFlags.None).PowerCostNanoUsdPer1kTokens : 0))],
         };
         return new Published(state, racks);
     }

@@ -60,7 +60,7 @@ public sealed class EmbeddingInputConverter : JsonConverter<EmbeddingInput>
 /// <summary>Routing preferences of a request (OpenRouter's <c>provider</c> object).</summary>
 public sealed record RoutingInput
 {
-    /// <summary><c>latency</c>, <c>price</c> or <c>balanced</c>.</summary>
+    /// <summary><c>latency</c>, <c>price</c>, <c>balanced</c> or <c>power</c> (cheapest price plus the node's site's marginal power cost, within <c>max_latency_ms</c>).</summary>
     public string? Sort { get; init; }
     /// <summary>The most to pay, USD per million tokens.</summary>
     public decimal? MaxPrice { get; init; }
@@ -235,8 +235,8 @@ public static class InferenceEndpoints
         {
             if (p.Sort is not null)
             {
-                RouteSort? sort = p.Sort switch { "latency" => RouteSort.Latency, "price" => RouteSort.Price, "balanced" => RouteSort.Balanced, _ => null };
-                if (sort is null) return Bad("'provider.sort' must be \"latency\", \"price\" or \"balanced\".");
+                RouteSort? sort = p.Sort switch { "latency" => RouteSort.Latency, "price" => RouteSort.Price, "balanced" => RouteSort.Balanced, "power" => RouteSort.Power, _ => null };
+                if (sort is null) return Bad("'provider.sort' must be \"latency\", \"price\", \"balanced\" or \"power\".");
                 prefs = prefs with { Sort = sort.Value };
             }
             if (p.MaxPrice is { } usdPerMillion)

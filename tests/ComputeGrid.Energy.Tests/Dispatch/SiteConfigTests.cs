@@ -66,6 +66,13 @@ public class SiteConfigTests
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"controller\": { \"peakHourPriorExponent\": 11 }", "controller.peakHourPriorExponent")]
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"controller\": { \"horizonHours\": 0 }", "controller.horizonHours")]
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"controller\": { \"peakMinRelativeError\": 0 }", "controller.peakMinRelativeError")]
+    [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"\", \"gpus\": 8, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]", "nodes[0].id")]
+    [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }, { \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]", "nodes[1].id")]
+    [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 0, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]", "nodes[0].gpus")]
+    [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 0, \"joulesPer1kTokens\": 50 }]", "nodes[0].wattsPerGpu")]
+    [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": -1 }]", "nodes[0].joulesPer1kTokens")]
+    [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 700 }]", "nodes[0]")] // joulesPer1kTokens is required
+    [InlineData("\"interconnectKw\": 50000", "\"interconnectKw\": 20000, \"nodes\": [{ \"id\": \"big-0\", \"gpus\": 1024, \"wattsPerGpu\": 5000, \"joulesPer1kTokens\": 50 }, { \"id\": \"big-1\", \"gpus\": 1024, \"wattsPerGpu\": 5000, \"joulesPer1kTokens\": 50 }, { \"id\": \"big-2\", \"gpus\": 1024, \"wattsPerGpu\": 5000, \"joulesPer1kTokens\": 50 }, { \"id\": \"big-3\", \"gpus\": 1024, \"wattsPerGpu\": 5000, \"joulesPer1kTokens\": 50 }]", "gpus")] // the GPU schedule fits (17.6 MW), the nodes (22.5 MW) do not
     public void Invalid_configuration_names_the_field(string find, string replace, string field)
     {
         string json = ReferenceJson;
@@ -73,6 +80,16 @@ public class SiteConfigTests
         var e = Assert.Throws<SiteConfigException>(() => SiteConfigLoader.Parse(json.Replace(find, replace)));
         Assert.StartsWith(field, e.Field);
         Assert.Contains(field, e.Message);
+    }
+
+    [Fact]
+    public void A_site_may_list_its_nodes_and_still_builds_its_gpu_schedule_for_backtests()
+    {
+        string json = ReferenceJson.Replace("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"dal-1\", \"gpus\": 8, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]");
+        SiteConfig c = SiteConfigLoader.Parse(json);
+        SiteNodeConfig node = Assert.Single(c.Nodes);
+        Assert.Equal(("dal-1", 8, 700.0, 50.0), (node.Id, node.Gpus, node.WattsPerGpu, node.JoulesPer1kTokens));
+        Assert.Empty(SiteConfigLoader.Parse(ReferenceJson).Nodes);
     }
 
     [Fact]

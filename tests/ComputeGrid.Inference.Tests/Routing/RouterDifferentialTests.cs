@@ -17,6 +17,10 @@ public class RouterDifferentialTests(ITestOutputHelper output)
     private static readonly string[] ModelPool = ["m1", "m2", "m3"];
     private static readonly long[] Prices = [0, 10, 10, 20, 30, 1_000, NodeRegistry.MaxPriceMicroUsdPer1kTokens];
     private static readonly double[] Ewmas = [0, 1, 2.5, 10, 33.3337, 250];
+    // Site power prices (micro-USD per MWh): negative, ordinary, a spike, the bounds; energies per 1,000 tokens (mJ).
+    private static readonly long[] PowerPrices =
+        [-NodeRegistry.MaxPowerPriceMicroUsdPerMwh, -30_000_000, 0, 25_000_000, 25_000_000, 9_000_000_000, NodeRegistry.MaxPowerPriceMicroUsdPerMwh];
+    private static readonly long[] Energies = [0, 1, 3_600, 500_000, 3_600_000_000 / 1000, NodeRegistry.MaxMilliJoulesPer1kTokens];
     // Mostly short steps; sometimes one right at the 3 s heartbeat timeout (just before, at, just after).
     private static readonly TimeSpan[] Steps =
     [
@@ -24,17 +28,24 @@ public class RouterDifferentialTests(ITestOutputHelper output)
         TimeSpan.FromMilliseconds(700), TimeSpan.FromMilliseconds(2999), TimeSpan.FromSeconds(3), TimeSpan.FromMilliseconds(3001),
     ];
 
+    // How often the power rules decided something, so the comparison is shown to cover them.
+    private sealed class PowerSeen
+    {
+        public int PowerSorted, AvoidedBest, AvoidedDemoted;
+    }
+
     [Fact]
     public void Router_agrees_with_the_brute_force_reference()
     {
         var statuses = new Dictionary<RouteStatus, int>();
         int multiRanked = 0;
+        var power = new PowerSeen();
         for (int c = 0; c < Cases; c++)
         {
             int seed = BaseSeed + c;
             try
             {
-                RunCase(seed, statuses, ref multiRanked);
+                RunCase(seed, statuses, ref multiRanked, power);
             }
             catch (Exception e) when (e is not XunitException || !e.Message.StartsWith("seed ", StringComparison.Ordinal))
             {
@@ -42,7 +53,12 @@ public class RouterDifferentialTests(ITestOutputHelper output)
             }
         }
         output.WriteLine($"{Cases} fleets × {RequestsPerCase} requests: "
-            + string.Join(", ", statuses.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key} {kv.Value}")) + $"; ranked > 1: {multiRanked}");
+            + string.Join(", ", statuses.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key} {kv.Value}")) + $"; ranked > 1: {multiRanked}"
+            + $"; power sort {power.PowerSorted}, avoided node best {power.AvoidedBest}, avoided node ranked after another {power.AvoidedDemoted}");
+        // The power rules must decide often enough to be compared.
+        Assert.True(power.PowerSorted >= 2000, $"only {power.PowerSorted} routed decisions under the power sort");
+        Assert.True(power.AvoidedBest >= 100, $"only {power.AvoidedBest} decisions served by an avoided node (none else eligible)");
+        Assert.True(power.AvoidedDemoted >= 100, $"only {power.AvoidedDemoted} decisions that ranked an avoided node after another");
         // The generator must reach every outcome, or the comparison proves little.
         foreach (RouteStatus status in Enum.GetValues<RouteStatus>())
             Assert.True(statuses.GetValueOrDefault(status) >= 20, $"only {statuses.GetValueOrDefault(status)} decisions with status {status}");
@@ -61,7 +77,7 @@ public class RouterDifferentialTests(ITestOutputHelper output)
             int seed = BaseSeed + 1_000_000 + c;
             try
             {
-                RunCase(seed, statuses, ref multiRanked, large: true);
+                RunCase(seed, statuses, ref multiRanked, new PowerSeen(), large: true);
             }
             catch (Exception e) when (e is not XunitException || !e.Message.StartsWith("seed ", StringComparison.Ordinal))
             {
@@ -72,7 +88,7 @@ public class RouterDifferentialTests(ITestOutputHelper output)
         Assert.True(statuses.GetValueOrDefault(RouteStatus.Routed) >= 500);
     }
 
-    private static void RunCase(int seed, Dictionary<RouteStatus, int> statuses, ref int multiRanked, bool large = false)
+    private static void RunCase(int seed, Dictionary<RouteStatus, int> statuses, ref int multiRanked, PowerSeen power, bool large = false)
     {
         var random = new Random(seed);
         var time = new FakeTimeProvider(new DateTimeOffset(2026, 8, 16, 12, 0, 0, TimeSpan.Zero));
@@ -112,6 +128,17 @@ public class RouterDifferentialTests(ITestOutputHelper output)
                 registry.Register(RandomRegistration(random, id, matrix.Regions[regions[random.Next(regions.Length)]]));
             }
         }
+        // Sites publish power states for some nodes (some before the node registers, some cleared again).
+        foreach (string id in ids.Append("late"))
+        {
+            int roll = random.Next(8);
+            if (roll < 4) registry.PublishPower(id, RandomPower(random));
+            else if (roll == 4)
+            {
+                registry.PublishPower(id, RandomPower(random));
+                registry.ClearPower(id);
+            }
+        }
         if (random.Next(3) == 0)
         {
             // A node that once left and came back into a reused slot.
@@ -143,6 +170,14 @@ public class RouterDifferentialTests(ITestOutputHelper output)
             if (got.Count > 1) multiRanked++;
             if (got.IsRouted)
             {
+                bool Avoided(NodeHandle h) => registry.TryGetNode(registry.NodeIdOf(h)!, out NodeSnapshot? n) && n.Power is { Avoid: true };
+                if (request.Preferences!.Sort == RouteSort.Power) power.PowerSorted++;
+                if (Avoided(got.Best)) power.AvoidedBest++;
+                for (int i = 1; i < got.Count; i++)
+                    if (Avoided(fast[i]) && !Avoided(fast[0])) { power.AvoidedDemoted++; break; }
+            }
+            if (got.IsRouted)
+            {
                 // The chosen node is really eligible: healthy, serves the model, has room.
                 Assert.True(registry.TryGetNode(registry.NodeIdOf(got.Best)!, out NodeSnapshot? best));
                 Assert.True(best.Healthy && !best.Failed && best.Models.Contains(request.Model) && best.Inflight < best.Capacity);
@@ -150,6 +185,14 @@ public class RouterDifferentialTests(ITestOutputHelper output)
             }
         }
     }
+
+    private static NodePowerState RandomPower(Random random) => new(
+        "site-" + random.Next(3),
+        PowerPrices[random.Next(PowerPrices.Length)],
+        Energies[random.Next(Energies.Length)],
+        random.Next(0, 5_000),
+        random.Next(0, 5_000),
+        (PowerFlags)(random.Next(3) == 0 ? random.Next(1, 4) : 0));
 
     private static NodeRegistration RandomRegistration(Random random, string id, string region)
     {
@@ -170,7 +213,7 @@ public class RouterDifferentialTests(ITestOutputHelper output)
         }
         return new RoutingPreferences
         {
-            Sort = (RouteSort)random.Next(3),
+            Sort = (RouteSort)random.Next(4),
             MaxPriceMicroUsdPer1kTokens = random.Next(4) == 0 ? Prices[random.Next(Prices.Length)] : null,
             MaxLatencyMs = random.Next(5) == 0 ? random.Next(0, 400) : null,
             Only = random.Next(5) == 0 ? RandomSet() : null,

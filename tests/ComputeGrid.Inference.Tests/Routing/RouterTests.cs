@@ -237,6 +237,10 @@ public class RouterTests
         var request = new RouteRequest(_london, Model, new RoutingPreferences { Sort = RouteSort.Latency, MaxPriceMicroUsdPer1kTokens = 30 });
         var missing = new RouteRequest(_london, "missing");
         var filtered = new RouteRequest(_london, Model, new RoutingPreferences { MaxPriceMicroUsdPer1kTokens = 1 });
+        // The power sort, with sites publishing states (one in a peak hour) for half the fleet.
+        for (int i = 0; i < 40; i += 2)
+            _registry.PublishPower($"n{i:D2}", new NodePowerState("s", 25_000_000 * i, 3_600, 0, 0, i % 4 == 0 ? PowerFlags.PeakHour : PowerFlags.None));
+        var byPower = new RouteRequest(_london, Model, new RoutingPreferences { Sort = RouteSort.Power, MaxLatencyMs = 100 });
         var ranked = new NodeHandle[3];
         long allocated = long.MaxValue;
         // Windows after warm-up: tiered JIT may allocate once; a per-call allocation shows in every window.
@@ -248,9 +252,76 @@ public class RouterTests
                 _router.Choose(in request, ranked);
                 _router.Choose(in missing, ranked);
                 _router.Choose(in filtered, ranked);
+                _router.Choose(in byPower, ranked);
             }
             allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         }
         Assert.Equal(0, allocated);
+    }
+
+    [Fact]
+    public void Power_sort_adds_the_sites_marginal_power_cost_to_the_price()
+    {
+        // Both 10 micro-USD per 1,000 tokens; Frankfurt's site pays 9,000 USD/MWh, London's 20 USD/MWh, Tokyo has no site.
+        Add("lon", "london", price: 10);
+        Add("fra", "frankfurt", price: 10);
+        Add("tyo", "tokyo", price: 11);
+        // 3,600 J per 1,000 tokens = 1 Wh: 9,000 USD/MWh → 9,000 micro-USD = 9·10^6 nano-USD; 20 USD/MWh → 2·10^4 nano-USD.
+        _registry.PublishPower("fra", new NodePowerState("fra-site", 9_000_000_000, 3_600_000, 0, 0, PowerFlags.None));
+        _registry.PublishPower("lon", new NodePowerState("lon-site", 20_000_000, 3_600_000, 0, 0, PowerFlags.None));
+        Assert.True(_registry.TryGetNode("fra", out NodeSnapshot? fra));
+        Assert.Equal(9_000_000, fra.Power!.Value.PowerCostNanoUsdPer1kTokens);
+
+        // Price alone ties London and Frankfurt (London is nearer); power: Tokyo (11,000 nano-USD + none) beats London
+        // (10,000 + 20,000) and Frankfurt (10,000 + 9·10^6).
+        var (_, ids) = Route(_london, new RoutingPreferences { Sort = RouteSort.Price });
+        Assert.Equal(["lon", "fra", "tyo"], ids);
+        (_, ids) = Route(_london, new RoutingPreferences { Sort = RouteSort.Power });
+        Assert.Equal(["tyo", "lon", "fra"], ids);
+        // Within 100 ms of London Tokyo is out: the cheapest power there is London's.
+        (_, ids) = Route(_london, new RoutingPreferences { Sort = RouteSort.Power, MaxLatencyMs = 100 });
+        Assert.Equal(["lon", "fra"], ids);
+
+        // A negative price (surplus power) makes a node cheaper than its price alone: 10,000 − 30,000 nano-USD.
+        _registry.PublishPower("fra", new NodePowerState("fra-site", -30_000_000, 3_600_000, 0, 0, PowerFlags.None));
+        (_, ids) = Route(_london, new RoutingPreferences { Sort = RouteSort.Power, MaxLatencyMs = 100 });
+        Assert.Equal(["fra", "lon"], ids);
+        Assert.True(_registry.ClearPower("fra"));
+        Assert.False(_registry.ClearPower("fra"));
+        (_, ids) = Route(_london, new RoutingPreferences { Sort = RouteSort.Power, MaxLatencyMs = 100 });
+        Assert.Equal(["fra", "lon"], ids); // no site: no power cost (10,000 nano-USD against London's 30,000)
+    }
+
+    [Fact]
+    public void A_node_whose_site_is_in_a_peak_hour_or_emergency_loses_flexible_traffic_but_is_never_dropped_for_it()
+    {
+        Add("lon", "london", price: 10);
+        Add("fra", "frankfurt", price: 20);
+        _registry.PublishPower("lon", new NodePowerState("west", 25_000_000, 1_000, 0, 0, PowerFlags.PeakHour));
+        foreach (RouteSort sort in Enum.GetValues<RouteSort>())
+        {
+            // Within the bound both are eligible: the peak-hour node ranks last (still a fallback).
+            var (d, ids) = Route(_london, new RoutingPreferences { Sort = sort, MaxLatencyMs = 50 });
+            Assert.Equal(RouteStatus.Routed, d.Status);
+            Assert.Equal(["fra", "lon"], ids);
+            // Within a bound only London meets, it is served there.
+            (d, ids) = Route(_london, new RoutingPreferences { Sort = sort, MaxLatencyMs = 2 });
+            Assert.Equal(RouteStatus.Routed, d.Status);
+            Assert.Equal(["lon"], ids);
+        }
+        // An emergency counts the same; when it ends, London is first again for the latency sort.
+        _registry.PublishPower("lon", new NodePowerState("west", 25_000_000, 1_000, 0, 0, PowerFlags.Emergency));
+        Assert.Equal(["fra", "lon"], Route(_london, new RoutingPreferences { Sort = RouteSort.Latency }).Ids);
+        _registry.PublishPower("lon", new NodePowerState("west", 25_000_000, 1_000, 0, 0, PowerFlags.None));
+        Assert.Equal(["lon", "fra"], Route(_london, new RoutingPreferences { Sort = RouteSort.Latency }).Ids);
+        // A state published before a node registers applies when it does, and survives a re-registration.
+        _registry.PublishPower("tyo", new NodePowerState("east", 0, 0, 0, 0, PowerFlags.PeakHour));
+        Add("tyo", "tokyo", price: 1);
+        Assert.Equal(["lon", "fra", "tyo"], Route(_london, new RoutingPreferences { Sort = RouteSort.Price }).Ids);
+        Add("tyo", "tokyo", price: 1);
+        Assert.Equal(["lon", "fra", "tyo"], Route(_london, new RoutingPreferences { Sort = RouteSort.Price }).Ids);
+        Assert.Throws<ArgumentOutOfRangeException>(() => _registry.PublishPower("x", new NodePowerState("s", NodeRegistry.MaxPowerPriceMicroUsdPerMwh + 1, 0, 0, 0, 0)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => _registry.PublishPower("x", new NodePowerState("s", 0, -1, 0, 0, 0)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => _registry.PublishPower("x", new NodePowerState("s", 0, 0, 0, 0, (PowerFlags)4)));
     }
 }
