@@ -82,8 +82,8 @@ public sealed record LiveSiteState
 /// </summary>
 /// <param name="PriceMicroUsdPerMwh">The marginal power price: the last price known when the interval was decided, plus, in
 /// a peak-charge interval, that charge per MWh (micro-USD per MWh).</param>
-/// <param name="PeakHour">The controller's 4CP guard holds the miners off for peak risk, or the interval lies in the month's
-/// actual system-peak hour (a replay knows it; live, only the forecast would).</param>
+/// <param name="PeakHour">The controller's 4CP guard holds the miners off for peak risk (its forecast at decision time; a
+/// replay never uses its knowledge of the month's actual peak hour).</param>
 /// <param name="Emergency">A declared grid emergency.</param>
 /// <param name="MinerHeadroomKw">The miners' facility power running: what curtailing them frees for AI load (kW).</param>
 /// <param name="InterconnectHeadroomKw">The interconnect limit less the facility load (kW).</param>
@@ -161,6 +161,9 @@ public sealed class LiveSite : IAsyncDisposable
 {
     private readonly BuiltSite _site;
     private readonly PredictiveController _controller;
+    // The tariff's 4CP weight per peak interval (USD per kW): the same for every peak interval, so its size says nothing
+    // about when the peaks fall.
+    private readonly double _peakChargeUsdPerKw;
     private readonly ScaledTimeProvider _clock;
     private readonly MinerFleetSimulator _simulator;
     private readonly FleetDriver _driver;
@@ -189,6 +192,7 @@ public sealed class LiveSite : IAsyncDisposable
         SiteProblem p = site.Problem;
         _controller = new PredictiveController(site.Config.Controller);
         _controller.Reset(p);
+        _peakChargeUsdPerKw = p.PeakChargeUsdPerKw.Length == 0 ? 0 : p.PeakChargeUsdPerKw.Max();
         _firstInterval = options.StartUtc is { } start ? Math.Clamp((int)((start - p.StartUtc).Ticks / TimeSpan.FromMinutes(p.IntervalMinutes).Ticks), 0, p.Count - 1) : 0;
         _next = _firstInterval;
         _clock = new ScaledTimeProvider(realTime, options.Speed, new DateTimeOffset(p.IntervalStartUtc(_firstInterval)));
@@ -340,14 +344,17 @@ public sealed class LiveSite : IAsyncDisposable
         SiteProblem p = _site.Problem;
         int known = Math.Min(p.PricesKnownUntil(t), t + 1) - 1; // the interval's own price when published already, else the last
         double price = known >= 0 ? p.PriceUsdPerMwh[known] : 0;
-        bool peakInterval = p.PeakChargeUsdPerKw[t] > 0;
-        // A kW drawn through a peak-charge interval costs its weight (USD per kW) for IntervalHours × 1 kW of energy.
-        if (peakInterval) price += p.PeakChargeUsdPerKw[t] * 1000.0 / p.IntervalHours;
+        // Peak risk is what the controller's 4CP guard believes at decision time, never the replay's knowledge of which
+        // interval turned out to be the month's peak (live, nobody knows that until the month is over). While the guard
+        // is up, a kW drawn is priced as if this interval were the peak: the tariff's weight per peak interval (USD per
+        // kW) for IntervalHours × 1 kW of energy. The weight is the tariff's, the same for every peak interval.
+        bool peakRisk = _controller.PeakGuardActive;
+        if (peakRisk) price += _peakChargeUsdPerKw * 1000.0 / p.IntervalHours;
         long priceMicro = (long)Math.Clamp(Math.Round(price * 1e6), -NodeRegistry.MaxPowerPriceMicroUsdPerMwh, NodeRegistry.MaxPowerPriceMicroUsdPerMwh);
         double minerKw = 0;
         for (int g = 0; g < p.Groups.Length; g++) minerKw += _previous[g] * p.Groups[g].WattsEach / 1000.0;
         double facilityKw = p.Pue * (p.AiItKw[t] + minerKw);
-        var power = new LiveSitePower(priceMicro, _controller.PeakGuardActive || peakInterval, p.Emergency[t],
+        var power = new LiveSitePower(priceMicro, peakRisk, p.Emergency[t],
             (long)Math.Round(p.Pue * minerKw), (long)Math.Floor(p.InterconnectKw - facilityKw));
         _power = power;
         if (_nodes is null) return;
