@@ -1,0 +1,71 @@
+using System.Numerics;
+using Nethereum.RPC.Eth.DTOs;
+using Nethereum.Web3;
+using static ComputeGrid.Chain.Contracts.ChainCalls;
+
+namespace ComputeGrid.Chain.Contracts;
+
+/// <summary>
+/// The calls made on one node's <c>NodeShareToken</c>: the operator mints (shares withdrawn from the ledger) and
+/// distributes revenue; holders transfer, deposit back (burn) and claim. Dividends are micro-USD.
+/// </summary>
+public sealed class ShareTokenClient(IWeb3 web3, string address)
+{
+    /// <summary>The contract address.</summary>
+    public string Address { get; } = address;
+
+    /// <summary>Mints <paramref name="shares"/> to <paramref name="to"/>, once per <paramref name="mintId"/> (operator only).</summary>
+    public Task<ChainReceipt> MintAsync(string to, long shares, string mintId) =>
+        SendAsync(web3, Address, new ShareMintFunction { To = to, Shares = FromMicro(shares, nameof(shares)), MintId = Bytes32(mintId, nameof(mintId)) });
+
+    /// <summary>Burns the sender's <paramref name="shares"/> to credit ledger account <paramref name="account"/>.</summary>
+    public Task<ChainReceipt> DepositAsync(long shares, string account) =>
+        SendAsync(web3, Address, new ShareDepositFunction { Shares = FromMicro(shares, nameof(shares)), Account = Bytes32(account, nameof(account)) });
+
+    /// <summary>Transfers the sender's shares.</summary>
+    public Task<ChainReceipt> TransferAsync(string to, long shares) =>
+        SendAsync(web3, Address, new TransferFunction { To = to, Value = FromMicro(shares, nameof(shares)) });
+
+    /// <summary>Records <paramref name="nodeRevenue"/> micro-USD of the node's revenue and pulls the on-chain holders' part from the operator (operator only, needs its allowance).</summary>
+    public Task<ChainReceipt> DistributeAsync(long nodeRevenue) =>
+        SendAsync(web3, Address, new DistributeFunction { Amount = FromMicro(nodeRevenue, nameof(nodeRevenue)) });
+
+    /// <summary>Pays the sender what it is owed.</summary>
+    public Task<ChainReceipt> ClaimAsync() => SendAsync(web3, Address, new ClaimFunction());
+
+    /// <summary>Shares held by <paramref name="holder"/>.</summary>
+    public async Task<long> BalanceOfAsync(string holder) =>
+        ToMicro(await QueryAsync<BalanceOfFunction, BigInteger>(web3, Address, new() { Account = holder }).ConfigureAwait(false));
+
+    /// <summary>Shares on chain.</summary>
+    public async Task<long> TotalSupplyAsync() =>
+        ToMicro(await QueryAsync<TotalSupplyFunction, BigInteger>(web3, Address, new()).ConfigureAwait(false));
+
+    /// <summary>What <paramref name="holder"/> may claim now (micro-USD).</summary>
+    public async Task<long> WithdrawableDividendOfAsync(string holder) =>
+        ToMicro(await QueryAsync<WithdrawableDividendOfFunction, BigInteger>(web3, Address, new() { Holder = holder }).ConfigureAwait(false));
+
+    /// <summary><paramref name="holder"/>'s entitlement in all, claimed or not (micro-USD).</summary>
+    public async Task<long> AccumulativeDividendOfAsync(string holder) =>
+        ToMicro(await QueryAsync<AccumulativeDividendOfFunction, BigInteger>(web3, Address, new() { Holder = holder }).ConfigureAwait(false));
+
+    /// <summary>Stablecoin pulled from the operator for on-chain holders in all.</summary>
+    public async Task<long> PulledAsync() =>
+        ToMicro(await QueryAsync<PulledFunction, BigInteger>(web3, Address, new()).ConfigureAwait(false));
+
+    /// <summary>R: the node revenue distributed so far.</summary>
+    public async Task<long> RevenueAsync() =>
+        ToMicro(await QueryAsync<RevenueFunction, BigInteger>(web3, Address, new()).ConfigureAwait(false));
+
+    /// <summary>Shares deposited back to the ledger in blocks <paramref name="fromBlock"/>..<paramref name="toBlock"/>.</summary>
+    public async Task<IReadOnlyList<ChainDeposit>> GetDepositsAsync(long fromBlock, long toBlock)
+    {
+        var evt = web3.Eth.GetEvent<ShareDepositedEvent>(Address);
+        var logs = await evt.GetAllChangesAsync(evt.CreateFilterInput(new BlockParameter((ulong)fromBlock), new BlockParameter((ulong)toBlock))).ConfigureAwait(false);
+        return logs
+            .Select(l => new ChainDeposit(l.Log.TransactionHash, (long)l.Log.LogIndex.Value, (long)l.Log.BlockNumber.Value, l.Log.BlockHash,
+                l.Event.Holder, Hex(l.Event.Account), ToMicro(l.Event.Shares)))
+            .OrderBy(d => d.BlockNumber).ThenBy(d => d.LogIndex)
+            .ToList();
+    }
+}
