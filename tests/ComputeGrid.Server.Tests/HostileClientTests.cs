@@ -192,7 +192,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
             await ExpectAsync(r, _server.ApiUrl, path, body, "Basic YWxpY2U6c2VjcmV0", [HttpStatusCode.Unauthorized], "not a bearer credential");
             await ExpectAsync(r, _server.ApiUrl, path, body, "Bearer " + nodeToken, [HttpStatusCode.Unauthorized], "a node session on the public port");
             checks += 4;
-            bool customerMayCall = r.Policy is Policies.Self or Policies.Reader or Policies.Trader or Policies.Inference;
+            bool customerMayCall = r.Policy is Policies.Self or Policies.Reader or Policies.Trader or Policies.Inference or Policies.InferenceOrX402 or Policies.Facilitator;
             if (!customerMayCall)
             {
                 await ExpectAsync(r, _server.ApiUrl, path, body, "Bearer " + alice.Key, [HttpStatusCode.Forbidden], "a customer key");
