@@ -164,7 +164,7 @@ public sealed class X402ServerTests(ITestOutputHelper output)
         Assert.Equal(tx, r.GetProperty("settleAgain").GetProperty("transaction").GetString());
 
         Assert.Equal(X402Rig.Funding - Amount, await rig.BalanceAsync(payer));
-        Assert.Equal(Amount, await rig.BalanceAsync(payTo));
+        Assert.Equal(X402Rig.Funding + Amount, await rig.BalanceAsync(payTo));
         Assert.Equal(transfers, rig.Ledger.Stats.Transfers); // another resource server's money: the ledger does not move
     }
 
