@@ -140,6 +140,7 @@ public static class X402Embeddings
             // The chain is unreachable for the broadcast: the intent is durable and will be sent (at the latest at the next
             // start); the answer goes out with no hash yet rather than holding the payer's answer hostage to the RPC.
             x402.Store.NoteError(key, $"broadcast deferred: {e.Message}");
+            x402.Settler.Defer(intent);
             settlement = new SettleResponse(true, "", x402.Requirements.Network, key.From.ToChecksumString(), ErrorMessage: "settlement deferred: the chain is unreachable; it will be sent",
                 Amount: check.Value.ToString(CultureInfo.InvariantCulture));
         }

@@ -98,6 +98,13 @@ public static class X402Endpoints
         {
             return Json(new SettleResponse(false, "", network, check.Response.Payer, "transaction_failed", e.Message), X402Json.Default.SettleResponse);
         }
+        catch (Exception e) when (e is HttpRequestException or Nethereum.JsonRpc.Client.RpcClientUnknownException or Nethereum.JsonRpc.Client.RpcClientTimeoutException)
+        {
+            // The intent is durable: it is sent as soon as the chain answers again, so the caller must not pay anew.
+            x402.Settler.Defer(intent);
+            return Json(new SettleResponse(false, "", network, check.Response.Payer, "settle_deferred", $"the chain is unreachable ({e.Message}); the payment will be settled, do not resubmit another"),
+                X402Json.Default.SettleResponse);
+        }
         // Mined (one confirmation) is what the official facilitator waits for; N confirmations are the settler's.
         var deadline = DateTime.UtcNow + SettleWaitMax;
         while (DateTime.UtcNow < deadline)

@@ -49,6 +49,7 @@ public sealed class X402Settler : IAsyncDisposable
     private readonly SemaphoreSlim _sending = new(1, 1);
     private readonly ConcurrentDictionary<NonceKey, X402Intent> _following = new();
     private readonly ConcurrentDictionary<NonceKey, TaskCompletionSource<X402State>> _waiters = new();
+    private readonly ConcurrentDictionary<NonceKey, X402Intent> _deferred = new();
     private readonly CancellationTokenSource _stopping = new();
     private Task _loop = Task.CompletedTask;
     private long _sent, _settled, _failed;
@@ -141,6 +142,12 @@ public sealed class X402Settler : IAsyncDisposable
         finally { _sending.Release(); }
     }
 
+    /// <summary>
+    /// Keeps a Reserved intent whose send failed for a transient reason (the RPC unreachable): the background loop sends it
+    /// again every round until it goes out (a restart would too).
+    /// </summary>
+    public void Defer(X402Intent intent) => _deferred[intent.Key] = intent;
+
     /// <summary>Waits until <paramref name="key"/>'s transaction is final (Settled or Failed) or <paramref name="timeout"/> passes (then: Sent).</summary>
     public async Task<X402State> WaitFinalAsync(NonceKey key, TimeSpan timeout, CancellationToken ct)
     {
@@ -173,7 +180,7 @@ public sealed class X402Settler : IAsyncDisposable
         {
             while (await timer.WaitForNextTickAsync(stop))
             {
-                if (_following.IsEmpty) continue;
+                if (_following.IsEmpty && _deferred.IsEmpty) continue;
                 try { await RoundAsync(stop); }
                 catch (OperationCanceledException) when (stop.IsCancellationRequested) { throw; }
                 catch (Exception e)
@@ -188,6 +195,13 @@ public sealed class X402Settler : IAsyncDisposable
 
     private async Task RoundAsync(CancellationToken ct)
     {
+        foreach (X402Intent d in _deferred.Values)
+        {
+            try { await SendAsync(d, ct); }
+            catch (X402SettleException) { } // refused by the chain: Failed and written off by SendAsync
+            _deferred.TryRemove(d.Key, out _);
+        }
+        if (_following.IsEmpty) return;
         long latest = (long)(await _chain.Web3.Eth.Blocks.GetBlockNumber.SendRequestAsync()).Value;
         long? chainTime = null;
         foreach (X402Intent i in _following.Values.OrderBy(i => i.UpdatedUnixMs).Take(CheckedPerRoundMax))
