@@ -112,6 +112,64 @@ public sealed class X402CrashTests(CrashModelFixture fixture, ITestOutputHelper 
         }
     }
 
+    [Fact]
+    public async Task A_served_payment_whose_nonce_the_payer_spends_elsewhere_before_the_send_is_written_off_and_listed_for_operators()
+    {
+        await using AnvilProcess anvil = await AnvilProcess.StartAsync();
+        string keyFile = _dir + ".key";
+        await File.WriteAllTextAsync(keyFile, X402Rig.ServerKey);
+        string[] chainArgs = ["--no-sites", "--chain", anvil.RpcUrl, "--chain-key", keyFile, "--chain-confirmations", "1"];
+        int port = TestServer.FreePort();
+        string nodeUrl = $"http://127.0.0.1:{TestServer.FreePort()}";
+        var (server, url) = await TestServer.StartChildAsync(_dir, port, nodeUrl, new Dictionary<string, string> { [InferenceFaults.Variable] = "x402-kill-before-send" }, chainArgs);
+        using var op = TestServer.Client(url, TestServer.OperatorKey(_dir));
+        using var anonymous = TestServer.Client(url, null);
+        using var stop = new CancellationTokenSource();
+        await using NodeAgent agent = await StartNodeAsync(op, nodeUrl, stop.Token);
+        try
+        {
+            ChainInfo chain = ChainDeployment.Read(Path.Combine(_dir, "chain.json"));
+            string payer = X402Rig.Address(3), elsewhere = X402Rig.Address(4);
+            await new StablecoinClient(ChainDeployment.Connect(anvil.RpcUrl, anvil.ChainId, X402Rig.ServerKey), chain.Stablecoin).MintAsync(payer, X402Rig.Funding);
+            const string Text = "served, then its nonce spent on another authorization";
+            long cost = InferenceGateway.Cost(fixture.Model.Tokenize(Text).TokenCount, Price);
+            using HttpResponseMessage unpaid = await Post(anonymous, Text, null);
+            Assert.True(X402Headers.TryDecodePaymentRequired(unpaid.Headers.GetValues(X402Headers.PaymentRequiredName).Single(), out PaymentRequired? required, out _));
+            string header = X402Rig.Sign(required!, 3);
+            Assert.True(X402Headers.TryDecodePaymentPayload(header, out PaymentPayload? payment, out _));
+            await Assert.ThrowsAnyAsync<HttpRequestException>(() => Post(anonymous, Text, header)); // served, killed before the send
+
+            // While the server is down the payer signs the same nonce to someone else and settles that first.
+            ExactEvmAuthorization a = payment!.Payload.Authorization!;
+            var other = new TransferAuthorization(payer, elsewhere, 1, 0, long.Parse(a.ValidBefore), a.Nonce);
+            var payerWeb3 = new StablecoinClient(ChainDeployment.Connect(anvil.RpcUrl, anvil.ChainId, X402Rig.Key(3)), chain.Stablecoin);
+            await payerWeb3.TransferWithAuthorizationAsync(other, other.Sign(new ComputeGrid.Chain.Contracts.Eip712Domain(chain.TokenName, chain.TokenVersion, chain.ChainId, chain.Stablecoin), X402Rig.Key(3)));
+            using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30))) await server.WaitForExitAsync(timeout.Token);
+            server.Dispose();
+
+            (server, _) = await TestServer.StartChildAsync(_dir, port, nodeUrl, null, chainArgs);
+            JsonElement failed = await op.GetJsonAsync("/api/chain/settlements?state=failed");
+            JsonElement row = Assert.Single(failed.GetProperty("settlements").EnumerateArray());
+            Assert.Equal(payer, row.GetProperty("payer").GetString(), StringComparer.OrdinalIgnoreCase);
+            Assert.Equal(cost, row.GetProperty("value").GetInt64());
+            Assert.Contains("refuses", row.GetProperty("error").GetString());
+            // The platform's loss, in the ledger: the receivable closed by X402Losses; custody got nothing; the payer paid 1 elsewhere only.
+            Assert.Equal((cost, 0L), await PostedAsync(op, X402Ledger.LossesAccount));
+            Assert.Equal((cost, cost), await PostedAsync(op, X402Ledger.ReceivableAccount));
+            Assert.Equal(X402Rig.Funding - 1, await payerWeb3.BalanceOfAsync(payer));
+            string metrics = await op.GetStringAsync("/metrics");
+            Assert.Contains("computegrid_x402_settlements{state=\"failed\"} 1", metrics);
+            output.WriteLine($"written off: {row.GetProperty("error").GetString()}");
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            if (!server.HasExited) { server.Kill(entireProcessTree: true); server.WaitForExit(); }
+            server.Dispose();
+            File.Delete(keyFile);
+        }
+    }
+
     private static int Count(JsonElement list) => list.GetProperty("settlements").GetArrayLength();
 
     private static async Task<(long Debits, long Credits)> PostedAsync(HttpClient op, UInt128 account)
