@@ -86,8 +86,12 @@ public sealed class PublishCollection : ICollectionFixture<PublishedCli>
 [Collection(PublishCollection.Name)]
 public sealed class PublishTests(PublishedCli cli, ITestOutputHelper log)
 {
-    /// <summary>Above this the published folder has grown by something worth a look (205 MB plus 12 MB of data when written).</summary>
-    private const long MaxPublishedBytes = 225L * 1024 * 1024;
+    /// <summary>
+    /// Above this the published folder has grown by something worth a look (205 MB plus 12 MB of data when written; the
+    /// chain client for serve with a chain, Nethereum with BouncyCastle, Newtonsoft.Json and NBitcoin.Secp256k1, added
+    /// 7.5 MB: 227.8 MB measured).
+    /// </summary>
+    private const long MaxPublishedBytes = 235L * 1024 * 1024;
 
     [Fact]
     public void The_published_folder_carries_the_data_and_example_sites_and_only_this_platforms_native_libraries()
@@ -139,7 +143,8 @@ public sealed class PublishTests(PublishedCli cli, ITestOutputHelper log)
         Assert.Contains("Microsoft.ML.OnnxRuntime.dll", assemblies);
         Assert.Contains("Microsoft.ML.Tokenizers.dll", assemblies);
         Assert.DoesNotContain("SentenceTransformers.dll", assemblies);
-        Assert.DoesNotContain("Newtonsoft.Json.dll", assemblies);
+        // Newtonsoft.Json ships for Nethereum (the chain client of serve --chain), not for ML.NET.
+        Assert.Contains("Newtonsoft.Json.dll", assemblies);
         Assert.DoesNotContain(assemblies, n => n!.StartsWith("Microsoft.ML.", StringComparison.Ordinal) && n is not ("Microsoft.ML.OnnxRuntime.dll" or "Microsoft.ML.Tokenizers.dll"));
 
         long bytes = files.Sum(f => new FileInfo(f).Length);
