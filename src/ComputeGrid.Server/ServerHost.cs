@@ -97,6 +97,9 @@ public sealed record ServerOptions
 
     /// <summary>Paid inference: local nodes, the demo customer, the gateway's settings.</summary>
     public InferenceServerOptions Inference { get; init; } = new();
+
+    /// <summary>The EVM chain (an RPC endpoint and the server's key, or a demo Anvil); null: no chain.</summary>
+    public ComputeGrid.Server.Chain.ChainOptions? Chain { get; init; }
 }
 
 /// <summary>
@@ -303,7 +306,13 @@ public static class ServerHost
         builder.Services.AddSingleton(options.Inference);
         builder.Services.AddHostedService<InferenceLifetime>();
 
+        // The chain last, once nothing else can fail the start: a demo Anvil it starts is stopped with the server.
+        ComputeGrid.Server.Chain.ChainConnection? chain = options.Chain is null ? null
+            : Task.Run(() => ComputeGrid.Server.Chain.ChainConnection.OpenAsync(options.Chain, options.DataDirectory)).GetAwaiter().GetResult();
+        if (chain is not null) builder.Services.AddSingleton(chain);
+
         var app = builder.Build();
+        if (chain is not null) app.Lifetime.ApplicationStopped.Register(chain.Dispose);
         app.Lifetime.ApplicationStarted.Register(() => starting.Value = false);
         app.Lifetime.ApplicationStopped.Register(nodeReports.Store.Dispose);
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ComputeGrid.Server");
@@ -350,6 +359,7 @@ public static class ServerHost
         app.MapEnergy();
         app.MapInference();
         app.MapNodeProtocol();
+        ComputeGrid.Server.Chain.ChainEndpoints.MapChain(app);
         ComputeGrid.Server.Reports.NodeReportEndpoints.MapNodeReports(app);
         return app;
     }

@@ -92,6 +92,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
         "GET /api/ledger/checkpoints/latest", "GET /api/ledger/chain", "GET /api/inference/nodes", "GET /api/inference/nodes/{id}/telemetry",
         "GET /api/nodes/{id}/reports", "POST /node/v1/challenge", "POST /node/v1/sessions",
         "GET /api/shares", "GET /api/shares/{node}", "GET /api/shares/{node}/revenue", "GET /api/shares/pledge-terms",
+        "GET /api/chain",
     ];
 
     [Fact]
