@@ -31,6 +31,13 @@ public enum AccountCode : ushort
     ShareEscrow = 1009,
     /// <summary>Lending against pledged shares: the pool loans are paid from and repaid to (stablecoin).</summary>
     LendingPool = 1010,
+    // 1020-1029: the chain bridge (issue 16); other chain work takes codes outside this range.
+    /// <summary>The chain bridge: the stablecoin the vault holds on chain (debited by each deposit, credited by each paid withdrawal).</summary>
+    ChainCustody = 1020,
+    /// <summary>The chain bridge: withdrawals held from their payer's balance until the chain pays them (pending credits here).</summary>
+    ChainWithdrawalsInFlight = 1021,
+    /// <summary>The chain bridge: deposits that named no ledger account a deposit may credit, kept for operators to resolve.</summary>
+    ChainSuspense = 1022,
 
     // ---- accounts owned by a principal: the id's low 64 bits are the principal's id ----
 
@@ -101,6 +108,13 @@ public enum TransferCode : ushort
     SharePledge = 1307,
     /// <summary>Pledges: a loan paid out of the lending pool, its repayment and its interest.</summary>
     Loan = 1308,
+    // 1501-1509: the chain bridge (issue 16).
+    /// <summary>Chain bridge: a vault deposit credited after its confirmations (user_data_64: its block number).</summary>
+    ChainDeposit = 1501,
+    /// <summary>Chain bridge: a withdrawal's hold on its payer's balance, and its post or void.</summary>
+    ChainWithdrawal = 1502,
+    /// <summary>Chain bridge: a paid withdrawal leaves the vault's custody.</summary>
+    ChainWithdrawalPaid = 1503,
 }
 
 /// <summary>Who owns the accounts of a code.</summary>
@@ -172,6 +186,9 @@ public static class ChartOfAccounts
         new(AccountCode.ShareIssuance, AccountOwnership.System, AccountFlags.None, "the issuance side of a node's shares"),
         new(AccountCode.ShareEscrow, AccountOwnership.System, AccountFlags.None, "shares offered by open sell orders"),
         new(AccountCode.LendingPool, AccountOwnership.System, AccountFlags.None, "the pool loans against pledges are paid from (its balance: what is lent out less what was funded)"),
+        new(AccountCode.ChainCustody, AccountOwnership.System, AccountFlags.None, "the stablecoin the chain vault holds (debit balance)"),
+        new(AccountCode.ChainWithdrawalsInFlight, AccountOwnership.System, AccountFlags.None, "withdrawals to the chain held until paid"),
+        new(AccountCode.ChainSuspense, AccountOwnership.System, AccountFlags.None, "chain deposits naming no account they may credit"),
         new(AccountCode.CustomerBalance, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a customer's balance"),
         new(AccountCode.ExchangeTrading, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a principal's funds on the exchange"),
         new(AccountCode.ProviderRevenue, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a provider's revenue"),
