@@ -100,6 +100,9 @@ public sealed record ServerOptions
 
     /// <summary>The EVM chain (an RPC endpoint and the server's key, or a demo Anvil); null: no chain.</summary>
     public ComputeGrid.Server.Chain.ChainOptions? Chain { get; init; }
+
+    /// <summary>The chain bridge's and the anchoring's settings (used only with <see cref="Chain"/>).</summary>
+    public ComputeGrid.Server.Chain.BridgeOptions Bridge { get; init; } = new();
 }
 
 /// <summary>
@@ -310,6 +313,7 @@ public static class ServerHost
         ComputeGrid.Server.Chain.ChainConnection? chain = options.Chain is null ? null
             : Task.Run(() => ComputeGrid.Server.Chain.ChainConnection.OpenAsync(options.Chain, options.DataDirectory)).GetAwaiter().GetResult();
         if (chain is not null) builder.Services.AddSingleton(chain);
+        if (chain is not null) ComputeGrid.Server.Chain.BridgeLifetime.Register(builder.Services, chain, options);
 
         var app = builder.Build();
         if (chain is not null) app.Lifetime.ApplicationStopped.Register(chain.Dispose);
@@ -360,6 +364,7 @@ public static class ServerHost
         app.MapInference();
         app.MapNodeProtocol();
         ComputeGrid.Server.Chain.ChainEndpoints.MapChain(app);
+        ComputeGrid.Server.Chain.BridgeEndpoints.MapBridge(app);
         ComputeGrid.Server.Reports.NodeReportEndpoints.MapNodeReports(app);
         return app;
     }
