@@ -116,12 +116,16 @@ public sealed class BridgeStore : IDisposable
         lock (_lock) return Withdrawals($"WHERE state IN ({(int)WithdrawalState.New},{(int)WithdrawalState.Held},{(int)WithdrawalState.Sent}) ORDER BY created_ns, id");
     }
 
-    /// <summary>Moves withdrawal <paramref name="id"/> to <paramref name="state"/>, with its payment (or none) and an error note.</summary>
-    public void SetWithdrawal(string id, WithdrawalState state, string? txHash, long? block, string? error, long nowUnixNs, bool attempt = false)
+    /// <summary>
+    /// Moves withdrawal <paramref name="id"/> to <paramref name="state"/>, with its payment (or none) and an error note;
+    /// with <paramref name="onlyFrom"/>, only while it is in that state (a request and a pass may hold the same row at once).
+    /// </summary>
+    public void SetWithdrawal(string id, WithdrawalState state, string? txHash, long? block, string? error, long nowUnixNs, bool attempt = false, WithdrawalState? onlyFrom = null)
     {
         lock (_lock)
-            Execute(null, "UPDATE withdrawals SET state=$s, tx_hash=$t, block_number=$b, error=$e, updated_ns=$u, attempts=attempts+$x WHERE id=$id",
-                ("$s", (int)state), ("$t", (object?)txHash), ("$b", (object?)block), ("$e", (object?)error), ("$u", nowUnixNs), ("$x", attempt ? 1 : 0), ("$id", id));
+            Execute(null, "UPDATE withdrawals SET state=$s, tx_hash=$t, block_number=$b, error=$e, updated_ns=$u, attempts=attempts+$x WHERE id=$id AND ($f < 0 OR state=$f)",
+                ("$s", (int)state), ("$t", (object?)txHash), ("$b", (object?)block), ("$e", (object?)error), ("$u", nowUnixNs), ("$x", attempt ? 1 : 0), ("$id", id),
+                ("$f", onlyFrom is { } f ? (int)f : -1));
     }
 
     private List<WithdrawalRow> Withdrawals(string where, params (string, object?)[] args) => Query(c =>

@@ -96,7 +96,7 @@ public sealed class BridgeWithdrawals(ChainConnection chain, LedgerEngine ledger
             CreateTransferResult.ExceedsCredits or CreateTransferResult.DebitAccountNotFound => WithdrawalState.Refused,
             _ => throw new InvalidOperationException($"The ledger refused withdrawal {row.Id}'s hold: {r}"),
         };
-        store.SetWithdrawal(row.Id, state, null, null, state == WithdrawalState.Refused ? r.ToString() : null, Now());
+        store.SetWithdrawal(row.Id, state, null, null, state == WithdrawalState.Refused ? r.ToString() : null, Now(), onlyFrom: WithdrawalState.New);
         return store.Withdrawal(row.Id)!;
     }
 
