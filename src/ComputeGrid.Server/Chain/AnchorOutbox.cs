@@ -39,6 +39,12 @@ public sealed class AnchorOutbox(ChainConnection chain, LedgerEngine ledger, Bri
             // Every checkpoint is recorded as it is taken (LedgerEngine.CheckpointTaken); the latest also here, for one
             // taken before this outbox subscribed.
             if (ledger.LatestCheckpoint is { } cp) Record(cp);
+            // The last anchor must still be on chain: one a reorg removed is anchored again (it and what it covered).
+            if (store.LatestAnchored() is { } last && await chain.Anchor.RootAtAsync(last.Op).ConfigureAwait(false) is null)
+            {
+                log?.LogWarning("The anchor of checkpoint op {Op} ({Tx}) is no longer on chain; anchored again", last.Op, last.TransactionHash);
+                store.Reopen(last.Op);
+            }
             IReadOnlyList<AnchorRow> pending = store.PendingAnchors();
             if (pending.Count == 0) return null;
             AnchorRow latest = pending[^1];

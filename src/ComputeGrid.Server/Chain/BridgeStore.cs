@@ -182,6 +182,17 @@ public sealed class BridgeStore : IDisposable
         }
     }
 
+    /// <summary>Puts anchored op <paramref name="op"/> back to pending (its transaction was reorganised away), with the ops it covered.</summary>
+    public void Reopen(ulong op)
+    {
+        lock (_lock)
+        {
+            using SqliteTransaction tx = _db.BeginTransaction();
+            Execute(tx, "UPDATE anchors SET state='pending', tx_hash=NULL, block_number=NULL, anchored_as=NULL WHERE anchored_as=$o", ("$o", (long)op));
+            tx.Commit();
+        }
+    }
+
     private List<AnchorRow> Anchors(string where, params (string, object?)[] args) => Query(c =>
     {
         var rows = new List<AnchorRow>();

@@ -74,6 +74,37 @@ public sealed class AnchorTests
         }
     }
 
+    [Fact]
+    public async Task An_anchor_a_reorg_removed_is_anchored_again_with_the_checkpoints_it_covered()
+    {
+        await using BridgeHarness h = await BridgeHarness.StartAsync();
+        await TestServer.NewCustomerAsync(h.Operator, "alice", fundMicroUsd: 1_000_000);
+        JsonElement first = await PostCheckpointAsync(h.Operator);
+        await TestServer.NewCustomerAsync(h.Operator, "bob", fundMicroUsd: 2_000_000);
+        JsonElement second = await PostCheckpointAsync(h.Operator);
+        ulong op = U64(second.GetProperty("op"));
+        Assert.Equal(op, await h.Anchors.AnchorAsync());
+        Assert.NotNull(await h.Chain.Anchor.RootAtAsync(op));
+
+        // The block holding the anchor is replaced by an empty one. The server's account must be rebuilt after a reorg
+        // (Nethereum counts its nonces in memory), so the server restarts, as after a crash.
+        await h.StopServerAsync();
+        await h.Anvil.ReorgAsync(1);
+        Assert.Null(await new ComputeGrid.Chain.Contracts.AnchorClient(h.Wallet(0), ComputeGrid.Chain.ChainDeployment.Read(Path.Combine(h.Dir, "chain.json")).Anchor).RootAtAsync(op));
+        // The restart's own checkpoint (its start logs an op) is the latest now: it is anchored, and the lost anchor's
+        // op and the op that one covered are recorded as covered by it, so no checkpoint is dropped silently.
+        await h.StartServerAsync();
+        ulong restarted = h.Ledger.LatestCheckpoint!.Op;
+        Assert.True(restarted >= op);
+        Assert.Equal(restarted, await h.Anchors.AnchorAsync());
+        Assert.Equal("0x" + h.Ledger.LatestCheckpoint!.Root, await h.Chain.Anchor.RootAtAsync(restarted));
+        using HttpClient anonymous = TestServer.Client(ServerHost.Endpoints(h.App).ApiUrl, key: null);
+        JsonElement latest = JsonDocument.Parse(await anonymous.GetStringAsync("/api/chain/anchors/latest")).RootElement;
+        ulong[] expected = restarted == op ? [U64(first.GetProperty("op"))] : [U64(first.GetProperty("op")), op];
+        Assert.Equal(expected, latest.GetProperty("covered_ops").EnumerateArray().Select(U64).Order().ToArray());
+        Assert.Null(await h.Anchors.AnchorAsync());
+    }
+
     // An op is a JSON number, or a decimal string where the API writes 64-bit ids as strings.
     private static ulong U64(JsonElement e) => e.ValueKind == JsonValueKind.String ? ulong.Parse(e.GetString()!, System.Globalization.CultureInfo.InvariantCulture) : e.GetUInt64();
 
