@@ -38,8 +38,12 @@ var tlsCert = new Option<string?>("--tls-cert") { Description = "A PEM certifica
 var tlsKey = new Option<string?>("--tls-key") { Description = "The PEM private key of --tls-cert (when the certificate file does not hold it)." };
 var allowedHosts = new Option<string[]>("--allowed-hosts") { Description = "Host names the API answers to besides the ones it is bound to (comma-separated or repeated; * for any).", AllowMultipleArgumentsPerToken = false };
 var corsOrigins = new Option<string[]>("--cors-origins") { Description = "Browser origins allowed to call the API (CORS), comma-separated or repeated; none by default.", AllowMultipleArgumentsPerToken = false };
+var chainRpc = new Option<string?>("--chain") { Description = "An EVM chain's JSON-RPC address: the contracts are deployed there once (DATA/chain.json) and x402 payments settle there. Needs --chain-key. --demo without it starts a local Anvil." };
+var chainKey = new Option<string?>("--chain-key") { Description = "A file holding the private key (hex) of the server's account on --chain." };
+var chainConfirmations = new Option<int?>("--chain-confirmations") { Description = "Blocks a transaction needs before it is final (default 2 on the demo Anvil, 12 on --chain)." };
+var chainBlockTime = new Option<int?>("--chain-block-time") { Description = "The demo Anvil mines a block every this many seconds instead of one per transaction." };
 var serve = new Command("serve", "Run the ComputeGrid server: ledger, exchange, live hybrid sites, paid inference and the HTTP API.")
-    { urls, dataDir, sites, noSites, siteSpeed, siteStart, demo, nodeUrls, tlsCert, tlsKey, allowedHosts, corsOrigins };
+    { urls, dataDir, sites, noSites, siteSpeed, siteStart, demo, nodeUrls, tlsCert, tlsKey, allowedHosts, corsOrigins, chainRpc, chainKey, chainConfirmations, chainBlockTime };
 serve.SetAction(async (pr, ct) =>
 {
     if (!(pr.GetValue(siteSpeed) is > 0 and <= 1_000_000)) return CliDefaults.Fail("--site-speed must be in (0, 1000000]");
@@ -70,11 +74,20 @@ serve.SetAction(async (pr, ct) =>
     bool demoFleet = pr.GetValue(demo);
     if (demoFleet && (pr.GetValue(nodeUrls) ?? "").Trim(';', ' ').Length == 0) return CliDefaults.Fail("--demo needs a node endpoint (--node-urls)");
     var inference = new ComputeGrid.Server.Inference.InferenceServerOptions { DemoCustomerFundingMicroUsd = demoFleet ? 100_000_000 : 0 };
+    // A chain when one is named, or the demo's Anvil; the chain flags without either are a usage error.
+    var chain = new ComputeGrid.Server.Chain.ChainOptions
+    {
+        RpcUrl = pr.GetValue(chainRpc), KeyFile = pr.GetValue(chainKey), Confirmations = pr.GetValue(chainConfirmations), BlockTimeSeconds = pr.GetValue(chainBlockTime),
+    };
+    if (chain.Problem() is { } chainProblem) return CliDefaults.Fail(chainProblem);
+    bool wantsChain = chain.RpcUrl is not null || demoFleet;
+    if (!wantsChain && (chain.Confirmations is not null || chain.BlockTimeSeconds is not null)) return CliDefaults.Fail("--chain-confirmations and --chain-block-time need --chain RPC_URL or --demo");
     static string[] List(string[]? values) => (values ?? []).SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToArray();
     var options = new ServerOptions
     {
         Urls = pr.GetValue(urls)!, NodeUrls = pr.GetValue(nodeUrls) ?? "", DataDirectory = Path.GetFullPath(pr.GetValue(dataDir)!), Sites = liveSites, Inference = inference,
         TlsCertificatePath = pr.GetValue(tlsCert), TlsKeyPath = pr.GetValue(tlsKey), AllowedHosts = List(pr.GetValue(allowedHosts)), CorsOrigins = List(pr.GetValue(corsOrigins)),
+        Chain = wantsChain ? chain : null,
     };
     WebApplication app;
     try { app = ServerHost.Build(options); }
@@ -110,6 +123,8 @@ serve.SetAction(async (pr, ct) =>
     Console.Out.WriteLine($"computegrid serving on {string.Join(';', bound.ApiUrls)} with data in {options.DataDirectory}");
     if (bound.NodeUrls.Count > 0) Console.Out.WriteLine($"  node endpoint on {string.Join(';', bound.NodeUrls)}");
     foreach (var site in liveSites) Console.Out.WriteLine($"  live site {site.Config.Name} at {site.Speed}×: GET /api/energy/sites/{site.Config.Name}");
+    if (app.Services.GetService<ComputeGrid.Server.Chain.ChainConnection>() is { } connected)
+        Console.Out.WriteLine($"  chain {connected.Info.Network} at {connected.Info.RpcUrl}: stablecoin {connected.Info.Stablecoin}, payTo {connected.Info.PayTo} (GET /api/chain)");
     if (!demoFleet)
     {
         await app.WaitForShutdownAsync();

@@ -31,6 +31,12 @@ public enum AccountCode : ushort
     ShareEscrow = 1009,
     /// <summary>Lending against pledged shares: the pool loans are paid from and repaid to (stablecoin).</summary>
     LendingPool = 1010,
+    /// <summary>x402: the platform's claim on signed payment authorizations not yet settled on chain (payers are credited from it).</summary>
+    X402Receivable = 1011,
+    /// <summary>x402: authorizations served but never settled on chain (used elsewhere, expired, reverted): the platform's loss.</summary>
+    X402Losses = 1012,
+    /// <summary>Stablecoin the server's own chain account holds (x402 settlements arrive there).</summary>
+    ChainCustody = 1013,
 
     // ---- accounts owned by a principal: the id's low 64 bits are the principal's id ----
 
@@ -58,6 +64,11 @@ public enum AccountCode : ushort
     LeaseEscrow = 3001,
     /// <summary>One node's share pool: revenue owed to the holders of its share tokens until they claim it.</summary>
     SharePool = 3101,
+    /// <summary>
+    /// An x402 payer's balance: a wallet without a principal, keyed by its address (the id's qualifier and number are
+    /// 112 bits of SHA-256 of the address). Credited with each signed authorization, charged like a customer. Never below zero.
+    /// </summary>
+    X402Payer = 3201,
 }
 
 /// <summary>What a transfer is. Declared once, as <see cref="AccountCode"/>; codes up to <see cref="ChartOfAccounts.ClientCodeMax"/> are the client space.</summary>
@@ -101,6 +112,14 @@ public enum TransferCode : ushort
     SharePledge = 1307,
     /// <summary>Pledges: a loan paid out of the lending pool, its repayment and its interest.</summary>
     Loan = 1308,
+    /// <summary>x402: a payer credited with a signed authorization's value, from the receivable.</summary>
+    X402Payment = 1401,
+    /// <summary>x402: an authorization settled on chain (custody debited, receivable credited).</summary>
+    X402Settlement = 1402,
+    /// <summary>x402: an authorization that finally failed to settle after service, written off to losses.</summary>
+    X402Loss = 1403,
+    /// <summary>x402: a credited authorization handed back unserved (the payer debited, the receivable credited).</summary>
+    X402Release = 1404,
 }
 
 /// <summary>Who owns the accounts of a code.</summary>
@@ -172,6 +191,9 @@ public static class ChartOfAccounts
         new(AccountCode.ShareIssuance, AccountOwnership.System, AccountFlags.None, "the issuance side of a node's shares"),
         new(AccountCode.ShareEscrow, AccountOwnership.System, AccountFlags.None, "shares offered by open sell orders"),
         new(AccountCode.LendingPool, AccountOwnership.System, AccountFlags.None, "the pool loans against pledges are paid from (its balance: what is lent out less what was funded)"),
+        new(AccountCode.X402Receivable, AccountOwnership.System, AccountFlags.None, "x402 authorizations not yet settled on chain"),
+        new(AccountCode.X402Losses, AccountOwnership.System, AccountFlags.None, "x402 authorizations served but never settled"),
+        new(AccountCode.ChainCustody, AccountOwnership.System, AccountFlags.None, "stablecoin in the server's chain account"),
         new(AccountCode.CustomerBalance, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a customer's balance"),
         new(AccountCode.ExchangeTrading, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a principal's funds on the exchange"),
         new(AccountCode.ProviderRevenue, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a provider's revenue"),
@@ -181,6 +203,7 @@ public static class ChartOfAccounts
         new(AccountCode.SharePledge, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a holder's pledged shares of one node"),
         new(AccountCode.LeaseEscrow, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "one lease's escrow"),
         new(AccountCode.SharePool, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "one node's share pool"),
+        new(AccountCode.X402Payer, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "an x402 payer's balance (keyed by its address)"),
     ];
 
     private static readonly Dictionary<AccountCode, AccountKind> ByCode = Accounts.ToDictionary(a => a.Code);

@@ -97,6 +97,9 @@ public sealed record ServerOptions
 
     /// <summary>Paid inference: local nodes, the demo customer, the gateway's settings.</summary>
     public InferenceServerOptions Inference { get; init; } = new();
+
+    /// <summary>The EVM chain (an RPC endpoint and the server's key, or a demo Anvil); null: no chain.</summary>
+    public ComputeGrid.Server.Chain.ChainOptions? Chain { get; init; }
 }
 
 /// <summary>
@@ -303,7 +306,20 @@ public static class ServerHost
         builder.Services.AddSingleton(options.Inference);
         builder.Services.AddHostedService<InferenceLifetime>();
 
+        // The chain last, once nothing else can fail the start: a demo Anvil it starts is stopped with the server.
+        ComputeGrid.Server.Chain.ChainConnection? chain = options.Chain is null ? null
+            : Task.Run(() => ComputeGrid.Server.Chain.ChainConnection.OpenAsync(options.Chain, options.DataDirectory)).GetAwaiter().GetResult();
+        if (chain is not null)
+        {
+            // x402 per-request payments: durable intents in DATA/chain/x402.db, resumed before the server takes requests.
+            builder.Services.AddSingleton(chain);
+            try { builder.Services.AddSingleton(new ComputeGrid.Server.Chain.X402Payments(chain, ComputeGrid.Server.Chain.X402Store.Open(options.DataDirectory, options.Time), ledger, options.Time)); }
+            catch (InvalidDataException e) { chain.Dispose(); throw new ServerStartException(e.Message, e); }
+            builder.Services.AddHostedService<ComputeGrid.Server.Chain.X402Lifetime>();
+        }
+
         var app = builder.Build();
+        if (chain is not null) app.Lifetime.ApplicationStopped.Register(chain.Dispose);
         app.Lifetime.ApplicationStarted.Register(() => starting.Value = false);
         app.Lifetime.ApplicationStopped.Register(nodeReports.Store.Dispose);
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ComputeGrid.Server");
@@ -340,7 +356,8 @@ public static class ServerHost
         app.MapGet("/healthz", Results<Ok<HealthView>, ProblemHttpResult> (LedgerEngine l) =>
                 l.Fault is null ? TypedResults.Ok(new HealthView("ok")) : Problems.Unavailable(l.Fault.Message))
             .AllowAnonymous().WithTags("health").WithSummary("Whether the server is up and its ledger healthy.");
-        app.MapGet("/metrics", (LedgerEngine l, ExchangeHost x) => TypedResults.Text(Metrics(l.Stats) + InferenceMetrics(deadLetters, settler) + ExchangeMetrics(x.Pipeline), "text/plain; version=0.0.4"))
+        app.MapGet("/metrics", (LedgerEngine l, ExchangeHost x, HttpContext h) => TypedResults.Text(Metrics(l.Stats) + InferenceMetrics(deadLetters, settler) + ExchangeMetrics(x.Pipeline)
+                + ComputeGrid.Server.Chain.X402Metrics.Of(h.RequestServices.GetService<ComputeGrid.Server.Chain.X402Payments>()), "text/plain; version=0.0.4"))
             .RequireAuthorization(Policies.OperatorRead).WithTags("health").WithSummary("Prometheus metrics of the ledger.");
         app.MapOpenApi().AllowAnonymous();
         app.MapTrust();
@@ -350,6 +367,8 @@ public static class ServerHost
         app.MapEnergy();
         app.MapInference();
         app.MapNodeProtocol();
+        ComputeGrid.Server.Chain.ChainEndpoints.MapChain(app);
+        ComputeGrid.Server.Chain.X402Endpoints.MapX402(app);
         ComputeGrid.Server.Reports.NodeReportEndpoints.MapNodeReports(app);
         return app;
     }

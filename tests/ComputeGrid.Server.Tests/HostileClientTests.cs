@@ -92,6 +92,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
         "GET /api/ledger/checkpoints/latest", "GET /api/ledger/chain", "GET /api/inference/nodes", "GET /api/inference/nodes/{id}/telemetry",
         "GET /api/nodes/{id}/reports", "POST /node/v1/challenge", "POST /node/v1/sessions",
         "GET /api/shares", "GET /api/shares/{node}", "GET /api/shares/{node}/revenue", "GET /api/shares/pledge-terms",
+        "GET /api/chain", "GET /x402/supported", "POST /x402/verify",
     ];
 
     [Fact]
@@ -192,7 +193,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
             await ExpectAsync(r, _server.ApiUrl, path, body, "Basic YWxpY2U6c2VjcmV0", [HttpStatusCode.Unauthorized], "not a bearer credential");
             await ExpectAsync(r, _server.ApiUrl, path, body, "Bearer " + nodeToken, [HttpStatusCode.Unauthorized], "a node session on the public port");
             checks += 4;
-            bool customerMayCall = r.Policy is Policies.Self or Policies.Reader or Policies.Trader or Policies.Inference;
+            bool customerMayCall = r.Policy is Policies.Self or Policies.Reader or Policies.Trader or Policies.Inference or Policies.InferenceOrX402 or Policies.Facilitator;
             if (!customerMayCall)
             {
                 await ExpectAsync(r, _server.ApiUrl, path, body, "Bearer " + alice.Key, [HttpStatusCode.Forbidden], "a customer key");

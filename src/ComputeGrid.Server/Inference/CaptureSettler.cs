@@ -15,7 +15,8 @@ namespace ComputeGrid.Server.Inference;
 /// <param name="Node">The node's id (for dead letters).</param>
 /// <param name="Intent">What to capture.</param>
 /// <param name="Tokens">The request's metered tokens, recorded on the node's revenue transfer (0 when recovery found the hold: a hold does not carry them).</param>
-public sealed record DueCapture(UInt128 HoldId, ulong Customer, string RequestKey, int Generation, string Node, CaptureIntent Intent, int Tokens = 0);
+/// <param name="Account">The account the hold debits when it is not the customer's balance (an x402 payer's); 0: the customer's.</param>
+public sealed record DueCapture(UInt128 HoldId, ulong Customer, string RequestKey, int Generation, string Node, CaptureIntent Intent, int Tokens = 0, UInt128 Account = default);
 
 /// <summary>What a round of settlement did, per capture.</summary>
 /// <param name="Captured">Holds posted now.</param>
@@ -181,7 +182,7 @@ public sealed class CaptureSettler : IAsyncDisposable
                 CaptureIntent intent = CaptureIntent.Of(hold)!.Value;
                 ulong customer = ChartOfAccounts.OwnerOf(hold.DebitAccountId).Principal;
                 string node = nodeIds.TryGetValue(intent.NodePrincipal, out string? id) ? id : $"principal {intent.NodePrincipal}";
-                due.Add(new DueCapture(hold.Id, customer, "", -1, node, intent));
+                due.Add(new DueCapture(hold.Id, customer, "", -1, node, intent, Account: hold.DebitAccountId));
             }
         }
         SettleCounts counts = await SettleAsync(due, ct);
@@ -204,7 +205,7 @@ public sealed class CaptureSettler : IAsyncDisposable
             {
                 CaptureIntent i = c.Intent;
                 CreateTransferResult[] r = await _payments.SubmitAsync(
-                    InferencePayments.ChargeAfterExpiryChain(c.HoldId, c.Customer, i.CostMicroUsd, i.FeeMicroUsd, i.NodePrincipal, c.Tokens, _payments.HasShares(i.NodePrincipal)), ct);
+                    InferencePayments.ChargeAfterExpiryChain(c.HoldId, c.Customer, i.CostMicroUsd, i.FeeMicroUsd, i.NodePrincipal, c.Tokens, _payments.HasShares(i.NodePrincipal), c.Account), ct);
                 if (All(r, CreateTransferResult.Ok)) return new SettleCounts(0, 0, 1, 0);
                 if (All(r, CreateTransferResult.Exists)) return new SettleCounts(0, 1, 0, 0);
                 DeadLetter(c, $"capture refused: {DeadLetters.Describe(refused)}; the hold had expired; the charge by direct transfers refused: {DeadLetters.Describe(r)}");

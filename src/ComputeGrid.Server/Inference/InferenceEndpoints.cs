@@ -143,12 +143,12 @@ public static class InferenceEndpoints
         v1.MapGet("/models", (InferenceHost host) => TypedResults.Ok(new ModelList("list",
                 host.Gateway.Models.Models.Select(m => new ModelView(m.Id, "model", 0, "computegrid")).ToArray())))
             .AllowAnonymous().WithSummary("The models served (OpenAI's list).");
-        v1.MapPost("/embeddings", EmbeddingsAsync).RequireAuthorization(Policies.Inference).WithMetadata(new BodyLimitAttribute(batchBytes))
+        v1.MapPost("/embeddings", EmbeddingsAsync).RequireAuthorization(Policies.InferenceOrX402).WithMetadata(new BodyLimitAttribute(batchBytes))
             // The body binds by EmbeddingsInput.BindAsync (so the document names it here); it declares no validation
             // attributes (ParseRequest checks it against the models and limits), and the validation filter, run for
             // nothing, cost ~20 µs per paid request.
             .Accepts<EmbeddingsInput>("application/json").DisableValidation()
-            .WithSummary("OpenAI-compatible embeddings, paid from the caller's balance: hold, run on the best node, capture. Receipt in X-CG-* headers.");
+            .WithSummary("OpenAI-compatible embeddings, paid from the caller's balance (API key) or per request with x402 v2 (no key: 402 with PAYMENT-REQUIRED; retry with PAYMENT-SIGNATURE): hold, run on the best node, capture. Receipt in X-CG-* headers, the settlement in PAYMENT-RESPONSE.");
 
         var api = app.MapGroup("/api/inference").WithTags("inference");
         api.MapGet("/account", AccountAsync).RequireAuthorization(Policies.Inference).WithSummary("The calling customer's balance.");
@@ -176,6 +176,15 @@ public static class InferenceEndpoints
     private static async Task<Results<StoredResult, ProblemHttpResult>> EmbeddingsAsync(EmbeddingsInput body, HttpContext http, ClaimsPrincipal user, InferenceHost host)
     {
         long handlerEntered = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (user.Caller() is null)
+        {
+            // No key: paid per request with x402 (the policy admits a keyless caller only when the server has a chain).
+            (EmbeddingsRequest? paid, ProblemHttpResult? invalid) = ParseRequest(body, host, null, http);
+            if (invalid is not null) return invalid;
+            var x402 = http.RequestServices.GetRequiredService<ComputeGrid.Server.Chain.X402Payments>();
+            (StoredResponse answer, bool kill) = await ComputeGrid.Server.Chain.X402Embeddings.HandleAsync(paid!, http, host, x402);
+            return new StoredResult(answer, replayed: false, handlerEntered, kill);
+        }
         Principal customer = user.RequireCaller().Principal;
         (EmbeddingsRequest? parsed, ProblemHttpResult? problem) = ParseRequest(body, host, customer, http);
         if (problem is not null) return problem;
@@ -210,9 +219,9 @@ public static class InferenceEndpoints
     private static StoredResponse Error(int status, string type, string? code, string message) =>
         new(status, JsonSerializer.SerializeToUtf8Bytes(new OpenAiErrorBody(new OpenAiError(message, type, code, null)), ApiJson.Options), "application/json", []);
 
-    private sealed record EmbeddingsRequest(IEmbeddingModel Model, string[] Inputs, bool Base64, int? Dimensions, int Region, RoutingPreferences Preferences);
+    internal sealed record EmbeddingsRequest(IEmbeddingModel Model, string[] Inputs, bool Base64, int? Dimensions, int Region, RoutingPreferences Preferences);
 
-    private static (EmbeddingsRequest? Request, ProblemHttpResult? Problem) ParseRequest(EmbeddingsInput body, InferenceHost host, Principal customer, HttpContext http)
+    private static (EmbeddingsRequest? Request, ProblemHttpResult? Problem) ParseRequest(EmbeddingsInput body, InferenceHost host, Principal? customer, HttpContext http)
     {
         static (EmbeddingsRequest?, ProblemHttpResult?) Bad(string detail, string? code = null) =>
             (null, Problems.BadRequest(detail, extensions: code is null ? null : new Dictionary<string, object?> { [ApiErrors.CodeExtension] = code }));
@@ -227,7 +236,7 @@ public static class InferenceEndpoints
         if (body.EncodingFormat is not (null or "float" or "base64")) return Bad("'encoding_format' must be \"float\" or \"base64\".");
         if (body.Dimensions is { } d && d != model.Dimensions) return Bad($"'dimensions' must be {model.Dimensions} for {model.Id} (it cannot be shortened).");
 
-        string regionName = http.Request.Headers["X-Region"].FirstOrDefault() ?? customer.Region ?? host.Latency.Regions[0];
+        string regionName = http.Request.Headers["X-Region"].FirstOrDefault() ?? customer?.Region ?? host.Latency.Regions[0];
         if (!host.Latency.TryGetRegion(regionName, out int region)) return Bad($"Region '{regionName}' (X-Region header) is not one of: {string.Join(", ", host.Latency.Regions)}.");
 
         var prefs = new RoutingPreferences();
@@ -261,9 +270,10 @@ public static class InferenceEndpoints
         return (new EmbeddingsRequest(model, inputs, body.EncodingFormat == "base64", body.Dimensions, region, prefs), null);
     }
 
-    private static async Task<StoredResponse> RunAsync(InferenceHost host, ulong customer, EmbeddingsRequest request, string requestKey, UInt128 fingerprint, CancellationToken ct)
+    internal static async Task<StoredResponse> RunAsync(InferenceHost host, ulong customer, EmbeddingsRequest request, string requestKey, UInt128 fingerprint, CancellationToken ct,
+        UInt128 account = default)
     {
-        GatewayResult r = await host.Gateway.EmbedAsync(customer, request.Model, request.Inputs, request.Region, request.Preferences, requestKey, fingerprint, ct);
+        GatewayResult r = await host.Gateway.EmbedAsync(customer, request.Model, request.Inputs, request.Region, request.Preferences, requestKey, fingerprint, ct, account);
         if (r.Status != 200) return ErrorOf(r);
         // On the slow path (failover) the body is written while the capture's group commit runs, and the answer goes out
         // only once the charge is durable; on the normal path the charge is durable already (the hold carries it).

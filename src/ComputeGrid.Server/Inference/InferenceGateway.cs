@@ -63,6 +63,15 @@ public sealed class LocalNodeChannel(EmbeddingBatcher batcher, int region, Laten
 public sealed record PendingCapture(Task<(CaptureOutcome Outcome, CreateTransferResult[] Results)> Task, ulong Customer, string RequestKey, UInt128 HoldId,
     int Generation, string Node, long CostMicroUsd, long FeeMicroUsd, long Started);
 
+/// <summary>The price of a request before it runs (<see cref="InferenceGateway.Quote"/>).</summary>
+/// <param name="Status">200, 400 (an input too long) or 503 (no node).</param>
+/// <param name="Tokens">The request's tokens.</param>
+/// <param name="Node">The node the router ranks first.</param>
+/// <param name="PriceMicroUsdPer1kTokens">Its price.</param>
+/// <param name="CostMicroUsd">The metered cost there.</param>
+/// <param name="Problem">Why there is no price, when Status is not 200.</param>
+public sealed record GatewayQuote(int Status, int Tokens, string? Node, long PriceMicroUsdPer1kTokens, long CostMicroUsd, string? Problem);
+
 /// <summary>The outcome of a paid request.</summary>
 public sealed record GatewayResult
 {
@@ -124,6 +133,7 @@ public static class InferenceFaults
     {
         null or "" => InferenceFault.None,
         var journal when journal.StartsWith("journal-", StringComparison.Ordinal) => InferenceFault.None,
+        var x402 when x402.StartsWith("x402-", StringComparison.Ordinal) => InferenceFault.None, // ComputeGrid.Server.Chain.X402Faults
         "kill-before-answer" => InferenceFault.KillBeforeAnswer,
         "kill-after-answer" => InferenceFault.KillAfterAnswer,
         var other => throw new ArgumentException($"{Variable}='{other}' is not a fault (kill-before-answer, kill-after-answer, journal-write-error, journal-torn-write, journal-fsync-error)."),
@@ -222,7 +232,7 @@ public sealed class InferenceGateway(
     /// hold is voided at once and <see cref="OperationCanceledException"/> thrown.
     /// </summary>
     public async Task<GatewayResult> EmbedAsync(ulong customer, IEmbeddingModel model, IReadOnlyList<string> inputs, int requestRegion,
-        RoutingPreferences preferences, string requestKey, UInt128 fingerprint, CancellationToken ct)
+        RoutingPreferences preferences, string requestKey, UInt128 fingerprint, CancellationToken ct, UInt128 account = default)
     {
         // Meter: the model's own tokenizer; an over-long input is refused before any money moves.
         int tokens = 0;
@@ -262,7 +272,7 @@ public sealed class InferenceGateway(
         long holdStart = Stopwatch.GetTimestamp();
         Task<HoldResult> holdTask = maxCost == 0
             ? Task.FromResult(new HoldResult(HoldOutcome.Held, InferencePayments.HoldId(customer, requestKey), 0))
-            : payments.HoldAsync(customer, requestKey, maxCost, options.HoldTimeoutSeconds, fingerprint, intent, CancellationToken.None);
+            : payments.HoldAsync(customer, requestKey, maxCost, options.HoldTimeoutSeconds, fingerprint, intent, CancellationToken.None, account);
         Task<double> holdTime = holdTask.ContinueWith(_ => Stopwatch.GetElapsedTime(holdStart).TotalMilliseconds, TaskScheduler.Default);
         using var abandon = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var failedOver = new List<string>();
@@ -340,7 +350,7 @@ public sealed class InferenceGateway(
         {
             // The normal case: the durable hold carries this very charge. Answer now; capture in the background.
             if (options.Fault == InferenceFault.KillBeforeAnswer) KillSelf();
-            var due = new DueCapture(hold.HoldId, customer, requestKey, hold.Generation, node.NodeId, planned, tokens);
+            var due = new DueCapture(hold.HoldId, customer, requestKey, hold.Generation, node.NodeId, planned, tokens, account);
             // kill-after-answer (test-only): the endpoint kills the process once the answer is flushed; nothing is queued.
             if (options.Fault == InferenceFault.KillAfterAnswer || settler.TryEnqueue(due))
             {
@@ -365,6 +375,30 @@ public sealed class InferenceGateway(
             Node = node.NodeId, NodeRegion = node.Region, Attempts = attempts, Charged = capture is not null, FailedOver = failedOver,
             HoldMs = holdMs, Capture = capture,
         };
+    }
+
+    /// <summary>
+    /// What a request would cost if it ran now, before any work or money moves: its tokens (the model's tokenizer) at the
+    /// price of the node the router ranks first. x402 asks for exactly this amount. Status 200, 400 (an input too long)
+    /// or 503 (no node).
+    /// </summary>
+    public GatewayQuote Quote(IEmbeddingModel model, IReadOnlyList<string> inputs, int requestRegion, RoutingPreferences preferences)
+    {
+        int tokens = 0;
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            int count = model.Tokenize(inputs[i]).TokenCount;
+            if (count > model.MaxTokens)
+                return new GatewayQuote(400, tokens, null, 0, 0, $"input[{i}] is {count} tokens; the limit of {model.Id} is {model.MaxTokens} tokens per input.");
+            tokens = checked(tokens + count);
+        }
+        Span<NodeHandle> ranked = stackalloc NodeHandle[8];
+        RouteDecision decision = router.Choose(new RouteRequest(requestRegion, model.Id, preferences), ranked);
+        // A busy fleet still has a price: quote the first-ranked node even when every slot is taken (the paid retry queues).
+        if (decision.Status != RouteStatus.AllBusy && !decision.IsRouted) return new GatewayQuote(503, tokens, null, 0, 0, RouteDecision.Explain(decision.Status));
+        if (decision.Count == 0 || registry.NodeIdOf(ranked[0]) is not { } id || !registry.TryGetNode(id, out NodeSnapshot? node))
+            return new GatewayQuote(503, tokens, null, 0, 0, RouteDecision.Explain(RouteStatus.NoHealthyNode));
+        return new GatewayQuote(200, tokens, node.NodeId, node.PriceMicroUsdPer1kTokens, Cost(tokens, node.PriceMicroUsdPer1kTokens), null);
     }
 
     /// <summary>

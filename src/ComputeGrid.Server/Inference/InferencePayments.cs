@@ -123,8 +123,10 @@ public sealed class InferencePayments(LedgerEngine ledger)
     /// completes it). Its fdatasync runs while the node computes, so the answer does not wait for it.
     /// </remarks>
     public async Task<HoldResult> HoldAsync(ulong customer, string requestKey, long maxCostMicroUsd, uint timeoutSeconds, UInt128 fingerprint,
-        CaptureIntent? intent = null, CancellationToken ct = default)
+        CaptureIntent? intent = null, CancellationToken ct = default, UInt128 account = default)
     {
+        // An x402 payer pays from its own account (no principal): the ids still derive from (customer 0, request key).
+        UInt128 debit = account != default ? account : CustomerAccount(customer);
         for (int g = 0; g < MaxGenerations; g++)
         {
             UInt128 holdId = HoldId(customer, requestKey, g);
@@ -132,7 +134,7 @@ public sealed class InferencePayments(LedgerEngine ledger)
             {
                 new Transfer
                 {
-                    Id = holdId, DebitAccountId = CustomerAccount(customer), CreditAccountId = EscrowAccount, Amount = maxCostMicroUsd,
+                    Id = holdId, DebitAccountId = debit, CreditAccountId = EscrowAccount, Amount = maxCostMicroUsd,
                     Asset = Asset.Usd.Code, Code = HoldCode, Flags = TransferFlags.Pending, Timeout = timeoutSeconds, UserData128 = fingerprint,
                     UserData64 = intent?.UserData64 ?? 0, UserData32 = intent?.UserData32 ?? 0,
                 },
@@ -227,12 +229,13 @@ public sealed class InferencePayments(LedgerEngine ledger)
     /// without the pending flag), hold + 2 escrow → node, hold + 3 escrow → platform. The customer's account may not go
     /// below zero, so the ledger refuses it when the released money was spent meanwhile.
     /// </summary>
-    public static Transfer[] ChargeAfterExpiryChain(UInt128 holdId, ulong customer, long costMicroUsd, long feeMicroUsd, ulong node, int tokens, bool sharePool = false)
+    public static Transfer[] ChargeAfterExpiryChain(UInt128 holdId, ulong customer, long costMicroUsd, long feeMicroUsd, ulong node, int tokens, bool sharePool = false,
+        UInt128 account = default)
     {
         Transfer[] chain = Chain(holdId, costMicroUsd, feeMicroUsd, node, tokens, sharePool);
         chain[0] = new Transfer
         {
-            Id = holdId + 1, DebitAccountId = CustomerAccount(customer), CreditAccountId = EscrowAccount, Amount = costMicroUsd,
+            Id = holdId + 1, DebitAccountId = account != default ? account : CustomerAccount(customer), CreditAccountId = EscrowAccount, Amount = costMicroUsd,
             Asset = Asset.Usd.Code, Code = HoldCode, Flags = chain.Length > 1 ? TransferFlags.Linked : TransferFlags.None,
         };
         return chain;

@@ -20,6 +20,15 @@ public static class Policies
     /// <summary>Customers with the <c>inference</c> scope: the paid API.</summary>
     public const string Inference = "inference";
 
+    /// <summary>
+    /// The paid API: customers with the <c>inference</c> scope, or — when the server has a chain — a caller presenting no
+    /// credential at all, who pays per request with x402 (the handler answers 402 until it does).
+    /// </summary>
+    public const string InferenceOrX402 = "inference-or-x402";
+
+    /// <summary>Settling x402 payments for other resource servers (it spends the server's gas): customers (inference scope) or operators (admin).</summary>
+    public const string Facilitator = "x402-facilitator";
+
     /// <summary>Customers or providers with the <c>trade</c> scope: orders, blocks, resale.</summary>
     public const string Trader = "trader";
 
@@ -51,7 +60,8 @@ public static class Policies
     public const string Owner = "owner";
 
     /// <summary>Every policy name, for the OpenAPI document and the tests.</summary>
-    public static IReadOnlyList<string> All { get; } = [Operator, OperatorRead, Inference, Trader, Provider, Reader, Self, OperatorOrProviderRead, OperatorOrProvider, Node];
+    public static IReadOnlyList<string> All { get; } = [Operator, OperatorRead, Inference, Trader, Provider, Reader, Self, OperatorOrProviderRead, OperatorOrProvider, Node,
+        InferenceOrX402, Facilitator];
 
     /// <summary>Registers the policies and the fallback.</summary>
     public static void Add(AuthorizationBuilder b)
@@ -59,6 +69,10 @@ public static class Policies
         b.AddPolicy(Operator, Caller(Scopes.Admin, PrincipalKind.Operator));
         b.AddPolicy(OperatorRead, Caller(Scopes.Read, PrincipalKind.Operator));
         b.AddPolicy(Inference, Caller(Scopes.Inference, PrincipalKind.Customer));
+        b.AddPolicy(InferenceOrX402, new AuthorizationPolicyBuilder()
+            .AddRequirements(new CallerOrX402PayerRequirement([(PrincipalKind.Customer, Scopes.Inference)])).Build());
+        b.AddPolicy(Facilitator, new AuthorizationPolicyBuilder()
+            .AddRequirements(new CallerRequirement([(PrincipalKind.Customer, Scopes.Inference), (PrincipalKind.Operator, Scopes.Admin)])).Build());
         b.AddPolicy(Trader, Caller(Scopes.Trade, PrincipalKind.Customer, PrincipalKind.Provider));
         b.AddPolicy(Provider, Caller(Scopes.Trade, PrincipalKind.Provider));
         b.AddPolicy(Reader, Caller(Scopes.Read, PrincipalKind.Operator, PrincipalKind.Customer, PrincipalKind.Provider));
@@ -92,6 +106,8 @@ public static class Policies
         OperatorOrProviderRead => "operators and providers (read scope)",
         OperatorOrProvider => "operators (admin scope) and providers (trade scope), each for what it owns",
         Node => "an admitted node's session (node port)",
+        InferenceOrX402 => "customers (inference scope), or anyone without a credential paying per request with x402 (when the server has a chain)",
+        Facilitator => "customers (inference scope) and operators (admin scope)",
         _ => "nobody",
     };
 
@@ -118,6 +134,37 @@ public sealed class CallerRequirement((PrincipalKind Kind, Scopes Scope)[] admit
                     context.Succeed(requirement);
                     break;
                 }
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// <see cref="CallerRequirement"/>, or a caller that presents no credential at all (no Authorization header: a garbage
+/// key is still 401) on a server with a chain: it pays per request with x402, checked by the endpoint.
+/// </summary>
+public sealed class CallerOrX402PayerRequirement((PrincipalKind Kind, Scopes Scope)[] admitted) : AuthorizationHandler<CallerOrX402PayerRequirement>, IAuthorizationRequirement
+{
+    private readonly CallerRequirement _callers = new(admitted);
+
+    /// <summary>The keyed callers admitted.</summary>
+    public IReadOnlyList<(PrincipalKind Kind, Scopes Scope)> Admitted => _callers.Admitted;
+
+    /// <inheritdoc />
+    protected override Task HandleRequirementAsync(AuthorizationHandlerContext context, CallerOrX402PayerRequirement requirement)
+    {
+        if (context.User.Caller() is { } caller)
+        {
+            foreach (var (kind, scope) in Admitted)
+                if (caller.Principal.Kind == kind && (caller.Scopes & scope) == scope)
+                {
+                    context.Succeed(requirement);
+                    break;
+                }
+            return Task.CompletedTask;
+        }
+        if (context.Resource is Microsoft.AspNetCore.Http.HttpContext http && !http.Request.Headers.ContainsKey("Authorization")
+            && Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetService<ComputeGrid.Server.Chain.X402Payments>(http.RequestServices) is not null)
+            context.Succeed(requirement);
         return Task.CompletedTask;
     }
 }
