@@ -189,11 +189,20 @@ var proofFile = new Option<FileInfo?>("--proof") { Description = "A balance proo
 var root = new Option<string?>("--root") { Description = "The published checkpoint root (hex) to check the proof against." };
 var verifyDir = new Option<string?>("--ledger-dir") { Description = "Verify a ledger folder offline: the log's hash chain and a full replay." };
 var verifyNodeReports = new Option<string?>("--node-reports") { Description = "Verify a node's published reports (FILE or URL of GET /api/nodes/{id}/reports): signatures, hash chain, derived figures, totals." };
-var verify = new Command("verify", "Check a balance proof against a checkpoint root, a ledger folder's hash chain, or a node's signed epoch reports.") { proofFile, root, verifyDir, verifyNodeReports };
+var verifyChain = new Option<string?>("--chain") { Description = "With --proof and --anchor: an EVM JSON-RPC address; the root is read from the chain's StateRootAnchor instead of --root." };
+var verifyAnchor = new Option<string?>("--anchor") { Description = "The StateRootAnchor contract's address (GET /api/chain: anchor)." };
+var verify = new Command("verify", "Check a balance proof against a checkpoint root (given, or anchored on chain), a ledger folder's hash chain, or a node's signed epoch reports.") { proofFile, root, verifyDir, verifyNodeReports, verifyChain, verifyAnchor };
 verify.SetAction(async (pr, ct) =>
 {
     var file = pr.GetValue(proofFile);
     var dir = pr.GetValue(verifyDir);
+    string? chainUrl = pr.GetValue(verifyChain), anchorAddress = pr.GetValue(verifyAnchor);
+    if (chainUrl is not null || anchorAddress is not null)
+    {
+        if (file is null || chainUrl is null || anchorAddress is null) return CliDefaults.Fail("--chain and --anchor go together, with --proof FILE");
+        if (pr.GetValue(root) is not null) return CliDefaults.Fail("--root and --chain/--anchor are two ways to give the root: use one");
+        return await ComputeGrid.Cli.Chain.AnchoredProofVerify.RunAsync(file, chainUrl, anchorAddress, Console.Out, Console.Error);
+    }
     if (file is not null) return VerifyProof(file, pr.GetValue(root));
     if (dir is not null) return VerifyLedger(dir);
     if (pr.GetValue(verifyNodeReports) is { } reports) return await NodeReportsVerify.RunAsync(reports, Console.Out, ct);

@@ -35,8 +35,13 @@ public enum AccountCode : ushort
     X402Receivable = 1011,
     /// <summary>x402: authorizations served but never settled on chain (used elsewhere, expired, reverted): the platform's loss.</summary>
     X402Losses = 1012,
-    /// <summary>Stablecoin the server's own chain account holds (x402 settlements arrive there).</summary>
-    ChainCustody = 1013,
+    // 1020-1029: the chain bridge (issue 16); other chain work takes codes outside this range.
+    /// <summary>Stablecoin the platform holds on chain: the vault's (debited by each deposit, credited by each paid withdrawal) and the server account's (debited by each settled x402 authorization). Merge of x402-server (1013) and chain-bridge (1020): one account, the bridge's code.</summary>
+    ChainCustody = 1020,
+    /// <summary>The chain bridge: withdrawals held from their payer's balance until the chain pays them (pending credits here).</summary>
+    ChainWithdrawalsInFlight = 1021,
+    /// <summary>The chain bridge: deposits that named no ledger account a deposit may credit, kept for operators to resolve.</summary>
+    ChainSuspense = 1022,
 
     // ---- accounts owned by a principal: the id's low 64 bits are the principal's id ----
 
@@ -120,6 +125,13 @@ public enum TransferCode : ushort
     X402Loss = 1403,
     /// <summary>x402: a credited authorization handed back unserved (the payer debited, the receivable credited).</summary>
     X402Release = 1404,
+    // 1501-1509: the chain bridge (issue 16).
+    /// <summary>Chain bridge: a vault deposit credited after its confirmations (user_data_64: its block number).</summary>
+    ChainDeposit = 1501,
+    /// <summary>Chain bridge: a withdrawal's hold on its payer's balance, and its post or void.</summary>
+    ChainWithdrawal = 1502,
+    /// <summary>Chain bridge: a paid withdrawal leaves the vault's custody.</summary>
+    ChainWithdrawalPaid = 1503,
 }
 
 /// <summary>Who owns the accounts of a code.</summary>
@@ -193,7 +205,9 @@ public static class ChartOfAccounts
         new(AccountCode.LendingPool, AccountOwnership.System, AccountFlags.None, "the pool loans against pledges are paid from (its balance: what is lent out less what was funded)"),
         new(AccountCode.X402Receivable, AccountOwnership.System, AccountFlags.None, "x402 authorizations not yet settled on chain"),
         new(AccountCode.X402Losses, AccountOwnership.System, AccountFlags.None, "x402 authorizations served but never settled"),
-        new(AccountCode.ChainCustody, AccountOwnership.System, AccountFlags.None, "stablecoin in the server's chain account"),
+        new(AccountCode.ChainCustody, AccountOwnership.System, AccountFlags.None, "the stablecoin the platform holds on chain: the vault's and the server account's (debit balance)"),
+        new(AccountCode.ChainWithdrawalsInFlight, AccountOwnership.System, AccountFlags.None, "withdrawals to the chain held until paid"),
+        new(AccountCode.ChainSuspense, AccountOwnership.System, AccountFlags.None, "chain deposits naming no account they may credit"),
         new(AccountCode.CustomerBalance, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a customer's balance"),
         new(AccountCode.ExchangeTrading, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a principal's funds on the exchange"),
         new(AccountCode.ProviderRevenue, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a provider's revenue"),

@@ -310,8 +310,12 @@ public sealed class LedgerEngine : IAsyncDisposable
         byte[] head = c.HeadAtCompletion ?? LedgerLog.GenesisHash;
         var cp = await Task.Run(() => new Checkpoint(r.Op, r.Timestamp, head, r.Leaves), ct).ConfigureAwait(false);
         Volatile.Write(ref _latestCheckpoint, cp);
+        CheckpointTaken?.Invoke(cp);
         return cp;
     }
+
+    /// <summary>Called with each checkpoint once it is built (the chain anchor records every one), on the caller's thread.</summary>
+    public Action<Checkpoint>? CheckpointTaken { get; set; }
 
     /// <summary>
     /// Writes a snapshot now (recovery then replays only the log after it), off the sequencer: the task completes once

@@ -100,6 +100,9 @@ public sealed record ServerOptions
 
     /// <summary>The EVM chain (an RPC endpoint and the server's key, or a demo Anvil); null: no chain.</summary>
     public ComputeGrid.Server.Chain.ChainOptions? Chain { get; init; }
+
+    /// <summary>The chain bridge's and the anchoring's settings (used only with <see cref="Chain"/>).</summary>
+    public ComputeGrid.Server.Chain.BridgeOptions Bridge { get; init; } = new();
 }
 
 /// <summary>
@@ -316,6 +319,7 @@ public static class ServerHost
             try { builder.Services.AddSingleton(new ComputeGrid.Server.Chain.X402Payments(chain, ComputeGrid.Server.Chain.X402Store.Open(options.DataDirectory, options.Time), ledger, options.Time)); }
             catch (InvalidDataException e) { chain.Dispose(); throw new ServerStartException(e.Message, e); }
             builder.Services.AddHostedService<ComputeGrid.Server.Chain.X402Lifetime>();
+            ComputeGrid.Server.Chain.BridgeLifetime.Register(builder.Services, chain, options);
         }
 
         var app = builder.Build();
@@ -369,6 +373,7 @@ public static class ServerHost
         app.MapNodeProtocol();
         ComputeGrid.Server.Chain.ChainEndpoints.MapChain(app);
         ComputeGrid.Server.Chain.X402Endpoints.MapX402(app);
+        ComputeGrid.Server.Chain.BridgeEndpoints.MapBridge(app);
         ComputeGrid.Server.Reports.NodeReportEndpoints.MapNodeReports(app);
         return app;
     }

@@ -92,7 +92,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
         "GET /api/ledger/checkpoints/latest", "GET /api/ledger/chain", "GET /api/inference/nodes", "GET /api/inference/nodes/{id}/telemetry",
         "GET /api/nodes/{id}/reports", "POST /node/v1/challenge", "POST /node/v1/sessions",
         "GET /api/shares", "GET /api/shares/{node}", "GET /api/shares/{node}/revenue", "GET /api/shares/pledge-terms",
-        "GET /api/chain", "GET /x402/supported", "POST /x402/verify",
+        "GET /api/chain", "GET /x402/supported", "POST /x402/verify", "GET /api/chain/anchors/latest",
     ];
 
     [Fact]
@@ -168,6 +168,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
             "POST /api/shares/pledges" => """{"lease_id":1,"loan":1}""",
             "PUT /api/shares/{node}/auto-claim" => """{"threshold":1}""",
             "POST /api/shares/loans/{id}/repayments" => """{"amount":1}""",
+            "POST /api/chain/withdrawals" => """{"amount":1,"to":"0x70997970C51812dc3A010C7d01b50e0d25dc79C8"}""",
             _ => "{}",
         };
 
