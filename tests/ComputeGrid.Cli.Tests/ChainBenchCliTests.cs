@@ -11,7 +11,8 @@ public sealed class ChainBenchCliTests
     /// <summary>The metrics that are positive whatever the machine's speed.</summary>
     private static readonly string[] Positive =
     [
-        "anchor_gas", "x402_verify_us_p50", "x402_paid_requests_per_s", "x402_verify_us_p99", "x402_verify_cpu_us_mean", "x402_verify_count",
+        "anchor_gas", "x402_verify_us_p50", "x402_paid_requests_per_s", "deposit_to_credit_ms_p50", "deposit_mined_to_credit_ms_p50", "deposit_count",
+        "bridge_poll_interval_ms", "x402_settlement_sign_p50_ms", "fsync_p50_ms", "x402_verify_us_p99", "x402_verify_cpu_us_mean", "x402_verify_count",
         "keyed_path_p50_ms", "x402_paid_path_p50_ms", "x402_402_p50_ms", "overhead_pairs", "chain_read_p50_ms", "x402_facilitator_verify_p50_ms",
         "keyed_requests_per_s", "clients", "block_time_s", "x402_answer_p50_ms_block_time_2s", "x402_answer_p99_ms_block_time_2s",
         "keyed_answer_p50_ms_block_time_2s", "x402_settle_p50_ms_block_time_2s", "x402_settle_p99_ms_block_time_2s", "confirmations",

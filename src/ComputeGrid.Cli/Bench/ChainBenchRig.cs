@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
+using System.Numerics;
 using System.Text;
 using System.Text.Json;
 using ComputeGrid.Chain;
@@ -12,6 +13,7 @@ using ComputeGrid.Server.Chain;
 using ComputeGrid.Server.Inference;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using Nethereum.Hex.HexConvertors.Extensions;
 
 namespace ComputeGrid.Cli.Bench;
 
@@ -39,10 +41,15 @@ internal sealed class ChainBenchRig : IAsyncDisposable
     /// <summary>The dev accounts that pay.</summary>
     public static readonly int[] PayerDevAccounts = [1, 2, 3, 4, 5, 6, 7, 8];
 
+    /// <summary>What the depositor (dev account 0) is minted at the start and lets the vault take (100 test USDC).</summary>
+    public const long DepositorFunding = 100_000_000;
+
     private const int ServerDevAccount = 9;
+    private const int DepositorDevAccount = 0;
     private readonly Random _nonces;
     private readonly Eip3009Signer[] _payers;
     private readonly TimeProvider _time;
+    private Nethereum.Web3.Web3? _bystander;
 
     private ChainBenchRig(AnvilProcess anvil, string dir, string keyFile, int seed, TimeProvider time)
     {
@@ -68,11 +75,19 @@ internal sealed class ChainBenchRig : IAsyncDisposable
     /// <summary>The keyed customer's API key.</summary>
     public string ApiKey { get; private set; } = "";
 
+    /// <summary>The ledger account vault deposits credit: a second customer's balance, which nothing else moves.</summary>
+    public UInt128 DepositAccount { get; private set; }
+
+    private VaultClient _vault = null!;
+
     /// <summary>The server's x402 services (store, settler).</summary>
     public X402Payments X402 => App.Services.GetRequiredService<X402Payments>();
 
     /// <summary>The server's chain connection (signs as the server's account).</summary>
     public ChainConnection Chain => App.Services.GetRequiredService<ChainConnection>();
+
+    /// <summary>How often the server's bridge reads deposits (and anchors), as configured.</summary>
+    public TimeSpan BridgePollInterval => App.Services.GetRequiredService<BridgeOptions>().PollInterval;
 
     /// <summary>How many payers sign.</summary>
     public int PayerCount => _payers.Length;
@@ -111,7 +126,15 @@ internal sealed class ChainBenchRig : IAsyncDisposable
             if (!host.Gateway.Registry.Snapshot().Any(n => n.Healthy)) throw new InvalidOperationException("the bench's node did not become healthy");
             var mint = new StablecoinClient(ChainDeployment.Connect(anvil.RpcUrl, anvil.ChainId, ChainDeployment.AnvilDevKeys[ServerDevAccount]), rig.Chain.Info.Stablecoin);
             foreach (Eip3009Signer payer in rig._payers) await mint.MintAsync(payer.Address.ToChecksumString(), PayerFunding);
-            rig.ApiKey = await rig.CustomerAsync(ct);
+            (rig.ApiKey, _) = await rig.CustomerAsync("bench-chain", fund: true, ct);
+            // The depositor: funded and its allowance given now, while blocks are mined per transaction; it sends from a
+            // connection of its own (its account nonce is nobody else's).
+            (_, ulong depositor) = await rig.CustomerAsync("bench-chain-depositor", fund: false, ct);
+            rig.DepositAccount = ComputeGrid.Ledger.ChartOfAccounts.PrincipalAccount(ComputeGrid.Ledger.AccountCode.CustomerBalance, depositor);
+            await mint.MintAsync(ChainDeployment.AddressOf(ChainDeployment.AnvilDevKeys[DepositorDevAccount]), DepositorFunding);
+            var wallet = ChainDeployment.Connect(anvil.RpcUrl, anvil.ChainId, ChainDeployment.AnvilDevKeys[DepositorDevAccount]);
+            await new StablecoinClient(wallet, rig.Chain.Info.Stablecoin).ApproveAsync(rig.Chain.Info.Vault, DepositorFunding);
+            rig._vault = new VaultClient(wallet, rig.Chain.Info.Vault);
             return rig;
         }
         catch
@@ -177,6 +200,72 @@ internal sealed class ChainBenchRig : IAsyncDisposable
         return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     }
 
+    /// <summary>
+    /// Signs (does not send) the settlement transaction of <paramref name="payment"/> as the settler does, through
+    /// Nethereum's contract handler (its gas estimate, account nonce and fee lookups), but from dev account 0, which
+    /// sends nothing in this bench, so the server's account nonce is untouched: ms.
+    /// </summary>
+    public async Task<double> SignSettlementAsync(SignedPayment payment)
+    {
+        _bystander ??= ChainDeployment.Connect(Anvil.RpcUrl, Anvil.ChainId, ChainDeployment.AnvilDevKeys[0]);
+        ExactEvmAuthorization a = payment.Payload.Payload.Authorization!;
+        byte[] nonce = new byte[32];
+        payment.Key.Nonce.WriteTo(nonce);
+        var message = new X402TransferWithAuthorization
+        {
+            From = a.From, To = a.To, Value = new BigInteger(payment.Value), ValidAfter = BigInteger.Parse(a.ValidAfter, CultureInfo.InvariantCulture),
+            ValidBefore = BigInteger.Parse(a.ValidBefore, CultureInfo.InvariantCulture), AuthorizationNonce = nonce, Signature = payment.Payload.Payload.Signature!.HexToByteArray(),
+        };
+        long start = Stopwatch.GetTimestamp();
+        await _bystander.Eth.GetContractTransactionHandler<X402TransferWithAuthorization>().SignTransactionAsync(payment.Key.Asset.ToChecksumString(), message);
+        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+
+    /// <summary>One 4 KiB write made durable (fsync) in the server's data folder: the disk's floor under each durable commit, ms.</summary>
+    public double Fsync()
+    {
+        string path = Path.Combine(Dir, "bench-fsync.tmp");
+        Span<byte> page = stackalloc byte[4096];
+        long start = Stopwatch.GetTimestamp();
+        using (var f = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1))
+        {
+            f.Write(page);
+            f.Flush(flushToDisk: true);
+        }
+        double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        File.Delete(path);
+        return ms;
+    }
+
+    /// <summary>
+    /// Deposits <paramref name="amount"/> into the vault for <see cref="DepositAccount"/> and waits until the server's
+    /// bridge has credited it in the ledger (polled every 10 ms): ms from sending the deposit, and from its receipt.
+    /// </summary>
+    public async Task<(double FromSendMs, double FromMinedMs)> DepositToCreditAsync(long amount, CancellationToken ct)
+    {
+        long before = await DepositBalanceAsync(ct);
+        long start = Stopwatch.GetTimestamp();
+        await _vault.DepositAsync(amount, ComputeGrid.Server.Chain.BridgeIds.AccountToBytes32(DepositAccount)).WaitAsync(ct);
+        long mined = Stopwatch.GetTimestamp();
+        var deadline = DateTime.UtcNow + DepositWaitMax;
+        while (await DepositBalanceAsync(ct) < before + amount)
+        {
+            if (DateTime.UtcNow > deadline) throw new InvalidOperationException($"a vault deposit was not credited within {DepositWaitMax.TotalSeconds} s");
+            await Task.Delay(10, ct);
+        }
+        return (Stopwatch.GetElapsedTime(start).TotalMilliseconds, Stopwatch.GetElapsedTime(mined).TotalMilliseconds);
+    }
+
+    /// <summary>The longest a deposit may take to be credited before the bench gives up.</summary>
+    public static readonly TimeSpan DepositWaitMax = TimeSpan.FromSeconds(120);
+
+    /// <summary>The posted balance of <see cref="DepositAccount"/>, micro-USD.</summary>
+    public async Task<long> DepositBalanceAsync(CancellationToken ct)
+    {
+        ComputeGrid.Ledger.Account[] a = await App.Services.GetRequiredService<ComputeGrid.Ledger.LedgerEngine>().LookupAccountsAsync([DepositAccount], ct);
+        return a.Length == 0 ? 0 : checked((long)(a[0].CreditsPosted - a[0].DebitsPosted));
+    }
+
     /// <summary>One keyed request of <paramref name="body"/>.</summary>
     public Task<Answer> KeyedAsync(string body, CancellationToken ct) => SendAsync(body, ApiKey, null, ct);
 
@@ -217,20 +306,21 @@ internal sealed class ChainBenchRig : IAsyncDisposable
     public static string Body(string sentence) => $$"""{"model":"all-MiniLM-L6-v2","input":{{JsonSerializer.Serialize(sentence)}},"encoding_format":"base64"}""";
 
     // As an operator would: the first operator's key from the data folder creates and funds the keyed customer.
-    private async Task<string> CustomerAsync(CancellationToken ct)
+    private async Task<(string Key, ulong Id)> CustomerAsync(string name, bool fund, CancellationToken ct)
     {
         string token = (await File.ReadAllTextAsync(Path.Combine(Dir, ComputeGrid.Server.Trust.OperatorKeyFile.FileName), ct)).Trim();
-        using var create = new HttpRequestMessage(HttpMethod.Post, "/api/customers") { Content = JsonContent.Create(new { name = "bench-chain", region = Region }) };
+        using var create = new HttpRequestMessage(HttpMethod.Post, "/api/customers") { Content = JsonContent.Create(new { name, region = Region }) };
         create.Headers.Authorization = new("Bearer", token);
         using HttpResponseMessage created = await Http.SendAsync(create, ct);
         created.EnsureSuccessStatusCode();
         JsonElement root = JsonDocument.Parse(await created.Content.ReadAsStringAsync(ct)).RootElement;
         ulong id = root.GetProperty("principal").GetProperty("id").GetUInt64();
-        using var fund = new HttpRequestMessage(HttpMethod.Post, $"/api/customers/{id}/fund") { Content = JsonContent.Create(new { amount = 1_000_000_000_000L, funding_id = "bench-chain" }) };
-        fund.Headers.Authorization = new("Bearer", token);
-        using HttpResponseMessage funded = await Http.SendAsync(fund, ct);
+        if (!fund) return (root.GetProperty("api_key").GetString()!, id);
+        using var funding = new HttpRequestMessage(HttpMethod.Post, $"/api/customers/{id}/fund") { Content = JsonContent.Create(new { amount = 1_000_000_000_000L, funding_id = "bench-chain" }) };
+        funding.Headers.Authorization = new("Bearer", token);
+        using HttpResponseMessage funded = await Http.SendAsync(funding, ct);
         funded.EnsureSuccessStatusCode();
-        return root.GetProperty("api_key").GetString()!;
+        return (root.GetProperty("api_key").GetString()!, id);
     }
 
     /// <summary>Stops the server, then Anvil; the data folder stays for whoever named it.</summary>

@@ -10,7 +10,8 @@ namespace ComputeGrid.Cli.Bench;
 /// nothing left to settle, each payer's on-chain balance must have fallen by exactly that sum, the server's account
 /// risen by the total, the ledger's chain custody grown by the total, the settlement store hold one Settled intent per
 /// paid answer and no Failed one, and the answers must name as many distinct transactions. A request that was refused
-/// must have moved nothing (its authorization was never sent), which the balances show too.
+/// must have moved nothing (its authorization was never sent), which the balances show too. Vault deposits made beside
+/// the payments are in the custody figure too, and the account they name must hold exactly their sum: each credited once.
 /// </summary>
 internal sealed class ChainBenchSettlement
 {
@@ -22,7 +23,7 @@ internal sealed class ChainBenchSettlement
     private readonly long[] _payerBalancesBefore;
     private readonly long _payToBefore;
     private readonly long _custodyBefore;
-    private long _paid, _refused;
+    private long _paid, _refused, _deposited;
 
     private ChainBenchSettlement(long[] payerBalancesBefore, long payToBefore, long custodyBefore)
     {
@@ -57,6 +58,18 @@ internal sealed class ChainBenchSettlement
             }
             else _refused++;
         }
+    }
+
+    /// <summary>Counts a vault deposit the bridge credited.</summary>
+    public void RecordDeposit(long amount)
+    {
+        lock (_transactions) _deposited = checked(_deposited + amount);
+    }
+
+    /// <summary>The vault deposits credited, micro-USD.</summary>
+    public long Deposited
+    {
+        get { lock (_transactions) return _deposited; }
     }
 
     /// <summary>The total value of the paid answers, micro-USD.</summary>
@@ -97,11 +110,13 @@ internal sealed class ChainBenchSettlement
         long rose = checked(await rig.Chain.Stablecoin.BalanceOfAsync(rig.Chain.Info.PayTo).WaitAsync(ct) - _payToBefore);
         if (rose != total) return $"the answers were paid {total} micro-USD but the server's account rose by {rose}";
         long custody = checked(await CustodyAsync(rig, ct) - _custodyBefore);
-        if (custody != total) return $"the answers were paid {total} micro-USD but the ledger's chain custody grew by {custody}";
+        if (custody != checked(total + Deposited)) return $"the answers were paid {total} micro-USD and the vault took {Deposited} but the ledger's chain custody grew by {custody}";
+        long credited = await rig.DepositBalanceAsync(ct);
+        if (credited != Deposited) return $"the vault took {Deposited} micro-USD of deposits but the account they name holds {credited}";
         return null;
     }
 
-    // Chain custody is a debit-normal system account: settled authorizations debit it.
+    // Chain custody is a debit-normal system account: settled authorizations and vault deposits debit it.
     private static async Task<long> CustodyAsync(ChainBenchRig rig, CancellationToken ct)
     {
         Account[] found = await rig.App.Services.GetRequiredService<LedgerEngine>().LookupAccountsAsync([X402Ledger.CustodyAccount], ct);
