@@ -149,8 +149,8 @@ serve.SetAction(async (pr, ct) =>
     return Environment.ExitCode;
 });
 
-var component = new Argument<string>("component") { Description = "What to measure: ledger, exchange, energy, inference, tokens." };
-component.AcceptOnlyFromAmong("ledger", "exchange", "energy", "inference", "tokens");
+var component = new Argument<string>("component") { Description = "What to measure: ledger, exchange, energy, inference, tokens, chain." };
+component.AcceptOnlyFromAmong("ledger", "exchange", "energy", "inference", "tokens", "chain");
 var quick = new Option<bool>("--quick") { Description = "A shorter run (under 30 seconds)." };
 var workDir = new Option<string?>("--work-dir") { Description = "Folder for the benchmark's files (default: a temporary folder)." };
 var benchPrices = new Option<string?>("--prices") { Description = "energy: a 15-minute hub price file of the shared ERCOT format, instead of the reference site's." };
@@ -165,6 +165,7 @@ bench.SetAction(async (pr, ct) => pr.GetValue(component) switch
     "inference" => await InferenceBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, ct),
     "energy" => EnergyBench.Run(pr.GetValue(quick), pr.GetValue(benchPrices), pr.GetValue(benchPriceColumn), pr.GetValue(benchLoad), Console.Out),
     "tokens" => TokensBench.Run(pr.GetValue(quick), Console.Out),
+    "chain" => await ChainBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, Console.Error, ct),
     var c => CliDefaults.Fail($"unknown benchmark '{c}'"),
 });
 
