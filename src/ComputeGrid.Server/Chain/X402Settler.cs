@@ -119,23 +119,36 @@ public sealed class X402Settler : IAsyncDisposable
                 try { raw = await SignAsync(intent); }
                 catch (Exception e) when (IsRevert(e, out string reason))
                 {
+                    // A re-sign refused because an earlier transaction of this intent was mined: that one settles it.
+                    if (intent.AllTxHashes.Any() && await MinedByUsAsync(intent))
+                    {
+                        _following[intent.Key] = intent;
+                        return intent.TxHash ?? "";
+                    }
                     await FailAsync(intent, $"the chain refuses the authorization: {reason}", CancellationToken.None);
                     throw new X402SettleException(reason, e);
                 }
                 string hash = Nethereum.Util.Sha3Keccack.Current.CalculateHashFromHex(raw).EnsureHexPrefix();
                 _store.MarkSent(intent.Key, hash, raw);
                 intent = intent with { State = X402State.Sent, PriorTxHashes = Prior(intent, hash), TxHash = hash, RawTx = raw };
-                _following[intent.Key] = intent;
+                // Followed by the background loop only once the broadcast has been tried: a loop round between the record and
+                // the broadcast would find the transaction nowhere, take it for dropped and rebroadcast or re-sign it.
                 try
                 {
                     await _chain.Web3.Eth.Transactions.SendRawTransaction.SendRequestAsync(raw);
                     Interlocked.Increment(ref _sent);
+                    _following[intent.Key] = intent;
                     return hash;
                 }
                 catch (Nethereum.JsonRpc.Client.RpcResponseException e) when (attempt < SendAttemptsMax && !IsRevert(e, out _))
                 {
                     // Another sender took this account nonce (a deployment from the same key): sign again with the next one.
                     Log.LogWarning("x402 broadcast of {Hash} refused ({Reason}); re-signing (attempt {Attempt})", hash, e.Message, attempt + 1);
+                }
+                catch
+                {
+                    _following[intent.Key] = intent; // recorded as sent: the loop finds it mined, pending, or dropped
+                    throw;
                 }
             }
         }
@@ -225,6 +238,7 @@ public sealed class X402Settler : IAsyncDisposable
                 }
                 // Reverted: the nonce went elsewhere, the window closed before it was mined, or the payer's funds fell short.
                 bool used = await _chain.Stablecoin.AuthorizationStateAsync(i.Key.From.ToString(), i.Key.Nonce.ToString());
+                if (used && await MinedByUsAsync(i)) continue; // another of our transactions was mined meanwhile: settled next round
                 await FailAsync(i, used ? $"transaction {mined.TransactionHash} reverted: the nonce was used by another transaction"
                     : $"transaction {mined.TransactionHash} reverted (funds short or window closed)", ct);
                 continue;
@@ -233,6 +247,8 @@ public sealed class X402Settler : IAsyncDisposable
             if (await _chain.Web3.Eth.Transactions.GetTransactionByHash.SendRequestAsync(i.TxHash) is not null) continue;
             if (await _chain.Stablecoin.AuthorizationStateAsync(i.Key.From.ToString(), i.Key.Nonce.ToString()))
             {
+                // The receipts were read before the nonce's state: a block mined in between may carry one of ours.
+                if (await MinedByUsAsync(i)) continue;
                 await FailAsync(i, "the nonce was used by a transaction that is not ours", ct);
                 continue;
             }
@@ -249,11 +265,25 @@ public sealed class X402Settler : IAsyncDisposable
             }
             catch (Nethereum.JsonRpc.Client.RpcResponseException)
             {
-                // Its account nonce went to another transaction meanwhile: the same authorization, signed anew (the old hash kept).
+                // Refused: it was mined meanwhile ("nonce too low": settled next round), or its account nonce went to another
+                // transaction, and then the same authorization is signed anew (the old hash kept).
+                if (await MinedByUsAsync(i)) continue;
                 try { await SendAsync(i, ct); }
                 catch (X402SettleException) { } // already Failed and written off
             }
         }
+    }
+
+    // Whether any transaction this intent was ever sent as is mined with success (read after the nonce's state).
+    private async Task<bool> MinedByUsAsync(X402Intent i)
+    {
+        X402Intent current = _following.TryGetValue(i.Key, out var latest) ? latest : i;
+        foreach (string hash in current.AllTxHashes)
+        {
+            var receipt = await _chain.Web3.Eth.Transactions.GetTransactionReceipt.SendRequestAsync(hash);
+            if (receipt?.Status?.Value == BigInteger.One) return true;
+        }
+        return false;
     }
 
     private async Task SettleAsync(X402Intent i, string txHash, CancellationToken ct)
