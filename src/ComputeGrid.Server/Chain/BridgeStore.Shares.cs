@@ -33,7 +33,7 @@ public sealed partial class BridgeStore
     // (the exactly-once check of each custody move: see ShareBridge). share_withdrawals: the mint outbox.
     // share_deposits: Deposited logs read, keyed by (token, tx, log index). share_distributions: each distribute sent.
     private const string ShareSchema = """
-        CREATE TABLE IF NOT EXISTS share_tokens(node INTEGER PRIMARY KEY, address TEXT NOT NULL, custody_shares INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS share_tokens(node INTEGER PRIMARY KEY, address TEXT, custody_shares INTEGER NOT NULL);
         CREATE TABLE IF NOT EXISTS share_withdrawals(id TEXT PRIMARY KEY, principal INTEGER NOT NULL, node INTEGER NOT NULL, to_address TEXT NOT NULL,
             shares INTEGER NOT NULL, idempotency_key TEXT NOT NULL, state INTEGER NOT NULL, tx_hash TEXT, block_number INTEGER,
             attempts INTEGER NOT NULL, error TEXT, created_ns INTEGER NOT NULL, updated_ns INTEGER NOT NULL, UNIQUE(principal, idempotency_key));
@@ -60,13 +60,21 @@ public sealed partial class BridgeStore
             using SqliteDataReader r = c.ExecuteReader();
             while (r.Read()) all.Add((r.GetInt64(0), r.GetString(1)));
             return all;
-        }, "SELECT node, address FROM share_tokens ORDER BY node");
+        }, "SELECT node, address FROM share_tokens WHERE address IS NOT NULL ORDER BY node");
     }
 
     /// <summary>Records <paramref name="node"/>'s token (the first one recorded stays).</summary>
     public void InsertShareToken(long node, string address)
     {
-        lock (_lock) Execute(null, "INSERT OR IGNORE INTO share_tokens(node, address, custody_shares) VALUES($n,$a,0)", ("$n", node), ("$a", address));
+        lock (_lock)
+            Execute(null, "INSERT INTO share_tokens(node, address, custody_shares) VALUES($n,$a,0) ON CONFLICT(node) DO UPDATE SET address=$a WHERE address IS NULL",
+                ("$n", node), ("$a", address));
+    }
+
+    /// <summary>Makes <paramref name="node"/>'s row (custody count 0, no token yet) unless it exists: the count must exist before a custody move is recorded.</summary>
+    public void InsertShareNode(long node)
+    {
+        lock (_lock) Execute(null, "INSERT OR IGNORE INTO share_tokens(node, address, custody_shares) VALUES($n,NULL,0)", ("$n", node));
     }
 
     /// <summary>The shares <paramref name="node"/>'s custody holder holds once every applied withdrawal and deposit is counted.</summary>

@@ -158,7 +158,8 @@ public sealed class ShareBridge(ChainConnection chain, LedgerEngine ledger, Exch
     private async Task<ShareWithdrawalRow> MoveInAsync(ShareWithdrawalRow row, CancellationToken ct)
     {
         if (row.State != ShareWithdrawalState.New) return row;
-        await EnsureTokenAsync(row.Node, ct).ConfigureAwait(false);
+        // The token is deployed by the pass that mints, so a request needs no chain; the custody count needs its row now.
+        store.InsertShareNode(row.Node);
         bool moved = await MoveOnceAsync(row.Node, (long)row.Principal, (long)CustodyHolder, row.Shares, row.Shares, ct).ConfigureAwait(false);
         store.SetShareWithdrawal(row.Id, ShareWithdrawalState.New, moved ? ShareWithdrawalState.Moved : ShareWithdrawalState.Refused, null, null,
             moved ? null : "too few free shares", Now(), custodyDelta: moved ? row.Shares : 0);
