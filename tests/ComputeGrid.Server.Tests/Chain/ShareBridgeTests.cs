@@ -121,13 +121,19 @@ public sealed class ShareBridgeTests
         var dev6Token = new ShareTokenClient(h.Wallet(6), token);
         await dev6Token.TransferAsync(BridgeHarness.Address(7), 20);
         chainBook.Move(dev6, dev7, 20);
-        await dev6Token.DepositAsync(50, BridgeHarness.Bytes32(holder.Account));
+        // The holder's customer balance names it (as GET /api/chain/deposit-account gives it).
+        UInt128 holderBalance = ChartOfAccounts.PrincipalAccount(AccountCode.CustomerBalance, holder.Id);
+        await dev6Token.DepositAsync(50, BridgeHarness.Bytes32(holderBalance));
         chainBook.Move(dev6, X, 50);
         await PayAsync(555_555);
         chainBook.Pay(555_555);
         Assert.Equal(0, await h.Shares.PollDepositsAsync()); // not yet confirmed
         await h.Anvil.MineAsync(BridgeHarness.Confirmations);
-        Assert.Equal(50, await h.Shares.PollDepositsAsync());
+        long creditedShares = await h.Shares.PollDepositsAsync();
+        ShareDepositRow deposited = Assert.Single(h.App.Services.GetRequiredService<BridgeStore>().ShareDepositsOf(node));
+        Assert.Equal(BridgeHarness.Bytes32(holderBalance), deposited.Account);
+        Assert.Equal((holder.Id, "credited", 50L), (deposited.Holder, deposited.State, deposited.Shares));
+        Assert.Equal(50, creditedShares);
         ledgerBook.Move(custody, holder.Id, 50);
         Assert.Equal(0, await h.Shares.PollDepositsAsync());
         Assert.Equal(230, await FreeSharesAsync());
