@@ -110,7 +110,7 @@ public sealed class ShareBridgeTests
             Assert.Equal("minted", (await c.GetFromJsonElementAsync($"/api/chain/share-withdrawals/{id}")).GetProperty("state").GetString());
         // The token is public in GET /api/chain.
         using (HttpClient anonymous = TestServer.Client(h.Operator.BaseAddress!.ToString(), null))
-            Assert.Equal(token, (await anonymous.GetJsonAsync("/api/chain")).GetProperty("share_tokens").GetProperty(node.ToString(System.Globalization.CultureInfo.InvariantCulture)).GetString());
+            Assert.Equal(token, (await anonymous.GetJsonAsync("/api/chain")).GetProperty("shareTokens").GetProperty(node.ToString(System.Globalization.CultureInfo.InvariantCulture)).GetString());
 
         await PayAsync(2_000_003);
         chainBook.Pay(2_000_003);
