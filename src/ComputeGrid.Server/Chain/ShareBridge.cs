@@ -61,7 +61,7 @@ public sealed class ShareBridge(ChainConnection chain, LedgerEngine ledger, Exch
 
     private static readonly UInt128 ServerStablecoin = ChartOfAccounts.SystemAccount(AccountCode.ChainCustody, Asset.Usd);
 
-    // How far back a confirmation looks is the chain's confirmations; the gate serializes every custody move and distribute.
+    // One at a time: every custody move, mint and distribute (the exactly-once check and the ordering rule both rely on it).
     private readonly SemaphoreSlim _gate = new(1, 1);
 
     /// <summary>
