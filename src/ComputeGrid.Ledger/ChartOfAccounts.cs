@@ -134,6 +134,8 @@ public enum TransferCode : ushort
     ChainWithdrawal = 1502,
     /// <summary>Chain bridge: a paid withdrawal leaves the vault's custody.</summary>
     ChainWithdrawalPaid = 1503,
+    /// <summary>Chain bridge: share revenue claimed for a node's on-chain holders leaves as the stablecoin their token pulled from the server's account.</summary>
+    ChainShareDividends = 1504,
 }
 
 /// <summary>Who owns the accounts of a code.</summary>

@@ -377,6 +377,7 @@ public static class ServerHost
         ComputeGrid.Server.Chain.ChainEndpoints.MapChain(app);
         ComputeGrid.Server.Chain.X402Endpoints.MapX402(app);
         ComputeGrid.Server.Chain.BridgeEndpoints.MapBridge(app);
+        ComputeGrid.Server.Chain.ShareBridgeEndpoints.MapShareBridge(app);
         ComputeGrid.Server.Reports.NodeReportEndpoints.MapNodeReports(app);
         return app;
     }

@@ -169,6 +169,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
             "PUT /api/shares/{node}/auto-claim" => """{"threshold":1}""",
             "POST /api/shares/loans/{id}/repayments" => """{"amount":1}""",
             "POST /api/chain/withdrawals" => """{"amount":1,"to":"0x70997970C51812dc3A010C7d01b50e0d25dc79C8"}""",
+            "POST /api/chain/share-withdrawals" => """{"node":1,"shares":1,"to":"0x70997970C51812dc3A010C7d01b50e0d25dc79C8"}""",
             _ => "{}",
         };
 

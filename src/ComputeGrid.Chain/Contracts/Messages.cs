@@ -252,6 +252,12 @@ internal sealed class PulledFunction : FunctionMessage;
 [Function("revenue", "uint256")]
 internal sealed class RevenueFunction : FunctionMessage;
 
+[Function("minted", "bool")]
+internal sealed class MintedFunction : FunctionMessage
+{
+    [Parameter("bytes32", "", 1)] public byte[] MintId { get; set; } = [];
+}
+
 [Event("Deposited")]
 internal sealed class ShareDepositedEvent : IEventDTO
 {

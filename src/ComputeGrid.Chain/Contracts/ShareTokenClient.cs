@@ -57,6 +57,10 @@ public sealed class ShareTokenClient(IWeb3 web3, string address)
     public async Task<long> RevenueAsync() =>
         ToMicro(await QueryAsync<RevenueFunction, BigInteger>(web3, Address, new()).ConfigureAwait(false));
 
+    /// <summary>True when <paramref name="mintId"/> was minted (in the chain as it is now: a reorg can take a mint back).</summary>
+    public Task<bool> MintedAsync(string mintId) =>
+        QueryAsync<MintedFunction, bool>(web3, Address, new() { MintId = Bytes32(mintId, nameof(mintId)) });
+
     /// <summary>Shares deposited back to the ledger in blocks <paramref name="fromBlock"/>..<paramref name="toBlock"/>.</summary>
     public async Task<IReadOnlyList<ChainDeposit>> GetDepositsAsync(long fromBlock, long toBlock)
     {

@@ -104,7 +104,7 @@ public static class BridgeEndpoints
         return TypedResults.Ok(new AnchorView(a.Op, "0x" + a.Root, "0x" + a.ChainHead, chain.Info.Anchor, a.TransactionHash!, a.BlockNumber ?? -1, covered));
     }
 
-    private static bool IsAddress(string? s) =>
+    internal static bool IsAddress(string? s) =>
         s is { Length: 42 } && s.StartsWith("0x", StringComparison.OrdinalIgnoreCase) && s.AsSpan(2).ContainsOnlyHex() && s.AsSpan(2).ContainsAnyExcept('0');
 
     private static bool ContainsOnlyHex(this ReadOnlySpan<char> s)

@@ -7,11 +7,11 @@ namespace ComputeGrid.Server.Chain;
 
 /// <summary>
 /// Runs the bridge while the server runs: every <see cref="BridgeOptions.PollInterval"/> a deposit pass, a pass over the
-/// withdrawal outbox and an anchor of the latest checkpoint. Each step's failure is logged and retried at the next
+/// withdrawal outbox, an anchor of the latest checkpoint, and the share tokens' deposits, mints and revenue (<see cref="ShareBridge"/>). Each step's failure is logged and retried at the next
 /// tick; none blocks the others. Registered after the ledger's lifetime, so it starts after the system accounts exist
 /// and stops before the ledger closes.
 /// </summary>
-public sealed class BridgeLifetime(BridgeDeposits deposits, BridgeWithdrawals withdrawals, AnchorOutbox anchors, BridgeStore store, BridgeOptions options,
+public sealed class BridgeLifetime(BridgeDeposits deposits, BridgeWithdrawals withdrawals, AnchorOutbox anchors, ShareBridge shares, BridgeStore store, BridgeOptions options,
     ServerOptions server, ILogger<BridgeLifetime> log) : BackgroundService
 {
     /// <summary>Registers the bridge's store, its three parts and this lifetime; a damaged store refuses the start.</summary>
@@ -24,6 +24,8 @@ public sealed class BridgeLifetime(BridgeDeposits deposits, BridgeWithdrawals wi
         services.AddSingleton(options.Bridge);
         services.AddSingleton(sp => new BridgeDeposits(chain, sp.GetRequiredService<LedgerEngine>(), store, options.Bridge, sp.GetRequiredService<ILogger<BridgeDeposits>>()));
         services.AddSingleton(sp => new BridgeWithdrawals(chain, sp.GetRequiredService<LedgerEngine>(), store, options.Bridge, options.Time, sp.GetRequiredService<ILogger<BridgeWithdrawals>>()));
+        services.AddSingleton(sp => new ShareBridge(chain, sp.GetRequiredService<LedgerEngine>(), sp.GetRequiredService<ComputeGrid.Exchange.Pipeline.ExchangeHost>(),
+            sp.GetRequiredService<ComputeGrid.Server.Tokens.ShareRevenue>(), store, options.Bridge, options.Time, sp.GetRequiredService<ILogger<ShareBridge>>()));
         services.AddSingleton(sp =>
         {
             LedgerEngine ledger = sp.GetRequiredService<LedgerEngine>();
@@ -54,6 +56,9 @@ public sealed class BridgeLifetime(BridgeDeposits deposits, BridgeWithdrawals wi
                 await StepAsync("deposit pass", () => deposits.PollAsync(stoppingToken), stoppingToken);
                 await StepAsync("withdrawal pass", () => withdrawals.ProcessAsync(stoppingToken), stoppingToken);
                 await StepAsync("anchor", () => anchors.AnchorAsync(stoppingToken), stoppingToken);
+                await StepAsync("share deposit pass", () => shares.PollDepositsAsync(stoppingToken), stoppingToken);
+                await StepAsync("share withdrawal pass", () => shares.ProcessAsync(stoppingToken), stoppingToken);
+                await StepAsync("share revenue distribution", () => shares.DistributeAsync(stoppingToken), stoppingToken);
             }
             while (await timer.WaitForNextTickAsync(stoppingToken));
         }

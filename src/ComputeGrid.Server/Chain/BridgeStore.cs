@@ -33,7 +33,7 @@ public sealed record AnchorRow(ulong Op, string Root, string ChainHead, string L
 /// it is acted on (a withdrawal row before its hold and its transaction), or after what it records is durable elsewhere
 /// (the cursor after the credits). One connection, used under a lock.
 /// </summary>
-public sealed class BridgeStore : IDisposable
+public sealed partial class BridgeStore : IDisposable
 {
     private const string Schema = """
         CREATE TABLE IF NOT EXISTS cursor(name TEXT PRIMARY KEY, next_block INTEGER NOT NULL);
@@ -57,7 +57,7 @@ public sealed class BridgeStore : IDisposable
 
     /// <summary>Opens (creating) the store of <paramref name="dataDirectory"/>.</summary>
     /// <exception cref="InvalidDataException">Corrupt, or of another schema.</exception>
-    public static BridgeStore Open(string dataDirectory) => new(DurableSqlite.Open(PathIn(dataDirectory), "bridge store", Schema));
+    public static BridgeStore Open(string dataDirectory) => new(DurableSqlite.Open(PathIn(dataDirectory), "bridge store", Schema + ShareSchema));
 
     // ---- deposits
 

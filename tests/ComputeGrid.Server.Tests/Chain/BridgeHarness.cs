@@ -41,6 +41,7 @@ public sealed class BridgeHarness : IAsyncDisposable
     public BridgeWithdrawals Withdrawals => App.Services.GetRequiredService<BridgeWithdrawals>();
     public AnchorOutbox Anchors => App.Services.GetRequiredService<AnchorOutbox>();
     public LedgerEngine Ledger => App.Services.GetRequiredService<LedgerEngine>();
+    public ShareBridge Shares => App.Services.GetRequiredService<ShareBridge>();
 
     public static async Task<BridgeHarness> StartAsync(Func<string, Task>? afterWithdrawalSent = null)
     {
