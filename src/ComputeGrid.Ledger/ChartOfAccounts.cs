@@ -89,10 +89,15 @@ public enum AccountCode : ushort
     /// </summary>
     X402Payer = 3201,
     // 3301-3309: a hybrid site's accounts (the id's number: the site's id, SiteLedger.SiteId).
-    /// <summary>A hybrid site's operating account (stablecoin): pays its energy bill and 4CP charge, receives its revenue. May go below zero (a site can run at a loss).</summary>
+    /// <summary>A hybrid site's operating account (stablecoin): receives its revenue (AI, mining sold, the utility's payments at negative prices). Never below zero.</summary>
     SiteOperating = 3301,
     /// <summary>A hybrid site's bitcoin (satoshis): mining revenue arrives here and is sold at the day's price.</summary>
     SiteBitcoin = 3302,
+    /// <summary>
+    /// A hybrid site's costs (stablecoin), debit-normal: debited with its energy bills, 4CP charges and restart wear as
+    /// they accrue, whatever its cash, so a site in loss still books every cost. Its credits never exceed its debits.
+    /// </summary>
+    SiteExpenses = 3303,
 }
 
 /// <summary>What a transfer is. Declared once, as <see cref="AccountCode"/>; codes up to <see cref="ChartOfAccounts.ClientCodeMax"/> are the client space.</summary>
@@ -152,9 +157,9 @@ public enum TransferCode : ushort
     /// <summary>Chain bridge: a paid withdrawal leaves the vault's custody.</summary>
     ChainWithdrawalPaid = 1503,
     // 1601-1609: hybrid sites' economics (issue 17); every one's user_data_64 is the interval's start (Unix seconds).
-    /// <summary>Hybrid site: an interval's energy bill (site → utility; the utility → site when the price was negative).</summary>
+    /// <summary>Hybrid site: an interval's energy bill (site's expenses → utility; the utility → site's operating account when the price was negative).</summary>
     SiteEnergyBill = 1601,
-    /// <summary>Hybrid site: an interval's share of the transmission peak charge (4CP) (site → utility).</summary>
+    /// <summary>Hybrid site: an interval's share of the transmission peak charge (4CP) (site's expenses → utility).</summary>
     SitePeakCharge = 1602,
     /// <summary>Hybrid site: an interval's mining revenue in satoshis (mining pool → site's bitcoin).</summary>
     SiteMiningRevenue = 1603,
@@ -257,8 +262,9 @@ public static class ChartOfAccounts
         new(AccountCode.LeaseEscrow, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "one lease's escrow"),
         new(AccountCode.SharePool, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "one node's share pool"),
         new(AccountCode.X402Payer, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "an x402 payer's balance (keyed by its address)"),
-        new(AccountCode.SiteOperating, AccountOwnership.Object, AccountFlags.None, "a hybrid site's operating account"),
+        new(AccountCode.SiteOperating, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "a hybrid site's operating account (its revenue)"),
         new(AccountCode.SiteBitcoin, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "a hybrid site's bitcoin"),
+        new(AccountCode.SiteExpenses, AccountOwnership.Object, AccountFlags.CreditsMustNotExceedDebits, "a hybrid site's accrued costs (debit-normal)"),
     ];
 
     private static readonly Dictionary<AccountCode, AccountKind> ByCode = Accounts.ToDictionary(a => a.Code);

@@ -21,16 +21,18 @@ public enum SitePostingResult
 /// accounts, with ids derived from (site, interval start, leg), so a replay or a restart posts nothing twice.
 /// Used by the backtest (a <see cref="LedgerEngine"/> per run, in memory) and by the live site (the server's ledger).
 /// <list type="bullet">
-/// <item>energy bill: site operating → <see cref="AccountCode.Utility"/> (the reverse when the price was negative);</item>
-/// <item>4CP peak charge: site operating → <see cref="AccountCode.Utility"/>;</item>
+/// <item>energy bill: site expenses → <see cref="AccountCode.Utility"/> (utility → site operating when the price was negative);</item>
+/// <item>4CP peak charge: site expenses → <see cref="AccountCode.Utility"/>;</item>
 /// <item>mining: <see cref="AccountCode.Mining"/> (BTC) → site bitcoin, satoshis; then site bitcoin →
 /// <see cref="AccountCode.BitcoinConversion"/> (the satoshis sold) and <see cref="AccountCode.BitcoinConversionUsd"/> →
 /// site operating (their price, <see cref="BitcoinConversion"/>);</item>
-/// <item>AI revenue: <see cref="AccountCode.SiteAiRevenue"/> → site operating; restart wear: site operating →
+/// <item>AI revenue: <see cref="AccountCode.SiteAiRevenue"/> → site operating; restart wear: site expenses →
 /// <see cref="AccountCode.SiteEquipmentWear"/>.</item>
 /// </list>
+/// Revenue credits the site's operating account and costs debit its expenses account (debit-normal), so no leg depends on
+/// the cash the site holds: an interval at a loss books as any other, and the chain's legs never fail for a balance.
 /// Every transfer's <c>user_data_64</c> is its interval's start (Unix seconds): <see cref="ProfitAndLossAsync"/> reads
-/// the site's two accounts' histories and sums them by code over a range.
+/// the site's accounts' histories and sums them by code over a range.
 /// </summary>
 public sealed class SiteLedger
 {
@@ -49,6 +51,7 @@ public sealed class SiteLedger
         SiteNumber = SiteId(site);
         OperatingAccount = ChartOfAccounts.ObjectAccount(AccountCode.SiteOperating, 1, SiteNumber);
         BitcoinAccount = ChartOfAccounts.ObjectAccount(AccountCode.SiteBitcoin, 1, SiteNumber);
+        ExpensesAccount = ChartOfAccounts.ObjectAccount(AccountCode.SiteExpenses, 1, SiteNumber);
     }
 
     /// <summary>The site's name.</summary>
@@ -62,6 +65,9 @@ public sealed class SiteLedger
 
     /// <summary>The site's bitcoin account (satoshis).</summary>
     public UInt128 BitcoinAccount { get; }
+
+    /// <summary>The site's accrued costs (stablecoin, debit-normal).</summary>
+    public UInt128 ExpensesAccount { get; }
 
     /// <summary>
     /// A site's id: the first 8 bytes of SHA-256 of its name (UTF-8), never 0. From the name alone, so the same site has
@@ -82,6 +88,7 @@ public sealed class SiteLedger
         [
             ChartOfAccounts.NewAccount(AccountCode.SiteOperating, OperatingAccount, Asset.Usd),
             ChartOfAccounts.NewAccount(AccountCode.SiteBitcoin, BitcoinAccount, Asset.Btc),
+            ChartOfAccounts.NewAccount(AccountCode.SiteExpenses, ExpensesAccount, Asset.Usd),
             System(AccountCode.Utility, Asset.Usd),
             System(AccountCode.Mining, Asset.Btc),
             System(AccountCode.BitcoinConversion, Asset.Btc),
@@ -108,16 +115,16 @@ public sealed class SiteLedger
         UInt128 utility = ChartOfAccounts.SystemAccount(AccountCode.Utility, Asset.Usd);
 
         // A negative energy price makes the bill a payment from the utility: the same leg, the other way.
-        if (interval.EnergyCostMicroUsd > 0) Add(LegEnergy, OperatingAccount, utility, interval.EnergyCostMicroUsd, Asset.Usd, TransferCode.SiteEnergyBill);
+        if (interval.EnergyCostMicroUsd > 0) Add(LegEnergy, ExpensesAccount, utility, interval.EnergyCostMicroUsd, Asset.Usd, TransferCode.SiteEnergyBill);
         else if (interval.EnergyCostMicroUsd < 0) Add(LegEnergy, utility, OperatingAccount, checked(-interval.EnergyCostMicroUsd), Asset.Usd, TransferCode.SiteEnergyBill);
-        Add(LegPeak, OperatingAccount, utility, interval.PeakChargeMicroUsd, Asset.Usd, TransferCode.SitePeakCharge);
+        Add(LegPeak, ExpensesAccount, utility, interval.PeakChargeMicroUsd, Asset.Usd, TransferCode.SitePeakCharge);
         (long sats, long remainder) = BitcoinConversion.ToSatoshis(interval.MiningRevenueMicroUsd, interval.BtcPriceMicroUsd);
         Add(LegMining, ChartOfAccounts.SystemAccount(AccountCode.Mining, Asset.Btc), BitcoinAccount, sats, Asset.Btc, TransferCode.SiteMiningRevenue);
         Add(LegSale, BitcoinAccount, ChartOfAccounts.SystemAccount(AccountCode.BitcoinConversion, Asset.Btc), sats, Asset.Btc, TransferCode.SiteBitcoinSale);
         Add(LegProceeds, ChartOfAccounts.SystemAccount(AccountCode.BitcoinConversionUsd, Asset.Usd), OperatingAccount, interval.MiningRevenueMicroUsd, Asset.Usd,
             TransferCode.SiteBitcoinProceeds, new UInt128((ulong)interval.BtcPriceMicroUsd, (ulong)remainder));
         Add(LegAi, ChartOfAccounts.SystemAccount(AccountCode.SiteAiRevenue, Asset.Usd), OperatingAccount, interval.AiRevenueMicroUsd, Asset.Usd, TransferCode.SiteAiRevenue);
-        Add(LegWear, OperatingAccount, ChartOfAccounts.SystemAccount(AccountCode.SiteEquipmentWear, Asset.Usd), interval.RestartWearMicroUsd, Asset.Usd, TransferCode.SiteRestartWear);
+        Add(LegWear, ExpensesAccount, ChartOfAccounts.SystemAccount(AccountCode.SiteEquipmentWear, Asset.Usd), interval.RestartWearMicroUsd, Asset.Usd, TransferCode.SiteRestartWear);
 
         for (int i = 0; i < legs.Count - 1; i++)
         {
@@ -176,7 +183,7 @@ public sealed class SiteLedger
 
     /// <summary>
     /// The site's P&amp;L over the intervals starting in [<paramref name="fromUtc"/>, <paramref name="toUtc"/>), read back from
-    /// the ledger: every transfer of the site's operating and bitcoin accounts whose interval falls in the range, summed
+    /// the ledger: every transfer of the site's operating, expenses and bitcoin accounts whose interval falls in the range, summed
     /// by code with its direction. O(the accounts' histories): a page of <see cref="LedgerLimits.HistoryLimitMax"/> at a time.
     /// </summary>
     public async Task<SiteProfitAndLoss> ProfitAndLossAsync(DateTime fromUtc, DateTime toUtc, CancellationToken ct = default)
@@ -186,18 +193,26 @@ public sealed class SiteLedger
         ulong from = (ulong)Math.Max(0, new DateTimeOffset(fromUtc).ToUnixTimeSeconds()), to = (ulong)Math.Max(0, new DateTimeOffset(toUtc).ToUnixTimeSeconds());
         long ai = 0, mining = 0, energy = 0, peak = 0, wear = 0, sats = 0;
         var intervals = new HashSet<ulong>();
+        // Revenue (and the utility's payments at negative prices) credited the operating account: + to the site.
         await foreach (Transfer t in HistoryAsync(OperatingAccount, ct).ConfigureAwait(false))
         {
-            if (t.UserData64 < from || t.UserData64 >= to) continue;
-            // Signed from the site's side: + when the site was credited.
-            long signed = t.CreditAccountId == OperatingAccount ? t.Amount : checked(-t.Amount);
+            if (t.UserData64 < from || t.UserData64 >= to || t.CreditAccountId != OperatingAccount) continue;
             switch ((TransferCode)t.Code)
             {
-                case TransferCode.SiteAiRevenue: ai = checked(ai + signed); intervals.Add(t.UserData64); break;
-                case TransferCode.SiteBitcoinProceeds: mining = checked(mining + signed); intervals.Add(t.UserData64); break;
-                case TransferCode.SiteEnergyBill: energy = checked(energy - signed); intervals.Add(t.UserData64); break;
-                case TransferCode.SitePeakCharge: peak = checked(peak - signed); break;
-                case TransferCode.SiteRestartWear: wear = checked(wear - signed); break;
+                case TransferCode.SiteAiRevenue: ai = checked(ai + t.Amount); intervals.Add(t.UserData64); break;
+                case TransferCode.SiteBitcoinProceeds: mining = checked(mining + t.Amount); intervals.Add(t.UserData64); break;
+                case TransferCode.SiteEnergyBill: energy = checked(energy - t.Amount); intervals.Add(t.UserData64); break;
+            }
+        }
+        // Costs debited the expenses account.
+        await foreach (Transfer t in HistoryAsync(ExpensesAccount, ct).ConfigureAwait(false))
+        {
+            if (t.UserData64 < from || t.UserData64 >= to || t.DebitAccountId != ExpensesAccount) continue;
+            switch ((TransferCode)t.Code)
+            {
+                case TransferCode.SiteEnergyBill: energy = checked(energy + t.Amount); intervals.Add(t.UserData64); break;
+                case TransferCode.SitePeakCharge: peak = checked(peak + t.Amount); break;
+                case TransferCode.SiteRestartWear: wear = checked(wear + t.Amount); break;
             }
         }
         await foreach (Transfer t in HistoryAsync(BitcoinAccount, ct).ConfigureAwait(false))
