@@ -169,12 +169,19 @@ public sealed class SiteLedger
         if (first == CreateTransferResult.Ok && Array.TrueForAll(results, r => r == CreateTransferResult.Ok)) return SitePostingResult.Posted;
         if (first == CreateTransferResult.Exists)
         {
-            // The first leg existed; the chain was committed whole before, so check it was this one.
-            (Transfer Transfer, PendingStatus Status)[] stored = await _ledger.LookupTransfersAsync(legs.Select(l => l.Id).ToArray(), ct).ConfigureAwait(false);
+            // The first leg existed; the chain was committed whole before. It is this one when every leg of the interval,
+            // present or absent (a zero amount), was booked as now.
+            ulong start = legs[0].UserData64;
+            var ids = new UInt128[LegWear];
+            for (byte leg = 1; leg <= LegWear; leg++) ids[leg - 1] = TransferId(start, leg);
+            (Transfer Transfer, PendingStatus Status)[] stored = await _ledger.LookupTransfersAsync(ids, ct).ConfigureAwait(false);
             bool same = stored.Length == legs.Length;
-            for (int i = 0; same && i < legs.Length; i++)
-                same = stored[i].Transfer.Amount == legs[i].Amount && stored[i].Transfer.DebitAccountId == legs[i].DebitAccountId
-                    && stored[i].Transfer.UserData128 == legs[i].UserData128;
+            foreach ((Transfer s, _) in stored)
+            {
+                int i = Array.FindIndex(legs, l => l.Id == s.Id);
+                same &= i >= 0 && s.Amount == legs[i].Amount && s.DebitAccountId == legs[i].DebitAccountId
+                    && s.CreditAccountId == legs[i].CreditAccountId && s.UserData128 == legs[i].UserData128;
+            }
             return same ? SitePostingResult.AlreadyPosted : SitePostingResult.ExistsWithDifferentAmounts;
         }
         if (first is >= CreateTransferResult.ExistsWithDifferentFlags and < CreateTransferResult.Exists) return SitePostingResult.ExistsWithDifferentAmounts;
