@@ -44,6 +44,18 @@ public enum AccountCode : ushort
     ChainWithdrawalsInFlight = 1021,
     /// <summary>The chain bridge: deposits that named no ledger account a deposit may credit, kept for operators to resolve.</summary>
     ChainSuspense = 1022,
+    // 1030-1039: hybrid sites' economics in the ledger (issue 17).
+    /// <summary>Hybrid sites: the conversion desk's bitcoin (credited with the satoshis each site sells at the day's price).</summary>
+    BitcoinConversion = 1030,
+    /// <summary>Hybrid sites: the conversion desk's stablecoin (debited with what it pays sites for their satoshis).</summary>
+    BitcoinConversionUsd = 1031,
+    /// <summary>
+    /// Hybrid sites: the AI revenue a site recognizes (its nodes' leases and inference, paid to the nodes elsewhere in the
+    /// ledger): the counterpart of each site's AI revenue line, so a site's P&amp;L reads from its own account.
+    /// </summary>
+    SiteAiRevenue = 1032,
+    /// <summary>Hybrid sites: the wear of miner restarts, accrued against each site (a cost, not a payment to anyone).</summary>
+    SiteEquipmentWear = 1033,
 
     // ---- accounts owned by a principal: the id's low 64 bits are the principal's id ----
 
@@ -76,6 +88,16 @@ public enum AccountCode : ushort
     /// 112 bits of SHA-256 of the address). Credited with each signed authorization, charged like a customer. Never below zero.
     /// </summary>
     X402Payer = 3201,
+    // 3301-3309: a hybrid site's accounts (the id's number: the site's id, SiteLedger.SiteId).
+    /// <summary>A hybrid site's operating account (stablecoin): receives its revenue (AI, mining sold, the utility's payments at negative prices). Never below zero.</summary>
+    SiteOperating = 3301,
+    /// <summary>A hybrid site's bitcoin (satoshis): mining revenue arrives here and is sold at the day's price.</summary>
+    SiteBitcoin = 3302,
+    /// <summary>
+    /// A hybrid site's costs (stablecoin), debit-normal: debited with its energy bills, 4CP charges and restart wear as
+    /// they accrue, whatever its cash, so a site in loss still books every cost. Its credits never exceed its debits.
+    /// </summary>
+    SiteExpenses = 3303,
 }
 
 /// <summary>What a transfer is. Declared once, as <see cref="AccountCode"/>; codes up to <see cref="ChartOfAccounts.ClientCodeMax"/> are the client space.</summary>
@@ -136,6 +158,22 @@ public enum TransferCode : ushort
     ChainWithdrawalPaid = 1503,
     /// <summary>Chain bridge: share revenue claimed for a node's on-chain holders leaves as the stablecoin their token pulled from the server's account.</summary>
     ChainShareDividends = 1504,
+
+    // 1601-1609: hybrid sites' economics (issue 17); every one's user_data_64 is the interval's start (Unix seconds).
+    /// <summary>Hybrid site: an interval's energy bill (site's expenses → utility; the utility → site's operating account when the price was negative).</summary>
+    SiteEnergyBill = 1601,
+    /// <summary>Hybrid site: an interval's share of the transmission peak charge (4CP) (site's expenses → utility).</summary>
+    SitePeakCharge = 1602,
+    /// <summary>Hybrid site: an interval's mining revenue in satoshis (mining pool → site's bitcoin).</summary>
+    SiteMiningRevenue = 1603,
+    /// <summary>Hybrid site: the satoshis sold at the day's price (site's bitcoin → conversion desk).</summary>
+    SiteBitcoinSale = 1604,
+    /// <summary>Hybrid site: the stablecoin the sale paid (conversion desk → site; user_data_128: price per BTC in micro-USD, high 64 bits, and the exact remainder, low 64 bits).</summary>
+    SiteBitcoinProceeds = 1605,
+    /// <summary>Hybrid site: an interval's AI revenue recognized by the site (leases and inference of its nodes).</summary>
+    SiteAiRevenue = 1606,
+    /// <summary>Hybrid site: an interval's miner restart wear.</summary>
+    SiteRestartWear = 1607,
 }
 
 /// <summary>Who owns the accounts of a code.</summary>
@@ -213,6 +251,10 @@ public static class ChartOfAccounts
         new(AccountCode.VaultCustody, AccountOwnership.System, AccountFlags.None, "the stablecoin the chain vault holds (debit balance)"),
         new(AccountCode.ChainWithdrawalsInFlight, AccountOwnership.System, AccountFlags.None, "withdrawals to the chain held until paid"),
         new(AccountCode.ChainSuspense, AccountOwnership.System, AccountFlags.None, "chain deposits naming no account they may credit"),
+        new(AccountCode.BitcoinConversion, AccountOwnership.System, AccountFlags.None, "the satoshis sites sold to the conversion desk"),
+        new(AccountCode.BitcoinConversionUsd, AccountOwnership.System, AccountFlags.None, "what the conversion desk paid sites for their satoshis"),
+        new(AccountCode.SiteAiRevenue, AccountOwnership.System, AccountFlags.None, "AI revenue recognized by sites (earned by their nodes)"),
+        new(AccountCode.SiteEquipmentWear, AccountOwnership.System, AccountFlags.None, "miner restart wear accrued by sites"),
         new(AccountCode.CustomerBalance, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a customer's balance"),
         new(AccountCode.ExchangeTrading, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a principal's funds on the exchange"),
         new(AccountCode.ProviderRevenue, AccountOwnership.Principal, AccountFlags.DebitsMustNotExceedCredits, "a provider's revenue"),
@@ -223,6 +265,9 @@ public static class ChartOfAccounts
         new(AccountCode.LeaseEscrow, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "one lease's escrow"),
         new(AccountCode.SharePool, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "one node's share pool"),
         new(AccountCode.X402Payer, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "an x402 payer's balance (keyed by its address)"),
+        new(AccountCode.SiteOperating, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "a hybrid site's operating account (its revenue)"),
+        new(AccountCode.SiteBitcoin, AccountOwnership.Object, AccountFlags.DebitsMustNotExceedCredits, "a hybrid site's bitcoin"),
+        new(AccountCode.SiteExpenses, AccountOwnership.Object, AccountFlags.CreditsMustNotExceedDebits, "a hybrid site's accrued costs (debit-normal)"),
     ];
 
     private static readonly Dictionary<AccountCode, AccountKind> ByCode = Accounts.ToDictionary(a => a.Code);

@@ -273,6 +273,8 @@ public static class ServerHost
         var registry = new NodeRegistry(latency, options.Time);
         // Sites that list nodes measure them (exchange leases, inference utilization) and publish their power state to the router.
         foreach (LiveSite site in liveSites) site.Attach(new ServerSiteNodes(exchange, store, registry, options.Time));
+        // Each decided interval's economics is booked in the server's ledger (issue 17).
+        foreach (LiveSite site in liveSites) site.Attach(new ComputeGrid.Energy.Bookkeeping.SiteLedger(ledger, site.Name));
         var payments = new InferencePayments(ledger) { HasShares = node => exchange.NodeHasShares((long)node) };
         var localNodes = new LocalNodes(options.Inference.LocalNodes.Select(n =>
         {

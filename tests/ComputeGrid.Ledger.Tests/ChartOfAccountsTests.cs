@@ -79,7 +79,9 @@ public class ChartOfAccountsTests
     {
         foreach (AccountKind kind in ChartOfAccounts.Accounts)
         {
-            AccountFlags expected = kind.Ownership == AccountOwnership.System ? AccountFlags.None : AccountFlags.DebitsMustNotExceedCredits;
+            // A site's expenses are the one debit-normal object: it never goes below zero on its own side.
+            AccountFlags expected = kind.Ownership == AccountOwnership.System ? AccountFlags.None
+                : kind.Code == AccountCode.SiteExpenses ? AccountFlags.CreditsMustNotExceedDebits : AccountFlags.DebitsMustNotExceedCredits;
             Assert.True(expected == kind.Flags, $"{kind.Code} ({kind.Ownership}): {kind.Flags}");
         }
         // A lease's escrow pays out exactly what it was funded with, never more.

@@ -59,6 +59,15 @@ public class EnergyLiveTests
             Assert.Equal(16, miners.GetArrayLength());
             Assert.Contains(miners.EnumerateArray(), m => m.GetProperty("state").GetString() == "Hashing");
 
+            // The site books each decided interval in the server's ledger; its P&L reads back from there.
+            var pnl = JsonDocument.Parse(await client.GetStringAsync("/api/energy/sites/ercot-west-reference/pnl")).RootElement;
+            Assert.True(pnl.GetProperty("intervals").GetInt32() > 0, pnl.ToString());
+            Assert.True(pnl.GetProperty("energy_cost_micro_usd").GetInt64() > 0, pnl.ToString());
+            var badRange = await client.GetAsync("/api/energy/sites/ercot-west-reference/pnl?from=2021-08-25T00:00:00Z&to=2021-08-24T00:00:00Z");
+            Assert.Equal(HttpStatusCode.BadRequest, badRange.StatusCode);
+            Assert.Equal("application/problem+json", badRange.Content.Headers.ContentType?.MediaType);
+            Assert.Equal(HttpStatusCode.BadRequest, (await client.GetAsync("/api/energy/sites/ercot-west-reference/pnl?from=yesterday")).StatusCode);
+
             var missing = await client.GetAsync("/api/energy/sites/atlantis");
             Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
             Assert.Equal("application/problem+json", missing.Content.Headers.ContentType?.MediaType);
@@ -69,7 +78,7 @@ public class EnergyLiveTests
             var tradeOnly = await client.PostJsonAsync($"/api/principals/{provider.Id}/keys", new { name = "trade-only", scopes = new[] { "trade" } });
             using var providerWithoutRead = TestServer.Client(client.BaseAddress!.ToString(), tradeOnly.GetProperty("api_key").GetString());
             using var anonymous = TestServer.Client(client.BaseAddress!.ToString(), null);
-            foreach (string path in new[] { "/api/energy/sites", "/api/energy/sites/ercot-west-reference", "/api/energy/sites/ercot-west-reference/miners" })
+            foreach (string path in new[] { "/api/energy/sites", "/api/energy/sites/ercot-west-reference", "/api/energy/sites/ercot-west-reference/miners", "/api/energy/sites/ercot-west-reference/pnl" })
             {
                 var byProvider = await provider.Http.GetAsync(path);
                 Assert.Equal(HttpStatusCode.OK, byProvider.StatusCode);

@@ -22,6 +22,9 @@ public sealed class BuiltSite
 
     /// <summary>Leased GPUs in each interval.</summary>
     public required int[] LeasedGpus { get; init; }
+
+    /// <summary>The daily Bitcoin series the hashprice came from (its price converts mining revenue to satoshis in the ledger).</summary>
+    public BitcoinSeries? Bitcoin { get; init; }
 }
 
 /// <summary>
@@ -198,6 +201,7 @@ public static class SiteProblemBuilder
             Series = series,
             PeakHoursUtc = peakHours,
             LeasedGpus = leased,
+            Bitcoin = btc,
         };
     }
 

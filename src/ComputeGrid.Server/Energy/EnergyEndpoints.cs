@@ -1,3 +1,5 @@
+using System.Globalization;
+using ComputeGrid.Energy.Bookkeeping;
 using ComputeGrid.Server.Trust;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -23,6 +25,30 @@ public static class EnergyEndpoints
             sites.Find(name) is { } site
                 ? TypedResults.Ok(site.Racks.ToArray())
                 : Problems.NotFound($"No live site '{name}'.")).WithSummary("A live site's racks of miners: machines, machines running, power (kW), hash rate (TH/s), a machine's temperature (°C).");
+        // The same read policy as the site's state: a site's P&L is its operator's and providers' business, not public.
+        g.MapGet("/sites/{name}/pnl", ProfitAndLossAsync)
+            .WithSummary("A live site's P&L read from the ledger (micro-USD) over the intervals starting in [from, to) (ISO 8601 UTC; default: the site's whole series).");
         return app;
+    }
+
+    private static async Task<Results<Ok<SiteProfitAndLoss>, ProblemHttpResult>> ProfitAndLossAsync(string name, string? from, string? to, LiveSites sites, CancellationToken ct)
+    {
+        if (sites.Find(name) is not { } site) return Problems.NotFound($"No live site '{name}'.");
+        if (site.Books is not { } books) return Problems.NotFound($"Site '{name}' is not booked in the ledger.");
+        ComputeGrid.Energy.Dispatch.SiteProblem p = site.Site.Problem;
+        if (!TryUtc(from, p.StartUtc, out DateTime fromUtc)) return Problems.BadRequest($"'from' is not an ISO 8601 time: '{from}'.");
+        if (!TryUtc(to, p.IntervalStartUtc(p.Count), out DateTime toUtc)) return Problems.BadRequest($"'to' is not an ISO 8601 time: '{to}'.");
+        if (toUtc < fromUtc) return Problems.BadRequest($"'to' ({toUtc:O}) is before 'from' ({fromUtc:O}).");
+        return TypedResults.Ok(await books.ProfitAndLossAsync(fromUtc, toUtc, ct));
+    }
+
+    // A time without an offset is read as UTC; none given: the default.
+    private static bool TryUtc(string? text, DateTime fallback, out DateTime utc)
+    {
+        utc = fallback;
+        if (string.IsNullOrEmpty(text)) return true;
+        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out DateTimeOffset t)) return false;
+        utc = t.UtcDateTime;
+        return true;
     }
 }

@@ -1,5 +1,7 @@
+using ComputeGrid.Energy.Bookkeeping;
 using ComputeGrid.Energy.Dispatch;
 using ComputeGrid.Energy.Miners;
+using ComputeGrid.Energy.Series;
 using ComputeGrid.Energy.Sites;
 using ComputeGrid.Inference.Routing;
 using ComputeGrid.Simulation;
@@ -178,6 +180,11 @@ public sealed class LiveSite : IAsyncDisposable
     private readonly NodeLoadSample[] _nodeSamples;
     private readonly double[] _nodeKw;
     private ISiteNodes? _nodes;
+    // The ledger's books of the site (null: not booked) and the decided intervals not yet posted to them, oldest first.
+    private SiteLedger? _books;
+    private bool _booksOpened;
+    private readonly Queue<SiteInterval> _unposted = new();
+    private long _postConflicts;
     private LiveSitePower? _power;
     private readonly int _firstInterval;
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -267,6 +274,20 @@ public sealed class LiveSite : IAsyncDisposable
     /// </summary>
     public void Attach(ISiteNodes nodes) => _nodes = nodes;
 
+    /// <summary>
+    /// Books the site in the ledger from now on: each decided interval's economics is posted as one linked chain
+    /// (<see cref="SiteLedger"/>). A restart replays the series from its start: intervals already booked answer
+    /// <see cref="SitePostingResult.AlreadyPosted"/>, or are counted in <see cref="BookingConflicts"/> when the replayed
+    /// fleet decided otherwise (the first booking stands).
+    /// </summary>
+    public void Attach(SiteLedger books) => _books = books;
+
+    /// <summary>The site's books in the ledger, when attached.</summary>
+    public SiteLedger? Books => _books;
+
+    /// <summary>Decided intervals the ledger already held with other amounts (after a restart): not booked again.</summary>
+    public long BookingConflicts => Interlocked.Read(ref _postConflicts);
+
     /// <summary>Builds the site and starts its simulated fleet.</summary>
     public static LiveSite Start(LiveSiteOptions options, TimeProvider realTime)
     {
@@ -302,8 +323,25 @@ public sealed class LiveSite : IAsyncDisposable
             }
             _snapshot = await _driver.PollAsync(cancellationToken);
             _published = Snapshot();
+            await PostDecidedAsync(cancellationToken);
         }
         finally { _gate.Release(); }
+    }
+
+    // Posts the decided intervals in order; one the ledger fails on stays queued for the next step.
+    private async Task PostDecidedAsync(CancellationToken cancellationToken)
+    {
+        if (_books is null || _unposted.Count == 0) return;
+        if (!_booksOpened)
+        {
+            await _books.OpenAsync(cancellationToken);
+            _booksOpened = true;
+        }
+        while (_unposted.TryPeek(out SiteInterval interval))
+        {
+            if (await _books.PostAsync(interval, cancellationToken) == SitePostingResult.ExistsWithDifferentAmounts) Interlocked.Increment(ref _postConflicts);
+            _unposted.Dequeue();
+        }
     }
 
     // The controller plans up to 48 hours ahead; a measured load is carried over that horizon (persistence: no lease or
@@ -393,7 +431,24 @@ public sealed class LiveSite : IAsyncDisposable
             }
         }
         for (int g = 0; g < _racks.Length; g++) _previous[g] = Math.Min(p.Groups[g].Count, _targetRacks[g] * _rackSize[g]);
+        SiteValue before = _accumulator.Result();
         _accumulator.Add(t - _firstInterval, (ReadOnlySpan<int>)_previous);
+        if (_books is not null) _unposted.Enqueue(Interval(t, before, _accumulator.Result()));
+    }
+
+    // The interval's amounts: the accumulator's totals after it less those before (each interval is rounded once, so the
+    // differences are exactly its amounts), priced at its UTC day.
+    private SiteInterval Interval(int t, SiteValue before, SiteValue after)
+    {
+        DateTime start = _site.Problem.IntervalStartUtc(t);
+        BitcoinSeries btc = _site.Bitcoin ?? throw new InvalidOperationException($"Site '{Name}' was built without its bitcoin series.");
+        return new SiteInterval(start,
+            checked(after.AiRevenueMicroUsd - before.AiRevenueMicroUsd),
+            checked(after.MiningRevenueMicroUsd - before.MiningRevenueMicroUsd),
+            checked(after.EnergyCostMicroUsd - before.EnergyCostMicroUsd),
+            checked(after.PeakChargeMicroUsd - before.PeakChargeMicroUsd),
+            checked(after.RestartWearMicroUsd - before.RestartWearMicroUsd),
+            BitcoinConversion.PriceMicroUsd(btc.Day(DateOnly.FromDateTime(start)).PriceUsd));
     }
 
     private double RackKw(int g) => _rackSize[g] * _site.Problem.Groups[g].WattsEach / 1000.0;
