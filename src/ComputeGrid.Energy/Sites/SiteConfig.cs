@@ -301,6 +301,9 @@ public static class SiteConfigLoader
             string message = e.Message;
             int cut = message.IndexOf(" Path:", StringComparison.Ordinal);
             if (cut > 0) message = message[..cut];
+            // Where the reader stopped, 1-based as editors count (the reader's positions are 0-based), so a stray comma
+            // in a long file is found without bisecting it.
+            if (e.LineNumber is { } line) message = $"{message.TrimEnd('.')} (line {line + 1}, column {(e.BytePositionInLine ?? 0) + 1}).";
             throw new SiteConfigException(field, message);
         }
         if (config is null) throw new SiteConfigException("(site)", "the file holds null, not a site.");
