@@ -76,6 +76,12 @@ public sealed record LiveSiteState
     /// file's GPU schedule).
     /// </summary>
     public IReadOnlyList<LiveNodeLoad> Nodes { get; init; } = [];
+
+    /// <summary>The power market the site buys in, e.g. <c>ERCOT West LMP</c> (<see cref="SiteMarket"/>).</summary>
+    public string Market { get; init; } = "";
+
+    /// <summary>The miners' facility power held off now: the whole fleet's at full power less what runs, kW.</summary>
+    public double CurtailedMinerKw { get; init; }
 }
 
 /// <summary>
@@ -200,7 +206,12 @@ public sealed class LiveSite : IAsyncDisposable
         _controller = new PredictiveController(site.Config.Controller);
         _controller.Reset(p);
         _peakChargeUsdPerKw = p.PeakChargeUsdPerKw.Length == 0 ? 0 : p.PeakChargeUsdPerKw.Max();
-        _firstInterval = options.StartUtc is { } start ? Math.Clamp((int)((start - p.StartUtc).Ticks / TimeSpan.FromMinutes(p.IntervalMinutes).Ticks), 0, p.Count - 1) : 0;
+        // A start outside the series is refused rather than clamped: a replay that silently began elsewhere would show
+        // another season's prices under the date the operator asked for.
+        DateTime seriesEnd = p.IntervalStartUtc(p.Count);
+        if (options.StartUtc is { } asked && (asked < p.StartUtc || asked >= seriesEnd))
+            throw new ServerStartException($"--site-start {asked:yyyy-MM-dd'T'HH:mm'Z'} is outside site {p.Name}'s data, which runs from {p.StartUtc:yyyy-MM-dd'T'HH:mm'Z'} to {seriesEnd:yyyy-MM-dd'T'HH:mm'Z'} (UTC).");
+        _firstInterval = options.StartUtc is { } start ? (int)((start - p.StartUtc).Ticks / TimeSpan.FromMinutes(p.IntervalMinutes).Ticks) : 0;
         _next = _firstInterval;
         _clock = new ScaledTimeProvider(realTime, options.Speed, new DateTimeOffset(p.IntervalStartUtc(_firstInterval)));
 
@@ -509,6 +520,8 @@ public sealed class LiveSite : IAsyncDisposable
             MinersDown = _snapshot?.Groups.Sum(x => x.Down) ?? 0,
             CommandsSent = _commands,
             Power = _power,
+            Market = SiteMarket.Describe(_site.Config),
+            CurtailedMinerKw = Math.Round(Math.Max(0, p.Pue * (p.Groups.Sum(g => g.FleetKw) - minerKw)), 1),
             Nodes = [.. _nodeConfigs.Select((n, i) => new LiveNodeLoad(n.Id, n.Gpus, _nodeSamples[i].LeasedGpus, Math.Round(_nodeSamples[i].Utilization, 4),
                 _nodeSamples[i].Measured, Math.Round(_nodeKw[i], 3), MilliJoules(n),
                 _power is { } pw ? new NodePowerState(Name, pw.PriceMicroUsdPerMwh, MilliJoules(n), 0, 0, PowerFlags.None).PowerCostNanoUsdPer1kTokens : 0))],
