@@ -13,7 +13,11 @@ internal static class BacktestCommand
 {
     public static Command Create()
     {
-        var sites = new Argument<string[]>("sites") { Description = "Site files (JSON), e.g. examples/sites/ercot-west-reference.json.", Arity = ArgumentArity.OneOrMore };
+        var sites = new Argument<string[]>("sites")
+        {
+            Description = "Sites: an example's name (as serve --site: ercot-west-reference, caiso-sp15, jepx-tokyo) or a site file (JSON). None: list the examples.",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
         var from = new Option<string?>("--from") { Description = "Start of the period (UTC date or time, e.g. 2021-08-01); default: the site's period." };
         var to = new Option<string?>("--to") { Description = "End of the period (UTC, exclusive)." };
         var outDir = new Option<string>("--out") { Description = "Folder for the runs: each writes its CSV, plots and summary.json into OUT/SITE/FROM_TO/ (UTC).", DefaultValueFactory = _ => "backtest-out" };
@@ -21,7 +25,7 @@ internal static class BacktestCommand
         var noPlots = new Option<bool>("--no-plots") { Description = "Skip the PNG plots." };
         var noOptimum = new Option<bool>("--no-optimum") { Description = "Skip the perfect-foresight LP (and the integer bound): no bound, no controllable share." };
         var noIntegerBound = new Option<bool>("--no-integer-bound") { Description = "Skip the integer upper bound (day windows solved by SCIP; 17-30 s for a year) and its whole-miner schedule: policies are scored against the LP's bound." };
-        var command = new Command("backtest", "Run hybrid sites over real power prices: controller, baselines, the perfect-foresight optimum and the integer bound.")
+        var command = new Command("backtest", "Run hybrid sites over real power prices (controller, baselines, the optimum); alone, list the sites.")
         {
             sites, from, to, outDir, noPlots, noOptimum, noIntegerBound, overwrite,
         };
@@ -32,26 +36,31 @@ internal static class BacktestCommand
 
     private static int Run(string[] siteFiles, string? fromText, string? toText, string outDir, bool plots, bool optimum, bool integerBound, bool overwrite)
     {
+        if (siteFiles.Length == 0) return SiteList.Print(Console.Out);
         DateTime? from = null, to = null;
         if (fromText is not null && !TryParseUtc(fromText, out from)) return CliDefaults.Fail($"--from '{fromText}' is not a UTC date or time (e.g. 2021-08-01 or 2021-08-01T06:00:00Z)");
         if (toText is not null && !TryParseUtc(toText, out to)) return CliDefaults.Fail($"--to '{toText}' is not a UTC date or time");
         if (from is not null && to is not null && to <= from) return CliDefaults.Fail("--to must be after --from (the period is empty)");
 
-        var configs = new List<(string File, SiteConfig Config)>();
+        // Each site is a file, else an example's name (as serve --site takes it); an example's data files are bare names,
+        // found in the data root, so it has no folder of its own (null).
+        var configs = new List<(string File, string? Dir, SiteConfig Config)>();
         foreach (string file in siteFiles)
         {
-            if (!File.Exists(file)) return CliDefaults.Fail($"no such site file: {file}");
+            bool isFile = File.Exists(file);
+            if (!isFile && !SiteExamples.Names.Contains(file))
+                return CliDefaults.Fail($"no such site file or example: {file} (the examples: {string.Join(", ", SiteExamples.Names)}; 'computegrid backtest' lists them)");
             try
             {
-                SiteConfig c = SiteConfigLoader.Load(file);
+                SiteConfig c = isFile ? SiteConfigLoader.Load(file) : SiteExamples.Load(file);
                 if (from is not null || to is not null)
                 {
                     PeriodConfig period = c.Period ?? new PeriodConfig { FromUtc = DateTime.MinValue, ToUtc = DateTime.MaxValue };
                     c = c with { Period = new PeriodConfig { FromUtc = from ?? period.FromUtc, ToUtc = to ?? period.ToUtc } };
                 }
-                configs.Add((file, c));
+                configs.Add((file, isFile ? Path.GetDirectoryName(Path.GetFullPath(file))! : null, c));
             }
-            catch (SiteConfigException e) { return CliDefaults.Fail($"{Path.GetFileName(file)}: {e.Message}"); }
+            catch (SiteConfigException e) { return CliDefaults.Fail($"{file}: {e.Message}"); }
         }
 
         // Every site is built (its data read and checked) before anything runs: a bad site stops the command with one
@@ -59,15 +68,18 @@ internal static class BacktestCommand
         // A site run over part of its data also gets its whole series (its history), so every policy meets the period in
         // the state a longer run would have there (SiteBacktest.Run).
         var built = new List<(BuiltSite Site, BuiltSite? History)>();
-        foreach ((string file, SiteConfig config) in configs)
+        foreach ((string file, string? dir, SiteConfig config) in configs)
         {
             try
             {
-                string dir = Path.GetDirectoryName(Path.GetFullPath(file))!;
+                // The whole series first: --from and --to must fall within it (a period that reaches past the data is an
+                // error naming the data's range, not a run silently cut to what there is).
+                BuiltSite? history = config.Period is null ? null : SiteProblemBuilder.Build(config with { Period = null }, dir);
+                if (history is not null && OutsideData(history.Problem, from, to) is { } outside) return CliDefaults.Fail($"{file}: {outside}");
                 BuiltSite site = SiteProblemBuilder.Build(config, dir);
-                built.Add((site, config.Period is null ? null : SiteProblemBuilder.Build(config with { Period = null }, dir)));
+                built.Add((site, history));
             }
-            catch (SiteConfigException e) { return CliDefaults.Fail($"{Path.GetFileName(file)}: {e.Message}"); }
+            catch (SiteConfigException e) { return CliDefaults.Fail($"{file}: {e.Message}"); }
         }
 
         // Each run writes into its own folder; one that holds a run already stops the command here, before anything
@@ -101,6 +113,16 @@ internal static class BacktestCommand
         for (int i = 0; i < results.Count; i++) PrintSite(Console.Out, results[i], folders[i]);
         if (results.Count > 1) PrintTotals(Console.Out, results);
         return 0;
+    }
+
+    // Why --from or --to falls outside the site's price series (the whole of it, in UTC), or null when both are within.
+    private static string? OutsideData(SiteProblem whole, DateTime? from, DateTime? to)
+    {
+        DateTime first = whole.StartUtc, end = whole.IntervalStartUtc(whole.Count);
+        string range = $"its prices run from {first:yyyy-MM-dd'T'HH:mm'Z'} to {end:yyyy-MM-dd'T'HH:mm'Z'} (UTC)";
+        if (from is { } f && (f < first || f >= end)) return $"--from {f:yyyy-MM-dd'T'HH:mm'Z'} is outside the data: {range}";
+        if (to is { } t && (t <= first || t > end)) return $"--to {t:yyyy-MM-dd'T'HH:mm'Z'} is outside the data: {range}";
+        return null;
     }
 
     /// <summary>The output files a run writes into its folder; summary.json, written last, marks a complete run.</summary>
