@@ -121,6 +121,7 @@ serve.SetAction(async (pr, ct) =>
     }
     var bound = ServerHost.Endpoints(app);
     Console.Out.WriteLine($"computegrid serving on {string.Join(';', bound.ApiUrls)} with data in {options.DataDirectory}");
+    ComputeGrid.Cli.Ops.ServerAddressFile.Write(options.DataDirectory, bound.ApiUrl); // where `computegrid status` finds it
     if (bound.NodeUrls.Count > 0) Console.Out.WriteLine($"  node endpoint on {string.Join(';', bound.NodeUrls)}");
     foreach (var site in liveSites) Console.Out.WriteLine($"  live site {site.Config.Name} at {site.Speed}×: GET /api/energy/sites/{site.Config.Name}");
     if (app.Services.GetService<ComputeGrid.Server.Chain.ChainConnection>() is { } connected)
@@ -216,7 +217,11 @@ var dataRoot = new Option<string?>("--data-root")
     Recursive = true,
 };
 var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, benchProbe, verify, MarketCommand.Create(), ComputeGrid.Cli.Tokens.SharesCommand.Create(), BacktestCommand.Create(), NodeCommand.Create(), NodeKeyCommand.Create(), OperatorCommand.Create(), dataRoot };
+// The operator's read-only view of a running server: status, sites, nodes (Ops/).
+foreach (var opsCommand in ComputeGrid.Cli.Ops.OpsCommands.Create()) rootCommand.Subcommands.Add(opsCommand);
 var parsed = rootCommand.Parse(args);
+// Bare `computegrid`: the list of commands (stderr, exit 2), not just "Required command was not provided".
+if (args.Length == 0 && CliUsage.IsMissingSubcommand(parsed)) return CliUsage.Print(rootCommand, CliUsage.PathOf(parsed), Console.Error);
 if (parsed.Errors.Count > 0) return CliDefaults.Fail(parsed.Errors[0].Message);
 // The data root is settled before any command runs, so a mistyped folder is one line and exit 2 up front rather than
 // a missing-file error halfway through (or, worse, a silent fall back to some other copy of the data).

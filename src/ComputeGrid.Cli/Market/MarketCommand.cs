@@ -22,11 +22,12 @@ internal static class MarketCommand
     public static Command Create()
     {
         var server = new Option<string>("--server") { Description = "The ComputeGrid server's URL.", DefaultValueFactory = _ => DefaultServer, Recursive = true };
+        server.Aliases.Add("--url"); // the name the operator commands (status, sites, nodes) use
         var json = new Option<bool>("--json") { Description = "Print the server's JSON instead of a table.", Recursive = true };
         var key = new Option<string?>("--key")
         {
             Description = $"Your API key (default: ${KeyVariable}); trading needs one, market data does not.", Recursive = true,
-            DefaultValueFactory = _ => Environment.GetEnvironmentVariable(KeyVariable) is { Length: > 0 } k ? k : null,
+            DefaultValueFactory = _ => new[] { Ops.ServerTarget.KeyVariable, KeyVariable }.Select(Environment.GetEnvironmentVariable).FirstOrDefault(k => k is { Length: > 0 }),
         };
         var market = new Command("market", "Trade GPU capacity and read market data on a running server.") { server, json, key };
 
@@ -46,9 +47,18 @@ internal static class MarketCommand
 
         var symbolArg = new Argument<string>("symbol") { Description = "An instrument symbol (e.g. H100.frankfurt.H.2026-11-26T14) or id." };
         var depth = new Option<int?>("--depth") { Description = "Price levels per side (default 10)." };
-        var book = new Command("book", "Show an instrument's order book (L2 depth).") { symbolArg, depth };
+        var lastTrades = new Option<int>("--trades") { Description = "Last trades shown under the book (0: none).", DefaultValueFactory = _ => 10 };
+        var book = new Command("book", "Show an instrument's order book (L2 depth, both sides) and its last trades.") { symbolArg, depth, lastTrades };
         book.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>
-            (await c.GetAsync($"/api/exchange/book/{Path(pr.GetValue(symbolArg)!)}" + Query(("depth", Int(pr.GetValue(depth)))), ct), MarketFormat.Book)));
+        {
+            // Two answers: the book, then the tape. --json prints both as the API gave them: {"book": …, "trades": …} (null with --trades 0).
+            string symbol = Path(pr.GetValue(symbolArg)!);
+            string depthJson = await c.GetAsync($"/api/exchange/book/{symbol}" + Query(("depth", Int(pr.GetValue(depth)))), ct);
+            int tradeCount = pr.GetValue(lastTrades);
+            if (tradeCount < 0) throw new MarketException("--trades must not be negative");
+            string tradesJson = tradeCount == 0 ? "null" : await c.GetAsync($"/api/exchange/trades/{symbol}" + Query(("limit", Int(tradeCount))), ct);
+            return ($$"""{"book":{{depthJson}},"trades":{{tradesJson}}}""", MarketFormat.BookAndTrades);
+        }));
 
         var trades = new Command("trades", "Show an instrument's recent trades, newest first.") { symbolArg, limit };
         trades.SetAction((pr, ct) => RunAsync(pr, server, json, key, async c =>

@@ -71,6 +71,16 @@ internal static class MarketFormat
         static string[] Level(string side, JsonElement l) => [side, Usd(Long(l, "price")), Num(Long(l, "quantity")), Num(Long(l, "orders"))];
     }
 
+    /// <summary><c>market book</c>: the ladder, then the last trades (the answer is <c>{"book": …, "trades": …}</c>).</summary>
+    public static void BookAndTrades(TextWriter o, JsonElement both)
+    {
+        Book(o, both.GetProperty("book"));
+        if (both.GetProperty("trades") is not { ValueKind: JsonValueKind.Object } trades || trades.GetProperty("trades").GetArrayLength() == 0) return;
+        o.WriteLine();
+        o.WriteLine("last trades");
+        Trades(o, trades);
+    }
+
     public static void Trades(TextWriter o, JsonElement trades)
     {
         var rows = trades.GetProperty("trades").EnumerateArray().Select(t => new[]
