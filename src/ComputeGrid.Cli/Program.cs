@@ -31,7 +31,7 @@ var dataDir = new Option<string>("--data-dir") { Description = "Data folder (led
 var sites = new Option<string[]>("--site") { Description = "A hybrid site to run live: an example's name (ercot-west-reference, caiso-sp15, jepx-tokyo) or a site file. Repeatable; default: ercot-west-reference.", AllowMultipleArgumentsPerToken = false };
 var noSites = new Option<bool>("--no-sites") { Description = "Run no live hybrid site." };
 var siteSpeed = new Option<double>("--site-speed") { Description = "Replay speed of the live sites' price series (60 = one 15-minute interval every 15 s).", DefaultValueFactory = _ => 60 };
-var siteStart = new Option<string?>("--site-start") { Description = "Where the live sites' replay starts (UTC date, e.g. 2021-08-24); default: the series start." };
+var siteStart = new Option<string?>("--site-start") { Description = "Where the live sites' replay starts (UTC date, e.g. 2021-08-24; outside a site's data it is an error); default: the series start." };
 var nodeUrls = new Option<string>("--node-urls") { Description = "Where inference nodes connect (HTTP/2 cleartext), semicolon-separated; empty for none.", DefaultValueFactory = _ => "http://127.0.0.1:5081" };
 var demo = new Option<bool>("--demo") { Description = "Run a demo inference fleet (nodes in Dallas, Washington DC, Frankfurt and Tokyo running the real model) and a funded demo customer whose API key is printed and written to demo-api-key.txt in the data folder." };
 var tlsCert = new Option<string?>("--tls-cert") { Description = "A PEM certificate for the https:// addresses of --urls and --node-urls." };
