@@ -3,6 +3,7 @@ using ComputeGrid.Server.Trust;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.AspNetCore.Http;
 using OpenTelemetry.Metrics;
 
 namespace ComputeGrid.Server.Observability;
@@ -28,7 +29,6 @@ public static class ServerTelemetry
             .AddView(instrument => meters.Owns(instrument) ? null : MetricStreamConfiguration.Drop)
             .AddPrometheusExporter(o =>
             {
-                o.ScrapeEndpointPath = MetricsPath;
                 // Every scrape reads the figures now: a cached answer would hide a change a test (or an operator) just caused.
                 o.ScrapeResponseCacheDurationMilliseconds = 0;
                 // One server per scrape target: the scope and target labels would only repeat on every series.
@@ -39,11 +39,20 @@ public static class ServerTelemetry
 
     /// <summary>
     /// Maps <c>GET /metrics</c> for operators (read scope): the figures describe every customer's traffic and the
-    /// platform's money flows, so they are not public. Prometheus presents an operator key as a bearer token.
+    /// platform's money flows, so they are not public. Prometheus presents an operator key as a bearer token. A typed
+    /// route (not the exporter's own branch) so it is in the OpenAPI document with its policy like every other route.
     /// </summary>
-    public static void MapMetrics(IEndpointRouteBuilder app) =>
-        app.MapPrometheusScrapingEndpoint(MetricsPath)
-            .WithMetadata(new HttpMethodMetadata(["GET"]))
+    public static void MapMetrics(IEndpointRouteBuilder app)
+    {
+        // The exporter's middleware on a pipeline of its own (every request it sees is a scrape), called by the route.
+        RequestDelegate scrape = app.CreateApplicationBuilder()
+            .UseOpenTelemetryPrometheusScrapingEndpoint(meterProvider: null, predicate: static _ => true, path: null, configureBranchedPipeline: null, optionsName: null)
+            .Build();
+        // A Func, not a RequestDelegate: the framework then describes the route (OpenAPI) like the typed ones.
+        app.MapGet(MetricsPath, (Func<HttpContext, Task>)(http => scrape(http)))
             .RequireAuthorization(Policies.OperatorRead)
-            .WithDisplayName("GET /metrics");
+            .Produces<string>(StatusCodes.Status200OK, "text/plain")
+            .WithTags("health")
+            .WithSummary("OpenTelemetry metrics in Prometheus text (operators, read scope).");
+    }
 }
