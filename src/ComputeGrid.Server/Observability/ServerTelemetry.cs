@@ -20,8 +20,9 @@ public static class ServerTelemetry
     /// <summary>Registers the meter provider over <paramref name="meters"/> and makes it the app's meter factory.</summary>
     public static void Add(WebApplicationBuilder builder, ServerMeters meters)
     {
-        // ASP.NET makes its meters through the app's factory: this one, so they carry the server's scope too.
-        builder.Services.AddSingleton<IMeterFactory>(meters);
+        // ASP.NET makes its meters through the app's factory: this one, so they carry the server's scope too. Registered
+        // by a factory so that the container disposes it with itself (the meters would otherwise stay in the process's list).
+        builder.Services.AddSingleton<IMeterFactory>(_ => meters);
         builder.Services.AddOpenTelemetry().WithMetrics(m => m
             .AddMeter("ComputeGrid.*")
             .AddAspNetCoreInstrumentation()
