@@ -123,6 +123,7 @@ serve.SetAction(async (pr, ct) =>
     Console.Out.WriteLine($"computegrid serving on {string.Join(';', bound.ApiUrls)} with data in {options.DataDirectory}");
     ComputeGrid.Cli.Ops.ServerAddressFile.Write(options.DataDirectory, bound.ApiUrl); // where `computegrid status` finds it
     if (bound.NodeUrls.Count > 0) Console.Out.WriteLine($"  node endpoint on {string.Join(';', bound.NodeUrls)}");
+    Console.Out.WriteLine($"  metrics: GET /metrics with the operator key as a bearer token ({ComputeGrid.Server.Trust.OperatorKeyFile.PathIn(options.DataDirectory)}); probes: GET /health/live, /health/ready");
     foreach (var site in liveSites) Console.Out.WriteLine($"  live site {site.Config.Name} at {site.Speed}×: GET /api/energy/sites/{site.Config.Name}");
     if (app.Services.GetService<ComputeGrid.Server.Chain.ChainConnection>() is { } connected)
         Console.Out.WriteLine($"  chain {connected.Info.Network} at {connected.Info.RpcUrl}: stablecoin {connected.Info.Stablecoin}, payTo {connected.Info.PayTo} (GET /api/chain)");

@@ -54,6 +54,9 @@ public sealed record LedgerEngineOptions
     /// </summary>
     public Func<Stream, Stream>? SnapshotStreamWrapper { get; init; }
 
+    /// <summary>Where the engine's instruments come from (<see cref="LedgerMetrics"/>); null: none are made.</summary>
+    public System.Diagnostics.Metrics.IMeterFactory? Meters { get; init; }
+
     /// <summary>Expected numbers of accounts and transfers, to size the in-memory indexes.</summary>
     public int AccountsCapacity { get; init; } = 1 << 14;
     public int TransfersCapacity { get; init; } = 1 << 20;
@@ -148,6 +151,7 @@ public sealed class LedgerEngine : IAsyncDisposable
     private long _groups, _fsyncs, _snapshots, _snapshotFailures;
     private ulong _opsSinceSnapshot;
     private Checkpoint? _latestCheckpoint;
+    private readonly LedgerMetrics? _metrics;
 
     /// <summary>What recovery did when the engine opened.</summary>
     public RecoveryReport Recovery { get; }
@@ -188,6 +192,7 @@ public sealed class LedgerEngine : IAsyncDisposable
             _snapshotWriter = new Thread(SnapshotWriterLoop) { Name = "ledger-snapshot", IsBackground = true };
         }
         _sequencer = new Thread(SequencerLoop) { Name = "ledger-sequencer", IsBackground = true };
+        if (options.Meters is not null) _metrics = new LedgerMetrics(options.Meters, this);
         _sequencer.Start();
         _flusher?.Start();
         _snapshotWriter?.Start();
@@ -446,6 +451,7 @@ public sealed class LedgerEngine : IAsyncDisposable
                 long ts = _sm.NextBatchTimestamp(Clock.UnixNanoseconds(_time));
                 var results = new CreateAccountResult[events.Length];
                 _sm.CreateAccounts(events, ts, results);
+                _metrics?.Batch(events.Length);
                 c.Answer = results;
                 AppendRecord(LedgerOperation.CreateAccounts, ts, events.Length, MemoryMarshal.AsBytes(events));
                 break;
@@ -457,6 +463,7 @@ public sealed class LedgerEngine : IAsyncDisposable
                 long ts = _sm.NextBatchTimestamp(Clock.UnixNanoseconds(_time));
                 var results = new CreateTransferResult[events.Length];
                 _sm.CreateTransfers(events, ts, results);
+                _metrics?.Batch(events.Length);
                 c.Answer = results;
                 AppendRecord(LedgerOperation.CreateTransfers, ts, events.Length, MemoryMarshal.AsBytes(events));
                 if (c.AnswerWhenApplied) c.Succeed(); // continuations run elsewhere (RunContinuationsAsynchronously)
@@ -570,6 +577,7 @@ public sealed class LedgerEngine : IAsyncDisposable
                     head = record.Slice(32, 32).ToArray();
                     if (snapshot is not null && BinaryPrimitives.ReadUInt64LittleEndian(record[8..]) <= snapshot.Op) headAtSnapshot = head;
                 }
+                long commitStart = _time.GetTimestamp();
                 if (g.Bytes > 0)
                 {
                     RandomAccess.Write(_log!, g.Buffer.AsSpan(0, g.Bytes), _logEnd);
@@ -583,6 +591,7 @@ public sealed class LedgerEngine : IAsyncDisposable
                     if (g.Records.Count > 0) _durableOp = g.LastOp;
                 }
                 Interlocked.Increment(ref _groups);
+                _metrics?.Commit(g.Records.Count, _time.GetElapsedTime(commitStart).TotalSeconds);
                 if (snapshot is not null) snapshot.SetDurable(headAtSnapshot);
                 Complete(g);
             }

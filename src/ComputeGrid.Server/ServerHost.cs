@@ -170,6 +170,9 @@ public static class ServerHost
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         builder.Services.AddValidation();
         builder.Services.AddOpenApi(ApiContract.ConfigureOpenApi);
+        // Metrics (OpenTelemetry, Prometheus text at /metrics): every meter of this server comes from one factory.
+        var meters = new Observability.ServerMeters();
+        Observability.ServerTelemetry.Add(builder, meters);
 
         // ---- the trust boundary
         TrustStore store;
@@ -218,6 +221,7 @@ public static class ServerHost
         {
             DataDirectory = Path.Combine(options.DataDirectory, "ledger"),
             SnapshotFailed = e => ledgerLog.Value?.LogError(e, "Ledger snapshot failed; the ledger goes on (its log has everything) and retries later: {Reason}", e.Message),
+            Meters = meters,
         }, options.Time);
         builder.Services.AddSingleton(ledger);
         builder.Services.AddSingleton(new PrincipalLedger(ledger));
@@ -254,6 +258,7 @@ public static class ServerHost
         });
         builder.Services.AddSingleton(instruments);
         builder.Services.AddSingleton(exchange);
+        ExchangeMetrics.Register(meters, exchange);
         builder.Services.AddSingleton(new ExchangeFeed(exchange, instruments, options.Time));
         builder.Services.AddSingleton<FeedSubscribers>();
         // Registered after the ledger's lifetime so it stops first: no exchange tick runs against a closed ledger.
@@ -306,7 +311,9 @@ public static class ServerHost
         builder.Services.AddSingleton(nodeReports);
         // Answered requests' captures, in the background (their holds carry them; recovery completes them after a crash).
         var settler = new CaptureSettler(payments, deadLetters);
-        var gateway = new InferenceGateway(models, registry, new Router(registry), payments, deadLetters, settler, options.Inference.Gateway with { Fault = fault });
+        var router = new Router(registry);
+        RouterMetrics.Register(meters, router);
+        var gateway = new InferenceGateway(models, registry, router, payments, deadLetters, settler, options.Inference.Gateway with { Fault = fault });
         builder.Services.AddSingleton(new InferenceHost(gateway, payments, new IdempotencyCache(options.Time, limits), latency, options.Time));
         builder.Services.AddSingleton(localNodes);
         builder.Services.AddSingleton<RemoteNodes>();
@@ -327,7 +334,10 @@ public static class ServerHost
             ComputeGrid.Server.Chain.BridgeLifetime.Register(builder.Services, chain, options);
         }
 
+        Observability.Readiness.Track(builder.Services); // /health/ready: a marker after each service that recovers a part
         var app = builder.Build();
+        Observability.ServerMetrics.Register(meters, app.Services, settler);
+        app.Lifetime.ApplicationStopped.Register(meters.Dispose);
         if (chain is not null) app.Lifetime.ApplicationStopped.Register(chain.Dispose);
         app.Lifetime.ApplicationStarted.Register(() => starting.Value = false);
         app.Lifetime.ApplicationStopped.Register(nodeReports.Store.Dispose);
@@ -365,9 +375,8 @@ public static class ServerHost
         app.MapGet("/healthz", Results<Ok<HealthView>, ProblemHttpResult> (LedgerEngine l) =>
                 l.Fault is null ? TypedResults.Ok(new HealthView("ok")) : Problems.Unavailable(l.Fault.Message))
             .AllowAnonymous().WithTags("health").WithSummary("Whether the server is up and its ledger healthy.");
-        app.MapGet("/metrics", (LedgerEngine l, ExchangeHost x, HttpContext h) => TypedResults.Text(Metrics(l.Stats) + InferenceMetrics(deadLetters, settler) + ExchangeMetrics(x.Pipeline)
-                + ComputeGrid.Server.Chain.X402Metrics.Of(h.RequestServices.GetService<ComputeGrid.Server.Chain.X402Payments>()), "text/plain; version=0.0.4"))
-            .RequireAuthorization(Policies.OperatorRead).WithTags("health").WithSummary("Prometheus metrics of the ledger.");
+        Observability.HealthEndpoints.MapHealth(app);
+        Observability.ServerTelemetry.MapMetrics(app);
         app.MapOpenApi().AllowAnonymous();
         app.MapTrust();
         app.MapLedger();
@@ -383,63 +392,6 @@ public static class ServerHost
         ComputeGrid.Server.Reports.NodeReportEndpoints.MapNodeReports(app);
         return app;
     }
-
-    private static string Metrics(LedgerStats s) => $"""
-        # HELP computegrid_ledger_committed_op Last log op given by the sequencer.
-        # TYPE computegrid_ledger_committed_op gauge
-        computegrid_ledger_committed_op {s.CommittedOp}
-        # HELP computegrid_ledger_durable_op Last log op on stable storage.
-        # TYPE computegrid_ledger_durable_op gauge
-        computegrid_ledger_durable_op {s.DurableOp}
-        # HELP computegrid_ledger_fsyncs_total fdatasync calls of the ledger log.
-        # TYPE computegrid_ledger_fsyncs_total counter
-        computegrid_ledger_fsyncs_total {s.Fsyncs}
-        # HELP computegrid_ledger_groups_total Group commits (batches sharing one fdatasync).
-        # TYPE computegrid_ledger_groups_total counter
-        computegrid_ledger_groups_total {s.Groups}
-        # HELP computegrid_ledger_log_bytes Bytes in the ledger log.
-        # TYPE computegrid_ledger_log_bytes gauge
-        computegrid_ledger_log_bytes {s.LogBytes}
-        # HELP computegrid_ledger_snapshots_total Ledger snapshots published.
-        # TYPE computegrid_ledger_snapshots_total counter
-        computegrid_ledger_snapshots_total {s.Snapshots}
-        # HELP computegrid_ledger_snapshot_failures_total Ledger snapshots that failed (each logged as an error; the ledger goes on).
-        # TYPE computegrid_ledger_snapshot_failures_total counter
-        computegrid_ledger_snapshot_failures_total {s.SnapshotFailures}
-        # HELP computegrid_ledger_accounts Accounts in the ledger.
-        # TYPE computegrid_ledger_accounts gauge
-        computegrid_ledger_accounts {s.Accounts}
-        # HELP computegrid_ledger_transfers Transfers in the ledger.
-        # TYPE computegrid_ledger_transfers gauge
-        computegrid_ledger_transfers {s.Transfers}
-
-        """;
-
-    private static string ExchangeMetrics(ExchangePipeline p) => $"""
-        # HELP computegrid_exchange_compensations_total Settlements the ledger refused, each compensated (the command excluded), since start.
-        # TYPE computegrid_exchange_compensations_total counter
-        computegrid_exchange_compensations_total {p.Compensations.Count}
-
-        """;
-
-    private static string InferenceMetrics(DeadLetters d, CaptureSettler s) => $"""
-        # HELP computegrid_inference_dead_letters_total Charges the ledger refused (each listed at /api/operator/dead-letters), all time.
-        # TYPE computegrid_inference_dead_letters_total counter
-        computegrid_inference_dead_letters_total {d.Count}
-        # HELP computegrid_inference_captures_queued Answered requests whose capture waits in the settler's queue.
-        # TYPE computegrid_inference_captures_queued gauge
-        computegrid_inference_captures_queued {s.Queued}
-        # HELP computegrid_inference_captures_total Captures posted by the settler and recovery since start.
-        # TYPE computegrid_inference_captures_total counter
-        computegrid_inference_captures_total {s.Totals.Captured}
-        # HELP computegrid_inference_charged_after_expiry_total Answered requests whose hold expired first, charged by direct transfers since start.
-        # TYPE computegrid_inference_charged_after_expiry_total counter
-        computegrid_inference_charged_after_expiry_total {s.Totals.ChargedAfterExpiry}
-        # HELP computegrid_inference_settle_retries_total Failed settlement writes retried since start.
-        # TYPE computegrid_inference_settle_retries_total counter
-        computegrid_inference_settle_retries_total {s.Retries}
-
-        """;
 
     private static string[] Split(string urls) => urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 

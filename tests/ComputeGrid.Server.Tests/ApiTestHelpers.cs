@@ -61,8 +61,8 @@ internal static class ApiTestHelpers
     public static async Task<string> LedgerCountsAsync(HttpClient op)
     {
         string metrics = await op.GetStringAsync("/metrics");
-        string[] counts = metrics.Split('\n').Where(l => l.StartsWith("computegrid_ledger_accounts ", StringComparison.Ordinal)
-            || l.StartsWith("computegrid_ledger_transfers ", StringComparison.Ordinal)).ToArray();
+        string[] counts = metrics.Split('\n').Where(l => l.StartsWith("computegrid_ledger_accounts{} ", StringComparison.Ordinal)
+            || l.StartsWith("computegrid_ledger_transfers{} ", StringComparison.Ordinal)).ToArray();
         Assert.Equal(2, counts.Length);
         return string.Join(" / ", counts);
     }

@@ -542,7 +542,7 @@ public sealed class ExchangeApiTests(ExchangeApiFixture f) : IClassFixture<Excha
         var accounts = await Op.PostJsonAsync("/api/ledger/accounts/lookup",
             new[] { f.Buyer.Account, f.Poor.Account, f.Revenue, f.Collateral }.Select(a => a.ToString()).ToArray());
         string counts = await ApiTestHelpers.LedgerCountsAsync(Op);
-        if (!history) counts = counts.Split(" / ").Single(c => c.StartsWith("computegrid_ledger_accounts ", StringComparison.Ordinal));
+        if (!history) counts = counts.Split(" / ").Single(c => c.StartsWith("computegrid_ledger_accounts{} ", StringComparison.Ordinal));
         var orders = await Op.GetStringAsync("/api/exchange/orders?limit=1000");
         var leases = await Op.GetStringAsync("/api/exchange/leases?limit=1000");
         var nodes = (await Op.GetJsonAsync("/api/exchange/nodes")).GetProperty("nodes").EnumerateArray()

@@ -86,7 +86,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
     /// <summary>The only routes anyone may call without a credential (the list, and the node protocol's registration).</summary>
     private static readonly HashSet<string> PublicRoutes =
     [
-        "GET /healthz", "GET /openapi/{documentName}.json", "GET /v1/models",
+        "GET /healthz", "GET /health/live", "GET /health/ready", "GET /openapi/{documentName}.json", "GET /v1/models",
         "GET /api/exchange/instruments", "GET /api/exchange/instruments/{symbol}", "GET /api/exchange/book/{symbol}", "GET /api/exchange/trades/{symbol}",
         "GET /api/exchange/candles/{symbol}", "GET /api/exchange/index", "GET /api/exchange/index/{gpu}", "GET /api/exchange/stream",
         "GET /api/ledger/checkpoints/latest", "GET /api/ledger/chain", "GET /api/inference/nodes", "GET /api/inference/nodes/{id}/telemetry",

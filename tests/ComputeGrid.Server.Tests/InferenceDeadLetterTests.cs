@@ -94,7 +94,7 @@ public sealed class InferenceDeadLetterTests(ITestOutputHelper output)
         string reason = letter.GetProperty("reason").GetString()!;
         Assert.Contains(nameof(CreateTransferResult.PendingTransferExpired), reason);
         Assert.Contains(nameof(CreateTransferResult.ExceedsCredits), reason);
-        Assert.Contains("computegrid_inference_dead_letters_total 1", await server.Operator.GetStringAsync("/metrics"));
+        Assert.Equal(1, Observability.PrometheusText.Parse(await server.Operator.GetStringAsync("/metrics")).Single("computegrid_inference_dead_letters_total"));
 
         // Persisted: still listed after a restart, and recovery (which finds the expired hold with its intent) leaves a
         // dead-lettered hold alone: no second letter, nothing charged.

@@ -158,6 +158,9 @@ public sealed class ExchangeHost : IAsyncDisposable
     /// <summary>The pipeline's counters and per-stage seconds.</summary>
     public ExchangePipeline Pipeline => Running;
 
+    /// <summary>True once <see cref="StartAsync(CancellationToken)"/> has brought the pipeline up (its journal replayed).</summary>
+    public bool Started => Volatile.Read(ref _pipeline) is not null;
+
     /// <summary>Raised on the market data thread for every trade, in trade order; a failing handler is ignored.</summary>
     public event Action<Trade>? TradeExecuted;
 

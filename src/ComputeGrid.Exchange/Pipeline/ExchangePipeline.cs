@@ -116,6 +116,7 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
     private long _lastTime;
     private volatile Exception? _fault;
     private long _batches, _commands, _ledgerBatches;
+    private long _ordersPlaced, _ordersRefused, _trades, _tradedQuantity; // the matching rate (ExchangeMetrics)
     private long _journalTicks, _applyTicks, _ledgerTicks; // Stopwatch ticks spent in each stage's work
     // Excluded records applied (so a start knows which exclusions the journal holds, and records the others).
     private readonly HashSet<ulong> _recorded = [];
@@ -173,6 +174,13 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
 
     /// <summary>Batches and commands sequenced, and ledger batches submitted, since start.</summary>
     public (long Batches, long Commands, long LedgerBatches) Counters => (Interlocked.Read(ref _batches), Interlocked.Read(ref _commands), Interlocked.Read(ref _ledgerBatches));
+
+    /// <summary>
+    /// Since start: orders placed (accepted by the book, whether they rest or trade), orders the state machine refused,
+    /// trades (fills) and the quantity they traded (GPU-hours or shares). Counted per batch as the commands are applied.
+    /// </summary>
+    public (long OrdersPlaced, long OrdersRefused, long Trades, long TradedQuantity) Matching =>
+        (Interlocked.Read(ref _ordersPlaced), Interlocked.Read(ref _ordersRefused), Interlocked.Read(ref _trades), Interlocked.Read(ref _tradedQuantity));
 
     /// <summary>Seconds each stage spent working since start: the journal (staging, write, fsync), the state machine, the ledger.</summary>
     public (double Journal, double StateMachine, double Ledger) StageSeconds =>
@@ -533,6 +541,7 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
         {
             batch.Plan.Clear();
             batch.Fills.Clear();
+            long placed = 0, refused = 0;
             for (int i = 0; i < n; i++)
             {
                 ref ExchangeCommand c = ref items[i].Command;
@@ -543,6 +552,11 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
                 {
                     batch.Results[i] = _sm.Apply(in c, batch.Plan, batch.Fills);
                     if (c.Kind == ExchangeCommandKind.Excluded) _recorded.Add((ulong)c.Target);
+                    else if (c.Kind == ExchangeCommandKind.Place)
+                    {
+                        if (batch.Results[i].Error == ExchangeError.None) placed++;
+                        else refused++;
+                    }
                 }
                 catch (Exception e) when (_journal is not null && _options.Rebuild is not null && e is not OutOfMemoryException)
                 {
@@ -559,6 +573,7 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
                 }
             }
             if (batch.Fills.Count > 0) _options.Traded?.Invoke(batch.Fills, _sm);
+            CountMatching(placed, refused, batch.Fills);
             batch.Snapshot = null;
             _sinceSnapshot += n;
             if (_snapshotFolder is not null && _sinceSnapshot >= _options.SnapshotEveryCommands && !_snapshotBusy)
@@ -576,6 +591,18 @@ public sealed partial class ExchangePipeline : IAsyncDisposable
         Interlocked.Add(ref _applyTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t1);
         Interlocked.Increment(ref _batches);
         Interlocked.Add(ref _commands, n);
+    }
+
+    // One batch's share of the matching counters: a few atomic adds per batch, not per command.
+    private void CountMatching(long placed, long refused, List<FillRecord> fills)
+    {
+        if (placed > 0) Interlocked.Add(ref _ordersPlaced, placed);
+        if (refused > 0) Interlocked.Add(ref _ordersRefused, refused);
+        if (fills.Count == 0) return;
+        long quantity = 0;
+        foreach (FillRecord f in fills) quantity = checked(quantity + f.Quantity);
+        Interlocked.Add(ref _trades, fills.Count);
+        Interlocked.Add(ref _tradedQuantity, quantity);
     }
 
     // A new machine with every journaled command before seq first (none excluded), then this batch's commands before index i:

@@ -76,6 +76,12 @@ public sealed class Router
     private readonly NodeRegistry _registry;
     private readonly long _priceWeight;
 
+    // Decisions per (sort, status), for RouterMetrics: one atomic add per decision, preallocated, so Choose stays
+    // allocation-free whether or not anyone listens. Each counter sits on its own cache line (stride 8 longs) so
+    // concurrent requests of different sorts do not fight over one line.
+    private const int SortCount = 4, StatusCount = 5, Stride = 8;
+    private readonly long[] _decisions = new long[SortCount * StatusCount * Stride];
+
     /// <summary>A router over <paramref name="registry"/>.</summary>
     /// <param name="registry">The nodes.</param>
     /// <param name="options">Settings; null for the defaults.</param>
@@ -99,9 +105,23 @@ public sealed class Router
     /// <returns>The decision: the best node, or why there is none.</returns>
     /// <exception cref="ArgumentOutOfRangeException">The request's region is not a region of the registry's matrix.</exception>
     /// <exception cref="ArgumentException">The request names no model, or <paramref name="rankedOut"/> is empty.</exception>
-    [SkipLocalsInit]
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // optimised from the first call: no slow tier-0 phase on the hot path
     public RouteDecision Choose(in RouteRequest request, Span<NodeHandle> rankedOut)
+    {
+        RouteDecision decision = Decide(in request, rankedOut);
+        RouteSort sort = (request.Preferences ?? RoutingPreferences.Default).Sort;
+        if ((uint)sort < SortCount && (uint)decision.Status < StatusCount)
+            Interlocked.Increment(ref _decisions[((int)sort * StatusCount + (int)decision.Status) * Stride]);
+        return decision;
+    }
+
+    /// <summary>How many decisions of <paramref name="sort"/> ended in <paramref name="status"/> since this router was made.</summary>
+    public long Decisions(RouteSort sort, RouteStatus status) =>
+        (uint)sort < SortCount && (uint)status < StatusCount ? Volatile.Read(ref _decisions[((int)sort * StatusCount + (int)status) * Stride]) : 0;
+
+    [SkipLocalsInit]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private RouteDecision Decide(in RouteRequest request, Span<NodeHandle> rankedOut)
     {
         NodeRegistry registry = _registry;
         LatencyMatrix matrix = registry.Matrix;

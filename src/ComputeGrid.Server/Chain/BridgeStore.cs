@@ -88,6 +88,24 @@ public sealed partial class BridgeStore : IDisposable
         lock (_lock) return Query(c => (long)c.ExecuteScalar()!, "SELECT COUNT(*) FROM deposits");
     }
 
+    /// <summary>
+    /// What the bridge could not deliver, all time (for <c>/metrics</c>): deposits credited to <c>ChainSuspense</c>, share
+    /// deposits left with the custody holder, and withdrawals and share withdrawals that failed for good.
+    /// </summary>
+    public (long DepositsInSuspense, long ShareDepositsInSuspense, long WithdrawalsFailed, long ShareWithdrawalsFailed) Undelivered()
+    {
+        lock (_lock)
+            return Query(c =>
+            {
+                using SqliteDataReader r = c.ExecuteReader();
+                r.Read();
+                return (r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3));
+            }, """
+                SELECT (SELECT COUNT(*) FROM deposits WHERE outcome='suspense'), (SELECT COUNT(*) FROM share_deposits WHERE state='suspense'),
+                       (SELECT COUNT(*) FROM withdrawals WHERE state=$wf), (SELECT COUNT(*) FROM share_withdrawals WHERE state=$sf)
+                """, ("$wf", (int)WithdrawalState.Failed), ("$sf", (int)ShareWithdrawalState.Failed));
+    }
+
     // ---- withdrawals
 
     /// <summary>Inserts <paramref name="row"/> unless its id exists; returns the stored row either way.</summary>

@@ -185,6 +185,19 @@ public sealed class X402Store : IDisposable
         }
     }
 
+    /// <summary>When the oldest intent not yet final (reserved or sent) was written, Unix ms; null when none is open.</summary>
+    public long? OldestOpenCreatedUnixMs()
+    {
+        lock (_lock)
+        {
+            using var c = _db.CreateCommand();
+            c.CommandText = "SELECT MIN(created_ms) FROM intents WHERE state IN ($r, $s)";
+            c.Parameters.AddWithValue("$r", nameof(X402State.Reserved));
+            c.Parameters.AddWithValue("$s", nameof(X402State.Sent));
+            return c.ExecuteScalar() is long ms ? ms : null;
+        }
+    }
+
     /// <summary>How many intents are in each state.</summary>
     public IReadOnlyDictionary<X402State, long> Counts()
     {

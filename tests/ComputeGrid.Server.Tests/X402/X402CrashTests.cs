@@ -158,7 +158,7 @@ public sealed class X402CrashTests(CrashModelFixture fixture, ITestOutputHelper 
             Assert.Equal((cost, cost), await PostedAsync(op, X402Ledger.ReceivableAccount));
             Assert.Equal(X402Rig.Funding - 1, await payerWeb3.BalanceOfAsync(payer));
             string metrics = await op.GetStringAsync("/metrics");
-            Assert.Contains("computegrid_x402_settlements{state=\"failed\"} 1", metrics);
+            Assert.Equal(1, Observability.PrometheusText.Parse(metrics).Single("computegrid_x402_settlements", ("state", "failed")));
             output.WriteLine($"written off: {row.GetProperty("error").GetString()}");
         }
         finally
