@@ -26,9 +26,8 @@ internal static class FleetBench
         output.WriteLine($"fleet bench: {scenario.Sites.Length} sites ({string.Join(", ", scenario.Sites.Select(s => $"{s.Name} in {scenario.Matrix.Regions[s.Region]}"))}), "
             + $"{scenario.Count:N0} intervals from {options.StartMonth:D2}-{options.StartDay:D2}, {scenario.Classes.Length} demand classes, {demandUnits:N0} units asked for, seed {options.Seed}");
 
-        FleetPolicy[] policies = quick
-            ? [FleetPolicy.LatencyOnly, FleetPolicy.PowerAware]
-            : [FleetPolicy.LatencyOnly, FleetPolicy.PowerAware,
+        FleetPolicy[] policies =
+            [FleetPolicy.LatencyOnly, FleetPolicy.PowerAware,
                // Diagnostics: what each half of the joint is worth alone, and the live site's price without displaced mining.
                FleetPolicy.LatencyOnly with { Name = "latency+controller", Controller = true },
                FleetPolicy.PowerAware with { Name = "power(price only)", CountDisplacedMining = false }];
@@ -46,7 +45,8 @@ internal static class FleetBench
         output.WriteLine($"  LP ({lp.Solver}, {lp.Variables:N0} variables, {lp.Constraints:N0} rows): {lp.Seconds:F1} s, optimum {lp.ObjectiveUsd:N2} USD");
         foreach (var (name, v) in values)
             output.WriteLine($"  {name,-20} value {v.ValueMicroUsd / 1e6,16:N2} USD = AI {v.AiRevenueMicroUsd / 1e6:N0} + mining {v.MiningRevenueMicroUsd / 1e6:N0} − energy {v.EnergyCostMicroUsd / 1e6:N0} − 4CP {v.PeakChargeMicroUsd / 1e6:N0} − wear {v.WearMicroUsd / 1e6:N0}; "
-                + $"unserved {v.UnservedUnits:N0}, latency violations {v.LatencyBoundViolations:N0}, capacity {v.CapacityViolations}, interconnect {v.InterconnectViolations}");
+                + $"unserved {v.UnservedUnits:N0}, latency violations {v.LatencyBoundViolations:N0}, capacity {v.CapacityViolations}, interconnect {v.InterconnectViolations}; "
+                + string.Join(", ", v.Sites.Select((site, s) => $"{scenario.Sites[s].Name} {site.ValueMicroUsd / 1e6:N0}")));
 
         long lpValue = values["lp"].ValueMicroUsd, ours = values["power-aware"].ValueMicroUsd, baseline = values["latency-only"].ValueMicroUsd;
         double captured = lpValue == baseline ? 0 : (double)(ours - baseline) / (lpValue - baseline);

@@ -18,6 +18,16 @@ public sealed record FleetSite(SiteProblem Problem, int Region, int[] NodeUnits,
     /// <summary>The site's name.</summary>
     public string Name => Problem.Name;
 
+    /// <summary>
+    /// The same site from an earlier start to the end of <see cref="Problem"/> (its last <see cref="SiteProblem.Count"/>
+    /// intervals are <see cref="Problem"/>'s), or null. A real-time controller is run through the history first, as a live
+    /// site's controller has lived through it: its 4CP forecaster learns the system load and its own errors as it goes.
+    /// </summary>
+    public SiteProblem? History { get; init; }
+
+    /// <summary>Intervals of <see cref="History"/> before the fleet's horizon (0 without a history).</summary>
+    public int HistoryIntervals => History is null ? 0 : History.Count - Problem.Count;
+
     /// <summary>The flexible units the site's nodes serve at most in one interval.</summary>
     public int CapacityUnits => NodeUnits.Sum();
 }
@@ -85,6 +95,8 @@ public sealed class FleetScenario
         {
             if (s.Problem.Count != Count || s.Problem.IntervalMinutes != IntervalMinutes)
                 throw new ArgumentException($"Site {s.Name} has {s.Problem.Count} intervals of {s.Problem.IntervalMinutes} min; the fleet has {Count} of {IntervalMinutes}.");
+            if (s.History is { } h && (h.Count < s.Problem.Count || h.IntervalStartUtc(s.HistoryIntervals) != s.Problem.StartUtc))
+                throw new ArgumentException($"Site {s.Name}'s history does not end with its horizon.");
             if ((uint)s.Region >= (uint)Matrix.Count) throw new ArgumentException($"Site {s.Name} names region {s.Region}, outside the matrix.");
             if (s.NodeUnits.Length == 0 || s.NodeUnits.Any(u => u < 1)) throw new ArgumentException($"Site {s.Name} needs nodes of at least one unit each.");
             // A site whose AI load alone could pass the interconnect cannot keep the "AI is never curtailed" rule.

@@ -46,6 +46,8 @@ public sealed record FleetOptions
 /// <remarks>
 /// <para><b>Alignment.</b> The sites' years differ; each site's horizon starts at the same UTC month, day and hour of its own
 /// year, so interval <c>t</c> is the same hour of the year at every site (and each keeps its own year's hashprice).</para>
+/// <para><b>History.</b> Each site keeps its year's data from its first interval to the horizon's end
+/// (<see cref="FleetSite.History"/>): its controller runs through it before the fleet starts.</para>
 /// <para><b>Regions.</b> ERCOT West and CAISO SP-15 sit in <c>dallas</c>, JEPX Tokyo in <c>tokyo</c>: the latency data
 /// (IBM Cloud) has no region west of Dallas in North America, so Dallas is the nearest for Los Angeles too.</para>
 /// <para><b>Demand.</b> Every region of the matrix has customers. Region <c>r</c> gets a seeded weight <c>w ∈ [0.5, 1.5]</c>
@@ -95,7 +97,10 @@ public static class FleetScenarioBuilder
             unitRevenueUsd = options.GpusPerUnit * (double)gpu.RevenuePerGpuHourUsd * year.IntervalHours;
             int perNode = options.InferenceGpusPerSite / options.GpusPerUnit / options.NodesPerSite;
             if (!matrix.TryGetRegion(Sites[i].Region, out int region)) throw new InvalidOperationException($"No region {Sites[i].Region} in the latency data.");
-            sites[i] = new FleetSite(year.Slice(first, count), region, Enumerable.Repeat(perNode, options.NodesPerSite).ToArray(), built.Config.Controller);
+            sites[i] = new FleetSite(year.Slice(first, count), region, Enumerable.Repeat(perNode, options.NodesPerSite).ToArray(), built.Config.Controller)
+            {
+                History = year.Slice(0, first + count),
+            };
         }
 
         int n = sites[0].Problem.Count;

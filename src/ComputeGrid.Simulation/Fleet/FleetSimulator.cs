@@ -11,7 +11,9 @@ namespace ComputeGrid.Simulation.Fleet;
 /// <param name="CountDisplacedMining">The published price counts the mining a unit displaces at a full interconnect.</param>
 /// <param name="Controller">Each site's real-time controller (<see cref="PredictiveController"/>) runs its miners; otherwise
 /// every miner runs whenever the limits allow (<see cref="AlwaysOnPolicy"/>).</param>
-public sealed record FleetPolicy(string Name, RouteSort Sort, bool PublishPower, bool CountDisplacedMining, bool Controller)
+/// <param name="Reserve">A unit that other sites could serve within its bound skips a site whose free slots are down to what
+/// the classes only that site can serve asked for in the last interval (the gateway's reserve; it knows no power).</param>
+public sealed record FleetPolicy(string Name, RouteSort Sort, bool PublishPower, bool CountDisplacedMining, bool Controller, bool Reserve = true)
 {
     /// <summary>Power-blind: the nearest node within the bound, miners always on (what nothing that knows power does).</summary>
     public static FleetPolicy LatencyOnly { get; } = new("latency-only", RouteSort.Latency, false, false, false);
@@ -81,8 +83,10 @@ public static class FleetSimulator
         }
         var router = new Router(registry);
 
-        // Each site's controller sees its own copy of the problem, whose AI load it is told as the fleet runs.
+        // Each site's controller sees its own copy of the problem (from the start of its history), whose AI load it is
+        // told as the fleet runs; it lives through the history first, beside the firm load only.
         var views = new SiteProblem[sites];
+        var offset = new int[sites];
         var policies = new IDispatchPolicy[sites];
         var publishers = new SitePowerPublisher[sites];
         var previous = new int[sites][];
@@ -90,13 +94,37 @@ public static class FleetSimulator
         for (int s = 0; s < sites; s++)
         {
             FleetSite site = scenario.Sites[s];
-            views[s] = FleetAccounting.WithAiLoad(site.Problem, (double[])site.Problem.AiItKw.Clone(), site.Problem.AiRevenueUsd);
+            SiteProblem basis = site.History ?? site.Problem;
+            offset[s] = site.HistoryIntervals;
+            views[s] = FleetAccounting.WithAiLoad(basis, (double[])basis.AiItKw.Clone(), basis.AiRevenueUsd);
             policies[s] = policy.Controller ? new PredictiveController(site.Controller) : new AlwaysOnPolicy();
             policies[s].Reset(views[s]);
-            publishers[s] = new SitePowerPublisher(site, scenario.UnitItKw, TokensPerUnit, policy.CountDisplacedMining);
-            previous[s] = (int[])site.Problem.InitialRunning.Clone();
+            publishers[s] = new SitePowerPublisher(views[s], scenario.UnitItKw, TokensPerUnit, policy.CountDisplacedMining);
             running[s] = new int[site.Problem.Groups.Length];
+            previous[s] = (int[])basis.InitialRunning.Clone();
+            for (int k = 0; k < offset[s]; k++)
+            {
+                policies[s].Decide(new RealTimeView(views[s], k, previous[s]), running[s]);
+                DispatchLimits.Enforce(views[s], k, previous[s], running[s]);
+                running[s].CopyTo(previous[s], 0);
+            }
+            // The horizon starts from the scenario's state, as the LP does.
+            previous[s] = (int[])site.Problem.InitialRunning.Clone();
         }
+
+        // A class that only one site can serve within its bound, and what each site keeps free for such classes: as
+        // many units as they asked for in the last interval (the gateway knows only the past).
+        var onlySite = new int[classes];
+        for (int c = 0; c < classes; c++)
+        {
+            onlySite[c] = -1;
+            for (int s = 0, eligible = 0; s < sites; s++)
+                if (scenario.Eligible(c, s) && ++eligible == 1) onlySite[c] = s;
+                else if (scenario.Eligible(c, s)) onlySite[c] = -1;
+        }
+        var reserve = new int[sites];
+        var reserveUsed = new int[sites];
+        var capacity = scenario.Sites.Select(x => x.CapacityUnits).ToArray();
 
         var preferences = new RoutingPreferences[classes];
         for (int c = 0; c < classes; c++)
@@ -117,7 +145,7 @@ public static class FleetSimulator
             for (int s = 0; s < sites && policy.PublishPower; s++)
             {
                 bool guard = policies[s] is PredictiveController pc && pc.PeakGuardActive;
-                NodePowerState state = publishers[s].State(t, previous[s], guard);
+                NodePowerState state = publishers[s].State(offset[s] + t, previous[s], guard);
                 for (int i = 0; i < handles.Length; i++)
                     if (siteOfNode[i] == s) registry.PublishPower(registrations[i].NodeId, state);
             }
@@ -132,22 +160,30 @@ public static class FleetSimulator
                 (arrivals[i], arrivals[j]) = (arrivals[j], arrivals[i]);
             }
             Array.Clear(units);
+            Array.Clear(reserveUsed);
             foreach (int c in arrivals)
             {
                 decisions++;
                 var decision = router.Choose(new RouteRequest(scenario.Classes[c].Region, Model, preferences[c]), ranked);
-                bool placed = false;
-                for (int i = 0; i < decision.Count && !placed; i++)
-                {
-                    if (!registry.TryAcquire(ranked[i])) continue;
-                    int s = siteOfSlot[ranked[i].Slot];
-                    held[nodeOfSlot[ranked[i].Slot]]++;
-                    dispatch.Served[s][c][t]++;
-                    units[s]++;
-                    placed = true;
-                }
-                if (!placed) unrouted++;
+                int placedAt = -1;
+                // First pass: a unit with somewhere else to go leaves a site's reserve alone; second pass: anywhere it fits.
+                for (int pass = policy.Reserve && onlySite[c] < 0 ? 0 : 1; pass < 2 && placedAt < 0; pass++)
+                    for (int i = 0; i < decision.Count && placedAt < 0; i++)
+                    {
+                        int s = siteOfSlot[ranked[i].Slot];
+                        if (pass == 0 && capacity[s] - units[s] <= Math.Max(0, reserve[s] - reserveUsed[s])) continue;
+                        if (!registry.TryAcquire(ranked[i])) continue;
+                        held[nodeOfSlot[ranked[i].Slot]]++;
+                        placedAt = s;
+                    }
+                if (placedAt < 0) { unrouted++; continue; }
+                dispatch.Served[placedAt][c][t]++;
+                units[placedAt]++;
+                if (onlySite[c] >= 0) reserveUsed[placedAt]++;
             }
+            Array.Clear(reserve);
+            for (int c = 0; c < classes; c++)
+                if (onlySite[c] >= 0) reserve[onlySite[c]] += scenario.Demand[c][t];
             for (int i = 0; i < held.Length; i++)
             {
                 for (; held[i] > 0; held[i]--) registry.Release(handles[i]);
@@ -159,9 +195,9 @@ public static class FleetSimulator
                 SiteProblem firm = scenario.Sites[s].Problem, view = views[s];
                 double flexKw = units[s] * scenario.UnitItKw;
                 int until = Math.Min(n, t + forecastIntervals);
-                for (int k = t; k < until; k++) view.AiItKw[k] = firm.AiItKw[k] + flexKw;
-                policies[s].Decide(new RealTimeView(view, t, previous[s]), running[s]);
-                DispatchLimits.Enforce(view, t, previous[s], running[s]);
+                for (int k = t; k < until; k++) view.AiItKw[offset[s] + k] = firm.AiItKw[k] + flexKw;
+                policies[s].Decide(new RealTimeView(view, offset[s] + t, previous[s]), running[s]);
+                DispatchLimits.Enforce(view, offset[s] + t, previous[s], running[s]);
                 for (int g = 0; g < running[s].Length; g++) dispatch.Running[s][g][t] = running[s][g];
                 running[s].CopyTo(previous[s], 0);
             }

@@ -19,21 +19,23 @@ namespace ComputeGrid.Simulation.Fleet;
 /// </remarks>
 public sealed class SitePowerPublisher
 {
-    private readonly FleetSite _site;
+    private readonly SiteProblem _site;
     private readonly double _peakWeightUsdPerKw;
     private readonly long _milliJoulesPer1kTokens;
 
     /// <summary>A publisher for <paramref name="site"/>.</summary>
-    /// <param name="site">The site.</param>
+    /// <param name="site">The site as its controller sees it: the AI load of an interval about to be routed is the firm
+    /// load plus the flexible load it carries now (the live site's measured load), so the units already there count
+    /// against the headroom.</param>
     /// <param name="unitItKw">A unit's IT power (kW).</param>
     /// <param name="tokensPerUnit">Tokens one unit serves (the router prices power per 1,000 tokens).</param>
     /// <param name="countDisplacedMining">Publish the displaced mining revenue as the marginal cost at a full interconnect.</param>
-    public SitePowerPublisher(FleetSite site, double unitItKw, long tokensPerUnit, bool countDisplacedMining)
+    public SitePowerPublisher(SiteProblem site, double unitItKw, long tokensPerUnit, bool countDisplacedMining)
     {
         ArgumentNullException.ThrowIfNull(site);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(tokensPerUnit);
         _site = site;
-        SiteProblem p = site.Problem;
+        SiteProblem p = site;
         UnitItKw = unitItKw;
         CountDisplacedMining = countDisplacedMining;
         // The tariff's weight per interval of a peak hour (USD per kW), as the peak-charge series holds it.
@@ -57,7 +59,7 @@ public sealed class SitePowerPublisher
     /// <param name="peakGuard">True while the site's controller holds miners off for 4CP risk (as decided last).</param>
     public NodePowerState State(int t, ReadOnlySpan<int> previousRunning, bool peakGuard)
     {
-        SiteProblem p = _site.Problem;
+        SiteProblem p = _site;
         int known = Math.Min(p.PricesKnownUntil(t), t + 1) - 1; // the interval's own price when published already, else the last
         double price = known >= 0 ? p.PriceUsdPerMwh[known] : 0;
         if (peakGuard) price += _peakWeightUsdPerKw * 1000.0 / p.IntervalHours;
