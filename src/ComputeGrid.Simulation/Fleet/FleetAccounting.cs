@@ -46,8 +46,11 @@ public sealed record FleetValue(
     /// <summary>The fleet's value: AI revenue − energy cost − peak charge + mining revenue − wear, micro-USD.</summary>
     public long ValueMicroUsd => Sum(v => v.ValueMicroUsd);
 
-    /// <summary>True when no latency bound, node capacity or interconnect was broken.</summary>
-    public bool WithinLimits => LatencyBoundViolations == 0 && CapacityViolations == 0 && InterconnectViolations == 0;
+    /// <summary>Site-intervals whose miner ramp broke a ramp limit (<see cref="SiteValue.RampViolations"/>).</summary>
+    public int RampViolations => Sites.Sum(v => v.RampViolations);
+
+    /// <summary>True when no latency bound, node capacity, interconnect or ramp limit was broken.</summary>
+    public bool WithinLimits => LatencyBoundViolations == 0 && CapacityViolations == 0 && InterconnectViolations == 0 && RampViolations == 0;
 }
 
 /// <summary>

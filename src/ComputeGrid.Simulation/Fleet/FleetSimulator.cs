@@ -12,7 +12,8 @@ namespace ComputeGrid.Simulation.Fleet;
 /// <param name="Controller">Each site's real-time controller (<see cref="PredictiveController"/>) runs its miners; otherwise
 /// every miner runs whenever the limits allow (<see cref="AlwaysOnPolicy"/>).</param>
 /// <param name="Reserve">A unit that other sites could serve within its bound skips a site whose free slots are down to what
-/// the classes only that site can serve asked for in the last interval (the gateway's reserve; it knows no power).</param>
+/// the classes only that site can serve asked for in the last interval, plus a quarter (the gateway's reserve; it knows no
+/// power, and a unit goes to a reserved slot when no other node within its bound has one).</param>
 public sealed record FleetPolicy(string Name, RouteSort Sort, bool PublishPower, bool CountDisplacedMining, bool Controller, bool Reserve = true)
 {
     /// <summary>Power-blind: the nearest node within the bound, miners always on (what nothing that knows power does).</summary>
@@ -112,8 +113,8 @@ public static class FleetSimulator
             previous[s] = (int[])site.Problem.InitialRunning.Clone();
         }
 
-        // A class that only one site can serve within its bound, and what each site keeps free for such classes: as
-        // many units as they asked for in the last interval (the gateway knows only the past).
+        // A class that only one site can serve within its bound, and what each site keeps free for such classes: a quarter
+        // more units than they asked for in the last interval (the gateway knows only the past).
         var onlySite = new int[classes];
         for (int c = 0; c < classes; c++)
         {
@@ -184,6 +185,9 @@ public static class FleetSimulator
             Array.Clear(reserve);
             for (int c = 0; c < classes; c++)
                 if (onlySite[c] >= 0) reserve[onlySite[c]] += scenario.Demand[c][t];
+            // A quarter more than last time: demand moves from one interval to the next, and a unit turned away costs its
+            // whole price, a unit sent to a dearer site only the difference in power.
+            for (int s = 0; s < sites; s++) reserve[s] += (reserve[s] + 3) / 4;
             for (int i = 0; i < held.Length; i++)
             {
                 for (; held[i] > 0; held[i]--) registry.Release(handles[i]);
