@@ -152,14 +152,15 @@ serve.SetAction(async (pr, ct) =>
 });
 
 var component = new Argument<string>("component") { Description = "What to measure: ledger, exchange, energy, inference, tokens, chain." };
-component.AcceptOnlyFromAmong("ledger", "exchange", "energy", "inference", "tokens", "chain");
+component.AcceptOnlyFromAmong("ledger", "exchange", "energy", "inference", "tokens", "chain", "fleet");
 var quick = new Option<bool>("--quick") { Description = "A shorter run (under 30 seconds)." };
 var workDir = new Option<string?>("--work-dir") { Description = "Folder for the benchmark's files (default: a temporary folder)." };
 var benchPrices = new Option<string?>("--prices") { Description = "energy: a 15-minute hub price file of the shared ERCOT format, instead of the reference site's." };
 var benchPriceColumn = new Option<string?>("--price-column") { Description = "energy: the price column to use (e.g. 'West LMP')." };
 var benchLoad = new Option<string?>("--load") { Description = "energy: an hourly native-load file of the shared ERCOT format." };
 var benchOnly = new Option<string?>("--only") { Description = "exchange: run one part alone ('restart': the restart after N orders)." };
-var bench = new Command("bench", "Run a benchmark; the last line printed is one JSON object.") { component, quick, workDir, benchPrices, benchPriceColumn, benchLoad, benchOnly };
+var benchSeed = new Option<int?>("--seed") { Description = "fleet: the seed of the demand and the request order (default 1)." };
+var bench = new Command("bench", "Run a benchmark; the last line printed is one JSON object.") { component, quick, workDir, benchPrices, benchPriceColumn, benchLoad, benchOnly, benchSeed };
 bench.SetAction(async (pr, ct) => pr.GetValue(component) switch
 {
     "ledger" => await LedgerBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, ct),
@@ -167,6 +168,7 @@ bench.SetAction(async (pr, ct) => pr.GetValue(component) switch
     "inference" => await InferenceBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, ct),
     "energy" => EnergyBench.Run(pr.GetValue(quick), pr.GetValue(benchPrices), pr.GetValue(benchPriceColumn), pr.GetValue(benchLoad), Console.Out),
     "tokens" => TokensBench.Run(pr.GetValue(quick), Console.Out),
+    "fleet" => FleetBench.Run(pr.GetValue(quick), pr.GetValue(benchSeed), Console.Out),
     "chain" => await ChainBench.RunAsync(pr.GetValue(quick), pr.GetValue(workDir), Console.Out, Console.Error, ct),
     var c => CliDefaults.Fail($"unknown benchmark '{c}'"),
 });
