@@ -228,7 +228,7 @@ internal sealed class ShareDepositFunction : FunctionMessage
 [Function("distribute")]
 internal sealed class DistributeFunction : FunctionMessage
 {
-    [Parameter("uint256", "amount", 1)] public BigInteger Amount { get; set; }
+    [Parameter("uint256", "revenueTotal", 1)] public BigInteger RevenueTotal { get; set; }
 }
 
 [Function("claim", "uint256")]
@@ -264,6 +264,14 @@ internal sealed class ShareDepositedEvent : IEventDTO
     [Parameter("address", "holder", 1, true)] public string Holder { get; set; } = "";
     [Parameter("bytes32", "account", 2, true)] public byte[] Account { get; set; } = [];
     [Parameter("uint256", "shares", 3, false)] public BigInteger Shares { get; set; }
+}
+
+[Event("Distributed")]
+internal sealed class ShareDistributedEvent : IEventDTO
+{
+    [Parameter("uint256", "revenue", 1, false)] public BigInteger Revenue { get; set; }
+    [Parameter("uint256", "pulled", 2, false)] public BigInteger Pulled { get; set; }
+    [Parameter("uint256", "revenueTotal", 3, false)] public BigInteger RevenueTotal { get; set; }
 }
 
 // ---- StateRootAnchor ----

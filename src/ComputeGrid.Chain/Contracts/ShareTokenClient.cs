@@ -26,9 +26,13 @@ public sealed class ShareTokenClient(IWeb3 web3, string address)
     public Task<ChainReceipt> TransferAsync(string to, long shares) =>
         SendAsync(web3, Address, new TransferFunction { To = to, Value = FromMicro(shares, nameof(shares)) });
 
-    /// <summary>Records <paramref name="nodeRevenue"/> micro-USD of the node's revenue and pulls the on-chain holders' part from the operator (operator only, needs its allowance).</summary>
-    public Task<ChainReceipt> DistributeAsync(long nodeRevenue) =>
-        SendAsync(web3, Address, new DistributeFunction { Amount = FromMicro(nodeRevenue, nameof(nodeRevenue)) });
+    /// <summary>
+    /// Brings the token's R up to <paramref name="revenueTotal"/>, the node's revenue so far (micro-USD), and pulls the
+    /// on-chain holders' part from the operator (operator only, needs its allowance). A total, not an increment: sent
+    /// again (or at or below R) it mines and changes nothing.
+    /// </summary>
+    public Task<ChainReceipt> DistributeAsync(long revenueTotal) =>
+        SendAsync(web3, Address, new DistributeFunction { RevenueTotal = FromMicro(revenueTotal, nameof(revenueTotal)) });
 
     /// <summary>Pays the sender what it is owed.</summary>
     public Task<ChainReceipt> ClaimAsync() => SendAsync(web3, Address, new ClaimFunction());
@@ -56,6 +60,21 @@ public sealed class ShareTokenClient(IWeb3 web3, string address)
     /// <summary>R: the node revenue distributed so far.</summary>
     public async Task<long> RevenueAsync() =>
         ToMicro(await QueryAsync<RevenueFunction, BigInteger>(web3, Address, new()).ConfigureAwait(false));
+
+    /// <summary>
+    /// R as it stood at log <paramref name="logIndex"/> of block <paramref name="blockNumber"/> (a burn's R): R after the
+    /// block before, raised by any <c>Distributed</c> earlier in the same block.
+    /// </summary>
+    public async Task<long> RevenueAtAsync(long blockNumber, long logIndex)
+    {
+        BigInteger r = blockNumber == 0 ? 0 : await web3.Eth.GetContractQueryHandler<RevenueFunction>()
+            .QueryAsync<BigInteger>(Address, new RevenueFunction(), new BlockParameter((ulong)(blockNumber - 1))).ConfigureAwait(false);
+        var evt = web3.Eth.GetEvent<ShareDistributedEvent>(Address);
+        var block = new BlockParameter((ulong)blockNumber);
+        foreach (var l in await evt.GetAllChangesAsync(evt.CreateFilterInput(block, block)).ConfigureAwait(false))
+            if ((long)l.Log.LogIndex.Value < logIndex && l.Event.RevenueTotal > r) r = l.Event.RevenueTotal;
+        return ToMicro(r);
+    }
 
     /// <summary>True when <paramref name="mintId"/> was minted (in the chain as it is now: a reorg can take a mint back).</summary>
     public Task<bool> MintedAsync(string mintId) =>
