@@ -35,10 +35,11 @@ public enum ShareWithdrawalOutcome
 /// again, one the token refuses for good moves the shares back. Deposit: the token's <c>Deposited</c> logs are read
 /// after the confirmations, recorded by (token, tx hash, log index), and each moves its shares from the custody holder
 /// to the named account's principal once.</para>
-/// <para>Exactly once without ids in the exchange: every custody move runs under one gate, one at a time, and the store
-/// keeps what the custody holder holds once every applied row is counted (updated in the same transaction as the row).
-/// Before a move the exchange is read: custody at the count means not applied (send it), at the count plus the move
-/// means applied before a crash (only record it); anything else breaks the invariant and throws.</para>
+/// <para>Exactly once without ids in the exchange: every custody move runs under one gate, one at a time, is marked
+/// pending in the store before it is sent and recorded (with the count of what custody holds and the ledger's R it was
+/// applied at) after. A pending move found at the next move of the node is resolved by reading the exchange: custody at
+/// the count plus the move means applied before a crash (record it), at the count means not (forget it); anything else
+/// breaks the invariant and throws. See ShareBridge.Custody.cs.</para>
 /// <para>Revenue (the ordering rule): the token's R (node revenue distributed) only ever catches up with the ledger's
 /// pool revenue, never passes it, and it catches up right before every mint (and at every pass). So a share earns on
 /// chain over an interval of R inside the interval it earns for the custody holder in the ledger: minted at R ≥ the
@@ -46,9 +47,10 @@ public enum ShareWithdrawalOutcome
 /// Hence Σ on-chain n_h ≤ the custody holder's n in the ledger, and what <c>distribute</c> pulls (floor(Σ n_h / S)) never
 /// exceeds the custody holder's ledger entitlement: each pass claims exactly the token's <c>pulled</c> total for the
 /// custody holder and pays it out of <see cref="AccountCode.ChainCustody"/> (the server's stablecoin the token pulled).
-/// The custody holder's remaining owed revenue is the revenue of shares in transit (between the ledger move and the mint,
-/// between the burn and the ledger move) plus rounding: it stays in the pool, so ledger entitlements + on-chain
-/// entitlements + both carries + that remainder = the node's revenue, to the micro-unit.</para>
+/// The custody holder's other owed revenue is the revenue of shares in transit (between the ledger move and the mint,
+/// between the burn and the ledger move): it is claimed too and paid to the withdrawer (the depositor) once, so what stays
+/// owed is rounding: ledger entitlements + on-chain entitlements + both carries + transit paid + that remainder = the
+/// node's revenue, to the micro-unit.</para>
 /// </summary>
 public sealed partial class ShareBridge(ChainConnection chain, LedgerEngine ledger, ExchangeHost exchange, ShareRevenue revenue, BridgeStore store, BridgeOptions options,
     Trust.TrustStore trust, TimeProvider time, ILogger<ShareBridge>? log = null)
