@@ -24,7 +24,7 @@ public sealed class ShareTokenTests(AnvilFixture f)
     public async Task On_chain_and_ledger_entitlements_add_up_to_the_node_revenue_to_the_micro_unit()
     {
         var random = new Random(1603);
-        string tokenAddress = await ChainDeployment.DeployShareTokenAsync(f.Chain, AnvilFixture.OperatorKey, ChainTestKit.Bytes32(random), "Node 77 shares", "N77", NodeSupply);
+        string tokenAddress = (await ChainDeployment.DeployShareTokenAsync(f.Chain, AnvilFixture.OperatorKey, ChainTestKit.Bytes32(random), "Node 77 shares", "N77", NodeSupply)).Address;
         var operatorToken = new ShareTokenClient(f.As(0), tokenAddress);
         StablecoinClient operatorUsdc = f.Stablecoin(0);
         await operatorUsdc.ApproveAsync(tokenAddress, long.MaxValue);
@@ -119,7 +119,7 @@ public sealed class ShareTokenTests(AnvilFixture f)
     public async Task A_holder_claims_what_it_is_owed_once_and_only_the_operator_mints_and_distributes()
     {
         var random = new Random(1604);
-        string tokenAddress = await ChainDeployment.DeployShareTokenAsync(f.Chain, AnvilFixture.OperatorKey, ChainTestKit.Bytes32(random), "Node 78 shares", "N78", 3);
+        string tokenAddress = (await ChainDeployment.DeployShareTokenAsync(f.Chain, AnvilFixture.OperatorKey, ChainTestKit.Bytes32(random), "Node 78 shares", "N78", 3)).Address;
         var operatorToken = new ShareTokenClient(f.As(0), tokenAddress);
         await f.Stablecoin(0).ApproveAsync(tokenAddress, long.MaxValue);
         string mintId = ChainTestKit.Bytes32(random);
@@ -147,7 +147,7 @@ public sealed class ShareTokenTests(AnvilFixture f)
     public async Task The_same_revenue_total_sent_twice_mines_both_times_and_distributes_once()
     {
         var random = new Random(1605);
-        string tokenAddress = await ChainDeployment.DeployShareTokenAsync(f.Chain, AnvilFixture.OperatorKey, ChainTestKit.Bytes32(random), "Node 79 shares", "N79", 3);
+        string tokenAddress = (await ChainDeployment.DeployShareTokenAsync(f.Chain, AnvilFixture.OperatorKey, ChainTestKit.Bytes32(random), "Node 79 shares", "N79", 3)).Address;
         var operatorToken = new ShareTokenClient(f.As(0), tokenAddress);
         StablecoinClient operatorUsdc = f.Stablecoin(0);
         await operatorUsdc.ApproveAsync(tokenAddress, long.MaxValue);

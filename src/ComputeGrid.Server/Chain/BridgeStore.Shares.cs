@@ -63,12 +63,20 @@ public sealed partial class BridgeStore
         }, "SELECT node, address FROM share_tokens WHERE address IS NOT NULL ORDER BY node");
     }
 
-    /// <summary>Records <paramref name="node"/>'s token (the first one recorded stays).</summary>
-    public void InsertShareToken(long node, string address)
+    /// <summary>
+    /// Records <paramref name="node"/>'s token (the first one recorded stays) and starts its deposit cursor at the block it
+    /// was deployed in, <paramref name="deployedAtBlock"/>: no log of it is older.
+    /// </summary>
+    public void InsertShareToken(long node, string address, long deployedAtBlock)
     {
         lock (_lock)
-            Execute(null, "INSERT INTO share_tokens(node, address, custody_shares) VALUES($n,$a,0) ON CONFLICT(node) DO UPDATE SET address=$a WHERE address IS NULL",
+        {
+            using SqliteTransaction tx = _db.BeginTransaction();
+            Execute(tx, "INSERT INTO share_tokens(node, address, custody_shares) VALUES($n,$a,0) ON CONFLICT(node) DO UPDATE SET address=$a WHERE address IS NULL",
                 ("$n", node), ("$a", address));
+            Execute(tx, "INSERT OR IGNORE INTO cursor(name, next_block) VALUES($c,$b)", ("$c", address.ToLowerInvariant()), ("$b", deployedAtBlock));
+            tx.Commit();
+        }
     }
 
     /// <summary>Makes <paramref name="node"/>'s row (custody count 0, no token yet) unless it exists: the count must exist before a custody move is recorded.</summary>

@@ -241,11 +241,11 @@ public sealed partial class ShareBridge(ChainConnection chain, LedgerEngine ledg
         if (supply == 0) throw new InvalidOperationException($"Node {node} has issued no shares.");
         // A crash between the deployment and its record deploys again at the next pass: the first token was never used.
         string symbol = ComputeGrid.Exchange.Instruments.Instrument.NodeSharesSymbol(node);
-        string address = await chain.DeployShareTokenAsync(ShareBridgeIds.NodeBytes32(node), $"ComputeGrid node {node} shares", symbol, supply).ConfigureAwait(false);
+        (string address, long deployedAt) = await chain.DeployShareTokenAsync(ShareBridgeIds.NodeBytes32(node), $"ComputeGrid node {node} shares", symbol, supply).ConfigureAwait(false);
         // distribute pulls the on-chain holders' part from the server's account.
         await chain.Stablecoin.ApproveAsync(address, long.MaxValue).ConfigureAwait(false);
         await ledger.CreateAccountsAsync(new[] { ChartOfAccounts.NewAccount(AccountCode.CustomerBalance, CustodyBalance, Asset.Usd) }, ct).ConfigureAwait(false);
-        store.InsertShareToken(node, address);
+        store.InsertShareToken(node, address, deployedAt);
         log?.LogInformation("Node {Node}'s share token deployed at {Address}", node, address);
         return store.ShareToken(node)!;
     }

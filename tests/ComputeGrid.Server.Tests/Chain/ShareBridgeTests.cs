@@ -97,6 +97,10 @@ public sealed class ShareBridgeTests
         await h.Shares.ProcessAsync(); // deploy the node's token and mint: its revenue first catches up with the ledger's
         string token = h.App.Services.GetRequiredService<BridgeStore>().ShareToken(node)!;
         var tokenClient = new ShareTokenClient(h.Chain.Web3, token);
+        // Its deposits are read from the block it was deployed in, not from block 0.
+        long tokenFrom = h.App.Services.GetRequiredService<BridgeStore>().NextBlock(token)!.Value;
+        Assert.Equal("0x", await BridgeTests.CodeAtAsync(h, token, tokenFrom - 1));
+        Assert.NotEqual("0x", await BridgeTests.CodeAtAsync(h, token, tokenFrom));
         Assert.Equal(120, await tokenClient.BalanceOfAsync(to));
         Assert.Equal(revenueTotal, await tokenClient.RevenueAsync());
         chainBook.Move(X, dev6, 120);
