@@ -20,7 +20,7 @@ public sealed class ShareTokenClient(IWeb3 web3, string address)
 
     /// <summary>Burns the sender's <paramref name="shares"/> to credit ledger account <paramref name="account"/>.</summary>
     public Task<ChainReceipt> DepositAsync(long shares, string account) =>
-        SendAsync(web3, Address, new ShareDepositFunction { Shares = FromMicro(shares, nameof(shares)), Account = Bytes32(account, nameof(account)) });
+        SendAsync(web3, Address, new DepositFunction { Amount = FromMicro(shares, nameof(shares)), Account = Bytes32(account, nameof(account)) });
 
     /// <summary>Transfers the sender's shares.</summary>
     public Task<ChainReceipt> TransferAsync(string to, long shares) =>
@@ -81,14 +81,5 @@ public sealed class ShareTokenClient(IWeb3 web3, string address)
         QueryAsync<MintedFunction, bool>(web3, Address, new() { MintId = Bytes32(mintId, nameof(mintId)) });
 
     /// <summary>Shares deposited back to the ledger in blocks <paramref name="fromBlock"/>..<paramref name="toBlock"/>.</summary>
-    public async Task<IReadOnlyList<ChainDeposit>> GetDepositsAsync(long fromBlock, long toBlock)
-    {
-        var evt = web3.Eth.GetEvent<ShareDepositedEvent>(Address);
-        var logs = await evt.GetAllChangesAsync(evt.CreateFilterInput(new BlockParameter((ulong)fromBlock), new BlockParameter((ulong)toBlock))).ConfigureAwait(false);
-        return logs
-            .Select(l => new ChainDeposit(l.Log.TransactionHash, (long)l.Log.LogIndex.Value, (long)l.Log.BlockNumber.Value, l.Log.BlockHash,
-                l.Event.Holder, Hex(l.Event.Account), ToMicro(l.Event.Shares)))
-            .OrderBy(d => d.BlockNumber).ThenBy(d => d.LogIndex)
-            .ToList();
-    }
+    public Task<IReadOnlyList<ChainDeposit>> GetDepositsAsync(long fromBlock, long toBlock) => DepositsAsync(web3, Address, fromBlock, toBlock);
 }
