@@ -201,6 +201,44 @@ public sealed class ShareBridgeTests
         Assert.Equal(revenueTotal, (await revenue.PoolAsync((ulong)node, CancellationToken.None))!.Revenue);
     }
 
+    [Fact]
+    public async Task A_move_applied_before_a_crash_is_recorded_as_its_own_even_when_another_withdrawal_of_the_same_size_comes_first()
+    {
+        await using BridgeHarness h = await BridgeHarness.StartAsync();
+        ExchangeSeed seed = await TestServer.SeedExchangeAsync(h.Operator, ("H100", "frankfurt"));
+        Party provider = seed.Provider, holder = seed.Poor;
+        long node = seed.Nodes[("H100", "frankfurt")];
+        await ApiTestHelpers.OkAsync(await h.Operator.PostSnakeAsync($"/api/shares/issuers/{provider.Id}", new { }));
+        Assert.Equal(HttpStatusCode.Created, (await provider.Http.PostSnakeAsync("/api/shares", new { node_id = node, supply = Supply })).StatusCode);
+        await ApiTestHelpers.OkAsync(await provider.Http.PostSnakeAsync($"/api/shares/{node}/transfers", new { to = holder.Id, shares = 300 }));
+
+        // The holder's 10 moved to custody, then a crash before the record: the move is pending, the count behind.
+        HttpResponseMessage first = await ShareWithdrawAsync(holder.Http, node, 10, BridgeHarness.Address(6), "a");
+        string a = (await BridgeHarness.JsonAsync(first)).GetProperty("id").GetString()!;
+        await h.StopServerAsync();
+        Rewind(h.Dir, $"UPDATE share_withdrawals SET state=0 WHERE id='{a}'", "UPDATE share_tokens SET custody_shares=0",
+            $"DELETE FROM share_custody_moves WHERE source='{a}'", $"INSERT INTO share_custody_pending(node, source, delta) VALUES({node}, '{a}', 10)");
+        await h.StartServerAsync();
+
+        // The provider's withdrawal of the same 10 arrives first: custody at the count + 10 is the holder's pending move,
+        // recorded as such; the provider's 10 then move too. (Read by size alone, the provider's would pass as done.)
+        using HttpClient providerNow = TestServer.Client(h.Operator.BaseAddress!.ToString(), provider.Key); // the restart listens on a new port
+        HttpResponseMessage second = await ShareWithdrawAsync(providerNow, node, 10, BridgeHarness.Address(7), "b");
+        Assert.Equal(HttpStatusCode.Accepted, second.StatusCode);
+        string b = (await BridgeHarness.JsonAsync(second)).GetProperty("id").GetString()!;
+        await h.Shares.ProcessAsync();
+        BridgeStore store = h.App.Services.GetRequiredService<BridgeStore>();
+        Assert.Equal((10L, 10L), (store.CustodyMoveOf(a)!.Delta, store.CustodyMoveOf(b)!.Delta));
+        Assert.Equal(20, store.CustodyShares(node));
+        Assert.Equal(20, await ShareHoldingAsync(h, ShareBridge.CustodyHolder, node));
+        Assert.Equal(290, await ShareHoldingAsync(h, holder.Id, node));
+        Assert.Equal(690, await ShareHoldingAsync(h, provider.Id, node));
+        Assert.Null(store.PendingCustodyMove(node));
+    }
+
+    private static Task<long> ShareHoldingAsync(BridgeHarness h, ulong who, long node) =>
+        h.App.Services.GetRequiredService<ComputeGrid.Exchange.Pipeline.ExchangeHost>().ReadAsync(v => v.HoldingOf((long)who, node).Total, CancellationToken.None);
+
     private static async Task<HttpResponseMessage> ShareWithdrawAsync(HttpClient who, long node, long shares, string to, string key)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/api/chain/share-withdrawals") { Content = JsonContent.Create(new { node, shares, to }, options: TestServer.Json) };
