@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: UNLICENSED
 pragma solidity ^0.8.24;
 
+import "./Erc20.sol";
 import "./IStablecoin.sol";
 
 /// @title NodeShareToken: one node's shares on chain, paying their holders the node's revenue.
@@ -15,7 +16,7 @@ import "./IStablecoin.sol";
 /// entitlements for the same holdings, so the ledger's bridge holder (owning the on-chain supply) is owed
 /// floor(sum n_h / S), which is what distribute() pulls; the sum of the floors falls short of it by less than the
 /// number of holders, the carry that stays here, as in the ledger's pool. Nothing is created or lost.
-contract NodeShareToken {
+contract NodeShareToken is Erc20 {
     string public name;
     string public symbol;
     uint8 public constant decimals = 0;
@@ -25,10 +26,6 @@ contract NodeShareToken {
     bytes32 public immutable node;
     /// @notice S: every share the node issued, the denominator of revenue per share.
     uint256 public immutable nodeSupply;
-
-    uint256 public totalSupply;
-    mapping(address => uint256) public balanceOf;
-    mapping(address => mapping(address => uint256)) public allowance;
 
     /// @notice R: the node's revenue (all holders', micro-USD) distributed so far.
     uint256 public revenue;
@@ -40,8 +37,6 @@ contract NodeShareToken {
     mapping(address => uint256) public claimed;
     mapping(bytes32 => bool) public minted;
 
-    event Transfer(address indexed from, address indexed to, uint256 value);
-    event Approval(address indexed owner, address indexed spender, uint256 value);
     event Deposited(address indexed holder, bytes32 indexed account, uint256 shares);
     event Distributed(uint256 revenue, uint256 pulled, uint256 revenueTotal);
     event Claimed(address indexed holder, uint256 amount);
@@ -60,32 +55,6 @@ contract NodeShareToken {
     modifier onlyOperator() {
         require(msg.sender == operator, "only operator");
         _;
-    }
-
-    // ---- ERC-20 ----
-
-    function transfer(address to, uint256 value) external returns (bool) {
-        _transfer(msg.sender, to, value);
-        return true;
-    }
-
-    function approve(address spender, uint256 value) external returns (bool) {
-        require(spender != address(0), "approve to zero");
-        allowance[msg.sender][spender] = value;
-        emit Approval(msg.sender, spender, value);
-        return true;
-    }
-
-    function transferFrom(address from, address to, uint256 value) external returns (bool) {
-        uint256 allowed = allowance[from][msg.sender];
-        if (allowed != type(uint256).max) {
-            require(allowed >= value, "allowance exceeded");
-            unchecked {
-                allowance[from][msg.sender] = allowed - value;
-            }
-        }
-        _transfer(from, to, value);
-        return true;
     }
 
     // ---- bridge ----
@@ -120,17 +89,20 @@ contract NodeShareToken {
 
     // ---- revenue ----
 
-    /// @notice Records `amount` micro-USD of node revenue (the whole node's, as the ledger's R grows) and pulls from
-    /// the operator the part now owed to on-chain holders (needs the operator's allowance).
-    function distribute(uint256 amount) external onlyOperator {
-        require(amount > 0, "zero revenue");
-        revenue += amount;
-        require(revenue <= type(uint128).max, "revenue overflow");
+    /// @notice Brings R up to `revenueTotal` micro-USD, the node's whole revenue so far as the ledger counts it, and
+    /// pulls from the operator the part now owed to on-chain holders (needs the operator's allowance). A total, not an
+    /// increment: the same total sent twice (a resend after a crash, both mined) changes nothing the second time, so R
+    /// never passes the ledger's. A total at or below R is a no-op that emits nothing.
+    function distribute(uint256 revenueTotal) external onlyOperator {
+        if (revenueTotal <= revenue) return;
+        require(revenueTotal <= type(uint128).max, "revenue overflow");
+        uint256 amount = revenueTotal - revenue;
+        revenue = revenueTotal;
         uint256 target = _earnedTotal() / nodeSupply;
         uint256 due = target - pulled;
         pulled = target;
         if (due > 0) require(stablecoin.transferFrom(msg.sender, address(this), due), "transfer failed");
-        emit Distributed(amount, due, revenue);
+        emit Distributed(amount, due, revenueTotal);
     }
 
     function accumulativeDividendOf(address holder) public view returns (uint256) {
@@ -158,18 +130,11 @@ contract NodeShareToken {
 
     // ---- internals ----
 
-    function _transfer(address from, address to, uint256 value) private {
-        require(to != address(0), "transfer to zero");
-        uint256 balance = balanceOf[from];
-        require(balance >= value, "balance exceeded");
-        unchecked {
-            balanceOf[from] = balance - value;
-        }
-        balanceOf[to] += value;
+    // A transfer moves what the shares earned so far with them, so neither side's n_h jumps.
+    function _afterTransfer(address from, address to, uint256 value) internal override {
         int256 moved = _earnedBy(value);
         _corrections[from] += moved;
         _corrections[to] -= moved;
-        emit Transfer(from, to, value);
     }
 
     // R * shares as a signed correction; R < 2^128 and shares <= S < 2^64 keep it far inside int256.

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: UNLICENSED
 pragma solidity ^0.8.24;
 
+import "./Erc20.sol";
+
 /// @title TestUSDC: ComputeGrid's 6-decimal test stablecoin.
 /// @notice ERC-20 with EIP-2612 permit and EIP-3009 transfer/receive/cancel authorizations, the calls the official
 /// x402 `exact` EVM scheme makes (both the v,r,s and the `bytes signature` overloads). The EIP-712 domain is
 /// (name(), version(), chain id, this contract), published by `eip712Domain()` (EIP-5267): a client that signs with
 /// another domain gets "invalid signature", so the server pins it by a test against DOMAIN_SEPARATOR().
 /// Signatures are EOA only (ecrecover, low-s enforced); EIP-1271 contract wallets are not accepted.
-contract TestUSDC {
+contract TestUSDC is Erc20 {
     string public constant name = "ComputeGrid USD";
     string public constant symbol = "cgUSD";
     string public constant version = "1";
@@ -34,14 +36,9 @@ contract TestUSDC {
     uint256 private immutable _cachedChainId;
     bytes32 private immutable _cachedDomainSeparator;
 
-    uint256 public totalSupply;
-    mapping(address => uint256) public balanceOf;
-    mapping(address => mapping(address => uint256)) public allowance;
     mapping(address => uint256) public nonces;
     mapping(address => mapping(bytes32 => bool)) private _authorizationUsed;
 
-    event Transfer(address indexed from, address indexed to, uint256 value);
-    event Approval(address indexed owner, address indexed spender, uint256 value);
     event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
     event AuthorizationCanceled(address indexed authorizer, bytes32 indexed nonce);
 
@@ -51,29 +48,7 @@ contract TestUSDC {
         _cachedDomainSeparator = _buildDomainSeparator();
     }
 
-    // ---- ERC-20 ----
-
-    function transfer(address to, uint256 value) external returns (bool) {
-        _transfer(msg.sender, to, value);
-        return true;
-    }
-
-    function approve(address spender, uint256 value) external returns (bool) {
-        _approve(msg.sender, spender, value);
-        return true;
-    }
-
-    function transferFrom(address from, address to, uint256 value) external returns (bool) {
-        uint256 allowed = allowance[from][msg.sender];
-        if (allowed != type(uint256).max) {
-            require(allowed >= value, "allowance exceeded");
-            unchecked {
-                allowance[from][msg.sender] = allowed - value;
-            }
-        }
-        _transfer(from, to, value);
-        return true;
-    }
+    // ---- mint ----
 
     /// @notice Test money: only the deployer mints.
     function mint(address to, uint256 value) external {
@@ -189,23 +164,6 @@ contract TestUSDC {
         require(_recover(digest, v, r, s) == authorizer, "invalid signature");
         _authorizationUsed[authorizer][nonce] = true;
         emit AuthorizationCanceled(authorizer, nonce);
-    }
-
-    function _transfer(address from, address to, uint256 value) private {
-        require(to != address(0), "transfer to zero");
-        uint256 balance = balanceOf[from];
-        require(balance >= value, "balance exceeded");
-        unchecked {
-            balanceOf[from] = balance - value;
-        }
-        balanceOf[to] += value;
-        emit Transfer(from, to, value);
-    }
-
-    function _approve(address owner_, address spender, uint256 value) private {
-        require(spender != address(0), "approve to zero");
-        allowance[owner_][spender] = value;
-        emit Approval(owner_, spender, value);
     }
 
     function _buildDomainSeparator() private view returns (bytes32) {

@@ -54,20 +54,23 @@ public static class ChainDeployment
         ArgumentOutOfRangeException.ThrowIfNegative(fundEach);
         Web3 web3 = Connect(rpcUrl, chainId, operatorKey);
         string operatorAddress = AddressOf(operatorKey);
-        string usdc = await DeployAsync(web3, new DeployTestUsdc()).ConfigureAwait(false);
-        string vault = await DeployAsync(web3, new DeployVault { Token = usdc, Operator = operatorAddress }).ConfigureAwait(false);
-        string anchor = await DeployAsync(web3, new DeployAnchor { Operator = operatorAddress }).ConfigureAwait(false);
+        (string usdc, long deployedAt) = await DeployAsync(web3, new DeployTestUsdc()).ConfigureAwait(false);
+        (string vault, _) = await DeployAsync(web3, new DeployVault { Token = usdc, Operator = operatorAddress }).ConfigureAwait(false);
+        (string anchor, _) = await DeployAsync(web3, new DeployAnchor { Operator = operatorAddress }).ConfigureAwait(false);
         var stablecoin = new StablecoinClient(web3, usdc);
         foreach (string address in fund) await stablecoin.MintAsync(address, fundEach).ConfigureAwait(false);
-        return new ChainInfo(rpcUrl, chainId, usdc, vault, anchor, operatorAddress);
+        return new ChainInfo(rpcUrl, chainId, usdc, vault, anchor, operatorAddress, DeployedAtBlock: deployedAt);
     }
 
     /// <summary>Deploys on Anvil from dev key 0 and funds all ten dev accounts with 1,000 test USDC each.</summary>
     public static Task<ChainInfo> DeployDevAsync(AnvilProcess anvil) =>
         DeployAsync(anvil.RpcUrl, anvil.ChainId, AnvilDevKeys[0], AnvilDevKeys.Select(AddressOf));
 
-    /// <summary>Deploys node <paramref name="node"/>'s share token (its fixed supply <paramref name="nodeSupply"/>) from the operator's key.</summary>
-    public static Task<string> DeployShareTokenAsync(ChainInfo chain, string operatorKey, string node, string name, string symbol, long nodeSupply)
+    /// <summary>
+    /// Deploys node <paramref name="node"/>'s share token (its fixed supply <paramref name="nodeSupply"/>) from the
+    /// operator's key; returns its address and the block it was deployed in (its logs start there).
+    /// </summary>
+    public static Task<(string Address, long Block)> DeployShareTokenAsync(ChainInfo chain, string operatorKey, string node, string name, string symbol, long nodeSupply)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(nodeSupply);
         Web3 web3 = Connect(chain.RpcUrl, chain.ChainId, operatorKey);
@@ -104,11 +107,11 @@ public static class ChainDeployment
         return chain;
     }
 
-    private static async Task<string> DeployAsync<TDeployment>(Web3 web3, TDeployment deployment) where TDeployment : ContractDeploymentMessage, new()
+    private static async Task<(string Address, long Block)> DeployAsync<TDeployment>(Web3 web3, TDeployment deployment) where TDeployment : ContractDeploymentMessage, new()
     {
         var receipt = await web3.Eth.GetContractDeploymentHandler<TDeployment>().SendRequestAndWaitForReceiptAsync(deployment, new CancellationTokenSource(Contracts.ChainCalls.ReceiptTimeout)).ConfigureAwait(false);
         if (receipt.Status?.Value != BigInteger.One || string.IsNullOrEmpty(receipt.ContractAddress))
             throw new InvalidOperationException($"deploying {typeof(TDeployment).Name} failed in transaction {receipt.TransactionHash}");
-        return receipt.ContractAddress;
+        return (receipt.ContractAddress, (long)receipt.BlockNumber.Value);
     }
 }

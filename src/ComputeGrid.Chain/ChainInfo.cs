@@ -9,9 +9,11 @@ namespace ComputeGrid.Chain;
 /// <param name="PayTo">Where x402 payments go: the server's (operator's) account.</param>
 /// <param name="TokenName">The stablecoin's EIP-712 domain name (x402's <c>extra.name</c>).</param>
 /// <param name="TokenVersion">The stablecoin's EIP-712 domain version (x402's <c>extra.version</c>).</param>
+/// <param name="DeployedAtBlock">The block of the first contract's deployment: no log of these contracts is older, so a
+/// new data folder reads deposits from here, not from block 0 (0 where a chain.json predates the field).</param>
 public sealed record ChainInfo(
     string RpcUrl, long ChainId, string Stablecoin, string Vault, string Anchor, string PayTo,
-    string TokenName = ChainInfo.TestUsdcName, string TokenVersion = ChainInfo.TestUsdcVersion)
+    string TokenName = ChainInfo.TestUsdcName, string TokenVersion = ChainInfo.TestUsdcVersion, long DeployedAtBlock = 0)
 {
     /// <summary>TestUSDC's <c>name()</c>, the name of its EIP-712 domain.</summary>
     public const string TestUsdcName = "ComputeGrid USD";

@@ -24,7 +24,7 @@ public sealed class ShareTokenTests(AnvilFixture f)
     public async Task On_chain_and_ledger_entitlements_add_up_to_the_node_revenue_to_the_micro_unit()
     {
         var random = new Random(1603);
-        string tokenAddress = await ChainDeployment.DeployShareTokenAsync(f.Chain, AnvilFixture.OperatorKey, ChainTestKit.Bytes32(random), "Node 77 shares", "N77", NodeSupply);
+        string tokenAddress = (await ChainDeployment.DeployShareTokenAsync(f.Chain, AnvilFixture.OperatorKey, ChainTestKit.Bytes32(random), "Node 77 shares", "N77", NodeSupply)).Address;
         var operatorToken = new ShareTokenClient(f.As(0), tokenAddress);
         StablecoinClient operatorUsdc = f.Stablecoin(0);
         await operatorUsdc.ApproveAsync(tokenAddress, long.MaxValue);
@@ -59,10 +59,10 @@ public sealed class ShareTokenTests(AnvilFixture f)
             {
                 case 0 or 1: // revenue: the node earns, on chain and in the ledger alike
                     long amount = random.Next(1, 2_000_000);
-                    await operatorToken.DistributeAsync(amount);
+                    paid += amount;
+                    await operatorToken.DistributeAsync(paid);
                     ledger.Pay(amount);
                     mirror.Pay(amount);
-                    paid += amount;
                     break;
                 case 2 when onChainShares[dev] > 0: // a transfer between on-chain holders: the ledger sees nothing
                     int to = OnChain[random.Next(OnChain.Length)];
@@ -87,10 +87,10 @@ public sealed class ShareTokenTests(AnvilFixture f)
             done[kind]++;
         }
         Assert.All(done, n => Assert.True(n > 0, $"the seed exercised every kind of step: {string.Join(", ", done)}"));
-        await operatorToken.DistributeAsync(999_999); // end on revenue, so every holder's remainder is in play
+        paid += 999_999;
+        await operatorToken.DistributeAsync(paid); // end on revenue, so every holder's remainder is in play
         ledger.Pay(999_999);
         mirror.Pay(999_999);
-        paid += 999_999;
         ledger.AssertInvariants();
         mirror.AssertInvariants();
 
@@ -119,7 +119,7 @@ public sealed class ShareTokenTests(AnvilFixture f)
     public async Task A_holder_claims_what_it_is_owed_once_and_only_the_operator_mints_and_distributes()
     {
         var random = new Random(1604);
-        string tokenAddress = await ChainDeployment.DeployShareTokenAsync(f.Chain, AnvilFixture.OperatorKey, ChainTestKit.Bytes32(random), "Node 78 shares", "N78", 3);
+        string tokenAddress = (await ChainDeployment.DeployShareTokenAsync(f.Chain, AnvilFixture.OperatorKey, ChainTestKit.Bytes32(random), "Node 78 shares", "N78", 3)).Address;
         var operatorToken = new ShareTokenClient(f.As(0), tokenAddress);
         await f.Stablecoin(0).ApproveAsync(tokenAddress, long.MaxValue);
         string mintId = ChainTestKit.Bytes32(random);
@@ -141,5 +141,34 @@ public sealed class ShareTokenTests(AnvilFixture f)
         Assert.Equal("above node supply", (await Assert.ThrowsAsync<ChainRevertException>(() => operatorToken.MintAsync(AnvilFixture.Address(7), 2, ChainTestKit.Bytes32(random)))).Reason);
         Assert.Equal("only operator", (await Assert.ThrowsAsync<ChainRevertException>(() => holder.MintAsync(AnvilFixture.Address(6), 1, ChainTestKit.Bytes32(random)))).Reason);
         Assert.Equal("only operator", (await Assert.ThrowsAsync<ChainRevertException>(() => holder.DistributeAsync(1))).Reason);
+    }
+
+    [ChainFact]
+    public async Task The_same_revenue_total_sent_twice_mines_both_times_and_distributes_once()
+    {
+        var random = new Random(1605);
+        string tokenAddress = (await ChainDeployment.DeployShareTokenAsync(f.Chain, AnvilFixture.OperatorKey, ChainTestKit.Bytes32(random), "Node 79 shares", "N79", 3)).Address;
+        var operatorToken = new ShareTokenClient(f.As(0), tokenAddress);
+        StablecoinClient operatorUsdc = f.Stablecoin(0);
+        await operatorUsdc.ApproveAsync(tokenAddress, long.MaxValue);
+        await operatorToken.MintAsync(AnvilFixture.Address(6), 2, ChainTestKit.Bytes32(random));
+        long before = await operatorUsdc.BalanceOfAsync(f.Chain.PayTo);
+
+        // A resend after a crash: the same total, twice, both mined. The second changes nothing.
+        ChainReceipt first = await operatorToken.DistributeAsync(1_000_000);
+        ChainReceipt again = await operatorToken.DistributeAsync(1_000_000);
+        Assert.NotEqual(first.TransactionHash, again.TransactionHash);
+        Assert.Equal(1_000_000, await operatorToken.RevenueAsync());
+        Assert.Equal(666_666, await operatorToken.PulledAsync());
+        Assert.Equal(before - 666_666, await operatorUsdc.BalanceOfAsync(f.Chain.PayTo));
+
+        // A stale total (below R) is a no-op too; a higher one pulls only the difference's share.
+        await operatorToken.DistributeAsync(400_000);
+        Assert.Equal(1_000_000, await operatorToken.RevenueAsync());
+        await operatorToken.DistributeAsync(1_000_002); // 2 x 1,000,002 / 3 = 666,668
+        Assert.Equal(1_000_002, await operatorToken.RevenueAsync());
+        Assert.Equal(666_668, await operatorToken.PulledAsync());
+        Assert.Equal(before - 666_668, await operatorUsdc.BalanceOfAsync(f.Chain.PayTo));
+        Assert.Equal(666_668, await new ShareTokenClient(f.As(6), tokenAddress).AccumulativeDividendOfAsync(AnvilFixture.Address(6)));
     }
 }

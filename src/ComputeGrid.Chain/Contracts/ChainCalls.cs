@@ -61,6 +61,19 @@ internal static class ChainCalls
         return new ChainReceipt(receipt.TransactionHash, (long)receipt.BlockNumber.Value, (long)receipt.GasUsed.Value);
     }
 
+    /// <summary>The <c>Deposited</c> logs of <paramref name="contract"/> (the vault or a share token) in blocks <paramref name="fromBlock"/>..<paramref name="toBlock"/>, in chain order.</summary>
+    internal static async Task<IReadOnlyList<ChainDeposit>> DepositsAsync(IWeb3 web3, string contract, long fromBlock, long toBlock)
+    {
+        var evt = web3.Eth.GetEvent<DepositedEvent>(contract);
+        var filter = evt.CreateFilterInput(new BlockParameter((ulong)fromBlock), new BlockParameter((ulong)toBlock));
+        var logs = await evt.GetAllChangesAsync(filter).ConfigureAwait(false);
+        return logs
+            .Select(l => new ChainDeposit(l.Log.TransactionHash, (long)l.Log.LogIndex.Value, (long)l.Log.BlockNumber.Value, l.Log.BlockHash,
+                l.Event.Depositor, Hex(l.Event.Account), ToMicro(l.Event.Amount)))
+            .OrderBy(d => d.BlockNumber).ThenBy(d => d.LogIndex)
+            .ToList();
+    }
+
     public static Task<TOut> QueryAsync<TMessage, TOut>(IWeb3 web3, string contract, TMessage message)
         where TMessage : FunctionMessage, new() =>
         web3.Eth.GetContractQueryHandler<TMessage>().QueryAsync<TOut>(contract, message);

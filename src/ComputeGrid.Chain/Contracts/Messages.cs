@@ -106,9 +106,8 @@ internal sealed class AuthorizationStateFunction : FunctionMessage
     [Parameter("bytes32", "nonce", 2)] public byte[] AuthorizationNonce { get; set; } = [];
 }
 
-/// The `bytes signature` overload: the one x402's `exact` facilitator sends for an EOA's 65-byte signature.
-[Function("transferWithAuthorization")]
-internal sealed class TransferWithAuthorizationFunction : FunctionMessage
+/// <summary>The six fields every EIP-3009 authorization call starts with; the overloads add the signature as bytes or as v,r,s.</summary>
+public abstract class AuthorizationMessage : FunctionMessage
 {
     [Parameter("address", "from", 1)] public string From { get; set; } = "";
     [Parameter("address", "to", 2)] public string To { get; set; } = "";
@@ -116,19 +115,22 @@ internal sealed class TransferWithAuthorizationFunction : FunctionMessage
     [Parameter("uint256", "validAfter", 4)] public BigInteger ValidAfter { get; set; }
     [Parameter("uint256", "validBefore", 5)] public BigInteger ValidBefore { get; set; }
     [Parameter("bytes32", "nonce", 6)] public byte[] AuthorizationNonce { get; set; } = [];
+}
+
+/// <summary>
+/// EIP-3009 <c>transferWithAuthorization(from, to, value, validAfter, validBefore, nonce, bytes signature)</c>, the overload
+/// x402's <c>exact</c> facilitator sends for an EOA's 65-byte signature. Public: the server's x402 settler signs it offline.
+/// </summary>
+[Function("transferWithAuthorization")]
+public sealed class TransferWithAuthorizationFunction : AuthorizationMessage
+{
     [Parameter("bytes", "signature", 7)] public byte[] Signature { get; set; } = [];
 }
 
 /// The v,r,s overload of transferWithAuthorization.
 [Function("transferWithAuthorization")]
-internal sealed class TransferWithAuthorizationVrsFunction : FunctionMessage
+internal sealed class TransferWithAuthorizationVrsFunction : AuthorizationMessage
 {
-    [Parameter("address", "from", 1)] public string From { get; set; } = "";
-    [Parameter("address", "to", 2)] public string To { get; set; } = "";
-    [Parameter("uint256", "value", 3)] public BigInteger Value { get; set; }
-    [Parameter("uint256", "validAfter", 4)] public BigInteger ValidAfter { get; set; }
-    [Parameter("uint256", "validBefore", 5)] public BigInteger ValidBefore { get; set; }
-    [Parameter("bytes32", "nonce", 6)] public byte[] AuthorizationNonce { get; set; } = [];
     [Parameter("uint8", "v", 7)] public byte V { get; set; }
     [Parameter("bytes32", "r", 8)] public byte[] R { get; set; } = [];
     [Parameter("bytes32", "s", 9)] public byte[] S { get; set; } = [];
@@ -136,14 +138,8 @@ internal sealed class TransferWithAuthorizationVrsFunction : FunctionMessage
 
 /// The `bytes signature` overload of receiveWithAuthorization.
 [Function("receiveWithAuthorization")]
-internal sealed class ReceiveWithAuthorizationFunction : FunctionMessage
+internal sealed class ReceiveWithAuthorizationFunction : AuthorizationMessage
 {
-    [Parameter("address", "from", 1)] public string From { get; set; } = "";
-    [Parameter("address", "to", 2)] public string To { get; set; } = "";
-    [Parameter("uint256", "value", 3)] public BigInteger Value { get; set; }
-    [Parameter("uint256", "validAfter", 4)] public BigInteger ValidAfter { get; set; }
-    [Parameter("uint256", "validBefore", 5)] public BigInteger ValidBefore { get; set; }
-    [Parameter("bytes32", "nonce", 6)] public byte[] AuthorizationNonce { get; set; } = [];
     [Parameter("bytes", "signature", 7)] public byte[] Signature { get; set; } = [];
 }
 
@@ -160,8 +156,9 @@ internal sealed class CancelAuthorizationFunction : FunctionMessage
 
 // ---- Vault ----
 
+/// deposit(uint256, bytes32 account): the vault's (stablecoin) and a share token's (shares) alike.
 [Function("deposit")]
-internal sealed class VaultDepositFunction : FunctionMessage
+internal sealed class DepositFunction : FunctionMessage
 {
     [Parameter("uint256", "amount", 1)] public BigInteger Amount { get; set; }
     [Parameter("bytes32", "account", 2)] public byte[] Account { get; set; } = [];
@@ -192,6 +189,7 @@ internal sealed class VaultWithdrawnFunction : FunctionMessage
     [Parameter("bytes32", "", 1)] public byte[] WithdrawalId { get; set; } = [];
 }
 
+/// Deposited(address indexed, bytes32 indexed account, uint256): the vault's and a share token's alike.
 [Event("Deposited")]
 internal sealed class DepositedEvent : IEventDTO
 {
@@ -218,17 +216,10 @@ internal sealed class ShareMintFunction : FunctionMessage
     [Parameter("bytes32", "mintId", 3)] public byte[] MintId { get; set; } = [];
 }
 
-[Function("deposit")]
-internal sealed class ShareDepositFunction : FunctionMessage
-{
-    [Parameter("uint256", "shares", 1)] public BigInteger Shares { get; set; }
-    [Parameter("bytes32", "account", 2)] public byte[] Account { get; set; } = [];
-}
-
 [Function("distribute")]
 internal sealed class DistributeFunction : FunctionMessage
 {
-    [Parameter("uint256", "amount", 1)] public BigInteger Amount { get; set; }
+    [Parameter("uint256", "revenueTotal", 1)] public BigInteger RevenueTotal { get; set; }
 }
 
 [Function("claim", "uint256")]
@@ -258,12 +249,12 @@ internal sealed class MintedFunction : FunctionMessage
     [Parameter("bytes32", "", 1)] public byte[] MintId { get; set; } = [];
 }
 
-[Event("Deposited")]
-internal sealed class ShareDepositedEvent : IEventDTO
+[Event("Distributed")]
+internal sealed class ShareDistributedEvent : IEventDTO
 {
-    [Parameter("address", "holder", 1, true)] public string Holder { get; set; } = "";
-    [Parameter("bytes32", "account", 2, true)] public byte[] Account { get; set; } = [];
-    [Parameter("uint256", "shares", 3, false)] public BigInteger Shares { get; set; }
+    [Parameter("uint256", "revenue", 1, false)] public BigInteger Revenue { get; set; }
+    [Parameter("uint256", "pulled", 2, false)] public BigInteger Pulled { get; set; }
+    [Parameter("uint256", "revenueTotal", 3, false)] public BigInteger RevenueTotal { get; set; }
 }
 
 // ---- StateRootAnchor ----

@@ -20,15 +20,19 @@ public sealed class ShareTokenClient(IWeb3 web3, string address)
 
     /// <summary>Burns the sender's <paramref name="shares"/> to credit ledger account <paramref name="account"/>.</summary>
     public Task<ChainReceipt> DepositAsync(long shares, string account) =>
-        SendAsync(web3, Address, new ShareDepositFunction { Shares = FromMicro(shares, nameof(shares)), Account = Bytes32(account, nameof(account)) });
+        SendAsync(web3, Address, new DepositFunction { Amount = FromMicro(shares, nameof(shares)), Account = Bytes32(account, nameof(account)) });
 
     /// <summary>Transfers the sender's shares.</summary>
     public Task<ChainReceipt> TransferAsync(string to, long shares) =>
         SendAsync(web3, Address, new TransferFunction { To = to, Value = FromMicro(shares, nameof(shares)) });
 
-    /// <summary>Records <paramref name="nodeRevenue"/> micro-USD of the node's revenue and pulls the on-chain holders' part from the operator (operator only, needs its allowance).</summary>
-    public Task<ChainReceipt> DistributeAsync(long nodeRevenue) =>
-        SendAsync(web3, Address, new DistributeFunction { Amount = FromMicro(nodeRevenue, nameof(nodeRevenue)) });
+    /// <summary>
+    /// Brings the token's R up to <paramref name="revenueTotal"/>, the node's revenue so far (micro-USD), and pulls the
+    /// on-chain holders' part from the operator (operator only, needs its allowance). A total, not an increment: sent
+    /// again (or at or below R) it mines and changes nothing.
+    /// </summary>
+    public Task<ChainReceipt> DistributeAsync(long revenueTotal) =>
+        SendAsync(web3, Address, new DistributeFunction { RevenueTotal = FromMicro(revenueTotal, nameof(revenueTotal)) });
 
     /// <summary>Pays the sender what it is owed.</summary>
     public Task<ChainReceipt> ClaimAsync() => SendAsync(web3, Address, new ClaimFunction());
@@ -57,19 +61,25 @@ public sealed class ShareTokenClient(IWeb3 web3, string address)
     public async Task<long> RevenueAsync() =>
         ToMicro(await QueryAsync<RevenueFunction, BigInteger>(web3, Address, new()).ConfigureAwait(false));
 
+    /// <summary>
+    /// R as it stood at log <paramref name="logIndex"/> of block <paramref name="blockNumber"/> (a burn's R): R after the
+    /// block before, raised by any <c>Distributed</c> earlier in the same block.
+    /// </summary>
+    public async Task<long> RevenueAtAsync(long blockNumber, long logIndex)
+    {
+        BigInteger r = blockNumber == 0 ? 0 : await web3.Eth.GetContractQueryHandler<RevenueFunction>()
+            .QueryAsync<BigInteger>(Address, new RevenueFunction(), new BlockParameter((ulong)(blockNumber - 1))).ConfigureAwait(false);
+        var evt = web3.Eth.GetEvent<ShareDistributedEvent>(Address);
+        var block = new BlockParameter((ulong)blockNumber);
+        foreach (var l in await evt.GetAllChangesAsync(evt.CreateFilterInput(block, block)).ConfigureAwait(false))
+            if ((long)l.Log.LogIndex.Value < logIndex && l.Event.RevenueTotal > r) r = l.Event.RevenueTotal;
+        return ToMicro(r);
+    }
+
     /// <summary>True when <paramref name="mintId"/> was minted (in the chain as it is now: a reorg can take a mint back).</summary>
     public Task<bool> MintedAsync(string mintId) =>
         QueryAsync<MintedFunction, bool>(web3, Address, new() { MintId = Bytes32(mintId, nameof(mintId)) });
 
     /// <summary>Shares deposited back to the ledger in blocks <paramref name="fromBlock"/>..<paramref name="toBlock"/>.</summary>
-    public async Task<IReadOnlyList<ChainDeposit>> GetDepositsAsync(long fromBlock, long toBlock)
-    {
-        var evt = web3.Eth.GetEvent<ShareDepositedEvent>(Address);
-        var logs = await evt.GetAllChangesAsync(evt.CreateFilterInput(new BlockParameter((ulong)fromBlock), new BlockParameter((ulong)toBlock))).ConfigureAwait(false);
-        return logs
-            .Select(l => new ChainDeposit(l.Log.TransactionHash, (long)l.Log.LogIndex.Value, (long)l.Log.BlockNumber.Value, l.Log.BlockHash,
-                l.Event.Holder, Hex(l.Event.Account), ToMicro(l.Event.Shares)))
-            .OrderBy(d => d.BlockNumber).ThenBy(d => d.LogIndex)
-            .ToList();
-    }
+    public Task<IReadOnlyList<ChainDeposit>> GetDepositsAsync(long fromBlock, long toBlock) => DepositsAsync(web3, Address, fromBlock, toBlock);
 }

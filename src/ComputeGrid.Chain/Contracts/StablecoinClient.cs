@@ -26,12 +26,12 @@ public sealed class StablecoinClient(IWeb3 web3, string address)
         Hex(await QueryAsync<DomainSeparatorFunction, byte[]>(web3, Address, new()).ConfigureAwait(false));
 
     /// <summary>The EIP-712 domain as published on chain: <c>name()</c>, <c>version()</c>, the chain id, this address.</summary>
-    public async Task<Eip712Domain> DomainAsync()
+    public async Task<X402.Eip712Domain> DomainAsync()
     {
         string name = await QueryAsync<NameFunction, string>(web3, Address, new()).ConfigureAwait(false);
         string version = await QueryAsync<VersionFunction, string>(web3, Address, new()).ConfigureAwait(false);
         var chainId = await web3.Eth.ChainId.SendRequestAsync().ConfigureAwait(false);
-        return new Eip712Domain(name, version, (long)chainId.Value, Address);
+        return new X402.Eip712Domain(name, version, (long)chainId.Value, X402.EvmAddress.Parse(Address));
     }
 
     /// <summary>Whether <paramref name="authorizer"/>'s EIP-3009 nonce is used or canceled.</summary>

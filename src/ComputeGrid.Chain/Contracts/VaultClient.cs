@@ -26,7 +26,7 @@ public sealed class VaultClient(IWeb3 web3, string address)
 
     /// <summary>Deposits <paramref name="amount"/> for ledger account <paramref name="account"/> (needs an allowance).</summary>
     public Task<ChainReceipt> DepositAsync(long amount, string account) =>
-        SendAsync(web3, Address, new VaultDepositFunction { Amount = FromMicro(amount, nameof(amount)), Account = Bytes32(account, nameof(account)) });
+        SendAsync(web3, Address, new DepositFunction { Amount = FromMicro(amount, nameof(amount)), Account = Bytes32(account, nameof(account)) });
 
     /// <summary>Deposits with an EIP-2612 permit for the vault signed by the sender, in one transaction.</summary>
     public Task<ChainReceipt> DepositWithPermitAsync(long amount, string account, long deadline, string permitSignature)
@@ -48,15 +48,5 @@ public sealed class VaultClient(IWeb3 web3, string address)
         QueryAsync<VaultWithdrawnFunction, bool>(web3, Address, new() { WithdrawalId = Bytes32(withdrawalId, nameof(withdrawalId)) });
 
     /// <summary>The deposits in blocks <paramref name="fromBlock"/>..<paramref name="toBlock"/> (inclusive), in chain order.</summary>
-    public async Task<IReadOnlyList<ChainDeposit>> GetDepositsAsync(long fromBlock, long toBlock)
-    {
-        var evt = web3.Eth.GetEvent<DepositedEvent>(Address);
-        var filter = evt.CreateFilterInput(new BlockParameter((ulong)fromBlock), new BlockParameter((ulong)toBlock));
-        var logs = await evt.GetAllChangesAsync(filter).ConfigureAwait(false);
-        return logs
-            .Select(l => new ChainDeposit(l.Log.TransactionHash, (long)l.Log.LogIndex.Value, (long)l.Log.BlockNumber.Value, l.Log.BlockHash,
-                l.Event.Depositor, Hex(l.Event.Account), ToMicro(l.Event.Amount)))
-            .OrderBy(d => d.BlockNumber).ThenBy(d => d.LogIndex)
-            .ToList();
-    }
+    public Task<IReadOnlyList<ChainDeposit>> GetDepositsAsync(long fromBlock, long toBlock) => DepositsAsync(web3, Address, fromBlock, toBlock);
 }

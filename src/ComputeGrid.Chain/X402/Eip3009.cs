@@ -44,6 +44,8 @@ public static class Eip3009
     private static readonly byte[] ReceiveTypeHash = Eip712Domain.Keccak256Of(
         "ReceiveWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)");
 
+    private static readonly byte[] CancelTypeHash = Eip712Domain.Keccak256Of("CancelAuthorization(address authorizer,bytes32 nonce)");
+
     /// <summary>The secp256k1 group order n, big-endian words.</summary>
     private static readonly Bytes32 CurveOrder = new(0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFE, 0xBAAEDCE6AF48A03B, 0xBFD25E8CD0364141);
 
@@ -65,12 +67,17 @@ public static class Eip3009
         auth.ValidAfter.WriteTo(message[128..]);
         auth.ValidBefore.WriteTo(message[160..]);
         auth.Nonce.WriteTo(message[192..]);
-        Span<byte> envelope = stackalloc byte[2 + 32 + 32];
-        envelope[0] = 0x19;
-        envelope[1] = 0x01;
-        domain.Separator.WriteTo(envelope[2..]);
-        Keccak256.Hash(message, envelope[34..]);
-        Keccak256.Hash(envelope, digest32);
+        domain.Digest(message, digest32);
+    }
+
+    /// <summary>Writes the EIP-712 digest of a <c>CancelAuthorization(address authorizer,bytes32 nonce)</c> into 32 bytes.</summary>
+    public static void CancelDigest(Eip712Domain domain, EvmAddress authorizer, Bytes32 nonce, Span<byte> digest32)
+    {
+        Span<byte> message = stackalloc byte[3 * 32];
+        CancelTypeHash.CopyTo(message);
+        authorizer.WriteWord(message[32..]);
+        nonce.WriteTo(message[64..]);
+        domain.Digest(message, digest32);
     }
 
     /// <summary>

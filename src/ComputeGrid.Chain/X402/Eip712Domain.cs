@@ -49,6 +49,21 @@ public sealed class Eip712Domain
         Separator = Bytes32.FromBytes(hash);
     }
 
+    /// <summary>
+    /// Writes the EIP-712 digest of a message under this domain, <c>keccak256(0x19 0x01 ‖ separator ‖
+    /// keccak256(encodedStruct))</c>, into 32 bytes; <paramref name="encodedStruct"/> is the type hash and the message's
+    /// words (each field one 32-byte word).
+    /// </summary>
+    public void Digest(ReadOnlySpan<byte> encodedStruct, Span<byte> digest32)
+    {
+        Span<byte> envelope = stackalloc byte[2 + 32 + 32];
+        envelope[0] = 0x19;
+        envelope[1] = 0x01;
+        Separator.WriteTo(envelope[2..]);
+        Keccak256.Hash(encodedStruct, envelope[34..]);
+        Keccak256.Hash(envelope, digest32);
+    }
+
     /// <summary>Keccak-256 of a string's UTF-8 bytes (type hashes).</summary>
     internal static byte[] Keccak256Of(string text)
     {

@@ -211,13 +211,13 @@ internal sealed class ChainBenchRig : IAsyncDisposable
         ExactEvmAuthorization a = payment.Payload.Payload.Authorization!;
         byte[] nonce = new byte[32];
         payment.Key.Nonce.WriteTo(nonce);
-        var message = new X402TransferWithAuthorization
+        var message = new ComputeGrid.Chain.Contracts.TransferWithAuthorizationFunction
         {
             From = a.From, To = a.To, Value = new BigInteger(payment.Value), ValidAfter = BigInteger.Parse(a.ValidAfter, CultureInfo.InvariantCulture),
             ValidBefore = BigInteger.Parse(a.ValidBefore, CultureInfo.InvariantCulture), AuthorizationNonce = nonce, Signature = payment.Payload.Payload.Signature!.HexToByteArray(),
         };
         long start = Stopwatch.GetTimestamp();
-        await _bystander.Eth.GetContractTransactionHandler<X402TransferWithAuthorization>().SignTransactionAsync(payment.Key.Asset.ToChecksumString(), message);
+        await _bystander.Eth.GetContractTransactionHandler<ComputeGrid.Chain.Contracts.TransferWithAuthorizationFunction>().SignTransactionAsync(payment.Key.Asset.ToChecksumString(), message);
         return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     }
 

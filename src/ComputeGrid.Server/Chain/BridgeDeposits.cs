@@ -8,11 +8,12 @@ namespace ComputeGrid.Server.Chain;
 
 /// <summary>What one deposit pass did.</summary>
 /// <param name="Head">The chain's head when the pass began.</param>
+/// <param name="ReadFrom">The first block of the pass: the cursor, or on a new data folder the contracts' deployment block.</param>
 /// <param name="ReadTo">The last block read (head − confirmations + 1), or the cursor − 1 when nothing was old enough.</param>
 /// <param name="Credited">Deposits credited to the account they named.</param>
 /// <param name="Suspense">Deposits credited to the suspense account (they named no account a deposit may credit).</param>
 /// <param name="Duplicates">Deposits the ledger already had (a log read again): nothing moved.</param>
-public sealed record DepositPass(long Head, long ReadTo, int Credited, int Suspense, int Duplicates);
+public sealed record DepositPass(long Head, long ReadFrom, long ReadTo, int Credited, int Suspense, int Duplicates);
 
 /// <summary>
 /// Vault deposits into the ledger, exactly once. A pass reads the <c>Deposited</c> logs from the persisted cursor up to
@@ -39,10 +40,11 @@ public sealed class BridgeDeposits(ChainConnection chain, LedgerEngine ledger, B
         {
             string vault = chain.Info.Vault;
             long head = await ChainReads.HeadAsync(chain.Web3).ConfigureAwait(false);
-            long from = store.NextBlock(vault) ?? options.StartBlock;
+            // A new folder starts where the contracts were deployed: no deposit is older.
+            long from = store.NextBlock(vault) ?? Math.Max(options.StartBlock, chain.Info.DeployedAtBlock);
             long safe = head - chain.Confirmations + 1; // a log in block b has head − b + 1 confirmations
             long to = Math.Min(safe, checked(from + options.BlocksPerPassMax - 1));
-            if (to < from) return new DepositPass(head, from - 1, 0, 0, 0);
+            if (to < from) return new DepositPass(head, from, from - 1, 0, 0, 0);
             IReadOnlyList<ChainDeposit> deposits = await chain.Vault.GetDepositsAsync(from, to).ConfigureAwait(false);
             // A log whose block is no longer canonical (a reorg deeper than the confirmations, between the read and now)
             // ends the pass before it: the next pass reads that range again from the chain as it is then.
@@ -62,7 +64,7 @@ public sealed class BridgeDeposits(ChainConnection chain, LedgerEngine ledger, B
             }
             var (credited, suspense, duplicates, records) = await CreditAsync(vault, good, ct).ConfigureAwait(false);
             store.Advance(vault, to + 1, records);
-            return new DepositPass(head, to, credited, suspense, duplicates);
+            return new DepositPass(head, from, to, credited, suspense, duplicates);
         }
         finally { _gate.Release(); }
     }

@@ -25,7 +25,8 @@ public sealed class BridgeLifetime(BridgeDeposits deposits, BridgeWithdrawals wi
         services.AddSingleton(sp => new BridgeDeposits(chain, sp.GetRequiredService<LedgerEngine>(), store, options.Bridge, sp.GetRequiredService<ILogger<BridgeDeposits>>()));
         services.AddSingleton(sp => new BridgeWithdrawals(chain, sp.GetRequiredService<LedgerEngine>(), store, options.Bridge, options.Time, sp.GetRequiredService<ILogger<BridgeWithdrawals>>()));
         services.AddSingleton(sp => new ShareBridge(chain, sp.GetRequiredService<LedgerEngine>(), sp.GetRequiredService<ComputeGrid.Exchange.Pipeline.ExchangeHost>(),
-            sp.GetRequiredService<ComputeGrid.Server.Tokens.ShareRevenue>(), store, options.Bridge, options.Time, sp.GetRequiredService<ILogger<ShareBridge>>()));
+            sp.GetRequiredService<ComputeGrid.Server.Tokens.ShareRevenue>(), store, options.Bridge, sp.GetRequiredService<Trust.TrustStore>(), options.Time,
+            sp.GetRequiredService<ILogger<ShareBridge>>()));
         services.AddSingleton(sp =>
         {
             LedgerEngine ledger = sp.GetRequiredService<LedgerEngine>();

@@ -12,7 +12,7 @@ public sealed record BridgeOptions
     /// <summary>The most blocks one deposit pass reads (a long way behind is caught up in several passes).</summary>
     public int BlocksPerPassMax { get; init; } = 5_000;
 
-    /// <summary>The first block the deposit watcher reads on a new data folder (0: the chain's start).</summary>
+    /// <summary>The first block the deposit watcher reads on a new data folder, at the earliest (it starts at the later of this and the contracts' deployment block).</summary>
     public long StartBlock { get; init; }
 
     /// <summary>The largest withdrawal, micro-USD (one million USDC).</summary>

@@ -29,8 +29,8 @@ public sealed record ShareDepositRow(string Token, string TransactionHash, long 
 
 public sealed partial class BridgeStore
 {
-    // share_tokens: one token per node, with the shares its custody holder holds once every applied row is counted
-    // (the exactly-once check of each custody move: see ShareBridge). share_withdrawals: the mint outbox.
+    // share_tokens: one token per node, with the shares its custody holder holds once every applied custody move is
+    // counted (the exactly-once check of each custody move: see ShareBridge and BridgeStore.Custody). share_withdrawals: the mint outbox.
     // share_deposits: Deposited logs read, keyed by (token, tx, log index). share_distributions: each distribute sent.
     private const string ShareSchema = """
         CREATE TABLE IF NOT EXISTS share_tokens(node INTEGER PRIMARY KEY, address TEXT, custody_shares INTEGER NOT NULL);
@@ -63,12 +63,20 @@ public sealed partial class BridgeStore
         }, "SELECT node, address FROM share_tokens WHERE address IS NOT NULL ORDER BY node");
     }
 
-    /// <summary>Records <paramref name="node"/>'s token (the first one recorded stays).</summary>
-    public void InsertShareToken(long node, string address)
+    /// <summary>
+    /// Records <paramref name="node"/>'s token (the first one recorded stays) and starts its deposit cursor at the block it
+    /// was deployed in, <paramref name="deployedAtBlock"/>: no log of it is older.
+    /// </summary>
+    public void InsertShareToken(long node, string address, long deployedAtBlock)
     {
         lock (_lock)
-            Execute(null, "INSERT INTO share_tokens(node, address, custody_shares) VALUES($n,$a,0) ON CONFLICT(node) DO UPDATE SET address=$a WHERE address IS NULL",
+        {
+            using SqliteTransaction tx = _db.BeginTransaction();
+            Execute(tx, "INSERT INTO share_tokens(node, address, custody_shares) VALUES($n,$a,0) ON CONFLICT(node) DO UPDATE SET address=$a WHERE address IS NULL",
                 ("$n", node), ("$a", address));
+            Execute(tx, "INSERT OR IGNORE INTO cursor(name, next_block) VALUES($c,$b)", ("$c", address.ToLowerInvariant()), ("$b", deployedAtBlock));
+            tx.Commit();
+        }
     }
 
     /// <summary>Makes <paramref name="node"/>'s row (custody count 0, no token yet) unless it exists: the count must exist before a custody move is recorded.</summary>
@@ -111,12 +119,9 @@ public sealed partial class BridgeStore
         lock (_lock) return ShareWithdrawals($"WHERE state IN ({(int)ShareWithdrawalState.New},{(int)ShareWithdrawalState.Moved},{(int)ShareWithdrawalState.Sent}) ORDER BY created_ns, id");
     }
 
-    /// <summary>
-    /// Moves share withdrawal <paramref name="id"/> to <paramref name="state"/> (only from <paramref name="from"/>) and adds
-    /// <paramref name="custodyDelta"/> to its node's custody count, in one transaction: the row and the count never disagree.
-    /// </summary>
+    /// <summary>Moves share withdrawal <paramref name="id"/> to <paramref name="state"/>, only from <paramref name="from"/> (the custody count moves with each custody move, <see cref="RecordCustodyMove"/>).</summary>
     public void SetShareWithdrawal(string id, ShareWithdrawalState from, ShareWithdrawalState state, string? txHash, long? block, string? error, long nowUnixNs,
-        long custodyDelta = 0, bool attempt = false)
+        bool attempt = false)
     {
         lock (_lock)
         {
@@ -126,8 +131,6 @@ public sealed partial class BridgeStore
             {
                 Execute(tx, "UPDATE share_withdrawals SET state=$s, tx_hash=$t, block_number=$b, error=$e, updated_ns=$u, attempts=attempts+$x WHERE id=$id",
                     ("$s", (int)state), ("$t", (object?)txHash), ("$b", (object?)block), ("$e", (object?)error), ("$u", nowUnixNs), ("$x", attempt ? 1 : 0), ("$id", id));
-                if (custodyDelta != 0)
-                    Execute(tx, "UPDATE share_tokens SET custody_shares=custody_shares+$d WHERE node=$n", ("$d", custodyDelta), ("$n", row.Node));
             }
             tx.Commit();
         }
@@ -170,17 +173,12 @@ public sealed partial class BridgeStore
         lock (_lock) return ShareDeposits("WHERE node=$n ORDER BY block_number, log_index", ("$n", node));
     }
 
-    /// <summary>Marks a new deposit <paramref name="state"/> and subtracts what it credited from the custody count, in one transaction.</summary>
-    public void SetShareDeposit(ShareDepositRow row, string state, long custodyDelta)
+    /// <summary>Marks a new deposit <paramref name="state"/> (its custody move, if any, was recorded by <see cref="RecordCustodyMove"/>).</summary>
+    public void SetShareDeposit(ShareDepositRow row, string state)
     {
         lock (_lock)
-        {
-            using SqliteTransaction tx = _db.BeginTransaction();
-            Execute(tx, "UPDATE share_deposits SET state=$s WHERE token=$t AND tx_hash=$h AND log_index=$i AND state='new'",
+            Execute(null, "UPDATE share_deposits SET state=$s WHERE token=$t AND tx_hash=$h AND log_index=$i AND state='new'",
                 ("$s", state), ("$t", row.Token.ToLowerInvariant()), ("$h", row.TransactionHash.ToLowerInvariant()), ("$i", row.LogIndex));
-            if (custodyDelta != 0) Execute(tx, "UPDATE share_tokens SET custody_shares=custody_shares+$d WHERE node=$n", ("$d", custodyDelta), ("$n", row.Node));
-            tx.Commit();
-        }
     }
 
     private List<ShareDepositRow> ShareDeposits(string where, params (string, object?)[] args) => Query(c =>

@@ -57,7 +57,7 @@ public sealed partial class BridgeStore : IDisposable
 
     /// <summary>Opens (creating) the store of <paramref name="dataDirectory"/>.</summary>
     /// <exception cref="InvalidDataException">Corrupt, or of another schema.</exception>
-    public static BridgeStore Open(string dataDirectory) => new(DurableSqlite.Open(PathIn(dataDirectory), "bridge store", Schema + ShareSchema));
+    public static BridgeStore Open(string dataDirectory) => new(DurableSqlite.Open(PathIn(dataDirectory), "bridge store", Schema + ShareSchema + CustodySchema));
 
     // ---- deposits
 

@@ -65,8 +65,8 @@ public sealed class ChainConnection : IDisposable
     /// <summary>A node's share token at <paramref name="address"/>, as the server's account.</summary>
     public ShareTokenClient ShareToken(string address) => new(Web3, address);
 
-    /// <summary>Deploys node <paramref name="node"/>'s share token from the server's account; returns its address.</summary>
-    public Task<string> DeployShareTokenAsync(string node, string name, string symbol, long nodeSupply) =>
+    /// <summary>Deploys node <paramref name="node"/>'s share token from the server's account; returns its address and deployment block.</summary>
+    public Task<(string Address, long Block)> DeployShareTokenAsync(string node, string name, string symbol, long nodeSupply) =>
         ChainDeployment.DeployShareTokenAsync(Info, _privateKey, node, name, symbol, nodeSupply);
 
     /// <summary>

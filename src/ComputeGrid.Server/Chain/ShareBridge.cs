@@ -35,10 +35,11 @@ public enum ShareWithdrawalOutcome
 /// again, one the token refuses for good moves the shares back. Deposit: the token's <c>Deposited</c> logs are read
 /// after the confirmations, recorded by (token, tx hash, log index), and each moves its shares from the custody holder
 /// to the named account's principal once.</para>
-/// <para>Exactly once without ids in the exchange: every custody move runs under one gate, one at a time, and the store
-/// keeps what the custody holder holds once every applied row is counted (updated in the same transaction as the row).
-/// Before a move the exchange is read: custody at the count means not applied (send it), at the count plus the move
-/// means applied before a crash (only record it); anything else breaks the invariant and throws.</para>
+/// <para>Exactly once without ids in the exchange: every custody move runs under one gate, one at a time, is marked
+/// pending in the store before it is sent and recorded (with the count of what custody holds and the ledger's R it was
+/// applied at) after. A pending move found at the next move of the node is resolved by reading the exchange: custody at
+/// the count plus the move means applied before a crash (record it), at the count means not (forget it); anything else
+/// breaks the invariant and throws. See ShareBridge.Custody.cs.</para>
 /// <para>Revenue (the ordering rule): the token's R (node revenue distributed) only ever catches up with the ledger's
 /// pool revenue, never passes it, and it catches up right before every mint (and at every pass). So a share earns on
 /// chain over an interval of R inside the interval it earns for the custody holder in the ledger: minted at R ≥ the
@@ -46,12 +47,13 @@ public enum ShareWithdrawalOutcome
 /// Hence Σ on-chain n_h ≤ the custody holder's n in the ledger, and what <c>distribute</c> pulls (floor(Σ n_h / S)) never
 /// exceeds the custody holder's ledger entitlement: each pass claims exactly the token's <c>pulled</c> total for the
 /// custody holder and pays it out of <see cref="AccountCode.ChainCustody"/> (the server's stablecoin the token pulled).
-/// The custody holder's remaining owed revenue is the revenue of shares in transit (between the ledger move and the mint,
-/// between the burn and the ledger move) plus rounding: it stays in the pool, so ledger entitlements + on-chain
-/// entitlements + both carries + that remainder = the node's revenue, to the micro-unit.</para>
+/// The custody holder's other owed revenue is the revenue of shares in transit (between the ledger move and the mint,
+/// between the burn and the ledger move): it is claimed too and paid to the withdrawer (the depositor) once, so what stays
+/// owed is rounding: ledger entitlements + on-chain entitlements + both carries + transit paid + that remainder = the
+/// node's revenue, to the micro-unit.</para>
 /// </summary>
-public sealed class ShareBridge(ChainConnection chain, LedgerEngine ledger, ExchangeHost exchange, ShareRevenue revenue, BridgeStore store, BridgeOptions options,
-    TimeProvider time, ILogger<ShareBridge>? log = null)
+public sealed partial class ShareBridge(ChainConnection chain, LedgerEngine ledger, ExchangeHost exchange, ShareRevenue revenue, BridgeStore store, BridgeOptions options,
+    Trust.TrustStore trust, TimeProvider time, ILogger<ShareBridge>? log = null)
 {
     /// <summary>The custody holder: the principal id that holds every node's on-chain supply in the exchange and the ledger (never issued to anyone).</summary>
     public const ulong CustodyHolder = ChartOfAccounts.QualifierMax;
@@ -127,15 +129,22 @@ public sealed class ShareBridge(ChainConnection chain, LedgerEngine ledger, Exch
                     if (row.Holder == 0)
                     {
                         // It names no customer's or provider's account: the shares stay with the custody holder, on record.
-                        store.SetShareDeposit(row, "suspense", 0);
+                        store.SetShareDeposit(row, "suspense");
                         log?.LogWarning("Share deposit {Tx}#{Index} of {Shares} names {Account}, no holder: kept by the custody holder", row.TransactionHash, row.LogIndex, row.Shares, row.Account);
                         continue;
                     }
-                    if (!await MoveOnceAsync(node, (long)CustodyHolder, (long)row.Holder, row.Shares, -row.Shares, ct).ConfigureAwait(false))
+                    // The shares stopped earning on chain at the burn; in the ledger they earn for custody until this move.
+                    string source = ShareBridgeIds.Deposit(row);
+                    store.OpenTransit(source, node, row.Holder, row.Shares);
+                    long burnedAt = await chain.ShareToken(token).RevenueAtAsync(row.BlockNumber, row.LogIndex).ConfigureAwait(false);
+                    CustodyMove? moved = await MoveOnceAsync(node, source, (long)CustodyHolder, (long)row.Holder, row.Shares, -row.Shares, ct).ConfigureAwait(false);
+                    if (moved is null)
                         throw new InvalidOperationException($"The exchange refused to move {row.Shares} shares of node {node} out of custody for deposit {row.TransactionHash}#{row.LogIndex}.");
-                    store.SetShareDeposit(row, "credited", -row.Shares);
+                    store.CloseTransit(source, burnedAt, moved.Revenue, await SupplyAsync(node, ct).ConfigureAwait(false));
+                    store.SetShareDeposit(row, "credited");
                     credited += row.Shares;
                 }
+                await SettleCustodyAsync(node, chain.ShareToken(token), ct).ConfigureAwait(false);
             }
             return credited;
         }
@@ -160,18 +169,29 @@ public sealed class ShareBridge(ChainConnection chain, LedgerEngine ledger, Exch
         if (row.State != ShareWithdrawalState.New) return row;
         // The token is deployed by the pass that mints, so a request needs no chain; the custody count needs its row now.
         store.InsertShareNode(row.Node);
-        bool moved = await MoveOnceAsync(row.Node, (long)row.Principal, (long)CustodyHolder, row.Shares, row.Shares, ct).ConfigureAwait(false);
+        bool moved = await MoveOnceAsync(row.Node, row.Id, (long)row.Principal, (long)CustodyHolder, row.Shares, row.Shares, ct).ConfigureAwait(false) is not null;
+        // The shares earn for custody in the ledger from this move until the mint: that revenue is the withdrawer's.
+        if (moved) store.OpenTransit(row.Id, row.Node, row.Principal, row.Shares);
         store.SetShareWithdrawal(row.Id, ShareWithdrawalState.New, moved ? ShareWithdrawalState.Moved : ShareWithdrawalState.Refused, null, null,
-            moved ? null : "too few free shares", Now(), custodyDelta: moved ? row.Shares : 0);
+            moved ? null : "too few free shares", Now());
         return store.ShareWithdrawal(row.Id)!;
     }
 
     private async Task<ShareWithdrawalRow> MintAsync(ShareWithdrawalRow row, CancellationToken ct)
     {
         string token = await EnsureTokenAsync(row.Node, ct).ConfigureAwait(false);
+        ShareTokenClient client = chain.ShareToken(token);
+        // Minted before a crash at the R planned then: record it without a sync that would move the planned R.
+        if (store.Transit(row.Id)?.RevenueTo is not null && await client.MintedAsync(row.Id).ConfigureAwait(false))
+        {
+            long at = await ChainReads.HeadAsync(chain.Web3).ConfigureAwait(false);
+            store.SetShareWithdrawal(row.Id, ShareWithdrawalState.Moved, ShareWithdrawalState.Sent, row.TransactionHash, at, null, Now());
+            return store.ShareWithdrawal(row.Id)!;
+        }
         // The ordering rule: the token's R reaches the ledger's (which is at least the R the shares moved at) before the mint.
         await SyncRevenueAsync(row.Node, token, ct).ConfigureAwait(false);
-        ShareTokenClient client = chain.ShareToken(token);
+        // Nothing else distributes while the gate is held, so the token's R now is its R at the mint.
+        store.SetTransitEnd(row.Id, await client.RevenueAsync().ConfigureAwait(false));
         try
         {
             ChainReceipt receipt = await client.MintAsync(row.To, row.Shares, row.Id).ConfigureAwait(false);
@@ -187,9 +207,12 @@ public sealed class ShareBridge(ChainConnection chain, LedgerEngine ledger, Exch
         {
             // Refused for good (above the node's supply, a bad address): the shares go back to the holder.
             log?.LogWarning("Share withdrawal {Id}: the token refused the mint ({Reason}); the shares go back", row.Id, e.Reason);
-            if (!await MoveOnceAsync(row.Node, (long)CustodyHolder, (long)row.Principal, row.Shares, -row.Shares, ct).ConfigureAwait(false))
-                throw new InvalidOperationException($"The exchange refused to return share withdrawal {row.Id}'s shares.", e);
-            store.SetShareWithdrawal(row.Id, ShareWithdrawalState.Moved, ShareWithdrawalState.Failed, null, null, e.Reason, Now(), custodyDelta: -row.Shares);
+            CustodyMove back = await MoveOnceAsync(row.Node, row.Id + ":back", (long)CustodyHolder, (long)row.Principal, row.Shares, -row.Shares, ct).ConfigureAwait(false)
+                ?? throw new InvalidOperationException($"The exchange refused to return share withdrawal {row.Id}'s shares.", e);
+            // They never left the ledger's economy: what custody earned on them meanwhile is the withdrawer's.
+            await CloseTransitAsync(row.Id, row.Node, back.Revenue, ct).ConfigureAwait(false);
+            store.SetShareWithdrawal(row.Id, ShareWithdrawalState.Moved, ShareWithdrawalState.Failed, null, null, e.Reason, Now());
+            await SettleCustodyAsync(row.Node, client, ct).ConfigureAwait(false);
         }
         return store.ShareWithdrawal(row.Id)!;
     }
@@ -200,30 +223,13 @@ public sealed class ShareBridge(ChainConnection chain, LedgerEngine ledger, Exch
         if (head - row.BlockNumber!.Value + 1 < chain.Confirmations) return row;
         string token = store.ShareToken(row.Node)!;
         bool minted = await chain.ShareToken(token).MintedAsync(row.Id).ConfigureAwait(false);
+        // The transit closes at the R planned for the mint, before the row is final (a crash between them closes it again, the same).
+        if (minted && store.Transit(row.Id)?.RevenueTo is long mintedAt) await CloseTransitAsync(row.Id, row.Node, mintedAt, CancellationToken.None).ConfigureAwait(false);
         // A mint a reorg dropped is sent again (the mintId makes a second one impossible).
         store.SetShareWithdrawal(row.Id, ShareWithdrawalState.Sent, minted ? ShareWithdrawalState.Minted : ShareWithdrawalState.Moved,
             minted ? row.TransactionHash : null, minted ? row.BlockNumber : null, minted ? null : "mint dropped by a reorg; sent again", Now());
+        if (minted) await SettleCustodyAsync(row.Node, chain.ShareToken(token), CancellationToken.None).ConfigureAwait(false);
         return store.ShareWithdrawal(row.Id)!;
-    }
-
-    // ---- custody moves, exactly once (under the gate)
-
-    /// <summary>
-    /// Moves <paramref name="shares"/> of <paramref name="node"/> from <paramref name="from"/> to <paramref name="to"/>
-    /// unless that move was already applied: custody's holding now at the store's count means not yet, at the count plus
-    /// <paramref name="custodyDelta"/> means applied before a crash. False when the exchange refused it (too few free shares).
-    /// </summary>
-    private async Task<bool> MoveOnceAsync(long node, long from, long to, long shares, long custodyDelta, CancellationToken ct)
-    {
-        long counted = store.CustodyShares(node);
-        long held = await exchange.ReadAsync(v => v.HoldingOf((long)CustodyHolder, node).Total, ct).ConfigureAwait(false);
-        if (held == checked(counted + custodyDelta)) return true;
-        if (held != counted)
-            throw new InvalidOperationException($"The custody holder holds {held} shares of node {node}, the bridge counts {counted}: something else moved them.");
-        CommandOutcome o = await exchange.SubmitAsync(ExchangeCommand.TransferShares(from, node, to, shares), CancellationToken.None).ConfigureAwait(false);
-        if (o.Result.Ok) return true;
-        if (o.Result.Error == ExchangeError.InsufficientShares) return false;
-        throw new InvalidOperationException($"The exchange refused to move {shares} shares of node {node} from {from} to {to}: {o.Result.Error}");
     }
 
     // ---- the token and its revenue (under the gate)
@@ -235,11 +241,11 @@ public sealed class ShareBridge(ChainConnection chain, LedgerEngine ledger, Exch
         if (supply == 0) throw new InvalidOperationException($"Node {node} has issued no shares.");
         // A crash between the deployment and its record deploys again at the next pass: the first token was never used.
         string symbol = ComputeGrid.Exchange.Instruments.Instrument.NodeSharesSymbol(node);
-        string address = await chain.DeployShareTokenAsync(ShareBridgeIds.NodeBytes32(node), $"ComputeGrid node {node} shares", symbol, supply).ConfigureAwait(false);
+        (string address, long deployedAt) = await chain.DeployShareTokenAsync(ShareBridgeIds.NodeBytes32(node), $"ComputeGrid node {node} shares", symbol, supply).ConfigureAwait(false);
         // distribute pulls the on-chain holders' part from the server's account.
         await chain.Stablecoin.ApproveAsync(address, long.MaxValue).ConfigureAwait(false);
         await ledger.CreateAccountsAsync(new[] { ChartOfAccounts.NewAccount(AccountCode.CustomerBalance, CustodyBalance, Asset.Usd) }, ct).ConfigureAwait(false);
-        store.InsertShareToken(node, address);
+        store.InsertShareToken(node, address, deployedAt);
         log?.LogInformation("Node {Node}'s share token deployed at {Address}", node, address);
         return store.ShareToken(node)!;
     }
@@ -253,37 +259,13 @@ public sealed class ShareBridge(ChainConnection chain, LedgerEngine ledger, Exch
             throw new InvalidOperationException($"Node {node}'s token has distributed {chainRevenue} micro-USD of revenue, the ledger knows {ledgerRevenue}: the token must never lead.");
         if (ledgerRevenue > chainRevenue)
         {
-            // Up to a total, not by an amount: a resend after a crash reads the token's R first, so nothing is added twice.
+            // Up to a total, not by an amount: the token ignores a total it has reached, so a resend of this transaction
+            // (a crash before its receipt, then a pass that sends again while the first is still pending) adds nothing.
             store.InsertShareDistribution(node, ledgerRevenue, ledgerRevenue - chainRevenue, Now());
-            ChainReceipt receipt = await client.DistributeAsync(ledgerRevenue - chainRevenue).ConfigureAwait(false);
+            ChainReceipt receipt = await client.DistributeAsync(ledgerRevenue).ConfigureAwait(false);
             store.SetShareDistributionSent(node, ledgerRevenue, receipt.TransactionHash);
         }
-        await ClaimPulledAsync(node, client, ct).ConfigureAwait(false);
-    }
-
-    // The custody holder claims, in the ledger, exactly what its token pulled from the server's account in all; the claim
-    // then leaves for ChainCustody. Both steps read what is done before acting, so a crash between them finishes later.
-    private async Task ClaimPulledAsync(long node, ShareTokenClient client, CancellationToken ct)
-    {
-        long pulled = await client.PulledAsync().ConfigureAwait(false);
-        Entitlement custody = (await revenue.EntitlementAsync((ulong)node, CustodyHolder, ct).ConfigureAwait(false))!;
-        if (pulled > custody.Claimed)
-        {
-            ClaimOutcome claim = await revenue.ClaimAsync((ulong)node, CustodyHolder, pulled - custody.Claimed, CustodyBalance, ct).ConfigureAwait(false);
-            if (claim.Decision != ComputeGrid.Tokens.ClaimDecision.Claim)
-                throw new InvalidOperationException($"Node {node}'s token pulled {pulled} micro-USD, but the custody holder may claim only {claim.OwedBefore} more than its {custody.Claimed}: {claim.Decision}.");
-        }
-        Account balance = (await ledger.LookupAccountsAsync(new[] { CustodyBalance }, ct).ConfigureAwait(false))[0];
-        long left = checked(balance.CreditsPosted - balance.DebitsPosted);
-        if (left == 0) return;
-        var paid = new Transfer
-        {
-            Id = ShareBridgeIds.DividendsPaid(balance.DebitsPosted), DebitAccountId = CustodyBalance, CreditAccountId = ServerStablecoin,
-            Amount = left, Asset = Asset.Usd.Code, Code = (ushort)TransferCode.ChainShareDividends, UserData64 = (ulong)node,
-        };
-        CreateTransferResult r = (await ledger.CreateTransfersAsync(new[] { paid }, LedgerAck.Durable, ct).ConfigureAwait(false))[0];
-        if (r is not (CreateTransferResult.Ok or CreateTransferResult.Exists))
-            throw new InvalidOperationException($"The ledger refused to pay out node {node}'s on-chain dividends: {r}");
+        await SettleCustodyAsync(node, client, ct).ConfigureAwait(false);
     }
 
     // ---- deposits (under the gate)
@@ -334,14 +316,23 @@ public static class ShareBridgeIds
     public static string Withdrawal(ulong principal, string idempotencyKey) =>
         "0x" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"share-withdrawal\n{principal.ToString(CultureInfo.InvariantCulture)}\n{idempotencyKey}")));
 
+    /// <summary>A share deposit's custody move and transit: its token, transaction and log index.</summary>
+    public static string Deposit(ShareDepositRow row) =>
+        string.Create(CultureInfo.InvariantCulture, $"deposit:{row.Token.ToLowerInvariant()}:{row.TransactionHash.ToLowerInvariant()}:{row.LogIndex}");
+
+    /// <summary>The transfer paying transit <paramref name="source"/>'s revenue from the custody holder's balance to its principal (once).</summary>
+    public static UInt128 TransitPaid(string source) => ChainId($"share-transit\n{source}");
+
     /// <summary>The bytes32 naming node <paramref name="node"/> in its token.</summary>
     public static string NodeBytes32(long node) => BridgeIds.AccountToBytes32((UInt128)(ulong)node);
 
     /// <summary>The transfer paying the custody holder's claims out to the server's stablecoin, keyed by what its balance had paid out before.</summary>
-    public static UInt128 DividendsPaid(long debitsPostedBefore)
+    public static UInt128 DividendsPaid(long debitsPostedBefore) => ChainId($"share-dividends\n{debitsPostedBefore.ToString(CultureInfo.InvariantCulture)}");
+
+    private static UInt128 ChainId(string key)
     {
         Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(Encoding.UTF8.GetBytes($"share-dividends\n{debitsPostedBefore.ToString(CultureInfo.InvariantCulture)}"), hash);
+        SHA256.HashData(Encoding.UTF8.GetBytes(key), hash);
         return ChartOfAccounts.TransferId(TransferSpace.Chain, BinaryPrimitives.ReadUInt64LittleEndian(hash) & ChartOfAccounts.QualifierMax,
             BinaryPrimitives.ReadUInt64LittleEndian(hash[8..]) | 1);
     }

@@ -174,13 +174,13 @@ public sealed class X402Settler : IAsyncDisposable
     {
         byte[] nonce = new byte[32];
         i.Key.Nonce.WriteTo(nonce);
-        var message = new X402TransferWithAuthorization
+        var message = new ComputeGrid.Chain.Contracts.TransferWithAuthorizationFunction
         {
             From = i.Key.From.ToChecksumString(), To = i.PayTo.ToChecksumString(), Value = new BigInteger(i.Value),
             ValidAfter = BigInteger.Parse(i.ValidAfter, CultureInfo.InvariantCulture), ValidBefore = BigInteger.Parse(i.ValidBefore, CultureInfo.InvariantCulture),
             AuthorizationNonce = nonce, Signature = i.Signature.HexToByteArray(),
         };
-        return await _chain.Web3.Eth.GetContractTransactionHandler<X402TransferWithAuthorization>().SignTransactionAsync(i.Key.Asset.ToChecksumString(), message);
+        return await _chain.Web3.Eth.GetContractTransactionHandler<ComputeGrid.Chain.Contracts.TransferWithAuthorizationFunction>().SignTransactionAsync(i.Key.Asset.ToChecksumString(), message);
     }
 
     private static string Prior(X402Intent i, string newHash) =>

@@ -77,6 +77,13 @@ public sealed class ShareRevenue : IDisposable
         _book.TryGet(node, out ShareAccumulator? a) ? new PoolRevenue(node, a.Revenue, a.Supply, a.HolderCount) : null, ct);
 
     /// <summary>
+    /// R when <paramref name="holder"/>'s shares of <paramref name="node"/> last moved (its checkpoint c_h, set by every
+    /// settlement; 0 for a stranger or a node that issued none): the exact R of a holder's last move, whatever was paid since.
+    /// </summary>
+    public Task<long> CheckpointAsync(ulong node, ulong holder, CancellationToken ct) => _ledger.ReadAsync(_ =>
+        _book.TryGet(node, out ShareAccumulator? a) ? a.HolderState(holder).Checkpoint : 0, ct);
+
+    /// <summary>
     /// Claims <paramref name="requested"/> micro-USD (0: all that is owed) of <paramref name="node"/>'s pool for
     /// <paramref name="holder"/>, into <paramref name="into"/> (a USD account the holder owns), durably.
     /// </summary>

@@ -62,6 +62,45 @@ public class Eip3009Tests
         Assert.Equal(theirs, OurDigest(domain, a, kind));
     }
 
+    // The two other typed messages the contracts check (the Nethereum signer that once signed them is gone: these pin ours).
+    private static string DomainJson(Eip712Domain domain) =>
+        $$"""{"name":"{{domain.Name}}","version":"{{domain.Version}}","chainId":{{domain.ChainId}},"verifyingContract":"{{domain.VerifyingContract}}"}""";
+
+    private const string DomainTypes = """
+        "EIP712Domain":[{"name":"name","type":"string"},{"name":"version","type":"string"},{"name":"chainId","type":"uint256"},{"name":"verifyingContract","type":"address"}]
+        """;
+
+    [Fact]
+    public void The_cancel_authorization_digest_equals_Nethereums_for_the_same_message()
+    {
+        var domain = X402World.Offer().Domain;
+        var a = X402World.Authorization(nonceSeed: 7);
+        string json = $$$"""
+            {"types":{{{{DomainTypes}}},"CancelAuthorization":[{"name":"authorizer","type":"address"},{"name":"nonce","type":"bytes32"}]},
+            "primaryType":"CancelAuthorization","domain":{{{DomainJson(domain)}}},"message":{"authorizer":"{{{a.From}}}","nonce":"{{{a.Nonce}}}"}}
+            """;
+        Assert.True(Bytes32.TryParse(a.Nonce, out Bytes32 nonce));
+        var ours = new byte[32];
+        Eip3009.CancelDigest(domain, EvmAddress.Parse(a.From), nonce, ours);
+        Assert.Equal(Sha3Keccack.Current.CalculateHash(new Eip712TypedDataSigner().EncodeTypedData(json)), ours);
+    }
+
+    [Theory]
+    [InlineData(12_345_678L, 0L, 1796572800L)]
+    [InlineData(long.MaxValue, 41L, long.MaxValue)]
+    public void The_permit_digest_equals_Nethereums_for_the_same_message(long value, long nonce, long deadline)
+    {
+        var domain = X402World.Offer().Domain;
+        var a = X402World.Authorization();
+        string json = $$$"""
+            {"types":{{{{DomainTypes}}},"Permit":[{"name":"owner","type":"address"},{"name":"spender","type":"address"},{"name":"value","type":"uint256"},{"name":"nonce","type":"uint256"},{"name":"deadline","type":"uint256"}]},
+            "primaryType":"Permit","domain":{{{DomainJson(domain)}}},"message":{"owner":"{{{a.From}}}","spender":"{{{a.To}}}","value":{{{value}}},"nonce":{{{nonce}}},"deadline":{{{deadline}}}}}
+            """;
+        var ours = new byte[32];
+        Eip2612.Digest(domain, EvmAddress.Parse(a.From), EvmAddress.Parse(a.To), Uint256.FromInt64(value), Uint256.FromInt64(nonce), Uint256.FromInt64(deadline), ours);
+        Assert.Equal(Sha3Keccack.Current.CalculateHash(new Eip712TypedDataSigner().EncodeTypedData(json)), ours);
+    }
+
     [Fact]
     public void Transfer_and_receive_authorizations_of_one_message_have_different_digests()
     {

@@ -43,9 +43,11 @@ public sealed class BridgeHarness : IAsyncDisposable
     public LedgerEngine Ledger => App.Services.GetRequiredService<LedgerEngine>();
     public ShareBridge Shares => App.Services.GetRequiredService<ShareBridge>();
 
-    public static async Task<BridgeHarness> StartAsync(Func<string, Task>? afterWithdrawalSent = null)
+    /// <summary>A fresh Anvil (with <paramref name="blocksBefore"/> empty blocks mined before anything is deployed) and a server on a new folder.</summary>
+    public static async Task<BridgeHarness> StartAsync(Func<string, Task>? afterWithdrawalSent = null, int blocksBefore = 0)
     {
         AnvilProcess anvil = await AnvilProcess.StartAsync();
+        if (blocksBefore > 0) await anvil.MineAsync(blocksBefore);
         string dir = TestServer.TempDir("bridge");
         string keyFile = dir + ".key";
         File.WriteAllText(keyFile, ChainDeployment.AnvilDevKeys[0]);

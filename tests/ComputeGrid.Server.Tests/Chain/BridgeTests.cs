@@ -45,9 +45,32 @@ public sealed class BridgeTests
 
         // Later passes read nothing again.
         await h.Anvil.MineAsync(5);
-        Assert.Equal(new DepositPass(pass.Head + 5, pass.ReadTo + 5, 0, 0, 0), await h.Deposits.PollAsync());
+        Assert.Equal(new DepositPass(pass.Head + 5, pass.ReadTo + 1, pass.ReadTo + 5, 0, 0, 0), await h.Deposits.PollAsync());
         Assert.Equal(7_250_000, await h.CreditBalanceAsync(alice.Account));
     }
+
+    [Fact]
+    public async Task A_new_data_folder_reads_deposits_from_the_contracts_deployment_block_not_from_block_0()
+    {
+        await using BridgeHarness h = await BridgeHarness.StartAsync(blocksBefore: 40);
+        long deployed = h.Chain.Info.DeployedAtBlock;
+        Assert.Equal(41, deployed);
+        Assert.Equal("0x", await CodeAtAsync(h, h.Chain.Info.Stablecoin, deployed - 1));
+        Assert.NotEqual("0x", await CodeAtAsync(h, h.Chain.Info.Stablecoin, deployed));
+        Assert.Equal(deployed, ComputeGrid.Chain.ChainDeployment.Read(Path.Combine(h.Dir, ChainConnection.FileName)).DeployedAtBlock);
+
+        DepositPass first = await h.Deposits.PollAsync();
+        Assert.Equal(deployed, first.ReadFrom);
+        // A restart keeps the folder's cursor, not the deployment block.
+        await h.Anvil.MineAsync(5);
+        await h.StopServerAsync();
+        await h.StartServerAsync();
+        Assert.Equal(first.ReadTo + 1, (await h.Deposits.PollAsync()).ReadFrom);
+    }
+
+    /// <summary>The code at <paramref name="address"/> as of block <paramref name="block"/> ("0x": none).</summary>
+    internal static async Task<string> CodeAtAsync(BridgeHarness h, string address, long block) =>
+        (await h.Anvil.CallAsync("eth_getCode", address, "0x" + block.ToString("x", System.Globalization.CultureInfo.InvariantCulture))).GetString()!;
 
     [Fact]
     public async Task A_deposit_log_delivered_twice_and_read_again_after_a_restart_credits_once()

@@ -16,8 +16,9 @@ namespace ComputeGrid.Server.Tests.Chain;
 /// Node share tokens through the server against a real Anvil: free shares withdrawn to an address are moved to the
 /// custody holder and minted once (also when the server crashed between each step and its record), deposited back
 /// credited once, and the node's revenue, paid into its share pool by ledger postings before, during and after the
-/// shares' trips, adds up exactly: ledger entitlements + on-chain dividends + both carries + the custody holder's
-/// revenue of shares in transit = the node's revenue, each figure checked against an independent accumulator.
+/// shares' trips, adds up exactly: ledger entitlements + on-chain dividends + both carries + the revenue of shares in
+/// transit (paid to their withdrawer or depositor, once across restarts) + the custody holder's rounding = the node's
+/// revenue, each figure checked against an independent accumulator.
 /// </summary>
 public sealed class ShareBridgeTests
 {
@@ -36,6 +37,8 @@ public sealed class ShareBridgeTests
         // The server's account pays the on-chain holders' part of each distribute.
         await h.Chain.Stablecoin.MintAsync(h.Chain.Account, 50_000_000);
         long serverBefore = await h.Chain.Stablecoin.BalanceOfAsync(h.Chain.Account);
+        UInt128 holderBalance = ChartOfAccounts.PrincipalAccount(AccountCode.CustomerBalance, holder.Id);
+        long holderCreditsBefore = (await h.Ledger.LookupAccountsAsync([holderBalance]))[0].CreditsPosted;
 
         // Two independent books: the ledger's (the on-chain supply is the custody holder) and the chain's (X: not on chain).
         const ulong X = 1UL << 40;
@@ -85,14 +88,19 @@ public sealed class ShareBridgeTests
         await PayAsync(777_777);
         chainBook.Pay(777_777);
 
-        // A crash right after the move, before its record: the row is New and the count is behind. A restart finds the
-        // move applied (custody holds the count plus the move) and records it; nothing moves twice.
+        // A crash right after the move, before its record: the row is New, the move pending and the count behind. A restart
+        // finds the move applied (custody holds the count plus the move) and records it; nothing moves twice.
         await h.StopServerAsync();
-        Rewind(h.Dir, $"UPDATE share_withdrawals SET state=0 WHERE id='{id}'", "UPDATE share_tokens SET custody_shares=0");
+        Rewind(h.Dir, $"UPDATE share_withdrawals SET state=0 WHERE id='{id}'", "UPDATE share_tokens SET custody_shares=0",
+            $"DELETE FROM share_custody_moves WHERE source='{id}'", $"INSERT INTO share_custody_pending(node, source, delta) VALUES({node}, '{id}', 120)");
         await h.StartServerAsync();
         await h.Shares.ProcessAsync(); // deploy the node's token and mint: its revenue first catches up with the ledger's
         string token = h.App.Services.GetRequiredService<BridgeStore>().ShareToken(node)!;
         var tokenClient = new ShareTokenClient(h.Chain.Web3, token);
+        // Its deposits are read from the block it was deployed in, not from block 0.
+        long tokenFrom = h.App.Services.GetRequiredService<BridgeStore>().NextBlock(token)!.Value;
+        Assert.Equal("0x", await BridgeTests.CodeAtAsync(h, token, tokenFrom - 1));
+        Assert.NotEqual("0x", await BridgeTests.CodeAtAsync(h, token, tokenFrom));
         Assert.Equal(120, await tokenClient.BalanceOfAsync(to));
         Assert.Equal(revenueTotal, await tokenClient.RevenueAsync());
         chainBook.Move(X, dev6, 120);
@@ -122,7 +130,6 @@ public sealed class ShareBridgeTests
         await dev6Token.TransferAsync(BridgeHarness.Address(7), 20);
         chainBook.Move(dev6, dev7, 20);
         // The holder's customer balance names it (as GET /api/chain/deposit-account gives it).
-        UInt128 holderBalance = ChartOfAccounts.PrincipalAccount(AccountCode.CustomerBalance, holder.Id);
         await dev6Token.DepositAsync(50, BridgeHarness.Bytes32(holderBalance));
         chainBook.Move(dev6, X, 50);
         await PayAsync(555_555);
@@ -138,9 +145,13 @@ public sealed class ShareBridgeTests
         Assert.Equal(0, await h.Shares.PollDepositsAsync());
         Assert.Equal(230, await FreeSharesAsync());
 
-        // A crash after the credit, before its record: the row is new again and the count behind; the restart credits nothing twice.
+        // A crash after the credit, before its record (and before its transit was closed and paid): the row is new again,
+        // the move pending and the count behind; the restart credits nothing twice and pays the transit once.
         await h.StopServerAsync();
-        Rewind(h.Dir, "UPDATE share_deposits SET state='new'", "UPDATE share_tokens SET custody_shares=custody_shares+50");
+        Rewind(h.Dir, "UPDATE share_deposits SET state='new'", "UPDATE share_tokens SET custody_shares=custody_shares+50",
+            $"INSERT INTO share_custody_pending(node, source, delta) SELECT node, source, delta FROM share_custody_moves WHERE source LIKE 'deposit:%'",
+            "DELETE FROM share_custody_moves WHERE source LIKE 'deposit:%'",
+            "UPDATE share_transit SET revenue_from=NULL, revenue_to=NULL, units=NULL, amount=NULL, paid=0 WHERE source LIKE 'deposit:%'");
         await h.StartServerAsync();
         Assert.Equal(50, await h.Shares.PollDepositsAsync()); // recorded, not moved again
         Assert.Equal(230, await FreeSharesAsync());
@@ -161,26 +172,72 @@ public sealed class ShareBridgeTests
         Assert.Equal((chainBook.Entitlement(dev6), chainBook.Entitlement(dev7)), (onChain6, onChain7));
         Assert.Equal(onChain6, await tokenClient.WithdrawableDividendOfAsync(BridgeHarness.Address(6)));
 
-        // The custody holder claimed exactly what the token pulled, and that left the server's stablecoin account.
+        // The custody holder claimed what the token pulled (it left the server's stablecoin account) and the transits.
         long pulled = await tokenClient.PulledAsync();
         Entitlement custodyEntitlement = (await revenue.EntitlementAsync((ulong)node, custody, CancellationToken.None))!;
-        Assert.Equal(pulled, custodyEntitlement.Claimed);
         Assert.Equal(pulled, await h.Chain.Stablecoin.BalanceOfAsync(token));
         Assert.Equal(serverBefore - pulled, await h.Chain.Stablecoin.BalanceOfAsync(h.Chain.Account));
         Account dividends = (await h.Ledger.LookupAccountsAsync([ShareBridge.CustodyBalance]))[0];
-        Assert.Equal((pulled, pulled), (dividends.CreditsPosted, dividends.DebitsPosted));
 
-        // The sum, to the micro-unit: what the custody holder still is owed is the revenue of the shares in transit
-        // (120 during 777,777 and 50 during 555,555) give or take the rounding of two floors.
+        // The revenue of the shares in transit (120 from their move to custody to the mint, during 777,777; 50 from the
+        // burn to their move out, during 555,555) went to the holder through the ledger, floored over both like one n.
+        IReadOnlyList<TransitRow> transits = h.App.Services.GetRequiredService<BridgeStore>().TransitsOf(node);
+        Assert.Equal([(id, 120L * 777_777 / Supply), (transits.Single(t => t.Source.StartsWith("deposit:", StringComparison.Ordinal)).Source, 121_110L - 93_333)],
+            transits.OrderBy(t => t.Shares == 120 ? 0 : 1).Select(t => (t.Source, t.Amount!.Value)));
+        Assert.All(transits, t => Assert.True(t.Paid && t.Principal == holder.Id));
+        long transitPaid = (120 * 777_777 + 50 * 555_555) / Supply;
+        Assert.Equal(121_110, transitPaid);
+        Assert.Equal(holderCreditsBefore + transitPaid, (await h.Ledger.LookupAccountsAsync([holderBalance]))[0].CreditsPosted);
+        Assert.Equal(pulled + transitPaid, custodyEntitlement.Claimed);
+        Assert.Equal((pulled + transitPaid, pulled + transitPaid), (dividends.CreditsPosted, dividends.DebitsPosted));
+
+        // The sum, to the micro-unit: what the custody holder still is owed is the rounding of two floors only.
         long onChainCarry = pulled - onChain6 - onChain7;
         Assert.InRange(onChainCarry, 0, 1);
-        long inTransit = custodyEntitlement.Owed;
-        long transitExact = (120 * 777_777 + 50 * 555_555) / Supply;
-        Assert.InRange(inTransit, transitExact, transitExact + 1);
+        long custodyLeft = custodyEntitlement.Owed;
+        Assert.InRange(custodyLeft, 0, 1);
         long ledgerHolders = Ledger(provider.Id) + Ledger(holder.Id);
-        Assert.Equal(revenueTotal, ledgerHolders + onChain6 + onChain7 + onChainCarry + inTransit + ledgerBook.Carry());
+        Assert.Equal(revenueTotal, ledgerHolders + onChain6 + onChain7 + onChainCarry + transitPaid + custodyLeft + ledgerBook.Carry());
         Assert.Equal(revenueTotal, (await revenue.PoolAsync((ulong)node, CancellationToken.None))!.Revenue);
     }
+
+    [Fact]
+    public async Task A_move_applied_before_a_crash_is_recorded_as_its_own_even_when_another_withdrawal_of_the_same_size_comes_first()
+    {
+        await using BridgeHarness h = await BridgeHarness.StartAsync();
+        ExchangeSeed seed = await TestServer.SeedExchangeAsync(h.Operator, ("H100", "frankfurt"));
+        Party provider = seed.Provider, holder = seed.Poor;
+        long node = seed.Nodes[("H100", "frankfurt")];
+        await ApiTestHelpers.OkAsync(await h.Operator.PostSnakeAsync($"/api/shares/issuers/{provider.Id}", new { }));
+        Assert.Equal(HttpStatusCode.Created, (await provider.Http.PostSnakeAsync("/api/shares", new { node_id = node, supply = Supply })).StatusCode);
+        await ApiTestHelpers.OkAsync(await provider.Http.PostSnakeAsync($"/api/shares/{node}/transfers", new { to = holder.Id, shares = 300 }));
+
+        // The holder's 10 moved to custody, then a crash before the record: the move is pending, the count behind.
+        HttpResponseMessage first = await ShareWithdrawAsync(holder.Http, node, 10, BridgeHarness.Address(6), "a");
+        string a = (await BridgeHarness.JsonAsync(first)).GetProperty("id").GetString()!;
+        await h.StopServerAsync();
+        Rewind(h.Dir, $"UPDATE share_withdrawals SET state=0 WHERE id='{a}'", "UPDATE share_tokens SET custody_shares=0",
+            $"DELETE FROM share_custody_moves WHERE source='{a}'", $"INSERT INTO share_custody_pending(node, source, delta) VALUES({node}, '{a}', 10)");
+        await h.StartServerAsync();
+
+        // The provider's withdrawal of the same 10 arrives first: custody at the count + 10 is the holder's pending move,
+        // recorded as such; the provider's 10 then move too. (Read by size alone, the provider's would pass as done.)
+        using HttpClient providerNow = TestServer.Client(h.Operator.BaseAddress!.ToString(), provider.Key); // the restart listens on a new port
+        HttpResponseMessage second = await ShareWithdrawAsync(providerNow, node, 10, BridgeHarness.Address(7), "b");
+        Assert.Equal(HttpStatusCode.Accepted, second.StatusCode);
+        string b = (await BridgeHarness.JsonAsync(second)).GetProperty("id").GetString()!;
+        await h.Shares.ProcessAsync();
+        BridgeStore store = h.App.Services.GetRequiredService<BridgeStore>();
+        Assert.Equal((10L, 10L), (store.CustodyMoveOf(a)!.Delta, store.CustodyMoveOf(b)!.Delta));
+        Assert.Equal(20, store.CustodyShares(node));
+        Assert.Equal(20, await ShareHoldingAsync(h, ShareBridge.CustodyHolder, node));
+        Assert.Equal(290, await ShareHoldingAsync(h, holder.Id, node));
+        Assert.Equal(690, await ShareHoldingAsync(h, provider.Id, node));
+        Assert.Null(store.PendingCustodyMove(node));
+    }
+
+    private static Task<long> ShareHoldingAsync(BridgeHarness h, ulong who, long node) =>
+        h.App.Services.GetRequiredService<ComputeGrid.Exchange.Pipeline.ExchangeHost>().ReadAsync(v => v.HoldingOf((long)who, node).Total, CancellationToken.None);
 
     private static async Task<HttpResponseMessage> ShareWithdrawAsync(HttpClient who, long node, long shares, string to, string key)
     {

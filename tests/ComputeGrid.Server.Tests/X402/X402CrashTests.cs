@@ -143,7 +143,7 @@ public sealed class X402CrashTests(CrashModelFixture fixture, ITestOutputHelper 
             ExactEvmAuthorization a = payment!.Payload.Authorization!;
             var other = new TransferAuthorization(payer, elsewhere, 1, 0, long.Parse(a.ValidBefore), a.Nonce);
             var payerWeb3 = new StablecoinClient(ChainDeployment.Connect(anvil.RpcUrl, anvil.ChainId, X402Rig.Key(3)), chain.Stablecoin);
-            await payerWeb3.TransferWithAuthorizationAsync(other, other.Sign(new ComputeGrid.Chain.Contracts.Eip712Domain(chain.TokenName, chain.TokenVersion, chain.ChainId, chain.Stablecoin), X402Rig.Key(3)));
+            await payerWeb3.TransferWithAuthorizationAsync(other, other.Sign(new ComputeGrid.Chain.X402.Eip712Domain(chain.TokenName, chain.TokenVersion, chain.ChainId, EvmAddress.Parse(chain.Stablecoin)), X402Rig.Key(3)));
             using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30))) await server.WaitForExitAsync(timeout.Token);
             server.Dispose();
 
