@@ -106,8 +106,8 @@ public static class X402Endpoints
                 X402Json.Default.SettleResponse);
         }
         // Mined (one confirmation) is what the official facilitator waits for; N confirmations are the settler's.
-        var deadline = DateTime.UtcNow + SettleWaitMax;
-        while (DateTime.UtcNow < deadline)
+        var deadline = x402.Time.GetUtcNow() + SettleWaitMax;
+        while (x402.Time.GetUtcNow() < deadline)
         {
             var receipt = await x402.Chain.Web3.Eth.Transactions.GetTransactionReceipt.SendRequestAsync(hash);
             if (receipt is not null)
@@ -116,7 +116,7 @@ public static class X402Endpoints
                 return Json(new SettleResponse(ok, hash, network, check.Response.Payer, ok ? null : "transaction_failed", ok ? null : "the transaction reverted",
                     check.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)), X402Json.Default.SettleResponse);
             }
-            await Task.Delay(50, http.RequestAborted);
+            await Task.Delay(TimeSpan.FromMilliseconds(50), x402.Time, http.RequestAborted);
         }
         return Json(new SettleResponse(true, hash, network, check.Response.Payer, ErrorMessage: "sent, not yet mined: the server follows it to its end"),
             X402Json.Default.SettleResponse);
