@@ -327,6 +327,9 @@ public static class ServerHost
             ComputeGrid.Server.Chain.BridgeLifetime.Register(builder.Services, chain, options);
         }
 
+        // The web console's files and the figures it shows, sampled once a second (console/README.md).
+        ComputeGrid.Server.WebConsole.ConsoleEndpoints.AddConsole(builder.Services);
+
         var app = builder.Build();
         if (chain is not null) app.Lifetime.ApplicationStopped.Register(chain.Dispose);
         app.Lifetime.ApplicationStarted.Register(() => starting.Value = false);
@@ -381,6 +384,7 @@ public static class ServerHost
         ComputeGrid.Server.Chain.BridgeEndpoints.MapBridge(app);
         ComputeGrid.Server.Chain.ShareBridgeEndpoints.MapShareBridge(app);
         ComputeGrid.Server.Reports.NodeReportEndpoints.MapNodeReports(app);
+        ComputeGrid.Server.WebConsole.ConsoleEndpoints.MapConsole(app);
         return app;
     }
 
