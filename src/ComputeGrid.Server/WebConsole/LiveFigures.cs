@@ -163,8 +163,8 @@ public sealed class LiveFigures : IDisposable
         private static double Rate(long delta, long windowNs, int perSeconds) =>
             windowNs <= 0 ? 0 : Math.Round(delta * 1e9 * perSeconds / windowNs, 2);
 
-        // Micro-USD per second, in integers and rounded down: delta × 10^9 / ns, exact in 128 bits.
-        internal static long MoneyRate(long deltaMicroUsd, long windowNs) =>
+        /// <summary>Micro-USD per second, in integers and rounded down: delta × 10^9 / ns, exact in 128 bits (0 over an empty window).</summary>
+        public static long MoneyRate(long deltaMicroUsd, long windowNs) =>
             windowNs <= 0 ? 0 : checked((long)((Int128)deltaMicroUsd * 1_000_000_000 / windowNs));
     }
 }
