@@ -50,7 +50,9 @@ function signInPage(reason: string): void {
     ev.preventDefault();
     signIn(key.value);
     void loadMe().then((ok) => {
-      if (ok) location.hash = '#/overview';
+      // Setting the hash it already has fires no hashchange: route at once then.
+      if (ok && location.hash === '#/overview') void route();
+      else if (ok) location.hash = '#/overview';
       else {
         signOut();
         message.textContent = 'That key was refused (401): check it, or ask an operator for one.';

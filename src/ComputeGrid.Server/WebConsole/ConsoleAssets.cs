@@ -8,9 +8,11 @@ namespace ComputeGrid.Server.WebConsole;
 
 /// <summary>
 /// The built console (<c>console/dist</c>, embedded in this assembly by the project's <c>EmbedConsole</c> target as
-/// <c>console/…</c> resources), served from memory: all local, nothing from a CDN. Each file is compressed once (Brotli,
-/// gzip) the first time a client asks for it; Vite's content-hashed files under <c>assets/</c> are cached for a year,
-/// everything else is revalidated by its ETag. Every answer carries the console's Content-Security-Policy.
+/// <c>console/…</c> resources), served from memory: all local, nothing from a CDN. The build writes a Brotli (<c>.br</c>)
+/// and a gzip (<c>.gz</c>) copy of each text file (<c>console/scripts/postbuild.mjs</c>), sent as they are to a client
+/// that accepts them (a file without its copies is compressed once, on first request); Vite's content-hashed files under
+/// <c>assets/</c> are cached for a year, everything else is revalidated by its ETag. Every answer carries the console's
+/// Content-Security-Policy.
 /// </summary>
 public sealed class ConsoleAssets
 {
@@ -37,6 +39,17 @@ public sealed class ConsoleAssets
             stream.CopyTo(buffer);
             string path = name[Prefix.Length..].Replace('\\', '/');
             files[path] = new Asset(path, buffer.ToArray());
+        }
+        // The build's compressed copies belong to their file; they are not served under their own names.
+        foreach (string path in files.Keys.Where(p => p.EndsWith(".br", StringComparison.Ordinal) || p.EndsWith(".gz", StringComparison.Ordinal)).ToArray())
+        {
+            if (files.TryGetValue(path[..^3], out Asset? original))
+            {
+                byte[] packed = files[path].Raw;
+                if (path.EndsWith(".br", StringComparison.Ordinal)) original.Brotli = new(() => packed);
+                else original.Gzip = new(() => packed);
+            }
+            files.Remove(path);
         }
         _files = files.ToFrozenDictionary(StringComparer.Ordinal);
     }
@@ -90,16 +103,16 @@ public sealed class ConsoleAssets
             Compressible = ContentType.StartsWith("text/", StringComparison.Ordinal) || ContentType.Contains("javascript", StringComparison.Ordinal)
                 || ContentType.Contains("json", StringComparison.Ordinal) || ContentType.Contains("svg", StringComparison.Ordinal);
             ETag = "\"" + Convert.ToHexStringLower(SHA256.HashData(raw).AsSpan(0, 16)) + "\"";
-            Brotli = new(() => Compress(raw, s => new BrotliStream(s, CompressionLevel.SmallestSize)));
-            Gzip = new(() => Compress(raw, s => new GZipStream(s, CompressionLevel.SmallestSize)));
+            Brotli = new(() => Compress(raw, s => new BrotliStream(s, CompressionLevel.Optimal)));
+            Gzip = new(() => Compress(raw, s => new GZipStream(s, CompressionLevel.Optimal)));
         }
 
         public byte[] Raw { get; }
         public string ContentType { get; }
         public bool Compressible { get; }
         public string ETag { get; }
-        public Lazy<byte[]> Brotli { get; }
-        public Lazy<byte[]> Gzip { get; }
+        public Lazy<byte[]> Brotli { get; set; }
+        public Lazy<byte[]> Gzip { get; set; }
 
         private static byte[] Compress(byte[] raw, Func<Stream, Stream> wrap)
         {
