@@ -31,13 +31,17 @@ public static class ConsoleEndpoints
     /// <summary>Maps the console's files, <c>GET /api/console/overview</c> and <c>GET /api/stream</c>.</summary>
     public static IEndpointRouteBuilder MapConsole(this IEndpointRouteBuilder app)
     {
-        var files = app.MapGroup("").AllowAnonymous().WithTags("console").ExcludeFromDescription();
-        files.MapGet("/", (HttpContext http, ConsoleAssets assets) => ServeAsync(http, assets, "index.html"));
-        files.MapGet("/index.html", (HttpContext http, ConsoleAssets assets) => ServeAsync(http, assets, "index.html"));
-        files.MapGet("/reference.html", (HttpContext http, ConsoleAssets assets) => ServeAsync(http, assets, "reference.html"));
-        files.MapGet("/favicon.svg", (HttpContext http, ConsoleAssets assets) => ServeAsync(http, assets, "favicon.svg"));
-        files.MapGet("/assets/{**file}", (string file, HttpContext http, ConsoleAssets assets) => ServeAsync(http, assets, "assets/" + file));
-        files.MapGet("/vendor/{**file}", (string file, HttpContext http, ConsoleAssets assets) => ServeAsync(http, assets, "vendor/" + file));
+        // Flat folders (Vite writes every bundle into assets/, the build copies Scalar into vendor/scalar/): one segment per
+        // file name, so no route catches paths it does not serve.
+        var files = app.MapGroup("").AllowAnonymous().WithTags("console");
+        files.MapGet("/", (HttpContext http, ConsoleAssets assets) => ServeAsync(http, assets, "index.html")).WithSummary("The web console (HTML; sign in there with an API key).");
+        files.MapGet("/index.html", (HttpContext http, ConsoleAssets assets) => ServeAsync(http, assets, "index.html")).WithSummary("The web console (HTML).");
+        files.MapGet("/reference.html", (HttpContext http, ConsoleAssets assets) => ServeAsync(http, assets, "reference.html")).WithSummary("This API's reference, rendered by Scalar from /openapi/v1.json (HTML).");
+        files.MapGet("/favicon.svg", (HttpContext http, ConsoleAssets assets) => ServeAsync(http, assets, "favicon.svg")).WithSummary("The console's icon.");
+        files.MapGet("/assets/{file}", (string file, HttpContext http, ConsoleAssets assets) => ServeAsync(http, assets, "assets/" + file))
+            .WithSummary("The console's scripts and styles (content-hashed names, cached for a year).");
+        files.MapGet("/vendor/scalar/{file}", (string file, HttpContext http, ConsoleAssets assets) => ServeAsync(http, assets, "vendor/scalar/" + file))
+            .WithSummary("Scalar's browser bundle, for the API reference (served from this server, not a CDN).");
 
         var api = app.MapGroup("/api").WithTags("console").RequireAuthorization(Policies.Reader);
         api.MapGet("/console/overview", Results<Ok<ConsoleOverview>, ProblemHttpResult> (ClaimsPrincipal user, LiveFigures figures) =>
