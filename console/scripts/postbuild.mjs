@@ -1,5 +1,5 @@
 // After `vite build`: copies the prebuilt browser bundle of the API reference (Scalar, @scalar/api-reference's
-// standalone script) into dist/vendor/, so the server serves it like any other file of the console (nothing from a
+// standalone script) into dist/vendor/scalar/, so the server serves it like any other file of the console (nothing from a
 // CDN), then writes a Brotli (.br) and a gzip (.gz) copy of every text file beside it. The server sends those as they
 // are: compressing a 4.8 MB script on a client's first request would cost seconds of CPU on a busy machine.
 import fs from 'node:fs';
@@ -13,7 +13,14 @@ const dist = path.join(root, 'dist');
 const from = path.join(root, 'node_modules', '@scalar', 'api-reference', 'dist', 'browser', 'standalone.js');
 const to = path.join(dist, 'vendor', 'scalar', 'standalone.js');
 fs.mkdirSync(path.dirname(to), { recursive: true });
-fs.copyFileSync(from, to);
+// Its stylesheet declares its web font (Inter) at fonts.scalar.com, which the server's Content-Security-Policy refuses
+// (and a machine offline cannot reach): those @font-face rules are left out, so the page uses the machine's fonts.
+const bundle = fs.readFileSync(from, 'utf8');
+const fontFaces = /@font-face\s*\{[^{}]*fonts\.scalar\.com[^{}]*\}/g;
+const removed = (bundle.match(fontFaces) ?? []).length;
+const local = bundle.replace(fontFaces, '');
+if (local.includes('fonts.scalar.com')) throw new Error('postbuild: the Scalar bundle still names fonts.scalar.com after removing its @font-face rules');
+fs.writeFileSync(to, local);
 
 const compressible = /\.(html|js|mjs|css|json|svg|txt)$/;
 let files = 0;
@@ -32,4 +39,4 @@ for (const entry of fs.readdirSync(dist, { recursive: true, withFileTypes: true 
   raw += body.length;
   packed += br.length;
 }
-console.log(`postbuild: vendor/scalar/standalone.js copied; ${files} files precompressed, ${raw} → ${packed} bytes (Brotli)`);
+console.log(`postbuild: vendor/scalar/standalone.js copied (${removed} remote @font-face rules left out); ${files} files precompressed, ${raw} → ${packed} bytes (Brotli)`);
