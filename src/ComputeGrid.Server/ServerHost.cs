@@ -334,6 +334,8 @@ public static class ServerHost
             ComputeGrid.Server.Chain.BridgeLifetime.Register(builder.Services, chain, options);
         }
 
+        // The web console's files and the figures it shows, sampled once a second (console/README.md).
+        ComputeGrid.Server.WebConsole.ConsoleEndpoints.AddConsole(builder.Services);
         Observability.Readiness.Track(builder.Services); // /health/ready: a marker after each service that recovers a part
         var app = builder.Build();
         Observability.ServerMetrics.Register(meters, app.Services, settler);
@@ -390,6 +392,7 @@ public static class ServerHost
         ComputeGrid.Server.Chain.BridgeEndpoints.MapBridge(app);
         ComputeGrid.Server.Chain.ShareBridgeEndpoints.MapShareBridge(app);
         ComputeGrid.Server.Reports.NodeReportEndpoints.MapNodeReports(app);
+        ComputeGrid.Server.WebConsole.ConsoleEndpoints.MapConsole(app);
         return app;
     }
 
