@@ -33,7 +33,7 @@ internal static class SimulateCommand
     {
         if (seed is not { } s) return CliDefaults.Fail("simulate needs --seed N");
         if (!SimFaults.TryParse(faultList, out IReadOnlySet<SimFaultKind> kinds, out string? faultError)) return CliDefaults.Fail("--faults: " + faultError);
-        var options = new SimulationOptions { Seed = s, Hours = hours, Faults = kinds, KeepFiles = keep };
+        var options = new SimulationOptions { Seed = s, Hours = hours, Faults = kinds, KeepFiles = keep, Bug = SimulationOptions.BugFromEnvironment() };
         if (options.Validate() is { } error) return CliDefaults.Fail(error);
         string faultsText = kinds.Count == 0 ? "none" : kinds.Count == SimFaults.All.Count ? "all" : string.Join(",", kinds.Order().Select(SimFaults.Name));
         string replay = string.Create(CultureInfo.InvariantCulture, $"computegrid simulate --seed {s} --hours {hours} --faults {faultsText}");

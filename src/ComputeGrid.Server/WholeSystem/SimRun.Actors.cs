@@ -164,6 +164,10 @@ internal sealed partial class SimRun
     private async Task DepositAsync(CancellationToken ct)
     {
         long c = _customers[_act.Next(_customers.Length)];
+        // A deposit leaves at least 1 USD on the balance: a step's holds (tens of micro-USD) never meet an empty account,
+        // so when the settler captures within the step decides nothing.
+        Account[] a = await _world.Ledger.LookupAccountsAsync([Customer(c)], ct);
+        if (a.Length != 1 || a[0].AvailableCredit < 3_000_000) return;
         await _world.Exchange.SubmitAsync(new ExchangeCommand { Kind = ExchangeCommandKind.Deposit, Owner = c, Account = Customer(c), Amount = 2_000_000 }, ct);
     }
 

@@ -175,10 +175,12 @@ internal sealed partial class SimRun
             PoolRevenue? pool = await _world.Shares.PoolAsync((ulong)node, ct);
             Check(pool is not null, "shares_issued", $"node {node} has no share pool");
             long entitled = 0, claimed = 0;
-            foreach (long h in Holders)
+            // Reads only: sent together, they share one trip to the ledger's thread.
+            Entitlement?[] all = await Task.WhenAll(Holders.Select(h => _world.Shares.EntitlementAsync((ulong)node, (ulong)h, ct)));
+            foreach (Entitlement? e in all)
             {
-                Entitlement? e = await _world.Shares.EntitlementAsync((ulong)node, (ulong)h, ct);
                 if (e is null) continue;
+                long h = (long)e.Holder;
                 entitled = checked(entitled + e.Entitled);
                 claimed = checked(claimed + e.Claimed);
                 Check(e.Owed == e.Entitled - e.Claimed && e.Owed >= 0, "holder_owed", $"node {node} holder {h}: owed {e.Owed}, entitled {e.Entitled}, claimed {e.Claimed}");
@@ -238,9 +240,8 @@ internal sealed partial class SimRun
             PoolRevenue? pool = await _world.Shares.PoolAsync((ulong)node, ct);
             BinaryPrimitives.WriteInt64LittleEndian(n, pool?.Revenue ?? -1);
             sha.AppendData(n);
-            foreach (long h in Holders)
+            foreach (Entitlement? e in await Task.WhenAll(Holders.Select(h => _world.Shares.EntitlementAsync((ulong)node, (ulong)h, ct))))
             {
-                Entitlement? e = await _world.Shares.EntitlementAsync((ulong)node, (ulong)h, ct);
                 BinaryPrimitives.WriteInt64LittleEndian(n, e?.Entitled ?? -1);
                 sha.AppendData(n);
             }

@@ -85,6 +85,7 @@ internal sealed class SimWorld : IAsyncDisposable
     public static async Task<SimWorld> OpenAsync(string dir, TimeProvider clock, SimIoFault io, IReadOnlyList<SimNode> nodes, LatencyMatrix latency,
         SiteConfig? site, PlantedBug bug, Func<DueCapture, bool> dropCapture, CancellationToken ct)
     {
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         var ledger = LedgerEngine.Open(new LedgerEngineOptions
         {
             DataDirectory = Path.Combine(dir, "ledger"),
@@ -105,6 +106,8 @@ internal sealed class SimWorld : IAsyncDisposable
         });
         await exchange.StartAsync(ct);
 
+        Phase?.Invoke("open_ledger_exchange", t0);
+        t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         var model = new SimModel();
         var registry = new NodeRegistry(latency, clock);
         var payments = new InferencePayments(ledger) { HasShares = node => exchange.NodeHasShares((long)node) };
@@ -125,6 +128,8 @@ internal sealed class SimWorld : IAsyncDisposable
             Gateway = gateway, Model = model,
             Site = site is null ? null : StartSite(site, clock),
         };
+        Phase?.Invoke("open_inference_site", t0);
+        t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         // Captures a crash cut off are completed before any request is taken (the server's InferenceLifetime).
         world.Recovered = await settler.RecoverAsync(nodes.ToDictionary(n => (ulong)n.Principal, n => n.Id), gateway.Options.HoldTimeoutSeconds, ct);
         if (world.Site is { } s)
@@ -132,18 +137,22 @@ internal sealed class SimWorld : IAsyncDisposable
             s.Attach(new SimSiteNodes(world, nodes, clock));
             s.Attach(new SiteLedger(ledger, s.Name));
         }
+        Phase?.Invoke("open_recovery", t0);
         return world;
     }
+
+    /// <summary>Where the simulation's phase timings go (wall clock, for the trace only; never part of the outcome).</summary>
+    public static Action<string, long>? Phase { get; set; }
 
     // The site starts at the clock's time (the series is replayed at speed 1, so series time is simulated time). After a
     // restart it starts again from an idle fleet at the restart's time; intervals already booked stay booked.
     private static LiveSite StartSite(SiteConfig config, TimeProvider clock) => LiveSite.Start(new LiveSiteOptions
     {
-        Config = config, Speed = 1, StartUtc = clock.GetUtcNow().UtcDateTime, RacksPerGroup = 26,
+        Config = config, Speed = 1, StartUtc = clock.GetUtcNow().UtcDateTime, RacksPerGroup = 13,
         Simulator = new MinerFleetSimulatorOptions { Seed = 7, HashrateNoise = 0 },
         // Network timeouts run on the wall clock: short, so a silent rack costs little real time; the slow fault's delay
         // is far below it, so whether a rack answers never depends on the machine's load.
-        Driver = new FleetDriverOptions { CommandTimeout = TimeSpan.FromMilliseconds(150), RetryBackoff = TimeSpan.FromMilliseconds(5), MaxRetryBackoff = TimeSpan.FromMilliseconds(20), Seed = 7 },
+        Driver = new FleetDriverOptions { ReadDeviceTemperatures = false, CommandTimeout = TimeSpan.FromMilliseconds(150), RetryBackoff = TimeSpan.FromMilliseconds(5), MaxRetryBackoff = TimeSpan.FromMilliseconds(20), Seed = 7 },
     }, clock);
 
     private static byte[] KeyOf(SimNode n)

@@ -24,16 +24,23 @@ public sealed record SimulationOptions
     /// <summary>Keeps the run's folder after the run (to inspect a failure with <c>verify --ledger-dir</c>).</summary>
     public bool KeepFiles { get; init; }
 
-    /// <summary>Test-only: a bug planted in the real paid path, to show the invariants catch it.</summary>
-    internal PlantedBug Bug { get; init; }
+    /// <summary>Test-only: a bug planted in the real paid path, to show the invariants catch it (never set outside tests).</summary>
+    public PlantedBug Bug { get; init; }
+
+    /// <summary>The planted bug <c>CG_FAULT</c> asks for (<c>sim-skip-capture</c>), else none.</summary>
+    public static PlantedBug BugFromEnvironment() =>
+        Environment.GetEnvironmentVariable("CG_FAULT") == "sim-skip-capture" ? PlantedBug.SkipOneCapture : PlantedBug.None;
 
     /// <summary>Checks the values; returns a one-line error or null.</summary>
     public string? Validate() =>
         !(Hours > 0) || Hours > HoursMax ? $"--hours must be above 0 and at most {HoursMax} (got {Hours})" : null;
 }
 
-/// <summary>Test-only bugs planted in the real components (never set outside tests).</summary>
-internal enum PlantedBug
+/// <summary>
+/// Test-only bugs planted in the real components, so a test shows the invariants can fail. The CLI sets one from
+/// <c>CG_FAULT=sim-skip-capture</c> (the repository's convention for test-only faults, read once at start).
+/// </summary>
+public enum PlantedBug
 {
     /// <summary>No bug.</summary>
     None,
