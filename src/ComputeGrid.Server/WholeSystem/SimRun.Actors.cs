@@ -43,6 +43,7 @@ internal sealed partial class SimRun
     private long _expectedCharged;
     // Acknowledged orders the simulation believes open: id → (owner, remaining).
     private readonly SortedDictionary<long, (long Owner, long Remaining)> _open = [];
+    private readonly Dictionary<long, int> _instrumentOf = [];
 
     public long AnsweredCount { get; private set; }
 
@@ -132,9 +133,23 @@ internal sealed partial class SimRun
         await PlaceAsync(ExchangeCommand.Place(customer, inst.Id, Side.Buy, OrderType.Limit, tif, price, gpus * inst.Hours), ct);
     }
 
+    // An exchange command whose answer an I/O fault cut off: it may or may not be in the journal (never acknowledged).
+    // The first check after the restart accepts either outcome for what it could have touched, then forgets it.
+    private readonly List<ExchangeCommand> _inDoubtCommands = [];
+
+    private async Task<CommandOutcome> SubmitAsync(ExchangeCommand command, CancellationToken ct)
+    {
+        try { return await _world.Exchange.SubmitAsync(command, ct); }
+        catch (Exception) when (_world.Faulted)
+        {
+            _inDoubtCommands.Add(command);
+            throw;
+        }
+    }
+
     private async Task PlaceAsync(ExchangeCommand command, CancellationToken ct)
     {
-        CommandOutcome o = await _world.Exchange.SubmitAsync(command, ct);
+        CommandOutcome o = await SubmitAsync(command, ct);
         if (!o.Result.Ok) return; // refused (no capacity, no money, …): an answer, not an acknowledged order
         OrdersAcknowledged++;
         var leases = new HashSet<long>();
@@ -150,14 +165,18 @@ internal sealed partial class SimRun
             }
         }
         LeasesCreated += leases.Count;
-        if (o.Result.Status == OrderStatus.Resting && o.Result.Remaining > 0) _open[o.Result.Subject] = (command.Owner, o.Result.Remaining);
+        if (o.Result.Status == OrderStatus.Resting && o.Result.Remaining > 0)
+        {
+            _open[o.Result.Subject] = (command.Owner, o.Result.Remaining);
+            _instrumentOf[o.Result.Subject] = command.Instrument;
+        }
     }
 
     private async Task CancelSomeOrderAsync(CancellationToken ct)
     {
         if (_open.Count == 0) return;
         (long id, (long owner, _)) = _open.ElementAt(_act.Next(_open.Count));
-        CommandOutcome o = await _world.Exchange.SubmitAsync(ExchangeCommand.Cancel(owner, id), ct);
+        CommandOutcome o = await SubmitAsync(ExchangeCommand.Cancel(owner, id), ct);
         if (o.Result.Ok) _open.Remove(id);
     }
 

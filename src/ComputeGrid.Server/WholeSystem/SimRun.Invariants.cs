@@ -154,6 +154,7 @@ internal sealed partial class SimRun
         Check(invariants is null, "exchange_invariants", invariants ?? "");
         foreach (long id in ended) _open.Remove(id); // ended by the exchange (node down, instrument closed): reported, not lost
         var byId = orders.ToDictionary(o => o.OrderId);
+        if (_inDoubtCommands.Count > 0 && !_world.Faulted) AdoptInDoubt(byId);
         foreach ((long id, (long owner, long remaining)) in _open)
         {
             Check(byId.TryGetValue(id, out OpenOrder? o) && o.Owner == owner && o.Remaining == remaining, "acknowledged_order_present",
@@ -164,6 +165,30 @@ internal sealed partial class SimRun
         Account[] escrow = await _world.Ledger.LookupAccountsAsync([ExchangeStateMachine.EscrowAccount], ct);
         long pending = escrow.Length == 1 ? escrow[0].CreditsPending : 0;
         Check(pending == held, "escrow_equals_open_holds", $"exchange escrow pending {pending}, open buys hold {held}");
+    }
+
+    // After the restart that followed an in-doubt command: an order it placed may be there (adopted), makers on its book
+    // may have filled against it, an order it cancelled may be gone. Nothing else may differ.
+    private void AdoptInDoubt(Dictionary<long, OpenOrder> byId)
+    {
+        foreach (ExchangeCommand c in _inDoubtCommands)
+        {
+            if (c.Kind == ExchangeCommandKind.Cancel && !byId.ContainsKey(c.Target)) _open.Remove(c.Target);
+            if (c.Kind != ExchangeCommandKind.Place) continue;
+            foreach (OpenOrder o in byId.Values)
+            {
+                if (o.Instrument != c.Instrument) continue;
+                if (!_open.ContainsKey(o.OrderId) && o.Owner == c.Owner && o.Side == c.Side && o.Price == c.Price)
+                {
+                    _open[o.OrderId] = (o.Owner, o.Remaining);
+                    _instrumentOf[o.OrderId] = o.Instrument;
+                }
+                else if (_open.TryGetValue(o.OrderId, out var mine) && o.Side != c.Side && o.Remaining < mine.Remaining) _open[o.OrderId] = (mine.Owner, o.Remaining);
+            }
+            foreach (long id in _open.Keys.Where(id => !byId.ContainsKey(id)).ToArray())
+                if (_instrumentOf.GetValueOrDefault(id) == c.Instrument) _open.Remove(id); // a maker it filled completely
+        }
+        _inDoubtCommands.Clear();
     }
 
     private IEnumerable<long> Holders => _customers.Concat(_providers);
