@@ -97,7 +97,13 @@ internal sealed partial class SimRun(SimulationOptions options, string dir, Fake
         }
         catch (SimInvariantException e)
         {
-            Violation = $"step {_step}: {e.Message}";
+            Violation = $"step {_step}: {e.Message}".ReplaceLineEndings(" ");
+            FinalStateHash = Convert.ToHexStringLower(await SafeStateHashAsync(ct));
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // A component that throws where no fault explains it is a bug the seed found: reported like a broken invariant.
+            Violation = $"step {_step}: unexpected_exception: {e.GetType().Name}: {e.Message}".ReplaceLineEndings(" ");
             FinalStateHash = Convert.ToHexStringLower(await SafeStateHashAsync(ct));
         }
     }
@@ -282,7 +288,9 @@ internal sealed partial class SimRun(SimulationOptions options, string dir, Fake
 
     public async ValueTask DisposeAsync()
     {
-        if (_world is not null) await _world.DisposeAsync();
+        if (_world is null) return;
+        try { await _world.DisposeAsync(); }
+        catch (Exception) when (Violation is not null) { } // a run that already failed reports that failure, not its teardown's
     }
 
     // ================================================================== set-up
