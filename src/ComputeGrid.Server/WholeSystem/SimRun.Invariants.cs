@@ -234,44 +234,75 @@ internal sealed partial class SimRun
 
     // SHA-256 over every ledger account's balances (by id; not timestamps, which group commit may batch differently), the
     // exchange's canonical state hash, and each share pool's revenue and holders' entitlements.
-    private async Task<byte[]> StateHashAsync(CancellationToken ct)
+    private async Task<byte[]> StateHashAsync(CancellationToken ct) => (await StatePartsAsync(ct)).Hash;
+
+    /// <summary>The state hash and its parts (to name what a restart changed).</summary>
+    private async Task<(byte[] Hash, Account[] Accounts, byte[] Exchange, byte[] Shares)> StatePartsAsync(CancellationToken ct)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        byte[] ledger = await _world.Ledger.ReadAsync(sm =>
+        Account[] accounts = await _world.Ledger.ReadAsync(sm =>
         {
-            var accounts = new Account[sm.AccountCount];
-            for (int i = 0; i < accounts.Length; i++) accounts[i] = sm.AccountAt(i);
-            Array.Sort(accounts, (x, y) => x.Id.CompareTo(y.Id));
-            using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-            Span<byte> b = stackalloc byte[16 + 4 + 2 + 32];
-            foreach (Account a in accounts)
-            {
-                BinaryPrimitives.WriteUInt128LittleEndian(b, a.Id);
-                BinaryPrimitives.WriteUInt32LittleEndian(b[16..], a.Asset);
-                BinaryPrimitives.WriteUInt16LittleEndian(b[20..], a.Code);
-                BinaryPrimitives.WriteInt64LittleEndian(b[22..], a.DebitsPending);
-                BinaryPrimitives.WriteInt64LittleEndian(b[30..], a.DebitsPosted);
-                BinaryPrimitives.WriteInt64LittleEndian(b[38..], a.CreditsPending);
-                BinaryPrimitives.WriteInt64LittleEndian(b[46..], a.CreditsPosted);
-                h.AppendData(b[..54]);
-            }
-            return h.GetHashAndReset();
+            var all = new Account[sm.AccountCount];
+            for (int i = 0; i < all.Length; i++) all[i] = sm.AccountAt(i);
+            Array.Sort(all, (x, y) => x.Id.CompareTo(y.Id));
+            return all;
         }, ct);
+        byte[] ledger = LedgerHash(accounts);
         sha.AppendData(ledger);
-        sha.AppendData(await _world.Exchange.ReadAsync(sm => sm.StateHash(), ct));
+        byte[] exchange = await _world.Exchange.ReadAsync(sm => sm.StateHash(), ct);
+        sha.AppendData(exchange);
+        using var shares = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         byte[] n = new byte[8];
         foreach (long node in ShareNodes)
         {
             PoolRevenue? pool = await _world.Shares.PoolAsync((ulong)node, ct);
             BinaryPrimitives.WriteInt64LittleEndian(n, pool?.Revenue ?? -1);
-            sha.AppendData(n);
+            shares.AppendData(n);
             foreach (Entitlement? e in await Task.WhenAll(Holders.Select(h => _world.Shares.EntitlementAsync((ulong)node, (ulong)h, ct))))
             {
                 BinaryPrimitives.WriteInt64LittleEndian(n, e?.Entitled ?? -1);
-                sha.AppendData(n);
+                shares.AppendData(n);
             }
         }
-        return sha.GetHashAndReset();
+        byte[] sharesHash = shares.GetHashAndReset();
+        sha.AppendData(sharesHash);
+        return (sha.GetHashAndReset(), accounts, exchange, sharesHash);
+    }
+
+    /// <summary>What differs between two states' parts, in words (the first few accounts).</summary>
+    private static string DescribeDifference((byte[] Hash, Account[] Accounts, byte[] Exchange, byte[] Shares) a, (byte[] Hash, Account[] Accounts, byte[] Exchange, byte[] Shares) b)
+    {
+        var parts = new List<string>();
+        if (!a.Exchange.AsSpan().SequenceEqual(b.Exchange)) parts.Add("the exchange's state");
+        if (!a.Shares.AsSpan().SequenceEqual(b.Shares)) parts.Add("the share entitlements");
+        var after = b.Accounts.ToDictionary(x => x.Id);
+        foreach (Account x in a.Accounts)
+        {
+            if (parts.Count >= 5) break;
+            if (!after.TryGetValue(x.Id, out Account y)) { parts.Add($"account {x.Id} missing"); continue; }
+            if (x.DebitsPending != y.DebitsPending || x.DebitsPosted != y.DebitsPosted || x.CreditsPending != y.CreditsPending || x.CreditsPosted != y.CreditsPosted)
+                parts.Add($"account {x.Id} (code {x.Code}) dp {x.DebitsPending}->{y.DebitsPending} d {x.DebitsPosted}->{y.DebitsPosted} cp {x.CreditsPending}->{y.CreditsPending} c {x.CreditsPosted}->{y.CreditsPosted}");
+        }
+        if (b.Accounts.Length != a.Accounts.Length) parts.Add($"{a.Accounts.Length} accounts before, {b.Accounts.Length} after");
+        return string.Join("; ", parts);
+    }
+
+    private static byte[] LedgerHash(Account[] accounts)
+    {
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        Span<byte> b = stackalloc byte[16 + 4 + 2 + 32];
+        foreach (Account a in accounts)
+        {
+            BinaryPrimitives.WriteUInt128LittleEndian(b, a.Id);
+            BinaryPrimitives.WriteUInt32LittleEndian(b[16..], a.Asset);
+            BinaryPrimitives.WriteUInt16LittleEndian(b[20..], a.Code);
+            BinaryPrimitives.WriteInt64LittleEndian(b[22..], a.DebitsPending);
+            BinaryPrimitives.WriteInt64LittleEndian(b[30..], a.DebitsPosted);
+            BinaryPrimitives.WriteInt64LittleEndian(b[38..], a.CreditsPending);
+            BinaryPrimitives.WriteInt64LittleEndian(b[46..], a.CreditsPosted);
+            h.AppendData(b[..54]);
+        }
+        return h.GetHashAndReset();
     }
 
     private async Task<byte[]> SafeStateHashAsync(CancellationToken ct)
