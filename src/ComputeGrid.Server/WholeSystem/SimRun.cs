@@ -200,11 +200,12 @@ internal sealed partial class SimRun(SimulationOptions options, string dir, Fake
             _world.Site?.Simulator.SetFault(_timedUndo[i].Miner, MinerFault.None);
             _timedUndo.RemoveAt(i);
         }
-        if (_schedule.TryGetValue(_step, out var due))
-            foreach (SimFaultKind kind in due) await GuardAsync(c => InjectAsync(kind, c), ct);
-
         await GuardAsync(HeartbeatsAsync, ct);
         await GuardAsync(async c => await _world.Exchange.TickAsync(c), ct);
+        // Faults come after the heartbeats and the exchange's tick: a restart then finds nothing due on the clock, so a
+        // clean one must bring back exactly the state it left (the exchange's start ticks what is due, as the step would).
+        if (_schedule.TryGetValue(_step, out var due))
+            foreach (SimFaultKind kind in due) await GuardAsync(c => InjectAsync(kind, c), ct);
         // The step's paid requests first, then their captures drained: the background settler's order within a step can
         // then change no outcome (no balance is near a hold: deposits keep a floor; share moves and claims come after).
         int requests = _act.Next(0, 5);
