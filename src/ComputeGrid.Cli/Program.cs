@@ -219,7 +219,7 @@ var dataRoot = new Option<string?>("--data-root")
     Description = $"Folder holding the real data files: prices, latencies, miner tables (default: ${ComputeGrid.Core.DataFiles.RootVariable}, else the data/ folder beside the binary or above it in the repository). Not the server's --data-dir.",
     Recursive = true,
 };
-var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, benchProbe, verify, MarketCommand.Create(), ComputeGrid.Cli.Tokens.SharesCommand.Create(), BacktestCommand.Create(), NodeCommand.Create(), NodeKeyCommand.Create(), OperatorCommand.Create(), dataRoot };
+var rootCommand = new RootCommand("ComputeGrid: compute exchange, paid inference, hybrid energy sites, tokenized nodes and settlement.") { serve, bench, benchProbe, verify, MarketCommand.Create(), ComputeGrid.Cli.Tokens.SharesCommand.Create(), ComputeGrid.Cli.Simulate.SimulateCommand.Create(), BacktestCommand.Create(), NodeCommand.Create(), NodeKeyCommand.Create(), OperatorCommand.Create(), dataRoot };
 // The operator's read-only view of a running server: status, sites, nodes (Ops/).
 foreach (var opsCommand in ComputeGrid.Cli.Ops.OpsCommands.Create()) rootCommand.Subcommands.Add(opsCommand);
 var parsed = rootCommand.Parse(args);

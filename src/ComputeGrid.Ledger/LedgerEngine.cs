@@ -56,10 +56,27 @@ public sealed record LedgerEngineOptions
 
     /// <summary>Where the engine's instruments come from (<see cref="LedgerMetrics"/>); null: none are made.</summary>
     public System.Diagnostics.Metrics.IMeterFactory? Meters { get; init; }
+    /// <summary>
+    /// A fault hook for tests (the whole-system simulation): asked at each <see cref="LedgerLogFaultPoint"/> of every
+    /// group the flusher writes to the log; true makes that step fail with an <see cref="IOException"/> as the disk would,
+    /// and the ledger stops (fail-stop) like after a real error. Null in production.
+    /// </summary>
+    public Func<LedgerLogFaultPoint, bool>? InjectLogFault { get; init; }
 
     /// <summary>Expected numbers of accounts and transfers, to size the in-memory indexes.</summary>
     public int AccountsCapacity { get; init; } = 1 << 14;
     public int TransfersCapacity { get; init; } = 1 << 20;
+}
+
+/// <summary>Where a write of the ledger log can be made to fail (test-only; see <see cref="LedgerEngineOptions.InjectLogFault"/>).</summary>
+public enum LedgerLogFaultPoint
+{
+    /// <summary>Before the group is written: nothing reaches the file.</summary>
+    Write,
+    /// <summary>The first half of the group is written, then the write fails (a torn tail is left in the file).</summary>
+    TornWrite,
+    /// <summary>The whole group is written; the fdatasync that would make it durable fails.</summary>
+    Flush,
 }
 
 /// <summary>What recovery found when the engine opened its folder.</summary>
@@ -580,7 +597,16 @@ public sealed class LedgerEngine : IAsyncDisposable
                 long commitStart = _time.GetTimestamp();
                 if (g.Bytes > 0)
                 {
+                    // The test seam fails here as the disk would: before the write, half-way through it, or at the fdatasync.
+                    Func<LedgerLogFaultPoint, bool>? inject = _options.InjectLogFault;
+                    if (inject is not null && inject(LedgerLogFaultPoint.Write)) throw new IOException("Injected fault: the ledger log write failed.");
+                    if (inject is not null && inject(LedgerLogFaultPoint.TornWrite))
+                    {
+                        RandomAccess.Write(_log!, g.Buffer.AsSpan(0, g.Bytes / 2), _logEnd);
+                        throw new IOException("Injected fault: the ledger log write was torn.");
+                    }
                     RandomAccess.Write(_log!, g.Buffer.AsSpan(0, g.Bytes), _logEnd);
+                    if (inject is not null && inject(LedgerLogFaultPoint.Flush)) throw new IOException("Injected fault: the ledger log fdatasync failed.");
                     LedgerLog.FlushData(_log!);
                     Interlocked.Increment(ref _fsyncs);
                 }

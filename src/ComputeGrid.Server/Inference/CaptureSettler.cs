@@ -92,10 +92,17 @@ public sealed class CaptureSettler : IAsyncDisposable
     /// <summary>Queues a capture; false when the queue is full or stopped (the caller then captures before answering).</summary>
     public bool TryEnqueue(DueCapture capture)
     {
+        if (DropForTest is { } drop && drop(capture)) return true; // the planted bug: accepted and lost
         if (!_queue.Writer.TryWrite(capture)) return false;
         Interlocked.Increment(ref _queued);
         return true;
     }
+
+    /// <summary>
+    /// Test-only: the whole-system simulation's planted bug. True drops the capture asked about as a bug that lost it
+    /// would (accepted, never written), so the simulation shows its invariants catch it. Null everywhere else.
+    /// </summary>
+    internal Func<DueCapture, bool>? DropForTest { get; set; }
 
     /// <summary>Waits until no capture is queued (tests and tools read settled balances after it).</summary>
     public async Task IdleAsync(CancellationToken ct = default)
