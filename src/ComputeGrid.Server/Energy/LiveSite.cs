@@ -5,6 +5,7 @@ using ComputeGrid.Energy.Series;
 using ComputeGrid.Energy.Sites;
 using ComputeGrid.Inference.Routing;
 using ComputeGrid.Simulation;
+using ComputeGrid.Simulation.Fleet;
 
 namespace ComputeGrid.Server.Energy;
 
@@ -172,6 +173,8 @@ public sealed class LiveSite : IAsyncDisposable
     // The tariff's 4CP weight per peak interval (USD per kW): the same for every peak interval, so its size says nothing
     // about when the peaks fall.
     private readonly double _peakChargeUsdPerKw;
+    // One more busy node's IT power: the unit a full interconnect is priced for (the mining it would displace).
+    private readonly double _largestNodeItKw;
     private readonly ScaledTimeProvider _clock;
     private readonly MinerFleetSimulator _simulator;
     private readonly FleetDriver _driver;
@@ -243,6 +246,7 @@ public sealed class LiveSite : IAsyncDisposable
         // Listed nodes replace the file's GPU schedule: their load is measured as each interval is decided, and their AI
         // revenue is the ledger's (leases and inference pay their nodes there), not the site accounting's.
         _nodeConfigs = site.Config.Nodes;
+        _largestNodeItKw = _nodeConfigs.Length == 0 ? 0 : _nodeConfigs.Max(n => n.Gpus * n.WattsPerGpu / 1000.0);
         _nodeSamples = new NodeLoadSample[_nodeConfigs.Length];
         _nodeKw = new double[_nodeConfigs.Length];
         if (_nodeConfigs.Length > 0)
@@ -387,29 +391,19 @@ public sealed class LiveSite : IAsyncDisposable
         _accounted.AiItKw[t - _firstInterval] = kw; // the same array when the replay starts at 0; a copy otherwise
     }
 
-    // Interval t's power state, to every listed node's router entry.
+    // Interval t's power state, to every listed node's router entry: the same signal the fleet benchmark scores
+    // (SitePowerPublisher.Signal), with a full interconnect priced at the mining one more busy node would displace.
     private void PublishPower(int t)
     {
         SiteProblem p = _site.Problem;
-        int known = Math.Min(p.PricesKnownUntil(t), t + 1) - 1; // the interval's own price when published already, else the last
-        double price = known >= 0 ? p.PriceUsdPerMwh[known] : 0;
-        // Peak risk is what the controller's 4CP guard believes at decision time, never the replay's knowledge of which
-        // interval turned out to be the month's peak (live, nobody knows that until the month is over). While the guard
-        // is up, a kW drawn is priced as if this interval were the peak: the tariff's weight per peak interval (USD per
-        // kW) for IntervalHours × 1 kW of energy. The weight is the tariff's, the same for every peak interval.
-        bool peakRisk = _controller.PeakGuardActive;
-        if (peakRisk) price += _peakChargeUsdPerKw * 1000.0 / p.IntervalHours;
-        long priceMicro = (long)Math.Clamp(Math.Round(price * 1e6), -NodeRegistry.MaxPowerPriceMicroUsdPerMwh, NodeRegistry.MaxPowerPriceMicroUsdPerMwh);
-        double minerKw = 0;
-        for (int g = 0; g < p.Groups.Length; g++) minerKw += _previous[g] * p.Groups[g].WattsEach / 1000.0;
-        double facilityKw = p.Pue * (p.AiItKw[t] + minerKw);
-        var power = new LiveSitePower(priceMicro, peakRisk, p.Emergency[t],
-            (long)Math.Round(p.Pue * minerKw), (long)Math.Floor(p.InterconnectKw - facilityKw));
+        SitePowerSignal signal = SitePowerPublisher.Signal(p, t, _previous, _controller.PeakGuardActive, _peakChargeUsdPerKw,
+            _nodeConfigs.Length == 0 ? null : _largestNodeItKw);
+        var power = new LiveSitePower(signal.PriceMicroUsdPerMwh, (signal.Flags & PowerFlags.PeakHour) != 0, (signal.Flags & PowerFlags.Emergency) != 0,
+            signal.MinerKw, signal.InterconnectHeadroomKw);
         _power = power;
         if (_nodes is null) return;
-        PowerFlags flags = (power.PeakHour ? PowerFlags.PeakHour : PowerFlags.None) | (power.Emergency ? PowerFlags.Emergency : PowerFlags.None);
         foreach (SiteNodeConfig n in _nodeConfigs)
-            _nodes.PublishPower(n.Id, new NodePowerState(Name, priceMicro, MilliJoules(n), power.MinerHeadroomKw, power.InterconnectHeadroomKw, flags));
+            _nodes.PublishPower(n.Id, new NodePowerState(Name, signal.PriceMicroUsdPerMwh, MilliJoules(n), power.MinerHeadroomKw, power.InterconnectHeadroomKw, signal.Flags));
     }
 
     // The router's energy per 1,000 tokens: the node's figure with the site's cooling (PUE), in mJ.

@@ -59,10 +59,29 @@ public sealed class SitePowerPublisher
     /// <param name="peakGuard">True while the site's controller holds miners off for 4CP risk (as decided last).</param>
     public NodePowerState State(int t, ReadOnlySpan<int> previousRunning, bool peakGuard)
     {
-        SiteProblem p = _site;
+        SitePowerSignal signal = Signal(_site, t, previousRunning, peakGuard, _peakWeightUsdPerKw, CountDisplacedMining ? UnitItKw : null);
+        return new NodePowerState(_site.Name, signal.PriceMicroUsdPerMwh, _milliJoulesPer1kTokens, signal.MinerKw, signal.InterconnectHeadroomKw, signal.Flags);
+    }
+
+    /// <summary>
+    /// A site's power signal before interval <paramref name="t"/> is routed: what the fleet benchmark's sites and the
+    /// live sites of <c>serve</c> (<c>LiveSite</c>) both publish, so the benchmark scores the policy the server runs.
+    /// </summary>
+    /// <param name="p">The site as its controller sees it.</param>
+    /// <param name="t">The interval.</param>
+    /// <param name="previousRunning">Miners of each group that ran in the interval before.</param>
+    /// <param name="peakGuard">True while the site's controller holds miners off for 4CP risk (as decided last).</param>
+    /// <param name="peakWeightUsdPerKw">The tariff's weight per peak interval (USD per kW).</param>
+    /// <param name="displacedUnitItKw">A unit's IT power (kW) to price a full interconnect at the mining a unit displaces;
+    /// null: the price alone.</param>
+    public static SitePowerSignal Signal(SiteProblem p, int t, ReadOnlySpan<int> previousRunning, bool peakGuard, double peakWeightUsdPerKw, double? displacedUnitItKw)
+    {
+        ArgumentNullException.ThrowIfNull(p);
         int known = Math.Min(p.PricesKnownUntil(t), t + 1) - 1; // the interval's own price when published already, else the last
         double price = known >= 0 ? p.PriceUsdPerMwh[known] : 0;
-        if (peakGuard) price += _peakWeightUsdPerKw * 1000.0 / p.IntervalHours;
+        // Peak risk is what the controller's 4CP guard believes at decision time, never hindsight of which interval
+        // turned out to be the month's peak: while it is up, a kW drawn is priced as if this interval were the peak.
+        if (peakGuard) price += peakWeightUsdPerKw * 1000.0 / p.IntervalHours;
         double minerKw = 0;
         int leastEfficient = -1;
         for (int g = 0; g < p.Groups.Length; g++)
@@ -71,7 +90,7 @@ public sealed class SitePowerPublisher
             if (previousRunning[g] > 0) leastEfficient = g; // groups are kept most efficient first
         }
         double headroomKw = p.InterconnectKw - p.Pue * (p.AiItKw[t] + minerKw);
-        if (CountDisplacedMining && leastEfficient >= 0 && headroomKw < p.Pue * UnitItKw)
+        if (displacedUnitItKw is double unitKw && leastEfficient >= 0 && headroomKw < p.Pue * unitKw)
         {
             MinerGroup g = p.Groups[leastEfficient];
             // USD per facility MWh of the displaced miners: per TH/s and day → per MWh of IT power, then per facility MWh.
@@ -80,6 +99,13 @@ public sealed class SitePowerPublisher
         }
         long priceMicro = (long)Math.Clamp(Math.Round(price * 1e6), -NodeRegistry.MaxPowerPriceMicroUsdPerMwh, NodeRegistry.MaxPowerPriceMicroUsdPerMwh);
         PowerFlags flags = (peakGuard ? PowerFlags.PeakHour : PowerFlags.None) | (p.Emergency[t] ? PowerFlags.Emergency : PowerFlags.None);
-        return new NodePowerState(p.Name, priceMicro, _milliJoulesPer1kTokens, (long)Math.Round(p.Pue * minerKw), (long)Math.Floor(headroomKw), flags);
+        return new SitePowerSignal(priceMicro, (long)Math.Round(p.Pue * minerKw), (long)Math.Floor(headroomKw), flags);
     }
 }
+
+/// <summary>A site's power signal for one interval (<see cref="SitePowerPublisher.Signal"/>).</summary>
+/// <param name="PriceMicroUsdPerMwh">The marginal power price (micro-USD per facility MWh).</param>
+/// <param name="MinerKw">The miners' facility power that could give way (kW).</param>
+/// <param name="InterconnectHeadroomKw">The interconnect's headroom beside firm load and miners (kW).</param>
+/// <param name="Flags">4CP guard and grid emergency.</param>
+public readonly record struct SitePowerSignal(long PriceMicroUsdPerMwh, long MinerKw, long InterconnectHeadroomKw, PowerFlags Flags);
