@@ -67,7 +67,7 @@ public sealed class ServerSiteNodes(ExchangeHost exchange, TrustStore trust, Nod
 
     // GPUs per exchange node in leases being delivered at `now`. A lease resold from another (Parent set) runs on its
     // parent's GPUs, so only original leases count.
-    private static Dictionary<long, int> LeasedNow(ExchangeStateMachine sm, long now)
+    internal static Dictionary<long, int> LeasedNow(ExchangeStateMachine sm, long now)
     {
         var leased = new Dictionary<long, int>();
         foreach (LeaseView l in sm.Leases())

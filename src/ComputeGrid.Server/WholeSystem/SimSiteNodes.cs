@@ -18,7 +18,7 @@ internal sealed class SimSiteNodes(SimWorld world, IReadOnlyList<SimNode> nodes,
     {
         long now = checked(clock.GetUtcNow().ToUnixTimeMilliseconds() * 1_000_000L);
         Dictionary<long, int>? leased;
-        try { leased = await world.Exchange.ReadAsync(sm => LeasedNow(sm, now), cancellationToken); }
+        try { leased = await world.Exchange.ReadAsync(sm => ServerSiteNodes.LeasedNow(sm, now), cancellationToken); }
         catch (Exception e) when (e is not OperationCanceledException) { leased = null; } // a stopped exchange: full power
         var samples = new NodeLoadSample[listed.Count];
         for (int i = 0; i < samples.Length; i++)
@@ -31,17 +31,6 @@ internal sealed class SimSiteNodes(SimWorld world, IReadOnlyList<SimNode> nodes,
             samples[i] = leased is null ? new NodeLoadSample(n.Gpus, 1, Measured: false) : new NodeLoadSample(Math.Min(n.Gpus, leased.GetValueOrDefault(principal)), utilization);
         }
         return samples;
-    }
-
-    private static Dictionary<long, int> LeasedNow(ExchangeStateMachine sm, long now)
-    {
-        var leased = new Dictionary<long, int>();
-        foreach (LeaseView l in sm.Leases())
-        {
-            if (l.Status != LeaseStatus.Active || l.Parent is not null || l.Start > now || now >= l.End) continue;
-            foreach ((long node, int gpus) in l.Nodes) leased[node] = leased.GetValueOrDefault(node) + gpus;
-        }
-        return leased;
     }
 
     /// <inheritdoc />
