@@ -89,9 +89,10 @@ public sealed class PublishTests(PublishedCli cli, ITestOutputHelper log)
     /// <summary>
     /// Above this the published folder has grown by something worth a look (205 MB plus 12 MB of data when written; the
     /// chain client for serve with a chain, Nethereum with BouncyCastle, Newtonsoft.Json and NBitcoin.Secp256k1, added
-    /// 7.5 MB: 227.8 MB measured).
+    /// 7.5 MB: 227.8 MB measured; the web console embedded in the server, 7.6 MB with its Brotli and gzip copies, most of
+    /// it the API reference's Scalar bundle, and OpenTelemetry's 0.7 MB: 238.4 MB measured).
     /// </summary>
-    private const long MaxPublishedBytes = 235L * 1024 * 1024;
+    private const long MaxPublishedBytes = 245L * 1024 * 1024;
 
     [Fact]
     public void The_published_folder_carries_the_data_and_example_sites_and_only_this_platforms_native_libraries()
