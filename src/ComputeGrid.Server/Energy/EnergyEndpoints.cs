@@ -28,7 +28,31 @@ public static class EnergyEndpoints
         // The same read policy as the site's state: a site's P&L is its operator's and providers' business, not public.
         g.MapGet("/sites/{name}/pnl", ProfitAndLossAsync)
             .WithSummary("A live site's P&L read from the ledger (micro-USD) over the intervals starting in [from, to) (ISO 8601 UTC; default: the site's whole series).");
+        g.MapGet("/sites/{name}/history", History)
+            .WithSummary($"A live site's last decided intervals, oldest first: price known, GPU, miner and curtailed facility kW, 4CP and emergency flags, miners on, why miners were held off (limit 1 to {SiteHistory.PointsMax}, default {HistoryDefault}).");
+        g.MapGet("/sites/{name}/events", Events)
+            .WithSummary($"A live site's last curtailment events, newest first: when, why (price, peak_risk, emergency, ai_load, limits), kW held off (limit 1 to {SiteHistory.EventsMax}, default {EventsDefault}).");
         return app;
+    }
+
+    /// <summary>Intervals <c>/history</c> answers without a limit: three days of 15-minute intervals.</summary>
+    public const int HistoryDefault = 288;
+
+    /// <summary>Events <c>/events</c> answers without a limit.</summary>
+    public const int EventsDefault = 100;
+
+    private static Results<Ok<SiteHistoryView>, ProblemHttpResult> History(string name, int? limit, LiveSites sites)
+    {
+        if (sites.Find(name) is not { } site) return Problems.NotFound($"No live site '{name}'.");
+        if (limit is < 1 or > SiteHistory.PointsMax) return Problems.BadRequest($"'limit' must be 1 to {SiteHistory.PointsMax}.");
+        return TypedResults.Ok(new SiteHistoryView(site.Name, site.Site.Problem.IntervalMinutes, SiteHistory.PointsMax, site.History.Points(limit ?? HistoryDefault)));
+    }
+
+    private static Results<Ok<SiteEventsView>, ProblemHttpResult> Events(string name, int? limit, LiveSites sites)
+    {
+        if (sites.Find(name) is not { } site) return Problems.NotFound($"No live site '{name}'.");
+        if (limit is < 1 or > SiteHistory.EventsMax) return Problems.BadRequest($"'limit' must be 1 to {SiteHistory.EventsMax}.");
+        return TypedResults.Ok(new SiteEventsView(site.Name, SiteHistory.EventsMax, site.History.Events(limit ?? EventsDefault)));
     }
 
     private static async Task<Results<Ok<SiteProfitAndLoss>, ProblemHttpResult>> ProfitAndLossAsync(string name, string? from, string? to, LiveSites sites, CancellationToken ct)

@@ -195,6 +195,7 @@ public sealed class LiveSite : IAsyncDisposable
     private readonly Queue<SiteInterval> _unposted = new();
     private long _postConflicts;
     private LiveSitePower? _power;
+    private readonly SiteHistory _history = new();
     private readonly int _firstInterval;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private int _next;
@@ -275,6 +276,9 @@ public sealed class LiveSite : IAsyncDisposable
 
     /// <summary>Every rack as of the latest state, in endpoint order (the groups' totals in <see cref="State"/> are their sums).</summary>
     public IReadOnlyList<MinerView> Racks => _published.Racks;
+
+    /// <summary>The last decided intervals and curtailment events, in bounded memory.</summary>
+    public SiteHistory History => _history;
 
     /// <summary>The fleet driver (for tests and diagnostics).</summary>
     public FleetDriver Driver => _driver;
@@ -439,6 +443,44 @@ public sealed class LiveSite : IAsyncDisposable
         SiteValue before = _accumulator.Result();
         _accumulator.Add(t - _firstInterval, (ReadOnlySpan<int>)_previous);
         if (_books is not null) _unposted.Enqueue(Interval(t, before, _accumulator.Result()));
+        Record(t);
+    }
+
+    // Interval t as decided, into the history; the same figures (and rounding) the state shows for it.
+    private void Record(int t)
+    {
+        SiteProblem p = _site.Problem;
+        double minerKw = 0, fleetKw = 0;
+        int minersOn = 0;
+        for (int g = 0; g < p.Groups.Length; g++)
+        {
+            minerKw += _previous[g] * p.Groups[g].WattsEach / 1000.0;
+            fleetKw += p.Groups[g].FleetKw;
+            minersOn += _previous[g];
+        }
+        _history.Add(new SiteHistoryPoint(p.IntervalStartUtc(t), t, t > 0 ? p.PriceUsdPerMwh[t - 1] : null,
+            Math.Round(p.Pue * p.AiItKw[t], 1), Math.Round(p.Pue * minerKw, 1), Math.Round(Math.Max(0, p.Pue * (fleetKw - minerKw)), 1),
+            _controller.PeakGuardActive, p.Emergency[t], minersOn, Why(t, minerKw, fleetKw)), TimeSpan.FromMinutes(p.IntervalMinutes));
+    }
+
+    // Why miners are off in interval t (null: the whole fleet runs): a declared emergency; else the GPUs' load, when the
+    // interconnect's headroom beside it has no room for one more rack; else the controller's reason (price or 4CP
+    // risk); else the hard limits (ramp, whole racks, racks that did not answer). The controller names no reason when
+    // the interconnect bound it, and prices a partly fitting unit, so the interconnect is read here first.
+    private SiteCurtailmentReason? Why(int t, double minerKw, double fleetKw)
+    {
+        SiteProblem p = _site.Problem;
+        if (minerKw >= fleetKw - 1e-9) return null;
+        if (p.Emergency[t] || _controller.LastReason == CurtailmentReason.Emergency) return SiteCurtailmentReason.Emergency;
+        double rackKw = double.MaxValue; // racks are what the site commands
+        for (int g = 0; g < p.Groups.Length; g++) if (p.Groups[g].Count > 0) rackKw = Math.Min(rackKw, RackKw(g));
+        if (minerKw + rackKw > p.MinerHeadroomKw(t) + 1e-9) return SiteCurtailmentReason.AiLoad;
+        return _controller.LastReason switch
+        {
+            CurtailmentReason.PeakRisk => SiteCurtailmentReason.PeakRisk,
+            CurtailmentReason.Price => SiteCurtailmentReason.Price,
+            _ => SiteCurtailmentReason.Limits,
+        };
     }
 
     // The interval's amounts: the accumulator's totals after it less those before (each interval is rounded once, so the
