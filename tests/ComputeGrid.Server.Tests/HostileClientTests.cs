@@ -90,6 +90,7 @@ public sealed class HostileClientTests(ITestOutputHelper output) : IAsyncLifetim
         "GET /api/exchange/instruments", "GET /api/exchange/instruments/{symbol}", "GET /api/exchange/book/{symbol}", "GET /api/exchange/trades/{symbol}",
         "GET /api/exchange/candles/{symbol}", "GET /api/exchange/index", "GET /api/exchange/index/{gpu}", "GET /api/exchange/stream",
         "GET /api/ledger/checkpoints/latest", "GET /api/ledger/chain", "GET /api/inference/nodes", "GET /api/inference/nodes/{id}/telemetry",
+        "GET /api/inference/latency", // the router's latency data: public data, like the routing table
         "GET /api/nodes/{id}/reports", "POST /node/v1/challenge", "POST /node/v1/sessions",
         "GET /api/shares", "GET /api/shares/{node}", "GET /api/shares/{node}/revenue", "GET /api/shares/pledge-terms",
         "GET /api/chain", "GET /x402/supported", "POST /x402/verify", "GET /api/chain/anchors/latest",

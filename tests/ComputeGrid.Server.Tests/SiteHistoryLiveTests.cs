@@ -85,6 +85,10 @@ public class SiteHistoryLiveTests
             Assert.False(emergency.Ongoing); // 03:00 and later are decided: it ended
             // The whole fleet of 40 S21s (3.5 kW each) is held off, with the site's cooling.
             Assert.Equal(Math.Round(site.Site.Problem.Pue * 40 * 3.5, 1), emergency.MaxCurtailedKw, 6);
+            // The baselines ran beside it on the same intervals, each scored on its own.
+            Assert.Equal(["always-on", "threshold"], site.State.Baselines.Select(b => b.Name));
+            Assert.All(site.State.Baselines, b => Assert.True(b.EnergyCostMicroUsd > 0, $"{b.Name} paid no energy"));
+            Assert.True(site.State.Baselines[0].MiningRevenueMicroUsd > 0);
             // Newest first, and only the latest when asked for one.
             CurtailmentEvent[] events = site.History.Events(int.MaxValue);
             for (int i = 1; i < events.Length; i++) Assert.True(events[i - 1].StartUtc > events[i].StartUtc);

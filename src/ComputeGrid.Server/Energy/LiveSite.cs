@@ -83,6 +83,9 @@ public sealed record LiveSiteState
 
     /// <summary>The miners' facility power held off now: the whole fleet's at full power less what runs, kW.</summary>
     public double CurtailedMinerKw { get; init; }
+
+    /// <summary>The naive strategies decided beside the controller over the same replay (<see cref="LiveBaseline"/>).</summary>
+    public IReadOnlyList<LiveBaseline> Baselines { get; init; } = [];
 }
 
 /// <summary>
@@ -196,6 +199,7 @@ public sealed class LiveSite : IAsyncDisposable
     private long _postConflicts;
     private LiveSitePower? _power;
     private readonly SiteHistory _history = new();
+    private readonly LiveBaselines _baselines;
     private readonly int _firstInterval;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private int _next;
@@ -258,6 +262,7 @@ public sealed class LiveSite : IAsyncDisposable
         // The fleet starts asleep; the accounting starts from the same state.
         _accounted = WithStart(p, _firstInterval);
         _accumulator = new SiteAccumulator(_accounted);
+        _baselines = new LiveBaselines(p, _accounted, site.Config.Controller);
         Speed = options.Speed;
         _published = Snapshot();
     }
@@ -443,6 +448,7 @@ public sealed class LiveSite : IAsyncDisposable
         SiteValue before = _accumulator.Result();
         _accumulator.Add(t - _firstInterval, (ReadOnlySpan<int>)_previous);
         if (_books is not null) _unposted.Enqueue(Interval(t, before, _accumulator.Result()));
+        _baselines.Decide(p, t, t - _firstInterval);
         Record(t);
     }
 
@@ -558,6 +564,7 @@ public sealed class LiveSite : IAsyncDisposable
             Power = _power,
             Market = SiteMarket.Describe(_site.Config),
             CurtailedMinerKw = Math.Round(Math.Max(0, p.Pue * (p.Groups.Sum(g => g.FleetKw) - minerKw)), 1),
+            Baselines = _baselines.Results(),
             Nodes = [.. _nodeConfigs.Select((n, i) => new LiveNodeLoad(n.Id, n.Gpus, _nodeSamples[i].LeasedGpus, Math.Round(_nodeSamples[i].Utilization, 4),
                 _nodeSamples[i].Measured, Math.Round(_nodeKw[i], 3), MilliJoules(n),
                 _power is { } pw ? new NodePowerState(Name, pw.PriceMicroUsdPerMwh, MilliJoules(n), 0, 0, PowerFlags.None).PowerCostNanoUsdPer1kTokens : 0))],
