@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { sitesAndNodesDesktop, sitesAndNodesPhone } from './sites-nodes.mjs';
 
 const base = required('CG_URL').replace(/\/$/, '');
 const operatorKey = required('CG_OPERATOR_KEY');
@@ -174,6 +175,8 @@ try {
   const after = await fetch(base + '/api/me', { headers: { Authorization: `Bearer ${newKey}` } });
   check('a key revoked in the page stops working', after.status === 401, `GET /api/me → ${after.status}`);
   await shot(page, 'desktop-keys');
+  const pageCtx = { base, key: operatorKey, api, check, shot };
+  const opened = await sitesAndNodesDesktop(page, pageCtx);
 
   await page.goto(base + '/reference.html');
   await page.waitForSelector('body[data-ready="true"]');
@@ -227,6 +230,7 @@ try {
   await mobile.getByRole('link', { name: 'Keys' }).click();
   await mobile.waitForSelector('#view[data-ready="true"]');
   await shot(mobile, 'phone-keys');
+  await sitesAndNodesPhone(mobile, pageCtx, opened);
   await phone.close();
 
   check('no script error and no refused resource in any page', pageErrors.length === 0, pageErrors.slice(0, 5).join(' | '));

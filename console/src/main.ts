@@ -6,7 +6,9 @@ import { ApiError, apiKey, get, signIn, signOut } from './api';
 import { h } from './dom';
 import { keysPage } from './pages/keys';
 import { marketPage } from './pages/market';
+import { nodesPage } from './pages/nodes';
 import { overviewPage } from './pages/overview';
+import { sitesPage } from './pages/sites';
 
 interface Me { principal: { id: number; kind: string; name: string }; key: { name: string; scopes: string[] } | null }
 
@@ -16,9 +18,12 @@ const who = document.getElementById('who') as HTMLElement;
 let stop: () => void = () => undefined;
 let me: Me | null = null;
 
-const pages: Record<string, { title: string; render: (root: HTMLElement, scope: string) => () => void }> = {
+// A page may take what follows its id in the hash (#/sites/{name}, #/nodes/{id}) as `arg`.
+const pages: Record<string, { title: string; render: (root: HTMLElement, scope: string, arg: string | null) => () => void }> = {
   overview: { title: 'Overview', render: (root) => overviewPage(root) },
   market: { title: 'Market', render: (root, scope) => marketPage(root, scope) },
+  sites: { title: 'Sites', render: (root, _scope, arg) => sitesPage(root, arg) },
+  nodes: { title: 'Nodes', render: (root, _scope, arg) => nodesPage(root, arg) },
   keys: { title: 'Keys', render: (root) => keysPage(root) },
 };
 
@@ -76,7 +81,8 @@ async function loadMe(): Promise<boolean> {
 async function route(): Promise<void> {
   stop();
   stop = () => undefined;
-  const id = location.hash.replace(/^#\/?/, '') || 'overview';
+  const [id = 'overview', ...rest] = (location.hash.replace(/^#\/?/, '') || 'overview').split('/');
+  const arg = rest.length > 0 && rest.join('/') !== '' ? decodeURIComponent(rest.join('/')) : null;
   if (apiKey() === null) return signInPage('');
   if (me === null && !(await loadMe())) {
     signOut();
@@ -88,9 +94,10 @@ async function route(): Promise<void> {
     return;
   }
   renderNav(id);
-  document.title = `${page.title} · ComputeGrid`;
+  document.title = `${arg === null ? page.title : `${arg} · ${page.title}`} · ComputeGrid`;
   view.dataset.page = id;
-  stop = page.render(view, me.principal.kind);
+  delete view.dataset.ready;
+  stop = page.render(view, me.principal.kind, arg);
   view.focus();
 }
 

@@ -88,7 +88,7 @@ function optionalInt(v: unknown, name: string): bigint | null {
 class ShapeError extends Error {}
 
 /** The 32 bytes of a 64-digit hex hash (either case), or null. */
-export function hashBytes(hex: unknown): Uint8Array | null {
+export function hashBytes(hex: unknown): Uint8Array<ArrayBuffer> | null {
   if (typeof hex !== 'string' || !/^[0-9a-fA-F]{64}$/.test(hex)) return null;
   const out = new Uint8Array(32);
   for (let i = 0; i < 32; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
@@ -100,7 +100,7 @@ export function toHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-function fromBase64(text: string): Uint8Array | null {
+function fromBase64(text: string): Uint8Array<ArrayBuffer> | null {
   try {
     const bin = atob(text);
     return Uint8Array.from(bin, (c) => c.charCodeAt(0));
@@ -136,13 +136,13 @@ class Writer {
       this.int(v, 8, true);
     }
   }
-  done(): Uint8Array {
+  done(): Uint8Array<ArrayBuffer> {
     return Uint8Array.from(this.parts);
   }
 }
 
 /** The report's canonical bytes (EpochReportEncoding.Canonical), which its hash is over. Throws on a malformed report. */
-export function canonical(r: EpochReport): Uint8Array {
+export function canonical(r: EpochReport): Uint8Array<ArrayBuffer> {
   const id = utf8.encode(r.node_id);
   if (id.length > NODE_ID_BYTES_MAX) throw new ShapeError(`the node id is longer than ${NODE_ID_BYTES_MAX} bytes`);
   const previous = hashBytes(r.previous_hash);
@@ -260,7 +260,8 @@ async function checkReport(r: EpochReport, previous: EpochReport | null, doc: No
   return null;
 }
 
-const TOTALS: readonly (keyof ReportTotals)[] = ['requests', 'tokens', 'uptime_s', 'energy_j', 'revenue_micro_usd'];
+type Summed = 'requests' | 'tokens' | 'uptime_s' | 'energy_j' | 'revenue_micro_usd';
+const TOTALS: readonly Summed[] = ['requests', 'tokens', 'uptime_s', 'energy_j', 'revenue_micro_usd'];
 
 /**
  * Verifies a whole document (EpochReportChain.Verify): the key and epoch length, every report in order from the node's
@@ -294,7 +295,7 @@ export async function verifyReports(doc: NodeReportsDocument, subtle: SubtleCryp
     if (failure !== null) return fail(i, failure.check, failure.reason, i);
     previous = r;
   }
-  const sums = new Map<keyof ReportTotals, bigint>(TOTALS.map((k) => [k, 0n]));
+  const sums = new Map<Summed, bigint>(TOTALS.map((k) => [k, 0n]));
   for (const r of doc.reports) for (const k of TOTALS) sums.set(k, (sums.get(k) ?? 0n) + BigInt(r[k]));
   const differs = TOTALS.filter((k) => !Number.isSafeInteger(doc.totals[k]) || BigInt(doc.totals[k]) !== sums.get(k));
   if (differs.length > 0 || doc.totals.reports !== doc.reports.length)
