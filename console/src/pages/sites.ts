@@ -129,7 +129,7 @@ function sitePage(root: HTMLElement, name: string): () => void {
       scales: { x: { time: true }, kw: { auto: true }, usd: { auto: true } },
       axes: [
         { stroke: '#cbd5e1' },
-        { scale: 'kw', stroke: '#cbd5e1', values: (_u, v) => v.map((x) => formatPower(x)), size: 70 },
+        { scale: 'kw', stroke: '#cbd5e1', values: (_u, v) => v.map((x) => formatPower(x)), size: 84 },
         { scale: 'usd', side: 1, stroke: '#fbbf24', values: (_u, v) => v.map((x) => `$${x}`), grid: { show: false } },
       ],
       series: [{ label: 'UTC' },
