@@ -162,6 +162,7 @@ public static class InferenceEndpoints
                     : Problems.NotFound($"No telemetry from node '{id}'."))
             .AllowAnonymous().WithSummary("A node's latest signed telemetry, checkable with its public key.");
         app.MapDeadLetters();
+        app.MapUsage();
         return app;
     }
 
