@@ -49,10 +49,19 @@ public sealed class ConsoleApiTests : IAsyncLifetime
         Assert.Equal(0, buyer.GetProperty("requests").GetProperty("total").GetInt64());
         Assert.Equal(JsonValueKind.Null, buyer.GetProperty("revenue").ValueKind);
         Assert.Equal(JsonValueKind.Null, buyer.GetProperty("power").ValueKind);
+        // The system's size and the invariants' detail are the operator's; the checkpoint (public) is everyone's.
+        JsonElement buyerLedger = buyer.GetProperty("ledger");
+        foreach (string systemWide in new[] { "op", "transfers", "accounts", "invariants" })
+            Assert.Equal(JsonValueKind.Null, buyerLedger.GetProperty(systemWide).ValueKind);
+        JsonElement latest = await _op.GetJsonAsync("/api/ledger/checkpoints/latest");
+        Assert.Equal(JsonValueKind.Object, buyerLedger.GetProperty("checkpoint").ValueKind);
+        Assert.True(buyerLedger.GetProperty("checkpoint").GetProperty("op").GetUInt64() <= latest.GetProperty("op").GetUInt64());
 
         JsonElement provider = await OverviewWhenAsync(seed.Provider.Http, o => o.GetProperty("trades").GetProperty("count").GetInt64() == 1);
         Assert.Equal("provider", provider.GetProperty("scope").GetString());
         Assert.Equal(JsonValueKind.Null, provider.GetProperty("requests").ValueKind);
+        Assert.Equal(JsonValueKind.Null, provider.GetProperty("ledger").GetProperty("op").ValueKind);
+        Assert.Equal(JsonValueKind.Null, provider.GetProperty("ledger").GetProperty("invariants").ValueKind);
 
         JsonElement op = await OverviewWhenAsync(_op, o => o.GetProperty("trades").GetProperty("count").GetInt64() == 1);
         Assert.Equal("operator", op.GetProperty("scope").GetString());
