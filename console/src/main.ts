@@ -1,5 +1,5 @@
 // The console's shell: sign-in with an API key (kept in sessionStorage for this tab), the navigation, and one page at a
-// time by the URL's hash (#/overview, #/market, #/keys). The API reference is its own page (/reference.html).
+// time by the URL's hash (#/overview, #/market, #/tokens, #/tokens/{node}, #/usage, #/keys). The API reference is its own page (/reference.html).
 
 import './style.css';
 import { ApiError, apiKey, get, signIn, signOut } from './api';
@@ -7,6 +7,8 @@ import { h } from './dom';
 import { keysPage } from './pages/keys';
 import { marketPage } from './pages/market';
 import { overviewPage } from './pages/overview';
+import { tokensPage } from './pages/tokens';
+import { usagePage } from './pages/usage';
 
 interface Me { principal: { id: number; kind: string; name: string }; key: { name: string; scopes: string[] } | null }
 
@@ -16,9 +18,11 @@ const who = document.getElementById('who') as HTMLElement;
 let stop: () => void = () => undefined;
 let me: Me | null = null;
 
-const pages: Record<string, { title: string; render: (root: HTMLElement, scope: string) => () => void }> = {
+const pages: Record<string, { title: string; render: (root: HTMLElement, scope: string, arg?: string) => () => void }> = {
   overview: { title: 'Overview', render: (root) => overviewPage(root) },
   market: { title: 'Market', render: (root, scope) => marketPage(root, scope) },
+  tokens: { title: 'Tokens', render: (root, scope, arg) => tokensPage(root, scope, arg) },
+  usage: { title: 'Usage', render: (root, scope) => usagePage(root, scope) },
   keys: { title: 'Keys', render: (root) => keysPage(root) },
 };
 
@@ -76,7 +80,8 @@ async function loadMe(): Promise<boolean> {
 async function route(): Promise<void> {
   stop();
   stop = () => undefined;
-  const id = location.hash.replace(/^#\/?/, '') || 'overview';
+  // #/page or #/page/arg (a node's token page: #/tokens/17).
+  const [id = 'overview', arg] = (location.hash.replace(/^#\/?/, '') || 'overview').split('/');
   if (apiKey() === null) return signInPage('');
   if (me === null && !(await loadMe())) {
     signOut();
@@ -89,8 +94,10 @@ async function route(): Promise<void> {
   }
   renderNav(id);
   document.title = `${page.title} · ComputeGrid`;
+  // A page's marks (data-ready, data-seq…) are its own: none outlives it, so a test waiting for one waits for this page.
+  for (const k of Object.keys(view.dataset)) delete view.dataset[k];
   view.dataset.page = id;
-  stop = page.render(view, me.principal.kind);
+  stop = page.render(view, me.principal.kind, arg);
   view.focus();
 }
 
