@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { expectedConsoleError, prepareTokensUsage, tokensUsageDesktop, tokensUsagePhone } from './tokens-usage.mjs';
 
 const base = required('CG_URL').replace(/\/$/, '');
 const operatorKey = required('CG_OPERATOR_KEY');
@@ -67,6 +68,7 @@ function watchErrors(page, label) {
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
     if (expectRefusal && m.text().includes('status of 401')) return;
+    if (expectedConsoleError(m)) return;
     pageErrors.push(`${label} console: ${m.text()}`);
   });
 }
@@ -126,6 +128,8 @@ try {
   const traderKey = created.api_key;
   await api('POST', `/api/customers/${created.principal.id}/fund`, operatorKey, { amount: 50_000_000, funding_id: `${name}-fund` });
   await api('POST', '/api/exchange/deposits', traderKey, { amount: 20_000_000 });
+  const ctx = { base, operatorKey, api, check, shot, signIn };
+  const tu = await prepareTokensUsage(ctx); // a customer with shares and paid requests (tokens-usage.mjs)
 
   // ---- desktop, as the operator
   const desktop = await browser.newContext({ viewport: { width: 1366, height: 900 } });
@@ -209,6 +213,7 @@ try {
   await page.waitForSelector(`#open-orders tr[data-order="${orderId}"]`, { state: 'detached' });
   const afterCancel = await api('GET', '/api/exchange/orders', traderKey);
   check('an order cancelled in the page is gone (the API lists none)', !afterCancel.orders.some((o) => String(o.order_id) === orderId));
+  await tokensUsageDesktop(page, ctx, tu);
   await desktop.close();
 
   // ---- a phone
@@ -227,6 +232,7 @@ try {
   await mobile.getByRole('link', { name: 'Keys' }).click();
   await mobile.waitForSelector('#view[data-ready="true"]');
   await shot(mobile, 'phone-keys');
+  await tokensUsagePhone(mobile, ctx, tu);
   await phone.close();
 
   check('no script error and no refused resource in any page', pageErrors.length === 0, pageErrors.slice(0, 5).join(' | '));

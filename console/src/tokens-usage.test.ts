@@ -17,7 +17,7 @@ describe('revenueSeries', () => {
 describe('nodeNames', () => {
   it('reads the node\'s principal from its revenue account\'s low 64 bits', () => {
     const account = ((1n << 127n) | (2201n << 112n) | 17n).toString();
-    const names = nodeNames([{ node_id: 'fra-1', region: 'frankfurt', revenue_account: account }, { node_id: 'x', region: 'y', revenue_account: null }]);
+    const names = nodeNames([{ id: 'fra-1', region: 'frankfurt', revenue_account: account }, { id: 'x', region: 'y', revenue_account: null }]);
     expect(names.get(17)).toEqual({ name: 'fra-1', region: 'frankfurt' });
     expect(names.size).toBe(1);
   });

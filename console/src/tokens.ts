@@ -13,7 +13,7 @@ export interface RevenuePoint {
 
 /** A node in the routing table (GET /api/inference/nodes), as far as this page needs it. */
 export interface RoutingNode {
-  node_id: string;
+  id: string;
   region: string;
   revenue_account: string | number | null;
 }
@@ -33,7 +33,7 @@ export function nodeNames(nodes: readonly RoutingNode[]): Map<number, { name: st
   for (const n of nodes) {
     if (n.revenue_account === null) continue;
     const principal = BigInt(n.revenue_account) & ((1n << 64n) - 1n);
-    if (principal <= BigInt(Number.MAX_SAFE_INTEGER)) names.set(Number(principal), { name: n.node_id, region: n.region });
+    if (principal <= BigInt(Number.MAX_SAFE_INTEGER)) names.set(Number(principal), { name: n.id, region: n.region });
   }
   return names;
 }
