@@ -25,8 +25,8 @@ async function raw(ctx, method, path, key, body) {
   });
 }
 
-async function embed(ctx, key, input) {
-  const r = await raw(ctx, 'POST', '/v1/embeddings', key, { model: 'all-MiniLM-L6-v2', input });
+async function embed(ctx, key, input, region) {
+  const r = await raw(ctx, 'POST', '/v1/embeddings', key, { model: 'all-MiniLM-L6-v2', input, provider: { only: [region], allow_fallbacks: false } });
   if (r.status !== 200) throw new Error(`POST /v1/embeddings: ${r.status} ${await r.text()}`);
   await r.arrayBuffer();
   return { node: r.headers.get('x-cg-node'), transfer: r.headers.get('x-cg-transfer-id') };
@@ -35,6 +35,27 @@ async function embed(ctx, key, input) {
 // The node principal of a routing-table node: its revenue account's low 64 bits (the chart of accounts' principal account).
 const principalOf = (node) => Number(BigInt(node.revenue_account) & ((1n << 64n) - 1n));
 
+// Shares of `node` for the customer: issued when the node has none (the operator approves its provider and issues the
+// provider a key; the provider lists the node and issues 1,000), then a quarter of the provider's free shares moved to
+// the customer. Returns the customer's holding (0 where the provider has none left to give).
+async function giveShares(ctx, name, node, customer) {
+  const principal = principalOf(node);
+  const provider = (await ctx.api('GET', `/api/principals/${principal}`, ctx.operatorKey)).principal.provider;
+  const providerKey = (await ctx.api('POST', `/api/principals/${provider}/keys`, ctx.operatorKey, { name: `${name}-issuer-${principal}`, scopes: ['trade', 'read'] })).api_key;
+  const shares = await ctx.api('GET', '/api/shares', ctx.operatorKey);
+  if (!shares.nodes.some((n) => n.node === principal)) {
+    await ctx.api('POST', `/api/shares/issuers/${provider}`, ctx.operatorKey, {});
+    const listed = await raw(ctx, 'GET', `/api/exchange/nodes/${principal}`, providerKey);
+    if (listed.status === 404) await ctx.api('POST', '/api/exchange/nodes', providerKey, { node_id: node.id, gpu: 'H100', region: node.region, gpus: 8 });
+    await ctx.api('POST', '/api/shares', providerKey, { node_id: principal, supply: 1_000 });
+  }
+  const mine = await ctx.api('GET', '/api/shares/holdings', providerKey);
+  const free = mine.holdings.find((x) => x.node === principal)?.free ?? 0;
+  if (free < 4) return 0;
+  await ctx.api('POST', `/api/shares/${principal}/transfers`, providerKey, { to: customer, shares: Math.floor(free / 4) });
+  return Math.floor(free / 4);
+}
+
 /** Makes the customer, its shares and its requests; returns what the checks need. */
 export async function prepareTokensUsage(ctx) {
   const name = `e2e-tu-${Date.now().toString(36)}`;
@@ -42,31 +63,22 @@ export async function prepareTokensUsage(ctx) {
   const key = created.api_key;
   const id = created.principal.id;
   await ctx.api('POST', `/api/customers/${id}/fund`, ctx.operatorKey, { amount: 5_000_000, funding_id: `${name}-fund` });
-  const text = 'How much revenue does a share of this node earn? '.repeat(40);
-  const first = await embed(ctx, key, text);
+  // The requests stay in one region (routing preferences, no fallback), and every node there has shares the customer
+  // holds part of, so whichever node serves a request pays the customer's pool.
   const routing = await ctx.api('GET', '/api/inference/nodes', ctx.operatorKey);
-  const node = routing.nodes.find((n) => n.id === first.node);
-  const principal = principalOf(node);
-  const provider = (await ctx.api('GET', `/api/principals/${principal}`, ctx.operatorKey)).principal.provider;
-  const providerKey = (await ctx.api('POST', `/api/principals/${provider}/keys`, ctx.operatorKey, { name: `${name}-issuer`, scopes: ['trade', 'read'] })).api_key;
-  const shares = await ctx.api('GET', '/api/shares', ctx.operatorKey);
-  let holding = 0;
-  if (!shares.nodes.some((n) => n.node === principal)) {
-    await ctx.api('POST', `/api/shares/issuers/${provider}`, ctx.operatorKey, {});
-    const listed = await raw(ctx, 'GET', `/api/exchange/nodes/${principal}`, providerKey);
-    if (listed.status === 404) await ctx.api('POST', '/api/exchange/nodes', providerKey, { node_id: node.id, gpu: 'H100', region: node.region, gpus: 8 });
-    await ctx.api('POST', '/api/shares', providerKey, { node_id: principal, supply: 1_000 });
-  }
-  // A part of the provider's free shares goes to the customer (in a world where the provider sold them all, none).
-  const mine = await ctx.api('GET', '/api/shares/holdings', providerKey);
-  const free = mine.holdings.find((x) => x.node === principal)?.free ?? 0;
-  if (free >= 4) {
-    holding = Math.floor(free / 4);
-    await ctx.api('POST', `/api/shares/${principal}/transfers`, providerKey, { to: id, shares: holding });
-  }
-  // Requests the node's pool earns from while the customer holds shares (routed as the first one, by the same rule).
-  const transfers = [first.transfer];
-  for (let i = 0; i < 4; i++) transfers.push((await embed(ctx, key, `${text} (${i})`)).transfer);
+  const healthy = routing.nodes.filter((n) => n.healthy && n.revenue_account !== null).sort((a, b) => a.id.localeCompare(b.id));
+  const region = healthy[0].region;
+  const holdings = new Map();
+  for (const node of healthy.filter((n) => n.region === region)) holdings.set(node.id, await giveShares(ctx, name, node, id));
+  // Four inputs of about 220 tokens each (the model takes 256 per input): a request costs enough to pay the holders something.
+  const text = Array.from({ length: 4 }, (_, i) => `${i}: ${'How much revenue does a share of this node earn? '.repeat(20)}`);
+  const receipts = [];
+  for (let i = 0; i < 5; i++) receipts.push(await embed(ctx, key, text.map((t) => `${t} (${i})`), region));
+  // The node's page is checked for the node that served most of them.
+  const served = new Map();
+  for (const r of receipts) served.set(r.node, (served.get(r.node) ?? 0) + 1);
+  const top = [...served.entries()].sort((a, b) => b[1] - a[1])[0][0];
+  const node = healthy.find((n) => n.id === top);
   // The customer's balance must be in a checkpoint (every 30 s) before its proof can be served: wait here, so the page
   // never meets a 404 that the browser would log.
   const account = (await ctx.api('GET', '/api/me', key)).accounts.find((a) => a.code === 'customer_balance').id;
@@ -74,7 +86,7 @@ export async function prepareTokensUsage(ctx) {
     if ((await raw(ctx, 'GET', `/api/ledger/accounts/${account}/proof`, key)).status === 200) break;
     await sleep(2000);
   }
-  return { key, id, node: principal, nodeName: node.id, holding, transfers, account };
+  return { key, id, node: principalOf(node), nodeName: node.id, holding: holdings.get(node.id) ?? 0, transfers: receipts.map((r) => r.transfer), account };
 }
 
 async function signInAs(page, ctx, key) {
