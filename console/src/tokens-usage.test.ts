@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseApiTime } from './candles';
-import { nodeNames, revenueSeries, shareOfSupply } from './tokens';
+import { formatNanoUsd, nodeNames, revenueSeries, shareOfSupply } from './tokens';
 import { dailySeries, daysMatchTotals, type UsageDay } from './usage';
 
 describe('revenueSeries', () => {
@@ -10,7 +10,7 @@ describe('revenueSeries', () => {
       { start: '2026-12-06T10:00:00Z', revenue_micro_usd: 10, cumulative_micro_usd: 10, revenue_per_share_micro_usd: 0, revenue_per_share_nano_usd: 1_000 },
     ], parseApiTime);
     expect(xs).toEqual([Date.UTC(2026, 11, 6, 10) / 1000, Date.UTC(2026, 11, 6, 11) / 1000]);
-    expect(ys).toEqual([0.000001, 0.0000015]);
+    expect(ys).toEqual([1, 1.5]);
   });
 });
 
@@ -53,4 +53,11 @@ describe('daysMatchTotals', () => {
   const days = [day('2026-12-01T00:00:00Z', 2, 20, 200), day('2026-12-02T00:00:00Z', 1, 5, 50)];
   it('accepts days that add up', () => expect(daysMatchTotals(days, { requests: 3, tokens: 25, spend_micro_usd: 250 })).toBe(true));
   it('refuses a micro-dollar off', () => expect(daysMatchTotals(days, { requests: 3, tokens: 25, spend_micro_usd: 251 })).toBe(false));
+});
+
+describe('formatNanoUsd', () => {
+  it('shows a fraction of a micro-dollar exactly', () => expect(formatNanoUsd(375)).toBe('$0.000000375'));
+  it('keeps cents for whole amounts', () => expect(formatNanoUsd(2_500_000_000)).toBe('$2.50'));
+  it('groups thousands', () => expect(formatNanoUsd(1_234_000_000_000n)).toBe('$1,234.00'));
+  it('shows zero', () => expect(formatNanoUsd(0)).toBe('$0.00'));
 });

@@ -18,10 +18,19 @@ export interface RoutingNode {
   revenue_account: string | number | null;
 }
 
-/** The chart's series: hour starts (Unix seconds) and cumulative revenue per share (USD, for placing points only). */
+/** The chart's series: hour starts (Unix seconds) and cumulative revenue per share (micro-USD, for placing points only). */
 export function revenueSeries(points: readonly RevenuePoint[], parseTime: (t: string) => bigint): [number[], number[]] {
   const sorted = [...points].sort((a, b) => (parseTime(a.start) < parseTime(b.start) ? -1 : 1));
-  return [sorted.map((p) => Number(parseTime(p.start) / 1_000_000_000n)), sorted.map((p) => p.revenue_per_share_nano_usd / 1e9)];
+  return [sorted.map((p) => Number(parseTime(p.start) / 1_000_000_000n)), sorted.map((p) => p.revenue_per_share_nano_usd / 1000)];
+}
+
+/** Nano-USD (revenue per share is often below a micro-dollar) as dollars, exactly, trailing zeros trimmed: "$0.000000375". */
+export function formatNanoUsd(nano: number | bigint): string {
+  const n = BigInt(nano);
+  const abs = n < 0n ? -n : n;
+  let fraction = (abs % 1_000_000_000n).toString().padStart(9, '0').replace(/0+$/, '');
+  if (fraction.length < 2) fraction = fraction.padEnd(2, '0');
+  return `${n < 0n ? '-' : ''}$${(abs / 1_000_000_000n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',')}.${fraction}`;
 }
 
 /**

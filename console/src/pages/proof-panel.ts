@@ -104,7 +104,7 @@ export class ProofPanel {
     else this.root.dataset.failedCheck = failed.name;
     this.status.textContent = (tampered ? 'Tampered copy (credits + 1 micro-dollar): ' : '') +
       (v.ok ? `Verified: account ${proof.account_id} (debits ${proof.debits_posted}, credits ${proof.credits_posted}) is in checkpoint op ${proof.op}.`
-        : `Does not verify: ${failed === undefined ? '' : CHECK_LABELS[failed.name]} — failed.`);
+        : `Does not verify. Failed check: “${failed === undefined ? '' : CHECK_LABELS[failed.name]}”.`);
     this.source.textContent = expected.source;
     this.list.replaceChildren(...v.checks.map((c) => h('li', { class: c.ok ? 'good' : 'bad', 'data-check': c.name, 'data-ok': String(c.ok) },
       `${c.ok ? '✓' : '✗'} ${CHECK_LABELS[c.name]}`, h('span', { class: 'note' }, ` — ${c.detail}`))));

@@ -14,7 +14,7 @@ import { h } from '../dom';
 import { formatCount } from '../format';
 import { formatUsd } from '../money';
 import { ProofPanel } from './proof-panel';
-import { nodeNames, revenueSeries, shareOfSupply, type RevenuePoint, type RoutingNode } from '../tokens';
+import { formatNanoUsd, nodeNames, revenueSeries, shareOfSupply, type RevenuePoint, type RoutingNode } from '../tokens';
 
 interface ShareNode { node: number; issuer: number; supply: number; symbol: string; issued_at: string; holders: number; vwap_micro_usd: number }
 interface Holding { node: number; symbol: string; shares: number; free: number; offered: number; pledged: number }
@@ -82,7 +82,7 @@ function nodePage(root: HTMLElement, scope: string, node: number): () => void {
     h('div', { class: 'market' },
       h('section', { class: 'panel', 'aria-labelledby': 'facts-h' }, h('h2', { id: 'facts-h' }, 'The node\'s shares'), facts),
       mine,
-      h('section', { class: 'panel', 'aria-labelledby': 'revenue-h' }, h('h2', { id: 'revenue-h' }, 'Revenue per share (cumulative, USD)'), chartBox),
+      h('section', { class: 'panel', 'aria-labelledby': 'revenue-h' }, h('h2', { id: 'revenue-h' }, 'Revenue per share (cumulative)'), chartBox),
       h('section', { class: 'panel', 'aria-labelledby': 'hours-h' }, h('h2', { id: 'hours-h' }, 'Revenue by hour'),
         h('div', { class: 'scroll tape' }, h('table', { id: 'revenue-hours' }, columns('Hour (UTC)', 'Revenue', 'Cumulative', 'Per share'), hoursBody)))));
   let plot: uPlot | null = null;
@@ -128,16 +128,18 @@ function nodePage(root: HTMLElement, scope: string, node: number): () => void {
         ...fact('Holders', 'share-holders', formatCount(info.holders), info.holders),
         ...fact('VWAP', 'share-vwap', info.vwap_micro_usd > 0 ? `${formatUsd(info.vwap_micro_usd)} / share` : 'no trades yet', info.vwap_micro_usd),
         ...fact('Revenue to holders', 'share-revenue', formatUsd(last?.cumulative_micro_usd ?? 0), last?.cumulative_micro_usd ?? 0),
-        ...fact('Per share', 'share-per-share', formatUsd(last?.revenue_per_share_micro_usd ?? 0), last?.revenue_per_share_micro_usd ?? 0));
+        ...fact('Per share', 'share-per-share', formatNanoUsd(last?.revenue_per_share_nano_usd ?? 0), last?.revenue_per_share_nano_usd ?? 0));
       hoursBody.replaceChildren(...[...revenue.points].reverse().map((p) => h('tr', {},
         h('td', {}, p.start.slice(0, 16).replace('T', ' ')), h('td', { class: 'num' }, formatUsd(p.revenue_micro_usd)),
-        h('td', { class: 'num' }, formatUsd(p.cumulative_micro_usd)), h('td', { class: 'num' }, formatUsd(p.revenue_per_share_micro_usd)))));
+        h('td', { class: 'num' }, formatUsd(p.cumulative_micro_usd)), h('td', { class: 'num' }, formatNanoUsd(p.revenue_per_share_nano_usd)))));
       const data = revenueSeries(revenue.points, parseApiTime);
       chartBox.dataset.points = String(data[0].length);
       plot = new uPlot({
         width: chartBox.clientWidth || 600, height: 240,
-        axes: [{ stroke: '#94a3b8' }, { stroke: '#94a3b8', size: 80 }],
-        series: [{}, { label: 'per share (USD)', stroke: '#38bdf8', fill: 'rgba(56,189,248,0.15)', points: { show: true } }],
+        // One hour alone would stretch the time axis over years: an hour each side of it.
+        scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - 3600, max + 3600] : [min, max]) } },
+        axes: [{ stroke: '#94a3b8' }, { stroke: '#94a3b8', size: 70, label: 'micro-USD per share' }],
+        series: [{}, { label: 'per share (micro-USD)', stroke: '#38bdf8', fill: 'rgba(56,189,248,0.15)', points: { show: true } }],
       }, data, chartBox);
       if (scope === 'operator') mine.replaceChildren(h('h2', { id: 'entitlement-h' }, 'Holders\' revenue'), h('p', { class: 'muted' }, 'Operators hold no shares; each holder sees its own entitlement here.'));
       else showEntitlement(await get<Entitlement>(`/api/shares/${node}/entitlement`));

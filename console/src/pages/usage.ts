@@ -57,7 +57,7 @@ export function usagePage(root: HTMLElement, scope: string): () => void {
     plot = new uPlot({
       width: chartBox.clientWidth || 600, height: 220,
       scales: { usd: {}, n: {} },
-      axes: [{ stroke: '#94a3b8' }, { scale: 'usd', stroke: '#94a3b8', size: 70, values: (_u, v) => v.map((x) => `$${x}`) }, { scale: 'n', side: 1, stroke: '#94a3b8' }],
+      axes: [{ stroke: '#94a3b8' }, { scale: 'usd', stroke: '#94a3b8', size: 96, values: (_u, v) => v.map((x) => `$${x}`) }, { scale: 'n', side: 1, stroke: '#94a3b8' }],
       series: [{}, { label: 'spend (USD)', scale: 'usd', stroke: '#38bdf8', fill: 'rgba(56,189,248,0.25)', paths: uPlot.paths.bars!({ size: [0.7, 40] }) },
         { label: 'requests', scale: 'n', stroke: '#22c55e', points: { show: true } }],
     }, [xs, micro.map((m) => m / 1e6), count], chartBox);
