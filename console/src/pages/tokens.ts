@@ -134,7 +134,8 @@ function nodePage(root: HTMLElement, scope: string, node: number): () => void {
         h('td', { class: 'num' }, formatUsd(p.cumulative_micro_usd)), h('td', { class: 'num' }, formatNanoUsd(p.revenue_per_share_nano_usd)))));
       const data = revenueSeries(revenue.points, parseApiTime);
       chartBox.dataset.points = String(data[0].length);
-      plot = new uPlot({
+      if (data[0].length === 0) chartBox.replaceChildren(h('p', { class: 'muted' }, 'No revenue yet: the pool has received nothing.'));
+      else plot = new uPlot({
         width: chartBox.clientWidth || 600, height: 240,
         // One hour alone would stretch the time axis over years: an hour each side of it.
         scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - 3600, max + 3600] : [min, max]) } },

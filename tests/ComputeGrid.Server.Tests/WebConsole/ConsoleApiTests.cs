@@ -147,6 +147,17 @@ public sealed class ConsoleApiTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/assets/no-such-file.js")).StatusCode);
     }
 
+    [Fact]
+    public void With_a_chain_the_pages_may_connect_to_its_rpc_origin_and_nowhere_else()
+    {
+        string policy = ConsoleAssets.PolicyWithRpc("http://127.0.0.1:35353/some/path");
+        Assert.Contains("connect-src 'self' http://127.0.0.1:35353;", policy, StringComparison.Ordinal);
+        Assert.Equal(ConsoleAssets.ContentSecurityPolicy, ConsoleAssets.PolicyWithRpc(null)); // no chain
+        Assert.Equal(ConsoleAssets.ContentSecurityPolicy, ConsoleAssets.PolicyWithRpc("ws://127.0.0.1:8545")); // not http(s)
+        Assert.Equal(ConsoleAssets.ContentSecurityPolicy, ConsoleAssets.PolicyWithRpc("not a url"));
+        Assert.Equal(ConsoleAssets.ContentSecurityPolicy.Replace("connect-src 'self'", "connect-src 'self' http://127.0.0.1:35353", StringComparison.Ordinal), policy);
+    }
+
     // The overview is sampled once a second: poll until a sample shows what the test did (at most 10 s).
     private static async Task<JsonElement> OverviewWhenAsync(HttpClient http, Func<JsonElement, bool> until)
     {
