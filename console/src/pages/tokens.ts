@@ -27,8 +27,8 @@ interface Claim { node: number; amount_micro_usd: number; owed_before_micro_usd:
 const columns = (...names: string[]): HTMLElement => h('thead', {}, h('tr', {}, ...names.map((c) => h('th', { scope: 'col' }, c))));
 
 /** Renders #/tokens (no node) or #/tokens/{node}; returns the function that stops its chart. */
-export function tokensPage(root: HTMLElement, scope: string, arg: string | undefined): () => void {
-  if (arg !== undefined && /^\d+$/.test(arg)) return nodePage(root, scope, Number(arg));
+export function tokensPage(root: HTMLElement, scope: string, arg: string | null | undefined): () => void {
+  if (typeof arg === 'string' && /^\d+$/.test(arg)) return nodePage(root, scope, Number(arg));
   const listBody = h('tbody');
   const holdBody = h('tbody');
   const message = h('p', { id: 'tokens-message', role: 'status' });
