@@ -1,5 +1,5 @@
 // The console's shell: sign-in with an API key (kept in sessionStorage for this tab), the navigation, and one page at a
-// time by the URL's hash (#/overview, #/market, #/keys). The API reference is its own page (/reference.html).
+// time by the URL's hash (#/overview, #/market, #/tokens, #/tokens/{node}, #/usage, #/keys). The API reference is its own page (/reference.html).
 
 import './style.css';
 import { ApiError, apiKey, get, signIn, signOut } from './api';
@@ -9,6 +9,8 @@ import { marketPage } from './pages/market';
 import { nodesPage } from './pages/nodes';
 import { overviewPage } from './pages/overview';
 import { sitesPage } from './pages/sites';
+import { tokensPage } from './pages/tokens';
+import { usagePage } from './pages/usage';
 
 interface Me { principal: { id: number; kind: string; name: string }; key: { name: string; scopes: string[] } | null }
 
@@ -24,6 +26,8 @@ const pages: Record<string, { title: string; render: (root: HTMLElement, scope: 
   market: { title: 'Market', render: (root, scope) => marketPage(root, scope) },
   sites: { title: 'Sites', render: (root, _scope, arg) => sitesPage(root, arg) },
   nodes: { title: 'Nodes', render: (root, _scope, arg) => nodesPage(root, arg) },
+  tokens: { title: 'Tokens', render: (root, scope, arg) => tokensPage(root, scope, arg) },
+  usage: { title: 'Usage', render: (root, scope) => usagePage(root, scope) },
   keys: { title: 'Keys', render: (root) => keysPage(root) },
 };
 
@@ -95,8 +99,9 @@ async function route(): Promise<void> {
   }
   renderNav(id);
   document.title = `${arg === null ? page.title : `${arg} · ${page.title}`} · ComputeGrid`;
+  // A page's marks (data-ready, data-seq…) are its own: none outlives it, so a test waiting for one waits for this page.
+  for (const k of Object.keys(view.dataset)) delete view.dataset[k];
   view.dataset.page = id;
-  delete view.dataset.ready;
   stop = page.render(view, me.principal.kind, arg);
   view.focus();
 }

@@ -13,11 +13,12 @@ export interface Overview {
   at: string;
   scope: 'operator' | 'customer' | 'provider';
   window_ms: number;
+  /** The ledger's size and invariants are the operator's (null for a customer or provider); the checkpoint and anchor are public. */
   ledger: {
-    op: number;
-    transfers: number;
-    accounts: number;
-    invariants: InvariantStatus;
+    op: number | null;
+    transfers: number | null;
+    accounts: number | null;
+    invariants: InvariantStatus | null;
     checkpoint: { op: number; root: string; chain_head: string } | null;
     anchor: { op: number; root: string; contract: string; transaction_hash: string; block_number: number } | null;
   };

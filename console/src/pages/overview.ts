@@ -79,15 +79,19 @@ export function overviewPage(root: HTMLElement): () => void {
       own.note.textContent = `trading ${formatUsd(o.own.trading_micro_usd)} (held ${formatUsd(o.own.trading_held_micro_usd)})` +
         (o.scope === 'customer' ? ` · held by requests ${formatUsd(o.own.held_micro_usd)}` : '');
     }
-    grid.append(trades.root, invariants.root, checkpoint.root, anchor.root, ledger.root);
+    grid.append(trades.root, checkpoint.root, anchor.root);
     setFigure(trades.value, formatCount(o.trades.count), o.trades.count);
     trades.note.textContent = `${o.trades.per_minute.toFixed(2)}/min · ${formatUsd(o.trades.notional_micro_usd)} traded` +
       (o.trades.last_price === null ? '' : ` · last ${formatPrice(o.trades.last_price, 'unit')}`);
+    // The ledger's size and invariants: an operator's figures (a customer or provider sees the checkpoint, which it can prove against).
     const inv = o.ledger.invariants;
-    setFigure(invariants.value, inv.ok ? 'hold' : 'BROKEN', inv.ok ? 'ok' : 'broken');
-    invariants.value.classList.toggle('bad', !inv.ok);
-    invariants.value.classList.toggle('good', inv.ok);
-    invariants.note.textContent = inv.ok ? `debits = credits in ${inv.assets} assets, ${formatCount(inv.accounts)} accounts within their limits` : (inv.broken ?? '');
+    if (inv !== null) {
+      grid.append(invariants.root);
+      setFigure(invariants.value, inv.ok ? 'hold' : 'BROKEN', inv.ok ? 'ok' : 'broken');
+      invariants.value.classList.toggle('bad', !inv.ok);
+      invariants.value.classList.toggle('good', inv.ok);
+      invariants.note.textContent = inv.ok ? `debits = credits in ${inv.assets} assets, ${formatCount(inv.accounts)} accounts within their limits` : (inv.broken ?? '');
+    }
     if (o.ledger.checkpoint !== null) {
       setFigure(checkpoint.value, shortHash(o.ledger.checkpoint.root), o.ledger.checkpoint.root);
       checkpoint.value.title = o.ledger.checkpoint.root;
@@ -102,8 +106,11 @@ export function overviewPage(root: HTMLElement): () => void {
       setFigure(anchor.value, 'not anchored', null);
       anchor.note.textContent = 'the server runs without a chain, or none is anchored yet';
     }
-    setFigure(ledger.value, `op ${formatCount(o.ledger.op)}`, o.ledger.op);
-    ledger.note.textContent = `${formatCount(o.ledger.transfers)} transfers · ${formatCount(o.ledger.accounts)} accounts`;
+    if (o.ledger.op !== null) {
+      grid.append(ledger.root);
+      setFigure(ledger.value, `op ${formatCount(o.ledger.op)}`, o.ledger.op);
+      ledger.note.textContent = `${formatCount(o.ledger.transfers ?? 0)} transfers · ${formatCount(o.ledger.accounts ?? 0)} accounts`;
+    }
   };
 
   return subscribe('/api/stream', {

@@ -163,6 +163,7 @@ public static class InferenceEndpoints
             .AllowAnonymous().WithSummary("A node's latest signed telemetry, checkable with its public key.");
         app.MapDeadLetters();
         app.MapLatency();
+        app.MapUsage();
         return app;
     }
 

@@ -24,6 +24,15 @@ public sealed class ConsoleAssets
     public const string ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
         + "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
+    /// <summary>
+    /// The policy with one more origin the page may connect to: the chain's JSON-RPC, which the Tokens page asks itself
+    /// for the anchored root (an <c>eth_call</c>), so a balance proof is checked against the chain, not against this server.
+    /// </summary>
+    public static string PolicyWithRpc(string? rpcUrl) =>
+        rpcUrl is not null && Uri.TryCreate(rpcUrl, UriKind.Absolute, out Uri? rpc) && rpc.Scheme is "http" or "https"
+            ? ContentSecurityPolicy.Replace("connect-src 'self'", $"connect-src 'self' {rpc.GetLeftPart(UriPartial.Authority)}", StringComparison.Ordinal)
+            : ContentSecurityPolicy;
+
     private const string Prefix = "console/";
     private readonly FrozenDictionary<string, Asset> _files;
 
@@ -65,7 +74,8 @@ public sealed class ConsoleAssets
     {
         if (!_files.TryGetValue(path, out Asset? asset)) return false;
         HttpResponse r = http.Response;
-        r.Headers.ContentSecurityPolicy = ContentSecurityPolicy;
+        r.Headers.ContentSecurityPolicy = PolicyWithRpc(
+            Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetService<ComputeGrid.Server.Chain.ChainConnection>(http.RequestServices)?.Info.RpcUrl);
         r.Headers.XContentTypeOptions = "nosniff";
         r.Headers["Referrer-Policy"] = "no-referrer";
         r.Headers.CacheControl = path.StartsWith("assets/", StringComparison.Ordinal) ? "public, max-age=31536000, immutable" : "no-cache";

@@ -12,7 +12,7 @@ namespace ComputeGrid.Server.WebConsole;
 /// <param name="Scope"><c>operator</c> (everything), <c>customer</c> or <c>provider</c> (its own figures and the public ones).</param>
 /// <param name="WindowMs">The span the rates are measured over (0 for the first sample).</param>
 /// <param name="Ledger">The ledger's op and size, its invariants, its latest checkpoint and the checkpoint's anchor on chain.</param>
-/// <param name="Trades">Trades on the exchange since the server started (public market data).</param>
+/// <param name="Trades">Trades on the exchange since the server started (public market data: every trade is on the public tape).</param>
 /// <param name="Requests">Paid requests: all of them for an operator, the caller's own for a customer; null for a provider.</param>
 /// <param name="Revenue">Revenue by source (operators only).</param>
 /// <param name="Power">The live sites' power (operators and providers).</param>
@@ -20,14 +20,18 @@ namespace ComputeGrid.Server.WebConsole;
 public sealed record ConsoleOverview(long Seq, ApiTime At, string Scope, long WindowMs, LedgerFigures Ledger, TradeFigures Trades,
     RequestFigures? Requests, RevenueFigures? Revenue, PowerFigures? Power, OwnBalance? Own);
 
-/// <summary>The ledger as the sample saw it.</summary>
-/// <param name="Op">The last op the ledger committed.</param>
-/// <param name="Transfers">Transfers stored.</param>
-/// <param name="Accounts">Accounts.</param>
-/// <param name="Invariants">The money invariants, checked over every account at this sample.</param>
+/// <summary>
+/// The ledger as the sample saw it. Its size and the invariants' detail (op, transfers, accounts, which account broke
+/// what) describe every customer's activity, so only operators see them; the checkpoint root and its anchor are public
+/// (anyone may check a balance proof against them), so everyone does.
+/// </summary>
+/// <param name="Op">The last op the ledger committed (operators; null for others).</param>
+/// <param name="Transfers">Transfers stored (operators; null for others).</param>
+/// <param name="Accounts">Accounts (operators; null for others).</param>
+/// <param name="Invariants">The money invariants, checked over every account at this sample (operators; null for others).</param>
 /// <param name="Checkpoint">The latest balance checkpoint (public, like <c>/api/ledger/checkpoints/latest</c>), or null before the first.</param>
 /// <param name="Anchor">The latest checkpoint anchored on chain, or null (no chain, or none anchored yet).</param>
-public sealed record LedgerFigures(ulong Op, int Transfers, int Accounts, InvariantStatus Invariants, CheckpointFigures? Checkpoint, AnchorFigures? Anchor);
+public sealed record LedgerFigures(ulong? Op, int? Transfers, int? Accounts, InvariantStatus? Invariants, CheckpointFigures? Checkpoint, AnchorFigures? Anchor);
 
 /// <summary>A balance checkpoint: the Merkle sum root over every balance at an op, bound to the log's hash chain.</summary>
 public sealed record CheckpointFigures(ulong Op, string Root, string ChainHead);

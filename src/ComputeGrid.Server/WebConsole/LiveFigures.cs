@@ -116,14 +116,21 @@ public sealed class LiveFigures : IDisposable
 
         internal Sample Oldest { get; set; } = null!;
 
-        /// <summary>The overview as <paramref name="caller"/> may see it (operators: everything; others: their own and the public figures).</summary>
+        /// <summary>
+        /// The overview as <paramref name="caller"/> may see it: operators everything; customers and providers their own
+        /// figures and the public ones (the checkpoint and its anchor, the trades and prices), not the ledger's size or invariants' detail.
+        /// </summary>
         public ConsoleOverview ViewFor(CallerIdentity caller)
         {
             Sample old = Oldest;
             long windowNs = At - old.At;
-            var ledgerFigures = new LedgerFigures(Ledger.Op, Ledger.Transfers, Ledger.Accounts, Ledger.Invariants, checkpoint, anchor);
-            var tradeFigures = new TradeFigures(trades, tradeNotional, Rate(trades - old.TradesCount, windowNs, 60), lastPrice, lastInstrument);
             PrincipalKind kind = caller.Principal.Kind;
+            // A customer or provider sees the public figures (checkpoint, anchor, market data) and its own, never the
+            // system's size or another account's state (an invariant's detail names an account).
+            var ledgerFigures = kind == PrincipalKind.Operator
+                ? new LedgerFigures(Ledger.Op, Ledger.Transfers, Ledger.Accounts, Ledger.Invariants, checkpoint, anchor)
+                : new LedgerFigures(null, null, null, null, checkpoint, anchor);
+            var tradeFigures = new TradeFigures(trades, tradeNotional, Rate(trades - old.TradesCount, windowNs, 60), lastPrice, lastInstrument);
             RequestFigures? requests = kind switch
             {
                 PrincipalKind.Operator => Requests(Ledger.Requests, Ledger.InferenceMicroUsd, old.Ledger.Requests, old.Ledger.InferenceMicroUsd, windowNs),

@@ -49,10 +49,19 @@ public sealed class ConsoleApiTests : IAsyncLifetime
         Assert.Equal(0, buyer.GetProperty("requests").GetProperty("total").GetInt64());
         Assert.Equal(JsonValueKind.Null, buyer.GetProperty("revenue").ValueKind);
         Assert.Equal(JsonValueKind.Null, buyer.GetProperty("power").ValueKind);
+        // The system's size and the invariants' detail are the operator's; the checkpoint (public) is everyone's.
+        JsonElement buyerLedger = buyer.GetProperty("ledger");
+        foreach (string systemWide in new[] { "op", "transfers", "accounts", "invariants" })
+            Assert.Equal(JsonValueKind.Null, buyerLedger.GetProperty(systemWide).ValueKind);
+        JsonElement latest = await _op.GetJsonAsync("/api/ledger/checkpoints/latest");
+        Assert.Equal(JsonValueKind.Object, buyerLedger.GetProperty("checkpoint").ValueKind);
+        Assert.True(buyerLedger.GetProperty("checkpoint").GetProperty("op").GetUInt64() <= latest.GetProperty("op").GetUInt64());
 
         JsonElement provider = await OverviewWhenAsync(seed.Provider.Http, o => o.GetProperty("trades").GetProperty("count").GetInt64() == 1);
         Assert.Equal("provider", provider.GetProperty("scope").GetString());
         Assert.Equal(JsonValueKind.Null, provider.GetProperty("requests").ValueKind);
+        Assert.Equal(JsonValueKind.Null, provider.GetProperty("ledger").GetProperty("op").ValueKind);
+        Assert.Equal(JsonValueKind.Null, provider.GetProperty("ledger").GetProperty("invariants").ValueKind);
 
         JsonElement op = await OverviewWhenAsync(_op, o => o.GetProperty("trades").GetProperty("count").GetInt64() == 1);
         Assert.Equal("operator", op.GetProperty("scope").GetString());
@@ -136,6 +145,17 @@ public sealed class ConsoleApiTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/vendor/scalar/standalone.js")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/reference.html")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/assets/no-such-file.js")).StatusCode);
+    }
+
+    [Fact]
+    public void With_a_chain_the_pages_may_connect_to_its_rpc_origin_and_nowhere_else()
+    {
+        string policy = ConsoleAssets.PolicyWithRpc("http://127.0.0.1:35353/some/path");
+        Assert.Contains("connect-src 'self' http://127.0.0.1:35353;", policy, StringComparison.Ordinal);
+        Assert.Equal(ConsoleAssets.ContentSecurityPolicy, ConsoleAssets.PolicyWithRpc(null)); // no chain
+        Assert.Equal(ConsoleAssets.ContentSecurityPolicy, ConsoleAssets.PolicyWithRpc("ws://127.0.0.1:8545")); // not http(s)
+        Assert.Equal(ConsoleAssets.ContentSecurityPolicy, ConsoleAssets.PolicyWithRpc("not a url"));
+        Assert.Equal(ConsoleAssets.ContentSecurityPolicy.Replace("connect-src 'self'", "connect-src 'self' http://127.0.0.1:35353", StringComparison.Ordinal), policy);
     }
 
     // The overview is sampled once a second: poll until a sample shows what the test did (at most 10 s).

@@ -27,7 +27,7 @@ public sealed class ConsoleBrowserTests(ITestOutputHelper output)
         var (server, url) = await TestServer.StartChildAsync(dir, 0, "--site-speed", "600");
         try
         {
-            var (code, text) = await RunAsync("node", [Path.Combine(console, "e2e", "console.e2e.mjs")], console, TimeSpan.FromMinutes(4),
+            var (code, text) = await RunAsync("node", [Path.Combine(console, "e2e", "console.e2e.mjs")], console, TimeSpan.FromMinutes(7),
                 new Dictionary<string, string> { ["CG_URL"] = url, ["CG_OPERATOR_KEY"] = TestServer.OperatorKey(dir), ["CG_E2E_OUT"] = shots });
             output.WriteLine(text);
             output.WriteLine($"screenshots: {shots}");
