@@ -199,7 +199,7 @@ internal sealed partial class SimRun
         {
             PoolRevenue? pool = await _world.Shares.PoolAsync((ulong)node, ct);
             Check(pool is not null, "shares_issued", $"node {node} has no share pool");
-            long entitled = 0, claimed = 0;
+            long entitled = 0, claimed = 0, owed = 0;
             // Reads only: sent together, they share one trip to the ledger's thread.
             Entitlement?[] all = await Task.WhenAll(Holders.Select(h => _world.Shares.EntitlementAsync((ulong)node, (ulong)h, ct)));
             foreach (Entitlement? e in all)
@@ -208,6 +208,7 @@ internal sealed partial class SimRun
                 long h = (long)e.Holder;
                 entitled = checked(entitled + e.Entitled);
                 claimed = checked(claimed + e.Claimed);
+                owed = checked(owed + e.Owed);
                 Check(e.Owed == e.Entitled - e.Claimed && e.Owed >= 0, "holder_owed", $"node {node} holder {h}: owed {e.Owed}, entitled {e.Entitled}, claimed {e.Claimed}");
             }
             Account[] a = await _world.Ledger.LookupAccountsAsync([ChartOfAccounts.SharePool((ulong)node)], ct);
@@ -217,6 +218,18 @@ internal sealed partial class SimRun
             Check(carry >= 0 && carry < Math.Max(1, pool.Holders), "holder_entitlements_plus_carry_equal_revenue",
                 $"node {node}: entitlements {entitled} + carry {carry} = revenue {pool.Revenue}, carry out of [0, {pool.Holders})");
             Check(claimed == paidOut, "claims_paid_from_pool", $"node {node}: claimed {claimed}, the pool paid {paidOut}");
+            // After trades moved shares and claims paid revenue out: every micro-dollar the node earned is claimed, owed or carry.
+            Check(checked(claimed + owed + carry) == revenue, "holder_claimed_plus_owed_plus_carry_equal_revenue",
+                $"node {node}: claimed {claimed} + owed {owed} + carry {carry} != revenue {revenue}");
+            Check(a.Length == 1 && a[0].CreditsPosted - a[0].DebitsPosted == owed + carry, "pool_holds_what_is_owed",
+                $"node {node}: the pool holds {(a.Length == 1 ? a[0].CreditsPosted - a[0].DebitsPosted : 0)}, owed {owed} + carry {carry}");
+        }
+        // The exchange is the register of record: trades, transfers and offers move shares, never make or lose them.
+        var supplies = await _world.Exchange.ReadAsync(sm => ShareNodes.Select(node =>
+            (node, Supply: sm.ShareNode(node)?.Supply ?? 0, Held: sm.HoldersOf(node).Sum(h => checked(h.Free + h.Offered + h.Pledged)))).ToArray(), ct);
+        foreach (var (node, supply, held) in supplies)
+        {
+            Check(supply == ShareSupply && held == supply, "shares_conserved", $"node {node}: supply {supply}, held {held}");
         }
     }
 

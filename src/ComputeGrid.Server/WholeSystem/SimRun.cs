@@ -217,8 +217,9 @@ internal sealed partial class SimRun(SimulationOptions options, string dir, Fake
         if (_act.NextDouble() < 0.08) await GuardAsync(CancelSomeOrderAsync, ct);
         if (_act.NextDouble() < 0.05) await GuardAsync(DepositAsync, ct);
         if (_act.NextDouble() < 0.05) await GuardAsync(TopUpAsync, ct);
+        if (_act.NextDouble() < 0.25) await GuardAsync(ShareTradeAsync, ct);
         if (_act.NextDouble() < 0.04) await GuardAsync(TransferSharesAsync, ct);
-        if (_act.NextDouble() < 0.04) await GuardAsync(ClaimAsync, ct);
+        if (_act.NextDouble() < 0.08) await GuardAsync(ClaimAsync, ct);
         await GuardAsync(DeliverAsync, ct);
         if (_world.Site is { } s && (clock.GetUtcNow() - WholeSystemSimulation.Start).Ticks / TimeSpan.FromMinutes(SiteEveryMinutes).Ticks != _lastSiteSlot)
         {

@@ -38,6 +38,9 @@ public sealed class WholeSystemSimulationTests
         foreach (SimFaultKind kind in SimFaults.All) Assert.All(runs, r => Assert.True(r.Faults[kind] >= 1, $"seed {r.Seed}: no {SimFaults.Name(kind)}"));
         Assert.All(runs, r => Assert.True(r.Answered > 0 && r.Orders > 0 && r.Restarts >= 1, $"seed {r.Seed}: {r.Answered} answered, {r.Orders} orders, {r.Restarts} restarts"));
         Assert.True(runs.Sum(r => r.Leases) > 0, "no order filled into a lease in twenty seeds");
+        // Holders traded shares on SHR-{node} and claimed revenue, with claimed + owed + carry == revenue after every step.
+        Assert.True(runs.Sum(r => r.ShareTrades) > 0, "no share changed hands on the exchange in twenty seeds");
+        Assert.True(runs.Sum(r => r.Claims) > 0, "no holder claimed share revenue in twenty seeds");
         // Different seeds are different runs.
         Assert.True(runs.Select(r => r.FinalStateHash).Distinct().Count() > 15);
     }
