@@ -221,10 +221,10 @@ internal sealed partial class SimRun(SimulationOptions options, string dir, Fake
         if (_act.NextDouble() < 0.04) await GuardAsync(TransferSharesAsync, ct);
         if (_act.NextDouble() < 0.08) await GuardAsync(ClaimAsync, ct);
         await GuardAsync(DeliverAsync, ct);
-        if (_world.Site is { } s && (clock.GetUtcNow() - WholeSystemSimulation.Start).Ticks / TimeSpan.FromMinutes(SiteEveryMinutes).Ticks != _lastSiteSlot)
+        if (_world.Site is not null && (clock.GetUtcNow() - WholeSystemSimulation.Start).Ticks / TimeSpan.FromMinutes(SiteEveryMinutes).Ticks != _lastSiteSlot)
         {
             _lastSiteSlot = (clock.GetUtcNow() - WholeSystemSimulation.Start).Ticks / TimeSpan.FromMinutes(SiteEveryMinutes).Ticks;
-            await GuardAsync(c => s.StepAsync(c), ct);
+            await GuardAsync(_world.StepSiteAsync, ct);
         }
         await _world.DrainAsync(ct);
         if (_world.Faulted) await RestartAsync(clean: false, ct);

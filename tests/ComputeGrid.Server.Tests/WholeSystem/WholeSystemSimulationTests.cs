@@ -77,6 +77,24 @@ public sealed class WholeSystemSimulationTests
         Assert.NotEqual(first.FinalStateHash, other.FinalStateHash);
     }
 
+    [Fact]
+    public async Task A_seed_with_miner_faults_replays_to_the_same_final_state_hash_and_the_faults_reach_the_books()
+    {
+        // Silent, garbage and slow racks: the driver's timeouts and retries and the slow rack's delay run on the
+        // simulation's virtual I/O clock, so the two runs (side by side, competing for the machine) see the same racks
+        // answer and time out, and book the same mining. The same seed without miner faults takes the same actions.
+        var miners = new HashSet<SimFaultKind> { SimFaultKind.MinerSilent, SimFaultKind.MinerGarbage, SimFaultKind.MinerSlow };
+        SimulationResult[] runs = await Task.WhenAll(
+            WholeSystemSimulation.RunAsync(new SimulationOptions { Seed = 11, Hours = 1, Faults = miners }),
+            WholeSystemSimulation.RunAsync(new SimulationOptions { Seed = 11, Hours = 1, Faults = miners }),
+            WholeSystemSimulation.RunAsync(new SimulationOptions { Seed = 11, Hours = 1 }));
+        Assert.All(runs, r => Assert.True(r.InvariantsOk, r.Violation));
+        foreach (SimFaultKind kind in miners) Assert.True(runs[0].Faults[kind] >= 1, SimFaults.Name(kind));
+        Assert.Equal(runs[0].FinalStateHash, runs[1].FinalStateHash);
+        Assert.Equal(runs[0].InvariantChecks, runs[1].InvariantChecks);
+        Assert.NotEqual(runs[0].FinalStateHash, runs[2].FinalStateHash);
+    }
+
     [Theory]
     [InlineData("all", 9)]
     [InlineData("none", 0)]
