@@ -233,11 +233,19 @@ internal sealed partial class SimRun
         }
     }
 
+    // The interconnect against what was measured, not what was planned: the racks' reported power (those that answered)
+    // plus the listed nodes' measured IT load, times the PUE, at the last decided interval. A plan can be right while the
+    // fleet does something else (a rack that ignores the controller, one woken by hand): only the measurement shows it.
+    // The planned figure is checked too (the controller's own promise). Published figures are rounded to 0.1 kW.
     private void CheckSite()
     {
-        if (_world.Site?.State is not { } s) return;
-        // The published figures are rounded to 0.1 kW.
+        if (_world.Site is not { State: { } s } site) return;
         Check(s.FacilityKw <= s.InterconnectKw + 0.05, "interconnect_never_exceeded", $"site {s.Name}: {s.FacilityKw} kW planned at interval {s.Interval}, interconnect {s.InterconnectKw} kW");
+        double nodesKw = 0;
+        foreach (var n in s.Nodes) nodesKw += n.ItKw;
+        double measuredKw = site.Site.Problem.Pue * (s.MeasuredMinerPowerKw + nodesKw);
+        Check(measuredKw <= s.InterconnectKw + 0.1, "interconnect_never_exceeded",
+            $"site {s.Name}: {measuredKw:0.0} kW measured at interval {s.Interval} (miners {s.MeasuredMinerPowerKw} kW + nodes {nodesKw:0.0} kW, PUE {site.Site.Problem.Pue}; {s.FacilityKw} kW planned), interconnect {s.InterconnectKw} kW");
     }
 
     /// <summary>After a restart: every request the simulation ever sent, against the recovered ledger.</summary>

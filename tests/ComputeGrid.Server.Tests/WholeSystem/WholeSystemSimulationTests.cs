@@ -63,6 +63,22 @@ public sealed class WholeSystemSimulationTests
     }
 
     [Fact]
+    public async Task Racks_woken_behind_the_controllers_back_are_caught_by_the_measured_interconnect_check_while_the_plan_holds()
+    {
+        // 260 S21s at PUE 1.1 draw about 1,001 kW against a 1,000 kW interconnect, so the controller never plans them all;
+        // woken by hand, they all run: the plan still holds, the measurement does not.
+        SimulationResult r = await WholeSystemSimulation.RunAsync(new SimulationOptions { Seed = 3, Hours = 1, Bug = PlantedBug.WakeEveryRack });
+        Assert.False(r.InvariantsOk);
+        Assert.StartsWith("step ", r.Violation!);
+        Assert.Contains("interconnect_never_exceeded", r.Violation!);
+        Assert.Contains("kW measured", r.Violation!);
+        Assert.True(r.Steps < 60);
+        // The same seed without the hand on the racks keeps the interconnect, planned and measured, at every step.
+        SimulationResult clean = await WholeSystemSimulation.RunAsync(new SimulationOptions { Seed = 3, Hours = 1 });
+        Assert.True(clean.InvariantsOk, clean.Violation);
+    }
+
+    [Fact]
     public async Task A_seed_replays_to_the_same_final_state_hash_and_another_seed_does_not()
     {
         SimulationResult first = await RunAsync(7);
