@@ -18,8 +18,9 @@ namespace ComputeGrid.Simulation;
 /// them, heated by that machine's own power (ambient + °C/kW × kW of ONE machine, lagged).
 /// <para>
 /// Only the miner physics read <see cref="Clock"/> (so a fake clock can be advanced over a ten-minute boot in no time);
-/// socket I/O, request timeouts and <see cref="MinerFault.Slow"/> delays run on the wall clock and never wait on the
-/// simulated one. Faults (<see cref="SetFault"/>) change how a miner's API behaves, not its physics.
+/// socket I/O and request timeouts run on the wall clock and never wait on the simulated one, and
+/// <see cref="MinerFault.Slow"/> delays on <see cref="MinerFleetSimulatorOptions.FaultClock"/> (the wall clock unless
+/// a simulation gives its virtual I/O clock; <see cref="Held"/> then tells it when every request is held on purpose). Faults (<see cref="SetFault"/>) change how a miner's API behaves, not its physics.
 /// </para>
 /// </summary>
 public sealed class MinerFleetSimulator : IAsyncDisposable
@@ -98,6 +99,12 @@ public sealed class MinerFleetSimulator : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(groupOf);
         return _hosts.Select((h, i) => new MinerEndpoint(h.Endpoint!.Address.ToString(), h.Endpoint.Port, groupOf(i), h.Miner.Dialect, h.Miner.Machines)).ToArray();
     }
+
+    /// <summary>
+    /// Requests miner <paramref name="index"/> holds on purpose right now: connections a silent miner keeps open, replies a
+    /// slow one delays. A call in flight to a miner beyond these is one the miner will answer without any clock moving.
+    /// </summary>
+    public int Held(int index) => Volatile.Read(ref Host(index).HeldCount);
 
     /// <summary>The fault injected into a miner.</summary>
     public MinerFault GetFault(int index) => Host(index).Fault;
@@ -232,14 +239,20 @@ public sealed class MinerFleetSimulator : IAsyncDisposable
                 var fault = host.Fault;
                 if (fault.Kind == MinerFaultKind.Silent)
                 {
-                    await DrainUntilClosedAsync(socket, stop).ConfigureAwait(false);
+                    Interlocked.Increment(ref host.HeldCount);
+                    try { await DrainUntilClosedAsync(socket, stop).ConfigureAwait(false); }
+                    finally { Interlocked.Decrement(ref host.HeldCount); }
                     return;
                 }
 
                 var request = await ReadRequestAsync(socket, stop).ConfigureAwait(false);
                 if (request is null) return;
                 if (fault.Kind == MinerFaultKind.Slow)
-                    await Task.Delay(fault.Delay, TimeProvider.System, stop).ConfigureAwait(false);
+                {
+                    Interlocked.Increment(ref host.HeldCount);
+                    try { await Task.Delay(fault.Delay, _options.FaultClock, stop).ConfigureAwait(false); }
+                    finally { Interlocked.Decrement(ref host.HeldCount); }
+                }
 
                 var reply = fault.Kind == MinerFaultKind.Garbage ? GarbageReply : host.Miner.Handle(request);
                 var sent = 0;
@@ -305,6 +318,8 @@ public sealed class MinerFleetSimulator : IAsyncDisposable
     {
         public object Sync { get; } = new();
         public VirtualMiner Miner { get; } = miner;
+        // Requests held on purpose by a fault (Held): a field, for Interlocked.
+        public int HeldCount;
         public IPEndPoint? Endpoint { get; set; }
         public TcpListener? Listener { get; set; }
         public MinerFault Fault

@@ -126,6 +126,13 @@ public sealed record MinerFleetSimulatorOptions
     /// <summary>How long (wall clock) a connection may take to deliver its request before it is closed. Default 10 s.</summary>
     public TimeSpan RequestReadTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// The clock a <see cref="MinerFault.Slow"/> miner's delay runs on. Default the system clock; a simulation that runs its
+    /// clients' timeouts on a virtual clock gives the same clock here, so a slow reply and a timeout are ordered by that
+    /// clock and never by the machine's load.
+    /// </summary>
+    public TimeProvider FaultClock { get; init; } = TimeProvider.System;
+
     /// <summary>The command a Braiins-dialect miner takes a power target with (watts as parameter). Default <c>powertarget</c>.</summary>
     public string BraiinsPowerTargetCommand { get; init; } = "powertarget";
 
@@ -138,6 +145,7 @@ public sealed record MinerFleetSimulatorOptions
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(SessionTimeout, TimeSpan.Zero, nameof(SessionTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(RequestReadTimeout, TimeSpan.Zero, nameof(RequestReadTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThan(BoardsPerMiner, 1, nameof(BoardsPerMiner));
+        ArgumentNullException.ThrowIfNull(FaultClock, nameof(FaultClock));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRequestBytes, 64, nameof(MaxRequestBytes));
         foreach (var (name, value) in new[]
                  {

@@ -51,7 +51,9 @@ public sealed record FleetDriverOptions
 
     /// <summary>
     /// The clock network timeouts and retry waits run on: a wall clock, separate from the driver's clock (which stamps
-    /// down times and schedules re-probes and may be simulated). Default <see cref="TimeProvider.System"/>.
+    /// down times and schedules re-probes and may be simulated). Default <see cref="TimeProvider.System"/>. A seeded
+    /// simulation gives a virtual clock it advances itself (see <see cref="FleetDriver.CallsInFlight"/>), so whether a
+    /// rack answers in time never depends on the machine's load.
     /// </summary>
     public TimeProvider IoClock { get; init; } = TimeProvider.System;
 
@@ -126,6 +128,18 @@ public sealed class FleetDriver
 
     /// <summary>The number of miners.</summary>
     public int Count => _slots.Length;
+
+    /// <summary>
+    /// Calls to miner <paramref name="index"/> waiting on its answer right now (0 or 1: a miner's calls are sequential).
+    /// A simulation that runs <see cref="FleetDriverOptions.IoClock"/> virtually advances that clock only while every
+    /// call in flight waits on a miner that holds it on purpose (a fault), so no healthy call can time out.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="index"/> is not a miner's index.</exception>
+    public int CallsInFlight(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)index, (uint)_slots.Length, nameof(index));
+        return Volatile.Read(ref _slots[index].InFlight);
+    }
 
     /// <summary>The number of groups.</summary>
     public int GroupCount { get; }
@@ -428,6 +442,7 @@ public sealed class FleetDriver
             using (var timeout = new CancellationTokenSource(_options.CommandTimeout, _options.IoClock))
             using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token))
             {
+                Interlocked.Increment(ref slot.InFlight);
                 try
                 {
                     return new Outcome<T>(true, await call(slot.Client, linked.Token).ConfigureAwait(false), "");
@@ -445,6 +460,10 @@ public sealed class FleetDriver
                 catch (MinerProtocolException e)
                 {
                     error = e.Message;
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref slot.InFlight);
                 }
             }
 
@@ -512,6 +531,8 @@ public sealed class FleetDriver
         public int Index { get; } = index;
         public MinerEndpoint Endpoint { get; } = endpoint;
         public CgminerClient Client { get; } = client;
+        // Calls waiting on the miner's answer (CallsInFlight): a field, for Interlocked.
+        public int InFlight;
         public MinerState State { get; set; } = MinerState.Unknown;
         public MinerIntent Intent { get; set; } = MinerIntent.Unknown;
         public double HashrateThs { get; set; }

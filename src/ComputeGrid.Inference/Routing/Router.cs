@@ -146,13 +146,13 @@ public sealed class Router
         switch (preferences.Sort)
         {
             case RouteSort.Price:
-                ScanByPrice(registry, index, rtt, in query, ref top);
+                ScanByPriceOrder<ByPrice>(registry, index, rtt, in query, ref top);
                 break;
             case RouteSort.Latency:
                 ScanByRegion<ByLatency>(registry, index, rtt, matrix.RegionsByDistance(request.Region), in query, ref top);
                 break;
             case RouteSort.Power:
-                ScanByPower(registry, index, rtt, in query, ref top);
+                ScanByPriceOrder<ByPower>(registry, index, rtt, in query, ref top);
                 break;
             default:
                 ScanByRegion<ByBalanced>(registry, index, rtt, matrix.RegionsByDistance(request.Region), in query, ref top);
@@ -318,47 +318,45 @@ public sealed class Router
         }
     }
 
-    // Price: in (price, id) order, stopping at the first price above the max price or, once k nodes are ranked,
-    // above the k-th price.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScanByPrice(NodeRegistry registry, ModelIndex index, ReadOnlySpan<int> rtt, in Query query, ref TopK top)
+    private interface IPriceOrdered
     {
-        ref long aliveUntil = ref MemoryMarshal.GetArrayDataReference(registry.AliveUntil);
-        ref long loadOf = ref MemoryMarshal.GetArrayDataReference(registry.Load);
-        ref long ewmaOf = ref MemoryMarshal.GetArrayDataReference(registry.EwmaMicrosOf);
-        ref int queueOf = ref MemoryMarshal.GetArrayDataReference(registry.QueueLengthOf);
-        ref int reportedOf = ref MemoryMarshal.GetArrayDataReference(registry.ReportedInflightOf);
-        ref int flagsOf = ref MemoryMarshal.GetArrayDataReference(registry.PowerFlagsOf);
-        ulong allowed = query.AllowedRegions;
-        long maxPrice = query.MaxPrice, maxLatency = query.MaxLatencyMicros, now = query.Now;
-        long worst = top.Worst1;
+        // Whether a node of this price, and every node after it in (price, id) order, is out of the running once the k-th
+        // ranked key is `worst`: the walk stops there.
+        static abstract bool PastWorst(long price, long worst);
 
-        foreach (ref readonly IndexEntry e in index.ByPrice.AsSpan())
-        {
-            long price = e.Price;
-            if (price > maxPrice || price > worst) break; // the penalty only adds, so the price alone is a lower bound
-            int region = e.Region;
-            if (((allowed >> region) & 1) == 0) continue;
-            nint s = e.Slot;
-            if (Unsafe.Add(ref aliveUntil, s) <= now) continue;
-            long load = Unsafe.Add(ref loadOf, s);
-            if (NodeRegistry.Generation(load) != e.Generation) continue; // removed since the index was built
-            int held = NodeRegistry.Held(load);
-            int capacity = e.Capacity;
-            if (held >= capacity) continue;
-            long ewma = Unsafe.Add(ref ewmaOf, s);
-            long work = Unsafe.Add(ref queueOf, s) + (long)Math.Max(Unsafe.Add(ref reportedOf, s), held);
-            long latency = rtt[region] + ewma + work * ewma / capacity;
-            if (latency > maxLatency) continue;
-            worst = top.Offer(price + Penalty(Unsafe.Add(ref flagsOf, s)), latency, e.Rank, latency, price, e.Slot, e.Generation);
-        }
+        // A node's first key before the avoid penalty; reads its power cost only if the key uses it.
+        static abstract long Key1(long price, ref long powerOf, nint slot);
     }
 
-    // Power: every node of the model, in (price, id) order, keyed by (penalty + 1,000 × price + power cost, latency). A
-    // site's power cost is signed and changes every interval, so no order of the index bounds the key: a linear scan, with
-    // the cheap filters (region, max price, health, generation, capacity) before the queue estimate.
+    // Price: keyed by price, so the price alone is a lower bound of every later key (the penalty only adds): the walk
+    // stops at the first price above the k-th ranked one.
+    private struct ByPrice : IPriceOrdered
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static bool PastWorst(long price, long worst) => price > worst;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static long Key1(long price, ref long powerOf, nint slot) => price;
+    }
+
+    // Power: keyed by 1,000 × price + power cost (nano-USD per 1,000 tokens). A site's power cost is signed and changes
+    // every interval, so no order of the index bounds the key: every node of the model is examined.
+    private struct ByPower : IPriceOrdered
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static bool PastWorst(long price, long worst) => false;
+
+        // ≤ 10^15 + 2.8·10^11 in magnitude (registry bounds), plus the penalty: no overflow.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static long Key1(long price, ref long powerOf, nint slot) => price * 1000 + Unsafe.Add(ref powerOf, slot);
+    }
+
+    // Price and power: the model's nodes in (price, id) order, keyed by (penalty + TKey's key, latency); the walk stops at
+    // the first price above the max price or, when TKey says so, past the k-th ranked key. The cheap filters (region,
+    // health, generation, capacity) come before the queue estimate. One implementation, specialised per key by the JIT.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScanByPower(NodeRegistry registry, ModelIndex index, ReadOnlySpan<int> rtt, in Query query, ref TopK top)
+    private static void ScanByPriceOrder<TKey>(NodeRegistry registry, ModelIndex index, ReadOnlySpan<int> rtt, in Query query, ref TopK top)
+        where TKey : struct, IPriceOrdered
     {
         ref long aliveUntil = ref MemoryMarshal.GetArrayDataReference(registry.AliveUntil);
         ref long loadOf = ref MemoryMarshal.GetArrayDataReference(registry.Load);
@@ -369,11 +367,12 @@ public sealed class Router
         ref long powerOf = ref MemoryMarshal.GetArrayDataReference(registry.PowerCostOf);
         ulong allowed = query.AllowedRegions;
         long maxPrice = query.MaxPrice, maxLatency = query.MaxLatencyMicros, now = query.Now;
+        long worst = top.Worst1;
 
         foreach (ref readonly IndexEntry e in index.ByPrice.AsSpan())
         {
             long price = e.Price;
-            if (price > maxPrice) break;
+            if (price > maxPrice || TKey.PastWorst(price, worst)) break;
             int region = e.Region;
             if (((allowed >> region) & 1) == 0) continue;
             nint s = e.Slot;
@@ -387,9 +386,8 @@ public sealed class Router
             long work = Unsafe.Add(ref queueOf, s) + (long)Math.Max(Unsafe.Add(ref reportedOf, s), held);
             long latency = rtt[region] + ewma + work * ewma / capacity;
             if (latency > maxLatency) continue;
-            // ≤ 10^15 + 2.8·10^11 in magnitude (registry bounds), plus the penalty: no overflow.
-            long key1 = price * 1000 + Unsafe.Add(ref powerOf, s) + Penalty(Unsafe.Add(ref flagsOf, s));
-            top.Offer(key1, latency, e.Rank, latency, price, e.Slot, e.Generation);
+            long key1 = TKey.Key1(price, ref powerOf, s) + Penalty(Unsafe.Add(ref flagsOf, s));
+            worst = top.Offer(key1, latency, e.Rank, latency, price, e.Slot, e.Generation);
         }
     }
 

@@ -9,6 +9,8 @@ using ComputeGrid.Exchange.Trading;
 using ComputeGrid.Inference.Routing;
 using ComputeGrid.Ledger;
 using ComputeGrid.Server.Inference;
+using ComputeGrid.Server.Tokens;
+using ComputeGrid.Tokens;
 
 namespace ComputeGrid.Server.WholeSystem;
 
@@ -152,6 +154,7 @@ internal sealed partial class SimRun
         CommandOutcome o = await SubmitAsync(command, ct);
         if (!o.Result.Ok) return; // refused (no capacity, no money, …): an answer, not an acknowledged order
         OrdersAcknowledged++;
+        if (_shareInstruments.Contains(command.Instrument)) ShareTrades += o.Fills.Length;
         var leases = new HashSet<long>();
         foreach (FillRecord f in o.Fills)
         {
@@ -206,11 +209,46 @@ internal sealed partial class SimRun
         await _world.Exchange.SubmitAsync(ExchangeCommand.TransferShares(from, node, to, shares), ct);
     }
 
+    // The API's claim path (ShareEndpoints.ClaimAsync → ShareRevenue.ClaimAsync), into the holder's balance: all that is
+    // owed, or a seeded part of it.
     private async Task ClaimAsync(CancellationToken ct)
     {
         long node = ShareNodes[_act.Next(ShareNodes.Length)];
-        long holder = _customers[_act.Next(_customers.Length)];
-        await _world.Shares.ClaimAsync((ulong)node, (ulong)holder, 0, Customer(holder), ct);
+        // Mostly a customer holding shares now (trades move them), sometimes any customer (most likely owed nothing).
+        long[] holding = await _world.Exchange.ReadAsync(sm => sm.HoldersOf(node).Select(h => h.Holder).Where(h => _customers.Contains(h)).ToArray(), ct);
+        long holder = holding.Length > 0 && _act.Next(4) != 0 ? holding[_act.Next(holding.Length)] : _customers[_act.Next(_customers.Length)];
+        long amount = 0;
+        if (_act.Next(3) == 0 && await _world.Shares.EntitlementAsync((ulong)node, (ulong)holder, ct) is { Owed: > 1 } e) amount = 1 + _act.NextInt64(e.Owed - 1);
+        ClaimOutcome o = await _world.Shares.ClaimAsync((ulong)node, (ulong)holder, amount, Customer(holder), ct);
+        if (o.Decision == ClaimDecision.Claim) Claims++;
+    }
+
+    // Share instruments (SHR-{node}) by id: their fills are counted as share trades.
+    private readonly HashSet<int> _shareInstruments = [];
+
+    /// <summary>Fills on the share instruments (each moves shares between holders, settled in the ledger).</summary>
+    public long ShareTrades { get; private set; }
+
+    /// <summary>Claims that paid share revenue into a holder's balance.</summary>
+    public long Claims { get; private set; }
+
+    // A holder trades a node's shares on its book (SHR-{node}) through the exchange pipeline like any order: a holder
+    // with free shares sells some (or buys more), anyone else buys; prices 5-24 cents a share, so a buy's hold stays far
+    // below a customer's trading deposit. The fills move the shares in the ledger, and the share book follows them, so
+    // revenue that reaches the node afterwards is owed to the new holders.
+    private async Task ShareTradeAsync(CancellationToken ct)
+    {
+        long node = ShareNodes[_act.Next(ShareNodes.Length)];
+        long issuer = FirstProvider + (node - FirstNode) / NodesPerProvider;
+        long trader = _act.Next(10) == 0 ? issuer : _customers[_act.Next(_customers.Length)];
+        var (instrument, free) = await _world.Exchange.ReadAsync(sm => (sm.ShareNode(node)?.Instrument ?? -1, sm.HoldingOf(trader, node).Free), ct);
+        Check(instrument >= 0, "shares_issued", $"node {node} has no share instrument");
+        _shareInstruments.Add(instrument);
+        bool sell = free > 0 && (trader == issuer || _act.Next(2) == 0);
+        long price = (5 + _act.Next(20)) * Instrument.ShareBand.Tick;
+        long quantity = sell ? 1 + _act.NextInt64(Math.Min(free, 25)) : 1 + _act.Next(20);
+        TimeInForce tif = _act.Next(4) == 0 ? TimeInForce.ImmediateOrCancel : TimeInForce.GoodTillCancel;
+        await PlaceAsync(ExchangeCommand.Place(trader, instrument, sell ? Side.Sell : Side.Buy, OrderType.Limit, tif, price, quantity), ct);
     }
 
     // Providers report delivery of their leases' hours that have passed (on the lease's hour grid).

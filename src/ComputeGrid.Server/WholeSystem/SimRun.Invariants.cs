@@ -199,7 +199,7 @@ internal sealed partial class SimRun
         {
             PoolRevenue? pool = await _world.Shares.PoolAsync((ulong)node, ct);
             Check(pool is not null, "shares_issued", $"node {node} has no share pool");
-            long entitled = 0, claimed = 0;
+            long entitled = 0, claimed = 0, owed = 0;
             // Reads only: sent together, they share one trip to the ledger's thread.
             Entitlement?[] all = await Task.WhenAll(Holders.Select(h => _world.Shares.EntitlementAsync((ulong)node, (ulong)h, ct)));
             foreach (Entitlement? e in all)
@@ -208,6 +208,7 @@ internal sealed partial class SimRun
                 long h = (long)e.Holder;
                 entitled = checked(entitled + e.Entitled);
                 claimed = checked(claimed + e.Claimed);
+                owed = checked(owed + e.Owed);
                 Check(e.Owed == e.Entitled - e.Claimed && e.Owed >= 0, "holder_owed", $"node {node} holder {h}: owed {e.Owed}, entitled {e.Entitled}, claimed {e.Claimed}");
             }
             Account[] a = await _world.Ledger.LookupAccountsAsync([ChartOfAccounts.SharePool((ulong)node)], ct);
@@ -217,14 +218,34 @@ internal sealed partial class SimRun
             Check(carry >= 0 && carry < Math.Max(1, pool.Holders), "holder_entitlements_plus_carry_equal_revenue",
                 $"node {node}: entitlements {entitled} + carry {carry} = revenue {pool.Revenue}, carry out of [0, {pool.Holders})");
             Check(claimed == paidOut, "claims_paid_from_pool", $"node {node}: claimed {claimed}, the pool paid {paidOut}");
+            // After trades moved shares and claims paid revenue out: every micro-dollar the node earned is claimed, owed or carry.
+            Check(checked(claimed + owed + carry) == revenue, "holder_claimed_plus_owed_plus_carry_equal_revenue",
+                $"node {node}: claimed {claimed} + owed {owed} + carry {carry} != revenue {revenue}");
+            Check(a.Length == 1 && a[0].CreditsPosted - a[0].DebitsPosted == owed + carry, "pool_holds_what_is_owed",
+                $"node {node}: the pool holds {(a.Length == 1 ? a[0].CreditsPosted - a[0].DebitsPosted : 0)}, owed {owed} + carry {carry}");
+        }
+        // The exchange is the register of record: trades, transfers and offers move shares, never make or lose them.
+        var supplies = await _world.Exchange.ReadAsync(sm => ShareNodes.Select(node =>
+            (node, Supply: sm.ShareNode(node)?.Supply ?? 0, Held: sm.HoldersOf(node).Sum(h => checked(h.Free + h.Offered + h.Pledged)))).ToArray(), ct);
+        foreach (var (node, supply, held) in supplies)
+        {
+            Check(supply == ShareSupply && held == supply, "shares_conserved", $"node {node}: supply {supply}, held {held}");
         }
     }
 
+    // The interconnect against what was measured, not what was planned: the racks' reported power (those that answered)
+    // plus the listed nodes' measured IT load, times the PUE, at the last decided interval. A plan can be right while the
+    // fleet does something else (a rack that ignores the controller, one woken by hand): only the measurement shows it.
+    // The planned figure is checked too (the controller's own promise). Published figures are rounded to 0.1 kW.
     private void CheckSite()
     {
-        if (_world.Site?.State is not { } s) return;
-        // The published figures are rounded to 0.1 kW.
+        if (_world.Site is not { State: { } s } site) return;
         Check(s.FacilityKw <= s.InterconnectKw + 0.05, "interconnect_never_exceeded", $"site {s.Name}: {s.FacilityKw} kW planned at interval {s.Interval}, interconnect {s.InterconnectKw} kW");
+        double nodesKw = 0;
+        foreach (var n in s.Nodes) nodesKw += n.ItKw;
+        double measuredKw = site.Site.Problem.Pue * (s.MeasuredMinerPowerKw + nodesKw);
+        Check(measuredKw <= s.InterconnectKw + 0.1, "interconnect_never_exceeded",
+            $"site {s.Name}: {measuredKw:0.0} kW measured at interval {s.Interval} (miners {s.MeasuredMinerPowerKw} kW + nodes {nodesKw:0.0} kW, PUE {site.Site.Problem.Pue}; {s.FacilityKw} kW planned), interconnect {s.InterconnectKw} kW");
     }
 
     /// <summary>After a restart: every request the simulation ever sent, against the recovered ledger.</summary>

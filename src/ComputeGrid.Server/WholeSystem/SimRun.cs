@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
 using ComputeGrid.Core;
+using ComputeGrid.Energy.Miners;
 using ComputeGrid.Energy.Sites;
 using ComputeGrid.Exchange.Instruments;
 using ComputeGrid.Exchange.Matching;
@@ -217,19 +218,29 @@ internal sealed partial class SimRun(SimulationOptions options, string dir, Fake
         if (_act.NextDouble() < 0.08) await GuardAsync(CancelSomeOrderAsync, ct);
         if (_act.NextDouble() < 0.05) await GuardAsync(DepositAsync, ct);
         if (_act.NextDouble() < 0.05) await GuardAsync(TopUpAsync, ct);
+        if (_act.NextDouble() < 0.25) await GuardAsync(ShareTradeAsync, ct);
         if (_act.NextDouble() < 0.04) await GuardAsync(TransferSharesAsync, ct);
-        if (_act.NextDouble() < 0.04) await GuardAsync(ClaimAsync, ct);
+        if (_act.NextDouble() < 0.08) await GuardAsync(ClaimAsync, ct);
         await GuardAsync(DeliverAsync, ct);
-        if (_world.Site is { } s && (clock.GetUtcNow() - WholeSystemSimulation.Start).Ticks / TimeSpan.FromMinutes(SiteEveryMinutes).Ticks != _lastSiteSlot)
+        if (options.Bug == PlantedBug.WakeEveryRack && _step >= 10) await WakeEveryRackAsync(ct);
+        if (_world.Site is not null && (clock.GetUtcNow() - WholeSystemSimulation.Start).Ticks / TimeSpan.FromMinutes(SiteEveryMinutes).Ticks != _lastSiteSlot)
         {
             _lastSiteSlot = (clock.GetUtcNow() - WholeSystemSimulation.Start).Ticks / TimeSpan.FromMinutes(SiteEveryMinutes).Ticks;
-            await GuardAsync(c => s.StepAsync(c), ct);
+            await GuardAsync(_world.StepSiteAsync, ct);
         }
         await _world.DrainAsync(ct);
         if (_world.Faulted) await RestartAsync(clean: false, ct);
     }
 
     private long _lastSiteSlot = -1;
+
+    // The planted bug (test-only): a hand on the miners' API wakes every rack behind the controller's back, every step.
+    private async Task WakeEveryRackAsync(CancellationToken ct)
+    {
+        if (_world.Site is not { } s) return;
+        var options = new CgminerClientOptions { CallTimeout = TimeSpan.FromSeconds(5) };
+        foreach (MinerEndpoint m in s.Driver.Miners) await new CgminerClient(m, options).WakeAsync(ct);
+    }
 
     private static readonly bool Tracing = Environment.GetEnvironmentVariable("CG_SIM_TRACE") == "1";
     private readonly Dictionary<string, double> _trace = [];

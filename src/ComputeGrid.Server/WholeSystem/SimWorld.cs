@@ -78,6 +78,13 @@ internal sealed class SimWorld : IAsyncDisposable
     public required IEmbeddingModel Model { get; init; }
     public LiveSite? Site { get; init; }
 
+    /// <summary>The site's miner I/O clock (timeouts, retry waits, the slow fault's delay), moved only by <see cref="StepSiteAsync"/>.</summary>
+    public required SimMinerIo MinerIo { get; init; }
+
+    /// <summary>Decides the site's next interval (drives its miners, books it), the miners' I/O on <see cref="MinerIo"/>.</summary>
+    public Task StepSiteAsync(CancellationToken ct) =>
+        Site is { } s ? MinerIo.RunAsync(c => s.StepAsync(c), s.Driver, s.Simulator, ct) : Task.CompletedTask;
+
     /// <summary>What recovery completed at this open (captures of holds a crash cut off).</summary>
     public RecoveryCounts Recovered { get; private set; }
 
@@ -109,6 +116,7 @@ internal sealed class SimWorld : IAsyncDisposable
         Phase?.Invoke("open_ledger_exchange", t0);
         t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         var model = new SimModel();
+        var minerIo = new SimMinerIo(clock.GetUtcNow());
         var registry = new NodeRegistry(latency, clock);
         var payments = new InferencePayments(ledger) { HasShares = node => exchange.NodeHasShares((long)node) };
         DeadLetters dead = DeadLetters.Open(dir, clock);
@@ -126,7 +134,8 @@ internal sealed class SimWorld : IAsyncDisposable
         {
             Ledger = ledger, Shares = shares, Exchange = exchange, Registry = registry, Payments = payments, Settler = settler, DeadLetters = dead,
             Gateway = gateway, Model = model,
-            Site = site is null ? null : StartSite(site, clock),
+            Site = site is null ? null : StartSite(site, clock, minerIo.Clock),
+            MinerIo = minerIo,
         };
         Phase?.Invoke("open_inference_site", t0);
         t0 = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -146,13 +155,18 @@ internal sealed class SimWorld : IAsyncDisposable
 
     // The site starts at the clock's time (the series is replayed at speed 1, so series time is simulated time). After a
     // restart it starts again from an idle fleet at the restart's time; intervals already booked stay booked.
-    private static LiveSite StartSite(SiteConfig config, TimeProvider clock) => LiveSite.Start(new LiveSiteOptions
+    private static LiveSite StartSite(SiteConfig config, TimeProvider clock, TimeProvider io) => LiveSite.Start(new LiveSiteOptions
     {
         Config = config, Speed = 1, StartUtc = clock.GetUtcNow().UtcDateTime, RacksPerGroup = 13,
-        Simulator = new MinerFleetSimulatorOptions { Seed = 7, HashrateNoise = 0 },
-        // Network timeouts run on the wall clock: short, so a silent rack costs little real time; the slow fault's delay
-        // is far below it, so whether a rack answers never depends on the machine's load.
-        Driver = new FleetDriverOptions { ReadDeviceTemperatures = false, CommandTimeout = TimeSpan.FromMilliseconds(150), RetryBackoff = TimeSpan.FromMilliseconds(5), MaxRetryBackoff = TimeSpan.FromMilliseconds(20), Seed = 7 },
+        Simulator = new MinerFleetSimulatorOptions { Seed = 7, HashrateNoise = 0, FaultClock = io },
+        // Network timeouts, retry waits and the slow fault's delay run on the virtual I/O clock (SimMinerIo), which moves
+        // only when every call in flight is held by a faulted rack: a silent rack always times out, a slow one (5 ms)
+        // always answers within the 150 ms, a healthy one never times out, whatever the machine's load.
+        Driver = new FleetDriverOptions
+        {
+            ReadDeviceTemperatures = false, CommandTimeout = TimeSpan.FromMilliseconds(150), RetryBackoff = TimeSpan.FromMilliseconds(5),
+            MaxRetryBackoff = TimeSpan.FromMilliseconds(20), Seed = 7, IoClock = io,
+        },
     }, clock);
 
     private static byte[] KeyOf(SimNode n)

@@ -27,9 +27,13 @@ public sealed record SimulationOptions
     /// <summary>Test-only: a bug planted in the real paid path, to show the invariants catch it (never set outside tests).</summary>
     public PlantedBug Bug { get; init; }
 
-    /// <summary>The planted bug <c>CG_FAULT</c> asks for (<c>sim-skip-capture</c>), else none.</summary>
-    public static PlantedBug BugFromEnvironment() =>
-        Environment.GetEnvironmentVariable("CG_FAULT") == "sim-skip-capture" ? PlantedBug.SkipOneCapture : PlantedBug.None;
+    /// <summary>The planted bug <c>CG_FAULT</c> asks for (<c>sim-skip-capture</c>, <c>sim-wake-every-rack</c>), else none.</summary>
+    public static PlantedBug BugFromEnvironment() => Environment.GetEnvironmentVariable("CG_FAULT") switch
+    {
+        "sim-skip-capture" => PlantedBug.SkipOneCapture,
+        "sim-wake-every-rack" => PlantedBug.WakeEveryRack,
+        _ => PlantedBug.None,
+    };
 
     /// <summary>Checks the values; returns a one-line error or null.</summary>
     public string? Validate() =>
@@ -46,4 +50,9 @@ public enum PlantedBug
     None,
     /// <summary>The capture settler drops one answered request's capture (the answer went out, the charge is lost).</summary>
     SkipOneCapture,
+    /// <summary>
+    /// Every rack is woken out of band (a hand on the miners' API, behind the controller's back) at every step from step
+    /// 10 on: the plan still says what the controller decided; only the measured power shows the interconnect exceeded.
+    /// </summary>
+    WakeEveryRack,
 }

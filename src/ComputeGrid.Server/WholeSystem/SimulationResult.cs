@@ -27,6 +27,12 @@ public sealed record SimulationResult
     /// <summary>Leases the exchange created (fills).</summary>
     public required long Leases { get; init; }
 
+    /// <summary>Fills on the node share instruments (<c>SHR-{node}</c>): shares that changed hands through the exchange pipeline.</summary>
+    public long ShareTrades { get; init; }
+
+    /// <summary>Share revenue claims that paid a holder (the API's claim path).</summary>
+    public long Claims { get; init; }
+
     /// <summary>Process restarts (crash_restart, and the restarts a ledger or journal I/O error forces).</summary>
     public required int Restarts { get; init; }
 
@@ -58,7 +64,7 @@ public sealed record SimulationResult
         sb.Append("{\"bench\":\"simulate\",\"metrics\":{");
         sb.Append(CultureInfo.InvariantCulture, $"\"steps\":{Steps}");
         foreach ((SimFaultKind kind, int n) in Faults.OrderBy(kv => kv.Key)) sb.Append(CultureInfo.InvariantCulture, $",\"faults_{SimFaults.Name(kind)}\":{n}");
-        sb.Append(CultureInfo.InvariantCulture, $",\"requests\":{Requests},\"answered\":{Answered},\"orders\":{Orders},\"leases\":{Leases},\"restarts\":{Restarts}");
+        sb.Append(CultureInfo.InvariantCulture, $",\"requests\":{Requests},\"answered\":{Answered},\"orders\":{Orders},\"leases\":{Leases},\"share_trades\":{ShareTrades},\"claims\":{Claims},\"restarts\":{Restarts}");
         sb.Append(CultureInfo.InvariantCulture, $",\"invariant_checks\":{InvariantChecks},\"invariants_ok\":{(InvariantsOk ? 1 : 0)},\"final_state_hash\":\"{FinalStateHash}\"");
         sb.Append(CultureInfo.InvariantCulture, $",\"simulated_hours\":{SimulatedHours:0.###},\"wall_s\":{WallSeconds:0.###}");
         sb.Append(CultureInfo.InvariantCulture, $",\"simulated_hours_per_s\":{(WallSeconds > 0 ? SimulatedHours / WallSeconds : 0):0.###},\"seed\":{Seed}}}}}");

@@ -43,7 +43,7 @@ public static class WholeSystemSimulation
         return new SimulationResult
         {
             Seed = options.Seed, Steps = run.Steps, Faults = run.FaultCounts, Requests = run.Requests, Answered = run.AnsweredCount,
-            Orders = run.OrdersAcknowledged, Leases = run.LeasesCreated, Restarts = run.Restarts, InvariantChecks = run.InvariantChecks,
+            Orders = run.OrdersAcknowledged, Leases = run.LeasesCreated, ShareTrades = run.ShareTrades, Claims = run.Claims, Restarts = run.Restarts, InvariantChecks = run.InvariantChecks,
             Violation = run.Violation, FinalStateHash = run.FinalStateHash,
             KeptDirectory = options.KeepFiles || options.WorkDirectory is not null ? dir : null,
             SimulatedHours = (clock.GetUtcNow() - Start).TotalHours, WallSeconds = Stopwatch.GetElapsedTime(wallStart).TotalSeconds,

@@ -38,6 +38,9 @@ public sealed class WholeSystemSimulationTests
         foreach (SimFaultKind kind in SimFaults.All) Assert.All(runs, r => Assert.True(r.Faults[kind] >= 1, $"seed {r.Seed}: no {SimFaults.Name(kind)}"));
         Assert.All(runs, r => Assert.True(r.Answered > 0 && r.Orders > 0 && r.Restarts >= 1, $"seed {r.Seed}: {r.Answered} answered, {r.Orders} orders, {r.Restarts} restarts"));
         Assert.True(runs.Sum(r => r.Leases) > 0, "no order filled into a lease in twenty seeds");
+        // Holders traded shares on SHR-{node} and claimed revenue, with claimed + owed + carry == revenue after every step.
+        Assert.True(runs.Sum(r => r.ShareTrades) > 0, "no share changed hands on the exchange in twenty seeds");
+        Assert.True(runs.Sum(r => r.Claims) > 0, "no holder claimed share revenue in twenty seeds");
         // Different seeds are different runs.
         Assert.True(runs.Select(r => r.FinalStateHash).Distinct().Count() > 15);
     }
@@ -60,6 +63,22 @@ public sealed class WholeSystemSimulationTests
     }
 
     [Fact]
+    public async Task Racks_woken_behind_the_controllers_back_are_caught_by_the_measured_interconnect_check_while_the_plan_holds()
+    {
+        // 260 S21s at PUE 1.1 draw about 1,001 kW against a 1,000 kW interconnect, so the controller never plans them all;
+        // woken by hand, they all run: the plan still holds, the measurement does not.
+        SimulationResult r = await WholeSystemSimulation.RunAsync(new SimulationOptions { Seed = 3, Hours = 1, Bug = PlantedBug.WakeEveryRack });
+        Assert.False(r.InvariantsOk);
+        Assert.StartsWith("step ", r.Violation!);
+        Assert.Contains("interconnect_never_exceeded", r.Violation!);
+        Assert.Contains("kW measured", r.Violation!);
+        Assert.True(r.Steps < 60);
+        // The same seed without the hand on the racks keeps the interconnect, planned and measured, at every step.
+        SimulationResult clean = await WholeSystemSimulation.RunAsync(new SimulationOptions { Seed = 3, Hours = 1 });
+        Assert.True(clean.InvariantsOk, clean.Violation);
+    }
+
+    [Fact]
     public async Task A_seed_replays_to_the_same_final_state_hash_and_another_seed_does_not()
     {
         SimulationResult first = await RunAsync(7);
@@ -72,6 +91,24 @@ public sealed class WholeSystemSimulationTests
         Assert.Equal(first.InvariantChecks, again.InvariantChecks);
         Assert.Equal(first.Faults, again.Faults);
         Assert.NotEqual(first.FinalStateHash, other.FinalStateHash);
+    }
+
+    [Fact]
+    public async Task A_seed_with_miner_faults_replays_to_the_same_final_state_hash_and_the_faults_reach_the_books()
+    {
+        // Silent, garbage and slow racks: the driver's timeouts and retries and the slow rack's delay run on the
+        // simulation's virtual I/O clock, so the two runs (side by side, competing for the machine) see the same racks
+        // answer and time out, and book the same mining. The same seed without miner faults takes the same actions.
+        var miners = new HashSet<SimFaultKind> { SimFaultKind.MinerSilent, SimFaultKind.MinerGarbage, SimFaultKind.MinerSlow };
+        SimulationResult[] runs = await Task.WhenAll(
+            WholeSystemSimulation.RunAsync(new SimulationOptions { Seed = 11, Hours = 1, Faults = miners }),
+            WholeSystemSimulation.RunAsync(new SimulationOptions { Seed = 11, Hours = 1, Faults = miners }),
+            WholeSystemSimulation.RunAsync(new SimulationOptions { Seed = 11, Hours = 1 }));
+        Assert.All(runs, r => Assert.True(r.InvariantsOk, r.Violation));
+        foreach (SimFaultKind kind in miners) Assert.True(runs[0].Faults[kind] >= 1, SimFaults.Name(kind));
+        Assert.Equal(runs[0].FinalStateHash, runs[1].FinalStateHash);
+        Assert.Equal(runs[0].InvariantChecks, runs[1].InvariantChecks);
+        Assert.NotEqual(runs[0].FinalStateHash, runs[2].FinalStateHash);
     }
 
     [Theory]
