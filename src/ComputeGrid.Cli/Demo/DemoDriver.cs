@@ -349,12 +349,24 @@ public sealed class DemoDriver : IAsyncDisposable
         return await BuyAsync(holder, new { instrument = symbol, side = "buy", price = checked(ShareReference + 400_000), quantity = step.Size, time_in_force = "ioc" }, ct);
     }
 
+    // A holder claims where it is owed the most (its holdings' entitlements); owed nothing anywhere, the claim is declined.
     private async Task<(DemoOutcome, string?)> ClaimAsync(DemoStep step, CancellationToken ct)
     {
         DemoActor holder = _cast!.Holders[step.Actor];
-        DemoAnswer a = await _api.PostAsync($"/api/shares/{ShareNode(step)}/claims", holder.Key, new { }, ct);
-        // Nothing owed yet (or no shares of that node): a claim the ledger has nothing for.
-        if (a.Status is 404 or 409) return (DemoOutcome.Declined, null);
+        DemoAnswer held = await _api.GetAsync("/api/shares/holdings", holder.Key, ct);
+        if (!held.Ok) return (DemoOutcome.Failed, held.Reason);
+        long node = 0, owed = 0;
+        foreach (JsonElement h in held["holdings"].EnumerateArray())
+        {
+            long n = h.GetProperty("node").GetInt64();
+            DemoAnswer e = await _api.GetAsync($"/api/shares/{n}/entitlement", holder.Key, ct);
+            if (!e.Ok) return (DemoOutcome.Failed, e.Reason);
+            if (e["owed_micro_usd"].GetInt64() > owed) (node, owed) = (n, e["owed_micro_usd"].GetInt64());
+        }
+        if (owed == 0) return (DemoOutcome.Declined, null);
+        DemoAnswer a = await _api.PostAsync($"/api/shares/{node}/claims", holder.Key, new { }, ct);
+        // Claimed a moment ago by the auto-claim, or by this holder's previous step: nothing owed any more.
+        if (a.Status == 409) return (DemoOutcome.Declined, null);
         return a.Ok ? (DemoOutcome.Done, null) : (DemoOutcome.Failed, a.Reason);
     }
 
