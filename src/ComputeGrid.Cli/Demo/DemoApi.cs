@@ -8,7 +8,7 @@ namespace ComputeGrid.Cli.Demo;
 /// <param name="Status">The HTTP status code.</param>
 /// <param name="Json">The body as JSON, or default.</param>
 /// <param name="Headers">The response's headers (the receipt and x402 headers live there).</param>
-internal readonly record struct DemoAnswer(int Status, JsonElement Json, HttpResponseHeaders? Headers)
+public readonly record struct DemoAnswer(int Status, JsonElement Json, HttpResponseHeaders? Headers)
 {
     /// <summary>A 2xx.</summary>
     public bool Ok => Status is >= 200 and < 300;
@@ -37,7 +37,8 @@ internal readonly record struct DemoAnswer(int Status, JsonElement Json, HttpRes
 /// The demo's client of the server's public HTTP API: one connection pool, each call with the acting principal's own key
 /// (or none, for x402 and public market data). Bodies are snake_case JSON as the API takes them.
 /// </summary>
-internal sealed class DemoApi(HttpClient http) : IDisposable
+/// <param name="http">The client, its base address the server's.</param>
+public sealed class DemoApi(HttpClient http) : IDisposable
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
@@ -80,5 +81,6 @@ internal sealed class DemoApi(HttpClient http) : IDisposable
     /// <summary>POST a JSON body with a key (or none).</summary>
     public Task<DemoAnswer> PostAsync(string path, string? key, object body, CancellationToken ct) => SendAsync(HttpMethod.Post, path, key, body, ct);
 
+    /// <summary>Disposes the client.</summary>
     public void Dispose() => http.Dispose();
 }

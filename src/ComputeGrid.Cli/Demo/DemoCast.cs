@@ -15,14 +15,21 @@ public sealed record DemoActor(string Name, ulong Id, string Key, string? Region
 /// them, an actor whose key was lost gets a new one (its principal stays), and every funding carries an id of its own
 /// so a restart funds nothing twice.
 /// </summary>
-internal sealed class DemoCast
+public sealed class DemoCast
 {
     /// <summary>The file the actors' keys are kept in, in the data folder.</summary>
     public const string FileName = DemoWorld.ActorsFile;
 
+    /// <summary>The provider of every demo node.</summary>
     public required DemoActor Provider { get; init; }
+
+    /// <summary>The keyed customers, in <see cref="DemoWorld.Customers"/>' order.</summary>
     public required IReadOnlyList<DemoActor> Customers { get; init; }
+
+    /// <summary>The compute buyers, in <see cref="DemoWorld.Buyers"/>' order.</summary>
     public required IReadOnlyList<DemoActor> Buyers { get; init; }
+
+    /// <summary>The share holders, in <see cref="DemoWorld.Holders"/>' order.</summary>
     public required IReadOnlyList<DemoActor> Holders { get; init; }
 
     /// <summary>Each demo node's id on the exchange (its principal id), by node id.</summary>
@@ -35,6 +42,11 @@ internal sealed class DemoCast
     /// Makes (or finds) every actor, funds them once, lists the provider's nodes on the exchange and issues the shares of
     /// the nodes that issue them. Every step is idempotent, so a restart on the same data folder repeats none of them.
     /// </summary>
+    /// <param name="api">The server's API.</param>
+    /// <param name="operatorKey">An operator's key (creates, keys and funds the actors, approves the issuer).</param>
+    /// <param name="dataDirectory">The server's data folder, where the actors' keys are kept.</param>
+    /// <param name="ct">Stops the setup.</param>
+    /// <exception cref="DemoSetupException">The server refused a step.</exception>
     public static async Task<DemoCast> EnsureAsync(DemoApi api, string operatorKey, string dataDirectory, CancellationToken ct)
     {
         string file = PathIn(dataDirectory);
@@ -91,6 +103,10 @@ internal sealed class DemoCast
     /// operator funds its balance (the funding id is the balance's credits so far, so a retry funds once) and the trader
     /// deposits it.
     /// </summary>
+    /// <param name="api">The server's API.</param>
+    /// <param name="operatorKey">An operator's key (funds the trader's balance).</param>
+    /// <param name="trader">The trader, acting with its own key for its deposit.</param>
+    /// <param name="ct">Stops it.</param>
     public static async Task<DemoActor> TraderAsync(DemoApi api, string operatorKey, DemoActor trader, CancellationToken ct)
     {
         DemoAnswer account = await Must(api.GetAsync("/api/exchange/account", trader.Key, ct), $"read {trader.Name}'s trading account");
