@@ -21,6 +21,9 @@ public sealed class DemoDriver : IAsyncDisposable
     /// <summary>How often the driver logs its counts.</summary>
     public static readonly TimeSpan SummaryEvery = TimeSpan.FromSeconds(60);
 
+    /// <summary>How often the passed hours of the provider's leases are reported delivered.</summary>
+    public static readonly TimeSpan MeteringEvery = TimeSpan.FromSeconds(60);
+
     /// <summary>How long the driver waits for the first inference node before it starts anyway.</summary>
     public static readonly TimeSpan NodesWaitMax = TimeSpan.FromSeconds(120);
 
@@ -56,6 +59,7 @@ public sealed class DemoDriver : IAsyncDisposable
     private DemoCast? _cast;
     private DemoX402Payer? _payer;
     private Task _run = Task.CompletedTask;
+    private DemoMetering? _metering;
     private CancellationTokenRegistration _stopping;
     private long _startTimestamp;
 
@@ -105,7 +109,11 @@ public sealed class DemoDriver : IAsyncDisposable
             _log.LogInformation("demo world: {Customers} keyed customers, {Buyers} buyers, {Holders} holders, provider {Provider}{X402}; seed {Seed}; keys in {File}",
                 _cast.Customers.Count, _cast.Buyers.Count, _cast.Holders.Count, _cast.Provider.Name,
                 _payer is null ? ", no x402 payer (no chain)" : $", x402 payer {_payer.Address.ToChecksumString()}", _seed, DemoCast.PathIn(_dataDirectory));
+            var metering = new DemoMetering(_api, _operatorKey, _cast.Provider, _time);
+            _metering = metering;
+            Task meter = MeterAsync(metering, ct);
             await RunPlanAsync(ct);
+            await meter;
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
         catch (Exception e)
@@ -151,6 +159,24 @@ public sealed class DemoDriver : IAsyncDisposable
         return chain.Ok ? new DemoX402Payer(_time, _seed) : null;
     }
 
+    // The passed hours of the leases sold are reported once a minute (DemoMetering), so they pay as they are delivered.
+    private async Task MeterAsync(DemoMetering metering, CancellationToken ct)
+    {
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(MeteringEvery, _time, ct);
+                if (await metering.SweepAsync(ct) is { } problem) _tally.Failure("lease_delivery", problem);
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException or FormatException or OverflowException)
+        {
+            _tally.Failure("lease_delivery", e.GetType().Name + ": " + e.Message); // the metering stops; the actors go on
+        }
+    }
+
     private async Task RunPlanAsync(CancellationToken ct)
     {
         DateTimeOffset start = _time.GetUtcNow();
@@ -163,7 +189,7 @@ public sealed class DemoDriver : IAsyncDisposable
             if (wait > TimeSpan.Zero) await Task.Delay(wait, _time, ct);
             if (_time.GetUtcNow() >= nextSummary)
             {
-                _log.LogInformation("demo world: {Summary}", _tally.Summary());
+                _log.LogInformation("demo world: {Summary}, {Hours} lease-hours delivered", _tally.Summary(), _metering?.Reported ?? 0);
                 nextSummary += SummaryEvery;
             }
             if (!_slots.Wait(0))
@@ -377,7 +403,7 @@ public sealed class DemoDriver : IAsyncDisposable
         await _stop.CancelAsync();
         try { await _run.WaitAsync(TimeSpan.FromSeconds(10)); }
         catch (TimeoutException) { }
-        _log.LogInformation("demo world stopped: {Summary}", _tally.Summary());
+        _log.LogInformation("demo world stopped: {Summary}, {Hours} lease-hours delivered", _tally.Summary(), _metering?.Reported ?? 0);
         _payer?.Dispose();
         _api.Dispose();
         _stop.Dispose();

@@ -36,6 +36,15 @@ internal sealed class DemoTally(ILogger log)
             log.LogWarning("demo {Kind}: {Reason} (logged once; later ones are counted in the summary)", Name(kind), why);
     }
 
+    private readonly ConcurrentDictionary<(string, string), long> _otherErrors = new();
+
+    /// <summary>A failure of work outside the plan (the metering): logged once per what and reason, like a step's.</summary>
+    public void Failure(string what, string reason)
+    {
+        if (_otherErrors.AddOrUpdate((what, reason), 1, (_, n) => n + 1) == 1)
+            log.LogWarning("demo {What}: {Reason} (logged once; later ones are counted)", what, reason);
+    }
+
     /// <summary>How many steps of <paramref name="kind"/> ended with <paramref name="outcome"/>.</summary>
     public long Of(DemoStepKind kind, DemoOutcome outcome) => _counts.GetValueOrDefault((kind, outcome));
 
