@@ -112,8 +112,8 @@ public sealed class DemoDriver : IAsyncDisposable
             var metering = new DemoMetering(_api, _operatorKey, _cast.Provider, _time);
             _metering = metering;
             Task meter = MeterAsync(metering, ct);
-            await RunPlanAsync(ct);
-            await meter;
+            try { await RunPlanAsync(ct); }
+            finally { await meter; } // it ends with the token and never throws
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
         catch (Exception e)
@@ -183,7 +183,20 @@ public sealed class DemoDriver : IAsyncDisposable
         DateTimeOffset nextSummary = start + SummaryEvery;
         DemoRates rates = _payer is null ? _rates with { X402Requests = 0 } : _rates;
         var running = new List<Task>();
-        foreach (DemoStep step in DemoPlan.ForWorld(_seed, rates).Steps())
+        try
+        {
+            await RunStepsAsync(DemoPlan.ForWorld(_seed, rates).Steps(), start, nextSummary, running, ct);
+        }
+        finally
+        {
+            // Steps in flight end with the token (their calls are cancelled); none outlives the driver's client.
+            await Task.WhenAll(running);
+        }
+    }
+
+    private async Task RunStepsAsync(IEnumerable<DemoStep> steps, DateTimeOffset start, DateTimeOffset nextSummary, List<Task> running, CancellationToken ct)
+    {
+        foreach (DemoStep step in steps)
         {
             TimeSpan wait = start + step.At - _time.GetUtcNow();
             if (wait > TimeSpan.Zero) await Task.Delay(wait, _time, ct);
@@ -200,7 +213,6 @@ public sealed class DemoDriver : IAsyncDisposable
             running.RemoveAll(t => t.IsCompleted);
             running.Add(StepAsync(step, ct));
         }
-        await Task.WhenAll(running);
     }
 
     private async Task StepAsync(DemoStep step, CancellationToken ct)
