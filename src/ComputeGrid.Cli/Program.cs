@@ -33,7 +33,8 @@ var noSites = new Option<bool>("--no-sites") { Description = "Run no live hybrid
 var siteSpeed = new Option<double>("--site-speed") { Description = "Replay speed of the live sites' price series (60 = one 15-minute interval every 15 s).", DefaultValueFactory = _ => 60 };
 var siteStart = new Option<string?>("--site-start") { Description = "Where the live sites' replay starts (UTC date, e.g. 2021-08-24; outside a site's data it is an error); default: the series start." };
 var nodeUrls = new Option<string>("--node-urls") { Description = "Where inference nodes connect (HTTP/2 cleartext), semicolon-separated; empty for none.", DefaultValueFactory = _ => "http://127.0.0.1:5081" };
-var demo = new Option<bool>("--demo") { Description = "Run a demo inference fleet (nodes in Dallas, Washington DC, Frankfurt and Tokyo running the real model) and a funded demo customer whose API key is printed and written to demo-api-key.txt in the data folder." };
+var demo = new Option<bool>("--demo") { Description = "Run the demo world: three live sites (ERCOT West, CAISO SP-15, JEPX Tokyo) unless --site says otherwise, inference nodes in six regions running the real model, seeded actors trading compute and shares and paying for requests (keys and x402), and a funded demo customer whose API key is written to demo-api-key.txt in the data folder." };
+var demoSeed = new Option<int>("--seed") { Description = "With --demo: the seed of the demo actors' plan.", DefaultValueFactory = _ => 1 };
 var tlsCert = new Option<string?>("--tls-cert") { Description = "A PEM certificate for the https:// addresses of --urls and --node-urls." };
 var tlsKey = new Option<string?>("--tls-key") { Description = "The PEM private key of --tls-cert (when the certificate file does not hold it)." };
 var allowedHosts = new Option<string[]>("--allowed-hosts") { Description = "Host names the API answers to besides the ones it is bound to (comma-separated or repeated; * for any).", AllowMultipleArgumentsPerToken = false };
@@ -43,7 +44,7 @@ var chainKey = new Option<string?>("--chain-key") { Description = "A file holdin
 var chainConfirmations = new Option<int?>("--chain-confirmations") { Description = "Blocks a transaction needs before it is final (default 2 on the demo Anvil, 12 on --chain)." };
 var chainBlockTime = new Option<int?>("--chain-block-time") { Description = "The demo Anvil mines a block every this many seconds instead of one per transaction." };
 var serve = new Command("serve", "Run the ComputeGrid server: ledger, exchange, live hybrid sites, paid inference and the HTTP API.")
-    { urls, dataDir, sites, noSites, siteSpeed, siteStart, demo, nodeUrls, tlsCert, tlsKey, allowedHosts, corsOrigins, chainRpc, chainKey, chainConfirmations, chainBlockTime };
+    { urls, dataDir, sites, noSites, siteSpeed, siteStart, demo, demoSeed, nodeUrls, tlsCert, tlsKey, allowedHosts, corsOrigins, chainRpc, chainKey, chainConfirmations, chainBlockTime };
 serve.SetAction(async (pr, ct) =>
 {
     if (!(pr.GetValue(siteSpeed) is > 0 and <= 1_000_000)) return CliDefaults.Fail("--site-speed must be in (0, 1000000]");
@@ -52,7 +53,10 @@ serve.SetAction(async (pr, ct) =>
     var liveSites = new List<ComputeGrid.Server.Energy.LiveSiteOptions>();
     if (!pr.GetValue(noSites))
     {
-        string[] names = pr.GetValue(sites) is { Length: > 0 } given ? given : [ComputeGrid.Energy.Sites.SiteExamples.Reference];
+        string[] names = pr.GetValue(sites) is { Length: > 0 } given ? given : pr.GetValue(demo) ? [] : [ComputeGrid.Energy.Sites.SiteExamples.Reference];
+        // --demo without --site: the demo world's three sites, each listing its GPU nodes (ComputeGrid.Cli.Demo.DemoWorld).
+        if (names.Length == 0)
+            liveSites.AddRange(ComputeGrid.Cli.Demo.DemoWorld.Sites().Select(config => new ComputeGrid.Server.Energy.LiveSiteOptions { Config = config, Speed = pr.GetValue(siteSpeed), StartUtc = start }));
         foreach (string name in names)
         {
             try
@@ -124,7 +128,8 @@ serve.SetAction(async (pr, ct) =>
     ComputeGrid.Cli.Ops.ServerAddressFile.Write(options.DataDirectory, bound.ApiUrl); // where `computegrid status` finds it
     if (bound.NodeUrls.Count > 0) Console.Out.WriteLine($"  node endpoint on {string.Join(';', bound.NodeUrls)}");
     Console.Out.WriteLine($"  metrics: GET /metrics with the operator key as a bearer token ({ComputeGrid.Server.Trust.OperatorKeyFile.PathIn(options.DataDirectory)}); probes: GET /health/live, /health/ready");
-    foreach (var site in liveSites) Console.Out.WriteLine($"  live site {site.Config.Name} at {site.Speed}×: GET /api/energy/sites/{site.Config.Name}");
+    foreach (var site in liveSites)
+        Console.Out.WriteLine($"  live site {site.Config.Name} at {site.Speed}×: GET /api/energy/sites/{site.Config.Name}" + (site.Config.Nodes.Length > 0 ? $" (GPU nodes {string.Join(", ", site.Config.Nodes.Select(n => n.Id))})" : ""));
     if (app.Services.GetService<ComputeGrid.Server.Chain.ChainConnection>() is { } connected)
         Console.Out.WriteLine($"  chain {connected.Info.Network} at {connected.Info.RpcUrl}: stablecoin {connected.Info.Stablecoin}, payTo {connected.Info.PayTo} (GET /api/chain)");
     if (!demoFleet)
@@ -144,8 +149,13 @@ serve.SetAction(async (pr, ct) =>
         await app.DisposeAsync();
         return CliDefaults.Fail(e.Message);
     }
-    Console.Out.WriteLine($"  demo fleet: {DemoFleet.Nodes.Length} node processes connecting to {bound.NodeUrl} (GET /api/inference/nodes)");
+    Console.Out.WriteLine($"  demo fleet: {DemoFleet.Nodes.Length} node processes connecting to {bound.NodeUrl}: {string.Join(", ", DemoFleet.Nodes.Select(n => $"{n.Id} ({n.Region})"))} (GET /api/inference/nodes)");
+    Console.Out.WriteLine($"  demo actors (seed {pr.GetValue(demoSeed)}): their keys in {ComputeGrid.Cli.Demo.DemoCast.PathIn(options.DataDirectory)}");
+    Console.Out.WriteLine($"  web console: {bound.ApiUrl}/ (sign in with the operator key in {ComputeGrid.Server.Trust.OperatorKeyFile.PathIn(options.DataDirectory)})");
     await using (DemoFleet.Start(bound.NodeUrl, options.DataDirectory, Console.Out))
+    await using (ComputeGrid.Cli.Demo.DemoDriver.Start(new Uri(bound.ApiUrl), File.ReadAllText(ComputeGrid.Server.Trust.OperatorKeyFile.PathIn(options.DataDirectory)).Trim(),
+        options.DataDirectory, pr.GetValue(demoSeed), ComputeGrid.Cli.Demo.DemoRates.Default, app.Services.GetRequiredService<TimeProvider>(),
+        app.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("ComputeGrid.Demo"), app.Lifetime.ApplicationStopping))
         await app.WaitForShutdownAsync();
     await app.DisposeAsync();
     return Environment.ExitCode;

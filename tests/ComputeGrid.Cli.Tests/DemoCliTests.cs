@@ -6,7 +6,7 @@ using System.Text.Json;
 namespace ComputeGrid.Cli.Tests;
 
 /// <summary>
-/// <c>serve --demo</c>: four node processes running the real model, admitted for <c>demo-provider</c> with their keys in
+/// <c>serve --demo</c>: seven node processes running the real model, admitted for <c>demo-provider</c> with their keys in
 /// <c>DATA/nodes/</c>, and a demo customer funded once whose key is written to <c>DATA/demo-api-key.txt</c>. Slow: the
 /// model loads in each node process, twice.
 /// </summary>
@@ -14,7 +14,7 @@ public sealed class DemoCliTests : IDisposable
 {
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
     private const long DemoFunding = 100_000_000;
-    private static readonly string[] DemoNodes = ["dal-1", "fra-1", "tok-1", "wdc-1"];
+    private static readonly string[] DemoNodes = ["cal-1", "dal-1", "fra-1", "lon-1", "syd-1", "tok-1", "wdc-1"];
 
     private readonly string _dir = Directory.CreateTempSubdirectory("cg-demo-cli-").FullName;
 
@@ -75,7 +75,7 @@ public sealed class DemoCliTests : IDisposable
         }, TimeSpan.FromSeconds(30), "the demo account did not settle", serve);
 
     [Fact]
-    public async Task Serve_demo_admits_its_four_nodes_writes_a_0600_working_key_and_funds_the_demo_customer_once_across_restarts()
+    public async Task Serve_demo_admits_its_seven_nodes_writes_a_0600_working_key_and_funds_the_demo_customer_once_across_restarts()
     {
         string firstKey;
         long afterFirst;
@@ -94,14 +94,14 @@ public sealed class DemoCliTests : IDisposable
             Assert.All(nodes, n => Assert.Equal(provider, n.GetProperty("provider").GetUInt64()));
             foreach (string id in DemoNodes) Assert.Equal(OwnerOnly, ModeOf(Path.Combine(Data, "nodes", id + ".key")));
 
-            // Each node proves its key (challenge and signature) and serves: all four healthy in the routing table.
+            // Each node proves its key (challenge and signature) and serves: all seven healthy in the routing table.
             using var anyone = Api.Client(serve.Url, null);
             await UntilAsync(async () =>
             {
                 var table = (await anyone.GetJsonAsync("/api/inference/nodes")).GetProperty("nodes").EnumerateArray()
                     .Where(n => n.GetProperty("healthy").GetBoolean()).Select(n => n.GetProperty("id").GetString()).Order().ToArray();
                 return (table.SequenceEqual(DemoNodes), 0);
-            }, TimeSpan.FromSeconds(180), "the four demo nodes were not healthy", serve);
+            }, TimeSpan.FromSeconds(180), "the seven demo nodes were not healthy", serve);
 
             // The key works as a user would use it: curl -H 'Authorization: Bearer KEY' -d '{…}' /v1/embeddings.
             using var customer = Api.Client(serve.Url, firstKey);
@@ -132,7 +132,8 @@ public sealed class DemoCliTests : IDisposable
             using (var refused = await old.GetAsync("/api/inference/account")) Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
             using var op = Api.Client(serve.Url, Api.OperatorKey(Data));
             var fundings = (await op.GetJsonAsync("/api/operator-actions")).GetProperty("actions").EnumerateArray()
-                .Where(a => a.GetProperty("action").GetString() == "fund").Select(a => (a.GetProperty("subject").GetString(), a.GetProperty("amount").GetInt64())).ToArray();
+                .Where(a => a.GetProperty("action").GetString() == "fund").Select(a => (a.GetProperty("subject").GetString(), a.GetProperty("amount").GetInt64()))
+                .Where(f => f.Item1!.StartsWith($"customer {customerId} ", StringComparison.Ordinal)).ToArray(); // the demo actors are funded too, each once
             Assert.Equal([($"customer {customerId} CustomerBalance (demo)", DemoFunding)], fundings);
             Assert.Equal(0, await serve.StopAsync());
         }

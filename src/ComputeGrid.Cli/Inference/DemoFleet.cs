@@ -10,19 +10,17 @@ namespace ComputeGrid.Cli.Inference;
 /// </summary>
 internal sealed class DemoFleet : IAsyncDisposable
 {
-    /// <summary>The demo's nodes: id, region, price (micro-USD per 1,000 tokens), capacity.</summary>
+    /// <summary>The demo's nodes: id, region, price (micro-USD per 1,000 tokens), capacity (the cast is <see cref="Demo.DemoWorld"/>'s).</summary>
     public static readonly (string Id, string Region, long Price, int Capacity)[] Nodes =
-    [
-        ("dal-1", "dallas", 20, 8), ("wdc-1", "washington-dc", 24, 8), ("fra-1", "frankfurt", 18, 8), ("tok-1", "tokyo", 16, 8),
-    ];
+        [.. Demo.DemoWorld.Nodes.Select(n => (n.Id, n.Region, n.Price, n.Capacity))];
 
     private readonly List<Process> _children = [];
 
     /// <summary>The provider the demo's nodes belong to.</summary>
-    public const string Provider = "demo-provider";
+    public const string Provider = Demo.DemoWorld.Provider;
 
     /// <summary>The most a demo node may charge, micro-USD per 1,000 tokens.</summary>
-    public const long PriceCeiling = 100;
+    public const long PriceCeiling = Demo.DemoWorld.PriceCeiling;
 
     /// <summary>
     /// Admits the demo's nodes, as an operator would: a provider, and for each node its key (made in <c>DATA/nodes/</c>

@@ -5,7 +5,7 @@ namespace ComputeGrid.Server.Tests.WebConsole;
 
 /// <summary>
 /// The console in a real headless Chromium (Debian's, driven by playwright-core): <c>console/e2e/console.e2e.mjs</c>
-/// against <c>computegrid serve</c> running the reference hybrid site at 600×. The script signs in, opens every page,
+/// against <c>computegrid serve --demo --site-speed 600</c>: the demo world (three live sites, inference nodes, actors). The script signs in, opens every page,
 /// checks a live figure changes and equals the API's at the same sample, places and cancels an order, manages a key,
 /// and saves screenshots (desktop and phone) under this test's output: <c>TestResults/console-e2e/</c> beside the
 /// test assembly. Where chromium cannot be installed (no root, no apt), the test is reported SKIPPED with the reason.
@@ -24,7 +24,9 @@ public sealed class ConsoleBrowserTests(ITestOutputHelper output)
 
         string dir = TestServer.TempDir("console-e2e");
         string shots = Path.Combine(AppContext.BaseDirectory, "TestResults", "console-e2e", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", System.Globalization.CultureInfo.InvariantCulture));
-        var (server, url) = await TestServer.StartChildAsync(dir, 0, "--site-speed", "600");
+        // The demo world: three live sites, seven model nodes, the demo Anvil and its seeded actors trading and paying.
+        Skip.IfNot(ComputeGrid.Chain.ChainTools.TryEnsure(out _, out string chainMissing), $"the demo chain (Anvil) is not available: {chainMissing}");
+        var (server, url) = await TestServer.StartChildAsync(dir, 0, "http://127.0.0.1:0", (IReadOnlyDictionary<string, string>?)null, "--demo", "--site-speed", "600");
         try
         {
             var (code, text) = await RunAsync("node", [Path.Combine(console, "e2e", "console.e2e.mjs")], console, TimeSpan.FromMinutes(7),

@@ -1,0 +1,103 @@
+using ComputeGrid.Energy.Sites;
+
+namespace ComputeGrid.Cli.Demo;
+
+/// <summary>An inference node of the demo: one <c>computegrid node</c> process running the real model.</summary>
+/// <param name="Id">The admitted node id, the same on the exchange, in the router and at its site.</param>
+/// <param name="Region">Its region in the latency data (routing, and its exchange instruments).</param>
+/// <param name="Price">Its inference price, micro-USD per 1,000 tokens.</param>
+/// <param name="Capacity">Requests it runs at once (the node runs one model thread: the demo machine is small).</param>
+/// <param name="Site">The live site it draws its power from, or null for a node in a colocation hall.</param>
+/// <param name="Gpus">The GPUs it lists on the exchange and draws at its site (H100s).</param>
+/// <param name="SharesIssued">Whether its provider issues shares of it.</param>
+public sealed record DemoNode(string Id, string Region, long Price, int Capacity, string? Site, int Gpus, bool SharesIssued);
+
+/// <summary>A customer of the demo that pays for embeddings with its API key from its home region.</summary>
+/// <param name="Name">Its principal's name.</param>
+/// <param name="Region">Its home region (where its requests come from).</param>
+public sealed record DemoCustomer(string Name, string Region);
+
+/// <summary>
+/// The cast of <c>serve --demo</c>: three live sites in three power markets with their GPU nodes, inference nodes in
+/// six regions, one provider owning them, keyed customers, compute buyers, share holders and one x402 payer. The numbers
+/// are chosen for a 2-core machine: one model thread per node, a few requests a second in all.
+/// </summary>
+public static class DemoWorld
+{
+    /// <summary>The file in the data folder that keeps the actors' principals and keys (0600): <c>demo-actors.json</c>.</summary>
+    public const string ActorsFile = "demo-actors.json";
+
+    /// <summary>The provider every demo node belongs to (it lists their capacity and issues their shares).</summary>
+    public const string Provider = "demo-provider";
+
+    /// <summary>The most a demo node may charge, micro-USD per 1,000 tokens.</summary>
+    public const long PriceCeiling = 100;
+
+    /// <summary>The GPU class the demo nodes list on the exchange.</summary>
+    public const string Gpu = "H100";
+
+    /// <summary>
+    /// The nodes. Three sit at the live sites (ERCOT West in Dallas, CAISO SP-15, JEPX Tokyo); the latency data names no
+    /// US West region, so the SP-15 node routes as Dallas, the nearest it has. The others run in colocation halls.
+    /// </summary>
+    public static IReadOnlyList<DemoNode> Nodes { get; } =
+    [
+        new("dal-1", "dallas", 40, 4, SiteExamples.Reference, 1024, SharesIssued: true),
+        new("cal-1", "dallas", 44, 4, "caiso-sp15", 1024, SharesIssued: false),
+        new("tok-1", "tokyo", 36, 4, "jepx-tokyo", 1024, SharesIssued: true),
+        new("wdc-1", "washington-dc", 48, 4, null, 64, SharesIssued: false),
+        new("fra-1", "frankfurt", 38, 4, null, 64, SharesIssued: true),
+        new("lon-1", "london", 42, 4, null, 64, SharesIssued: false),
+        new("syd-1", "sydney", 46, 4, null, 64, SharesIssued: false),
+    ];
+
+    /// <summary>Customers paying with their keys, one per region they send from.</summary>
+    public static IReadOnlyList<DemoCustomer> Customers { get; } =
+    [
+        new("demo-acme-frankfurt", "frankfurt"), new("demo-kumo-tokyo", "tokyo"), new("demo-lone-star-dallas", "dallas"),
+        new("demo-vale-sao-paulo", "sao-paulo"), new("demo-indus-mumbai", "mumbai"),
+    ];
+
+    /// <summary>Customers who buy compute on the exchange: they bid and lift the provider's asks.</summary>
+    public static IReadOnlyList<DemoCustomer> Buyers { get; } = [new("demo-buyer-lab", "washington-dc"), new("demo-buyer-studio", "london")];
+
+    /// <summary>Customers who buy node shares on the <c>SHR-{node}</c> books and claim their revenue.</summary>
+    public static IReadOnlyList<DemoCustomer> Holders { get; } = [new("demo-holder-ada", "london"), new("demo-holder-kenji", "osaka")];
+
+    /// <summary>The Anvil dev account that pays per request with x402 (funded with the demo's TestUSDC; 0 is the server's).</summary>
+    public const int X402DevAccount = 7;
+
+    /// <summary>The region the x402 payer's requests come from.</summary>
+    public const string X402Region = "toronto";
+
+    /// <summary>Each keyed customer's first funding, micro-USD.</summary>
+    public const long CustomerFunding = 100_000_000;
+
+    /// <summary>Each buyer's and holder's funding (moved into its trading account), micro-USD; topped up below a fifth of it.</summary>
+    public const long TraderFunding = 5_000_000_000;
+
+    /// <summary>The provider's collateral (each lease reserves its penalty from it), micro-USD.</summary>
+    public const long ProviderCollateral = 50_000_000_000;
+
+    /// <summary>
+    /// Shares each share-issuing node issues: few, so that a holder of a handful is owed whole micro-dollars within minutes
+    /// of requests that cost a few micro-dollars each (revenue per share is rounded down).
+    /// </summary>
+    public const long ShareSupply = 200;
+
+    /// <summary>
+    /// The live sites of the demo: the three embedded examples, each listing its nodes, so a site's firm GPU load is its
+    /// nodes' measured load (leases in delivery and inference) rather than the example's GPU schedule.
+    /// </summary>
+    public static IReadOnlyList<SiteConfig> Sites()
+    {
+        var sites = new List<SiteConfig>();
+        foreach (string name in SiteExamples.ThreeMarkets)
+        {
+            SiteConfig example = SiteExamples.Load(name);
+            SiteNodeConfig[] nodes = [.. Nodes.Where(n => n.Site == name).Select(n => new SiteNodeConfig { Id = n.Id, Gpus = n.Gpus, WattsPerGpu = 700, JoulesPer1kTokens = 50 })];
+            sites.Add(example with { Nodes = nodes, Description = example.Description + " Demo: its GPUs are the nodes " + string.Join(", ", nodes.Select(n => n.Id)) + "." });
+        }
+        return sites;
+    }
+}
