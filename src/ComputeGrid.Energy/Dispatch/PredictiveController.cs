@@ -155,12 +155,14 @@ public sealed class PredictiveController : IDispatchPolicy, IExplainsCurtailment
                 int ug = _unitGroup[now];
                 if (ug != g) { g = ug; used = 0; }
                 int inUnit = Math.Clamp(view.PreviousRunning[ug], 0, groups[ug].Count) - used;
-                if (inUnit < _unitMiners[now])
+                if (2 * inUnit < _unitMiners[now])
                 {
-                    if (2 * inUnit >= _unitMiners[now]) now++;
-                    else nowCredit = Math.Max(0, inUnit) * Economics.RestartCost(p, groups[ug], hashprice);
+                    nowCredit = Math.Max(0, inUnit) * Economics.RestartCost(p, groups[ug], hashprice);
                     break;
                 }
+                // Counted, whole or at least half: the next units are read on. Stopping at a counted partial unit left the
+                // units of later groups uncounted, so a site one rack short of a unit's edge in an efficient group planned
+                // a step it could never take and held the same decision interval after interval.
                 used += _unitMiners[now];
             }
         }
