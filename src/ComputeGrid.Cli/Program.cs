@@ -92,6 +92,9 @@ serve.SetAction(async (pr, ct) =>
         Urls = pr.GetValue(urls)!, NodeUrls = pr.GetValue(nodeUrls) ?? "", DataDirectory = Path.GetFullPath(pr.GetValue(dataDir)!), Sites = liveSites, Inference = inference,
         TlsCertificatePath = pr.GetValue(tlsCert), TlsKeyPath = pr.GetValue(tlsKey), AllowedHosts = List(pr.GetValue(allowedHosts)), CorsOrigins = List(pr.GetValue(corsOrigins)),
         Chain = wantsChain ? chain : null,
+        // The demo's nodes publish a signed report a minute (the Nodes page verifies them), not one an hour; a data folder
+        // keeps the epoch it began with (NodeReportStore.EpochFor).
+        NodeReportEpoch = demoFleet ? TimeSpan.FromMinutes(1) : ComputeGrid.Inference.Reports.EpochReportLimits.EpochDefault,
     };
     WebApplication app;
     try { app = ServerHost.Build(options); }

@@ -306,7 +306,11 @@ public static class ServerHost
         }
         builder.Services.AddSingleton(deadLetters);
         ComputeGrid.Server.Reports.NodeReports nodeReports; // nodes' signed epoch reports, DATA/inference/reports.db
-        try { nodeReports = new(ComputeGrid.Server.Reports.NodeReportStore.Open(options.DataDirectory), payments, options.NodeShares ?? new ComputeGrid.Server.Reports.ExchangeShareSupply(exchange), options.Time, options.NodeReportEpoch); }
+        try
+        {
+            var reportStore = ComputeGrid.Server.Reports.NodeReportStore.Open(options.DataDirectory);
+            nodeReports = new(reportStore, payments, options.NodeShares ?? new ComputeGrid.Server.Reports.ExchangeShareSupply(exchange), options.Time, reportStore.EpochFor(options.NodeReportEpoch));
+        }
         catch (Exception e) when (e is InvalidDataException or ArgumentException or IOException) { throw new ServerStartException(e.Message, e); }
         builder.Services.AddSingleton(nodeReports);
         // Answered requests' captures, in the background (their holds carry them; recovery completes them after a crash).

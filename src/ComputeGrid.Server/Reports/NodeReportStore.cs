@@ -27,6 +27,29 @@ public sealed class NodeReportStore : IDisposable
         _heads = heads;
     }
 
+    /// <summary>
+    /// The epoch length of this store's chains: the one recorded at its first use, else <paramref name="requested"/>
+    /// (recorded now). A published chain is verified with one epoch length, so a data folder keeps the length it began
+    /// with whatever a later start asks for. A store written before the length was recorded used the default (one hour).
+    /// </summary>
+    public TimeSpan EpochFor(TimeSpan requested)
+    {
+        lock (_gate)
+        {
+            using var read = _db.CreateCommand();
+            read.CommandText = "SELECT value FROM meta WHERE key = 'epoch_ns'";
+            if (read.ExecuteScalar() is { } stored and not DBNull) return TimeSpan.FromTicks(Convert.ToInt64(stored, System.Globalization.CultureInfo.InvariantCulture) / 100);
+            using var any = _db.CreateCommand();
+            any.CommandText = "SELECT EXISTS(SELECT 1 FROM reports)";
+            TimeSpan epoch = (long)any.ExecuteScalar()! != 0 ? EpochReportLimits.EpochDefault : requested;
+            using var write = _db.CreateCommand();
+            write.CommandText = "INSERT INTO meta(key, value) VALUES ('epoch_ns', $ns)";
+            write.Parameters.AddWithValue("$ns", checked(epoch.Ticks * 100));
+            write.ExecuteNonQuery();
+            return epoch;
+        }
+    }
+
     /// <summary>The store's path in <paramref name="dataDirectory"/>.</summary>
     public static string PathIn(string dataDirectory) => Path.Combine(dataDirectory, RelativePath);
 
@@ -43,6 +66,7 @@ public sealed class NodeReportStore : IDisposable
                 id INTEGER PRIMARY KEY AUTOINCREMENT, node_principal INTEGER NOT NULL, epoch INTEGER NOT NULL, received_ns INTEGER NOT NULL,
                 check_name TEXT NOT NULL, reason TEXT NOT NULL, report TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS flagged_node ON flagged(node_principal, id);
+            CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
             """);
         try
         {
