@@ -123,6 +123,33 @@ public class EnergyLiveTests
         }, clock);
     }
 
+    [Fact]
+    public async Task A_whole_group_decided_runs_its_short_last_rack_too()
+    {
+        // 10 S21s and 10 S19 XPs in racks of 4 (4, 4 and a short rack of 2). At midnight the power is cheap and the
+        // controller runs the whole fleet; flooring the decision to whole racks left the short rack asleep for good.
+        var clock = new FakeTimeProvider(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var site = StartOnFakeClock(clock, racks: 3,
+            [new MinerFleetConfig { Model = "Antminer S21", Count = 10 }, new MinerFleetConfig { Model = "Antminer S19 XP", Count = 10 }]);
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            for (int i = 0; i < 4; i++)
+            {
+                await site.StepAsync(cts.Token);
+                clock.Advance(TimeSpan.FromMinutes(15));
+            }
+            await site.StepAsync(cts.Token);
+            foreach (LiveGroupState g in site.State.Groups)
+            {
+                Assert.Equal(3, g.Racks);
+                Assert.True(g.TargetRacks == 3, $"{g.Model}: {g.TargetRacks} of 3 racks targeted, {g.TargetMiners} of {g.Miners} miners");
+                Assert.Equal(10, g.TargetMiners);
+            }
+        }
+        finally { await site.DisposeAsync(); }
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(120)]

@@ -432,7 +432,8 @@ public sealed class LiveSite : IAsyncDisposable
         double headroomKw = p.MinerHeadroomKw(t), plannedKw = 0;
         for (int g = 0; g < _racks.Length; g++)
         {
-            _targetRacks[g] = Math.Min(_racks[g], _decided[g] / _rackSize[g]);
+            // The last rack may be short (the group's count is rarely a multiple of the rack size): a whole group decided runs it too.
+            _targetRacks[g] = _decided[g] >= p.Groups[g].Count ? _racks[g] : Math.Min(_racks[g], _decided[g] / _rackSize[g]);
             int stuck = Math.Max(0, possibly[g] - awake[g]); // asked to sleep, not confirmed
             plannedKw += (_targetRacks[g] + stuck) * RackKw(g);
         }
