@@ -34,9 +34,9 @@ export function marketPage(root: HTMLElement, scope: string): () => void {
   const trader = h('section', { class: 'panel', 'aria-labelledby': 'trade-h' });
   const leasesSummary = h('p', { id: 'leases-summary', class: 'muted', role: 'status' });
   const leasesBody = h('tbody');
-  const leasesPanel = h('section', { class: 'panel', 'aria-labelledby': 'leases-h' },
+  const leasesPanel = h('section', { class: 'panel wide', 'aria-labelledby': 'leases-h' },
     h('h2', { id: 'leases-h' }, scope === 'operator' ? 'Leases (everyone\'s) and their delivery' : 'Your leases and their delivery'), leasesSummary,
-    h('div', { class: 'scroll' }, h('table', { id: 'leases', 'aria-describedby': 'leases-summary' },
+    h('div', { class: 'scroll leases' }, h('table', { id: 'leases', 'aria-describedby': 'leases-summary' },
       h('thead', {}, h('tr', {}, ...['Lease', 'Instrument', 'GPUs', 'Window (UTC)', 'State', 'Delivered', 'Paid', 'In escrow'].map((c) => h('th', { scope: 'col' }, c)))), leasesBody)));
   root.replaceChildren(
     h('h1', {}, 'Market'),
