@@ -48,6 +48,48 @@ async function api(method, p, key, body) {
   return text === '' ? undefined : JSON.parse(text);
 }
 
+// The Market page's leases panel shows the API's leases: its count equals the API's (everyone's for an operator, read
+// page by page) at some moment within 20 s (new leases trade every few seconds, the panel reads every 5 s), and its
+// newest row's GPUs, delivered GPU-hours and payment equal GET /api/exchange/leases/{id} (delivery is metered once a
+// minute, so those are compared until they agree at one moment too).
+async function leasesAgreeWithApi(page, key) {
+  const count = async () => {
+    let n = 0;
+    for (let after = 0; ;) {
+      const p = await api('GET', `/api/exchange/leases?limit=1000&after=${after}`, key);
+      n += p.leases.length;
+      if (p.next === null || p.leases.length === 0) return n;
+      after = p.next;
+    }
+  };
+  let shown = null;
+  let counted = null;
+  for (const until = Date.now() + 20000; Date.now() < until;) {
+    shown = await page.evaluate(() => document.querySelector('[aria-labelledby="leases-h"]')?.dataset.count ?? null);
+    counted = await count();
+    if (shown === String(counted)) break;
+    await page.waitForTimeout(500);
+  }
+  check('the leases panel counts the API\'s leases', shown === String(counted), `panel ${shown}, API ${counted}`);
+  if (counted === 0) return;
+  let row = null;
+  let lease = null;
+  for (const until = Date.now() + 20000; Date.now() < until;) {
+    row = await page.evaluate(() => {
+      const tr = document.querySelector('#leases tbody tr');
+      if (!tr) return null;
+      const v = [...tr.querySelectorAll('td')].map((td) => td.dataset.value ?? td.textContent);
+      return { id: tr.getAttribute('data-lease'), gpus: v[2], delivered: v[5], paid: v[6] };
+    });
+    if (row === null) break;
+    lease = await api('GET', `/api/exchange/leases/${row.id}`, key);
+    if (row.gpus === String(lease.gpus) && row.delivered === String(lease.delivered_gpu_hours) && row.paid === String(lease.paid)) break;
+    await page.waitForTimeout(500);
+  }
+  check('a lease in the panel shows the API\'s GPUs, delivery and payment', row !== null && lease !== null && row.gpus === String(lease.gpus)
+    && row.delivered === String(lease.delivered_gpu_hours) && row.paid === String(lease.paid), `${JSON.stringify(row)} vs ${lease === null ? null : JSON.stringify({ id: lease.id, gpus: lease.gpus, delivered: lease.delivered_gpu_hours, paid: lease.paid })}`);
+}
+
 async function shot(page, name) {
   const file = path.join(out, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
@@ -164,6 +206,7 @@ try {
   await page.waitForSelector('#view[data-ready="true"]', { timeout: 20000 });
   const market = await page.evaluate(() => ({ symbol: document.getElementById('view')?.dataset.symbol, depth: !!document.querySelector('#depth-chart canvas'), candles: !!document.querySelector('#candle-chart canvas'), index: document.querySelectorAll('#index tbody tr').length }));
   check('the market page draws depth and candles for an instrument', !!market.symbol && market.depth && market.candles, JSON.stringify(market));
+  await leasesAgreeWithApi(page, operatorKey);
   await shot(page, 'desktop-market');
 
   await page.getByRole('link', { name: 'Keys' }).click();

@@ -1,5 +1,6 @@
-// Market: one instrument's depth chart, trade tape and candles, the compute price index, and — for a signed-in trader —
-// its trading account, an order form and its open orders with a cancel button each. Data from the exchange's API
+// Market: one instrument's depth chart, trade tape and candles, the compute price index, the signed-in principal's leases
+// and their delivery (operators: everyone's; GET /api/exchange/leases, read again every few seconds), and — for a
+// signed-in trader — its trading account, an order form and its open orders with a cancel button each. Data from the exchange's API
 // (book, trades, candles, index, orders) and its live stream (GET /api/exchange/stream?symbol=, `trade` and `book`
 // events); prices are integer micro-USD, shown exactly.
 
@@ -11,6 +12,7 @@ import { applyTrades, fromApi, type ApiCandle, type ApiTrade, type Candle } from
 import { cumulativeDepth, type DepthLevel } from '../depth';
 import { h } from '../dom';
 import { formatCount } from '../format';
+import { newestRows, readLeases, summarize, type LeasePage } from '../leases';
 import { formatPrice, formatUsd, parseUsd } from '../money';
 import { subscribe } from '../stream';
 
@@ -30,6 +32,12 @@ export function marketPage(root: HTMLElement, scope: string): () => void {
   const candleBox = h('div', { class: 'chart', id: 'candle-chart', role: 'img', 'aria-label': 'Candles: one-minute open, high, low and close' });
   const spread = h('p', { class: 'muted', id: 'spread' });
   const trader = h('section', { class: 'panel', 'aria-labelledby': 'trade-h' });
+  const leasesSummary = h('p', { id: 'leases-summary', class: 'muted', role: 'status' });
+  const leasesBody = h('tbody');
+  const leasesPanel = h('section', { class: 'panel wide', 'aria-labelledby': 'leases-h' },
+    h('h2', { id: 'leases-h' }, scope === 'operator' ? 'Leases (everyone\'s) and their delivery' : 'Your leases and their delivery'), leasesSummary,
+    h('div', { class: 'scroll leases' }, h('table', { id: 'leases', 'aria-describedby': 'leases-summary' },
+      h('thead', {}, h('tr', {}, ...['Lease', 'Instrument', 'GPUs', 'Window (UTC)', 'State', 'Delivered', 'Paid', 'In escrow'].map((c) => h('th', { scope: 'col' }, c)))), leasesBody)));
   root.replaceChildren(
     h('h1', {}, 'Market'),
     h('div', { class: 'toolbar' }, h('label', { for: 'instrument' }, 'Instrument '), select),
@@ -39,6 +47,7 @@ export function marketPage(root: HTMLElement, scope: string): () => void {
       h('section', { class: 'panel', 'aria-labelledby': 'tape-h' }, h('h2', { id: 'tape-h' }, 'Trade tape'),
         h('div', { class: 'scroll tape' }, h('table', { id: 'tape' }, h('thead', {}, h('tr', {}, ...['Time', 'Side', 'Price', 'Qty'].map((c) => h('th', { scope: 'col' }, c)))), tapeBody))),
       trader,
+      leasesPanel,
       h('section', { class: 'panel', 'aria-labelledby': 'index-h' }, h('h2', { id: 'index-h' }, 'Compute price index (24 h VWAP)'),
         h('table', { id: 'index' }, h('thead', {}, h('tr', {}, ...['GPU', 'VWAP', 'Volume', 'Trades'].map((c) => h('th', { scope: 'col' }, c)))), indexBody))));
 
@@ -184,18 +193,47 @@ export function marketPage(root: HTMLElement, scope: string): () => void {
       h('div', { class: 'scroll' }, h('table', { id: 'open-orders' }, h('thead', {}, h('tr', {}, ...['Id', 'Instrument', 'Side', 'Price', 'Remaining', ''].map((c) => h('th', { scope: 'col' }, c)))), ordersBody)));
   }
 
+  // ---- leases: read whole (up to a bound) every few seconds, the newest shown; delivery is metered once a minute
+  const refreshLeases = async (): Promise<void> => {
+    const { leases, more } = await readLeases((after) => get<LeasePage>(`/api/exchange/leases?limit=1000&after=${after}`));
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const s = summarize(leases, now);
+    leasesPanel.dataset.count = String(s.count);
+    leasesPanel.dataset.gpusInDelivery = String(s.gpusInDelivery);
+    leasesSummary.textContent = `${more ? 'At least ' : ''}${formatCount(s.count)} leases; ${formatCount(s.inDelivery)} in delivery now on ${formatCount(s.gpusInDelivery)} GPUs; `
+      + `${formatUsd(s.paid)} paid to providers so far, ${formatUsd(s.escrow)} in escrow.${s.count > LEASE_ROWS ? ` The newest ${LEASE_ROWS} are listed.` : ''}`;
+    leasesBody.replaceChildren(...newestRows(leases, now, LEASE_ROWS).map((r) => h('tr', { 'data-lease': String(r.id) },
+      h('td', {}, String(r.id)), h('td', {}, r.symbol), h('td', { class: 'num', 'data-value': String(r.gpus) }, formatCount(r.gpus)),
+      h('td', {}, `${r.start.slice(5, 16).replace('T', ' ')} – ${r.end.slice(11, 16)}`), h('td', { class: 'state' }, r.state),
+      h('td', { class: 'num', 'data-value': String(r.deliveredGpuHours) }, `${formatCount(r.deliveredGpuHours)} of ${formatCount(r.gpuHours)} GPU-h`),
+      h('td', { class: 'num', 'data-value': r.paid.toString() }, formatUsd(r.paid)), h('td', { class: 'num', 'data-value': r.escrow.toString() }, formatUsd(r.escrow)))));
+  };
+  let leasesBusy = false;
+  const leasesTimer = window.setInterval(() => {
+    if (leasesBusy) return; // a slow read is not stacked under the next
+    leasesBusy = true;
+    refreshLeases().catch((e: unknown) => { leasesSummary.textContent = e instanceof Error ? e.message : String(e); }).finally(() => { leasesBusy = false; });
+  }, LEASES_EVERY_MS);
+  stops.push(() => window.clearInterval(leasesTimer));
+
   void (async () => {
     const page = await get<{ instruments: Instrument[] }>('/api/exchange/instruments?limit=200');
     select.replaceChildren(...page.instruments.map((i) => h('option', { value: i.symbol }, i.symbol)));
     const first = page.instruments[0];
     if (first !== undefined) await open(first.symbol);
-    await Promise.all([loadIndex(), refreshOrders()]);
+    await Promise.all([loadIndex(), refreshOrders(), refreshLeases()]);
     root.dataset.ready = 'true';
   })().catch((e: unknown) => {
     message.textContent = e instanceof Error ? e.message : String(e);
   });
   return () => stops.forEach((s) => s());
 }
+
+/** How many of the newest leases the panel lists. */
+const LEASE_ROWS = 50;
+
+/** How often the leases are read again (ms): their delivery is metered once a minute, new ones trade every few seconds. */
+const LEASES_EVERY_MS = 5_000;
 
 function toChart(c: Candle): { time: UTCTimestamp; open: number; high: number; low: number; close: number } {
   // The chart library plots numbers: dollars for the axis, the labels formatted back to exact micro-USD above.

@@ -277,14 +277,20 @@ public sealed class DemoDriver : IAsyncDisposable
 
     private DemoNode Node(DemoStep step) => DemoWorld.Nodes[step.Pick % DemoWorld.Nodes.Count];
 
-    // A daily forward one step in five, else one of the next three hourly instruments of the node's region.
+    // A daily forward (one of the next three) one step in ten, else one of the next three hourly instruments of the node's
+    // region, the nearest most often (DemoWorld.HourlyIndex): a lease bought for the coming hour is in delivery, and its
+    // GPUs in its site's load, as soon as that hour begins.
     private async Task<(string? Symbol, long Hours)> InstrumentAsync(DemoStep step, CancellationToken ct)
     {
-        bool daily = (step.Pick >> 8) % 5 == 0;
+        bool daily = (step.Pick >> 8) % 10 == 0;
         string[] symbols = await SymbolsAsync(Node(step).Region, daily ? "D" : "H", ct);
         if (symbols.Length == 0) return (null, 0);
-        return (symbols[(step.Pick >> 4) % Math.Min(3, symbols.Length)], daily ? 24 : 1);
+        int index = daily ? (step.Pick >> 4) % Math.Min(3, symbols.Length) : DemoWorld.HourlyIndex(step.Pick, Math.Min(3, symbols.Length));
+        return (symbols[index], daily ? 24 : 1);
     }
+
+    // The GPUs of a compute order, sized to the node its instrument was chosen for (DemoWorld.OrderGpus).
+    private int Gpus(DemoStep step, long hours) => DemoWorld.OrderGpus(Node(step), step.Kind, step.Size, daily: hours > 1);
 
     // Instruments trading now (an hour's listing changes once an hour): read at most once a minute per region and kind.
     private async Task<string[]> SymbolsAsync(string region, string kind, CancellationToken ct)
@@ -309,7 +315,7 @@ public sealed class DemoDriver : IAsyncDisposable
         var (symbol, hours) = await InstrumentAsync(step, ct);
         if (symbol is null) return (DemoOutcome.Declined, null);
         long price = checked(ComputeReference + step.Offset * 10_000L);
-        int gpus = 1 + step.Size % 4;
+        long gpus = Gpus(step, hours);
         DemoAnswer a = await _api.PostAsync("/api/exchange/orders", _cast!.Provider.Key,
             new { instrument = symbol, side = "sell", price, quantity = gpus * hours, time_in_force = "gtt", expires_at = ExpiresAt() }, ct);
         // No free capacity left in that window: the node is sold out there, which the market expects.
@@ -322,7 +328,7 @@ public sealed class DemoDriver : IAsyncDisposable
         var (symbol, hours) = await InstrumentAsync(step, ct);
         if (symbol is null) return (DemoOutcome.Declined, null);
         long price = checked(ComputeReference - 100_000 - step.Offset * 10_000L);
-        return await BuyAsync(_cast!.Buyers[step.Actor], new { instrument = symbol, side = "buy", price, quantity = hours, time_in_force = "gtt", expires_at = ExpiresAt() }, ct);
+        return await BuyAsync(_cast!.Buyers[step.Actor], new { instrument = symbol, side = "buy", price, quantity = Gpus(step, hours) * hours, time_in_force = "gtt", expires_at = ExpiresAt() }, ct);
     }
 
     private async Task<(DemoOutcome, string?)> ComputeLiftAsync(DemoStep step, CancellationToken ct)
@@ -331,7 +337,7 @@ public sealed class DemoDriver : IAsyncDisposable
         if (symbol is null) return (DemoOutcome.Declined, null);
         // Above every ask the provider makes: the lift takes the best one (price-time priority), or nothing is there.
         long price = checked(ComputeReference + 300_000);
-        return await BuyAsync(_cast!.Buyers[step.Actor], new { instrument = symbol, side = "buy", price, quantity = hours * (1 + step.Size % 2), time_in_force = "ioc" }, ct);
+        return await BuyAsync(_cast!.Buyers[step.Actor], new { instrument = symbol, side = "buy", price, quantity = Gpus(step, hours) * hours, time_in_force = "ioc" }, ct);
     }
 
     // A buy; a buyer whose trading account cannot hold it (402) is topped up for the next one.

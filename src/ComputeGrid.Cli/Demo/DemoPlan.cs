@@ -26,7 +26,7 @@ public enum DemoStepKind
 /// <param name="Kind">What it does.</param>
 /// <param name="Actor">Which actor of its kind (an index into that kind's cast).</param>
 /// <param name="Pick">A seeded choice (a node, an instrument, a sentence), taken modulo what there is to choose from.</param>
-/// <param name="Size">A seeded size, 1 … 8 (GPUs, shares in tens, sentences).</param>
+/// <param name="Size">A seeded size, 1 … 8 (units of a node's GPUs, see <see cref="DemoWorld.OrderGpus"/>; shares in fives; sentences).</param>
 /// <param name="Offset">A seeded price offset, 0 … 19 cents.</param>
 public readonly record struct DemoStep(TimeSpan At, DemoStepKind Kind, int Actor, int Pick, int Size, int Offset);
 

@@ -37,14 +37,16 @@ public static class DemoWorld
     public const string Gpu = "H100";
 
     /// <summary>
-    /// The nodes. Three sit at the live sites (ERCOT West in Dallas, CAISO SP-15, JEPX Tokyo); the latency data names no
+    /// The nodes. Three sit at the live sites, GPU halls large enough that their leased GPUs are a visible share of the
+    /// site's 50 MW interconnect (16,384 H100s at 700 W and PUE 1.1 draw 12.6 MW, beside some 44 MW of miners, so miners
+    /// give way to AI load when it is leased); the colocation nodes are small (ERCOT West in Dallas, CAISO SP-15, JEPX Tokyo); the latency data names no
     /// US West region, so the SP-15 node routes as Dallas, the nearest it has. The others run in colocation halls.
     /// </summary>
     public static IReadOnlyList<DemoNode> Nodes { get; } =
     [
-        new("dal-1", "dallas", 40, 4, SiteExamples.Reference, 1024, SharesIssued: true),
-        new("cal-1", "dallas", 44, 4, "caiso-sp15", 1024, SharesIssued: false),
-        new("tok-1", "tokyo", 36, 4, "jepx-tokyo", 1024, SharesIssued: true),
+        new("dal-1", "dallas", 40, 4, SiteExamples.Reference, 16_384, SharesIssued: true),
+        new("cal-1", "dallas", 44, 4, "caiso-sp15", 12_288, SharesIssued: false),
+        new("tok-1", "tokyo", 36, 4, "jepx-tokyo", 8_192, SharesIssued: true),
         new("wdc-1", "washington-dc", 48, 4, null, 64, SharesIssued: false),
         new("fra-1", "frankfurt", 38, 4, null, 64, SharesIssued: true),
         new("lon-1", "london", 42, 4, null, 64, SharesIssued: false),
@@ -73,17 +75,65 @@ public static class DemoWorld
     /// <summary>Each keyed customer's first funding, micro-USD.</summary>
     public const long CustomerFunding = 100_000_000;
 
-    /// <summary>Each buyer's and holder's funding (moved into its trading account), micro-USD; topped up below a fifth of it.</summary>
-    public const long TraderFunding = 5_000_000_000;
+    /// <summary>
+    /// Each buyer's and holder's funding (moved into its trading account), micro-USD; topped up below a fifth of it. A lift
+    /// of a site node's hour holds up to 4,096 GPU-hours × 2.3 USD, so a million dollars carries a buyer through a few
+    /// hundred lifts between top-ups.
+    /// </summary>
+    public const long TraderFunding = 1_000_000_000_000;
 
-    /// <summary>The provider's collateral (each lease reserves its penalty from it), micro-USD.</summary>
-    public const long ProviderCollateral = 50_000_000_000;
+    /// <summary>
+    /// The provider's collateral (each lease reserves its penalty, a fifth of its notional, from it), micro-USD: enough to
+    /// back every GPU of the demo nodes sold at 2.2 USD an hour for the three hourly and three daily instruments it trades.
+    /// </summary>
+    public const long ProviderCollateral = 2_000_000_000_000;
 
     /// <summary>
     /// Shares each share-issuing node issues: few, so that a holder of a handful is owed whole micro-dollars within minutes
     /// of requests that cost a few micro-dollars each (revenue per share is rounded down).
     /// </summary>
     public const long ShareSupply = 200;
+
+    /// <summary>
+    /// The GPUs a compute order of the demo names on <paramref name="node"/>'s instrument, from the step's seeded
+    /// <paramref name="size"/> (1 … 8): for the provider's asks a thirty-second of the node per unit (512 … 4,096 GPUs of
+    /// a 16,384-GPU site node), for a buyer's lift a sixty-fourth per unit (256 … 2,048) and for a resting bid a
+    /// sixty-fourth per unit of 1 … 4; on a daily forward (24 times the hours, paid up front) an eighth of that. At least
+    /// one GPU, never more than the node has.
+    /// </summary>
+    /// <param name="node">The node whose region's instrument the order is on.</param>
+    /// <param name="kind">An ask, a bid or a lift.</param>
+    /// <param name="size">The step's seeded size, 1 … 8.</param>
+    /// <param name="daily">Whether the instrument is a daily forward.</param>
+    /// <exception cref="ArgumentOutOfRangeException">Not a compute order, or a size outside 1 … 8.</exception>
+    public static int OrderGpus(DemoNode node, DemoStepKind kind, int size, bool daily)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(size, 8);
+        int gpus = kind switch
+        {
+            DemoStepKind.ComputeAsk => node.Gpus / 32 * size,
+            DemoStepKind.ComputeLift => node.Gpus / 64 * size,
+            DemoStepKind.ComputeBid => node.Gpus / 64 * (1 + size % 4),
+            _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Not a compute order."),
+        };
+        if (daily) gpus /= 8;
+        return Math.Clamp(gpus, 1, node.Gpus);
+    }
+
+    /// <summary>
+    /// Which of the hourly instruments trading now (nearest delivery first) a compute step takes, from its seeded
+    /// <paramref name="pick"/>: the nearest hour one step in two, the second and third one step in four each, so most
+    /// leases are bought for the coming hour and are in delivery soon after it begins.
+    /// </summary>
+    /// <param name="pick">The step's seeded choice (at least 0).</param>
+    /// <param name="count">How many instruments trade now (at least 1).</param>
+    public static int HourlyIndex(int pick, int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(pick);
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        return Math.Min(count - 1, Math.Max(0, (pick >> 4) % 4 - 1));
+    }
 
     /// <summary>
     /// The live sites of the demo: the three embedded examples, each listing its nodes, so a site's firm GPU load is its

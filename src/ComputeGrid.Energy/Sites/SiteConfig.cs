@@ -134,7 +134,13 @@ public sealed record SiteNodeConfig
     /// <summary>The node's id, as admitted (1–128 characters).</summary>
     public required string Id { get; init; }
 
-    /// <summary>GPUs in the node.</summary>
+    /// <summary>
+    /// The most GPUs one listed node may have: a GPU cluster of a hyperscale hall (65,536 H100s at 700 W are 46 MW); the
+    /// site's interconnect is the real bound, checked against all its nodes at full power.
+    /// </summary>
+    public const int GpusMax = 65_536;
+
+    /// <summary>GPUs in the node (1 … <see cref="GpusMax"/>).</summary>
     public required int Gpus { get; init; }
 
     /// <summary>Power of one busy GPU at the wall (W, before cooling).</summary>
@@ -374,7 +380,7 @@ public static class SiteConfigLoader
             string f = $"nodes[{i}]";
             if (string.IsNullOrEmpty(n.Id) || n.Id.Length > 128) Fail($"{f}.id", "must be 1 to 128 characters.");
             if (!nodeIds.Add(n.Id)) Fail($"{f}.id", $"'{n.Id}' is listed twice.");
-            if (n.Gpus is < 1 or > 1_024) Fail($"{f}.gpus", "must be 1 to 1024.");
+            if (n.Gpus < 1 || n.Gpus > SiteNodeConfig.GpusMax) Fail($"{f}.gpus", $"must be 1 to {SiteNodeConfig.GpusMax}.");
             if (!(n.WattsPerGpu > 0 && n.WattsPerGpu <= 5_000)) Fail($"{f}.wattsPerGpu", "must be in (0, 5000] W.");
             if (!(n.JoulesPer1kTokens >= 0 && n.JoulesPer1kTokens <= 1_000_000)) Fail($"{f}.joulesPer1kTokens", "must be in [0, 1000000] J.");
         }

@@ -69,6 +69,8 @@ public class SiteConfigTests
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"\", \"gpus\": 8, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]", "nodes[0].id")]
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }, { \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]", "nodes[1].id")]
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 0, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]", "nodes[0].gpus")]
+    [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 65537, \"wattsPerGpu\": 1, \"joulesPer1kTokens\": 50 }]", "nodes[0].gpus")] // past GpusMax, however little it draws
+    [InlineData("\"interconnectKw\": 50000", "\"interconnectKw\": 20000, \"nodes\": [{ \"id\": \"hall\", \"gpus\": 32768, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]", "gpus")] // the GPU schedule fits (17.6 MW), one hall of 32,768 H100s (25.2 MW) does not
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 0, \"joulesPer1kTokens\": 50 }]", "nodes[0].wattsPerGpu")]
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": -1 }]", "nodes[0].joulesPer1kTokens")]
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 700 }]", "nodes[0]")] // joulesPer1kTokens is required
@@ -90,6 +92,14 @@ public class SiteConfigTests
         SiteNodeConfig node = Assert.Single(c.Nodes);
         Assert.Equal(("dal-1", 8, 700.0, 50.0), (node.Id, node.Gpus, node.WattsPerGpu, node.JoulesPer1kTokens));
         Assert.Empty(SiteConfigLoader.Parse(ReferenceJson).Nodes);
+    }
+
+    [Fact]
+    public void A_node_of_a_GPU_hall_within_the_interconnect_is_valid()
+    {
+        // 16,384 H100s at 700 W with PUE 1.1: 12.6 MW of the reference site's 50 MW.
+        string json = ReferenceJson.Replace("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"dal-1\", \"gpus\": 16384, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]");
+        Assert.Equal(16_384, Assert.Single(SiteConfigLoader.Parse(json).Nodes).Gpus);
     }
 
     [Fact]
