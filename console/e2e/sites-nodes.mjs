@@ -52,6 +52,13 @@ export async function sitesAndNodesDesktop(page, ctx) {
     const racks = await api('GET', `${base}/miners`, key);
     const drawn = await page.evaluate(() => ({ chart: !!document.querySelector('#power-chart canvas'), racks: document.querySelectorAll('#racks .rack').length, economics: document.querySelectorAll('#economics tbody tr').length }));
     check('one site: the power chart, every rack and the baselines are drawn', drawn.chart && drawn.racks === racks.length && drawn.economics >= 3, JSON.stringify(drawn));
+    // The GPU nodes panel: a row per node the API lists, each with the API's GPUs and inference pool (fixed by the site
+    // file; the leased figures move with the exchange, so they are compared by the unit test of their formatting).
+    const state = await api('GET', base, key);
+    const rows = await page.evaluate(() => [...document.querySelectorAll('#gpu-nodes tbody tr[data-node]')].map((r) => ({
+      id: r.getAttribute('data-node'), gpus: r.children[1]?.textContent, pool: r.children[2]?.textContent })));
+    const expected = state.nodes.map((n) => ({ id: n.node_id, gpus: n.gpus.toLocaleString('en-US'), pool: n.inference_gpus.toLocaleString('en-US') }));
+    check('one site: the GPU nodes panel lists the API\'s nodes with their GPUs and inference pool', JSON.stringify(rows) === JSON.stringify(expected), JSON.stringify(rows));
     await shot(page, 'desktop-site');
   }
 

@@ -27,3 +27,32 @@ export function card(label: string, id: string): { root: HTMLElement; value: HTM
   const note = h('div', { class: 'note' });
   return { root: h('section', { class: 'card', 'aria-labelledby': `${id}-label` }, h('h3', { id: `${id}-label` }, label), value, note), value, note };
 }
+
+/** A table head of column headers. */
+export function tableHead(cols: string[]): HTMLElement {
+  return h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col' }, c))));
+}
+
+/**
+ * Runs `load` now and again `periodMs` after each round ends, until the returned function is called. A failed round
+ * shows its error in `message` (through `describe`, by default the error's message) and the next round tries again; a
+ * round that succeeds clears it.
+ */
+export function refreshEvery(load: () => Promise<void>, message: HTMLElement, periodMs: number, describe: (e: unknown) => string = (e) => (e instanceof Error ? e.message : String(e))): () => void {
+  let stopped = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const round = async (): Promise<void> => {
+    try {
+      await load();
+      message.textContent = '';
+    } catch (e) {
+      message.textContent = describe(e);
+    }
+    if (!stopped) timer = setTimeout(() => void round(), periodMs);
+  };
+  void round();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatEvent, formatMinutes, rackCounts, reasonLabel, stackedSeries, type HistoryPoint, type Rack } from './sites';
+import { formatEvent, formatMinutes, leasedTotals, nextHourLabel, rackCounts, reasonLabel, siteNodeRows, stackedSeries, type HistoryPoint, type Rack, type SiteNode } from './sites';
 
 const point = (minute: number, ai: number, miners: number, curtailed: number, price: number | null): HistoryPoint => ({
   series_time_utc: `2021-08-24T05:${String(minute).padStart(2, '0')}:00Z`, interval: minute / 15, price_usd_per_mwh: price,
@@ -43,5 +43,31 @@ describe('sites', () => {
     const c = rackCounts([rack(0, 'Hashing'), rack(0, 'Hashing'), rack(0, 'Down'), rack(1, 'Sleeping'), rack(1, 'WakingUp'), rack(1, 'Unknown')]);
     expect(c.get(0)).toEqual({ on: 2, waking: 0, off: 0, down: 1, unknown: 0 });
     expect(c.get(1)).toEqual({ on: 0, waking: 1, off: 1, down: 0, unknown: 1 });
+  });
+});
+
+describe('site nodes', () => {
+  const node = (over: Partial<SiteNode> = {}): SiteNode => ({
+    node_id: 'dal-1', gpus: 16_384, inference_gpus: 1_024, leased_gpus: 0, leased_next_hour_gpus: 7_616, next_hour_utc: '2026-12-07T03:00:00+00:00',
+    utilization: 0.25, measured: true, it_kw: 179.2, ...over,
+  });
+
+  it('names the next hour from the API, and nothing when no node was measured', () => {
+    expect(nextHourLabel([node()])).toBe('03:00 UTC');
+    expect(nextHourLabel([node({ next_hour_utc: null }), node({ next_hour_utc: '2026-12-07T23:00:00Z' })])).toBe('23:00 UTC');
+    expect(nextHourLabel([node({ next_hour_utc: null })])).toBe('');
+    expect(nextHourLabel([])).toBe('');
+  });
+
+  it('formats each node with its leased shares and says when one was not measured', () => {
+    expect(siteNodeRows([node()])).toEqual([{ id: 'dal-1', gpus: '16,384', pool: '1,024', leasedNow: '0 (0 %)', leasedNext: '7,616 (46 %)', utilization: '25 %', itKw: 179.2 }]);
+    const [unmeasured] = siteNodeRows([node({ measured: false, leased_gpus: 16_384, next_hour_utc: null })]);
+    expect(unmeasured?.leasedNow).toBe('not measured (counted at full power)');
+    expect(unmeasured?.leasedNext).toBe('—');
+  });
+
+  it('adds the leased GPUs of all nodes, now and next hour', () => {
+    expect(leasedTotals([node({ leased_gpus: 100 }), node({ node_id: 'dal-2', gpus: 64, leased_gpus: 8, leased_next_hour_gpus: 4 })])).toEqual({ now: 108, next: 7_620, gpus: 16_448 });
+    expect(leasedTotals([])).toEqual({ now: 0, next: 0, gpus: 0 });
   });
 });

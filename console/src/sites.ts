@@ -172,3 +172,54 @@ export function rackCounts(racks: readonly Rack[]): Map<number, Record<RackState
   }
   return out;
 }
+
+/** A GPU node of a live site as GET /api/energy/sites/{name} lists it (its measured load at the last decided interval). */
+export interface SiteNode {
+  node_id: string;
+  gpus: number;
+  inference_gpus: number;
+  leased_gpus: number;
+  leased_next_hour_gpus: number;
+  next_hour_utc: string | null;
+  utilization: number;
+  measured: boolean;
+  it_kw: number;
+}
+
+/** A node as the site page's GPU panel shows it. */
+export interface SiteNodeRow {
+  id: string;
+  gpus: string;
+  pool: string;
+  leasedNow: string;
+  leasedNext: string;
+  utilization: string;
+  itKw: number;
+}
+
+/** The hour a node's "next hour" figure is for, `HH:00 UTC`, or an empty string when it was not measured. */
+export function nextHourLabel(nodes: readonly SiteNode[]): string {
+  const at = nodes.find((n) => n.next_hour_utc !== null)?.next_hour_utc;
+  const m = at === undefined || at === null ? null : /T(\d{2}):/.exec(at);
+  return m === null ? '' : `${m[1]}:00 UTC`;
+}
+
+/** The GPU panel's rows: counts with thousands separators, the share of each node's GPUs leased now and next hour. */
+export function siteNodeRows(nodes: readonly SiteNode[]): SiteNodeRow[] {
+  const n = (x: number): string => x.toLocaleString('en-US');
+  const share = (x: number, of: number): string => (of > 0 ? ` (${Math.round((100 * x) / of)} %)` : '');
+  return nodes.map((x) => ({
+    id: x.node_id,
+    gpus: n(x.gpus),
+    pool: n(x.inference_gpus),
+    leasedNow: x.measured ? n(x.leased_gpus) + share(x.leased_gpus, x.gpus) : 'not measured (counted at full power)',
+    leasedNext: x.next_hour_utc === null ? '—' : n(x.leased_next_hour_gpus) + share(x.leased_next_hour_gpus, x.gpus),
+    utilization: `${Math.round(100 * x.utilization)} %`,
+    itKw: x.it_kw,
+  }));
+}
+
+/** GPUs leased now and for the next hour over all of a site's nodes. */
+export function leasedTotals(nodes: readonly SiteNode[]): { now: number; next: number; gpus: number } {
+  return nodes.reduce((t, x) => ({ now: t.now + x.leased_gpus, next: t.next + x.leased_next_hour_gpus, gpus: t.gpus + x.gpus }), { now: 0, next: 0, gpus: 0 });
+}

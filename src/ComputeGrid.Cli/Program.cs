@@ -48,6 +48,8 @@ var serve = new Command("serve", "Run the ComputeGrid server: ledger, exchange, 
 serve.SetAction(async (pr, ct) =>
 {
     if (!(pr.GetValue(siteSpeed) is > 0 and <= 1_000_000)) return CliDefaults.Fail("--site-speed must be in (0, 1000000]");
+    // --seed seeds the demo actors' plan; without --demo nothing would use it, so a mistyped command line says so.
+    if (!pr.GetValue(demo) && pr.GetResult(demoSeed) is { Implicit: false }) return CliDefaults.Fail("--seed applies only with --demo (the seed of the demo actors' plan)");
     DateTime? start = null;
     if (pr.GetValue(siteStart) is { } startText && !BacktestCommand.TryParseUtc(startText, out start)) return CliDefaults.Fail($"--site-start '{startText}' is not a UTC date or time");
     var liveSites = new List<ComputeGrid.Server.Energy.LiveSiteOptions>();
@@ -138,6 +140,7 @@ serve.SetAction(async (pr, ct) =>
     if (!demoFleet)
     {
         await app.WaitForShutdownAsync();
+        ComputeGrid.Cli.Ops.ServerAddressFile.RemoveIfOurs(options.DataDirectory, bound.ApiUrl);
         await app.DisposeAsync();
         return Environment.ExitCode; // non-zero when the server stopped itself (a store found corrupt while serving)
     }
@@ -160,6 +163,7 @@ serve.SetAction(async (pr, ct) =>
         options.DataDirectory, pr.GetValue(demoSeed), ComputeGrid.Cli.Demo.DemoRates.Default, app.Services.GetRequiredService<TimeProvider>(),
         app.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("ComputeGrid.Demo"), app.Lifetime.ApplicationStopping))
         await app.WaitForShutdownAsync();
+    ComputeGrid.Cli.Ops.ServerAddressFile.RemoveIfOurs(options.DataDirectory, bound.ApiUrl);
     await app.DisposeAsync();
     return Environment.ExitCode;
 });

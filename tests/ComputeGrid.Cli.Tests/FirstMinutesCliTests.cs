@@ -102,4 +102,11 @@ public sealed class FirstMinutesCliTests : IDisposable
         backtest = OneErrorLine(await CliRunner.RunAsync("backtest", "ercot-west-reference", "--from", "2021-12-20", "--to", "2022-02-01"));
         Assert.Contains("--to 2022-02-01T00:00Z is outside the data", backtest);
     }
+
+    [Fact]
+    public async Task A_demo_seed_without_the_demo_is_one_line_not_silently_ignored()
+    {
+        string serve = OneErrorLine(await CliRunner.RunAsync("serve", "--urls", "http://127.0.0.1:0", "--node-urls", "", "--data-dir", Path.Combine(_dir, "data"), "--seed", "7"));
+        Assert.Contains("--seed applies only with --demo", serve);
+    }
 }

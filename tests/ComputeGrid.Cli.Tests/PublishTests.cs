@@ -201,10 +201,14 @@ public sealed class PublishTests(PublishedCli cli, ITestOutputHelper log)
             Assert.Equal("no_node_available", error.GetProperty("code").GetString());
             Assert.Equal("server_error", error.GetProperty("type").GetString());
 
+            // While it serves, the data folder names its address for the operator commands; a clean stop removes it.
+            string addressFile = Path.Combine(dataDir, "server-url.txt");
+            Assert.Equal(url, File.ReadAllText(addressFile).Trim());
             Process.Start("kill", ["-TERM", p.Id.ToString()])!.WaitForExit();
             using var stopped = new CancellationTokenSource(TimeSpan.FromSeconds(30));
             await p.WaitForExitAsync(stopped.Token);
             Assert.True(p.ExitCode == 0, $"exit {p.ExitCode}: {await stderr}");
+            Assert.False(File.Exists(addressFile), "server-url.txt outlived the server");
             await rest;
         }
         finally

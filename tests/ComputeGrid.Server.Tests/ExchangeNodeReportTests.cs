@@ -26,13 +26,8 @@ public sealed class ExchangeNodeReportTests : IDisposable
             var seed = await TestServer.SeedExchangeAsync(op, ("H100", "frankfurt"));
             long node = seed.Nodes[("H100", "frankfurt")];
             // The hour from 11:00 to 12:00: 2 GPUs at $2.00 an hour.
-            var page = await op.GetJsonAsync("/api/exchange/instruments?gpu=H100&region=frankfurt&kind=H&limit=10");
-            string symbol = page.GetProperty("instruments").EnumerateArray().Single(i => i.GetProperty("delivery_start").GetString() == "2026-12-07T11:00:00Z")
-                .GetProperty("symbol").GetString()!;
+            var (symbol, leaseId) = await TestServer.LeaseHourAsync(op, seed, "frankfurt", "2026-12-07T11:00:00Z", gpus: 2, price: 2_000_000);
             Assert.True((await op.GetJsonAsync($"/api/exchange/instruments/{symbol}")).GetProperty("trading").GetBoolean());
-            await ApiTestHelpers.OkAsync(await seed.Provider.Http.PostSnakeAsync("/api/exchange/orders", new { instrument = symbol, side = "sell", price = 2_000_000, quantity = 2 }));
-            var buy = await ApiTestHelpers.OkAsync(await seed.Buyer.Http.PostSnakeAsync("/api/exchange/orders", new { instrument = symbol, side = "buy", price = 2_000_000, quantity = 2 }));
-            long leaseId = buy.GetProperty("fills")[0].GetProperty("lease_id").GetInt64();
             var delivery = new { from = "2026-12-07T11:00:00Z", to = "2026-12-07T12:00:00Z" };
             string leaseBefore = await op.GetStringAsync($"/api/exchange/leases/{leaseId}");
             string nodeBefore = await op.GetStringAsync($"/api/exchange/nodes/{node}");

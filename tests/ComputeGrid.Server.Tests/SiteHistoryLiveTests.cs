@@ -130,6 +130,34 @@ public class SiteHistoryLiveTests
     }
 
     [Fact]
+    public async Task A_small_rack_already_running_does_not_hide_that_the_gpus_left_no_room_for_a_big_one()
+    {
+        // Two S21s in racks of one (3.5 kW) and twenty S19 XPs in racks of ten (about 30 kW) beside 70 kW of GPUs; the
+        // interconnect leaves the miners 32 kW of IT: the S21s run, no S19 XP rack fits. An S21 rack would fit the 25 kW
+        // left, but both are on already: the S19 XPs are held off for the AI load, not by the limits.
+        var clock = new FakeTimeProvider(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        double pue = SiteExamples.Load(SiteExamples.Reference).Pue;
+        var site = OnFakeClock(clock, c => c with
+        {
+            Gpus = [],
+            Nodes = [new SiteNodeConfig { Id = "gpu-1", Gpus = 100, WattsPerGpu = 700, JoulesPer1kTokens = 1 }],
+            Miners = [new MinerFleetConfig { Model = "Antminer S21", Count = 2 }, new MinerFleetConfig { Model = "Antminer S19 XP", Count = 20 }],
+            InterconnectKw = pue * (70 + 32),
+        });
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            await site.StepAsync(cts.Token);
+            await StepIntervalsAsync(site, clock, 4, cts.Token);
+            SiteHistoryPoint[] points = site.History.Points(10);
+            Assert.Equal(2, points[^1].MinersOn); // the S21s
+            Assert.All(points.Where(p => p.MinersOn == 2), p => Assert.Equal(SiteCurtailmentReason.AiLoad, p.Reason));
+            Assert.Equal(SiteCurtailmentReason.AiLoad, site.History.Events(1).Single().Reason);
+        }
+        finally { await site.DisposeAsync(); }
+    }
+
+    [Fact]
     public void The_rings_keep_only_their_capacity_and_an_event_spans_consecutive_intervals_of_one_reason()
     {
         var history = new SiteHistory();

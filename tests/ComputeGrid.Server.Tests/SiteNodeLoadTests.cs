@@ -41,9 +41,11 @@ public sealed class SiteNodeLoadTests
                 app.Services.GetRequiredService<InferenceHost>().Gateway.Registry, new FakeTimeProvider(now));
             SiteNodeConfig node = new() { Id = nodeId, Gpus = 8, WattsPerGpu = 700, JoulesPer1kTokens = 50 };
             SiteNodeConfig stranger = new() { Id = "not-admitted", Gpus = 4, WattsPerGpu = 400, JoulesPer1kTokens = 50 };
-            Assert.Equal([new NodeLoadSample(0, 0), new NodeLoadSample(0, 0)], await At(start.AddMinutes(-1)).MeasureAsync([node, stranger], CancellationToken.None));
-            Assert.Equal([new NodeLoadSample(3, 0), new NodeLoadSample(0, 0)], await At(start.AddMinutes(30)).MeasureAsync([node, stranger], CancellationToken.None));
-            Assert.Equal(new NodeLoadSample(0, 0), (await At(end).MeasureAsync([node], CancellationToken.None))[0]);
+            // A minute before its hour the lease is sold for the next hour, not delivered; within it, delivered.
+            Assert.Equal([new NodeLoadSample(0, 0, true, 3, start), new NodeLoadSample(0, 0, true, 0, start)], await At(start.AddMinutes(-1)).MeasureAsync([node, stranger], CancellationToken.None));
+            Assert.Equal([new NodeLoadSample(3, 0, true, 0, end), new NodeLoadSample(0, 0, true, 0, end)], await At(start.AddMinutes(30)).MeasureAsync([node, stranger], CancellationToken.None));
+            Assert.Equal(new NodeLoadSample(0, 0, true, 0, end.AddHours(1)), (await At(end).MeasureAsync([node], CancellationToken.None))[0]);
+            Assert.Equal(new NodeLoadSample(0, 0, true, 3, start), (await At(start.AddHours(-1)).MeasureAsync([node], CancellationToken.None))[0]);
 
             // A live site whose miners fill its interconnect beside that node: 998.25 kW at PUE 1.1 is 907.5 kW of IT power,
             // 260 S21s of 3.5 kW. Idle, the node leaves room for 259 miners (906.5 kW); with 3 GPUs leased (2.1 kW) for 258.
@@ -75,6 +77,8 @@ public sealed class SiteNodeLoadTests
             Assert.Equal(0, idle.LeasedGpus);
             Assert.Equal(0, idle.AiFacilityKw);
             Assert.Equal(259, idle.Groups[0].TargetMiners);
+            // The lease is sold for the coming hour: the state shows it coming, and its GPUs are not load yet.
+            Assert.Equal((3, (DateTimeOffset?)start, 8), (idle.Nodes[0].LeasedNextHourGpus, idle.Nodes[0].NextHourUtc, idle.Nodes[0].InferenceGpus));
 
             LiveSiteState busy = await DecideOnceAsync(leased: true);
             Assert.Equal(3, busy.LeasedGpus);
@@ -98,5 +102,37 @@ public sealed class SiteNodeLoadTests
             op.Dispose();
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    // Measures fixed samples, one per node, in order.
+    private sealed class FixedNodes(params NodeLoadSample[] samples) : ISiteNodes
+    {
+        public ValueTask<NodeLoadSample[]> MeasureAsync(IReadOnlyList<SiteNodeConfig> nodes, CancellationToken cancellationToken) => ValueTask.FromResult(samples);
+
+        public void PublishPower(string nodeId, in NodePowerState state) { }
+    }
+
+    [Fact]
+    public async Task A_request_running_takes_its_share_of_the_nodes_inference_pool_not_of_the_GPUs_it_leases_out()
+    {
+        // Three halls of 16,384 H100s at 700 W: one with an inference pool of 1,024 GPUs and nothing leased, one with the
+        // same pool and 16,000 GPUs leased (384 left to serve), one with no pool named (all its GPUs serve).
+        SiteNodeConfig Hall(string id, int? pool) => new() { Id = id, Gpus = 16_384, InferenceGpus = pool, WattsPerGpu = 700, JoulesPer1kTokens = 50 };
+        SiteConfig config = SiteExamples.Load(SiteExamples.Reference) with { Name = "halls", Gpus = [], Nodes = [Hall("pool", 1_024), Hall("leased", 1_024), Hall("all", null)], InterconnectKw = 80_000 };
+        var replay = new FakeTimeProvider(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        await using LiveSite site = LiveSite.Start(new LiveSiteOptions
+        {
+            Config = config, Speed = 1, StartUtc = new DateTime(2021, 8, 24, 5, 0, 0, DateTimeKind.Utc),
+            Simulator = new MinerFleetSimulatorOptions { Seed = 3 },
+        }, replay);
+        // One request of a node's four running (a quarter), and a full node.
+        site.Attach(new FixedNodes(new NodeLoadSample(0, 0.25), new NodeLoadSample(16_000, 1.0), new NodeLoadSample(0, 0.25)));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await site.StepAsync(cts.Token);
+        LiveNodeLoad[] nodes = [.. site.State.Nodes];
+        Assert.Equal(256 * 0.7, nodes[0].ItKw, 6);           // a quarter of the pool
+        Assert.Equal(16_384 * 0.7, nodes[1].ItKw, 6);        // 16,000 leased + the 384 left, all serving
+        Assert.Equal(4_096 * 0.7, nodes[2].ItKw, 6);         // no pool named: a quarter of the hall
+        Assert.Equal([1_024, 1_024, 16_384], nodes.Select(n => n.InferenceGpus));
     }
 }

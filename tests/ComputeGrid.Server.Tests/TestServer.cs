@@ -148,6 +148,20 @@ public static class TestServer
     }
 
     /// <summary>
+    /// Leases <paramref name="gpus"/> GPUs of <paramref name="region"/>'s H100 hour starting at <paramref name="hourUtc"/>
+    /// (as the API writes it, e.g. <c>2026-12-07T11:00:00Z</c>) at <paramref name="price"/> micro-USD a GPU-hour: the
+    /// seed's provider asks, its buyer takes it. Returns the instrument's symbol and the lease's id.
+    /// </summary>
+    public static async Task<(string Symbol, long Lease)> LeaseHourAsync(HttpClient op, ExchangeSeed seed, string region, string hourUtc, long gpus, long price)
+    {
+        JsonElement page = await op.GetJsonAsync($"/api/exchange/instruments?gpu=H100&region={region}&kind=H&limit=10");
+        string symbol = page.GetProperty("instruments").EnumerateArray().Single(i => i.GetProperty("delivery_start").GetString() == hourUtc).GetProperty("symbol").GetString()!;
+        await ApiTestHelpers.OkAsync(await seed.Provider.Http.PostSnakeAsync("/api/exchange/orders", new { instrument = symbol, side = "sell", price, quantity = gpus }));
+        JsonElement buy = await ApiTestHelpers.OkAsync(await seed.Buyer.Http.PostSnakeAsync("/api/exchange/orders", new { instrument = symbol, side = "buy", price, quantity = gpus }));
+        return (symbol, buy.GetProperty("fills")[0].GetProperty("lease_id").GetInt64());
+    }
+
+    /// <summary>
     /// Starts <c>computegrid serve</c> as a child process and waits until it answers /healthz. Port 0 (the default) lets
     /// the kernel pick the port; the child prints the address it bound, which is returned.
     /// </summary>

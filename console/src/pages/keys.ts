@@ -3,7 +3,7 @@
 // own principal's keys; nobody else's.
 
 import { ApiError, del, get, post } from '../api';
-import { h } from '../dom';
+import { h, tableHead } from '../dom';
 
 interface KeyView { key_id: string; name: string; scopes: string[]; created: string; revoked: string | null; last_used: string | null }
 
@@ -17,7 +17,7 @@ export function keysPage(root: HTMLElement): () => void {
   root.replaceChildren(h('h1', {}, 'API keys'),
     h('p', { class: 'muted' }, 'Keys of the signed-in principal. A new key is shown once: copy it now.'),
     form, secret, message,
-    h('div', { class: 'scroll' }, h('table', { id: 'keys' }, h('thead', {}, h('tr', {}, ...['Name', 'Id', 'Scopes', 'Created', 'Last used', ''].map((c) => h('th', { scope: 'col' }, c)))), body)));
+    h('div', { class: 'scroll' }, h('table', { id: 'keys' }, tableHead(['Name', 'Id', 'Scopes', 'Created', 'Last used', '']), body)));
 
   const refresh = async (): Promise<void> => {
     const list = await get<{ keys: KeyView[] }>('/api/keys');

@@ -10,7 +10,7 @@ import 'uplot/dist/uPlot.min.css';
 import { ApiError, del, get, post } from '../api';
 import { applyTrades, fromApi, type ApiCandle, type ApiTrade, type Candle } from '../candles';
 import { cumulativeDepth, type DepthLevel } from '../depth';
-import { h } from '../dom';
+import { h, tableHead } from '../dom';
 import { formatCount } from '../format';
 import { newestRows, readLeases, summarize, type LeasePage } from '../leases';
 import { formatPrice, formatUsd, parseUsd } from '../money';
@@ -37,7 +37,7 @@ export function marketPage(root: HTMLElement, scope: string): () => void {
   const leasesPanel = h('section', { class: 'panel wide', 'aria-labelledby': 'leases-h' },
     h('h2', { id: 'leases-h' }, scope === 'operator' ? 'Leases (everyone\'s) and their delivery' : 'Your leases and their delivery'), leasesSummary,
     h('div', { class: 'scroll leases' }, h('table', { id: 'leases', 'aria-describedby': 'leases-summary' },
-      h('thead', {}, h('tr', {}, ...['Lease', 'Instrument', 'GPUs', 'Window (UTC)', 'State', 'Delivered', 'Paid', 'In escrow'].map((c) => h('th', { scope: 'col' }, c)))), leasesBody)));
+      tableHead(['Lease', 'Instrument', 'GPUs', 'Window (UTC)', 'State', 'Delivered', 'Paid', 'In escrow']), leasesBody)));
   root.replaceChildren(
     h('h1', {}, 'Market'),
     h('div', { class: 'toolbar' }, h('label', { for: 'instrument' }, 'Instrument '), select),
@@ -45,11 +45,11 @@ export function marketPage(root: HTMLElement, scope: string): () => void {
       h('section', { class: 'panel', 'aria-labelledby': 'depth-h' }, h('h2', { id: 'depth-h' }, 'Depth'), depthBox, spread),
       h('section', { class: 'panel', 'aria-labelledby': 'candles-h' }, h('h2', { id: 'candles-h' }, 'Candles (1 m)'), candleBox),
       h('section', { class: 'panel', 'aria-labelledby': 'tape-h' }, h('h2', { id: 'tape-h' }, 'Trade tape'),
-        h('div', { class: 'scroll tape' }, h('table', { id: 'tape' }, h('thead', {}, h('tr', {}, ...['Time', 'Side', 'Price', 'Qty'].map((c) => h('th', { scope: 'col' }, c)))), tapeBody))),
+        h('div', { class: 'scroll tape' }, h('table', { id: 'tape' }, tableHead(['Time', 'Side', 'Price', 'Qty']), tapeBody))),
       trader,
       leasesPanel,
       h('section', { class: 'panel', 'aria-labelledby': 'index-h' }, h('h2', { id: 'index-h' }, 'Compute price index (24 h VWAP)'),
-        h('table', { id: 'index' }, h('thead', {}, h('tr', {}, ...['GPU', 'VWAP', 'Volume', 'Trades'].map((c) => h('th', { scope: 'col' }, c)))), indexBody))));
+        h('table', { id: 'index' }, tableHead(['GPU', 'VWAP', 'Volume', 'Trades']), indexBody))));
 
   // ---- charts
   const candleChart: IChartApi = createChart(candleBox, { height: 260, layout: { background: { color: 'transparent' }, textColor: '#cbd5e1' }, grid: { vertLines: { color: '#1e293b' }, horzLines: { color: '#1e293b' } }, timeScale: { timeVisible: true } });
@@ -190,7 +190,7 @@ export function marketPage(root: HTMLElement, scope: string): () => void {
       })();
     });
     trader.replaceChildren(h('h2', { id: 'trade-h' }, 'Trade'), account, form, message,
-      h('div', { class: 'scroll' }, h('table', { id: 'open-orders' }, h('thead', {}, h('tr', {}, ...['Id', 'Instrument', 'Side', 'Price', 'Remaining', ''].map((c) => h('th', { scope: 'col' }, c)))), ordersBody)));
+      h('div', { class: 'scroll' }, h('table', { id: 'open-orders' }, tableHead(['Id', 'Instrument', 'Side', 'Price', 'Remaining', '']), ordersBody)));
   }
 
   // ---- leases: read whole (up to a bound) every few seconds, the newest shown; delivery is metered once a minute

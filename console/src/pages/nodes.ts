@@ -6,7 +6,7 @@
 // state is shown to operators and providers.
 
 import { ApiError, get } from '../api';
-import { h } from '../dom';
+import { h, refreshEvery, tableHead } from '../dom';
 import { formatCount, formatPower, shortHash } from '../format';
 import { formatRtt, latencyMatrix, type LatencyView } from '../latency';
 import { formatUsd } from '../money';
@@ -54,24 +54,7 @@ function powerText(p: SitePower | null): string {
 
 const health = (n: NodeView): string => (n.failed ? 'failed' : n.healthy ? 'healthy' : 'unhealthy');
 
-function every(load: () => Promise<void>, message: HTMLElement): () => void {
-  let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const round = async (): Promise<void> => {
-    try {
-      await load();
-      message.textContent = '';
-    } catch (e) {
-      message.textContent = e instanceof Error ? e.message : String(e);
-    }
-    if (!stopped) timer = setTimeout(() => void round(), REFRESH_MS);
-  };
-  void round();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
-}
+const every = (load: () => Promise<void>, message: HTMLElement): (() => void) => refreshEvery(load, message, REFRESH_MS);
 
 function fleetPage(root: HTMLElement): () => void {
   const message = h('p', { id: 'nodes-message', role: 'status' });
@@ -79,7 +62,7 @@ function fleetPage(root: HTMLElement): () => void {
   const matrixHead = h('thead');
   const matrixBody = h('tbody');
   const snapshot = h('p', { class: 'muted' });
-  const th = (cols: string[]): HTMLElement => h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col' }, c))));
+  const th = tableHead;
   root.replaceChildren(h('h1', {}, 'Nodes'), message,
     h('section', { class: 'panel', 'aria-labelledby': 'fleet-h' }, h('h2', { id: 'fleet-h' }, 'Fleet'),
       h('div', { class: 'scroll' }, h('table', { id: 'node-list' },
@@ -119,7 +102,7 @@ function nodePage(root: HTMLElement, id: string): () => void {
   const verify = h('button', { type: 'button', id: 'verify-reports', 'aria-label': "Verify the node's signed reports in this browser" }, 'Verify');
   const tamper = h('input', { type: 'checkbox', id: 'tamper' });
   const result = h('p', { id: 'verify-result', role: 'status', 'aria-live': 'polite' });
-  const th = (cols: string[]): HTMLElement => h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col' }, c))));
+  const th = tableHead;
   root.replaceChildren(h('p', {}, h('a', { href: '#/nodes' }, '← All nodes')), h('h1', {}, `Node ${id}`), message, facts,
     h('section', { class: 'panel wide', 'aria-labelledby': 'reports-h' }, h('h2', { id: 'reports-h' }, 'Signed epoch reports'),
       h('p', { class: 'muted' }, "Each report is hashed (SHA-256 over its canonical bytes), signed by the node's Ed25519 key and chained to the one before. Verify checks them here, with WebCrypto: nothing is sent anywhere."),

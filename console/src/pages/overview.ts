@@ -2,7 +2,7 @@
 // this page is a field of the latest event, formatted; the page computes none of them. The sample's seq is shown (and
 // kept in data-seq) so a reader, or a test, can match the page against the API at the same sample.
 
-import { h, card, setFigure } from '../dom';
+import { card, h, setFigure, tableHead } from '../dom';
 import { formatCount, formatPower, shortHash } from '../format';
 import { formatPrice, formatUsd } from '../money';
 import type { Overview } from '../overview-types';
@@ -27,7 +27,7 @@ export function overviewPage(root: HTMLElement): () => void {
   const sitesBody = h('tbody');
   const sites = h('section', { class: 'wide', 'aria-labelledby': 'sites-h' }, h('h2', { id: 'sites-h' }, 'Power by site'),
     h('div', { class: 'scroll' }, h('table', { id: 'sites-table' },
-      h('thead', {}, h('tr', {}, ...['Site', 'Replayed time', 'Price', 'GPUs', 'Miners', 'Facility', 'Interconnect', 'State'].map((c) => h('th', { scope: 'col' }, c)))),
+      tableHead(['Site', 'Replayed time', 'Price', 'GPUs', 'Miners', 'Facility', 'Interconnect', 'State']),
       sitesBody)));
   const grid = h('div', { class: 'cards' });
   root.replaceChildren(

@@ -6,10 +6,10 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { ApiError, get } from '../api';
-import { h, setFigure } from '../dom';
+import { h, refreshEvery, setFigure, tableHead } from '../dom';
 import { formatCount, formatPower } from '../format';
 import { formatUsd } from '../money';
-import { formatEvent, rackCounts, rackState, reasonLabel, stackedSeries, utcMinute, type Rack, type SiteEvents, type SiteHistory } from '../sites';
+import { formatEvent, leasedTotals, nextHourLabel, rackCounts, rackState, reasonLabel, siteNodeRows, stackedSeries, utcMinute, type Rack, type SiteEvents, type SiteHistory, type SiteNode } from '../sites';
 
 interface Group {
   model: string; miners: number; racks: number; target_miners: number; machines_running: number; hashrate_ths: number; power_kw: number; breakeven_usd_per_mwh: number;
@@ -25,7 +25,7 @@ interface SiteState {
   name: string; market: string; series_time_utc: string; speed: number; interval: number; intervals: number; last_price_usd_per_mwh: number | null;
   emergency: boolean; peak_guard_active: boolean; ai_facility_kw: number; miner_facility_kw: number; facility_kw: number; interconnect_kw: number;
   curtailed_miner_kw: number; miners_down: number; groups: Group[]; economics: Economics; baselines?: Baseline[];
-  nodes: { node_id: string; gpus: number; leased_gpus: number; utilization: number; it_kw: number }[];
+  nodes: SiteNode[];
 }
 interface Pnl {
   intervals: number; ai_revenue_micro_usd: number; mining_revenue_micro_usd: number; mining_revenue_satoshis: number; energy_cost_micro_usd: number;
@@ -36,30 +36,22 @@ const REFRESH_MS = 3000;
 const price = (p: number | null): string => (p === null ? '—' : `$${p.toFixed(2)}/MWh`);
 const enc = encodeURIComponent;
 
+// The GPUs card's note: what is leased now and what is sold for the next hour, over the site's nodes.
+function gpuNote(nodes: SiteNode[]): string {
+  if (nodes.length === 0) return 'from the site file\'s schedule';
+  const t = leasedTotals(nodes);
+  const next = nextHourLabel(nodes);
+  return `${t.now.toLocaleString('en-US')} of ${t.gpus.toLocaleString('en-US')} leased now${next === '' ? '' : ` · ${t.next.toLocaleString('en-US')} from ${next}`}`;
+}
+
 /** Renders #/sites or, with a name, #/sites/{name}; returns the function that stops its refreshing. */
 export function sitesPage(root: HTMLElement, name: string | null): () => void {
   return name === null ? listPage(root) : sitePage(root, name);
 }
 
-// Refreshes with `load` every REFRESH_MS until stopped; an error is shown in `message` and the next round tries again.
-function every(load: () => Promise<void>, message: HTMLElement): () => void {
-  let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const round = async (): Promise<void> => {
-    try {
-      await load();
-      message.textContent = '';
-    } catch (e) {
-      message.textContent = e instanceof ApiError && e.status === 403 ? 'Sites are shown to operators and providers (read scope).' : e instanceof Error ? e.message : String(e);
-    }
-    if (!stopped) timer = setTimeout(() => void round(), REFRESH_MS);
-  };
-  void round();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
-}
+// Refreshes with `load` every REFRESH_MS until stopped (dom.refreshEvery); a 403 says who may see sites.
+const every = (load: () => Promise<void>, message: HTMLElement): (() => void) =>
+  refreshEvery(load, message, REFRESH_MS, (e) => (e instanceof ApiError && e.status === 403 ? 'Sites are shown to operators and providers (read scope).' : e instanceof Error ? e.message : String(e)));
 
 function listPage(root: HTMLElement): () => void {
   const body = h('tbody');
@@ -67,7 +59,7 @@ function listPage(root: HTMLElement): () => void {
   root.replaceChildren(h('h1', {}, 'Sites'),
     h('p', { class: 'muted' }, 'Live hybrid sites: GPUs served first, miners run while they pay, curtailed on price, 4CP risk, emergencies and AI load.'), message,
     h('div', { class: 'scroll' }, h('table', { id: 'site-list' },
-      h('thead', {}, h('tr', {}, ...['Site', 'Market', 'Replayed time', 'Price', 'GPUs', 'Miners', 'Curtailed', 'Interconnect', 'Value so far'].map((c) => h('th', { scope: 'col' }, c)))), body)));
+      tableHead(['Site', 'Market', 'Replayed time', 'Price', 'GPUs', 'Miners', 'Curtailed', 'Interconnect', 'Value so far']), body)));
   return every(async () => {
     const sites = await get<SiteState[]>('/api/energy/sites');
     body.replaceChildren(...sites.map((s) => h('tr', { 'data-site': s.name },
@@ -86,16 +78,22 @@ function sitePage(root: HTMLElement, name: string): () => void {
   const latest = h('div', { class: 'cards', id: 'site-latest' });
   const chartBox = h('div', { class: 'chart', id: 'power-chart', role: 'img', 'aria-label': 'Power split over time: GPUs, miners and curtailed miners stacked, in kW, and the power price in USD per MWh' });
   const groupsBody = h('tbody');
+  const gpuBody = h('tbody');
+  const gpuHead = tableHead(['Node', 'GPUs', 'Inference pool', 'Leased now', 'Leased next hour', 'Inference busy', 'IT power']);
+  const nextHourTh = gpuHead.querySelectorAll('th')[4];
   const racksBox = h('div', { class: 'racks', id: 'racks', role: 'list', 'aria-label': 'Racks by state' });
   const eventsBody = h('tbody');
   const economicsBody = h('tbody');
   const pnlBody = h('tbody');
-  const th = (cols: string[]): HTMLElement => h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col' }, c))));
+  const th = tableHead;
   root.replaceChildren(
     h('p', {}, h('a', { href: '#/sites' }, '← All sites')),
     h('h1', {}, `Site ${name}`), headline, message, latest,
     h('div', { class: 'market' },
       h('section', { class: 'panel wide-panel', 'aria-labelledby': 'power-h' }, h('h2', { id: 'power-h' }, 'Power split and price'), chartBox),
+      h('section', { class: 'panel', 'aria-labelledby': 'gpu-nodes-h' }, h('h2', { id: 'gpu-nodes-h' }, 'GPU nodes'),
+        h('div', { class: 'scroll' }, h('table', { id: 'gpu-nodes' }, gpuHead, gpuBody)),
+        h('p', { class: 'muted' }, 'Leased GPUs are firm load while their hour is delivered; leases sold for the next hour (the exchange\'s clock) are load known to come. Inference runs on the pool, a request taking its share of it.')),
       h('section', { class: 'panel', 'aria-labelledby': 'groups-h' }, h('h2', { id: 'groups-h' }, 'Miners'),
         h('div', { class: 'scroll' }, h('table', { id: 'groups' }, th(['Model', 'Miners', 'Decided on', 'Running', 'Racks on / waking / off / down', 'Power', 'Hash rate', 'Breakeven']), groupsBody)),
         racksBox, h('p', { class: 'muted legend' }, h('span', { class: 'rack on' }), ' on ', h('span', { class: 'rack waking' }), ' waking ',
@@ -156,12 +154,19 @@ function sitePage(root: HTMLElement, name: string): () => void {
       latest.append(
         fig('Interval', 'site-interval', utcMinute(last.series_time_utc), last.interval, last.reason === null ? 'whole fleet on' : `held off: ${reasonLabel(last.reason)}`),
         fig('Price known', 'site-price', price(last.price_usd_per_mwh), last.price_usd_per_mwh),
-        fig('GPUs', 'site-ai', formatPower(last.ai_kw), last.ai_kw),
+        fig('GPUs', 'site-ai', formatPower(last.ai_kw), last.ai_kw, gpuNote(s.nodes)),
         fig('Miners', 'site-miners', formatPower(last.miner_kw), last.miner_kw, `${formatCount(last.miners_on)} machines on`),
         fig('Curtailed', 'site-curtailed', formatPower(last.curtailed_kw), last.curtailed_kw),
         fig('Interconnect', 'site-interconnect', formatPower(s.interconnect_kw), s.interconnect_kw, `facility ${formatPower(s.facility_kw)} now`));
     }
     draw(history);
+
+    const next = nextHourLabel(s.nodes);
+    if (nextHourTh !== undefined) nextHourTh.textContent = next === '' ? 'Leased next hour' : `Leased from ${next}`;
+    gpuBody.replaceChildren(...siteNodeRows(s.nodes).map((r) => h('tr', { 'data-node': r.id },
+      h('th', { scope: 'row' }, h('a', { href: `#/nodes/${enc(r.id)}` }, r.id)), h('td', { class: 'num' }, r.gpus), h('td', { class: 'num' }, r.pool),
+      h('td', { class: 'num' }, r.leasedNow), h('td', { class: 'num' }, r.leasedNext), h('td', { class: 'num' }, r.utilization), h('td', { class: 'num', 'data-value': String(r.itKw) }, formatPower(r.itKw)))));
+    if (s.nodes.length === 0) gpuBody.append(h('tr', {}, h('td', { colspan: '7', class: 'muted' }, 'This site lists no GPU node: its GPU load follows the site file\'s schedule.')));
 
     const counts = rackCounts(racks);
     groupsBody.replaceChildren(...s.groups.map((g, i) => {

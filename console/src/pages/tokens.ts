@@ -10,7 +10,7 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { ApiError, get, post } from '../api';
 import { parseApiTime } from '../candles';
-import { h } from '../dom';
+import { h, tableHead } from '../dom';
 import { formatCount } from '../format';
 import { formatUsd } from '../money';
 import { ProofPanel } from './proof-panel';
@@ -24,7 +24,7 @@ interface Entitlement {
 }
 interface Claim { node: number; amount_micro_usd: number; owed_before_micro_usd: number; transfer_id: string; account: string }
 
-const columns = (...names: string[]): HTMLElement => h('thead', {}, h('tr', {}, ...names.map((c) => h('th', { scope: 'col' }, c))));
+const columns = (...names: string[]): HTMLElement => tableHead(names);
 
 /** Renders #/tokens (no node) or #/tokens/{node}; returns the function that stops its chart. */
 export function tokensPage(root: HTMLElement, scope: string, arg: string | null | undefined): () => void {

@@ -7,7 +7,7 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { ApiError, get } from '../api';
 import { parseApiTime } from '../candles';
-import { card, h, setFigure } from '../dom';
+import { card, h, setFigure, tableHead } from '../dom';
 import { formatCount } from '../format';
 import { formatUsd } from '../money';
 import { dailySeries, type UsagePage, type UsageRequest } from '../usage';
@@ -33,7 +33,7 @@ export function usagePage(root: HTMLElement, scope: string): () => void {
     h('section', { class: 'panel', 'aria-labelledby': 'usage-days-h' }, h('h2', { id: 'usage-days-h' }, 'Per day (UTC)'), chartBox),
     h('section', { class: 'panel wide', 'aria-labelledby': 'usage-table-h' }, h('h2', { id: 'usage-table-h' }, 'Requests, newest first'),
       h('div', { class: 'scroll' }, h('table', { id: 'usage-table' },
-        h('thead', {}, h('tr', {}, ...['Time (UTC)', 'Model', 'Node', 'Tokens', 'Cost', 'Fee', 'Paid by', 'Transfer'].map((c) => h('th', { scope: 'col' }, c)))), body)),
+        tableHead(['Time (UTC)', 'Model', 'Node', 'Tokens', 'Cost', 'Fee', 'Paid by', 'Transfer']), body)),
       more));
 
   let plot: uPlot | null = null;

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using ComputeGrid.Exchange.Instruments;
 using Microsoft.Extensions.Logging;
 
 namespace ComputeGrid.Cli.Demo;
@@ -56,6 +57,9 @@ public sealed class DemoDriver : IAsyncDisposable
     private readonly SemaphoreSlim _slots = new(InFlightMax, InFlightMax);
     private readonly Dictionary<(string Region, string Kind), (DateTimeOffset At, string[] Symbols)> _instruments = [];
     private readonly Lock _instrumentsLock = new();
+    // GPUs the provider has asked for on each hourly instrument, against its offered share (DemoWorld.OfferedShare).
+    private readonly Dictionary<string, long> _offered = [];
+    private readonly Lock _offeredLock = new();
     private DemoCast? _cast;
     private DemoX402Payer? _payer;
     private Task _run = Task.CompletedTask;
@@ -316,11 +320,36 @@ public sealed class DemoDriver : IAsyncDisposable
         if (symbol is null) return (DemoOutcome.Declined, null);
         long price = checked(ComputeReference + step.Offset * 10_000L);
         long gpus = Gpus(step, hours);
+        if (hours == 1 && !TryOffer(symbol, Node(step).Region, gpus)) return (DemoOutcome.Declined, null); // the hour's share is on offer
         DemoAnswer a = await _api.PostAsync("/api/exchange/orders", _cast!.Provider.Key,
             new { instrument = symbol, side = "sell", price, quantity = gpus * hours, time_in_force = "gtt", expires_at = ExpiresAt() }, ct);
+        if (!a.Ok && hours == 1) TryOffer(symbol, Node(step).Region, -gpus); // not on offer after all
         // No free capacity left in that window: the node is sold out there, which the market expects.
         if (a.Status == 409) return (DemoOutcome.Declined, null);
         return a.Ok ? (DemoOutcome.Done, null) : (DemoOutcome.Failed, a.Reason);
+    }
+
+    // Counts `gpus` more asked on an hourly instrument unless that passes the hour's offered share of the region's GPUs
+    // (a negative count takes an ask back). What was offered is kept in memory: a restarted demo may offer an hour's share
+    // once more. Hours that have begun are forgotten.
+    private bool TryOffer(string symbol, string region, long gpus)
+    {
+        if (!InstrumentSymbol.TryParse(symbol, out InstrumentSymbol? key)) return false;
+        DateTimeOffset hour = DateTimeOffset.FromUnixTimeMilliseconds(key.DeliveryStart / 1_000_000);
+        long cap = (long)(DemoWorld.OfferedShare(_seed, region, hour) * DemoWorld.RegionGpus(region));
+        lock (_offeredLock)
+        {
+            long asked = _offered.GetValueOrDefault(symbol);
+            if (gpus > 0 && asked + gpus > cap) return false;
+            _offered[symbol] = Math.Max(0, asked + gpus);
+            if (_offered.Count > 64)
+            {
+                DateTimeOffset now = _time.GetUtcNow();
+                foreach (string old in _offered.Keys.Where(k => InstrumentSymbol.TryParse(k, out InstrumentSymbol? o) && o.DeliveryStart / 1_000_000 < now.ToUnixTimeMilliseconds()).ToArray())
+                    _offered.Remove(old);
+            }
+            return true;
+        }
     }
 
     private async Task<(DemoOutcome, string?)> ComputeBidAsync(DemoStep step, CancellationToken ct)

@@ -37,10 +37,11 @@ public static class DemoWorld
     public const string Gpu = "H100";
 
     /// <summary>
-    /// The nodes. Three sit at the live sites, GPU halls large enough that their leased GPUs are a visible share of the
-    /// site's 50 MW interconnect (16,384 H100s at 700 W and PUE 1.1 draw 12.6 MW, beside some 44 MW of miners, so miners
-    /// give way to AI load when it is leased); the colocation nodes are small (ERCOT West in Dallas, CAISO SP-15, JEPX Tokyo); the latency data names no
-    /// US West region, so the SP-15 node routes as Dallas, the nearest it has. The others run in colocation halls.
+    /// The nodes. Three sit at the live sites (ERCOT West in Dallas, CAISO SP-15, JEPX Tokyo): GPU halls large enough that
+    /// their leased GPUs are a visible share of the site's 50 MW interconnect (16,384 H100s at 700 W and PUE 1.1 draw
+    /// 12.6 MW, beside some 44 MW of miners, so miners give way to AI load when it is leased), each with an inference pool
+    /// of <see cref="SiteInferenceGpus"/> beside the GPUs it leases. The latency data names no US West region, so the SP-15
+    /// node routes as Dallas, the nearest it has. The others are small and run in colocation halls.
     /// </summary>
     public static IReadOnlyList<DemoNode> Nodes { get; } =
     [
@@ -52,6 +53,12 @@ public static class DemoWorld
         new("lon-1", "london", 42, 4, null, 64, SharesIssued: false),
         new("syd-1", "sydney", 46, 4, null, 64, SharesIssued: false),
     ];
+
+    /// <summary>
+    /// The GPUs of a site node that serve its inference (<see cref="SiteNodeConfig.InferenceGpus"/>): a request running on
+    /// one of the four model slots takes a quarter of them (256 H100s, some 180 kW), not a quarter of the hall.
+    /// </summary>
+    public const int SiteInferenceGpus = 1_024;
 
     /// <summary>Customers paying with their keys, one per region they send from.</summary>
     public static IReadOnlyList<DemoCustomer> Customers { get; } =
@@ -122,6 +129,30 @@ public static class DemoWorld
     }
 
     /// <summary>
+    /// The share of <paramref name="region"/>'s GPUs the provider offers for the hour that begins at
+    /// <paramref name="hourStart"/>, 35 … 95 %, drawn from the seed and the hour: a provider keeps some capacity back, more
+    /// in some hours than others, so the leased load at a site (and the miners beside it) moves from hour to hour rather
+    /// than every hour selling out.
+    /// </summary>
+    /// <param name="seed">The demo's seed.</param>
+    /// <param name="region">The instrument's region.</param>
+    /// <param name="hourStart">The delivery hour's start.</param>
+    public static double OfferedShare(int seed, string region, DateTimeOffset hourStart)
+    {
+        ArgumentNullException.ThrowIfNull(region);
+        ulong x = unchecked((ulong)(uint)seed * 0x9E3779B97F4A7C15UL + (ulong)(hourStart.ToUnixTimeSeconds() / 3600) * 0xBF58476D1CE4E5B9UL);
+        foreach (char c in region) x = unchecked((x ^ c) * 0x100000001B3UL);
+        // SplitMix64's finalizer: every bit of the inputs moves the result.
+        x = unchecked((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL);
+        x = unchecked((x ^ (x >> 27)) * 0x94D049BB133111EBUL);
+        x ^= x >> 31;
+        return 0.35 + 0.60 * ((x >> 11) / (double)(1UL << 53));
+    }
+
+    /// <summary>The GPUs the demo's nodes in <paramref name="region"/> list together.</summary>
+    public static int RegionGpus(string region) => Nodes.Where(n => n.Region == region).Sum(n => n.Gpus);
+
+    /// <summary>
     /// Which of the hourly instruments trading now (nearest delivery first) a compute step takes, from its seeded
     /// <paramref name="pick"/>: the nearest hour one step in two, the second and third one step in four each, so most
     /// leases are bought for the coming hour and are in delivery soon after it begins.
@@ -145,7 +176,7 @@ public static class DemoWorld
         foreach (string name in SiteExamples.ThreeMarkets)
         {
             SiteConfig example = SiteExamples.Load(name);
-            SiteNodeConfig[] nodes = [.. Nodes.Where(n => n.Site == name).Select(n => new SiteNodeConfig { Id = n.Id, Gpus = n.Gpus, WattsPerGpu = 700, JoulesPer1kTokens = 50 })];
+            SiteNodeConfig[] nodes = [.. Nodes.Where(n => n.Site == name).Select(n => new SiteNodeConfig { Id = n.Id, Gpus = n.Gpus, InferenceGpus = Math.Min(SiteInferenceGpus, n.Gpus), WattsPerGpu = 700, JoulesPer1kTokens = 50 })];
             sites.Add(example with { Nodes = nodes, Description = example.Description + " Demo: its GPUs are the nodes " + string.Join(", ", nodes.Select(n => n.Id)) + "." });
         }
         return sites;

@@ -49,8 +49,8 @@ internal sealed record ServerTarget(string Url, string UrlSource, string? Key, s
 
 /// <summary>
 /// <c>DATA/server-url.txt</c>: the API address the last <c>serve</c> on a data folder bound (port 0 included), written
-/// when it starts, so that the operator commands find it without <c>--url</c>. It may be stale (the server stopped);
-/// the error then names the file.
+/// when it starts and removed when it stops cleanly, so that the operator commands find it without <c>--url</c>. It may
+/// be stale (the server was killed); the error then names the file.
 /// </summary>
 internal static class ServerAddressFile
 {
@@ -69,6 +69,19 @@ internal static class ServerAddressFile
             // A convenience for the CLI, not a fact the server needs: say so and serve on.
             Console.Error.WriteLine($"warning: cannot write {PathIn(dataDirectory)}: {e.Message}");
         }
+    }
+
+    /// <summary>
+    /// Removes the file when a server stops cleanly, if it still holds that server's address (another <c>serve</c> on the
+    /// same folder since then keeps its own). A server killed outright leaves it, stale; the operator commands then name it.
+    /// </summary>
+    public static void RemoveIfOurs(string dataDirectory, string apiUrl)
+    {
+        try
+        {
+            if (Read(dataDirectory) == apiUrl) File.Delete(PathIn(dataDirectory));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     /// <summary>The address written in the data folder, or null when there is none.</summary>

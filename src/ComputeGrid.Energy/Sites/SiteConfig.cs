@@ -143,6 +143,14 @@ public sealed record SiteNodeConfig
     /// <summary>GPUs in the node (1 … <see cref="GpusMax"/>).</summary>
     public required int Gpus { get; init; }
 
+    /// <summary>
+    /// The GPUs that serve the node's inference (1 … <see cref="Gpus"/>; null: all of them): a request running takes its
+    /// share of these (requests running ÷ the node's request capacity × these), never of GPUs leased out. A hall of
+    /// thousands of GPUs leased by the hour with a small inference pool beside them names the pool here, so one request
+    /// is not counted as a quarter of the hall.
+    /// </summary>
+    public int? InferenceGpus { get; init; }
+
     /// <summary>Power of one busy GPU at the wall (W, before cooling).</summary>
     public required double WattsPerGpu { get; init; }
 
@@ -381,6 +389,7 @@ public static class SiteConfigLoader
             if (string.IsNullOrEmpty(n.Id) || n.Id.Length > 128) Fail($"{f}.id", "must be 1 to 128 characters.");
             if (!nodeIds.Add(n.Id)) Fail($"{f}.id", $"'{n.Id}' is listed twice.");
             if (n.Gpus < 1 || n.Gpus > SiteNodeConfig.GpusMax) Fail($"{f}.gpus", $"must be 1 to {SiteNodeConfig.GpusMax}.");
+            if (n.InferenceGpus is { } inference && (inference < 1 || inference > n.Gpus)) Fail($"{f}.inferenceGpus", $"must be 1 to the node's {n.Gpus} GPUs.");
             if (!(n.WattsPerGpu > 0 && n.WattsPerGpu <= 5_000)) Fail($"{f}.wattsPerGpu", "must be in (0, 5000] W.");
             if (!(n.JoulesPer1kTokens >= 0 && n.JoulesPer1kTokens <= 1_000_000)) Fail($"{f}.joulesPer1kTokens", "must be in [0, 1000000] J.");
         }

@@ -107,11 +107,21 @@ public sealed record LiveSitePower(long PriceMicroUsdPerMwh, bool PeakHour, bool
 /// <param name="LeasedGpus">GPUs in leases being delivered (exchange).</param>
 /// <param name="Utilization">Its inference utilization, 0 … 1 (requests running ÷ capacity).</param>
 /// <param name="Measured">False when it could not be measured and was counted at full power.</param>
-/// <param name="ItKw">Its IT load: (leased + utilization × the other GPUs) × watts per GPU, kW.</param>
+/// <param name="ItKw">Its IT load: (leased + utilization × the GPUs serving inference: the others, at most its inference pool) × watts per GPU, kW.</param>
 /// <param name="MilliJoulesPer1kTokens">The energy per 1,000 tokens the router prices it with, cooling included (mJ).</param>
 /// <param name="PowerCostNanoUsdPer1kTokens">Its marginal power cost per 1,000 tokens at the published price (nano-USD).</param>
 public sealed record LiveNodeLoad(string NodeId, int Gpus, int LeasedGpus, double Utilization, bool Measured, double ItKw,
-    long MilliJoulesPer1kTokens, long PowerCostNanoUsdPer1kTokens);
+    long MilliJoulesPer1kTokens, long PowerCostNanoUsdPer1kTokens)
+{
+    /// <summary>The GPUs that serve its inference (site file; all of them when it names no pool).</summary>
+    public int InferenceGpus { get; init; }
+
+    /// <summary>GPUs in leases sold for the next whole hour (<see cref="NextHourUtc"/>, the exchange's clock): load already known to come.</summary>
+    public int LeasedNextHourGpus { get; init; }
+
+    /// <summary>The start of the next whole hour on the exchange's clock when it was measured; null when not measured.</summary>
+    public DateTimeOffset? NextHourUtc { get; init; }
+}
 
 /// <summary>One miner group of a live site.</summary>
 /// <param name="Model">The miner model.</param>
@@ -383,8 +393,10 @@ public sealed class LiveSite : IAsyncDisposable
             SiteNodeConfig n = _nodeConfigs[i];
             NodeLoadSample x = samples[i];
             int leased = Math.Clamp(x.LeasedGpus, 0, n.Gpus);
-            // Leased GPUs are reserved for their buyer; inference runs on the others. An unmeasured node draws its full power.
-            double busy = x.Measured ? leased + Math.Clamp(x.Utilization, 0, 1) * (n.Gpus - leased) : n.Gpus;
+            // Leased GPUs are reserved for their buyer; inference runs on the others, up to the node's inference pool. An
+            // unmeasured node draws its full power.
+            int serving = Math.Min(n.InferenceGpus ?? n.Gpus, n.Gpus - leased);
+            double busy = x.Measured ? leased + Math.Clamp(x.Utilization, 0, 1) * serving : n.Gpus;
             _nodeSamples[i] = x with { LeasedGpus = leased };
             _nodeKw[i] = busy * n.WattsPerGpu / 1000.0;
         }
@@ -471,7 +483,7 @@ public sealed class LiveSite : IAsyncDisposable
     }
 
     // Why miners are off in interval t (null: the whole fleet runs): a declared emergency; else the GPUs' load, when the
-    // interconnect's headroom beside it has no room for one more rack; else the controller's reason (price or 4CP
+    // interconnect's headroom beside it has no room for one more of the racks that are off; else the controller's reason (price or 4CP
     // risk); else the hard limits (ramp, whole racks, racks that did not answer). The controller names no reason when
     // the interconnect bound it, and prices a partly fitting unit, so the interconnect is read here first.
     private SiteCurtailmentReason? Why(int t, double minerKw, double fleetKw)
@@ -479,8 +491,10 @@ public sealed class LiveSite : IAsyncDisposable
         SiteProblem p = _site.Problem;
         if (minerKw >= fleetKw - 1e-9) return null;
         if (p.Emergency[t] || _controller.LastReason == CurtailmentReason.Emergency) return SiteCurtailmentReason.Emergency;
-        double rackKw = double.MaxValue; // racks are what the site commands
-        for (int g = 0; g < p.Groups.Length; g++) if (p.Groups[g].Count > 0) rackKw = Math.Min(rackKw, RackKw(g));
+        // Racks are what the site commands: the smallest rack still off. A group running whole has no rack to add, so its
+        // racks, however small, do not say that the GPUs left room.
+        double rackKw = double.MaxValue;
+        for (int g = 0; g < p.Groups.Length; g++) if (_previous[g] < p.Groups[g].Count) rackKw = Math.Min(rackKw, RackKw(g));
         if (minerKw + rackKw > p.MinerHeadroomKw(t) + 1e-9) return SiteCurtailmentReason.AiLoad;
         return _controller.LastReason switch
         {
@@ -568,7 +582,10 @@ public sealed class LiveSite : IAsyncDisposable
             Baselines = _baselines.Results(),
             Nodes = [.. _nodeConfigs.Select((n, i) => new LiveNodeLoad(n.Id, n.Gpus, _nodeSamples[i].LeasedGpus, Math.Round(_nodeSamples[i].Utilization, 4),
                 _nodeSamples[i].Measured, Math.Round(_nodeKw[i], 3), MilliJoules(n),
-                _power is { } pw ? new NodePowerState(Name, pw.PriceMicroUsdPerMwh, MilliJoules(n), 0, 0, PowerFlags.None).PowerCostNanoUsdPer1kTokens : 0))],
+                _power is { } pw ? new NodePowerState(Name, pw.PriceMicroUsdPerMwh, MilliJoules(n), 0, 0, PowerFlags.None).PowerCostNanoUsdPer1kTokens : 0)
+            {
+                InferenceGpus = n.InferenceGpus ?? n.Gpus, LeasedNextHourGpus = _nodeSamples[i].LeasedNextHourGpus, NextHourUtc = _nodeSamples[i].NextHour,
+            })],
         };
         return new Published(state, racks);
     }

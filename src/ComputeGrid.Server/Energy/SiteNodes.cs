@@ -11,7 +11,11 @@ namespace ComputeGrid.Server.Energy;
 /// <param name="LeasedGpus">GPUs of the node in leases being delivered now (0 … the node's GPUs).</param>
 /// <param name="Utilization">The node's inference utilization, 0 … 1: requests running ÷ its capacity.</param>
 /// <param name="Measured">False when the node could not be measured (the exchange was unavailable): it then counts at full power.</param>
-public readonly record struct NodeLoadSample(int LeasedGpus, double Utilization, bool Measured = true);
+/// <param name="LeasedNextHourGpus">GPUs of the node in leases sold for the next whole hour (<paramref name="NextHour"/>): the
+/// firm load the exchange already knows is coming. Shown, not planned with: a site replaying its prices faster than real
+/// time has no interval that is that hour.</param>
+/// <param name="NextHour">The start of the next whole UTC hour on the exchange's clock; null when not measured.</param>
+public readonly record struct NodeLoadSample(int LeasedGpus, double Utilization, bool Measured = true, int LeasedNextHourGpus = 0, DateTimeOffset? NextHour = null);
 
 /// <summary>
 /// The nodes a live site lists, as the rest of the system knows them: their measured load (for the site's firm GPU load)
@@ -37,20 +41,24 @@ public interface ISiteNodes
 /// <param name="time">The clock leases are delivered on (the server's).</param>
 public sealed class ServerSiteNodes(ExchangeHost exchange, TrustStore trust, NodeRegistry registry, TimeProvider time) : ISiteNodes
 {
+    private const long NsPerHour = 3_600_000_000_000L;
+
     /// <inheritdoc />
     public async ValueTask<NodeLoadSample[]> MeasureAsync(IReadOnlyList<SiteNodeConfig> nodes, CancellationToken cancellationToken)
     {
         long now = checked(time.GetUtcNow().ToUnixTimeMilliseconds() * 1_000_000L); // the exchange's Unix ns
+        long next = checked(now - now % NsPerHour + NsPerHour);
         long[] exchangeIds = [.. nodes.Select(n => trust.FindNode(n.Id) is { Revoked: null } a ? (long)a.Principal : 0L)];
-        Dictionary<long, int>? leased = null;
+        Dictionary<long, int>? leased = null, leasedNext = null;
         if (exchangeIds.Any(id => id != 0))
         {
-            try { leased = await exchange.ReadAsync(sm => LeasedNow(sm, now), cancellationToken); }
+            try { (leased, leasedNext) = await exchange.ReadAsync(sm => (LeasedNow(sm, now), LeasedNow(sm, next)), cancellationToken); }
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 leased = null; // a stopped exchange: the nodes count at full power below, so the interconnect still holds
             }
         }
+        DateTimeOffset nextHour = DateTimeOffset.FromUnixTimeMilliseconds(next / 1_000_000);
         var samples = new NodeLoadSample[nodes.Count];
         for (int i = 0; i < samples.Length; i++)
         {
@@ -60,7 +68,8 @@ public sealed class ServerSiteNodes(ExchangeHost exchange, TrustStore trust, Nod
                 utilization = Math.Min(1.0, Math.Max(s.Inflight, s.ReportedInflight) / (double)s.Capacity);
             bool measured = exchangeIds[i] == 0 || leased is not null;
             int gpus = measured ? Math.Min(node.Gpus, leased?.GetValueOrDefault(exchangeIds[i]) ?? 0) : node.Gpus;
-            samples[i] = new NodeLoadSample(gpus, utilization, measured);
+            int nextGpus = Math.Min(node.Gpus, leasedNext?.GetValueOrDefault(exchangeIds[i]) ?? 0);
+            samples[i] = new NodeLoadSample(gpus, utilization, measured, nextGpus, measured ? nextHour : null);
         }
         return samples;
     }

@@ -72,6 +72,8 @@ public class SiteConfigTests
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 65537, \"wattsPerGpu\": 1, \"joulesPer1kTokens\": 50 }]", "nodes[0].gpus")] // past GpusMax, however little it draws
     [InlineData("\"interconnectKw\": 50000", "\"interconnectKw\": 20000, \"nodes\": [{ \"id\": \"hall\", \"gpus\": 32768, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]", "gpus")] // the GPU schedule fits (17.6 MW), one hall of 32,768 H100s (25.2 MW) does not
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 0, \"joulesPer1kTokens\": 50 }]", "nodes[0].wattsPerGpu")]
+    [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"inferenceGpus\": 0, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]", "nodes[0].inferenceGpus")]
+    [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"inferenceGpus\": 9, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]", "nodes[0].inferenceGpus")] // more than the node has
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": -1 }]", "nodes[0].joulesPer1kTokens")]
     [InlineData("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"a\", \"gpus\": 8, \"wattsPerGpu\": 700 }]", "nodes[0]")] // joulesPer1kTokens is required
     [InlineData("\"interconnectKw\": 50000", "\"interconnectKw\": 20000, \"nodes\": [{ \"id\": \"big-0\", \"gpus\": 1024, \"wattsPerGpu\": 5000, \"joulesPer1kTokens\": 50 }, { \"id\": \"big-1\", \"gpus\": 1024, \"wattsPerGpu\": 5000, \"joulesPer1kTokens\": 50 }, { \"id\": \"big-2\", \"gpus\": 1024, \"wattsPerGpu\": 5000, \"joulesPer1kTokens\": 50 }, { \"id\": \"big-3\", \"gpus\": 1024, \"wattsPerGpu\": 5000, \"joulesPer1kTokens\": 50 }]", "gpus")] // the GPU schedule fits (17.6 MW), the nodes (22.5 MW) do not
@@ -100,6 +102,15 @@ public class SiteConfigTests
         // 16,384 H100s at 700 W with PUE 1.1: 12.6 MW of the reference site's 50 MW.
         string json = ReferenceJson.Replace("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"dal-1\", \"gpus\": 16384, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]");
         Assert.Equal(16_384, Assert.Single(SiteConfigLoader.Parse(json).Nodes).Gpus);
+    }
+
+    [Fact]
+    public void A_node_may_name_its_inference_pool_and_without_one_all_its_GPUs_serve()
+    {
+        string json = ReferenceJson.Replace("\"pue\": 1.10", "\"pue\": 1.10, \"nodes\": [{ \"id\": \"dal-1\", \"gpus\": 16384, \"inferenceGpus\": 1024, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }, { \"id\": \"dal-2\", \"gpus\": 8, \"wattsPerGpu\": 700, \"joulesPer1kTokens\": 50 }]");
+        var nodes = SiteConfigLoader.Parse(json).Nodes;
+        Assert.Equal(1_024, nodes[0].InferenceGpus);
+        Assert.Null(nodes[1].InferenceGpus);
     }
 
     [Fact]

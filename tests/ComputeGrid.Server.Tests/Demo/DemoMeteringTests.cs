@@ -25,16 +25,8 @@ public sealed class DemoMeteringTests : IDisposable
             var seed = await TestServer.SeedExchangeAsync(op, ("H100", "frankfurt"));
             long node = seed.Nodes[("H100", "frankfurt")];
             // Two leases of 2 GPUs at $2.00 an hour: 11:00-12:00 and 12:00-13:00.
-            var page = await op.GetJsonAsync("/api/exchange/instruments?gpu=H100&region=frankfurt&kind=H&limit=10");
             long[] leases = new long[2];
-            for (int h = 0; h < 2; h++)
-            {
-                string hour = $"2026-12-07T{11 + h}:00:00Z";
-                string symbol = page.GetProperty("instruments").EnumerateArray().Single(i => i.GetProperty("delivery_start").GetString() == hour).GetProperty("symbol").GetString()!;
-                await ApiTestHelpers.OkAsync(await seed.Provider.Http.PostSnakeAsync("/api/exchange/orders", new { instrument = symbol, side = "sell", price = 2_000_000, quantity = 2 }));
-                var buy = await ApiTestHelpers.OkAsync(await seed.Buyer.Http.PostSnakeAsync("/api/exchange/orders", new { instrument = symbol, side = "buy", price = 2_000_000, quantity = 2 }));
-                leases[h] = buy.GetProperty("fills")[0].GetProperty("lease_id").GetInt64();
-            }
+            for (int h = 0; h < 2; h++) leases[h] = (await TestServer.LeaseHourAsync(op, seed, "frankfurt", $"2026-12-07T{11 + h}:00:00Z", gpus: 2, price: 2_000_000)).Lease;
             using var api = new DemoApi(new HttpClient { BaseAddress = op.BaseAddress });
             var metering = new DemoMetering(api, TestServer.OperatorKey(_dir), new DemoActor("provider", seed.Provider.Id, seed.Provider.Key, null), clock);
 

@@ -73,4 +73,22 @@ public sealed class DemoWorldTests
             24L * DemoWorld.OrderGpus(n, DemoStepKind.ComputeLift, 8, daily: true)));
         Assert.True(DemoWorld.TraderFunding / 5 >= 10 * checked(largest * LiftPrice), $"a lift of {largest} GPU-hours");
     }
+
+    [Fact]
+    public void The_provider_offers_a_seeded_share_of_a_regions_GPUs_that_moves_from_hour_to_hour()
+    {
+        Assert.Equal(16_384 + 12_288, DemoWorld.RegionGpus("dallas"));
+        Assert.Equal(0, DemoWorld.RegionGpus("mars"));
+        var midnight = new DateTimeOffset(2026, 12, 7, 0, 0, 0, TimeSpan.Zero);
+        double[] day = [.. Enumerable.Range(0, 48).Select(h => DemoWorld.OfferedShare(1, "dallas", midnight.AddHours(h)))];
+        Assert.All(day, x => Assert.InRange(x, 0.35, 0.95));
+        Assert.True(day.Max() - day.Min() > 0.3, $"shares {day.Min():F2} … {day.Max():F2}");
+        Assert.True(day.Distinct().Count() == day.Length); // every hour its own
+        // The same seed, region and hour give the same share (a restart offers the same hours); another seed or region does not.
+        Assert.Equal(day[5], DemoWorld.OfferedShare(1, "dallas", midnight.AddHours(5)));
+        Assert.NotEqual(day[5], DemoWorld.OfferedShare(2, "dallas", midnight.AddHours(5)));
+        Assert.NotEqual(day[5], DemoWorld.OfferedShare(1, "tokyo", midnight.AddHours(5)));
+        // Within the hour, the share is the hour's.
+        Assert.Equal(day[5], DemoWorld.OfferedShare(1, "dallas", midnight.AddHours(5).AddMinutes(59)));
+    }
 }

@@ -50,6 +50,19 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
         return PrometheusText.Parse(body);
     }
 
+    // ASP.NET Core records a request's duration after its response is sent, so a scrape right after an answer may not count
+    // it yet: scrapes until `counted` holds (or 30 s pass; the assertions then say what is missing).
+    private async Task<PrometheusText> ScrapeUntilAsync(Func<PrometheusText, bool> counted)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            PrometheusText scrape = await ScrapeAsync();
+            if (counted(scrape) || DateTime.UtcNow > deadline) return scrape;
+            await Task.Delay(20);
+        }
+    }
+
     private static async Task PlaceAsync(Party trader, string symbol, string side) =>
         await ApiTestHelpers.OkAsync(await trader.Http.PostSnakeAsync("/api/exchange/orders",
             new { instrument = symbol, side, price = 2_000_000, quantity = 1, time_in_force = "gtc" }));
@@ -73,11 +86,13 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
         }
         await _app.Services.GetRequiredService<InferenceHost>().Gateway.Settler.IdleAsync(); // captures follow the answers
         await _anonymous.GetJsonAsync($"/api/exchange/instruments/{symbol}");
-        PrometheusText after = await ScrapeAsync();
-
-        double Delta(string name, params (string, string)[] labels) => after.Sum(name, labels) - before.Sum(name, labels);
         // Requests per route template, never per raw path.
         const string Requests = "http_server_request_duration_seconds_count";
+        PrometheusText after = await ScrapeUntilAsync(a => a.Sum(Requests, ("http_route", "/api/exchange/instruments/{symbol}")) - before.Sum(Requests, ("http_route", "/api/exchange/instruments/{symbol}")) >= 1
+            && a.Sum(Requests, ("http_route", "/v1/embeddings")) - before.Sum(Requests, ("http_route", "/v1/embeddings")) >= 3
+            && a.Sum(Requests, ("http_route", "/api/exchange/orders")) - before.Sum(Requests, ("http_route", "/api/exchange/orders")) >= 2);
+
+        double Delta(string name, params (string, string)[] labels) => after.Sum(name, labels) - before.Sum(name, labels);
         Assert.Equal(2, Delta(Requests, ("http_route", "/api/exchange/orders"), ("http_request_method", "POST"), ("http_response_status_code", "200")));
         Assert.Equal(3, Delta(Requests, ("http_route", "/v1/embeddings"), ("http_request_method", "POST"), ("http_response_status_code", "200")));
         Assert.Equal(1, Delta(Requests, ("http_route", "/api/exchange/instruments/{symbol}")));
@@ -120,7 +135,8 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
         Party provider = await TestServer.NewProviderAsync(_op, "nosy");
         await ApiTestHelpers.AssertProblemAsync(await provider.Http.GetAsync("/metrics"), HttpStatusCode.Forbidden);
         // The refusals are counted too, under the route's template.
-        PrometheusText scrape = await ScrapeAsync();
+        PrometheusText scrape = await ScrapeUntilAsync(s => s.Sum("http_server_request_duration_seconds_count", ("http_route", "/metrics"), ("http_response_status_code", "403")) >= 2);
         Assert.True(scrape.Sum("http_server_request_duration_seconds_count", ("http_route", "/metrics"), ("http_response_status_code", "401")) >= 1);
+        Assert.True(scrape.Sum("http_server_request_duration_seconds_count", ("http_route", "/metrics"), ("http_response_status_code", "403")) >= 2);
     }
 }
