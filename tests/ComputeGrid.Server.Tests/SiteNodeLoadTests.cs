@@ -78,7 +78,7 @@ public sealed class SiteNodeLoadTests
             Assert.Equal(0, idle.AiFacilityKw);
             Assert.Equal(259, idle.Groups[0].TargetMiners);
             // The lease is sold for the coming hour: the state shows it coming, and its GPUs are not load yet.
-            Assert.Equal((3, (DateTimeOffset?)start, 8), (idle.Nodes[0].LeasedNextHourGpus, idle.Nodes[0].NextHourUtc, idle.Nodes[0].InferenceGpus));
+            Assert.Equal((3, (DateTime?)start.UtcDateTime, 8), (idle.Nodes[0].LeasedNextHourGpus, idle.Nodes[0].NextHourUtc, idle.Nodes[0].InferenceGpus));
 
             LiveSiteState busy = await DecideOnceAsync(leased: true);
             Assert.Equal(3, busy.LeasedGpus);

@@ -120,7 +120,7 @@ public sealed record LiveNodeLoad(string NodeId, int Gpus, int LeasedGpus, doubl
     public int LeasedNextHourGpus { get; init; }
 
     /// <summary>The start of the next whole hour on the exchange's clock when it was measured; null when not measured.</summary>
-    public DateTimeOffset? NextHourUtc { get; init; }
+    public DateTime? NextHourUtc { get; init; }
 }
 
 /// <summary>One miner group of a live site.</summary>
@@ -584,7 +584,7 @@ public sealed class LiveSite : IAsyncDisposable
                 _nodeSamples[i].Measured, Math.Round(_nodeKw[i], 3), MilliJoules(n),
                 _power is { } pw ? new NodePowerState(Name, pw.PriceMicroUsdPerMwh, MilliJoules(n), 0, 0, PowerFlags.None).PowerCostNanoUsdPer1kTokens : 0)
             {
-                InferenceGpus = n.InferenceGpus ?? n.Gpus, LeasedNextHourGpus = _nodeSamples[i].LeasedNextHourGpus, NextHourUtc = _nodeSamples[i].NextHour,
+                InferenceGpus = n.InferenceGpus ?? n.Gpus, LeasedNextHourGpus = _nodeSamples[i].LeasedNextHourGpus, NextHourUtc = _nodeSamples[i].NextHour?.UtcDateTime,
             })],
         };
         return new Published(state, racks);
