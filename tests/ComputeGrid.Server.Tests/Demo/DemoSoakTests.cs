@@ -15,7 +15,9 @@ namespace ComputeGrid.Server.Tests.Demo;
 /// x402, trades, leases, share trades, claims), the money invariants must hold (the overview's check over every account,
 /// and <c>computegrid verify --ledger-dir</c> after a graceful stop), the server must have logged nothing at error or
 /// critical level, and its resident memory must not grow by more than <see cref="RssGrowthMaxBytes"/> between the
-/// end of the warm-up and the end. Skipped (with the reason) where the demo chain's tools cannot be installed.
+/// end of the warm-up and the end. Then it is restarted on the same folder and, once it pays for requests again, killed
+/// with SIGKILL (server, nodes and Anvil at once): the folder verifies, and a third start is ready with the invariants
+/// holding and no acknowledged paid request lost. Skipped (with the reason) where the demo chain's tools cannot be installed.
 /// </summary>
 public sealed partial class DemoSoakTests(ITestOutputHelper output) : IDisposable
 {
@@ -41,7 +43,7 @@ public sealed partial class DemoSoakTests(ITestOutputHelper output) : IDisposabl
     }
 
     [SkippableFact]
-    public async Task The_demo_world_runs_a_soak_with_every_actor_busy_the_money_conserved_no_error_logged_and_memory_stable()
+    public async Task The_demo_world_runs_a_soak_with_every_actor_busy_the_money_conserved_no_error_logged_memory_stable_and_survives_a_kill_9()
     {
         Skip.IfNot(ChainTools.TryEnsure(out _, out string reason), $"the demo chain (Anvil) is not available: {reason}");
         var started = Stopwatch.StartNew();
@@ -136,6 +138,8 @@ public sealed partial class DemoSoakTests(ITestOutputHelper output) : IDisposabl
             Assert.True(code == 0, $"verify --ledger-dir failed ({code}): {verified}");
             output.WriteLine(verified.Trim());
 
+            await KilledAndRestartedAsync(requests);
+
             string[] errors;
             lock (_log) errors = [.. _log.Where(l => ErrorLine().IsMatch(l))];
             Assert.True(errors.Length == 0, "the server logged at error or critical level:\n" + string.Join('\n', errors));
@@ -144,6 +148,69 @@ public sealed partial class DemoSoakTests(ITestOutputHelper output) : IDisposabl
         {
             if (!server.HasExited) server.Kill(entireProcessTree: true);
             await server.WaitForExitAsync();
+        }
+    }
+
+    // The world restarted on the same folder until it pays for requests again, then the whole process tree (server, node
+    // processes, Anvil) killed with SIGKILL mid-flight: the ledger folder verifies, and a third start comes back ready with
+    // the invariants holding and every paid request acknowledged before the kill still counted.
+    private async Task KilledAndRestartedAsync(long requestsBefore)
+    {
+        int mark;
+        lock (_log) mark = _log.Count;
+        long acknowledged;
+        var restarted = Stopwatch.StartNew();
+        using (Process second = Start())
+        {
+            try
+            {
+                string url = await ServingAsync(second, mark);
+                using var op = TestServer.Client(url, TestServer.OperatorKey(_dir));
+                acknowledged = await UntilAsync(async () =>
+                {
+                    using HttpResponseMessage r = await op.GetAsync("/api/console/overview");
+                    if (!r.IsSuccessStatusCode) return (false, 0L);
+                    long total = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.GetProperty("requests").GetProperty("total").GetInt64();
+                    return (total > requestsBefore + 5, total);
+                }, StartMax, "no paid request after the restart", second);
+                output.WriteLine($"restarted: paying again {restarted.Elapsed.TotalSeconds:0.0} s after the start ({acknowledged} paid requests acknowledged); killing the tree");
+            }
+            finally
+            {
+                if (!second.HasExited) second.Kill(entireProcessTree: true); // SIGKILL, the server and every child
+                await second.WaitForExitAsync();
+            }
+        }
+        var (code, verified) = await VerifyAsync();
+        Assert.True(code == 0, $"verify --ledger-dir failed after kill -9 ({code}): {verified}");
+        output.WriteLine("after kill -9: " + verified.Trim());
+
+        lock (_log) mark = _log.Count;
+        using Process third = Start();
+        try
+        {
+            string url = await ServingAsync(third, mark);
+            using var op = TestServer.Client(url, TestServer.OperatorKey(_dir));
+            JsonElement overview = await UntilAsync(async () =>
+            {
+                using HttpResponseMessage r = await op.GetAsync("/api/console/overview");
+                return r.IsSuccessStatusCode ? (true, JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.Clone()) : (false, default);
+            }, StartMax, "no overview after the kill", third);
+            using (HttpResponseMessage ready = await op.GetAsync("/health/ready"))
+                Assert.True(ready.IsSuccessStatusCode, $"not ready after the kill: {(int)ready.StatusCode} {await ready.Content.ReadAsStringAsync()}");
+            JsonElement invariants = overview.GetProperty("ledger").GetProperty("invariants");
+            Assert.True(invariants.GetProperty("ok").GetBoolean(), $"the money invariants broke after the kill: {invariants}");
+            long counted = overview.GetProperty("requests").GetProperty("total").GetInt64();
+            Assert.True(counted >= acknowledged, $"{acknowledged} paid requests acknowledged before the kill, {counted} counted after it");
+            output.WriteLine($"after the kill: ready, invariants hold, {counted} paid requests counted (≥ {acknowledged})");
+            Process.Start("kill", ["-TERM", third.Id.ToString(CultureInfo.InvariantCulture)]).WaitForExit();
+            using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60))) await third.WaitForExitAsync(stop.Token);
+            Assert.Equal(0, third.ExitCode);
+        }
+        finally
+        {
+            if (!third.HasExited) third.Kill(entireProcessTree: true);
+            await third.WaitForExitAsync();
         }
     }
 
@@ -167,14 +234,15 @@ public sealed partial class DemoSoakTests(ITestOutputHelper output) : IDisposabl
         return p;
     }
 
-    private async Task<string> ServingAsync(Process server)
+    // The address the server printed, in the log lines from `from` on (a restart prints its own).
+    private async Task<string> ServingAsync(Process server, int from = 0)
     {
         const string Prefix = "computegrid serving on ";
         return await UntilAsync(async () =>
         {
             await Task.Yield();
             string? line;
-            lock (_log) line = _log.FirstOrDefault(l => l.StartsWith(Prefix, StringComparison.Ordinal));
+            lock (_log) line = _log.Skip(from).FirstOrDefault(l => l.StartsWith(Prefix, StringComparison.Ordinal));
             return (line is not null, line is null ? "" : line[Prefix.Length..].Split(' ')[0].Split(';')[0]);
         }, StartMax, "the server did not print its address", server);
     }
