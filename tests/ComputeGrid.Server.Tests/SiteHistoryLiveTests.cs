@@ -97,25 +97,40 @@ public class SiteHistoryLiveTests
         finally { await site.DisposeAsync(); }
     }
 
-    [Fact]
-    public async Task Miners_held_off_because_the_gpus_fill_the_interconnect_are_curtailed_for_ai_load()
+    // A site of one node of 100 GPUs × 700 W that nobody measures, so it counts at full power (70 kW IT), beside `miners`,
+    // the interconnect leaving them `minerItKw` of IT power: decided for five intervals from midnight's cheap power.
+    private static async Task<(LiveSite Site, double Pue)> GpusBesideMinersAsync(double minerItKw, params MinerFleetConfig[] miners)
     {
-        // One node of 100 GPUs × 700 W that nobody measures counts at full power (70 kW IT); the interconnect leaves the
-        // miners 10 kW of IT beside it: no rack of five S21s (17.5 kW) fits, at midnight's cheap power.
         var clock = new FakeTimeProvider(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
         double pue = SiteExamples.Load(SiteExamples.Reference).Pue;
         var site = OnFakeClock(clock, c => c with
         {
             Gpus = [],
             Nodes = [new SiteNodeConfig { Id = "gpu-1", Gpus = 100, WattsPerGpu = 700, JoulesPer1kTokens = 1 }],
-            Miners = [new MinerFleetConfig { Model = "Antminer S21", Count = 10 }],
-            InterconnectKw = pue * 80,
+            Miners = miners,
+            InterconnectKw = pue * (70 + minerItKw),
         });
         try
         {
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
             await site.StepAsync(cts.Token);
             await StepIntervalsAsync(site, clock, 4, cts.Token);
+            return (site, pue);
+        }
+        catch
+        {
+            await site.DisposeAsync();
+            throw;
+        }
+    }
+
+    [Fact]
+    public async Task Miners_held_off_because_the_gpus_fill_the_interconnect_are_curtailed_for_ai_load()
+    {
+        // 10 kW of IT left beside the GPUs: no rack of five S21s (17.5 kW) fits.
+        var (site, pue) = await GpusBesideMinersAsync(10, new MinerFleetConfig { Model = "Antminer S21", Count = 10 });
+        try
+        {
             SiteHistoryPoint[] points = site.History.Points(10);
             Assert.Equal(5, points.Length);
             Assert.All(points, p => Assert.Equal(SiteCurtailmentReason.AiLoad, p.Reason));
@@ -132,23 +147,12 @@ public class SiteHistoryLiveTests
     [Fact]
     public async Task A_small_rack_already_running_does_not_hide_that_the_gpus_left_no_room_for_a_big_one()
     {
-        // Two S21s in racks of one (3.5 kW) and twenty S19 XPs in racks of ten (about 30 kW) beside 70 kW of GPUs; the
-        // interconnect leaves the miners 32 kW of IT: the S21s run, no S19 XP rack fits. An S21 rack would fit the 25 kW
-        // left, but both are on already: the S19 XPs are held off for the AI load, not by the limits.
-        var clock = new FakeTimeProvider(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
-        double pue = SiteExamples.Load(SiteExamples.Reference).Pue;
-        var site = OnFakeClock(clock, c => c with
-        {
-            Gpus = [],
-            Nodes = [new SiteNodeConfig { Id = "gpu-1", Gpus = 100, WattsPerGpu = 700, JoulesPer1kTokens = 1 }],
-            Miners = [new MinerFleetConfig { Model = "Antminer S21", Count = 2 }, new MinerFleetConfig { Model = "Antminer S19 XP", Count = 20 }],
-            InterconnectKw = pue * (70 + 32),
-        });
+        // Two S21s in racks of one (3.5 kW) and twenty S19 XPs in racks of ten (about 30 kW); 32 kW of IT left beside the
+        // GPUs: the S21s run, no S19 XP rack fits. An S21 rack would fit the 25 kW left, but both are on already: the
+        // S19 XPs are held off for the AI load, not by the limits.
+        var (site, _) = await GpusBesideMinersAsync(32, new MinerFleetConfig { Model = "Antminer S21", Count = 2 }, new MinerFleetConfig { Model = "Antminer S19 XP", Count = 20 });
         try
         {
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-            await site.StepAsync(cts.Token);
-            await StepIntervalsAsync(site, clock, 4, cts.Token);
             SiteHistoryPoint[] points = site.History.Points(10);
             Assert.Equal(2, points[^1].MinersOn); // the S21s
             Assert.All(points.Where(p => p.MinersOn == 2), p => Assert.Equal(SiteCurtailmentReason.AiLoad, p.Reason));
