@@ -571,12 +571,15 @@ public sealed class LedgerEngine : IAsyncDisposable
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         while (true)
         {
-            _wakeFlusher.Wait();
+            // Reset, then look, then sleep: a hand-off or a stop that sets the event after the reset is seen by the wait.
+            // (Waiting first and resetting after it lost a stop's wake-up that came between the two, and the flusher then
+            // slept for good with the stop waiting on it.)
             _wakeFlusher.Reset();
             var g = Volatile.Read(ref _handedOff);
             if (g is null)
             {
                 if (_stopping && !_sequencer.IsAlive) return;
+                _wakeFlusher.Wait();
                 continue;
             }
             try
