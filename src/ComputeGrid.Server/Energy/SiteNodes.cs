@@ -52,7 +52,7 @@ public sealed class ServerSiteNodes(ExchangeHost exchange, TrustStore trust, Nod
         Dictionary<long, int>? leased = null, leasedNext = null;
         if (exchangeIds.Any(id => id != 0))
         {
-            try { (leased, leasedNext) = await exchange.ReadAsync(sm => (LeasedNow(sm, now), LeasedNow(sm, next)), cancellationToken); }
+            try { (leased, leasedNext) = await exchange.ReadAsync(sm => LeasedAt(sm, now, next), cancellationToken); }
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 leased = null; // a stopped exchange: the nodes count at full power below, so the interconnect still holds
@@ -76,15 +76,25 @@ public sealed class ServerSiteNodes(ExchangeHost exchange, TrustStore trust, Nod
 
     // GPUs per exchange node in leases being delivered at `now`. A lease resold from another (Parent set) runs on its
     // parent's GPUs, so only original leases count.
-    internal static Dictionary<long, int> LeasedNow(ExchangeStateMachine sm, long now)
+    internal static Dictionary<long, int> LeasedNow(ExchangeStateMachine sm, long now) => LeasedAt(sm, now, now).Now;
+
+    // The same at two moments in one walk of the leases: now, and `next` (the next hour's start).
+    internal static (Dictionary<long, int> Now, Dictionary<long, int> Next) LeasedAt(ExchangeStateMachine sm, long now, long next)
     {
         var leased = new Dictionary<long, int>();
+        var leasedNext = new Dictionary<long, int>();
         foreach (LeaseView l in sm.Leases())
         {
-            if (l.Status != LeaseStatus.Active || l.Parent is not null || l.Start > now || now >= l.End) continue;
-            foreach ((long node, int gpus) in l.Nodes) leased[node] = leased.GetValueOrDefault(node) + gpus;
+            if (l.Status != LeaseStatus.Active || l.Parent is not null) continue;
+            bool atNow = l.Start <= now && now < l.End, atNext = l.Start <= next && next < l.End;
+            if (!atNow && !atNext) continue;
+            foreach ((long node, int gpus) in l.Nodes)
+            {
+                if (atNow) leased[node] = leased.GetValueOrDefault(node) + gpus;
+                if (atNext) leasedNext[node] = leasedNext.GetValueOrDefault(node) + gpus;
+            }
         }
-        return leased;
+        return (leased, leasedNext);
     }
 
     /// <inheritdoc />
